@@ -1,0 +1,52 @@
+import type { ImapFlow } from "imapflow";
+import { loadConfig } from "../config/load.ts";
+import { toImapAccount } from "../daemon/run.ts";
+import { classifyImapError, createImapClient, defaultPort } from "../imap/client.ts";
+import { silentLogger } from "../log.ts";
+import { createTargets } from "../targets/index.ts";
+import type { CliIO } from "./io.ts";
+
+/**
+ * `mailbell check`: the config is valid, every account logs in, every mailbox exists. Sends
+ * nothing to targets (a test post would be noise in a real channel); prints them masked.
+ */
+export async function checkCommand(options: { config: string }, io: CliIO): Promise<number> {
+  const loaded = await loadConfig(options.config, io.env);
+  const { config } = loaded;
+  io.out(`✓ ${loaded.file}: valid (${config.accounts.length} account(s), ${config.rules.length} rule(s), ${config.targets.length} target(s))`);
+  let failures = 0;
+  for (const [i, account] of config.accounts.entries()) {
+    const where = `${account.host}:${account.port ?? defaultPort(account.tls)} (${account.tls})`;
+    let client: ImapFlow | undefined;
+    try {
+      const imap = await toImapAccount(account, loaded, i);
+      client = createImapClient(imap, { logger: silentLogger });
+      client.on("error", () => {});
+      await client.connect();
+      io.out(`✓ account ${account.name}: logged in as ${account.user} at ${where}`);
+    } catch (err) {
+      failures++;
+      io.out(`✗ account ${account.name}: ${where}: ${classifyImapError(err, account.name).message}`);
+      client?.close();
+      continue;
+    }
+    for (const mailbox of account.mailboxes) {
+      try {
+        const status = await client.status(mailbox, { messages: true, uidNext: true, uidValidity: true });
+        if (!status) throw Object.assign(new Error(`mailbox "${mailbox}" does not exist`), { serverResponseCode: "NONEXISTENT" });
+        io.out(`✓ ${account.name}/${mailbox}: ${status.messages ?? "?"} message(s)`);
+      } catch (err) {
+        failures++;
+        io.out(`✗ ${account.name}/${mailbox}: ${classifyImapError(err, account.name, mailbox).message}`);
+      }
+    }
+    await client.logout().catch(() => client?.close());
+  }
+  for (const target of createTargets(config.targets).values()) io.out(`· target ${target.name}: ${target.describe()} (not contacted)`);
+  if (failures > 0) {
+    io.err(`${failures} check(s) failed.`);
+    return 3;
+  }
+  io.out("All checks passed.");
+  return 0;
+}

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfigError } from "../errors.ts";
+import { parseConfig } from "./load.ts";
+
+const env = { GMAIL_APP_PASSWORD: "app-pass-1234", SLACK_WEBHOOK_URL: "https://hooks.example.test/services/T000/B000/XXXX" };
+
+const base = `state: ./mailbell.db
+accounts:
+  - name: personal
+    host: imap.gmail.com
+    user: me@gmail.com
+    pass: \${GMAIL_APP_PASSWORD}
+targets:
+  - { name: team, type: slack, url: "\${SLACK_WEBHOOK_URL}", username: mailbell, icon_emoji: ":bell:" }
+  - { name: hook, type: webhook, url: http://127.0.0.1:9000/mail }
+rules:
+  - name: play-receipts
+    match: { from: googleplay-noreply@google.com, subject: "/Google Play/i" }
+    extract:
+      amount: { regex: "(?:合計|Total):?\\\\s*(?<value>[^\\\\r\\\\n]+)", as: money }
+      item: { regex: "(?<value>.+?) *\\\\(" }
+    total: { sum: amount, per: month, timezone: Asia/Tokyo }
+    notify: [team, hook]
+    template: "Google Play: {{amount}} ({{item}}) — {{total}} so far in {{period}}"
+`;
+
+function issuesOf(text: string, e: NodeJS.ProcessEnv = env): ConfigError {
+  try {
+    parseConfig(text, "mailbell.yaml", e);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+describe("parseConfig", () => {
+  it("loads the README's config with defaults and substituted secrets", () => {
+    const { config, statePath } = parseConfig(base, "/etc/mailbell/mailbell.yaml", env);
+    const account = config.accounts[0]!;
+    assert.equal(account.pass, "app-pass-1234");
+    assert.equal(account.tls, "implicit");
+    assert.deepEqual(account.mailboxes, ["INBOX"]);
+    assert.equal(config.targets[0]!.type, "slack");
+    assert.equal(config.rules[0]!.total?.timezone, "Asia/Tokyo");
+    assert.equal(statePath, "/etc/mailbell/mailbell.db");
+  });
+
+  it("names the file, line, key path and the variable when an environment variable is missing", () => {
+    const err = issuesOf(base, { SLACK_WEBHOOK_URL: env.SLACK_WEBHOOK_URL });
+    assert.equal(err.issues.length, 1);
+    assert.equal(err.issues[0]!.path, "accounts[0].pass");
+    assert.equal(err.issues[0]!.line, 6);
+    assert.match(err.message, /^mailbell\.yaml:6: accounts\[0\]\.pass: environment variable GMAIL_APP_PASSWORD is not set/);
+    assert.match(err.message, /export GMAIL_APP_PASSWORD=/);
+  });
+
+  it("rejects an unknown key and lists the valid ones", () => {
+    const err = issuesOf(base.replace("    user: me@gmail.com", "    usr: me@gmail.com\n    user: me@gmail.com"));
+    assert.equal(err.issues[0]!.path, "accounts[0]");
+    assert.match(err.issues[0]!.message, /unknown key "usr"\. Valid keys here: name, host, port, tls/);
+  });
+
+  it("rejects a wrong type with the key path and line", () => {
+    const err = issuesOf(base.replace("state: ./mailbell.db", "state: ./mailbell.db\nlocale: 42"));
+    assert.equal(err.issues[0]!.path, "locale");
+    assert.equal(err.issues[0]!.line, 2);
+    assert.match(err.issues[0]!.message, /must be a string/);
+  });
+
+  it("rejects an unknown tls mode and lists the valid ones", () => {
+    const err = issuesOf(base.replace("    host: imap.gmail.com", "    host: imap.gmail.com\n    tls: ssl"));
+    assert.equal(err.issues[0]!.path, "accounts[0].tls");
+    assert.match(err.issues[0]!.message, /"implicit", "starttls", "none"/);
+  });
+
+  it("rejects a bad regex at its key path", () => {
+    const err = issuesOf(base.replace('item: { regex: "(?<value>.+?) *\\\\(" }', 'item: { regex: "(?<value>.+" }'));
+    assert.equal(err.issues[0]!.path, "rules[0].extract.item.regex");
+    assert.equal(err.issues[0]!.line, 15);
+  });
+
+  it("rejects a rule that notifies an unknown target", () => {
+    const err = issuesOf(base.replace("notify: [team, hook]", "notify: [team, slak]"));
+    assert.equal(err.issues[0]!.path, "rules[0].notify[1]");
+    assert.match(err.issues[0]!.message, /unknown target "slak"\. Known targets: team, hook/);
+  });
+
+  it("rejects an unknown target type", () => {
+    const err = issuesOf(base.replace("type: webhook", "type: carrier-pigeon"));
+    assert.equal(err.issues[0]!.path, "targets[1].type");
+    assert.match(err.issues[0]!.message, /slack/);
+  });
+
+  it("rejects duplicate names", () => {
+    const err = issuesOf(base.replace("name: hook", "name: team"));
+    assert.ok(err.issues.some((i) => i.path === "targets[1].name" && /already used by targets\[0\]/.test(i.message)));
+  });
+
+  it("reports invalid YAML with its line", () => {
+    const err = issuesOf("accounts:\n  - name: [unclosed\n");
+    assert.match(err.message, /^mailbell\.yaml:\d+: not valid YAML/);
+  });
+
+  it("reports every problem at once", () => {
+    const err = issuesOf(base.replace("state: ./mailbell.db", "state: ./mailbell.db\nbogus: 1\nlocale: 42"));
+    assert.deepEqual(err.issues.map((i) => i.path).sort(), ["", "locale"]);
+    assert.match(err.message, /^2 problems in the config:/);
+  });
+
+  it("keeps $${ as a literal", () => {
+    const { config } = parseConfig(base.replace('template: "Google Play:', () => 'template: "$${not a var} Google Play:'), "m.yaml", env);
+    assert.match(config.rules[0]!.template, /^\$\{not a var\} Google Play/);
+  });
+});

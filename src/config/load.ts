@@ -1,0 +1,208 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from "yaml";
+import type { z } from "zod";
+import { ConfigError, type ConfigIssue } from "../errors.ts";
+import { configSchema, type Config } from "./schema.ts";
+import { validateConfig } from "./validate.ts";
+
+export interface LoadedConfig {
+  /** The file as named by the user, for messages. */
+  file: string;
+  /** Folder of the config file; relative paths in it (state, ca) resolve against it. */
+  dir: string;
+  config: Config;
+  /** `state` resolved to an absolute path. */
+  statePath: string;
+}
+
+type PathSegment = string | number;
+
+/** Reads, substitutes `${VAR}`s, validates. Every problem found is reported at once, with its line. */
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message;
+    throw new ConfigError(file, [{ path: "", message: `cannot read the config file (${reason}). Pass an existing YAML file with --config, e.g. --config mailbell.yaml (see examples/).` }]);
+  }
+  return parseConfig(text, file, env);
+}
+
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({
+        path: "",
+        line: e.linePos?.[0]?.line,
+        message: `not valid YAML: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}. Check the indentation and quoting there.`,
+      })),
+    );
+  }
+  const lineOf = (p: readonly PathSegment[]): number | undefined => lineOfPath(doc, lineCounter, p);
+
+  const raw: unknown = doc.toJS() ?? {};
+  const issues: ConfigIssue[] = [];
+  const substituted = substituteEnv(raw, [], env, (p, message) => issues.push({ path: formatPath(p), line: lineOf(p), message }));
+  if (issues.length > 0) throw new ConfigError(file, issues);
+
+  const parsed = configSchema.safeParse(substituted);
+  if (!parsed.success) {
+    throw new ConfigError(
+      file,
+      parsed.error.issues.map((issue) => {
+        const p = issue.path.filter((s): s is PathSegment => typeof s !== "symbol");
+        return { path: formatPath(p), line: lineOf(p), message: describeIssue(issue, p) };
+      }),
+    );
+  }
+  const semantic = validateConfig(parsed.data);
+  if (semantic.length > 0) {
+    throw new ConfigError(
+      file,
+      semantic.map((i) => ({ ...i, line: i.line ?? lineOf(parsePath(i.path)) })),
+    );
+  }
+  const dir = path.dirname(path.resolve(file));
+  return { file, dir, config: parsed.data, statePath: path.resolve(dir, parsed.data.state) };
+}
+
+const envPattern = /\$\{([^}]*)\}/g;
+
+/** `${VAR}` in any string value is replaced from the environment; `$${` writes a literal `${`. */
+function substituteEnv(value: unknown, at: PathSegment[], env: NodeJS.ProcessEnv, report: (p: PathSegment[], message: string) => void): unknown {
+  if (typeof value === "string") {
+    const escaped = value.split("$${");
+    return escaped
+      .map((piece) =>
+        piece.replace(envPattern, (_whole, name: string) => {
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+            report(at, `"\${${name}}" is not a valid variable reference; write \${NAME} with letters, digits and _ (write $\${ for a literal "\${").`);
+            return "";
+          }
+          const v = env[name];
+          if (v === undefined || v === "") {
+            report(at, `environment variable ${name} is not set. Set it before starting mailbell (export ${name}=…) or write the value into the file.`);
+            return "";
+          }
+          return v;
+        }),
+      )
+      .join("${");
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, [...at, i], env, report));
+  if (value !== null && typeof value === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, [...at, k], env, report);
+    return out;
+  }
+  return value;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, p: readonly PathSegment[]): string {
+  switch (issue.code) {
+    case "unrecognized_keys": {
+      const valid = validKeysAt(p);
+      const keys = issue.keys.map((k) => `"${k}"`).join(", ");
+      return `unknown key${issue.keys.length > 1 ? "s" : ""} ${keys}.${valid ? ` Valid keys here: ${valid.join(", ")}.` : ""} Check the spelling or remove it.`;
+    }
+    case "invalid_type":
+      if (issue.message.includes("received undefined")) return `is required (${issue.expected}). Add it.`;
+      return `must be ${article(issue.expected)} ${issue.expected}. ${issue.message.replace(/^Invalid input: /, "")}.`;
+    case "invalid_value":
+      return `must be one of: ${issue.values.map((v) => JSON.stringify(v)).join(", ")}.`;
+    case "invalid_union":
+      if ("options" in issue && Array.isArray(issue.options)) return `must be one of: ${(issue.options as unknown[]).map(String).join(", ")}.`;
+      return issue.message;
+    case "too_small":
+      if (issue.origin === "array") return `needs at least ${issue.minimum} entr${issue.minimum === 1 ? "y" : "ies"}.`;
+      if (issue.origin === "string") return issue.minimum === 1 ? "must not be empty." : `must be at least ${issue.minimum} characters.`;
+      return `must be at least ${issue.minimum}.`;
+    case "too_big":
+      return `must be at most ${issue.maximum}.`;
+    default:
+      return issue.message.endsWith(".") ? issue.message : `${issue.message}.`;
+  }
+}
+
+function article(word: string): string {
+  return /^[aeiou]/i.test(word) ? "an" : "a";
+}
+
+/** The keys the schema allows at a path, to suggest them next to an unknown key. */
+function validKeysAt(p: readonly PathSegment[]): string[] | undefined {
+  let schema: unknown = configSchema;
+  for (const seg of [...p, null]) {
+    schema = unwrap(schema);
+    const def = (schema as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
+    if (!def) return undefined;
+    if (seg === null) {
+      if (def.type === "object") return Object.keys(def.shape as object);
+      return undefined;
+    }
+    if (def.type === "array" && typeof seg === "number") schema = def.element;
+    else if (def.type === "object" && typeof seg === "string") schema = (def.shape as Record<string, unknown>)[seg];
+    else if (def.type === "record") schema = def.valueType;
+    else return undefined;
+  }
+  return undefined;
+}
+
+function unwrap(schema: unknown): unknown {
+  for (;;) {
+    const def = (schema as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
+    if (def && (def.type === "optional" || def.type === "default" || def.type === "nullable") && def.innerType) schema = def.innerType;
+    else return schema;
+  }
+}
+
+export function formatPath(p: readonly PathSegment[]): string {
+  let out = "";
+  for (const seg of p) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(seg)) out += out ? `.${seg}` : seg;
+    else out += `[${JSON.stringify(seg)}]`;
+  }
+  return out;
+}
+
+function parsePath(s: string): PathSegment[] {
+  const out: PathSegment[] = [];
+  const re = /([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]/g;
+  for (const m of s.matchAll(re)) {
+    if (m[1] !== undefined) out.push(m[1]);
+    else if (m[2] !== undefined) out.push(Number(m[2]));
+    else if (m[3] !== undefined) out.push(JSON.parse(m[3]) as string);
+  }
+  return out;
+}
+
+/** The line of the deepest node along the path that exists in the file. */
+function lineOfPath(doc: Document, lc: LineCounter, p: readonly PathSegment[]): number | undefined {
+  let node: unknown = doc.contents;
+  let line: number | undefined = rangeLine(node, lc);
+  for (const seg of p) {
+    let next: unknown;
+    if (isMap(node)) {
+      const pair = node.items.find((it) => isScalar(it.key) && it.key.value === seg);
+      if (!pair) break;
+      line = rangeLine(pair.key, lc) ?? line;
+      next = pair.value;
+    } else if (isSeq(node) && typeof seg === "number") {
+      next = node.items[seg];
+    } else break;
+    if (next === undefined || next === null) break;
+    node = next;
+    line = rangeLine(node, lc) ?? line;
+  }
+  return line;
+}
+
+function rangeLine(node: unknown, lc: LineCounter): number | undefined {
+  const range = (node as { range?: [number, number, number] } | null)?.range;
+  return range ? lc.linePos(range[0]).line : undefined;
+}

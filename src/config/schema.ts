@@ -1,0 +1,128 @@
+import { z } from "zod";
+
+/**
+ * The config file's shape. Every object is strict, so a misspelt key is an error that names it,
+ * not a setting silently ignored. Semantic checks that need the whole file (a rule naming an
+ * unknown target, a regex that does not compile) live in validate.ts.
+ */
+
+const name = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' or '-' (it appears in logs, metrics and the state database)");
+
+export const tlsModes = ["implicit", "starttls", "none"] as const;
+
+export const accountSchema = z.strictObject({
+  name,
+  host: z.string().min(1),
+  /** Defaults to 993 for implicit TLS, 143 otherwise. */
+  port: z.number().int().min(1).max(65535).optional(),
+  tls: z.enum(tlsModes).default("implicit"),
+  /** PEM file with the CA(s) that signed the server's certificate, for private servers. */
+  ca: z.string().min(1).optional(),
+  /** Verify the server's certificate (default true). Turning it off is logged as a warning. */
+  tlsVerify: z.boolean().default(true),
+  user: z.string().min(1),
+  pass: z.string().min(1),
+  mailboxes: z.array(z.string().min(1)).min(1).default(["INBOX"]),
+  /** Largest text part fetched per message, in bytes; longer bodies are cut there. */
+  maxTextBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),
+  /** Template for {{link}}: {messageId}, {uid}, {mailbox}, {account}. Gmail hosts get a search link by default. */
+  link: z.string().min(1).optional(),
+});
+
+const slackTargetSchema = z.strictObject({
+  name,
+  type: z.literal("slack"),
+  url: z.url({ protocol: /^https?$/, error: "must be the incoming-webhook URL Slack gave you (https://hooks.slack.com/services/…)" }),
+  username: z.string().min(1).optional(),
+  icon_emoji: z.string().regex(/^:[^:\s]+:$/, "write it as :name:").optional(),
+  icon_url: z.url().optional(),
+  channel: z.string().min(1).optional(),
+});
+
+const webhookTargetSchema = z.strictObject({
+  name,
+  type: z.literal("webhook"),
+  url: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }),
+  headers: z.record(z.string(), z.string()).optional(),
+});
+
+export const targetSchema = z.discriminatedUnion("type", [slackTargetSchema, webhookTargetSchema]);
+
+/** A pattern is a substring (case-insensitive) or a `/regex/flags` string. */
+const pattern = z.string().min(1);
+const patterns = z.union([pattern, z.array(pattern).min(1)]);
+
+export const matchSchema = z.strictObject({
+  from: pattern.optional(),
+  to: pattern.optional(),
+  cc: pattern.optional(),
+  subject: pattern.optional(),
+  body: pattern.optional(),
+  /** Any header by name: `{ "List-Id": "/receipts/" }`. */
+  headers: z.record(z.string().min(1), pattern).optional(),
+  /** Limit the rule to these accounts / mailboxes (names as in accounts[]). */
+  account: patterns.optional(),
+  mailbox: patterns.optional(),
+});
+
+export const extractFields = ["body", "subject", "from", "to", "text"] as const;
+
+export const extractSchema = z.strictObject({
+  /** A regular expression with a named group `value` (or else the first group, or the whole match). */
+  regex: z.string().min(1),
+  /** Regex flags, e.g. "i". The `/regex/flags` form is accepted in `regex` too. */
+  flags: z.string().regex(/^[dgimsuvy]*$/, "valid flags are d g i m s u v y").optional(),
+  as: z.enum(["text", "money"]).default("text"),
+  /** Where to look: the plain-text body (default) or the subject. */
+  in: z.enum(["body", "subject", "from"]).default("body"),
+  /** For `as: money` when the text has no currency sign, e.g. "JPY". */
+  currency: z.string().regex(/^[A-Z]{3}$/, "use a three-letter ISO 4217 code such as JPY, USD or EUR").optional(),
+});
+
+export const periods = ["day", "week", "month", "year"] as const;
+
+export const totalSchema = z.strictObject({
+  /** The extracted money field to add up. */
+  sum: z.string().min(1),
+  per: z.enum(periods).default("month"),
+  /** IANA time zone that decides where a period starts, e.g. Asia/Tokyo. */
+  timezone: z.string().min(1).default("UTC"),
+});
+
+export const ruleSchema = z.strictObject({
+  name,
+  match: matchSchema.default({}),
+  extract: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "field names are letters, digits and _"), extractSchema).default({}),
+  total: totalSchema.optional(),
+  notify: z.array(z.string().min(1)).min(1),
+  template: z.string().min(1).default("{{from}}: {{subject}}"),
+  /** Locale for money amounts and period names, e.g. en-US or ja-JP. Defaults to the top-level `locale`. */
+  locale: z.string().min(2).optional(),
+});
+
+export const configSchema = z.strictObject({
+  /** SQLite file that holds checkpoints and totals, relative to the config file. */
+  state: z.string().min(1).default("./mailbell.db"),
+  locale: z.string().min(2).default("en-US"),
+  log: z
+    .strictObject({
+      level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+    })
+    .default({ level: "info" }),
+  accounts: z.array(accountSchema).default([]),
+  targets: z.array(targetSchema).default([]),
+  rules: z.array(ruleSchema).default([]),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type AccountConfig = z.infer<typeof accountSchema>;
+export type TargetConfig = z.infer<typeof targetSchema>;
+export type SlackTargetConfig = z.infer<typeof slackTargetSchema>;
+export type WebhookTargetConfig = z.infer<typeof webhookTargetSchema>;
+export type RuleConfig = z.infer<typeof ruleSchema>;
+export type MatchConfig = z.infer<typeof matchSchema>;
+export type ExtractConfig = z.infer<typeof extractSchema>;
+export type TotalConfig = z.infer<typeof totalSchema>;
+export type Period = (typeof periods)[number];

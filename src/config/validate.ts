@@ -1,0 +1,50 @@
+import { ConfigError, type ConfigIssue } from "../errors.ts";
+import { compileRules, type CompiledRule } from "../rules/rules.ts";
+import type { Config } from "./schema.ts";
+
+/** Checks that need the whole file: unique names, rules naming real targets, rules that compile. */
+export function validateConfig(config: Config): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  uniqueNames(config.accounts, "accounts", "account", issues);
+  uniqueNames(config.targets, "targets", "target", issues);
+  uniqueNames(config.rules, "rules", "rule", issues);
+
+  config.accounts.forEach((account, i) => {
+    const seen = new Set<string>();
+    account.mailboxes.forEach((mailbox, j) => {
+      if (seen.has(mailbox)) issues.push({ path: `accounts[${i}].mailboxes[${j}]`, message: `mailbox "${mailbox}" is listed twice; remove one.` });
+      seen.add(mailbox);
+    });
+  });
+
+  const targetNames = config.targets.map((t) => t.name);
+  config.rules.forEach((rule, i) => {
+    rule.notify.forEach((target, j) => {
+      if (!targetNames.includes(target)) {
+        const known = targetNames.length > 0 ? `Known targets: ${targetNames.join(", ")}.` : "No targets are defined; add one under targets:.";
+        issues.push({ path: `rules[${i}].notify[${j}]`, message: `unknown target "${target}". ${known}` });
+      }
+    });
+  });
+
+  const compiled = compileRules(config.rules, { locale: config.locale });
+  if (!compiled.ok) issues.push(...compiled.issues);
+  return issues;
+}
+
+/** The config's rules, compiled. The config was validated when loaded, so this cannot fail then. */
+export function compileConfigRules(loaded: { file: string; config: Config }): CompiledRule[] {
+  const compiled = compileRules(loaded.config.rules, { locale: loaded.config.locale });
+  if (!compiled.ok) throw new ConfigError(loaded.file, compiled.issues);
+  return compiled.rules;
+}
+
+function uniqueNames(items: readonly { name: string }[], key: string, what: string, issues: ConfigIssue[]): void {
+  const seen = new Map<string, number>();
+  items.forEach((item, i) => {
+    const first = seen.get(item.name);
+    if (first !== undefined) {
+      issues.push({ path: `${key}[${i}].name`, message: `${what} name "${item.name}" is already used by ${key}[${first}]; names must be unique.` });
+    } else seen.set(item.name, i);
+  });
+}

@@ -1,0 +1,84 @@
+/**
+ * Typed errors. Every error a user can cause or fix carries a stable `code` and a message that
+ * names the input, what is valid, and the fix. Only src/cli/main.ts turns them into exit codes.
+ */
+export type ErrorCode =
+  | "CONFIG" // the config file is missing, unreadable or invalid
+  | "USAGE" // the command line is wrong
+  | "INPUT" // a file named on the command line is missing or unreadable
+  | "IMAP_AUTH" // the server refused our credentials
+  | "IMAP_CONNECT" // the server could not be reached or the TLS handshake failed
+  | "IMAP_MAILBOX" // a configured mailbox does not exist or cannot be opened
+  | "TARGET" // a target refused a delivery
+  | "STATE"; // the state database cannot be opened or is from a newer mailbell
+
+export class MailbellError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A config problem, located by file and key path (`rules[0].extract.amount.regex`). */
+export class ConfigError extends MailbellError {
+  readonly file: string;
+  readonly issues: readonly ConfigIssue[];
+  constructor(file: string, issues: readonly ConfigIssue[]) {
+    super("CONFIG", formatConfigIssues(file, issues));
+    this.file = file;
+    this.issues = issues;
+  }
+}
+
+export interface ConfigIssue {
+  /** Key path such as `accounts[0].pass`; empty for the whole file. */
+  path: string;
+  /** 1-based line in the file, when known. */
+  line?: number;
+  /** What is wrong, what is valid and how to fix it. */
+  message: string;
+}
+
+function formatConfigIssues(file: string, issues: readonly ConfigIssue[]): string {
+  const lines = issues.map((issue) => {
+    const where = `${file}${issue.line ? `:${issue.line}` : ""}`;
+    return issue.path ? `${where}: ${issue.path}: ${issue.message}` : `${where}: ${issue.message}`;
+  });
+  return lines.length === 1 ? lines[0]! : `${issues.length} problems in the config:\n${lines.map((l) => `  - ${l}`).join("\n")}`;
+}
+
+export class UsageError extends MailbellError {
+  constructor(message: string) {
+    super("USAGE", message);
+  }
+}
+
+export class ImapError extends MailbellError {
+  readonly account: string;
+  readonly mailbox: string | undefined;
+  constructor(code: "IMAP_AUTH" | "IMAP_CONNECT" | "IMAP_MAILBOX", account: string, mailbox: string | undefined, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.account = account;
+    this.mailbox = mailbox;
+  }
+}
+
+/** A target answered with an error, or could not be reached. */
+export class TargetError extends MailbellError {
+  readonly target: string;
+  /** HTTP status, when there was a reply. */
+  readonly status: number | undefined;
+  /** Whether sending again later may succeed (5xx, 429, timeouts, connection errors). */
+  readonly retryable: boolean;
+  /** Seconds the service asked us to wait (Retry-After), when it said. */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(target: string, message: string, details: { status?: number; retryable: boolean; retryAfterSeconds?: number; cause?: unknown }) {
+    super("TARGET", message, { cause: details.cause });
+    this.target = target;
+    this.status = details.status;
+    this.retryable = details.retryable;
+    this.retryAfterSeconds = details.retryAfterSeconds;
+  }
+}

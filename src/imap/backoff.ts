@@ -1,0 +1,45 @@
+/**
+ * Exponential backoff with full jitter (delay drawn from [0, min(cap, base·2^n)]), so that many
+ * watchers dropped by the same server outage do not reconnect in lockstep.
+ */
+export class Backoff {
+  readonly #baseMs: number;
+  readonly #capMs: number;
+  readonly #random: () => number;
+  #attempt = 0;
+
+  constructor(options: { baseMs: number; capMs: number; random?: () => number }) {
+    this.#baseMs = options.baseMs;
+    this.#capMs = options.capMs;
+    this.#random = options.random ?? Math.random;
+  }
+
+  next(): number {
+    const ceiling = Math.min(this.#capMs, this.#baseMs * 2 ** Math.min(this.#attempt, 30));
+    this.#attempt++;
+    // Never below a tenth of the ceiling: zero-delay reconnects would hammer a struggling server.
+    return Math.round(ceiling * (0.1 + 0.9 * this.#random()));
+  }
+
+  reset(): void {
+    this.#attempt = 0;
+  }
+
+  get attempt(): number {
+    return this.#attempt;
+  }
+}
+
+/** Resolves after ms, or at once when the signal aborts (never rejects). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

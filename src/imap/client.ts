@@ -1,0 +1,109 @@
+import { ImapFlow, type ImapFlowOptions } from "imapflow";
+import { ImapError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+/** How to reach and log in to one IMAP account. */
+export interface ImapAccount {
+  /** Used in logs and as the checkpoint key; defaults to `user@host`. */
+  name?: string;
+  host: string;
+  /** Defaults to 993 for implicit TLS and 143 otherwise. */
+  port?: number;
+  /** implicit (default): TLS from the first byte. starttls: upgrade, and refuse to go on without it. none: plaintext. */
+  tls?: "implicit" | "starttls" | "none";
+  /** PEM CA certificate(s) to trust instead of the system store. */
+  ca?: string | Buffer;
+  /** Verify the server certificate (default true). */
+  tlsVerify?: boolean;
+  user: string;
+  pass: string;
+}
+
+export function accountName(account: ImapAccount): string {
+  return account.name ?? `${account.user}@${account.host}`;
+}
+
+export function defaultPort(tls: ImapAccount["tls"]): number {
+  return (tls ?? "implicit") === "implicit" ? 993 : 143;
+}
+
+export interface ClientOptions {
+  logger: Logger;
+  /** Restart IDLE at least this often; servers drop long IDLEs (RFC 2177 allows 29 min, Gmail less). */
+  idleRestartMs?: number;
+}
+
+export function createImapClient(account: ImapAccount, options: ClientOptions): ImapFlow {
+  const tls = account.tls ?? "implicit";
+  const imapOptions: ImapFlowOptions = {
+    host: account.host,
+    port: account.port ?? defaultPort(tls),
+    secure: tls === "implicit",
+    // starttls must never fall back to plaintext when the offer is missing (or stripped).
+    doSTARTTLS: tls === "starttls" ? true : tls === "none" ? false : undefined,
+    tls: {
+      ...(account.ca ? { ca: account.ca } : {}),
+      rejectUnauthorized: account.tlsVerify ?? true,
+      servername: isIpAddress(account.host) ? undefined : account.host,
+    },
+    auth: { user: account.user, pass: account.pass },
+    clientInfo: { name: "mailbell" },
+    // We drive IDLE ourselves: imapflow's auto-IDLE waits 15 s before starting, which would delay
+    // every push that arrives in that window.
+    disableAutoIdle: true,
+    // Parts must arrive with their transfer encoding intact, as mail/ reassembles them into MIME.
+    disableBinary: true,
+    maxIdleTime: options.idleRestartMs ?? 10 * 60_000,
+    logger: imapLogger(options.logger),
+  };
+  return new ImapFlow(imapOptions);
+}
+
+function isIpAddress(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(":");
+}
+
+/** imapflow logs every protocol step at info; that is debug detail for a daemon. */
+function imapLogger(logger: Logger): ImapFlowOptions["logger"] {
+  const quiet = (obj: object) => logger.trace(strip(obj));
+  return {
+    trace: () => {},
+    debug: quiet,
+    info: quiet,
+    warn: (obj: object) => logger.debug(strip(obj)),
+    error: (obj: object) => logger.debug(strip(obj)),
+    fatal: (obj: object) => logger.warn(strip(obj)),
+  } as unknown as ImapFlowOptions["logger"];
+}
+
+function strip(obj: object): object {
+  const { msg, err, cid } = obj as { msg?: string; err?: Error; cid?: string };
+  return { imap: msg, cid, ...(err ? { error: err.message } : {}) };
+}
+
+/** Turns imapflow's error into one that says what happened and what to do. */
+export function classifyImapError(err: unknown, account: string, mailbox?: string): ImapError {
+  if (err instanceof ImapError) return err;
+  const e = err as { message?: string; code?: string; authenticationFailed?: boolean; responseText?: string; serverResponseCode?: string };
+  const detail = e.responseText || e.message || String(err);
+  if (e.authenticationFailed) {
+    return new ImapError("IMAP_AUTH", account, mailbox, `account "${account}": the server refused the login (${detail}). Check user and pass (Gmail and others need an app password).`, { cause: err });
+  }
+  const code = e.code ?? "";
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME|altnames/i.test(`${code} ${e.message ?? ""}`)) {
+    return new ImapError(
+      "IMAP_CONNECT",
+      account,
+      mailbox,
+      `account "${account}": TLS certificate check failed (${code || detail}). For a private server set ca: to its CA file; tlsVerify: false turns the check off (not recommended).`,
+      { cause: err },
+    );
+  }
+  if (/STARTTLS/i.test(detail)) {
+    return new ImapError("IMAP_CONNECT", account, mailbox, `account "${account}": ${detail}. The server does not offer STARTTLS; use tls: implicit on its TLS port, or tls: none if plaintext is truly intended.`, { cause: err });
+  }
+  if (mailbox && (e.serverResponseCode === "NONEXISTENT" || /doesn't exist|does not exist|not found|unknown mailbox/i.test(detail))) {
+    return new ImapError("IMAP_MAILBOX", account, mailbox, `account "${account}": mailbox "${mailbox}" does not exist (${detail}). Check the name in mailboxes: (Gmail labels look like "[Gmail]/All Mail").`, { cause: err });
+  }
+  return new ImapError("IMAP_CONNECT", account, mailbox, `account "${account}": ${code ? `${code}: ` : ""}${detail}`, { cause: err });
+}

@@ -1,0 +1,215 @@
+import type { ImapFlow } from "imapflow";
+import type { ImapError } from "../errors.ts";
+import { silentLogger, type Logger } from "../log.ts";
+import { normalizeMail } from "../mail/normalize.ts";
+import type { NormalizedMail } from "../mail/types.ts";
+import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "../store/checkpoints.ts";
+import { Backoff, sleep } from "./backoff.ts";
+import { accountName, classifyImapError, createImapClient, type ImapAccount } from "./client.ts";
+import { fetchMessages, listNewUids } from "./fetch.ts";
+
+export interface WatchOptions {
+  account: ImapAccount;
+  mailbox: string;
+  /**
+   * Where the (UIDVALIDITY, last UID) checkpoint is kept. Without one, every start begins at the
+   * mailbox's current end and mail that arrives while nothing runs is never seen.
+   */
+  checkpoints?: CheckpointStore;
+  /**
+   * auto (default): the checkpoint moves past a message when you ask for the next one, so a crash
+   * while handling a message hands it to you again on the next start.
+   * manual: you save the checkpoint yourself (in the same transaction as your own writes).
+   */
+  commit?: "auto" | "manual";
+  /** Largest text part read per message (bytes); default 256 KiB. Attachments are never read. */
+  maxTextBytes?: number;
+  /** Stop watching: the iterator ends after the message in hand. */
+  signal?: AbortSignal;
+  logger?: Logger;
+  /** Reconnect delays: exponential with jitter from baseMs up to capMs (default 1 s … 60 s). */
+  reconnect?: { baseMs?: number; capMs?: number; authFailureMs?: number };
+  /** Restart IDLE at least this often (default 10 min). */
+  idleRestartMs?: number;
+  /** Called on connection state changes, for health reporting. */
+  onEvent?: (event: WatchEvent) => void;
+  /** For tests: replaces the IMAP client factory. */
+  createClient?: (account: ImapAccount, logger: Logger) => ImapFlow;
+}
+
+export type WatchEvent =
+  | { type: "connecting" }
+  | { type: "connected"; uidValidity: number; lastUid: number }
+  | { type: "idle" }
+  | { type: "uidvalidity-changed"; previous: number; current: number }
+  | { type: "disconnected"; error: ImapError | undefined; retryInMs: number };
+
+/** A message that arrived after the checkpoint. */
+export interface WatchedMail {
+  account: string;
+  mailbox: string;
+  uidValidity: number;
+  uid: number;
+  /** When the server received it (INTERNALDATE). */
+  receivedAt: Date;
+  /** Size of the whole message on the server, attachments included. */
+  size: number;
+  mail: NormalizedMail;
+  /** The checkpoint that acknowledges this message; save it for commit: "manual". */
+  checkpoint: Checkpoint;
+}
+
+/**
+ * Watches one mailbox with IDLE and yields every new message exactly in UID order, reconnecting
+ * with backoff and catching up from the checkpoint after any interruption. It never throws for
+ * connection trouble (that is reported through onEvent and the logger and retried); it ends when
+ * `signal` aborts or the consumer stops iterating.
+ */
+export async function* watchMailbox(options: WatchOptions): AsyncGenerator<WatchedMail, void, undefined> {
+  const account = accountName(options.account);
+  const mailbox = options.mailbox;
+  const log = (options.logger ?? silentLogger).child({ account, mailbox });
+  const checkpoints = options.checkpoints ?? new MemoryCheckpoints();
+  const commitAuto = (options.commit ?? "auto") === "auto";
+  const signal = options.signal ?? new AbortController().signal;
+  const emit = options.onEvent ?? (() => {});
+  const backoff = new Backoff({ baseMs: options.reconnect?.baseMs ?? 1000, capMs: options.reconnect?.capMs ?? 60_000 });
+  const authFailureMs = options.reconnect?.authFailureMs ?? 5 * 60_000;
+  const makeClient = options.createClient ?? ((a: ImapAccount, l: Logger) => createImapClient(a, { logger: l, idleRestartMs: options.idleRestartMs }));
+
+  while (!signal.aborted) {
+    emit({ type: "connecting" });
+    const client = makeClient(options.account, log);
+    const session = new Session(client, signal);
+    let failure: ImapError | undefined;
+    try {
+      await client.connect();
+      const opened = await client.mailboxOpen(mailbox, { readOnly: true });
+      const uidValidity = Number(opened.uidValidity);
+      let checkpoint = await checkpoints.load(account, mailbox);
+      if (checkpoint && checkpoint.uidValidity !== uidValidity) {
+        // The server renumbered the mailbox: old UIDs mean nothing now. Re-announcing everything
+        // would flood the channel, so start from the new end.
+        log.warn({ previous: checkpoint.uidValidity, current: uidValidity }, "UIDVALIDITY changed: the server renumbered this mailbox; starting from its current end");
+        emit({ type: "uidvalidity-changed", previous: checkpoint.uidValidity, current: uidValidity });
+        checkpoint = undefined;
+      }
+      if (!checkpoint) {
+        checkpoint = { uidValidity, lastUid: Math.max(0, opened.uidNext - 1) };
+        await checkpoints.save(account, mailbox, checkpoint);
+        log.info({ uidValidity, lastUid: checkpoint.lastUid }, "first start on this mailbox: announcing mail from now on");
+      }
+      backoff.reset();
+      log.info({ uidValidity, lastUid: checkpoint.lastUid }, "watching");
+      emit({ type: "connected", uidValidity, lastUid: checkpoint.lastUid });
+
+      let lastUid = checkpoint.lastUid;
+      while (!signal.aborted && session.open) {
+        session.dirty = false;
+        const uids = await listNewUids(client, lastUid);
+        for await (const fetched of fetchMessages(client, uids, { maxTextBytes: options.maxTextBytes ?? 256 * 1024 })) {
+          const mail = await normalizeMail(fetched.raw);
+          mail.warnings.unshift(...fetched.warnings);
+          if (mail.warnings.length > 0) log.warn({ uid: fetched.uid, warnings: mail.warnings }, "message read with warnings");
+          const ack: Checkpoint = { uidValidity, lastUid: fetched.uid };
+          yield { account, mailbox, uidValidity, uid: fetched.uid, receivedAt: fetched.internalDate, size: fetched.size, mail, checkpoint: ack };
+          lastUid = fetched.uid;
+          if (commitAuto) await checkpoints.save(account, mailbox, ack);
+          if (signal.aborted) return;
+        }
+        // UIDs that vanished between SEARCH and FETCH (expunged, moved) are passed over for good.
+        const highest = uids.at(-1);
+        if (highest !== undefined && highest > lastUid) {
+          lastUid = highest;
+          if (commitAuto) await checkpoints.save(account, mailbox, { uidValidity, lastUid });
+        }
+        if (!session.dirty) {
+          emit({ type: "idle" });
+          await session.idleUntilChange();
+        }
+      }
+      failure = session.closeError ? classifyImapError(session.closeError, account, mailbox) : undefined;
+    } catch (err) {
+      failure = classifyImapError(err, account, mailbox);
+    } finally {
+      session.dispose();
+      await closeQuietly(client);
+    }
+    if (signal.aborted) return;
+    const authFailed = failure?.code === "IMAP_AUTH";
+    const retryInMs = authFailed ? Math.max(authFailureMs, backoff.next()) : backoff.next();
+    if (authFailed) log.error({ err: failure?.message, retryInMs }, "login refused; waiting before trying again so the server does not lock the account");
+    else log.warn({ err: failure?.message ?? "connection closed", retryInMs }, "disconnected; reconnecting");
+    emit({ type: "disconnected", error: failure, retryInMs });
+    await sleep(retryInMs, signal);
+  }
+}
+
+/** The event plumbing of one connection: wakes the loop on new mail, close or abort. */
+class Session {
+  open = true;
+  /** Set when the server announced new mail since the last fetch started. */
+  dirty = true;
+  closeError: unknown;
+  readonly #client: ImapFlow;
+  readonly #signal: AbortSignal;
+  #wake: (() => void) | undefined;
+  readonly #onExists = () => {
+    this.dirty = true;
+    this.#wake?.();
+  };
+  readonly #onClose = () => {
+    this.open = false;
+    this.#wake?.();
+  };
+  readonly #onError = (err: unknown) => {
+    this.closeError ??= err;
+  };
+  readonly #onAbort = () => this.#wake?.();
+
+  constructor(client: ImapFlow, signal: AbortSignal) {
+    this.#client = client;
+    this.#signal = signal;
+    client.on("exists", this.#onExists);
+    client.on("close", this.#onClose);
+    client.on("error", this.#onError);
+    signal.addEventListener("abort", this.#onAbort);
+  }
+
+  /** Enters IDLE and returns when there is new mail, the connection closed, or we are stopping. */
+  async idleUntilChange(): Promise<void> {
+    if (this.dirty || !this.open || this.#signal.aborted) return;
+    const woken = new Promise<void>((resolve) => (this.#wake = resolve));
+    // idle() resolves only when IDLE ends; the next command (our FETCH) ends it by sending DONE.
+    const idling = this.#client.idle().catch((err: unknown) => {
+      this.closeError ??= err;
+      this.open = false;
+      this.#wake?.();
+    });
+    await woken;
+    this.#wake = undefined;
+    if (!this.open || this.#signal.aborted) await Promise.race([idling, sleep(100)]);
+  }
+
+  dispose(): void {
+    this.#client.off("exists", this.#onExists);
+    this.#client.off("close", this.#onClose);
+    this.#signal.removeEventListener("abort", this.#onAbort);
+    // Keep an error listener: a late socket error on a client we dropped must not crash the process.
+    this.#client.off("error", this.#onError);
+    this.#client.on("error", () => {});
+  }
+}
+
+async function closeQuietly(client: ImapFlow): Promise<void> {
+  try {
+    if (client.usable) await Promise.race([client.logout(), sleep(2000)]);
+  } catch {
+    // already gone
+  }
+  try {
+    client.close();
+  } catch {
+    // already closed
+  }
+}

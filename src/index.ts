@@ -1,0 +1,21 @@
+/**
+ * mailbell as a library: the same watcher the daemon uses, without rules or targets.
+ *
+ *   for await (const m of watchMailbox({ account, mailbox: "INBOX", checkpoints: openCheckpoints("./state.db") })) {
+ *     console.log(m.mail.subject);
+ *   }
+ */
+export { watchMailbox, type WatchOptions, type WatchedMail, type WatchEvent } from "./imap/watcher.ts";
+export type { ImapAccount } from "./imap/client.ts";
+export { normalizeMail } from "./mail/normalize.ts";
+export type { NormalizedMail, MailAddress } from "./mail/types.ts";
+export { MemoryCheckpoints, SqliteCheckpoints, type Checkpoint, type CheckpointStore } from "./store/checkpoints.ts";
+export { MailbellError, ImapError, ConfigError, TargetError } from "./errors.ts";
+export type { Logger } from "./log.ts";
+import { SqliteCheckpoints } from "./store/checkpoints.ts";
+import { openDatabase } from "./store/db.ts";
+
+/** Checkpoints kept in a SQLite file, so mail that arrives while your program is down is not missed. */
+export function openCheckpoints(file: string): SqliteCheckpoints {
+  return new SqliteCheckpoints(openDatabase(file));
+}

@@ -1,0 +1,41 @@
+import pino from "pino";
+
+/** The logging surface mailbell's modules use; pino provides it, tests can pass a fake. */
+export interface Logger {
+  error(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+  trace(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): Logger;
+}
+
+/**
+ * Secrets never reach the log: the config's passwords, tokens and webhook URLs are redacted by key
+ * wherever they appear in a logged object.
+ */
+export const redactPaths = ["pass", "password", "token", "accessToken", "url", "webhook", "authorization", "*.pass", "*.password", "*.token", "*.url", "*.authorization", "headers.*", "*.headers.*"];
+
+export function createLogger(options: { level?: string; destination?: number } = {}): Logger {
+  return pino(
+    {
+      level: options.level ?? "info",
+      base: undefined,
+      redact: { paths: redactPaths, censor: "****" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    pino.destination({ fd: options.destination ?? 2, sync: true }),
+  ) as unknown as Logger;
+}
+
+/** Discards everything; the default for library users who pass no logger. */
+export const silentLogger: Logger = {
+  error() {},
+  warn() {},
+  info() {},
+  debug() {},
+  trace() {},
+  child() {
+    return silentLogger;
+  },
+};

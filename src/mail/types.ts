@@ -1,0 +1,29 @@
+/** One address from a From/To/Cc header, decoded. `address` is the bare addr-spec, lower-cased domain kept as sent. */
+export interface MailAddress {
+  name: string;
+  address: string;
+}
+
+/**
+ * A message turned into what rules need: decoded headers and one plain-text body. Produced by
+ * `normalizeMail` from raw bytes (a whole .eml, or the header and text parts fetched over IMAP).
+ */
+export interface NormalizedMail {
+  /** Message-ID without the angle brackets, or undefined when the mail has none. */
+  messageId: string | undefined;
+  from: MailAddress[];
+  to: MailAddress[];
+  cc: MailAddress[];
+  /** Decoded Subject, whitespace runs from folding collapsed; "" when absent. */
+  subject: string;
+  /** The Date header, when present and valid. */
+  date: Date | undefined;
+  /** Every header, name lower-cased, values decoded (RFC 2047) and unfolded, in order of appearance. */
+  headers: ReadonlyMap<string, readonly string[]>;
+  /** Plain text body: the text/plain parts, or text made from the HTML when the mail has only HTML. */
+  text: string;
+  /** Decoded HTML body, when the mail has one. */
+  html: string | undefined;
+  /** What could not be read cleanly (bad charset, truncated part…); the rest is still usable. */
+  warnings: string[];
+}

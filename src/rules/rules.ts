@@ -1,0 +1,141 @@
+import type { RuleConfig, TotalConfig } from "../config/schema.ts";
+import type { ConfigIssue } from "../errors.ts";
+import { compileExtract, extractFields } from "./extract.ts";
+import type { CompiledExtract } from "./extract.ts";
+import { underPath } from "./issues.ts";
+import { compileMatch, formatAddress, matches } from "./match.ts";
+import type { CompiledMatch } from "./match.ts";
+import { periodOf, validateLocale, validateTimeZone } from "./period.ts";
+import { compileTemplate, renderTemplate } from "./template.ts";
+import type { CompiledTemplate, TemplateValues } from "./template.ts";
+import type { RuleInput, RuleMatch, RunningTotal } from "./types.ts";
+
+export interface CompiledRule {
+  readonly name: string;
+  /** Target names, in config order; checked against the targets elsewhere. */
+  readonly notify: readonly string[];
+  /** The rule's locale, or the top-level one. */
+  readonly locale: string;
+  readonly total: TotalConfig | undefined;
+  readonly match: CompiledMatch;
+  readonly extract: CompiledExtract;
+  readonly template: CompiledTemplate;
+}
+
+function checkTotal(rule: RuleConfig, total: TotalConfig): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const field = Object.hasOwn(rule.extract, total.sum) ? rule.extract[total.sum] : undefined;
+  const moneyFields = Object.entries(rule.extract)
+    .filter(([, f]) => f.as === "money")
+    .map(([n]) => n);
+  if (!field) {
+    const known = moneyFields.length > 0 ? `the money fields are ${moneyFields.join(", ")}` : "this rule extracts no field with as: money; add one under extract";
+    issues.push({ path: "total.sum", message: `"${total.sum}" is not an extracted field: ${known}` });
+  } else if (field.as !== "money") {
+    issues.push({ path: "total.sum", message: `"${total.sum}" is extracted as text, so it cannot be added up: set as: money on extract.${total.sum}` });
+  }
+  const tzError = validateTimeZone(total.timezone);
+  if (tzError) issues.push({ path: "total.timezone", message: tzError });
+  return issues;
+}
+
+function compileRule(rule: RuleConfig, defaultLocale: string): CompiledRule | ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  if (rule.locale !== undefined) {
+    const localeError = validateLocale(rule.locale);
+    if (localeError) issues.push({ path: "locale", message: localeError });
+  }
+  const match = compileMatch(rule.match);
+  if (Array.isArray(match)) issues.push(...match);
+  const extract = compileExtract(rule.extract);
+  if (Array.isArray(extract)) issues.push(...extract);
+  if (rule.total) issues.push(...checkTotal(rule, rule.total));
+  const template = compileTemplate(rule.template, Object.keys(rule.extract));
+  if (Array.isArray(template)) issues.push(...template);
+  if (issues.length > 0 || Array.isArray(match) || Array.isArray(extract) || Array.isArray(template)) return issues;
+  return { name: rule.name, notify: [...rule.notify], locale: rule.locale ?? defaultLocale, total: rule.total, match, extract, template };
+}
+
+/**
+ * Compiles every rule, or returns all problems at once with paths such as
+ * `rules[2].extract.amount.regex`, so one edit of the config can fix them all. An invalid
+ * top-level locale is reported once, at `locale`.
+ */
+export type CompileRulesResult = { ok: true; rules: CompiledRule[] } | { ok: false; issues: ConfigIssue[] };
+
+export function compileRules(rules: readonly RuleConfig[], defaults: { locale: string }): CompileRulesResult {
+  const issues: ConfigIssue[] = [];
+  const localeError = validateLocale(defaults.locale);
+  if (localeError) issues.push({ path: "locale", message: localeError });
+  const compiled: CompiledRule[] = [];
+  // Unique rule names and known notify targets are checked in config/validate.ts, with the whole file.
+  rules.forEach((rule, i) => {
+    const result = compileRule(rule, defaults.locale);
+    if (Array.isArray(result)) issues.push(...underPath(`rules[${i}]`, result));
+    else compiled.push(result);
+  });
+  return issues.length > 0 ? { ok: false, issues } : { ok: true, rules: compiled };
+}
+
+/** What one rule makes of the mail, or undefined when its match does not hold. */
+export function evaluateRule(rule: CompiledRule, input: RuleInput): RuleMatch | undefined {
+  if (!matches(rule.match, input)) return undefined;
+  const { fields, missing } = extractFields(rule.extract, input);
+  const result: RuleMatch = { rule: rule.name, fields, missing, notify: [...rule.notify] };
+  if (rule.total) {
+    const value = Object.hasOwn(fields, rule.total.sum) ? fields[rule.total.sum] : undefined;
+    result.total = {
+      field: rule.total.sum,
+      amount: value?.kind === "money" ? value.money : undefined,
+      period: periodOf(rule.total.per, input.receivedAt, rule.total.timezone, rule.locale),
+    };
+  }
+  return result;
+}
+
+/** One RuleMatch per rule whose match holds, in rule order; every matching rule, not only the first. */
+export function evaluateRules(rules: readonly CompiledRule[], input: RuleInput): RuleMatch[] {
+  const out: RuleMatch[] = [];
+  for (const rule of rules) {
+    const result = evaluateRule(rule, input);
+    if (result) out.push(result);
+  }
+  return out;
+}
+
+export interface RenderExtras {
+  /** The running total after this mail, when the rule keeps one and the store knows it. */
+  total?: RunningTotal | undefined;
+  /** Link to the mail, for {{link}}. */
+  link?: string | undefined;
+  /** Zone for {{date}}; defaults to the total's zone, else UTC. */
+  timeZone?: string | undefined;
+}
+
+/** The values a rule's template sees for this mail and match. */
+export function templateValues(rule: CompiledRule, match: RuleMatch, input: RuleInput, extras: RenderExtras): TemplateValues {
+  const first = input.mail.from[0];
+  return {
+    fields: match.fields,
+    subject: input.mail.subject,
+    from: first ? formatAddress(first) : "",
+    to: input.mail.to.map(formatAddress).join(", "),
+    date: input.mail.date ?? input.receivedAt,
+    total: extras.total,
+    period: extras.total?.period ?? match.total?.period,
+    link: extras.link,
+    rule: rule.name,
+    account: input.account,
+    mailbox: input.mailbox,
+    locale: rule.locale,
+    timeZone: extras.timeZone ?? rule.total?.timezone ?? "UTC",
+  };
+}
+
+/**
+ * The rule's message for one target. Called once per target, each with its own `escape` (Slack
+ * mrkdwn, plain JSON…): the template's literal text is kept, every value from the mail is escaped.
+ */
+export function renderRuleMessage(rule: CompiledRule, match: RuleMatch, input: RuleInput, extras: RenderExtras, escape: (s: string) => string): string {
+  return renderTemplate(rule.template, templateValues(rule, match, input, extras), escape);
+}

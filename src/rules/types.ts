@@ -1,0 +1,58 @@
+import type { Period } from "../config/schema.ts";
+import type { NormalizedMail } from "../mail/types.ts";
+
+/**
+ * An exact decimal amount: `units / 10^scale` of `currency`. Never a float, so sums are exact
+ * ("1.234,56 EUR" is { units: 123456n, scale: 2, currency: "EUR" }).
+ */
+export interface Money {
+  units: bigint;
+  scale: number;
+  /** ISO 4217 code, e.g. "JPY". */
+  currency: string;
+}
+
+/** What a rule sees: the normalized mail and where and when it arrived. */
+export interface RuleInput {
+  mail: NormalizedMail;
+  account: string;
+  mailbox: string;
+  /** When the server received the mail (IMAP INTERNALDATE); decides the total's period. */
+  receivedAt: Date;
+}
+
+export type FieldValue =
+  | { kind: "text"; raw: string }
+  | { kind: "money"; raw: string; money: Money };
+
+export interface MissingField {
+  field: string;
+  /** Why it is missing, for the log: "regex did not match the body", "no amount in '…'". */
+  reason: string;
+}
+
+/** A period a total is kept for, in the rule's time zone. */
+export interface PeriodKey {
+  per: Period;
+  /** Stable key stored in the database: "2026-11-23", "2026-W48", "2026-11", "2026". */
+  key: string;
+  /** Human label used by {{period}}: "November 23", "week 48", "November", "2026". */
+  label: string;
+}
+
+/** A rule that matched one mail: what to tell, and what to add to its total. */
+export interface RuleMatch {
+  rule: string;
+  fields: Record<string, FieldValue>;
+  missing: MissingField[];
+  /** Present when the rule keeps a total. `amount` is absent when the money field is missing. */
+  total?: { field: string; amount: Money | undefined; period: PeriodKey };
+  /** Target names, in config order. */
+  notify: string[];
+}
+
+/** A running total after this mail was counted (or would be, for `mailbell test`). */
+export interface RunningTotal {
+  money: Money;
+  period: PeriodKey;
+}

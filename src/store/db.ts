@@ -1,0 +1,84 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { MailbellError } from "../errors.ts";
+
+/**
+ * Each entry migrates the schema from version i to i+1. Append only: a released migration never
+ * changes, so any older database can be brought forward.
+ */
+const migrations: readonly string[] = [
+  `CREATE TABLE checkpoints (
+     account      TEXT NOT NULL,
+     mailbox      TEXT NOT NULL,
+     uid_validity INTEGER NOT NULL,
+     last_uid     INTEGER NOT NULL,
+     updated_at   TEXT NOT NULL,
+     PRIMARY KEY (account, mailbox)
+   ) STRICT;
+   CREATE TABLE total_entries (
+     rule        TEXT NOT NULL,
+     message_key TEXT NOT NULL,
+     period      TEXT NOT NULL,
+     currency    TEXT NOT NULL,
+     units       TEXT NOT NULL,
+     scale       INTEGER NOT NULL,
+     counted_at  TEXT NOT NULL,
+     PRIMARY KEY (rule, message_key)
+   ) STRICT;
+   CREATE TABLE totals (
+     rule     TEXT NOT NULL,
+     period   TEXT NOT NULL,
+     currency TEXT NOT NULL,
+     units    TEXT NOT NULL,
+     scale    INTEGER NOT NULL,
+     entries  INTEGER NOT NULL,
+     PRIMARY KEY (rule, period, currency)
+   ) STRICT;`,
+];
+
+export const schemaVersion = migrations.length;
+
+/** Opens (creating if needed) the state database and brings its schema up to date. */
+export function openDatabase(file: string): DatabaseSync {
+  let db: DatabaseSync;
+  try {
+    if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
+    db = new DatabaseSync(file);
+    // WAL + NORMAL survives a killed process (only an OS crash can lose the last commit), and
+    // lets `mailbell outbox` read while the daemon writes.
+    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;");
+  } catch (err) {
+    throw new MailbellError("STATE", `cannot open the state database ${file}: ${(err as Error).message}. Check that the folder is writable, or set state: to another path in the config.`, { cause: err });
+  }
+  migrate(db, file);
+  return db;
+}
+
+function migrate(db: DatabaseSync, file: string): void {
+  const current = Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
+  if (current > migrations.length) {
+    db.close();
+    throw new MailbellError("STATE", `the state database ${file} was written by a newer mailbell (schema ${current}, this one knows ${migrations.length}). Upgrade mailbell, or point state: at a new file.`);
+  }
+  for (let v = current; v < migrations.length; v++) {
+    transaction(db, () => {
+      db.exec(migrations[v]!);
+      db.exec(`PRAGMA user_version = ${v + 1}`);
+    });
+  }
+}
+
+/** Runs fn inside BEGIN IMMEDIATE … COMMIT; nested calls join the outer transaction. */
+export function transaction<T>(db: DatabaseSync, fn: () => T): T {
+  if (db.isTransaction) return fn();
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    const result = fn();
+    db.exec("COMMIT");
+    return result;
+  } catch (err) {
+    db.exec("ROLLBACK");
+    throw err;
+  }
+}

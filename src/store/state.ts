@@ -1,0 +1,29 @@
+import type { DatabaseSync } from "node:sqlite";
+import { SqliteCheckpoints } from "./checkpoints.ts";
+import { openDatabase, transaction } from "./db.ts";
+import { Totals } from "./totals.ts";
+
+/** Everything mailbell keeps between runs, in one SQLite file. */
+export class State {
+  readonly db: DatabaseSync;
+  readonly checkpoints: SqliteCheckpoints;
+  readonly totals: Totals;
+
+  constructor(db: DatabaseSync) {
+    this.db = db;
+    this.checkpoints = new SqliteCheckpoints(db);
+    this.totals = new Totals(db);
+  }
+
+  static open(file: string): State {
+    return new State(openDatabase(file));
+  }
+
+  transaction<T>(fn: () => T): T {
+    return transaction(this.db, fn);
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+}

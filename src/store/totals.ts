@@ -1,0 +1,62 @@
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { addMoney } from "../rules/money.ts";
+import type { Money } from "../rules/types.ts";
+import { transaction } from "./db.ts";
+
+/**
+ * Running sums per (rule, period, currency). Each message is counted once per rule: the entry row
+ * is the proof it was counted, and the sum moves only when that row is new.
+ */
+export class Totals {
+  readonly #db: DatabaseSync;
+  readonly #insertEntry: StatementSync;
+  readonly #getTotal: StatementSync;
+  readonly #putTotal: StatementSync;
+  readonly #hasEntry: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#insertEntry = db.prepare(
+      "INSERT OR IGNORE INTO total_entries (rule, message_key, period, currency, units, scale, counted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    );
+    this.#hasEntry = db.prepare("SELECT 1 AS found FROM total_entries WHERE rule = ? AND message_key = ?");
+    this.#getTotal = db.prepare("SELECT units, scale, entries FROM totals WHERE rule = ? AND period = ? AND currency = ?");
+    this.#putTotal = db.prepare(
+      `INSERT INTO totals (rule, period, currency, units, scale, entries) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (rule, period, currency) DO UPDATE SET units = excluded.units, scale = excluded.scale, entries = excluded.entries`,
+    );
+  }
+
+  /** Adds `amount` for this message unless it was counted before; returns the running total either way. */
+  add(rule: string, messageKey: string, period: string, amount: Money): { total: Money; added: boolean } {
+    return transaction(this.#db, () => {
+      const inserted = this.#insertEntry.run(rule, messageKey, period, amount.currency, amount.units.toString(), amount.scale, new Date().toISOString());
+      const current = this.get(rule, period, amount.currency);
+      if (Number(inserted.changes) === 0) return { total: current ?? zero(amount.currency), added: false };
+      const entries = current ? this.#entries(rule, period, amount.currency) + 1 : 1;
+      const total = current ? addMoney(current, amount) : amount;
+      this.#putTotal.run(rule, period, amount.currency, total.units.toString(), total.scale, entries);
+      return { total, added: true };
+    });
+  }
+
+  get(rule: string, period: string, currency: string): Money | undefined {
+    const row = this.#getTotal.get(rule, period, currency) as { units: string; scale: number } | undefined;
+    return row ? { units: BigInt(row.units), scale: Number(row.scale), currency } : undefined;
+  }
+
+  /** Whether this message was already counted for this rule. */
+  isCounted(rule: string, messageKey: string): boolean {
+    return this.#hasEntry.get(rule, messageKey) !== undefined;
+  }
+
+  #entries(rule: string, period: string, currency: string): number {
+    const row = this.#getTotal.get(rule, period, currency) as { entries: number } | undefined;
+    return row ? Number(row.entries) : 0;
+  }
+}
+
+function zero(currency: string): Money {
+  return { units: 0n, scale: 0, currency };
+}
+

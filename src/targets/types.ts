@@ -1,0 +1,60 @@
+/** One field of a notification, as the webhook payload carries it. */
+export interface NotificationField {
+  /** How it reads in the message: "¥480", "Monthly pass". */
+  text: string;
+  /** What the regex captured, untouched. */
+  raw: string;
+  /** For money: exact decimal string and ISO currency. */
+  amount?: string;
+  currency?: string;
+}
+
+export interface NotificationTotal {
+  /** Exact decimal string of the running total, this mail included. */
+  amount: string;
+  currency: string;
+  text: string;
+  /** Period key ("2026-11") and label ("November"). */
+  period: string;
+  periodLabel: string;
+}
+
+/**
+ * What one rule has to say about one mail, independent of where it goes. Targets turn it into
+ * their own payload; `render` fills the rule's template, passing every mail-derived value through
+ * the target's escaping so mail content cannot become markup.
+ */
+export interface Notification {
+  rule: string;
+  account: string;
+  mailbox: string;
+  uidValidity: number;
+  uid: number;
+  messageId: string | undefined;
+  /** First From as "Name <address>". */
+  from: string;
+  subject: string;
+  /** ISO 8601 Date header, when the mail had a valid one. */
+  date: string | undefined;
+  fields: Record<string, NotificationField | null>;
+  total: NotificationTotal | null;
+  link: string | undefined;
+  render: (escape: (text: string) => string) => string;
+}
+
+/** A request body ready to send; serialisable, so it can be queued and sent later. */
+export interface TargetPayload {
+  contentType: string;
+  body: string;
+}
+
+export interface Target {
+  readonly name: string;
+  readonly type: string;
+  /** Builds the service's payload. Pure: no I/O, so `mailbell test` can show it. */
+  render(notification: Notification): TargetPayload;
+  /** Sends one payload. Resolves on success; throws TargetError (with `retryable`) otherwise. */
+  send(payload: TargetPayload, signal?: AbortSignal): Promise<void>;
+  /** One line for logs and `mailbell check`, with secrets masked. */
+  describe(): string;
+}

@@ -28,7 +28,8 @@ export interface TestCommandOptions {
  * sending or counting anything. Totals are read from the state file when it exists.
  */
 export async function testCommand(options: TestCommandOptions, io: CliIO): Promise<number> {
-  const loaded = await loadConfig(options.config, io.env);
+  const loaded = await loadConfig(options.config, io.env, { missingEnv: "placeholder" });
+  if (loaded.placeholders.length > 0 && !options.json) io.err(`note: ${loaded.placeholders.join(", ")} not set; using placeholders (mailbell test sends nothing).`);
   const rules = compileConfigRules(loaded);
   const targets = createTargets(loaded.config.targets);
   let raw: Buffer;

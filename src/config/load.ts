@@ -14,12 +14,22 @@ export interface LoadedConfig {
   config: Config;
   /** `state` resolved to an absolute path. */
   statePath: string;
+  /** Environment variables that were unset and replaced by placeholders (only with missingEnv: "placeholder"). */
+  placeholders: string[];
+}
+
+export interface LoadOptions {
+  /**
+   * error (default): an unset `${VAR}` is a config error. placeholder: it becomes a stand-in
+   * value, for commands that send nothing (`mailbell test` needs no password to try a rule).
+   */
+  missingEnv?: "error" | "placeholder";
 }
 
 type PathSegment = string | number;
 
 /** Reads, substitutes `${VAR}`s, validates. Every problem found is reported at once, with its line. */
-export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): Promise<LoadedConfig> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -27,10 +37,10 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
     const reason = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message;
     throw new ConfigError(file, [{ path: "", message: `cannot read the config file (${reason}). Pass an existing YAML file with --config, e.g. --config mailbell.yaml (see examples/).` }]);
   }
-  return parseConfig(text, file, env);
+  return parseConfig(text, file, env, options);
 }
 
-export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): LoadedConfig {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -47,7 +57,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   const raw: unknown = doc.toJS() ?? {};
   const issues: ConfigIssue[] = [];
-  const substituted = substituteEnv(raw, [], env, (p, message) => issues.push({ path: formatPath(p), line: lineOf(p), message }));
+  const placeholders: string[] = [];
+  const onMissing = options.missingEnv === "placeholder" ? (name: string, at: PathSegment[]) => (placeholders.push(name), placeholderFor(name, at)) : undefined;
+  const substituted = substituteEnv(raw, [], env, (p, message) => issues.push({ path: formatPath(p), line: lineOf(p), message }), onMissing);
   if (issues.length > 0) throw new ConfigError(file, issues);
 
   const parsed = configSchema.safeParse(substituted);
@@ -68,13 +80,19 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     );
   }
   const dir = path.dirname(path.resolve(file));
-  return { file, dir, config: parsed.data, statePath: path.resolve(dir, parsed.data.state) };
+  return { file, dir, config: parsed.data, statePath: path.resolve(dir, parsed.data.state), placeholders };
 }
 
 const envPattern = /\$\{([^}]*)\}/g;
 
 /** `${VAR}` in any string value is replaced from the environment; `$${` writes a literal `${`. */
-function substituteEnv(value: unknown, at: PathSegment[], env: NodeJS.ProcessEnv, report: (p: PathSegment[], message: string) => void): unknown {
+function substituteEnv(
+  value: unknown,
+  at: PathSegment[],
+  env: NodeJS.ProcessEnv,
+  report: (p: PathSegment[], message: string) => void,
+  onMissing?: (name: string, at: PathSegment[]) => string,
+): unknown {
   if (typeof value === "string") {
     const escaped = value.split("$${");
     return escaped
@@ -86,6 +104,7 @@ function substituteEnv(value: unknown, at: PathSegment[], env: NodeJS.ProcessEnv
           }
           const v = env[name];
           if (v === undefined || v === "") {
+            if (onMissing) return onMissing(name, at);
             report(at, `environment variable ${name} is not set. Set it before starting mailbell (export ${name}=…) or write the value into the file.`);
             return "";
           }
@@ -94,13 +113,18 @@ function substituteEnv(value: unknown, at: PathSegment[], env: NodeJS.ProcessEnv
       )
       .join("${");
   }
-  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, [...at, i], env, report));
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, [...at, i], env, report, onMissing));
   if (value !== null && typeof value === "object") {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, [...at, k], env, report);
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, [...at, k], env, report, onMissing);
     return out;
   }
   return value;
+}
+
+/** A stand-in that passes validation where the variable is used: URLs must still look like URLs. */
+function placeholderFor(name: string, at: readonly PathSegment[]): string {
+  return at.at(-1) === "url" ? `https://${name.toLowerCase().replace(/_/g, "-")}.unset.invalid/` : `unset-${name}`;
 }
 
 function describeIssue(issue: z.core.$ZodIssue, p: readonly PathSegment[]): string {

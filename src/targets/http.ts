@@ -50,6 +50,7 @@ export async function postPayload(payload: TargetPayload, options: PostOptions):
 function describeFetchError(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
   if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ""}`;
+  if (cause?.message) return cause.message;
   return (err as Error).message;
 }
 

@@ -1,0 +1,379 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { normalizeMail } from "./normalize.ts";
+
+const fixtures = path.resolve(import.meta.dirname, "../../test/fixtures");
+const fixture = (name: string): Buffer => readFileSync(path.join(fixtures, name));
+const mail = (...lines: string[]): Buffer => Buffer.from(lines.join("\r\n"), "utf8");
+
+describe("fixtures decode exactly", () => {
+  test("google-play-ja-iso2022jp.eml: ISO-2022-JP body and B-encoded subject", async () => {
+    const m = await normalizeMail(fixture("google-play-ja-iso2022jp.eml"));
+    assert.equal(m.subject, "Google Play のご注文明細（2026/11/23）");
+    assert.deepEqual(m.from, [{ name: "Google Play", address: "googleplay-noreply@google.com" }]);
+    assert.deepEqual(m.to, [{ name: "山田 太郎", address: "taro@example.jp" }]);
+    assert.ok(m.text.includes("\n商品名: マンスリーパス (Monthly pass)\n"), m.text);
+    assert.ok(m.text.includes("\n合計: ￥480（税込）\n"));
+    assert.ok(m.text.includes("\n注文番号: GPA.3391-4821-7719-20553\n"));
+    assert.equal(m.messageId, "0000000000005c3a1d0641f2b7e9@google.com");
+    assert.equal(m.date?.toISOString(), "2026-11-23T10:04:11.000Z");
+    assert.equal(m.html, undefined);
+    assert.deepEqual(m.warnings, []);
+  });
+
+  test("google-play-en-utf8.eml: quoted-printable text/plain wins over its HTML alternative", async () => {
+    const m = await normalizeMail(fixture("google-play-en-utf8.eml"));
+    assert.equal(m.subject, "Your Google Play Order Receipt from Nov 23, 2026");
+    assert.equal(m.from[0]?.address, "googleplay-noreply@google.com");
+    assert.ok(m.text.includes("\nTotal: $4.99\n"));
+    assert.ok(m.text.includes("Item: Monthly pass – Dragon Tactics (Example Games Inc.)"));
+    // A soft line break in the middle of the URL must be joined again.
+    assert.ok(m.text.includes("You can cancel anytime at https://play.google.com/store/account/subscriptions."));
+    assert.ok(m.text.includes("© 2026 Google LLC"));
+    assert.ok(!m.text.includes("<td"), "text is the plain part, not HTML");
+    assert.ok(m.html?.includes("<b>$4.99</b>"));
+    assert.deepEqual(m.warnings, []);
+  });
+
+  test("apple-receipt-ja-utf8.eml: HTML-only base64 becomes text with table cells apart", async () => {
+    const m = await normalizeMail(fixture("apple-receipt-ja-utf8.eml"));
+    assert.equal(m.subject, "Apple からの領収書です。");
+    assert.deepEqual(m.from, [{ name: "Apple", address: "no_reply@email.apple.com" }]);
+    assert.ok(m.html?.includes('<td class="total">合計</td>'));
+    const lines = m.text.split("\n");
+    assert.ok(lines.includes("合計 ¥1,300"), m.text);
+    assert.ok(lines.includes("ご注文番号 MQ4X7Y2Z9K"));
+    assert.ok(lines.includes("（消費税 ¥118 を含む）"), "&nbsp; becomes a plain space");
+    assert.ok(m.text.includes("Copyright © 2026 Apple Inc."));
+    assert.deepEqual(m.warnings, []);
+  });
+
+  test("apple-receipt-en-multipart.eml: text/plain of the alternative, PDF attachment dropped", async () => {
+    const m = await normalizeMail(fixture("apple-receipt-en-multipart.eml"));
+    assert.equal(m.subject, "Your receipt from Apple.");
+    assert.equal(m.from[0]?.address, "no_reply@email.apple.com");
+    assert.ok(m.text.includes("\nTOTAL  $15.14\n"));
+    assert.ok(m.text.includes("\nSome App Pro (Monthly)  $14.15\n"));
+    assert.ok(!m.text.includes("%PDF") && !m.text.includes("JVBER"), "attachment content is not in the text");
+    assert.ok(!JSON.stringify([...m.headers]).includes("JVBER"));
+    assert.deepEqual(Object.keys(m).sort(), ["cc", "date", "from", "headers", "html", "messageId", "subject", "text", "to", "warnings"]);
+    assert.deepEqual(m.warnings, []);
+  });
+
+  test("shift-jis-notice.eml: raw 8-bit Shift_JIS body (0x5C trail bytes) and encoded subject and name", async () => {
+    const m = await normalizeMail(fixture("shift-jis-notice.eml"));
+    assert.equal(m.subject, "【重要】ご利用代金確定のお知らせ（2026年11月分）");
+    assert.deepEqual(m.from, [{ name: "エグザンプルカード", address: "info@card.example.co.jp" }]);
+    assert.ok(m.text.includes("\n■お支払い金額: 12,345円\n"), m.text);
+    assert.ok(m.text.includes("■お支払い日: 2026年12月10日（木）"));
+    assert.ok(m.text.includes("※明細表は会員サイトの「ご利用明細」機能でご確認いただけます。"));
+    assert.ok(m.text.includes("※ソフトウェア利用料などの継続課金も含まれます。"));
+    assert.ok(m.text.includes("〒100-0005 東京都千代田区丸の内1-1-1"));
+    assert.deepEqual(m.warnings, []);
+  });
+
+  test("euc-jp-notice.eml: EUC-JP body with half-width katakana, encoded subject", async () => {
+    const m = await normalizeMail(fixture("euc-jp-notice.eml"));
+    assert.equal(m.subject, "【サンプル書店】商品発送のお知らせ");
+    assert.deepEqual(m.from, [{ name: "サンプル書店", address: "shop@books.example.jp" }]);
+    assert.ok(m.text.includes("\nお支払い金額合計: 1,166円\n"), m.text);
+    assert.ok(m.text.includes("\n吾輩は猫である（新潮文庫） 1点 693円\n"));
+    assert.ok(m.text.includes("\n配送方法: ﾈｺﾎﾟｽ\n"));
+    assert.ok(m.text.includes("お届け予定日: 2026年11月25日（水）"));
+    assert.deepEqual(m.warnings, []);
+  });
+
+  test("latin1-qp.eml: ISO-8859-1 quoted-printable body, Q-encoded subject and names", async () => {
+    const m = await normalizeMail(fixture("latin1-qp.eml"));
+    assert.equal(m.subject, "Ihre Bestellbestätigung Nr. 2026-1123");
+    assert.deepEqual(m.from, [{ name: "Bäckerei Müller", address: "bestellung@baeckerei-mueller.example" }]);
+    assert.deepEqual(m.to, [{ name: "Sabine Schröder", address: "kundin@example.de" }]);
+    assert.ok(m.text.includes("\nTotal: 15,14 EUR\n"));
+    assert.ok(m.text.includes("1 x Crème brûlée"));
+    assert.ok(m.text.includes("1 x Käsekuchen, groß"));
+    assert.ok(m.text.includes('2 x Brötchen "Kürbiskern"'));
+    assert.ok(m.text.includes("Ihre Bestellung ist bei uns eingegangen und wird für Sie frisch zubereitet."), "soft line break joined");
+    assert.ok(m.text.includes("Mit freundlichen Grüßen"));
+    assert.deepEqual(m.warnings, []);
+  });
+
+  test("hostile-slack.eml: Slack markup survives decoding verbatim (escaping is the target's job)", async () => {
+    const m = await normalizeMail(fixture("hostile-slack.eml"));
+    assert.equal(m.subject, "<!channel> @here Invoice &amp; refund ✓ <@U012ABCDEF> <https://evil.example|click me>");
+    assert.deepEqual(m.from, [{ name: "Billing <!channel>", address: "billing@evil.example" }]);
+    for (const needle of ["<!here>", "@here", "<@U012ABCDEF>", "<https://evil.example|click me>", "&amp;", "<!everyone>", "Grüße ✓"]) {
+      assert.ok(m.text.includes(needle), needle);
+    }
+    assert.deepEqual(m.warnings, []);
+  });
+});
+
+describe("headers", () => {
+  test("every header, lower-cased, decoded and unfolded, repeated ones in order", async () => {
+    const m = await normalizeMail(
+      mail(
+        "Received: from a.example",
+        "\tby b.example; Mon, 23 Nov 2026 10:00:00 +0000",
+        "Received: from c.example by d.example; Mon, 23 Nov 2026 09:59:00 +0000",
+        "X-Original-Subject: =?UTF-8?B?5ZCI6KiI?= =?UTF-8?Q?_=C2=A51,300?=",
+        "List-Id: Receipts <receipts.example.com>",
+        "Subject: hello",
+        "   world",
+        "",
+        "body",
+      ),
+    );
+    assert.deepEqual([...m.headers.keys()], ["received", "x-original-subject", "list-id", "subject"]);
+    assert.deepEqual(m.headers.get("received"), ["from a.example by b.example; Mon, 23 Nov 2026 10:00:00 +0000", "from c.example by d.example; Mon, 23 Nov 2026 09:59:00 +0000"]);
+    assert.deepEqual(m.headers.get("x-original-subject"), ["合計 ¥1,300"]);
+    assert.deepEqual(m.headers.get("list-id"), ["Receipts <receipts.example.com>"]);
+    assert.equal(m.subject, "hello world");
+  });
+
+  test("subject: folded encoded words and whitespace runs collapse", async () => {
+    const m = await normalizeMail(mail("Subject:  Re:\t TEST", " \t=?UTF-8?B?44OG44K544OI?=", "\t=?UTF-8?B?44OG44K544OI?=  ", "", "x"));
+    assert.equal(m.subject, "Re: TEST テストテスト");
+  });
+
+  test("raw 8-bit Latin-1 in a header is read as Latin-1, not replaced", async () => {
+    const raw = Buffer.concat([Buffer.from("Subject: Forma"), Buffer.from([0xe7, 0xe3]), Buffer.from("o\r\n\r\nx")]);
+    const m = await normalizeMail(raw);
+    assert.equal(m.subject, "Formação");
+    assert.deepEqual(m.warnings, []);
+  });
+
+  test("RFC 6532 UTF-8 headers", async () => {
+    const m = await normalizeMail(mail("From: Jöhn <jdöe@mächine.example>", "Subject: Säying Hello", "", "body"));
+    assert.deepEqual(m.from, [{ name: "Jöhn", address: "jdöe@mächine.example" }]);
+    assert.equal(m.subject, "Säying Hello");
+  });
+
+  test("no Subject gives an empty subject; absent Message-ID and Date give undefined", async () => {
+    const m = await normalizeMail(mail("From: a@example.com", "", "body"));
+    assert.equal(m.subject, "");
+    assert.equal(m.messageId, undefined);
+    assert.equal(m.date, undefined);
+    assert.deepEqual(m.warnings, []);
+  });
+});
+
+describe("fixes on top of mailparser", () => {
+  test("obsolete 'From  :' on the first line is not lost as an mbox separator; comments leave the addr-spec", async () => {
+    const m = await normalizeMail(mail("From  : John Doe <jdoe@machine(comment).  example>", "Subject     : Saying Hello", "", "hello"));
+    assert.deepEqual(m.from, [{ name: "John Doe", address: "jdoe@machine.example" }]);
+    assert.deepEqual(m.headers.get("from"), ["John Doe <jdoe@machine(comment).  example>"]);
+    assert.equal([...m.headers.keys()][0], "from");
+    assert.equal(m.subject, "Saying Hello");
+  });
+
+  test("a real mbox 'From ' line is still skipped", async () => {
+    const m = await normalizeMail(mail("From MAILER-DAEMON Mon Nov 23 10:00:00 2026", "From: a@example.com", "", "x"));
+    assert.deepEqual(m.headers.get("from"), ["a@example.com"]);
+    assert.deepEqual(
+      m.from.map((a) => a.address),
+      ["a@example.com"],
+    );
+  });
+
+  test("groups are flattened; comments standing alone do not become recipients", async () => {
+    const m = await normalizeMail(
+      mail(
+        "From: Pete(A wonderful \\) chap) <pete(his account)@silly.test(his host)>",
+        "To:A Group(Some people)",
+        "     :Chris Jones <c@(Chris's host.)public.example>,",
+        "         joe@example.org,",
+        "  John <jdoe@one.test> (my dear friend); (the end of the group)",
+        "Cc:(Empty list)(start)Undisclosed recipients  :(nobody(that I know))  ;",
+        "",
+        "Testing.",
+      ),
+    );
+    assert.deepEqual(m.from, [{ name: "Pete", address: "pete@silly.test" }]);
+    assert.deepEqual(m.to, [
+      { name: "Chris Jones", address: "c@public.example" },
+      { name: "", address: "joe@example.org" },
+      { name: "John", address: "jdoe@one.test" },
+    ]);
+    assert.deepEqual(m.cc, []);
+  });
+
+  test("a comment used as the display name is kept", async () => {
+    const m = await normalizeMail(mail("From: MAILER-DAEMON@example.com (Mail Delivery System)", "", "x"));
+    assert.deepEqual(m.from, [{ name: "Mail Delivery System", address: "MAILER-DAEMON@example.com" }]);
+  });
+
+  test("only the first From header counts; To and Cc headers add up", async () => {
+    const m = await normalizeMail(mail("From: first@example.com", "From: second@example.com", "To: a@example.com", "To: b@example.com, c@example.com", "Cc: =?UTF-8?B?5bGx55Sw?= <d@example.com>", "", "x"));
+    assert.deepEqual(m.from, [{ name: "", address: "first@example.com" }]);
+    assert.deepEqual(
+      m.to.map((a) => a.address),
+      ["a@example.com", "b@example.com", "c@example.com"],
+    );
+    assert.deepEqual(m.cc, [{ name: "山田", address: "d@example.com" }]);
+  });
+
+  test("a name without an address is dropped with a warning", async () => {
+    const m = await normalizeMail(mail("To: Mary Smith", "", "x"));
+    assert.deepEqual(m.to, []);
+    assert.ok(m.warnings.some((w) => w.includes("Mary Smith")), String(m.warnings));
+  });
+
+  test("obsolete Date syntax parses; an unparseable Date is undefined with a warning, not 'now'", async () => {
+    const old = await normalizeMail(mail("Date  : Fri, 21 Nov 1997 09(comment):   55  :  06 -0600", "", "x"));
+    assert.equal(old.date?.toISOString(), "1997-11-21T15:55:06.000Z");
+    const bad = await normalizeMail(mail("Date: sometime last week", "", "x"));
+    assert.equal(bad.date, undefined);
+    assert.ok(bad.warnings.some((w) => w.startsWith("Date header is not a valid date")));
+  });
+
+  test("Message-ID loses its brackets, comments and obsolete whitespace", async () => {
+    const m = await normalizeMail(mail("Message-ID  : <1234   @   local(blah)  .machine .example>", "", "x"));
+    assert.equal(m.messageId, "1234@local.machine.example");
+  });
+
+  test("HTML-only mail inside multipart/mixed still gets text", async () => {
+    const m = await normalizeMail(
+      mail(
+        "Content-Type: multipart/mixed; boundary=b",
+        "",
+        "--b",
+        "Content-Type: text/html; charset=utf-8",
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        "<table><tr><td>Total</td><td>=C2=A51,200</td></tr></table>",
+        "--b",
+        "Content-Type: application/pdf; name=r.pdf",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "JVBERi0xLjQK",
+        "--b--",
+        "",
+      ),
+    );
+    assert.equal(m.text.trim(), "Total ¥1,200");
+    assert.ok(m.html?.includes("<td>Total</td>"));
+  });
+
+  test("an empty text/plain alternative falls back to the HTML", async () => {
+    const m = await normalizeMail(
+      mail("Content-Type: multipart/alternative; boundary=b", "", "--b", "Content-Type: text/plain", "", " ", "--b", "Content-Type: text/html", "", "<p>Total: <b>$4.99</b></p>", "--b--", ""),
+    );
+    assert.equal(m.text.trim(), "Total: $4.99");
+  });
+
+  test("HTML next to a non-empty text/plain is not added to the text", async () => {
+    const m = await normalizeMail(
+      mail("Content-Type: multipart/mixed; boundary=b", "", "--b", "Content-Type: text/plain", "", "plain body", "--b", "Content-Type: text/html", "", "<p>html body</p>", "--b--", ""),
+    );
+    assert.equal(m.text.trim(), "plain body");
+    assert.equal(m.html, "<p>html body</p>");
+  });
+
+  test("message/delivery-status stays out of the text, as on the IMAP path", async () => {
+    const m = await normalizeMail(
+      mail(
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=b",
+        "",
+        "--b",
+        "Content-Type: text/plain",
+        "",
+        "Your message could not be delivered.",
+        "--b",
+        "Content-Type: message/delivery-status",
+        "",
+        "Reporting-MTA: dns; mx.example.com",
+        "",
+        "Final-Recipient: rfc822; nobody@example.com",
+        "Status: 5.1.1",
+        "--b--",
+        "",
+      ),
+    );
+    assert.equal(m.text.trim(), "Your message could not be delivered.");
+  });
+
+  test("undecodable bytes are reported", async () => {
+    const raw = Buffer.concat([Buffer.from("Content-Type: text/plain; charset=utf-8\r\n\r\nDrachenk"), Buffer.from([0xf6]), Buffer.from("pfe\r\n")]);
+    const m = await normalizeMail(raw);
+    assert.ok(m.text.startsWith("Drachenk\uFFFDpfe"));
+    assert.ok(m.warnings.some((w) => w.includes("U+FFFD")));
+  });
+});
+
+describe("never throws", () => {
+  test("empty input", async () => {
+    const m = await normalizeMail(new Uint8Array(0));
+    assert.equal(m.text, "");
+    assert.equal(m.headers.size, 0);
+    assert.ok(m.warnings.some((w) => w.startsWith("empty input")));
+  });
+
+  test("random bytes", async () => {
+    for (let i = 0; i < 20; i++) {
+      const m = await normalizeMail(randomBytes(1 + i * 997));
+      assert.equal(typeof m.text, "string");
+      assert.ok(Array.isArray(m.warnings));
+    }
+    const m = await normalizeMail(Buffer.from([0x00, 0xff, 0xfe, 0x0a, 0x80, 0x3a, 0x0d, 0x0a, 0x0d, 0x0a, 0x01]));
+    assert.ok(m.warnings.length > 0, "garbage is flagged");
+  });
+
+  test("not a mail at all", async () => {
+    const m = await normalizeMail(Buffer.from("just some words\nand more words\n"));
+    assert.ok(m.warnings.some((w) => w.startsWith("no header fields found")), String(m.warnings));
+  });
+
+  test("header only, no blank line and no body", async () => {
+    const m = await normalizeMail(Buffer.from("From: a@example.com\r\nSubject: only a header"));
+    assert.equal(m.subject, "only a header");
+    assert.deepEqual(m.from, [{ name: "", address: "a@example.com" }]);
+    assert.equal(m.text, "");
+  });
+
+  test("truncated multipart: no closing boundary, part cut mid-base64", async () => {
+    const m = await normalizeMail(mail("Subject: cut", "Content-Type: multipart/mixed; boundary=b", "", "--b", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64", "", "44GT44KT44Gr44Gh44Gv"));
+    assert.equal(m.subject, "cut");
+    assert.ok(m.text.startsWith("こんにちは"));
+  });
+
+  test("a 2 MB line in the body", async () => {
+    const m = await normalizeMail(Buffer.from(`Subject: long\r\n\r\n${"a".repeat(2 * 1024 * 1024)}\r\n`));
+    assert.equal(m.subject, "long");
+    assert.equal(m.text.trim().length, 2 * 1024 * 1024);
+  });
+
+  test("a 2 MB header line: the parser refuses it, the header is still read", async () => {
+    const m = await normalizeMail(Buffer.from(`From: a@example.com\r\nX-Junk: ${"a".repeat(2 * 1024 * 1024)}\r\nSubject: still here\r\n\r\nbody\r\n`));
+    assert.equal(m.subject, "still here");
+    assert.equal(m.from[0]?.address, "a@example.com");
+    assert.ok(m.warnings.some((w) => w.startsWith("parser:")), String(m.warnings));
+  });
+
+  test("a Uint8Array view into a larger buffer is read from its own offset", async () => {
+    const whole = Buffer.from("GARBAGESubject: view\r\n\r\nbody\r\nTRAILER");
+    const view = new Uint8Array(whole.buffer, whole.byteOffset + 7, whole.length - 7 - 7);
+    const m = await normalizeMail(view);
+    assert.equal(m.subject, "view");
+    assert.equal(m.text.trim(), "body");
+  });
+
+  test("a parse that takes too long gives up with a warning", async () => {
+    const attachment = randomBytes(6 * 1024 * 1024).toString("base64").replace(/.{76}/g, "$&\r\n");
+    const raw = mail("Subject: slow", "Content-Type: multipart/mixed; boundary=b", "", "--b", "Content-Type: text/plain", "", "hi", "--b", "Content-Type: application/octet-stream", "Content-Transfer-Encoding: base64", "", attachment, "--b--", "");
+    const m = await normalizeMail(raw, { timeoutMs: 1 });
+    assert.equal(m.subject, "slow");
+    assert.ok(m.warnings.some((w) => w.includes("gave up after 1 ms")), String(m.warnings));
+  });
+
+  test("a large attachment is skipped quickly and never kept", async () => {
+    const attachment = randomBytes(3 * 1024 * 1024).toString("base64").replace(/.{76}/g, "$&\r\n");
+    const raw = mail("Subject: big", "Content-Type: multipart/mixed; boundary=b", "", "--b", "Content-Type: text/plain", "", "hi", "--b", "Content-Type: application/zip; name=x.zip", "Content-Transfer-Encoding: base64", "", attachment, "--b--", "");
+    const m = await normalizeMail(raw);
+    assert.equal(m.text.trim(), "hi");
+    assert.deepEqual(m.warnings, []);
+    assert.ok(JSON.stringify({ ...m, headers: [...m.headers] }).length < 1000);
+  });
+});

@@ -1,0 +1,388 @@
+import { MailParser, parseAddressHeader } from "mailparser";
+import type { EmailAddress, HeaderLines, MailParserOptions } from "mailparser";
+import libmime from "libmime";
+import { findHeaderEnd, isValidHeaderName, splitHeaderFields } from "./header-block.ts";
+import type { RawHeaderField } from "./header-block.ts";
+import type { MailAddress, NormalizedMail } from "./types.ts";
+
+export interface NormalizeOptions {
+  /**
+   * Give up on a parse that has not finished after this many milliseconds and return what was read,
+   * with a warning. The timer is unref'd, so it never keeps the process alive on its own.
+   */
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+// html-to-text is synchronous, so no timer can stop it; this caps one conversion at well under a
+// second (2 MB of tag-dense HTML measured ~0.7 s). Receipts are far smaller.
+const MAX_HTML_TO_TEXT_CHARS = 2_000_000;
+
+const PARSER_OPTIONS: MailParserOptions = {
+  // We never render HTML, so inlining cid: images as data: URLs and building textAsHtml is wasted work.
+  skipImageLinks: true,
+  skipTextLinks: true,
+  skipTextToHtml: true,
+  // HTML becomes text in htmlToText() below, still with mailparser's html-to-text, but only when
+  // there is no plain text and after separating table cells (see there).
+  skipHtmlToText: true,
+  // Attachment content is discarded unread; hashing it would be the only reason to look at it.
+  checksumAlgo: false,
+  // The IMAP path (parts.ts) fetches only text/plain and text/html, so DSN status fields must not
+  // reach `text` here either, or the same mail would read differently depending on how it arrived.
+  keepDeliveryStatus: true,
+};
+
+const HTML_TO_TEXT_OPTIONS: MailParserOptions = {
+  ...PARSER_OPTIONS,
+  skipHtmlToText: false,
+  maxHtmlLengthToParse: MAX_HTML_TO_TEXT_CHARS,
+};
+
+interface ParseOutcome {
+  headerLines: HeaderLines | undefined;
+  text: string | undefined;
+  html: string | undefined;
+  conversionError: Error | undefined;
+  /** The parser reached its end; false after a fatal error or a timeout. */
+  finished: boolean;
+  errors: string[];
+}
+
+/**
+ * Decodes a raw RFC 5322 message into what rules need. Never throws and never rejects: whatever can
+ * be read is returned, and everything that could not be read cleanly is described in `warnings`.
+ */
+export async function normalizeMail(raw: Uint8Array, options: NormalizeOptions = {}): Promise<NormalizedMail> {
+  const warnings: string[] = [];
+  try {
+    return await normalize(raw, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, warnings);
+  } catch (err) {
+    warnings.push(`could not normalize the message: ${describe(err)}`);
+    return { ...emptyMail(), warnings };
+  }
+}
+
+async function normalize(raw: Uint8Array, timeoutMs: number, warnings: string[]): Promise<NormalizedMail> {
+  const input = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (input.length === 0) {
+    warnings.push("empty input: no header and no body");
+    return { ...emptyMail(), warnings };
+  }
+
+  const parsed = await runParser(input, PARSER_OPTIONS, timeoutMs);
+  for (const error of parsed.errors) warnings.push(`parser: ${error}`);
+  if (!parsed.finished && parsed.errors.length === 0) warnings.push("parser: stopped before the end of the message");
+
+  let fields: RawHeaderField[];
+  if (parsed.headerLines) {
+    fields = [...parsed.headerLines];
+  } else {
+    // The parser failed before it got the header (a header over its 1 MB limit, say); read it ourselves.
+    const { headerEnd } = findHeaderEnd(input);
+    fields = splitHeaderFields(input.subarray(0, headerEnd).toString("latin1"));
+    if (fields.length) warnings.push("header read without the MIME parser; body not decoded");
+  }
+  restoreLeadingFrom(input, fields);
+
+  const headers = new Map<string, string[]>();
+  const unfolded = new Map<string, string[]>();
+  let badLines = 0;
+  for (const field of fields) {
+    if (!isValidHeaderName(field.key)) {
+      badLines++;
+      continue;
+    }
+    const value = unfoldValue(field.line);
+    pushTo(unfolded, field.key, value);
+    pushTo(headers, field.key, decodeWords(value));
+  }
+  if (badLines) warnings.push(`${badLines} header line(s) without a valid field name ignored`);
+  if (headers.size === 0) warnings.push("no header fields found: the input may not be a mail message");
+
+  const subject = collapse(headers.get("subject")?.[0] ?? "");
+  const date = parseDate(unfolded.get("date")?.[0], warnings);
+  const messageId = parseMessageId(unfolded.get("message-id")?.[0]);
+  // Only the first From counts, as in every mail client; To and Cc may legally repeat.
+  const from = parseAddresses("From", unfolded.get("from")?.slice(0, 1), warnings);
+  const to = parseAddresses("To", unfolded.get("to"), warnings);
+  const cc = parseAddresses("Cc", unfolded.get("cc"), warnings);
+
+  // With skipTextToHtml, each text/plain part outside an alternative leaves an empty entry in
+  // mailparser's list of HTML parts, which it joins with "<br/>\n".
+  const trimmedHtml = parsed.html?.replace(/^(?:<br\/>\n)+|(?:<br\/>\n)+$/g, "");
+  const html = trimmedHtml !== undefined && trimmedHtml.trim() !== "" ? trimmedHtml : undefined;
+  let text = (parsed.text ?? "").replace(/^\uFEFF/, "");
+  if (parsed.conversionError) {
+    warnings.push(`HTML not converted to text: ${parsed.conversionError.message}`);
+  } else if (text.trim() === "" && html !== undefined) {
+    text = await htmlToText(html, timeoutMs, warnings);
+  }
+
+  const replaced = countReplacementChars(text) + countReplacementChars(subject);
+  if (replaced) warnings.push(`${replaced} undecodable character(s) replaced by U+FFFD (wrong or missing charset?)`);
+
+  return { messageId, from, to, cc, subject, date, headers, text, html, warnings };
+}
+
+function emptyMail(): Omit<NormalizedMail, "warnings"> {
+  return { messageId: undefined, from: [], to: [], cc: [], subject: "", date: undefined, headers: new Map(), text: "", html: undefined };
+}
+
+/**
+ * Runs MailParser (not simpleParser, which buffers every attachment and inlines cid: images) and
+ * settles exactly once: on `end`, on `close` after a fatal error, or on timeout. Never rejects.
+ */
+function runParser(input: Buffer, options: MailParserOptions, timeoutMs: number): Promise<ParseOutcome> {
+  return new Promise((resolve) => {
+    const outcome: ParseOutcome = { headerLines: undefined, text: undefined, html: undefined, conversionError: undefined, finished: false, errors: [] };
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined = undefined;
+    const settle = (): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(outcome);
+    };
+
+    let parser: MailParser;
+    try {
+      parser = new MailParser(options);
+    } catch (err) {
+      outcome.errors.push(describe(err));
+      settle();
+      return;
+    }
+    parser.on("headerLines", (lines: HeaderLines) => {
+      outcome.headerLines = lines;
+    });
+    // Some errors are not fatal and the parser still reaches `end`, so only note them here.
+    parser.on("error", (err: unknown) => {
+      if (!settled) outcome.errors.push(describe(err));
+    });
+    parser.on("readable", () => {
+      for (let item = parser.read(); item !== null; item = parser.read()) {
+        if (item.type === "attachment") {
+          // An unhandled 'error' on the content stream (bad base64…) would crash the process.
+          item.content.on("error", (err: unknown) => outcome.errors.push(`attachment: ${describe(err)}`));
+          // Flowing with no listener discards the content; the parser waits for release() before going on.
+          item.content.resume();
+          item.release?.();
+        } else {
+          outcome.text = item.text;
+          outcome.html = item.html;
+          outcome.conversionError = item.textConversionError;
+        }
+      }
+    });
+    parser.on("end", () => {
+      outcome.finished = true;
+      settle();
+    });
+    parser.on("close", settle);
+
+    timer = setTimeout(() => {
+      outcome.errors.push(`gave up after ${timeoutMs} ms; the message may be incomplete`);
+      settle();
+      parser.destroy();
+    }, timeoutMs);
+    timer.unref();
+
+    try {
+      parser.end(input);
+    } catch (err) {
+      outcome.errors.push(describe(err));
+      settle();
+    }
+  });
+}
+
+/**
+ * Text for mail whose only body is HTML (or whose text/plain part is empty). mailparser itself
+ * converts only a root text/html part, not HTML-only mail wrapped in multipart/mixed or /related
+ * (nor any multipart message assembled by parts.ts), so the conversion is done here, through
+ * mailparser's own html-to-text by parsing the HTML as a root part.
+ *
+ * html-to-text renders table cells and rows inline, so the minified tables of receipts came out
+ * as "合計¥1,300DATENov 23"; a space after each cell and a line break after each row give
+ * "合計 ¥1,300" on a line of its own.
+ */
+async function htmlToText(html: string, timeoutMs: number, warnings: string[]): Promise<string> {
+  const separated = html.replace(/<\/t[dh]\s*>/gi, "$& ").replace(/<\/tr\s*>/gi, "$&<br>");
+  const message = Buffer.concat([Buffer.from("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"), Buffer.from(separated, "utf8")]);
+  const converted = await runParser(message, HTML_TO_TEXT_OPTIONS, timeoutMs);
+  for (const error of converted.errors) warnings.push(`HTML to text: ${error}`);
+  if (converted.conversionError) warnings.push(`HTML not converted to text: ${converted.conversionError.message}`);
+  // &nbsp; is layout in HTML mail ("合計&nbsp;¥1,300"); as U+00A0 it would defeat rules written with spaces.
+  return (converted.text ?? "").replace(/\u00a0/g, " ");
+}
+
+/**
+ * mailsplit takes any first line starting with "From " for an mbox separator and drops it, which
+ * loses an obsolete-syntax `From  : …` header (RFC 5322 §4.5.1 allows WSP before the colon).
+ */
+function restoreLeadingFrom(input: Buffer, fields: RawHeaderField[]): void {
+  const head = input.subarray(0, Math.min(input.length, 64 * 1024)).toString("latin1");
+  if (!/^From[ \t]+:/i.test(head)) return;
+  const first = splitHeaderFields(head.slice(0, findHeaderEnd(input.subarray(0, 64 * 1024)).headerEnd))[0];
+  if (first && first.key === "from" && fields[0]?.line !== first.line) fields.unshift(first);
+}
+
+/** The value of a header line: name and colon removed, folding undone, raw UTF-8 bytes decoded. */
+function unfoldValue(line: string): string {
+  const value = libmime.decodeHeader(line).value;
+  const utf8 = Buffer.from(value, "latin1").toString("utf8");
+  // Raw 8-bit bytes that are not UTF-8 are most likely Latin-1 (what mailsplit assumes too).
+  return utf8.includes("\uFFFD") && !value.includes("\uFFFD") ? value : utf8;
+}
+
+function decodeWords(value: string): string {
+  try {
+    return libmime.decodeWords(value);
+  } catch {
+    return value;
+  }
+}
+
+function pushTo(map: Map<string, string[]>, key: string, value: string): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+function collapse(value: string): string {
+  return value.replace(/\s+/g, " ").trim();
+}
+
+/**
+ * mailparser turns an unparseable Date into the current time, which would silently misdate the
+ * mail; parse it ourselves, accepting the obsolete syntax (comments, spaces around colons).
+ */
+function parseDate(value: string | undefined, warnings: string[]): Date | undefined {
+  if (value === undefined) return undefined;
+  const cleaned = collapse(stripComments(value));
+  for (const candidate of [cleaned, cleaned.replace(/\s*:\s*/g, ":")]) {
+    const date = new Date(candidate);
+    if (!Number.isNaN(date.getTime())) return date;
+  }
+  warnings.push(`Date header is not a valid date: ${JSON.stringify(value.slice(0, 100))}`);
+  return undefined;
+}
+
+function parseMessageId(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const cleaned = stripComments(value);
+  const bracketed = /<([^>]*)>/.exec(cleaned);
+  // Obsolete msg-id syntax allows CFWS around the dot-atoms: "<1234 @ local(blah) .machine .example>".
+  const id = (bracketed ? bracketed[1]! : cleaned).replace(/\s+/g, "");
+  return id === "" ? undefined : id;
+}
+
+/**
+ * Flattens groups and keeps only entries with an address. mailparser misreads comments and
+ * whitespace inside an angle-addr (`John Doe <jdoe@machine(comment).  example>` gives
+ * "jdoe@machine") and turns a comment standing alone into a name-only entry, so such a header is
+ * read again with comments removed everywhere and whitespace removed inside angle brackets.
+ */
+function parseAddresses(label: string, values: string[] | undefined, warnings: string[]): MailAddress[] {
+  const result: MailAddress[] = [];
+  for (const value of values ?? []) {
+    let entries = readAddresses(value);
+    if (/<[^<>]*[\s(][^<>]*>/.test(value) || entries.some((entry) => !isUsableAddress(entry.address))) {
+      const repaired = readAddresses(cleanAddressList(value));
+      if (repaired.length === entries.length) {
+        // A comment is the only name some senders give ("x@y (Mail Delivery System)"); keep it then.
+        entries = repaired.map((entry, i) => ({ ...entry, name: entry.name || entries[i]!.name }));
+      } else if (countUsable(repaired) >= countUsable(entries)) {
+        entries = repaired;
+      }
+    }
+    for (const entry of entries) {
+      if (isUsableAddress(entry.address)) {
+        result.push({ name: entry.name, address: entry.address });
+      } else if (entry.name || entry.address) {
+        warnings.push(`${label}: no usable address in ${JSON.stringify(entry.name || entry.address)}`);
+      }
+    }
+  }
+  return result;
+}
+
+function countUsable(entries: EmailAddress[]): number {
+  return entries.filter((entry) => isUsableAddress(entry.address)).length;
+}
+
+function readAddresses(value: string): EmailAddress[] {
+  try {
+    return parseAddressHeader(value, { flatten: true }).value;
+  } catch {
+    return [];
+  }
+}
+
+function isUsableAddress(address: string | undefined): address is string {
+  return address !== undefined && address !== "" && !/[\s()<>]/.test(address);
+}
+
+/** Removes comments everywhere and whitespace inside angle brackets, leaving quoted strings alone. */
+function cleanAddressList(value: string): string {
+  const input = stripComments(value);
+  let out = "";
+  let quoted = false;
+  let angle = false;
+  for (let i = 0; i < input.length; i++) {
+    const ch = input[i]!;
+    if (quoted) {
+      out += ch;
+      if (ch === "\\" && i + 1 < input.length) out += input[++i];
+      else if (ch === '"') quoted = false;
+      continue;
+    }
+    if (ch === '"') quoted = true;
+    else if (ch === "<") angle = true;
+    else if (ch === ">") angle = false;
+    else if (angle && /\s/.test(ch)) continue;
+    out += ch;
+  }
+  return out;
+}
+
+/** Replaces RFC 5322 comments (nested, with quoted-pairs) by a space; quoted strings are kept. */
+function stripComments(value: string): string {
+  let out = "";
+  let depth = 0;
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const ch = value[i]!;
+    if (depth > 0) {
+      if (ch === "\\") i++;
+      else if (ch === "(") depth++;
+      else if (ch === ")" && --depth === 0) out += " ";
+      continue;
+    }
+    if (quoted) {
+      out += ch;
+      if (ch === "\\" && i + 1 < value.length) out += value[++i];
+      else if (ch === '"') quoted = false;
+      continue;
+    }
+    if (ch === '"') quoted = true;
+    else if (ch === "(") {
+      depth = 1;
+      continue;
+    }
+    out += ch;
+  }
+  return out;
+}
+
+function countReplacementChars(value: string): number {
+  let count = 0;
+  for (let i = value.indexOf("\uFFFD"); i >= 0; i = value.indexOf("\uFFFD", i + 1)) count++;
+  return count;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,187 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { TargetError } from "../errors.ts";
+import { maskUrl, parseRetryAfter } from "./http.ts";
+import { createTargets } from "./index.ts";
+import { escapeSlack } from "./slack.ts";
+import { truncate } from "./text.ts";
+import type { Notification } from "./types.ts";
+
+function notification(overrides: Partial<Notification> = {}): Notification {
+  return {
+    rule: "r",
+    account: "a",
+    mailbox: "INBOX",
+    uidValidity: 7,
+    uid: 42,
+    messageId: "m@x",
+    from: "Eve <eve@evil.example>",
+    subject: "<!channel> hi & bye",
+    date: "2026-11-23T00:00:00.000Z",
+    fields: { amount: { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" }, item: null },
+    total: null,
+    link: undefined,
+    render: (escape) => `*New:* ${escape("<@U1> & <https://evil|x>")}`,
+    ...overrides,
+  };
+}
+
+describe("escapeSlack", () => {
+  it("escapes exactly &, < and >", () => {
+    assert.equal(escapeSlack("<!here> a&b <@U1|x> *b*"), "&lt;!here&gt; a&amp;b &lt;@U1|x&gt; *b*");
+    assert.equal(escapeSlack("&amp;"), "&amp;amp;");
+  });
+});
+
+describe("truncate", () => {
+  it("leaves short text alone and cuts long text with an ellipsis", () => {
+    assert.equal(truncate("abc", 3), "abc");
+    assert.equal(truncate("abcdef", 4), "abc…");
+  });
+  it("never splits a surrogate pair or an entity", () => {
+    assert.equal(truncate("ab😀cd", 4), "ab…");
+    assert.equal(truncate("abc &amp; def", 7), "abc …");
+  });
+});
+
+describe("maskUrl", () => {
+  it("keeps scheme and host only", () => {
+    assert.equal(maskUrl("https://hooks.slack.example/services/T1/B2/secret"), "https://hooks.slack.example/****");
+    assert.equal(maskUrl("https://user:pw@host.example/x?token=1"), "https://****@host.example/****");
+    assert.equal(maskUrl("http://127.0.0.1:9000/"), "http://127.0.0.1:9000");
+    assert.equal(maskUrl("not a url"), "****");
+  });
+});
+
+describe("parseRetryAfter", () => {
+  it("reads seconds and HTTP dates", () => {
+    assert.equal(parseRetryAfter("30"), 30);
+    assert.equal(parseRetryAfter(null), undefined);
+    assert.equal(parseRetryAfter("soon"), undefined);
+    const now = Date.parse("2026-11-23T00:00:00Z");
+    assert.equal(parseRetryAfter("Mon, 23 Nov 2026 00:00:10 GMT", now), 10);
+  });
+});
+
+describe("slack payload", () => {
+  const [slack] = createTargets([{ name: "team", type: "slack", url: "https://hooks.slack.example/services/T/B/x", username: "mailbell", icon_emoji: ":bell:", channel: "#receipts" }]).values();
+  it("carries text, a section and a context block, and the options", () => {
+    const body = JSON.parse(slack!.render(notification()).body) as Record<string, unknown> & { blocks: { type: string; text?: { type: string; text: string }; elements?: { text: string }[] }[] };
+    assert.equal(body.text, "*New:* &lt;@U1&gt; &amp; &lt;https://evil|x&gt;");
+    assert.deepEqual(body.blocks[0], { type: "section", text: { type: "mrkdwn", text: body.text } });
+    assert.equal(body.blocks[1]!.type, "context");
+    assert.equal(body.blocks[1]!.elements![0]!.text, "*From:* Eve &lt;eve@evil.example&gt;  ·  *Subject:* &lt;!channel&gt; hi &amp; bye");
+    assert.equal(body.username, "mailbell");
+    assert.equal(body.icon_emoji, ":bell:");
+    assert.equal(body.channel, "#receipts");
+    assert.equal(body.unfurl_links, false);
+  });
+  it("keeps a huge message within Slack's limits", () => {
+    const long = "x".repeat(50_000);
+    const body = JSON.parse(slack!.render(notification({ render: (e) => e(long) })).body) as { text: string; blocks: { text?: { text: string } }[] };
+    assert.equal(body.text.length, 40_000);
+    assert.equal(body.blocks[0]!.text!.text.length, 3000);
+  });
+  it("describes itself without the secret", () => {
+    assert.equal(slack!.describe(), "slack https://hooks.slack.example/**** channel #receipts");
+  });
+});
+
+describe("webhook payload", () => {
+  const [hook] = createTargets([{ name: "hook", type: "webhook", url: "http://127.0.0.1:1/x", headers: { Authorization: "Bearer s3cret" } }]).values();
+  it("is the documented JSON, unescaped", () => {
+    const body = JSON.parse(hook!.render(notification()).body) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(body), ["rule", "account", "mailbox", "uidValidity", "uid", "messageId", "from", "subject", "date", "fields", "total", "link", "text"]);
+    assert.equal(body.text, "*New:* <@U1> & <https://evil|x>");
+    assert.deepEqual(body.fields, { amount: { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" }, item: null });
+    assert.equal(body.link, null);
+  });
+  it("describes itself without header values", () => {
+    assert.equal(hook!.describe(), "webhook http://127.0.0.1:1/**** (+1 header(s), values hidden)");
+  });
+});
+
+describe("sending", () => {
+  let server: http.Server;
+  let base: string;
+  const replies: { status: number; body: string; headers?: Record<string, string>; hang?: boolean }[] = [];
+  const seen: { headers: http.IncomingHttpHeaders; body: string }[] = [];
+  before(async () => {
+    server = http.createServer((req, res) => {
+      let body = "";
+      req.on("data", (d: Buffer) => (body += d.toString()));
+      req.on("end", () => {
+        seen.push({ headers: req.headers, body });
+        const r = replies.shift() ?? { status: 200, body: "ok" };
+        if (r.hang) return;
+        res.writeHead(r.status, { "content-type": "text/plain", ...r.headers });
+        res.end(r.body);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+
+  async function sendOnce(reply: (typeof replies)[number], timeoutMs?: number): Promise<TargetError | undefined> {
+    replies.push(reply);
+    const [t] = createTargets([{ name: "team", type: "slack", url: `${base}/services/T/B/secret` }]).values();
+    try {
+      if (timeoutMs) {
+        const { postPayload } = await import("./http.ts");
+        await postPayload(t!.render(notification()), { target: "team", url: `${base}/services/T/B/secret`, maskedUrl: maskUrl(base + "/x"), timeoutMs });
+      } else await t!.send(t!.render(notification()));
+      return undefined;
+    } catch (err) {
+      assert.ok(err instanceof TargetError);
+      return err;
+    }
+  }
+
+  it("succeeds on 200 and posts JSON", async () => {
+    assert.equal(await sendOnce({ status: 200, body: "ok" }), undefined);
+    assert.match(String(seen.at(-1)!.headers["content-type"]), /^application\/json/);
+  });
+
+  const cases = [
+    { status: 400, body: "invalid_payload", retryable: false },
+    { status: 403, body: "action_prohibited", retryable: false },
+    { status: 404, body: "no_service", retryable: false },
+    { status: 410, body: "channel_is_archived", retryable: false },
+    { status: 500, body: "rollup_error", retryable: true },
+    { status: 503, body: "", retryable: true },
+  ];
+  for (const c of cases) {
+    it(`${c.status} ${c.body || "(empty)"} is ${c.retryable ? "retryable" : "final"} and the message names status and error text`, async () => {
+      const err = await sendOnce({ status: c.status, body: c.body });
+      assert.ok(err);
+      assert.equal(err.status, c.status);
+      assert.equal(err.retryable, c.retryable);
+      assert.match(err.message, new RegExp(`answered ${c.status}${c.body ? `: ${c.body}` : ""}`));
+      assert.ok(!err.message.includes("secret"), "the URL is masked in the message");
+    });
+  }
+
+  it("429 is retryable and carries Retry-After", async () => {
+    const err = await sendOnce({ status: 429, body: "rate_limited", headers: { "retry-after": "7" } });
+    assert.equal(err?.retryable, true);
+    assert.equal(err?.retryAfterSeconds, 7);
+  });
+
+  it("a connection refused or a timeout is retryable", async () => {
+    const closed = http.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const [dead] = createTargets([{ name: "dead", type: "webhook", url: `http://127.0.0.1:${port}/x` }]).values();
+    await assert.rejects(dead!.send(dead!.render(notification())), (err: unknown) => err instanceof TargetError && err.retryable && /ECONNREFUSED/.test(err.message));
+    const err = await sendOnce({ status: 200, body: "", hang: true }, 200);
+    assert.equal(err?.retryable, true);
+    assert.match(err!.message, /no reply within 200 ms/);
+  });
+});

@@ -1,0 +1,200 @@
+/**
+ * A local stand-in for Slack incoming webhooks and generic webhook endpoints: records every
+ * request and answers from a script, so tests can drive retries, rate limits and failures.
+ */
+import http from "node:http";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import type net from "node:net";
+
+export interface ReceivedRequest {
+  /** 0-based arrival order since start (not reset by clear). */
+  index: number;
+  method: string;
+  /** Path with query string, as sent. */
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  text: string;
+  /** Parsed body when it is JSON, else undefined. */
+  json: unknown;
+  /** performance.now() when the body was complete: compare with the client's own clock. */
+  at: number;
+  /** Date.now() at the same moment. */
+  epochMs: number;
+  /** What the receiver answered. */
+  reply: Reply;
+}
+
+export interface Reply {
+  status: number;
+  headers?: OutgoingHttpHeaders;
+  body?: string | Buffer;
+  /** Wait this long before answering (client timeouts). */
+  delayMs?: number;
+  /** Drop the connection without any response (network failure as the client sees it). */
+  destroy?: boolean;
+}
+
+export type RequestPredicate = (req: ReceivedRequest) => boolean;
+
+export interface Receiver {
+  readonly port: number;
+  /** `http://127.0.0.1:<port><path>`. */
+  url(path?: string): string;
+  /** Everything received since the last clear(), in arrival order. */
+  readonly requests: readonly ReceivedRequest[];
+  /** Queue replies for the next requests to any path (after path-specific queues). */
+  reply(...replies: Reply[]): void;
+  /** Queue replies for the next requests whose path (without query) equals `path`. */
+  replyOn(path: string, ...replies: Reply[]): void;
+  /** Answer used once the queues are empty; initially Slack's `200 ok`. */
+  setDefault(reply: Reply): void;
+  /**
+   * Resolves when `count` requests have arrived (with all of them), or when at least one request
+   * matches `predicate` (with the matching ones). Rejects after `timeoutMs` listing what did arrive.
+   */
+  waitFor(countOrPredicate: number | RequestPredicate, timeoutMs?: number): Promise<ReceivedRequest[]>;
+  /** Forget received requests and queued replies; the default reply is kept. */
+  clear(): void;
+  close(): Promise<void>;
+}
+
+const textPlain = { "content-type": "text/plain; charset=utf-8" };
+
+/**
+ * Answers as documented for Slack incoming webhooks: plain-text bodies naming the error.
+ * (Slack documents the 429 only by its Retry-After header; the body here is a guess.)
+ */
+export const slackReplies = {
+  ok: (): Reply => ({ status: 200, headers: textPlain, body: "ok" }),
+  invalidPayload: (): Reply => ({ status: 400, headers: textPlain, body: "invalid_payload" }),
+  actionProhibited: (): Reply => ({ status: 403, headers: textPlain, body: "action_prohibited" }),
+  noService: (): Reply => ({ status: 404, headers: textPlain, body: "no_service" }),
+  channelIsArchived: (): Reply => ({ status: 410, headers: textPlain, body: "channel_is_archived" }),
+  rateLimited: (retryAfterSeconds = 1): Reply => ({
+    status: 429,
+    headers: { ...textPlain, "retry-after": String(retryAfterSeconds) },
+    body: "rate_limited",
+  }),
+  rollupError: (): Reply => ({ status: 500, headers: textPlain, body: "rollup_error" }),
+} as const;
+
+function describe(reqs: readonly ReceivedRequest[]): string {
+  if (reqs.length === 0) return "nothing was received";
+  const lines = reqs.map((r) => {
+    const body = r.text.length > 200 ? `${r.text.slice(0, 200)}…` : r.text;
+    return `  #${r.index} ${r.method} ${r.path} → ${r.reply.status}: ${body}`;
+  });
+  return `received ${reqs.length}:\n${lines.join("\n")}`;
+}
+
+export async function startReceiver(): Promise<Receiver> {
+  let requests: ReceivedRequest[] = [];
+  let nextIndex = 0;
+  let queue: Reply[] = [];
+  let pathQueues = new Map<string, Reply[]>();
+  let fallback: Reply = slackReplies.ok();
+  const listeners = new Set<() => void>();
+  const sockets = new Set<net.Socket>();
+
+  const nextReply = (path: string): Reply => {
+    const bare = path.split("?")[0] ?? path;
+    return pathQueues.get(bare)?.shift() ?? queue.shift() ?? fallback;
+  };
+
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const at = performance.now();
+      const epochMs = Date.now();
+      const body = Buffer.concat(chunks);
+      const text = body.toString("utf8");
+      let json: unknown;
+      try {
+        json = text.length ? JSON.parse(text) : undefined;
+      } catch {
+        json = undefined;
+      }
+      const path = req.url ?? "/";
+      const reply = nextReply(path);
+      // recorded before answering: a client that saw the response can rely on it being listed
+      requests.push({ index: nextIndex++, method: req.method ?? "", path, headers: req.headers, body, text, json, at, epochMs, reply });
+      for (const l of [...listeners]) l();
+      const send = (): void => {
+        if (reply.destroy) {
+          req.socket.destroy();
+          return;
+        }
+        const payload = reply.body ?? "";
+        res.writeHead(reply.status, { "content-length": Buffer.byteLength(payload), ...reply.headers });
+        res.end(payload);
+      };
+      if (reply.delayMs) setTimeout(send, reply.delayMs);
+      else send();
+    });
+  });
+  server.on("connection", (s: net.Socket) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+
+  return {
+    port,
+    url: (path = "/") => `http://127.0.0.1:${port}${path.startsWith("/") ? path : `/${path}`}`,
+    get requests() {
+      return requests;
+    },
+    reply: (...replies) => {
+      queue.push(...replies);
+    },
+    replyOn: (path, ...replies) => {
+      const q = pathQueues.get(path) ?? [];
+      q.push(...replies);
+      pathQueues.set(path, q);
+    },
+    setDefault: (reply) => {
+      fallback = reply;
+    },
+    waitFor(countOrPredicate, timeoutMs = 5000) {
+      const check = (): ReceivedRequest[] | undefined => {
+        if (typeof countOrPredicate === "number") return requests.length >= countOrPredicate ? [...requests] : undefined;
+        const hits = requests.filter(countOrPredicate);
+        return hits.length ? hits : undefined;
+      };
+      const now = check();
+      if (now) return Promise.resolve(now);
+      return new Promise((resolve, reject) => {
+        const what = typeof countOrPredicate === "number" ? `${countOrPredicate} request(s)` : "a request matching the predicate";
+        const onRequest = (): void => {
+          const r = check();
+          if (!r) return;
+          listeners.delete(onRequest);
+          clearTimeout(timer);
+          resolve(r);
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(onRequest);
+          reject(new Error(`receiver: waited ${timeoutMs} ms for ${what}; ${describe(requests)}`));
+        }, timeoutMs);
+        listeners.add(onRequest);
+      });
+    },
+    clear: () => {
+      requests = [];
+      queue = [];
+      pathQueues = new Map();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        // keep-alive sockets would hold close() open until the client gives up on them
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

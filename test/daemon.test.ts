@@ -156,6 +156,16 @@ describe("mailbell run, end to end", () => {
     await receiver.waitFor((r) => r.path === "/slack" && slackText(r).includes("accepted"));
   });
 
+  it("still notifies when a field cannot be extracted, marks it missing, and logs why", async () => {
+    await dovecot.append("alice", "Shop", buildMail({ from: "shop@example.com", to: "alice@example.com", subject: "no amount here", text: "Thanks for shopping" }));
+    const [post] = await receiver.waitFor((r) => r.path === "/slack" && slackText(r).startsWith("*no amount here*"));
+    assert.equal(slackText(post!), "*no amount here* from shop@example.com: [amount missing]");
+    const why = await mailbell.logger.waitFor(/field not found/, 2000, "warn");
+    assert.equal(why.fields.rule, "shop");
+    assert.equal(why.fields.field, "amount");
+    assert.match(why.fields.reason as string, /found nothing in the body/);
+  });
+
   it("keeps watching the good account while the other one's login is refused", async () => {
     const refused = mailbell.logger.find(/login refused/, "error");
     assert.equal(refused.length, 1, "one refusal, then a long wait rather than a tight retry loop");

@@ -148,7 +148,7 @@ describe("mailbell run, end to end", () => {
   it("logs a refusing target's status and error text, and goes on with the next mail", async () => {
     receiver.replyOn("/slack", slackReplies.noService());
     await dovecot.append("alice", "Shop", buildMail({ from: "shop@example.com", to: "alice@example.com", subject: "refused", text: "Amount: $1.00" }));
-    const failure = await mailbell.logger.waitFor(/^delivery failed$/, 8000, "error");
+    const failure = await mailbell.logger.waitFor(/^delivery failed for good/, 8000, "error");
     assert.equal(failure.fields.status, 404);
     assert.match(failure.fields.err as string, /answered 404: no_service/);
     assert.ok(!JSON.stringify(failure.fields).includes(receiver.url("/slack")), "the webhook URL is not logged");

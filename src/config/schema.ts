@@ -31,7 +31,17 @@ export const accountSchema = z.strictObject({
   link: z.string().min(1).optional(),
 });
 
+/** How fast a target may be sent to, and what to do with a burst larger than that. */
+const pacing = {
+  /** Sustained sends per second and the burst allowed at once; defaults per service (Slack: 1/s). */
+  rateLimit: z.strictObject({ perSecond: z.number().positive().max(1000), burst: z.number().int().min(1).max(1000).default(1) }).optional(),
+  /** paced: every mail is sent, spaced out. digest: when more than digestAfter wait, one summary message. */
+  overflow: z.enum(["paced", "digest"]).default("paced"),
+  digestAfter: z.number().int().min(1).max(1000).default(5),
+};
+
 const slackTargetSchema = z.strictObject({
+  ...pacing,
   name,
   type: z.literal("slack"),
   url: z.url({ protocol: /^https?$/, error: "must be the incoming-webhook URL Slack gave you (https://hooks.slack.com/services/…)" }),
@@ -42,6 +52,7 @@ const slackTargetSchema = z.strictObject({
 });
 
 const webhookTargetSchema = z.strictObject({
+  ...pacing,
   name,
   type: z.literal("webhook"),
   url: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }),
@@ -102,6 +113,45 @@ export const ruleSchema = z.strictObject({
   locale: z.string().min(2).optional(),
 });
 
+const seconds = (min: number, max: number) => z.number().min(min).max(max);
+
+export const watchSchema = z.strictObject({
+  /** Re-issue IDLE at least this often (RFC 2177 allows 29 min; Gmail drops sooner). */
+  idleRestartMinutes: seconds(1, 29).default(10),
+  /** While idle, prove the connection alive with a NOOP this often… */
+  keepaliveSeconds: seconds(1, 3600).default(60),
+  /** …and reconnect when it gets no answer within this long (a server that vanished without a FIN). */
+  keepaliveTimeoutSeconds: seconds(1, 600).default(15),
+  /** For servers without IDLE: how often to look for new mail. */
+  pollSeconds: seconds(1, 3600).default(60),
+  /** After downtime, this many mails per mailbox are announced one by one; the rest as one digest. */
+  backlogLimit: z.number().int().min(0).max(100_000).default(50),
+  /** Longest wait between reconnect attempts. */
+  reconnectMaxSeconds: seconds(1, 3600).default(60),
+  /** Wait after a refused login (servers lock accounts that retry fast). */
+  authRetryMinutes: seconds(1, 1440).default(5),
+});
+
+export const outboxSchema = z.strictObject({
+  /** A notification that failed this many times goes to the dead letters. */
+  maxAttempts: z.number().int().min(1).max(1000).default(12),
+  retryBaseSeconds: seconds(0.01, 3600).default(2),
+  retryMaxSeconds: seconds(0.01, 86_400).default(600),
+  /** On SIGTERM/SIGINT, keep sending for up to this long before exiting. */
+  drainSeconds: seconds(0, 3600).default(10),
+  /** Delivered notifications are kept this long (for `mailbell outbox` and duplicate checks). */
+  keepDays: seconds(1, 3650).default(30),
+});
+
+export const statusSchema = z.strictObject({
+  /** host:port or port for GET /healthz and /metrics; loopback unless you say otherwise. */
+  listen: z.union([z.string().min(1), z.number().int().min(0).max(65535)]),
+  /** /healthz fails when a mailbox's last server round trip is older than this. */
+  staleSeconds: seconds(1, 86_400).optional(),
+  /** …or when it has been reconnecting for longer than this. */
+  reconnectBudgetSeconds: seconds(1, 86_400).default(300),
+});
+
 export const configSchema = z.strictObject({
   /** SQLite file that holds checkpoints and totals, relative to the config file. */
   state: z.string().min(1).default("./mailbell.db"),
@@ -111,6 +161,9 @@ export const configSchema = z.strictObject({
       level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
     })
     .default({ level: "info" }),
+  watch: watchSchema.default(watchSchema.parse({})),
+  outbox: outboxSchema.default(outboxSchema.parse({})),
+  status: statusSchema.optional(),
   accounts: z.array(accountSchema).default([]),
   targets: z.array(targetSchema).default([]),
   rules: z.array(ruleSchema).default([]),
@@ -126,3 +179,6 @@ export type MatchConfig = z.infer<typeof matchSchema>;
 export type ExtractConfig = z.infer<typeof extractSchema>;
 export type TotalConfig = z.infer<typeof totalSchema>;
 export type Period = (typeof periods)[number];
+export type WatchConfig = z.infer<typeof watchSchema>;
+export type OutboxConfig = z.infer<typeof outboxSchema>;
+export type StatusConfig = z.infer<typeof statusSchema>;

@@ -1,10 +1,10 @@
 import type { AccountConfig } from "../config/schema.ts";
 import type { WatchedMail } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
-import type { Delivery } from "../outbox/delivery.ts";
 import { buildNotification } from "../outbox/notification.ts";
 import { evaluateRules, type CompiledRule } from "../rules/rules.ts";
 import type { RuleInput, RunningTotal } from "../rules/types.ts";
+import type { NewOutboxRow } from "../store/outbox.ts";
 import type { State } from "../store/state.ts";
 import type { Target } from "../targets/types.ts";
 
@@ -12,50 +12,76 @@ export interface PipelineDeps {
   rules: readonly CompiledRule[];
   targets: ReadonlyMap<string, Target>;
   state: State;
-  delivery: Delivery;
   logger: Logger;
   accounts: ReadonlyMap<string, AccountConfig>;
+  /** After downtime, mails beyond this many per mailbox go out as one digest per target. */
+  backlogLimit: number;
+  /** New outbox rows for these targets: send them. */
+  onQueued: (targets: ReadonlySet<string>) => void;
+  /** For metrics. */
+  onProcessed?: (watched: WatchedMail, matchedRules: readonly string[]) => void;
 }
 
 /**
- * One new mail through rules, totals and targets. Totals and the checkpoint are written in one
- * transaction, so a crash either counts the mail and moves past it, or does neither.
+ * One new mail through rules and totals into the outbox. Totals, outbox rows and the checkpoint
+ * are written in one transaction: after a crash the mail is either fully queued and passed, or
+ * not touched at all and read again. Nothing is sent from here; the dispatcher sends.
  */
-export async function handleMail(watched: WatchedMail, deps: PipelineDeps): Promise<void> {
+export function handleMail(watched: WatchedMail, deps: PipelineDeps): void {
   const log = deps.logger.child({ account: watched.account, mailbox: watched.mailbox, uid: watched.uid });
   const input: RuleInput = { mail: watched.mail, account: watched.account, mailbox: watched.mailbox, receivedAt: watched.receivedAt };
-  const matches = evaluateRules([...deps.rules], input);
+  const matches = evaluateRules(deps.rules, input);
   log.debug({ subject: watched.mail.subject, matched: matches.map((m) => m.rule) }, "mail read");
   for (const match of matches) {
     for (const missing of match.missing) log.warn({ rule: match.rule, field: missing.field, reason: missing.reason }, "field not found; notifying with it marked missing");
   }
 
   const key = messageKey(watched);
-  const counted = deps.state.transaction(() => {
-    const totals = matches.map((match): RunningTotal | undefined => {
-      if (!match.total) return undefined;
-      const { amount, period } = match.total;
-      if (amount) return { money: deps.state.totals.add(match.rule, key, period.key, amount).total, period };
-      return undefined;
-    });
-    deps.state.checkpoints.save(watched.account, watched.mailbox, watched.checkpoint);
-    return totals;
-  });
-
   const link = messageLink(deps.accounts.get(watched.account), watched);
   const ruleByName = new Map(deps.rules.map((r) => [r.name, r]));
-  await Promise.all(
-    matches.flatMap((match, i) => {
+  const digestGroup = watched.catchUp && watched.catchUp.index >= deps.backlogLimit ? `backlog:${watched.account}/${watched.mailbox}/${watched.catchUp.id}` : undefined;
+  const messageId = watched.mail.messageId;
+  const queuedFor = new Set<string>();
+
+  deps.state.transaction(() => {
+    for (const match of matches) {
       const rule = ruleByName.get(match.rule)!;
-      const notification = buildNotification(rule, match, input, watched, { total: counted[i], link });
-      return match.notify.map(async (targetName) => {
+      let total: RunningTotal | undefined;
+      if (match.total?.amount) total = { money: deps.state.totals.add(match.rule, key, match.total.period.key, match.total.amount).total, period: match.total.period };
+      const notification = buildNotification(rule, match, input, watched, { total, link });
+      const rows: NewOutboxRow[] = [];
+      for (const targetName of match.notify) {
         const target = deps.targets.get(targetName);
-        if (!target) return;
-        const ref = { rule: match.rule, account: watched.account, mailbox: watched.mailbox, uidValidity: watched.uidValidity, uid: watched.uid };
-        await deps.delivery.deliver(target, target.render(notification), ref);
-      });
-    }),
-  );
+        if (!target) continue;
+        // The same mail seen again under another UID (a UIDVALIDITY reset, Gmail's All Mail) is
+        // not posted again.
+        if (messageId && deps.state.outbox.hasMessage(messageId, match.rule, targetName)) {
+          log.info({ rule: match.rule, target: targetName, messageId }, "already notified for this Message-ID; not posting again");
+          continue;
+        }
+        const payload = target.render(notification);
+        rows.push({
+          target: targetName,
+          rule: match.rule,
+          account: watched.account,
+          mailbox: watched.mailbox,
+          uidValidity: watched.uidValidity,
+          uid: watched.uid,
+          messageId,
+          subject: watched.mail.subject,
+          contentType: payload.contentType,
+          body: payload.body,
+          summary: target.summarize(notification),
+          digestGroup,
+        });
+        queuedFor.add(targetName);
+      }
+      deps.state.outbox.enqueue(rows);
+    }
+    deps.state.checkpoints.save(watched.account, watched.mailbox, watched.checkpoint);
+  });
+  deps.onProcessed?.(watched, matches.map((m) => m.rule));
+  if (queuedFor.size > 0) deps.onQueued(queuedFor);
 }
 
 /**

@@ -1,28 +1,34 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { LoadedConfig } from "../config/load.ts";
-import type { AccountConfig } from "../config/schema.ts";
-import { ConfigError } from "../errors.ts";
-import type { ImapAccount } from "../imap/client.ts";
-import { sleep } from "../imap/backoff.ts";
-import { watchMailbox } from "../imap/watcher.ts";
-import type { Logger } from "../log.ts";
-import { DirectDelivery, type Delivery } from "../outbox/delivery.ts";
+import type { AccountConfig, Config } from "../config/schema.ts";
 import { compileConfigRules } from "../config/validate.ts";
+import { ConfigError } from "../errors.ts";
+import { sleep } from "../imap/backoff.ts";
+import type { ImapAccount } from "../imap/client.ts";
+import { watchMailbox, type WatchEvent } from "../imap/watcher.ts";
+import type { Logger } from "../log.ts";
+import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/dispatcher.ts";
 import { State } from "../store/state.ts";
 import { createTargets } from "../targets/index.ts";
+import type { Target } from "../targets/types.ts";
 import { handleMail, type PipelineDeps } from "./pipeline.ts";
 
 export interface RunOptions {
   logger: Logger;
+  /** Aborting it stops watching, drains the outbox (up to outbox.drainSeconds) and returns. */
   signal: AbortSignal;
-  /** For tests: replaces direct sending. */
-  delivery?: Delivery;
+  /** Observers, for the status server and tests. */
+  onWatchEvent?: (account: string, mailbox: string, event: WatchEvent) => void;
+  onDelivery?: (target: string, outcome: DeliveryOutcome, rows: number) => void;
+  onProcessed?: PipelineDeps["onProcessed"];
+  /** Called once everything is started, with the parts a status server reads. */
+  onStarted?: (parts: { state: State }) => void;
 }
 
 /**
- * Watches every configured (account, mailbox) until `signal` aborts. Each mailbox runs on its own;
- * one that cannot connect is retried without holding up the others.
+ * Watches every configured (account, mailbox) until `signal` aborts, then lets the outbox drain.
+ * Each mailbox runs on its own; one that cannot connect is retried without holding up the others.
  */
 export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Promise<void> {
   const { config } = loaded;
@@ -31,33 +37,63 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
   const targets = createTargets(config.targets);
   const accounts = await resolveAccounts(loaded, log);
   const state = State.open(loaded.statePath);
+  const dispatcher = new Dispatcher({
+    outbox: state.outbox,
+    targets,
+    pacing: pacingOf(config, targets),
+    retry: { baseMs: config.outbox.retryBaseSeconds * 1000, capMs: config.outbox.retryMaxSeconds * 1000, maxAttempts: config.outbox.maxAttempts },
+    logger: log,
+    onOutcome: options.onDelivery,
+  });
   try {
+    const purged = state.outbox.purgeDone(Date.now() - config.outbox.keepDays * 86_400_000);
+    if (purged > 0) log.debug({ purged }, "forgot old delivered notifications");
+    dispatcher.start();
     const deps: PipelineDeps = {
       rules,
       targets,
       state,
-      delivery: options.delivery ?? new DirectDelivery(log),
       logger: log,
       accounts: new Map(config.accounts.map((a) => [a.name, a])),
+      backlogLimit: config.watch.backlogLimit,
+      onQueued: (names) => dispatcher.kick(names),
+      onProcessed: options.onProcessed,
     };
     const watches = config.accounts.flatMap((account) =>
-      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, deps, options.signal)),
+      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, options)),
     );
-    log.info({ mailboxes: watches.length, rules: rules.length, targets: targets.size, state: loaded.statePath }, "mailbell started");
+    const pending = state.outbox.counts().filter((c) => c.state !== "done");
+    log.info({ mailboxes: watches.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
     if (watches.length === 0) log.warn({}, "no accounts configured: nothing to watch. Add one under accounts:.");
+    options.onStarted?.({ state });
     await Promise.all(watches);
+    log.info({ drainSeconds: config.outbox.drainSeconds }, "stopped watching; sending what is queued");
+    const { left } = await dispatcher.drain(config.outbox.drainSeconds * 1000);
+    if (left > 0) log.warn({ left }, "notifications still queued; they are kept and sent on the next start");
   } finally {
+    await dispatcher.stop();
     state.close();
     log.info({}, "mailbell stopped");
   }
+}
+
+function pacingOf(config: Config, targets: ReadonlyMap<string, Target>): Map<string, TargetPacing> {
+  return new Map(
+    config.targets.map((t) => {
+      const defaults = targets.get(t.name)!.defaultPacing;
+      return [t.name, { perSecond: t.rateLimit?.perSecond ?? defaults.perSecond, burst: t.rateLimit?.burst ?? defaults.burst, overflow: t.overflow, digestAfter: t.digestAfter }];
+    }),
+  );
 }
 
 /**
  * Restarts a mailbox's watch loop if handling a mail failed (a full disk, a bug): the mail was not
  * checkpointed, so the next round reads it again rather than skipping it.
  */
-async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailbox: string, deps: PipelineDeps, signal: AbortSignal): Promise<void> {
+async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions): Promise<void> {
+  const { signal } = options;
   const log = deps.logger.child({ account: account.name, mailbox });
+  const watch = config.watch;
   while (!signal.aborted) {
     try {
       for await (const watched of watchMailbox({
@@ -68,8 +104,14 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
         maxTextBytes: account.maxTextBytes,
         signal,
         logger: deps.logger,
+        idleRestartMs: watch.idleRestartMinutes * 60_000,
+        keepaliveMs: watch.keepaliveSeconds * 1000,
+        keepaliveTimeoutMs: watch.keepaliveTimeoutSeconds * 1000,
+        pollMs: watch.pollSeconds * 1000,
+        reconnect: { capMs: watch.reconnectMaxSeconds * 1000, authFailureMs: watch.authRetryMinutes * 60_000 },
+        onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
       })) {
-        await handleMail(watched, deps);
+        handleMail(watched, deps);
       }
       return;
     } catch (err) {

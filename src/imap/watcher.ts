@@ -1,5 +1,5 @@
 import type { ImapFlow } from "imapflow";
-import type { ImapError } from "../errors.ts";
+import { ImapError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { normalizeMail } from "../mail/normalize.ts";
 import type { NormalizedMail } from "../mail/types.ts";
@@ -31,6 +31,12 @@ export interface WatchOptions {
   reconnect?: { baseMs?: number; capMs?: number; authFailureMs?: number };
   /** Restart IDLE at least this often (default 10 min). */
   idleRestartMs?: number;
+  /** While idle, check the connection with a NOOP this often (default 60 s)… */
+  keepaliveMs?: number;
+  /** …and treat it as dead when the NOOP gets no answer within this long (default 15 s). */
+  keepaliveTimeoutMs?: number;
+  /** For servers without IDLE: how often to look for new mail (default 60 s). */
+  pollMs?: number;
   /** Called on connection state changes, for health reporting. */
   onEvent?: (event: WatchEvent) => void;
   /** For tests: replaces the IMAP client factory. */
@@ -41,6 +47,10 @@ export type WatchEvent =
   | { type: "connecting" }
   | { type: "connected"; uidValidity: number; lastUid: number }
   | { type: "idle" }
+  /** The server answered a keepalive NOOP: the connection is alive. */
+  | { type: "alive" }
+  /** The server has no IDLE; we look for new mail every intervalMs instead. */
+  | { type: "polling"; intervalMs: number }
   | { type: "uidvalidity-changed"; previous: number; current: number }
   | { type: "disconnected"; error: ImapError | undefined; retryInMs: number };
 
@@ -57,6 +67,11 @@ export interface WatchedMail {
   mail: NormalizedMail;
   /** The checkpoint that acknowledges this message; save it for commit: "manual". */
   checkpoint: Checkpoint;
+  /**
+   * Set for mail found right after (re)connecting, which waited while nobody watched: `index` of
+   * `count` in this catch-up (`id` tells catch-ups apart), so a long backlog can be summarised.
+   */
+  catchUp?: { id: string; index: number; count: number };
 }
 
 /**
@@ -76,6 +91,9 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
   const backoff = new Backoff({ baseMs: options.reconnect?.baseMs ?? 1000, capMs: options.reconnect?.capMs ?? 60_000 });
   const authFailureMs = options.reconnect?.authFailureMs ?? 5 * 60_000;
   const makeClient = options.createClient ?? ((a: ImapAccount, l: Logger) => createImapClient(a, { logger: l, idleRestartMs: options.idleRestartMs }));
+  const keepaliveMs = options.keepaliveMs ?? 60_000;
+  const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 15_000;
+  const pollMs = options.pollMs ?? 60_000;
 
   while (!signal.aborted) {
     emit({ type: "connecting" });
@@ -103,16 +121,35 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
       log.info({ uidValidity, lastUid: checkpoint.lastUid }, "watching");
       emit({ type: "connected", uidValidity, lastUid: checkpoint.lastUid });
 
+      const polling = !client.capabilities.has("IDLE");
+      if (polling) {
+        log.warn({ pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
+        emit({ type: "polling", intervalMs: pollMs });
+      }
       let lastUid = checkpoint.lastUid;
+      let firstRound = true;
       while (!signal.aborted && session.open) {
         session.dirty = false;
         const uids = await listNewUids(client, lastUid);
+        const catchUp = firstRound && uids.length > 0 ? { id: `${uidValidity}.${lastUid}`, count: uids.length } : undefined;
+        firstRound = false;
+        let index = 0;
         for await (const fetched of fetchMessages(client, uids, { maxTextBytes: options.maxTextBytes ?? 256 * 1024 })) {
           const mail = await normalizeMail(fetched.raw);
           mail.warnings.unshift(...fetched.warnings);
           if (mail.warnings.length > 0) log.warn({ uid: fetched.uid, warnings: mail.warnings }, "message read with warnings");
           const ack: Checkpoint = { uidValidity, lastUid: fetched.uid };
-          yield { account, mailbox, uidValidity, uid: fetched.uid, receivedAt: fetched.internalDate, size: fetched.size, mail, checkpoint: ack };
+          yield {
+            account,
+            mailbox,
+            uidValidity,
+            uid: fetched.uid,
+            receivedAt: fetched.internalDate,
+            size: fetched.size,
+            mail,
+            checkpoint: ack,
+            ...(catchUp ? { catchUp: { ...catchUp, index: index++ } } : {}),
+          };
           lastUid = fetched.uid;
           if (commitAuto) await checkpoints.save(account, mailbox, ack);
           if (signal.aborted) return;
@@ -123,9 +160,18 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
           lastUid = highest;
           if (commitAuto) await checkpoints.save(account, mailbox, { uidValidity, lastUid });
         }
-        if (!session.dirty) {
-          emit({ type: "idle" });
-          await session.idleUntilChange();
+        if (session.dirty) continue;
+        if (polling) {
+          // Without IDLE nothing tells us about new mail; the next round's UID SEARCH looks.
+          await session.pause(pollMs);
+          session.dirty = true;
+          emit({ type: "alive" });
+          continue;
+        }
+        emit({ type: "idle" });
+        if ((await session.idleUntilChange(keepaliveMs)) === "keepalive") {
+          await keepalive(client, keepaliveTimeoutMs, account, mailbox);
+          emit({ type: "alive" });
         }
       }
       failure = session.closeError ? classifyImapError(session.closeError, account, mailbox) : undefined;
@@ -133,7 +179,8 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
       failure = classifyImapError(err, account, mailbox);
     } finally {
       session.dispose();
-      await closeQuietly(client);
+      // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
+      await closeQuietly(client, failure === undefined);
     }
     if (signal.aborted) return;
     const authFailed = failure?.code === "IMAP_AUTH";
@@ -176,19 +223,38 @@ class Session {
     signal.addEventListener("abort", this.#onAbort);
   }
 
-  /** Enters IDLE and returns when there is new mail, the connection closed, or we are stopping. */
-  async idleUntilChange(): Promise<void> {
-    if (this.dirty || !this.open || this.#signal.aborted) return;
+  /**
+   * Enters IDLE and returns when there is new mail ("change"), the connection closed or we are
+   * stopping ("closed"), or keepaliveMs passed quietly ("keepalive": time to prove the line alive).
+   */
+  async idleUntilChange(keepaliveMs: number): Promise<"change" | "closed" | "keepalive"> {
+    if (this.dirty) return "change";
+    if (!this.open || this.#signal.aborted) return "closed";
     const woken = new Promise<void>((resolve) => (this.#wake = resolve));
-    // idle() resolves only when IDLE ends; the next command (our FETCH) ends it by sending DONE.
+    // idle() resolves only when IDLE ends; the next command (FETCH or NOOP) ends it with DONE.
     const idling = this.#client.idle().catch((err: unknown) => {
       this.closeError ??= err;
       this.open = false;
       this.#wake?.();
     });
-    await woken;
+    let timer: NodeJS.Timeout | undefined;
+    const quiet = new Promise<"keepalive">((resolve) => (timer = setTimeout(() => resolve("keepalive"), keepaliveMs)));
+    const result = await Promise.race([woken.then(() => (this.dirty ? "change" : "closed") as "change" | "closed"), quiet]);
+    clearTimeout(timer);
     this.#wake = undefined;
-    if (!this.open || this.#signal.aborted) await Promise.race([idling, sleep(100)]);
+    if (!this.open || this.#signal.aborted) {
+      await Promise.race([idling, sleep(100)]);
+      return "closed";
+    }
+    return result;
+  }
+
+  /** Waits ms, or less when mail is announced, the connection closes or we stop. */
+  async pause(ms: number): Promise<void> {
+    if (this.dirty || !this.open || this.#signal.aborted) return;
+    const woken = new Promise<void>((resolve) => (this.#wake = resolve));
+    await Promise.race([woken, sleep(ms)]);
+    this.#wake = undefined;
   }
 
   dispose(): void {
@@ -201,9 +267,27 @@ class Session {
   }
 }
 
-async function closeQuietly(client: ImapFlow): Promise<void> {
+/**
+ * A NOOP must come back within timeoutMs. A server that vanished without FIN/RST leaves a socket
+ * that looks open forever; only a request that goes unanswered reveals it.
+ */
+async function keepalive(client: ImapFlow, timeoutMs: number, account: string, mailbox: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
+  const answered = client.noop().then(() => "answered" as const);
   try {
-    if (client.usable) await Promise.race([client.logout(), sleep(2000)]);
+    if ((await Promise.race([answered, timedOut])) === "timeout") {
+      answered.catch(() => {});
+      throw new ImapError("IMAP_CONNECT", account, mailbox, `account "${account}": the server did not answer a NOOP within ${timeoutMs} ms; treating the connection as dead`);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function closeQuietly(client: ImapFlow, graceful: boolean): Promise<void> {
+  try {
+    if (graceful && client.usable) await Promise.race([client.logout(), sleep(2000)]);
   } catch {
     // already gone
   }

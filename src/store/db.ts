@@ -35,6 +35,31 @@ const migrations: readonly string[] = [
      entries  INTEGER NOT NULL,
      PRIMARY KEY (rule, period, currency)
    ) STRICT;`,
+  // The durable outbox: one row per (mail, rule, target), written in the same transaction as the
+  // checkpoint, so a notification exists on disk before the mail is considered read.
+  `CREATE TABLE outbox (
+     id              TEXT PRIMARY KEY,
+     target          TEXT NOT NULL,
+     rule            TEXT NOT NULL,
+     account         TEXT NOT NULL,
+     mailbox         TEXT NOT NULL,
+     uid_validity    INTEGER NOT NULL,
+     uid             INTEGER NOT NULL,
+     message_id      TEXT,
+     subject         TEXT NOT NULL,
+     content_type    TEXT NOT NULL,
+     body            TEXT NOT NULL,
+     summary         TEXT NOT NULL,
+     digest_group    TEXT,
+     state           TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+     attempts        INTEGER NOT NULL DEFAULT 0,
+     next_attempt_at INTEGER NOT NULL,
+     last_error      TEXT,
+     created_at      INTEGER NOT NULL,
+     updated_at      INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX outbox_ready ON outbox (target, state, next_attempt_at);
+   CREATE INDEX outbox_message ON outbox (message_id, rule, target) WHERE message_id IS NOT NULL;`,
 ];
 
 export const schemaVersion = migrations.length;

@@ -1,6 +1,7 @@
 import type { DatabaseSync } from "node:sqlite";
 import { SqliteCheckpoints } from "./checkpoints.ts";
 import { openDatabase, transaction } from "./db.ts";
+import { Outbox } from "./outbox.ts";
 import { Totals } from "./totals.ts";
 
 /** Everything mailbell keeps between runs, in one SQLite file. */
@@ -8,11 +9,13 @@ export class State {
   readonly db: DatabaseSync;
   readonly checkpoints: SqliteCheckpoints;
   readonly totals: Totals;
+  readonly outbox: Outbox;
 
   constructor(db: DatabaseSync) {
     this.db = db;
     this.checkpoints = new SqliteCheckpoints(db);
     this.totals = new Totals(db);
+    this.outbox = new Outbox(db);
   }
 
   static open(file: string): State {

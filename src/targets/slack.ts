@@ -1,7 +1,7 @@
 import type { SlackTargetConfig } from "../config/schema.ts";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { truncate } from "./text.ts";
-import type { Notification, Target, TargetPayload } from "./types.ts";
+import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /**
  * Slack mrkdwn treats `<…>` as links and mentions (`<!channel>`, `<@U123>`, `<https://x|label>`)
@@ -19,6 +19,8 @@ const contextMax = 2000;
 
 export class SlackWebhookTarget implements Target {
   readonly type = "slack";
+  // Slack: "about one message per second" per incoming webhook, short bursts tolerated.
+  readonly defaultPacing = { perSecond: 1, burst: 3 };
   readonly name: string;
   readonly #config: SlackTargetConfig;
 
@@ -30,15 +32,27 @@ export class SlackWebhookTarget implements Target {
   render(n: Notification): TargetPayload {
     const text = n.render(escapeSlack);
     const context = [`*From:* ${escapeSlack(n.from)}`, `*Subject:* ${escapeSlack(n.subject || "(no subject)")}`];
-    const payload: Record<string, unknown> = {
-      text: truncate(text, textMax),
-      blocks: [
-        { type: "section", text: { type: "mrkdwn", text: truncate(text, sectionMax) } },
-        { type: "context", elements: [{ type: "mrkdwn", text: truncate(context.join("  ·  "), contextMax) }] },
-      ],
-      unfurl_links: false,
-      unfurl_media: false,
-    };
+    return this.#payload(text, [
+      { type: "section", text: { type: "mrkdwn", text: truncate(text, sectionMax) } },
+      { type: "context", elements: [{ type: "mrkdwn", text: truncate(context.join("  ·  "), contextMax) }] },
+    ]);
+  }
+
+  summarize(n: Notification): string {
+    return truncate(n.render(escapeSlack).replace(/\s*\n\s*/g, " "), 300);
+  }
+
+  renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
+    const more = total - entries.length;
+    const lines = entries.map((e) => `• ${e.summary}`);
+    if (more > 0) lines.push(`…and ${more} more`);
+    const heading = `*${total} mails* (sent as one message to stay within Slack's rate limit)`;
+    const text = `${heading}\n${lines.join("\n")}`;
+    return this.#payload(text, [{ type: "section", text: { type: "mrkdwn", text: truncate(text, sectionMax) } }]);
+  }
+
+  #payload(text: string, blocks: unknown[]): TargetPayload {
+    const payload: Record<string, unknown> = { text: truncate(text, textMax), blocks, unfurl_links: false, unfurl_media: false };
     if (this.#config.username) payload.username = this.#config.username;
     if (this.#config.icon_emoji) payload.icon_emoji = this.#config.icon_emoji;
     if (this.#config.icon_url) payload.icon_url = this.#config.icon_url;
@@ -46,12 +60,13 @@ export class SlackWebhookTarget implements Target {
     return { contentType: "application/json; charset=utf-8", body: JSON.stringify(payload) };
   }
 
-  async send(payload: TargetPayload, signal?: AbortSignal): Promise<void> {
+  // Slack incoming webhooks take no idempotency key: a resend after a lost 2xx shows twice.
+  async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     await postPayload(payload, {
       target: this.name,
       url: this.#config.url,
       maskedUrl: maskUrl(this.#config.url),
-      signal,
+      signal: options.signal,
       // Slack answers errors as a short plain-text code such as invalid_payload or no_service.
       describeError: (_status, body) => summarize(body, 100),
     });

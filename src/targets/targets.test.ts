@@ -4,10 +4,14 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { TargetError } from "../errors.ts";
 import { maskUrl, parseRetryAfter } from "./http.ts";
-import { createTargets } from "./index.ts";
+import { targetSchema } from "../config/schema.ts";
+import { createTargets as createFromConfig } from "./index.ts";
 import { escapeSlack } from "./slack.ts";
 import { truncate } from "./text.ts";
 import type { Notification } from "./types.ts";
+
+/** Targets from config as the loader would hand them over (defaults filled in). */
+const createTargets = (configs: unknown[]) => createFromConfig(configs.map((c) => targetSchema.parse(c)));
 
 function notification(overrides: Partial<Notification> = {}): Notification {
   return {

@@ -48,13 +48,34 @@ export interface TargetPayload {
   body: string;
 }
 
+/** A queued notification as a digest lists it. */
+export interface DigestEntry {
+  rule: string;
+  subject: string;
+  /** One line, already escaped for this target (from `summarize`). */
+  summary: string;
+  body: string;
+}
+
+export interface SendOptions {
+  signal?: AbortSignal;
+  /** Stable per outbox row: services that deduplicate by key drop our rare resend. */
+  idempotencyKey?: string;
+}
+
 export interface Target {
   readonly name: string;
   readonly type: string;
+  /** Sustained rate the service allows, used unless the config sets rateLimit. */
+  readonly defaultPacing: { perSecond: number; burst: number };
   /** Builds the service's payload. Pure: no I/O, so `mailbell test` can show it. */
   render(notification: Notification): TargetPayload;
+  /** One line for digests, escaped for this service. Pure. */
+  summarize(notification: Notification): string;
+  /** One message standing for many: the first entries listed, `total` counted. Pure. */
+  renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload;
   /** Sends one payload. Resolves on success; throws TargetError (with `retryable`) otherwise. */
-  send(payload: TargetPayload, signal?: AbortSignal): Promise<void>;
+  send(payload: TargetPayload, options?: SendOptions): Promise<void>;
   /** One line for logs and `mailbell check`, with secrets masked. */
   describe(): string;
 }

@@ -1,6 +1,6 @@
 import type { WebhookTargetConfig } from "../config/schema.ts";
 import { maskUrl, postPayload } from "./http.ts";
-import type { Notification, Target, TargetPayload } from "./types.ts";
+import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /** The generic JSON payload: everything a receiving program needs, nothing escaped. */
 export interface WebhookBody {
@@ -21,6 +21,7 @@ export interface WebhookBody {
 
 export class WebhookTarget implements Target {
   readonly type = "webhook";
+  readonly defaultPacing = { perSecond: 20, burst: 20 };
   readonly name: string;
   readonly #config: WebhookTargetConfig;
 
@@ -48,8 +49,19 @@ export class WebhookTarget implements Target {
     return { contentType: "application/json; charset=utf-8", body: JSON.stringify(body) };
   }
 
-  async send(payload: TargetPayload, signal?: AbortSignal): Promise<void> {
-    await postPayload(payload, { target: this.name, url: this.#config.url, maskedUrl: maskUrl(this.#config.url), headers: this.#config.headers, signal });
+  summarize(n: Notification): string {
+    return n.render((s) => s);
+  }
+
+  /** `{ digest: { count, items } }`: each item is the body the mail would have had on its own. */
+  renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
+    const items = entries.map((e) => JSON.parse(e.body) as WebhookBody);
+    return { contentType: "application/json; charset=utf-8", body: JSON.stringify({ digest: { count: total, listed: items.length, items } }) };
+  }
+
+  async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
+    const headers = { ...this.#config.headers, ...(options.idempotencyKey ? { "idempotency-key": options.idempotencyKey } : {}) };
+    await postPayload(payload, { target: this.name, url: this.#config.url, maskedUrl: maskUrl(this.#config.url), headers, signal: options.signal });
   }
 
   describe(): string {

@@ -1,0 +1,233 @@
+import { TargetError } from "../errors.ts";
+import { Backoff, sleep } from "../imap/backoff.ts";
+import type { Logger } from "../log.ts";
+import type { Outbox, OutboxRow } from "../store/outbox.ts";
+import type { Target, TargetPayload } from "../targets/types.ts";
+
+export interface RetryPolicy {
+  /** First retry delay; doubles per attempt, with jitter. */
+  baseMs: number;
+  capMs: number;
+  /** After this many failed attempts a row goes to the dead letters. */
+  maxAttempts: number;
+}
+
+export interface TargetPacing {
+  /** Sustained sends per second (Slack incoming webhooks: about 1). */
+  perSecond: number;
+  /** Sends allowed at once before pacing starts. */
+  burst: number;
+  /** paced: send every row, spaced out. digest: when more than digestAfter wait, send one summary. */
+  overflow: "paced" | "digest";
+  digestAfter: number;
+}
+
+export type DeliveryOutcome = "delivered" | "retry" | "dead";
+
+export interface DispatcherOptions {
+  outbox: Outbox;
+  targets: ReadonlyMap<string, Target>;
+  pacing: ReadonlyMap<string, TargetPacing>;
+  retry: RetryPolicy;
+  logger: Logger;
+  /** Called once per row outcome, for metrics. */
+  onOutcome?: (target: string, outcome: DeliveryOutcome, rows: number) => void;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** Most rows listed one by one in a digest; the rest are counted. */
+const digestListMax = 20;
+
+/**
+ * Sends outbox rows, one loop per target so a slow or failing service holds up only itself. Rows
+ * leave the queue only when the service said 2xx (done) or said something final (dead); anything
+ * else is retried with backoff, and a 429's Retry-After pauses the whole target. A row can be sent
+ * twice only if the process dies between the service's 2xx and the commit that marks it done.
+ */
+export class Dispatcher {
+  readonly #o: DispatcherOptions;
+  readonly #loops = new Map<string, TargetLoop>();
+  readonly #now: () => number;
+  #stopping = false;
+
+  constructor(options: DispatcherOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  start(): void {
+    for (const target of this.#o.targets.values()) {
+      const loop = new TargetLoop(target, this.#o, this.#now);
+      this.#loops.set(target.name, loop);
+      loop.run().catch((err: unknown) => this.#o.logger.error({ target: target.name, err: (err as Error).stack }, "dispatcher loop crashed"));
+    }
+  }
+
+  /** New rows were queued: wake the loops that may have been sleeping. */
+  kick(targets?: Iterable<string>): void {
+    for (const name of targets ?? this.#loops.keys()) this.#loops.get(name)?.wake();
+  }
+
+  /**
+   * Keeps sending whatever is due until nothing is, or the deadline passes; then stops. What is
+   * left stays in the database and goes out on the next start.
+   */
+  async drain(deadlineMs: number): Promise<{ left: number }> {
+    this.#stopping = true;
+    const deadline = this.#now() + deadlineMs;
+    for (const loop of this.#loops.values()) loop.finishBy(deadline);
+    await Promise.all([...this.#loops.values()].map((l) => l.done));
+    const left = [...this.#loops.keys()].reduce((n, t) => n + this.#o.outbox.readyCount(t, Number.MAX_SAFE_INTEGER), 0);
+    return { left };
+  }
+
+  /** Stops at once; an in-flight request is abandoned (its row stays pending). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const loop of this.#loops.values()) loop.abort();
+    await Promise.all([...this.#loops.values()].map((l) => l.done));
+  }
+
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+}
+
+class TargetLoop {
+  readonly #target: Target;
+  readonly #o: DispatcherOptions;
+  readonly #now: () => number;
+  readonly #pacing: TargetPacing;
+  readonly #log: Logger;
+  readonly #backoff: Backoff;
+  readonly #abort = new AbortController();
+  #tokens: number;
+  #lastRefill: number;
+  #pausedUntil = 0;
+  #wake: (() => void) | undefined;
+  #finishBy: number | undefined;
+  done: Promise<void> = Promise.resolve();
+
+  constructor(target: Target, o: DispatcherOptions, now: () => number) {
+    this.#target = target;
+    this.#o = o;
+    this.#now = now;
+    this.#pacing = o.pacing.get(target.name) ?? { perSecond: 10, burst: 10, overflow: "paced", digestAfter: 10 };
+    this.#log = o.logger.child({ target: target.name });
+    this.#backoff = new Backoff({ baseMs: o.retry.baseMs, capMs: o.retry.capMs, random: o.random });
+    this.#tokens = this.#pacing.burst;
+    this.#lastRefill = now();
+  }
+
+  run(): Promise<void> {
+    this.done = this.#loop();
+    return this.done;
+  }
+
+  wake(): void {
+    this.#wake?.();
+  }
+
+  finishBy(deadline: number): void {
+    this.#finishBy = deadline;
+    this.wake();
+  }
+
+  abort(): void {
+    this.#abort.abort();
+    this.wake();
+  }
+
+  async #loop(): Promise<void> {
+    const outbox = this.#o.outbox;
+    while (!this.#abort.signal.aborted) {
+      const now = this.#now();
+      if (this.#finishBy !== undefined && now >= this.#finishBy) return;
+      if (this.#pausedUntil > now) {
+        if (this.#finishBy !== undefined && this.#pausedUntil > this.#finishBy) return;
+        await this.#sleep(this.#pausedUntil - now);
+        continue;
+      }
+      const [next] = outbox.ready(this.#target.name, now, 1);
+      if (!next) {
+        if (this.#finishBy !== undefined) return;
+        const earliest = outbox.earliestPending(this.#target.name);
+        await this.#sleep(earliest === undefined ? 60_000 : Math.max(1, earliest - now));
+        continue;
+      }
+      const wait = this.#takeToken();
+      if (wait > 0) {
+        await this.#sleep(wait);
+        continue;
+      }
+      const batch = this.#batchFor(next, now);
+      await this.#send(batch);
+    }
+  }
+
+  /** One row, or a digest: a backlog group, or (overflow: digest) everything that piled up. */
+  #batchFor(next: OutboxRow, now: number): OutboxRow[] {
+    const outbox = this.#o.outbox;
+    if (next.digestGroup) return outbox.pendingInGroup(this.#target.name, next.digestGroup).filter((r) => r.nextAttemptAt <= now);
+    if (this.#pacing.overflow === "digest" && outbox.readyCount(this.#target.name, now) > this.#pacing.digestAfter) {
+      return outbox.ready(this.#target.name, now, 1000).filter((r) => !r.digestGroup);
+    }
+    return [next];
+  }
+
+  async #send(rows: OutboxRow[]): Promise<void> {
+    const outbox = this.#o.outbox;
+    const ids = rows.map((r) => r.id);
+    const payload: TargetPayload = rows.length === 1 ? { contentType: rows[0]!.contentType, body: rows[0]!.body } : this.#target.renderDigest(rows.slice(0, digestListMax), rows.length);
+    const idempotencyKey = rows.length === 1 ? rows[0]!.id : `digest:${ids[0]}:${rows.length}`;
+    const ref = rows.length === 1 ? { id: ids[0], rule: rows[0]!.rule, uid: rows[0]!.uid, account: rows[0]!.account, mailbox: rows[0]!.mailbox } : { digest: rows.length, first: ids[0] };
+    try {
+      await this.#target.send(payload, { signal: this.#abort.signal, idempotencyKey });
+    } catch (err) {
+      if (this.#abort.signal.aborted) return;
+      const error = err instanceof TargetError ? err : new TargetError(this.#target.name, `target "${this.#target.name}": ${(err as Error).message}`, { retryable: true, cause: err });
+      const attempts = Math.max(...rows.map((r) => r.attempts)) + 1;
+      if (!error.retryable || attempts >= this.#o.retry.maxAttempts) {
+        const reason = error.retryable ? `${error.message} (gave up after ${attempts} attempts)` : error.message;
+        outbox.markDead(ids, reason, this.#now());
+        this.#log.error({ ...ref, status: error.status, attempts, err: reason }, "delivery failed for good; moved to the dead letters (mailbell outbox retry puts it back)");
+        this.#o.onOutcome?.(this.#target.name, "dead", rows.length);
+        return;
+      }
+      // The service is down or asked us to wait: hold the whole target, not only this row, so the
+      // queue keeps its order and we do not hammer a service that is struggling.
+      const delay = Math.max(this.#backoff.next(), (error.retryAfterSeconds ?? 0) * 1000);
+      const at = this.#now() + delay;
+      this.#pausedUntil = at;
+      outbox.markRetry(ids, at, error.message, this.#now());
+      this.#log.warn({ ...ref, status: error.status, attempts, retryInMs: delay, err: error.message }, "delivery failed; will retry");
+      this.#o.onOutcome?.(this.#target.name, "retry", rows.length);
+      return;
+    }
+    outbox.markDone(ids, this.#now());
+    this.#backoff.reset();
+    this.#log.info({ ...ref, rows: rows.length }, rows.length === 1 ? "delivered" : "delivered as one digest");
+    this.#o.onOutcome?.(this.#target.name, "delivered", rows.length);
+  }
+
+  /** Token bucket; returns how long to wait for the next token (0 = took one). */
+  #takeToken(): number {
+    const now = this.#now();
+    const rate = this.#pacing.perSecond / 1000;
+    this.#tokens = Math.min(this.#pacing.burst, this.#tokens + (now - this.#lastRefill) * rate);
+    this.#lastRefill = now;
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return 0;
+    }
+    return Math.ceil((1 - this.#tokens) / rate);
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    const woken = new Promise<void>((resolve) => (this.#wake = resolve));
+    const limit = this.#finishBy !== undefined ? Math.min(ms, Math.max(0, this.#finishBy - this.#now())) : ms;
+    await Promise.race([sleep(limit, this.#abort.signal), woken]);
+    this.#wake = undefined;
+  }
+}

@@ -1,0 +1,178 @@
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { transaction } from "./db.ts";
+
+export type OutboxState = "pending" | "done" | "dead";
+
+/** What the pipeline writes: one notification for one target. */
+export interface NewOutboxRow {
+  target: string;
+  rule: string;
+  account: string;
+  mailbox: string;
+  uidValidity: number;
+  uid: number;
+  messageId: string | undefined;
+  subject: string;
+  contentType: string;
+  body: string;
+  /** One line, already escaped for the target, used when rows are sent as a digest. */
+  summary: string;
+  /** Rows sharing a group are sent as one digest message (a long backlog). */
+  digestGroup?: string;
+}
+
+export interface OutboxRow extends NewOutboxRow {
+  id: string;
+  seq: number;
+  state: OutboxState;
+  attempts: number;
+  nextAttemptAt: number;
+  lastError: string | undefined;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/**
+ * The row id names the mail by its place on the server and the rule and target, so processing the
+ * same mail again (after a crash before the checkpoint moved) cannot queue it twice.
+ */
+export function outboxId(row: Pick<NewOutboxRow, "account" | "mailbox" | "uidValidity" | "uid" | "rule" | "target">): string {
+  return [row.account, row.mailbox, row.uidValidity, row.uid, row.rule, row.target].map((p) => encodeURIComponent(String(p))).join("/");
+}
+
+const columns = `rowid AS seq, id, target, rule, account, mailbox, uid_validity AS uidValidity, uid, message_id AS messageId, subject,
+  content_type AS contentType, body, summary, digest_group AS digestGroup, state, attempts, next_attempt_at AS nextAttemptAt,
+  last_error AS lastError, created_at AS createdAt, updated_at AS updatedAt`;
+
+export class Outbox {
+  readonly #db: DatabaseSync;
+  readonly #insert: StatementSync;
+  readonly #ready: StatementSync;
+  readonly #readyCount: StatementSync;
+  readonly #earliest: StatementSync;
+  readonly #group: StatementSync;
+  readonly #done: StatementSync;
+  readonly #retry: StatementSync;
+  readonly #dead: StatementSync;
+  readonly #byId: StatementSync;
+  readonly #delivered: StatementSync;
+  readonly #counts: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#insert = db.prepare(
+      `INSERT OR IGNORE INTO outbox (id, target, rule, account, mailbox, uid_validity, uid, message_id, subject, content_type, body, summary, digest_group, state, attempts, next_attempt_at, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`,
+    );
+    this.#ready = db.prepare(`SELECT ${columns} FROM outbox WHERE target = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY rowid LIMIT ?`);
+    this.#readyCount = db.prepare("SELECT count(*) AS n FROM outbox WHERE target = ? AND state = 'pending' AND next_attempt_at <= ?");
+    this.#earliest = db.prepare("SELECT min(next_attempt_at) AS at FROM outbox WHERE target = ? AND state = 'pending'");
+    this.#group = db.prepare(`SELECT ${columns} FROM outbox WHERE target = ? AND state = 'pending' AND digest_group = ? ORDER BY rowid`);
+    this.#done = db.prepare("UPDATE outbox SET state = 'done', attempts = attempts + 1, last_error = NULL, updated_at = ? WHERE id = ? AND state = 'pending'");
+    this.#retry = db.prepare("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'");
+    this.#dead = db.prepare("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'");
+    this.#byId = db.prepare(`SELECT ${columns} FROM outbox WHERE id = ?`);
+    this.#delivered = db.prepare("SELECT 1 AS found FROM outbox WHERE message_id = ? AND rule = ? AND target = ? AND state != 'dead' LIMIT 1");
+    this.#counts = db.prepare("SELECT target, state, count(*) AS n FROM outbox GROUP BY target, state");
+  }
+
+  /** Queues rows; a row whose id exists already is left as it is. Returns how many were new. */
+  enqueue(rows: readonly NewOutboxRow[], now: number = Date.now()): number {
+    let added = 0;
+    transaction(this.#db, () => {
+      for (const r of rows) {
+        const res = this.#insert.run(outboxId(r), r.target, r.rule, r.account, r.mailbox, r.uidValidity, r.uid, r.messageId ?? null, r.subject, r.contentType, r.body, r.summary, r.digestGroup ?? null, now, now, now);
+        added += Number(res.changes);
+      }
+    });
+    return added;
+  }
+
+  /** Pending rows of a target that are due, oldest first. */
+  ready(target: string, now: number, limit: number): OutboxRow[] {
+    return (this.#ready.all(target, now, limit) as unknown as OutboxRow[]).map(normalize);
+  }
+
+  readyCount(target: string, now: number): number {
+    return Number((this.#readyCount.get(target, now) as { n: number }).n);
+  }
+
+  /** When the next pending row of a target becomes due; undefined when none is pending. */
+  earliestPending(target: string): number | undefined {
+    const at = (this.#earliest.get(target) as { at: number | null }).at;
+    return at === null ? undefined : Number(at);
+  }
+
+  pendingInGroup(target: string, group: string): OutboxRow[] {
+    return (this.#group.all(target, group) as unknown as OutboxRow[]).map(normalize);
+  }
+
+  markDone(ids: readonly string[], now: number = Date.now()): void {
+    transaction(this.#db, () => {
+      for (const id of ids) this.#done.run(now, id);
+    });
+  }
+
+  markRetry(ids: readonly string[], nextAttemptAt: number, error: string, now: number = Date.now()): void {
+    transaction(this.#db, () => {
+      for (const id of ids) this.#retry.run(nextAttemptAt, error, now, id);
+    });
+  }
+
+  markDead(ids: readonly string[], error: string, now: number = Date.now()): void {
+    transaction(this.#db, () => {
+      for (const id of ids) this.#dead.run(error, now, id);
+    });
+  }
+
+  get(id: string): OutboxRow | undefined {
+    const row = this.#byId.get(id) as unknown as OutboxRow | undefined;
+    return row ? normalize(row) : undefined;
+  }
+
+  /** Whether this mail (by Message-ID) was already queued for this rule and target, under any UIDVALIDITY. */
+  hasMessage(messageId: string, rule: string, target: string): boolean {
+    return this.#delivered.get(messageId, rule, target) !== undefined;
+  }
+
+  list(states: readonly OutboxState[], limit = 1000): OutboxRow[] {
+    const placeholders = states.map(() => "?").join(", ");
+    const rows = this.#db.prepare(`SELECT ${columns} FROM outbox WHERE state IN (${placeholders}) ORDER BY rowid LIMIT ?`).all(...states, limit);
+    return (rows as unknown as OutboxRow[]).map(normalize);
+  }
+
+  /** Puts dead (or failing pending) rows back in the queue, due now. Returns how many. */
+  requeue(selector: { id: string } | { allDead: true }, now: number = Date.now()): number {
+    const res =
+      "id" in selector
+        ? this.#db.prepare("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE id = ? AND state != 'done'").run(now, now, selector.id)
+        : this.#db.prepare("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE state = 'dead'").run(now, now);
+    return Number(res.changes);
+  }
+
+  /** Row counts by target and state, for metrics and `mailbell outbox`. */
+  counts(): { target: string; state: OutboxState; count: number }[] {
+    return (this.#counts.all() as { target: string; state: OutboxState; n: number }[]).map((r) => ({ target: r.target, state: r.state, count: Number(r.n) }));
+  }
+
+  /** Forgets delivered rows older than the cutoff; pending and dead rows are kept. */
+  purgeDone(olderThan: number): number {
+    return Number(this.#db.prepare("DELETE FROM outbox WHERE state = 'done' AND updated_at < ?").run(olderThan).changes);
+  }
+}
+
+function normalize(row: OutboxRow): OutboxRow {
+  return {
+    ...row,
+    seq: Number(row.seq),
+    uidValidity: Number(row.uidValidity),
+    uid: Number(row.uid),
+    attempts: Number(row.attempts),
+    nextAttemptAt: Number(row.nextAttemptAt),
+    createdAt: Number(row.createdAt),
+    updatedAt: Number(row.updatedAt),
+    messageId: row.messageId ?? undefined,
+    lastError: row.lastError ?? undefined,
+    digestGroup: row.digestGroup ?? undefined,
+  };
+}

@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, MailbellError, UsageError } from "../errors.ts";
 import { checkCommand } from "./check.ts";
 import { processIO, type CliIO } from "./io.ts";
+import { outboxCommand } from "./outbox.ts";
 import { runCommand } from "./run.ts";
 import { testCommand } from "./test-mail.ts";
 
@@ -13,6 +14,8 @@ Commands:
   check --config FILE              validate the config, log in to every account, check every mailbox
   test  --config FILE MAIL.eml     run the rules on a saved message and show what would be sent
         [--json] [--received-at ISO-DATE] [--account NAME] [--mailbox NAME]
+  outbox --config FILE [--json]   list notifications waiting to be sent and those that gave up
+  outbox retry ID|--all           put dead notifications back in the queue
 
 Options:
   -c, --config FILE     the YAML config (default: mailbell.yaml)
@@ -62,6 +65,7 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
         account: { type: "string" },
         mailbox: { type: "string" },
         "log-level": { type: "string" },
+        all: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "v", default: false },
       },
@@ -93,8 +97,10 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
         io,
       );
     }
+    case "outbox":
+      return outboxCommand({ config: values.config, args: rest, all: values.all, json: values.json }, io);
     default:
-      throw new UsageError(`unknown command "${command}". Commands: run, check, test.`);
+      throw new UsageError(`unknown command "${command}". Commands: run, check, test, outbox.`);
   }
 }
 

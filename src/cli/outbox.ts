@@ -1,0 +1,83 @@
+import { existsSync } from "node:fs";
+import { loadConfig } from "../config/load.ts";
+import { MailbellError, UsageError } from "../errors.ts";
+import type { OutboxRow } from "../store/outbox.ts";
+import { State } from "../store/state.ts";
+import type { CliIO } from "./io.ts";
+
+export interface OutboxCommandOptions {
+  config: string;
+  /** undefined: list. ["retry", ID] or ["retry"] with all: re-queue. */
+  args: readonly string[];
+  all: boolean;
+  json: boolean;
+}
+
+/**
+ * `mailbell outbox`: what is waiting and what gave up. `mailbell outbox retry ID|--all` puts dead
+ * rows back in the queue; a running daemon picks them up (it polls the table between sends).
+ */
+export async function outboxCommand(options: OutboxCommandOptions, io: CliIO): Promise<number> {
+  const loaded = await loadConfig(options.config, io.env, { missingEnv: "placeholder" });
+  if (!existsSync(loaded.statePath)) {
+    throw new MailbellError("STATE", `no state database at ${loaded.statePath} yet: mailbell has not run with this config (or state: points elsewhere).`);
+  }
+  const state = State.open(loaded.statePath);
+  try {
+    const [verb, id, ...extra] = options.args;
+    if (verb === undefined) return list(state, options.json, io);
+    if (verb !== "retry") throw new UsageError(`unknown outbox command "${verb}". Use: mailbell outbox, or mailbell outbox retry ID|--all.`);
+    if (extra.length > 0 || (id !== undefined && options.all) || (id === undefined && !options.all)) {
+      throw new UsageError("mailbell outbox retry takes one row ID (as listed by mailbell outbox) or --all for every dead row.");
+    }
+    if (options.all) {
+      const n = state.outbox.requeue({ allDead: true });
+      io.out(`re-queued ${n} dead notification(s).`);
+      return 0;
+    }
+    const row = state.outbox.get(id!);
+    if (!row) throw new MailbellError("INPUT", `no outbox row "${id}". List them with: mailbell outbox --config ${options.config}`);
+    if (row.state === "done") throw new MailbellError("INPUT", `row "${id}" was delivered already; sending it again would post it twice.`);
+    state.outbox.requeue({ id: id! });
+    io.out(`re-queued ${id}.`);
+    return 0;
+  } finally {
+    state.close();
+  }
+}
+
+function list(state: State, json: boolean, io: CliIO): number {
+  const rows = state.outbox.list(["pending", "dead"]);
+  if (json) {
+    for (const r of rows) io.out(JSON.stringify(view(r)));
+    return 0;
+  }
+  const counts = state.outbox.counts();
+  const summary = ["pending", "dead", "done"].map((s) => `${counts.filter((c) => c.state === s).reduce((n, c) => n + c.count, 0)} ${s}`).join(", ");
+  io.out(`outbox: ${summary}`);
+  for (const r of rows) {
+    const when = r.state === "pending" ? `next try ${new Date(r.nextAttemptAt).toISOString()}` : "gave up";
+    io.out(`${r.state.padEnd(7)} ${r.id}`);
+    io.out(`        target ${r.target}, rule ${r.rule}, ${r.attempts} attempt(s), ${when}; "${r.subject}"`);
+    if (r.lastError) io.out(`        last error: ${r.lastError}`);
+  }
+  if (rows.some((r) => r.state === "dead")) io.out("Re-queue with: mailbell outbox retry ID, or mailbell outbox retry --all");
+  return 0;
+}
+
+function view(r: OutboxRow): Record<string, unknown> {
+  return {
+    id: r.id,
+    state: r.state,
+    target: r.target,
+    rule: r.rule,
+    account: r.account,
+    mailbox: r.mailbox,
+    uid: r.uid,
+    messageId: r.messageId ?? null,
+    subject: r.subject,
+    attempts: r.attempts,
+    nextAttemptAt: new Date(r.nextAttemptAt).toISOString(),
+    lastError: r.lastError ?? null,
+  };
+}

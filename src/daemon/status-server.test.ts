@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { request } from "node:http";
+import { connect } from "node:net";
+import { after, describe, it } from "node:test";
+import { CaptureLogger } from "../../test/support/logger.ts";
+import { MailbellError } from "../errors.ts";
+import type { HealthSnapshot } from "./health.ts";
+import { isLoopback, parseListen, startStatusServer, type StatusServer } from "./status-server.ts";
+
+const healthy: HealthSnapshot = {
+  healthy: true,
+  mailboxes: [{ account: "a", mailbox: "INBOX", state: "idle", connected: true, lastEventAt: 1, lastRoundTripAt: 1, reconnects: 0, lastError: null, healthy: true }],
+};
+const sick: HealthSnapshot = {
+  healthy: false,
+  mailboxes: [{ account: "a", mailbox: "INBOX", state: "disconnected", connected: false, lastEventAt: 1, lastRoundTripAt: 1, reconnects: 4, lastError: "connect ECONNREFUSED", healthy: false, reason: "has had no working connection for 300 s" }],
+};
+
+/** One request on a fresh connection, so no keep-alive socket outlives the test. */
+function fetchRaw(url: string, method = "GET"): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("status server", () => {
+  const servers: StatusServer[] = [];
+  after(() => Promise.all(servers.map((s) => s.close())));
+  async function start(overrides: { health?: () => HealthSnapshot; metrics?: () => string; logger?: CaptureLogger } = {}) {
+    const server = await startStatusServer({
+      listen: "127.0.0.1:0",
+      health: overrides.health ?? (() => healthy),
+      metrics: overrides.metrics ?? (() => "# HELP x y\n# TYPE x gauge\nx 1\n"),
+      logger: overrides.logger ?? new CaptureLogger(),
+    });
+    servers.push(server);
+    return server;
+  }
+
+  it("answers /healthz with the snapshot: 200 when healthy, 503 with reasons when not", async () => {
+    let current = healthy;
+    const server = await start({ health: () => current });
+    assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    const ok = await fetchRaw(`${server.url}/healthz`);
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers["content-type"], "application/json; charset=utf-8");
+    assert.deepEqual(JSON.parse(ok.body), healthy);
+
+    current = sick;
+    const bad = await fetchRaw(`${server.url}/healthz?verbose=1`);
+    assert.equal(bad.status, 503);
+    assert.deepEqual(JSON.parse(bad.body), sick);
+  });
+
+  it("serves /metrics as Prometheus text, also for HEAD", async () => {
+    const server = await start();
+    const res = await fetchRaw(`${server.url}/metrics`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    assert.equal(res.body, "# HELP x y\n# TYPE x gauge\nx 1\n");
+    const head = await fetchRaw(`${server.url}/metrics`, "HEAD");
+    assert.equal(head.status, 200);
+    assert.equal(head.body, "");
+    assert.equal(head.headers["content-length"], String(res.body.length));
+  });
+
+  it("answers 404 for other paths and 405 for other methods", async () => {
+    const server = await start();
+    assert.equal((await fetchRaw(`${server.url}/`)).status, 404);
+    assert.equal((await fetchRaw(`${server.url}/healthz/extra`)).status, 404);
+    const post = await fetchRaw(`${server.url}/metrics`, "POST");
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.allow, "GET, HEAD");
+  });
+
+  it("answers 500 and logs when producing a reply fails", async () => {
+    const logger = new CaptureLogger();
+    const server = await start({
+      logger,
+      metrics: () => {
+        throw new Error("database is locked");
+      },
+    });
+    const res = await fetchRaw(`${server.url}/metrics`);
+    assert.equal(res.status, 500);
+    assert.doesNotMatch(res.body, /database is locked/, "internals stay in the log");
+    assert.equal(logger.find(/could not produce a reply/, "error")[0]?.fields.err, "database is locked");
+  });
+
+  it("rejects a port in use, naming the address and status.listen", async () => {
+    const first = await start();
+    const port = new URL(first.url).port;
+    await assert.rejects(
+      startStatusServer({ listen: `127.0.0.1:${port}`, health: () => healthy, metrics: () => "", logger: new CaptureLogger() }),
+      (err: unknown) => {
+        assert.ok(err instanceof MailbellError);
+        assert.equal(err.code, "CONFIG");
+        assert.match(err.message, new RegExp(`^status server cannot listen on 127\\.0\\.0\\.1:${port} \\(status\\.listen\\): the address is already in use`));
+        assert.match(err.message, /set status\.listen to a free port/);
+        return true;
+      },
+    );
+  });
+
+  it("does not warn on loopback, and close() is idempotent and ends keep-alive sockets", async () => {
+    const logger = new CaptureLogger();
+    const server = await startStatusServer({ listen: "0", health: () => healthy, metrics: () => "", logger });
+    assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/, "a bare port listens on 127.0.0.1");
+    assert.equal(logger.find(/non-loopback/).length, 0);
+    assert.equal(logger.find(/status server listening/, "info").length, 1);
+
+    // A scraper's keep-alive connection, left open after its reply.
+    const { port } = new URL(server.url);
+    const scraper = connect({ host: "127.0.0.1", port: Number(port) });
+    scraper.on("error", () => {});
+    const scraperClosed = new Promise<void>((resolve) => scraper.once("close", () => resolve()));
+    let reply = "";
+    scraper.setEncoding("utf8");
+    scraper.on("data", (d: string) => (reply += d));
+    scraper.write("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n");
+    while (!reply.includes('"healthy": true')) await new Promise((r) => setTimeout(r, 10));
+    await Promise.all([server.close(), server.close()]);
+    await scraperClosed;
+    await assert.rejects(fetchRaw(`${server.url}/healthz`), /ECONNREFUSED/);
+  });
+});
+
+describe("parseListen", () => {
+  it("reads host:port, [ipv6]:port and a bare port", () => {
+    assert.deepEqual(parseListen("127.0.0.1:9464"), { host: "127.0.0.1", port: 9464 });
+    assert.deepEqual(parseListen("9464"), { host: "127.0.0.1", port: 9464 });
+    assert.deepEqual(parseListen(9464), { host: "127.0.0.1", port: 9464 });
+    assert.deepEqual(parseListen("[::1]:9464"), { host: "::1", port: 9464 });
+    assert.deepEqual(parseListen("localhost:0"), { host: "localhost", port: 0 });
+    assert.deepEqual(parseListen("0.0.0.0:9464"), { host: "0.0.0.0", port: 9464 });
+  });
+
+  it("explains what is wrong and what is valid", () => {
+    assert.throws(() => parseListen(":9464"), /^MailbellError: status\.listen: ":9464" has no host; use host:port such as 127\.0\.0\.1:9464/);
+    assert.throws(() => parseListen("::1:9464"), /status\.listen: "::1:9464" looks like an IPv6 address without brackets; use host:port such as 127\.0\.0\.1:9464, \[::1\]:9464/);
+    assert.throws(() => parseListen("localhost"), /status\.listen: "localhost" is not host:port/);
+    assert.throws(() => parseListen("127.0.0.1:70000"), /status\.listen: port 70000 in "127\.0\.0\.1:70000" is out of range; use a port from 1 to 65535/);
+    assert.throws(() => parseListen("[example.com]:80"), /"example\.com" in brackets is not an IPv6 address/);
+  });
+});
+
+describe("isLoopback", () => {
+  it("knows which hosts only this machine can reach", () => {
+    for (const host of ["127.0.0.1", "127.1.2.3", "localhost", "LOCALHOST", "::1", "::ffff:127.0.0.1"]) assert.equal(isLoopback(host), true, host);
+    for (const host of ["0.0.0.0", "::", "192.168.1.10", "10.0.0.1", "example.com", "127.example.com"]) assert.equal(isLoopback(host), false, host);
+  });
+});

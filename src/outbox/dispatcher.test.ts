@@ -1,0 +1,211 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { TargetError } from "../errors.ts";
+import { silentLogger } from "../log.ts";
+import type { NewOutboxRow } from "../store/outbox.ts";
+import { State } from "../store/state.ts";
+import type { DigestEntry, SendOptions, Target, TargetPayload } from "../targets/types.ts";
+import { Dispatcher, type TargetPacing } from "./dispatcher.ts";
+
+interface Sent {
+  payload: TargetPayload;
+  key: string | undefined;
+  at: number;
+}
+
+/** A target whose replies a test scripts: each call takes the next reply (default success). */
+class FakeTarget implements Target {
+  readonly type = "fake";
+  readonly defaultPacing = { perSecond: 1000, burst: 1000 };
+  readonly name: string;
+  readonly sent: Sent[] = [];
+  readonly attempts: number[] = [];
+  readonly replies: (Error | "ok")[] = [];
+  constructor(name: string) {
+    this.name = name;
+  }
+  render(): TargetPayload {
+    throw new Error("not used");
+  }
+  summarize(): string {
+    return "";
+  }
+  renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
+    return { contentType: "text/plain", body: `digest ${total}: ${entries.map((e) => e.summary).join(",")}` };
+  }
+  async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
+    this.attempts.push(performance.now());
+    const reply = this.replies.shift() ?? "ok";
+    if (reply !== "ok") throw reply;
+    this.sent.push({ payload, key: options.idempotencyKey, at: performance.now() });
+  }
+}
+
+function row(n: number, overrides: Partial<NewOutboxRow> = {}): NewOutboxRow {
+  return { target: "t", rule: "r", account: "a", mailbox: "INBOX", uidValidity: 1, uid: n, messageId: `m${n}@x`, subject: `s${n}`, contentType: "text/plain", body: `body ${n}`, summary: `sum${n}`, ...overrides };
+}
+
+const fast: TargetPacing = { perSecond: 1000, burst: 1000, overflow: "paced", digestAfter: 5 };
+
+function setup(targets: FakeTarget[], opts: { pacing?: Partial<TargetPacing>; maxAttempts?: number } = {}) {
+  const state = State.open(":memory:");
+  const dispatcher = new Dispatcher({
+    outbox: state.outbox,
+    targets: new Map(targets.map((t) => [t.name, t])),
+    pacing: new Map(targets.map((t) => [t.name, { ...fast, ...opts.pacing }])),
+    retry: { baseMs: 20, capMs: 40, maxAttempts: opts.maxAttempts ?? 5 },
+    logger: silentLogger,
+  });
+  return { state, dispatcher };
+}
+
+async function until(check: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const retryable = (status: number, retryAfterSeconds?: number) => new TargetError("t", `answered ${status}`, { status, retryable: true, retryAfterSeconds });
+const final = (status: number, text: string) => new TargetError("t", `answered ${status}: ${text}`, { status, retryable: false });
+
+describe("Dispatcher", () => {
+  it("sends queued rows oldest first, with the row id as idempotency key, and marks them done", async () => {
+    const t = new FakeTarget("t");
+    const { state, dispatcher } = setup([t]);
+    state.outbox.enqueue([row(1), row(2), row(3)]);
+    dispatcher.start();
+    await until(() => t.sent.length === 3);
+    await dispatcher.stop();
+    assert.deepEqual(t.sent.map((s) => s.payload.body), ["body 1", "body 2", "body 3"]);
+    assert.deepEqual(t.sent.map((s) => s.key), ["a/INBOX/1/1/r/t", "a/INBOX/1/2/r/t", "a/INBOX/1/3/r/t"]);
+    assert.deepEqual(state.outbox.counts(), [{ target: "t", state: "done", count: 3 }]);
+  });
+
+  it("queues a row only once however often the same mail is enqueued", () => {
+    const { state } = setup([new FakeTarget("t")]);
+    assert.equal(state.outbox.enqueue([row(1), row(1)]), 1);
+    assert.equal(state.outbox.enqueue([row(1)]), 0);
+  });
+
+  it("retries 5xx with backoff, keeps order, and delivers each row once", async () => {
+    const t = new FakeTarget("t");
+    t.replies.push(retryable(500), retryable(503));
+    const { state, dispatcher } = setup([t]);
+    state.outbox.enqueue([row(1), row(2)]);
+    dispatcher.start();
+    await until(() => t.sent.length === 2);
+    await dispatcher.stop();
+    assert.deepEqual(t.sent.map((s) => s.payload.body), ["body 1", "body 2"]);
+    assert.equal(t.attempts.length, 4);
+    assert.ok(t.attempts[1]! - t.attempts[0]! >= 2, "a pause before the retry");
+    assert.equal(state.outbox.get("a/INBOX/1/1/r/t")!.attempts, 3);
+  });
+
+  it("waits at least Retry-After after a 429 before sending anything to that target", async () => {
+    const t = new FakeTarget("t");
+    t.replies.push(retryable(429, 0.3));
+    const { state, dispatcher } = setup([t]);
+    state.outbox.enqueue([row(1), row(2)]);
+    dispatcher.start();
+    await until(() => t.sent.length === 2);
+    await dispatcher.stop();
+    assert.ok(t.attempts[1]! - t.attempts[0]! >= 295, `retried after ${t.attempts[1]! - t.attempts[0]!} ms`);
+  });
+
+  it("moves a row with a final error to the dead letters with the reason, and goes on", async () => {
+    const t = new FakeTarget("t");
+    t.replies.push(final(404, "no_service"));
+    const { state, dispatcher } = setup([t]);
+    state.outbox.enqueue([row(1), row(2)]);
+    dispatcher.start();
+    await until(() => t.sent.length === 1);
+    await dispatcher.stop();
+    const dead = state.outbox.get("a/INBOX/1/1/r/t")!;
+    assert.equal(dead.state, "dead");
+    assert.match(dead.lastError!, /answered 404: no_service/);
+    assert.equal(t.sent[0]!.payload.body, "body 2");
+    assert.equal(state.outbox.requeue({ allDead: true }), 1);
+    assert.equal(state.outbox.get("a/INBOX/1/1/r/t")!.state, "pending");
+  });
+
+  it("gives up after maxAttempts retryable failures", async () => {
+    const t = new FakeTarget("t");
+    t.replies.push(retryable(500), retryable(500), retryable(500));
+    const { state, dispatcher } = setup([t], { maxAttempts: 3 });
+    state.outbox.enqueue([row(1)]);
+    dispatcher.start();
+    await until(() => state.outbox.get("a/INBOX/1/1/r/t")!.state === "dead");
+    await dispatcher.stop();
+    assert.match(state.outbox.get("a/INBOX/1/1/r/t")!.lastError!, /gave up after 3 attempts/);
+    assert.equal(t.sent.length, 0);
+  });
+
+  it("paces sends to the target's rate", async () => {
+    const t = new FakeTarget("t");
+    const { state, dispatcher } = setup([t], { pacing: { perSecond: 20, burst: 1 } });
+    state.outbox.enqueue([1, 2, 3, 4, 5].map((n) => row(n)));
+    dispatcher.start();
+    await until(() => t.sent.length === 5);
+    await dispatcher.stop();
+    const span = t.sent[4]!.at - t.sent[0]!.at;
+    assert.ok(span >= 190, `5 sends at 20/s took ${span} ms`);
+  });
+
+  it("with overflow: digest, sends one summary when more than digestAfter are waiting", async () => {
+    const t = new FakeTarget("t");
+    const { state, dispatcher } = setup([t], { pacing: { overflow: "digest", digestAfter: 3 } });
+    state.outbox.enqueue([1, 2, 3, 4, 5].map((n) => row(n)));
+    dispatcher.start();
+    await until(() => state.outbox.counts().every((c) => c.state === "done"));
+    await dispatcher.stop();
+    assert.deepEqual(t.sent.map((s) => s.payload.body), ["digest 5: sum1,sum2,sum3,sum4,sum5"]);
+  });
+
+  it("sends a backlog group as one digest and the rest one by one", async () => {
+    const t = new FakeTarget("t");
+    const { state, dispatcher } = setup([t]);
+    state.outbox.enqueue([row(1), row(2), row(3, { digestGroup: "g" }), row(4, { digestGroup: "g" }), row(5, { digestGroup: "g" })]);
+    dispatcher.start();
+    await until(() => state.outbox.counts().every((c) => c.state === "done"));
+    await dispatcher.stop();
+    assert.deepEqual(t.sent.map((s) => s.payload.body), ["body 1", "body 2", "digest 3: sum3,sum4,sum5"]);
+  });
+
+  it("keeps one failing target from holding up another", async () => {
+    const bad = new FakeTarget("bad");
+    const good = new FakeTarget("good");
+    for (let i = 0; i < 50; i++) bad.replies.push(retryable(503));
+    const { state, dispatcher } = setup([bad, good]);
+    state.outbox.enqueue([row(1, { target: "bad" }), row(1, { target: "good" }), row(2, { target: "good" })]);
+    dispatcher.start();
+    await until(() => good.sent.length === 2);
+    await dispatcher.stop();
+    assert.equal(bad.sent.length, 0);
+    assert.equal(state.outbox.get("a/INBOX/1/1/r/bad")!.state, "pending");
+  });
+
+  it("drain sends what is due and reports what it had to leave", async () => {
+    const t = new FakeTarget("t");
+    const { state, dispatcher } = setup([t]);
+    dispatcher.start();
+    state.outbox.enqueue([row(1), row(2)]);
+    dispatcher.kick();
+    const { left } = await dispatcher.drain(2000);
+    assert.equal(left, 0);
+    assert.equal(t.sent.length, 2);
+
+    const slow = new FakeTarget("t");
+    slow.replies.push(retryable(429, 60));
+    const second = setup([slow]);
+    second.state.outbox.enqueue([row(1)]);
+    second.dispatcher.start();
+    await until(() => slow.attempts.length === 1);
+    const started = performance.now();
+    const result = await second.dispatcher.drain(200);
+    assert.ok(performance.now() - started < 1500, "drain does not wait out a Retry-After beyond its deadline");
+    assert.equal(result.left, 1, "the row it could not send before the deadline is reported");
+    assert.equal(second.state.outbox.get("a/INBOX/1/1/r/t")!.state, "pending", "nothing is lost: the row stays queued");
+  });
+});

@@ -110,15 +110,16 @@ describe("createMailbellMetrics", () => {
     metrics.ruleMatched("big-spend");
     metrics.delivery("slack", "delivered");
     metrics.delivery("hook", "retry");
+    metrics.delivery("slack", "delivered", 4);
 
     assert.equal(
       registry.render(),
       [
-        "# HELP mailbell_deliveries_total Delivery attempts by target and outcome: delivered, retry (failed, will be tried again) or dead (given up).",
+        "# HELP mailbell_deliveries_total Outbox rows sent by target and outcome: delivered, retry (failed, will be tried again) or dead (given up).",
         "# TYPE mailbell_deliveries_total counter",
         'mailbell_deliveries_total{target="hook",outcome="retry"} 1',
         'mailbell_deliveries_total{target="slack",outcome="dead"} 0',
-        'mailbell_deliveries_total{target="slack",outcome="delivered"} 1',
+        'mailbell_deliveries_total{target="slack",outcome="delivered"} 5',
         'mailbell_deliveries_total{target="slack",outcome="retry"} 0',
         "# HELP mailbell_mailbox_last_event_age_seconds Seconds since the watcher last reported anything for the mailbox; absent before its first event.",
         "# TYPE mailbell_mailbox_last_event_age_seconds gauge",

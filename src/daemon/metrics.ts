@@ -198,7 +198,8 @@ export interface MailbellMetricSources {
 export interface MailbellMetrics {
   mailProcessed(account: string, mailbox: string): void;
   ruleMatched(rule: string): void;
-  delivery(target: string, outcome: DeliveryOutcome): void;
+  /** `rows` > 1 when one send carried a digest of several outbox rows; each row is counted. */
+  delivery(target: string, outcome: DeliveryOutcome, rows?: number): void;
 }
 
 /**
@@ -229,7 +230,7 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
 
   const processed = registry.counter("mailbell_mails_processed_total", "Mails read from the mailbox and run through the rules.", ["account", "mailbox"]);
   const matches = registry.counter("mailbell_rule_matches_total", "Mails that matched the rule.", ["rule"]);
-  const deliveries = registry.counter("mailbell_deliveries_total", "Delivery attempts by target and outcome: delivered, retry (failed, will be tried again) or dead (given up).", ["target", "outcome"]);
+  const deliveries = registry.counter("mailbell_deliveries_total", "Outbox rows sent by target and outcome: delivered, retry (failed, will be tried again) or dead (given up).", ["target", "outcome"]);
 
   for (const { account, mailbox } of known.mailboxes ?? []) processed.inc({ account, mailbox }, 0);
   for (const rule of known.rules ?? []) matches.inc({ rule }, 0);
@@ -238,9 +239,9 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
   return {
     mailProcessed: (account, mailbox) => processed.inc({ account, mailbox }),
     ruleMatched: (rule) => matches.inc({ rule }),
-    delivery: (target, outcome) => {
+    delivery: (target, outcome, rows = 1) => {
       if (!deliveryOutcomes.includes(outcome)) throw new Error(`mailbell_deliveries_total: outcome ${JSON.stringify(outcome)} is not one of ${deliveryOutcomes.join(", ")}`);
-      deliveries.inc({ target, outcome });
+      deliveries.inc({ target, outcome }, rows);
     },
   };
 }

@@ -12,7 +12,10 @@ import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/d
 import { State } from "../store/state.ts";
 import { createTargets } from "../targets/index.ts";
 import type { Target } from "../targets/types.ts";
+import { Health } from "./health.ts";
+import { createMailbellMetrics, Metrics } from "./metrics.ts";
 import { handleMail, type PipelineDeps } from "./pipeline.ts";
+import { startStatusServer, type StatusServer } from "./status-server.ts";
 
 export interface RunOptions {
   logger: Logger;
@@ -22,8 +25,8 @@ export interface RunOptions {
   onWatchEvent?: (account: string, mailbox: string, event: WatchEvent) => void;
   onDelivery?: (target: string, outcome: DeliveryOutcome, rows: number) => void;
   onProcessed?: PipelineDeps["onProcessed"];
-  /** Called once everything is started, with the parts a status server reads. */
-  onStarted?: (parts: { state: State }) => void;
+  /** Called once everything is started; `statusUrl` is set when status.listen is configured. */
+  onStarted?: (parts: { state: State; statusUrl: string | undefined }) => void;
 }
 
 /**
@@ -37,15 +40,39 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
   const targets = createTargets(config.targets);
   const accounts = await resolveAccounts(loaded, log);
   const state = State.open(loaded.statePath);
+  const mailboxes = config.accounts.flatMap((a) => a.mailboxes.map((mailbox) => ({ account: a.name, mailbox })));
+  const health = new Health({ staleAfterMs: staleAfterMs(config), reconnectBudgetMs: (config.status?.reconnectBudgetSeconds ?? 300) * 1000 });
+  for (const m of mailboxes) health.register(m.account, m.mailbox);
+  const registry = new Metrics();
+  const metrics = createMailbellMetrics(registry, {
+    health: () => health.snapshot(Date.now()),
+    outboxRows: () => state.outbox.counts(),
+    known: { mailboxes, rules: rules.map((r) => r.name), targets: [...targets.keys()] },
+  });
   const dispatcher = new Dispatcher({
     outbox: state.outbox,
     targets,
     pacing: pacingOf(config, targets),
     retry: { baseMs: config.outbox.retryBaseSeconds * 1000, capMs: config.outbox.retryMaxSeconds * 1000, maxAttempts: config.outbox.maxAttempts },
     logger: log,
-    onOutcome: options.onDelivery,
+    onOutcome: (target, outcome, rows) => {
+      metrics.delivery(target, outcome, rows);
+      options.onDelivery?.(target, outcome, rows);
+    },
   });
+  const runOptions: RunOptions = {
+    ...options,
+    onWatchEvent: (account, mailbox, event) => {
+      health.onEvent(account, mailbox, event, Date.now());
+      options.onWatchEvent?.(account, mailbox, event);
+    },
+  };
+  let status: StatusServer | undefined;
   try {
+    if (config.status) {
+      status = await startStatusServer({ listen: config.status.listen, health: () => health.snapshot(Date.now()), metrics: () => registry.render(), logger: log });
+      log.info({ status: status.url }, "status server listening (GET /healthz, GET /metrics)");
+    }
     const purged = state.outbox.purgeDone(Date.now() - config.outbox.keepDays * 86_400_000);
     if (purged > 0) log.debug({ purged }, "forgot old delivered notifications");
     dispatcher.start();
@@ -57,24 +84,39 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
       accounts: new Map(config.accounts.map((a) => [a.name, a])),
       backlogLimit: config.watch.backlogLimit,
       onQueued: (names) => dispatcher.kick(names),
-      onProcessed: options.onProcessed,
+      onProcessed: (watched, matched) => {
+        metrics.mailProcessed(watched.account, watched.mailbox);
+        for (const rule of matched) metrics.ruleMatched(rule);
+        options.onProcessed?.(watched, matched);
+      },
     };
     const watches = config.accounts.flatMap((account) =>
-      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, options)),
+      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions)),
     );
     const pending = state.outbox.counts().filter((c) => c.state !== "done");
     log.info({ mailboxes: watches.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
     if (watches.length === 0) log.warn({}, "no accounts configured: nothing to watch. Add one under accounts:.");
-    options.onStarted?.({ state });
+    options.onStarted?.({ state, statusUrl: status?.url });
     await Promise.all(watches);
     log.info({ drainSeconds: config.outbox.drainSeconds }, "stopped watching; sending what is queued");
     const { left } = await dispatcher.drain(config.outbox.drainSeconds * 1000);
     if (left > 0) log.warn({ left }, "notifications still queued; they are kept and sent on the next start");
   } finally {
     await dispatcher.stop();
+    await status?.close();
     state.close();
     log.info({}, "mailbell stopped");
   }
+}
+
+/**
+ * A mailbox proves itself alive at least every keepalive (or poll) interval; allow two of them
+ * plus the NOOP timeout before calling it stale.
+ */
+function staleAfterMs(config: Config): number {
+  if (config.status?.staleSeconds) return config.status.staleSeconds * 1000;
+  const w = config.watch;
+  return (2 * Math.max(w.keepaliveSeconds, w.pollSeconds) + w.keepaliveTimeoutSeconds) * 1000;
 }
 
 function pacingOf(config: Config, targets: ReadonlyMap<string, Target>): Map<string, TargetPacing> {

@@ -49,7 +49,7 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
   const bound = server.address() as AddressInfo;
   const url = `http://${bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}`;
   if (!isLoopback(host)) {
-    log.warn({ listen: `${host}:${bound.port}` }, `status server listens on a non-loopback address; /healthz and /metrics have no authentication and reveal account and mailbox names. Set ${configKey} to 127.0.0.1:${bound.port} unless other machines must scrape it`);
+    log.warn({ listen: hostPort(host, bound.port) }, `status server listens on a non-loopback address; /healthz and /metrics have no authentication and reveal account and mailbox names. Set ${configKey} to 127.0.0.1:${bound.port} unless other machines must scrape it`);
   }
   log.info({ address: url }, "status server listening");
 
@@ -123,7 +123,7 @@ export function isLoopback(host: string): boolean {
 }
 
 function listenError(err: NodeJS.ErrnoException, host: string, port: number): MailbellError {
-  const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  const address = hostPort(host, port);
   const fixes: Record<string, string> = {
     EADDRINUSE: `the address is already in use, perhaps by another mailbell; stop that process or set ${configKey} to a free port`,
     EACCES: `permission denied (ports below 1024 need privileges); set ${configKey} to a port of 1024 or above`,
@@ -132,4 +132,8 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Ma
   };
   const why = fixes[err.code ?? ""] ?? `${err.message}; check ${configKey}`;
   return new MailbellError("CONFIG", `status server cannot listen on ${address} (${configKey}): ${why}`, { cause: err });
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -1,5 +1,5 @@
 import type { ImapFlow } from "imapflow";
-import { ImapError } from "../errors.ts";
+import { ImapError, MailbellError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import { normalizeMail } from "../mail/normalize.ts";
 import type { NormalizedMail } from "../mail/types.ts";
@@ -80,6 +80,9 @@ export interface WatchedMail {
  * connection trouble (that is reported through onEvent and the logger and retried); it ends when
  * `signal` aborts or the consumer stops iterating.
  */
+/** How long a connection must last before reconnect delays start again from the shortest. */
+const healthyAfterMs = 60_000;
+
 export async function* watchMailbox(options: WatchOptions): AsyncGenerator<WatchedMail, void, undefined> {
   const account = accountName(options.account);
   const mailbox = options.mailbox;
@@ -100,6 +103,7 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
     const client = makeClient(options.account, log);
     const session = new Session(client, signal);
     let failure: ImapError | undefined;
+    let connectedAt: number | undefined;
     try {
       await client.connect();
       const opened = await client.mailboxOpen(mailbox, { readOnly: true });
@@ -117,7 +121,7 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
         await checkpoints.save(account, mailbox, checkpoint);
         log.info({ uidValidity, lastUid: checkpoint.lastUid }, "first start on this mailbox: announcing mail from now on");
       }
-      backoff.reset();
+      connectedAt = Date.now();
       log.info({ uidValidity, lastUid: checkpoint.lastUid }, "watching");
       emit({ type: "connected", uidValidity, lastUid: checkpoint.lastUid });
 
@@ -176,6 +180,8 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
       }
       failure = session.closeError ? classifyImapError(session.closeError, account, mailbox) : undefined;
     } catch (err) {
+      // Our own failures (the state database) are not connection trouble: let the caller see them.
+      if (err instanceof MailbellError && !(err instanceof ImapError)) throw err;
       failure = classifyImapError(err, account, mailbox);
     } finally {
       session.dispose();
@@ -183,9 +189,13 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
       await closeQuietly(client, failure === undefined);
     }
     if (signal.aborted) return;
+    // A connection that stayed up a while earns a fresh start; one dropped right after SELECT does
+    // not, or a server that kicks us at once would see reconnects every second forever.
+    if (connectedAt !== undefined && Date.now() - connectedAt >= healthyAfterMs) backoff.reset();
     const authFailed = failure?.code === "IMAP_AUTH";
     const retryInMs = authFailed ? Math.max(authFailureMs, backoff.next()) : backoff.next();
     if (authFailed) log.error({ err: failure?.message, retryInMs }, "login refused; waiting before trying again so the server does not lock the account");
+    else if (failure?.code === "IMAP_MAILBOX") log.error({ err: failure.message, retryInMs }, "cannot open the mailbox; will try again");
     else log.warn({ err: failure?.message ?? "connection closed", retryInMs }, "disconnected; reconnecting");
     emit({ type: "disconnected", error: failure, retryInMs });
     await sleep(retryInMs, signal);
@@ -212,7 +222,12 @@ class Session {
   readonly #onError = (err: unknown) => {
     this.closeError ??= err;
   };
-  readonly #onAbort = () => this.#wake?.();
+  // Stopping must not wait for a greeting or a FETCH that may never come: close the socket. The
+  // mail already handed out is not affected, and unread mail stays above the checkpoint.
+  readonly #onAbort = () => {
+    this.#wake?.();
+    this.#client.close();
+  };
 
   constructor(client: ImapFlow, signal: AbortSignal) {
     this.#client = client;

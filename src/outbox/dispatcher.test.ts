@@ -30,6 +30,9 @@ class FakeTarget implements Target {
   summarize(): string {
     return "";
   }
+  describe(): string {
+    return `fake ${this.name}`;
+  }
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
     return { contentType: "text/plain", body: `digest ${total}: ${entries.map((e) => e.summary).join(",")}` };
   }

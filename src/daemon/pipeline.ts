@@ -8,6 +8,9 @@ import type { NewOutboxRow } from "../store/outbox.ts";
 import type { State } from "../store/state.ts";
 import type { Target } from "../targets/types.ts";
 
+/** Longest a backlog digest waits for the rest of its catch-up. */
+const digestHoldMs = 60_000;
+
 export interface PipelineDeps {
   rules: readonly CompiledRule[];
   targets: ReadonlyMap<string, Target>;
@@ -39,7 +42,11 @@ export function handleMail(watched: WatchedMail, deps: PipelineDeps): void {
   const key = messageKey(watched);
   const link = messageLink(deps.accounts.get(watched.account), watched);
   const ruleByName = new Map(deps.rules.map((r) => [r.name, r]));
-  const digestGroup = watched.catchUp && watched.catchUp.index >= deps.backlogLimit ? `backlog:${watched.account}/${watched.mailbox}/${watched.catchUp.id}` : undefined;
+  const catchUp = watched.catchUp;
+  const digestGroup = catchUp && catchUp.index >= deps.backlogLimit ? `backlog:${watched.account}/${watched.mailbox}/${catchUp.id}` : undefined;
+  // A backlog digest waits until its last mail is queued; if that never happens (we stop half
+  // way), it goes out after the hold with what it has.
+  const notBefore = digestGroup ? Date.now() + digestHoldMs : undefined;
   const messageId = watched.mail.messageId;
   const queuedFor = new Set<string>();
 
@@ -73,11 +80,13 @@ export function handleMail(watched: WatchedMail, deps: PipelineDeps): void {
           body: payload.body,
           summary: target.summarize(notification),
           digestGroup,
+          notBefore,
         });
         queuedFor.add(targetName);
       }
       deps.state.outbox.enqueue(rows);
     }
+    if (digestGroup && catchUp && catchUp.index === catchUp.count - 1) deps.state.outbox.releaseGroup(digestGroup);
     deps.state.checkpoints.save(watched.account, watched.mailbox, watched.checkpoint);
   });
   deps.onProcessed?.(watched, matches.map((m) => m.rule));

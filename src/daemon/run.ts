@@ -71,7 +71,6 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
   try {
     if (config.status) {
       status = await startStatusServer({ listen: config.status.listen, health: () => health.snapshot(Date.now()), metrics: () => registry.render(), logger: log });
-      log.info({ status: status.url }, "status server listening (GET /healthz, GET /metrics)");
     }
     const purged = state.outbox.purgeDone(Date.now() - config.outbox.keepDays * 86_400_000);
     if (purged > 0) log.debug({ purged }, "forgot old delivered notifications");

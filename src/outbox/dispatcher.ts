@@ -39,6 +39,9 @@ export interface DispatcherOptions {
 /** Most rows listed one by one in a digest; the rest are counted. */
 const digestListMax = 20;
 
+/** How often an idle loop looks at the table for rows queued by another process. */
+const idlePollMs = 5000;
+
 /**
  * Sends outbox rows, one loop per target so a slow or failing service holds up only itself. Rows
  * leave the queue only when the service said 2xx (done) or said something final (dead); anything
@@ -153,7 +156,8 @@ class TargetLoop {
       if (!next) {
         if (this.#finishBy !== undefined) return;
         const earliest = outbox.earliestPending(this.#target.name);
-        await this.#sleep(earliest === undefined ? 60_000 : Math.max(1, earliest - now));
+        // Re-read the table now and then: `mailbell outbox retry` re-queues rows from another process.
+        await this.#sleep(Math.min(earliest === undefined ? idlePollMs : Math.max(1, earliest - now), idlePollMs));
         continue;
       }
       const wait = this.#takeToken();

@@ -19,6 +19,8 @@ export interface NewOutboxRow {
   summary: string;
   /** Rows sharing a group are sent as one digest message (a long backlog). */
   digestGroup?: string;
+  /** Not sent before this time (ms); default: at once. */
+  notBefore?: number;
 }
 
 export interface OutboxRow extends NewOutboxRow {
@@ -81,7 +83,7 @@ export class Outbox {
     let added = 0;
     transaction(this.#db, () => {
       for (const r of rows) {
-        const res = this.#insert.run(outboxId(r), r.target, r.rule, r.account, r.mailbox, r.uidValidity, r.uid, r.messageId ?? null, r.subject, r.contentType, r.body, r.summary, r.digestGroup ?? null, now, now, now);
+        const res = this.#insert.run(outboxId(r), r.target, r.rule, r.account, r.mailbox, r.uidValidity, r.uid, r.messageId ?? null, r.subject, r.contentType, r.body, r.summary, r.digestGroup ?? null, r.notBefore ?? now, now, now);
         added += Number(res.changes);
       }
     });
@@ -105,6 +107,11 @@ export class Outbox {
 
   pendingInGroup(target: string, group: string): OutboxRow[] {
     return (this.#group.all(target, group) as unknown as OutboxRow[]).map(normalize);
+  }
+
+  /** Makes every pending row of a digest group due now (the group is complete). */
+  releaseGroup(group: string, now: number = Date.now()): void {
+    this.#db.prepare("UPDATE outbox SET next_attempt_at = ? WHERE digest_group = ? AND state = 'pending' AND next_attempt_at > ?").run(now, group, now);
   }
 
   markDone(ids: readonly string[], now: number = Date.now()): void {

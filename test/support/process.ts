@@ -1,0 +1,50 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+
+const entry = path.resolve(import.meta.dirname, "../../src/cli/entry.ts");
+
+export interface MailbellProcess {
+  child: ChildProcess;
+  /** Everything written to stderr (JSON log lines) so far. */
+  readonly log: string;
+  /** Resolves with the exit code (null when killed by a signal). */
+  exited: Promise<number | null>;
+  /** Waits until a log line matches; rejects with the log tail after timeoutMs. */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Parsed log lines. */
+  entries(): Record<string, unknown>[];
+}
+
+/** `mailbell run --config FILE` as a real process, so tests can SIGKILL or SIGTERM it. */
+export function spawnMailbell(configFile: string, env: NodeJS.ProcessEnv = {}): MailbellProcess {
+  const child = spawn(process.execPath, [entry, "run", "--config", configFile], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  child.stderr!.on("data", (d: Buffer) => (log += d.toString()));
+  child.stdout!.on("data", (d: Buffer) => (log += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return {
+    child,
+    get log() {
+      return log;
+    },
+    exited,
+    async waitForLog(pattern, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const line = log.split("\n").find((l) => pattern.test(l));
+        if (line) return line;
+        if (Date.now() > deadline) throw new Error(`no log line matching ${pattern} within ${timeoutMs} ms; log tail:\n${log.split("\n").slice(-20).join("\n")}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    entries() {
+      return log
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+  };
+}

@@ -15,7 +15,11 @@ export type { Logger } from "./log.ts";
 import { SqliteCheckpoints } from "./store/checkpoints.ts";
 import { openDatabase } from "./store/db.ts";
 
-/** Checkpoints kept in a SQLite file, so mail that arrives while your program is down is not missed. */
-export function openCheckpoints(file: string): SqliteCheckpoints {
-  return new SqliteCheckpoints(openDatabase(file));
+/**
+ * Checkpoints kept in a SQLite file, so mail that arrives while your program is down is not missed.
+ * Call close() when you are done with it.
+ */
+export function openCheckpoints(file: string): SqliteCheckpoints & { close(): void } {
+  const db = openDatabase(file);
+  return Object.assign(new SqliteCheckpoints(db), { close: () => db.close() });
 }

@@ -16,7 +16,8 @@ export interface Logger {
  */
 export const redactPaths = ["pass", "password", "token", "accessToken", "url", "webhook", "authorization", "*.pass", "*.password", "*.token", "*.url", "*.authorization", "headers.*", "*.headers.*"];
 
-export function createLogger(options: { level?: string; destination?: number } = {}): Logger {
+export function createLogger(options: { level?: string; destination?: number | NodeJS.WritableStream } = {}): Logger {
+  const destination = options.destination ?? 2;
   return pino(
     {
       level: options.level ?? "info",
@@ -24,7 +25,8 @@ export function createLogger(options: { level?: string; destination?: number } =
       redact: { paths: redactPaths, censor: "****" },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    pino.destination({ fd: options.destination ?? 2, sync: true }),
+    // Synchronous, so the last lines before a crash or SIGKILL are not lost in a buffer.
+    typeof destination === "number" ? pino.destination({ fd: destination, sync: true }) : destination,
   ) as unknown as Logger;
 }
 

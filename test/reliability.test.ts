@@ -240,6 +240,56 @@ describe("never lose a mail, never post one twice", () => {
     assert.match(proc.log, /stopped watching; sending what is queued/);
   });
 
+  it("a second signal exits at once, and what was still queued goes out on the next start", async () => {
+    const { file } = config({ user: "bob", mailboxes: ["Twice"], path: "/second", logLevel: "debug" });
+    await dovecot.createMailbox("bob", "Twice");
+    receiver.replyOn("/second", ...Array.from({ length: 4 }, () => ({ ...slackReplies.ok(), delayMs: 1500 })));
+    const proc = spawnMailbell(file);
+    await proc.waitForLog(/"msg":"watching"/);
+    const { raws, ids } = mails(4, "second");
+    await dovecot.appendMany("bob", "Twice", raws);
+    const deadline = Date.now() + 10_000;
+    while (proc.entries().filter((e) => e.msg === "mail read").length < 4) {
+      assert.ok(Date.now() < deadline, "all four read and queued");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    proc.child.kill("SIGTERM");
+    await proc.waitForLog(/sending what is queued/);
+    const signalled = Date.now();
+    proc.child.kill("SIGTERM");
+    assert.equal(await proc.exited, 130);
+    assert.ok(Date.now() - signalled < 1000, "the second signal ends the process at once");
+    const before = accepted(on("/second")()).length;
+    assert.ok(before < 4, `some were left queued (${before} sent)`);
+
+    const again = spawnMailbell(file);
+    try {
+      await waitForMessages("/second", 4, 20_000);
+      await new Promise((r) => setTimeout(r, 300));
+      const got = accepted(on("/second")()).map((r) => body(r).messageId);
+      assert.deepEqual([...new Set(got)].sort(), [...ids].sort(), "nothing lost");
+      assert.ok(got.length <= 5, "at most the one in flight at the second signal was sent twice");
+    } finally {
+      again.child.kill("SIGTERM");
+      await again.exited;
+    }
+  });
+
+  it("one mailbox that cannot be opened does not stop the others", async () => {
+    const { file, yaml } = config({ user: "carol", mailboxes: ["Nowhere", "INBOX"], path: "/others" });
+    const mailbell = startMailbell(file, yaml);
+    try {
+      await waitUntilWatching(mailbell.logger, 1);
+      const failed = await mailbell.logger.waitFor(/cannot open the mailbox/, 5000, "error");
+      assert.equal(failed.fields.mailbox, "Nowhere");
+      assert.match(String(failed.fields.err), /mailbox "Nowhere" does not exist/);
+      await dovecot.append("carol", "INBOX", buildMail({ from: "a@example.com", to: "c@example.com", subject: "still here", text: "x", messageId: "others@reliability.test" }));
+      await waitForMessages("/others", 1);
+    } finally {
+      await mailbell.stop();
+    }
+  });
+
   it("after downtime, a long backlog is announced up to backlogLimit one by one and the rest as one digest", async () => {
     await dovecot.createMailbox("alice", "Backlog");
     const { file, yaml } = config({ user: "alice", mailboxes: ["Backlog"], path: "/backlog", watch: { backlogLimit: 2 } });

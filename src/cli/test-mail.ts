@@ -46,7 +46,7 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
   const mailbox = options.mailbox ?? firstAccount?.mailboxes[0] ?? "INBOX";
   const input: RuleInput = { mail, account, mailbox, receivedAt };
   const matches = evaluateRules(rules, input);
-  const state = existsSync(loaded.statePath) ? State.open(loaded.statePath) : undefined;
+  const state = existsSync(loaded.statePath) ? State.open(loaded.statePath, { readOnly: true }) : undefined;
   try {
     if (!options.json) {
       io.out(`${options.file}: from ${mail.from.map((a) => a.address).join(", ") || "(none)"}, subject "${mail.subject}", received ${receivedAt.toISOString()}`);

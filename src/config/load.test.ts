@@ -109,6 +109,18 @@ describe("parseConfig", () => {
     assert.match(err.message, /^2 problems in the config:/);
   });
 
+  it("reports a missing variable together with the file's other mistakes", () => {
+    const err = issuesOf(base.replace("    user: me@gmail.com", "    user: me@gmail.com\n    port: http"), { SLACK_WEBHOOK_URL: env.SLACK_WEBHOOK_URL });
+    assert.deepEqual(
+      err.issues.map((i) => [i.line, i.path]),
+      [
+        [6, "accounts[0].port"],
+        [7, "accounts[0].pass"],
+      ],
+    );
+    assert.match(err.issues[1]!.message, /GMAIL_APP_PASSWORD is not set/);
+  });
+
   it("keeps $${ as a literal", () => {
     const { config } = parseConfig(base.replace('template: "Google Play:', () => 'template: "$${not a var} Google Play:'), "m.yaml", env);
     assert.match(config.rules[0]!.template, /^\$\{not a var\} Google Play/);

@@ -56,22 +56,32 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const lineOf = (p: readonly PathSegment[]): number | undefined => lineOfPath(doc, lineCounter, p);
 
   const raw: unknown = doc.toJS() ?? {};
-  const issues: ConfigIssue[] = [];
+  // Every problem at once: an unset variable is reported, and a stand-in lets validation go on
+  // to find the file's other mistakes.
+  const envIssues: ConfigIssue[] = [];
   const placeholders: string[] = [];
-  const onMissing = options.missingEnv === "placeholder" ? (name: string, at: PathSegment[]) => (placeholders.push(name), placeholderFor(name, at)) : undefined;
-  const substituted = substituteEnv(raw, [], env, (p, message) => issues.push({ path: formatPath(p), line: lineOf(p), message }), onMissing);
-  if (issues.length > 0) throw new ConfigError(file, issues);
+  const substituted = substituteEnv(
+    raw,
+    [],
+    env,
+    (p, message) => envIssues.push({ path: formatPath(p), line: lineOf(p), message }),
+    (name, at, message) => {
+      if (options.missingEnv === "placeholder") placeholders.push(name);
+      else envIssues.push({ path: formatPath(at), line: lineOf(at), message });
+      return placeholderFor(name, at);
+    },
+  );
 
   const parsed = configSchema.safeParse(substituted);
-  if (!parsed.success) {
-    throw new ConfigError(
-      file,
-      parsed.error.issues.map((issue) => {
+  const schemaIssues = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => {
         const p = issue.path.filter((s): s is PathSegment => typeof s !== "symbol");
         return { path: formatPath(p), line: lineOf(p), message: describeIssue(issue, p) };
-      }),
-    );
-  }
+      });
+  const envPaths = new Set(envIssues.map((i) => i.path));
+  const issues = [...envIssues, ...schemaIssues.filter((i) => !envPaths.has(i.path))];
+  if (!parsed.success || issues.length > 0) throw new ConfigError(file, sortByLine(issues));
   const semantic = validateConfig(parsed.data);
   if (semantic.length > 0) {
     throw new ConfigError(
@@ -91,7 +101,7 @@ function substituteEnv(
   at: PathSegment[],
   env: NodeJS.ProcessEnv,
   report: (p: PathSegment[], message: string) => void,
-  onMissing?: (name: string, at: PathSegment[]) => string,
+  onMissing: (name: string, at: PathSegment[], message: string) => string,
 ): unknown {
   if (typeof value === "string") {
     const escaped = value.split("$${");
@@ -104,9 +114,7 @@ function substituteEnv(
           }
           const v = env[name];
           if (v === undefined || v === "") {
-            if (onMissing) return onMissing(name, at);
-            report(at, `environment variable ${name} is not set. Set it before starting mailbell (export ${name}=…) or write the value into the file.`);
-            return "";
+            return onMissing(name, at, `environment variable ${name} is not set. Set it before starting mailbell (export ${name}=…) or write the value into the file.`);
           }
           return v;
         }),
@@ -125,6 +133,10 @@ function substituteEnv(
 /** A stand-in that passes validation where the variable is used: URLs must still look like URLs. */
 function placeholderFor(name: string, at: readonly PathSegment[]): string {
   return at.at(-1) === "url" ? `https://${name.toLowerCase().replace(/_/g, "-")}.unset.invalid/` : `unset-${name}`;
+}
+
+function sortByLine(issues: ConfigIssue[]): ConfigIssue[] {
+  return [...issues].sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
 }
 
 function describeIssue(issue: z.core.$ZodIssue, p: readonly PathSegment[]): string {

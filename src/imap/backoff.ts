@@ -24,10 +24,6 @@ export class Backoff {
   reset(): void {
     this.#attempt = 0;
   }
-
-  get attempt(): number {
-    return this.#attempt;
-  }
 }
 
 /** Resolves after ms, or at once when the signal aborts (never rejects). */

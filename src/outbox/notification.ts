@@ -1,4 +1,4 @@
-import type { MailAddress } from "../mail/types.ts";
+import { formatAddress } from "../rules/match.ts";
 import { formatMoney, moneyToDecimalString } from "../rules/money.ts";
 import { renderRuleMessage, type CompiledRule } from "../rules/rules.ts";
 import type { RuleInput, RuleMatch, RunningTotal } from "../rules/types.ts";
@@ -35,7 +35,7 @@ export function buildNotification(rule: CompiledRule, match: RuleMatch, input: R
     uidValidity: ref.uidValidity,
     uid: ref.uid,
     messageId: input.mail.messageId,
-    from: formatAddress(input.mail.from[0]),
+    from: input.mail.from[0] ? formatAddress(input.mail.from[0]) : "",
     subject: input.mail.subject,
     date: input.mail.date?.toISOString(),
     fields,
@@ -43,9 +43,4 @@ export function buildNotification(rule: CompiledRule, match: RuleMatch, input: R
     link: extras.link,
     render: (escape) => renderRuleMessage(rule, match, input, extras, escape),
   };
-}
-
-export function formatAddress(address: MailAddress | undefined): string {
-  if (!address) return "";
-  return address.name ? `${address.name} <${address.address}>` : address.address;
 }

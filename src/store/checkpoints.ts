@@ -18,7 +18,6 @@ export interface CheckpointStore {
 export class SqliteCheckpoints implements CheckpointStore {
   readonly #get: StatementSync;
   readonly #put: StatementSync;
-  readonly #all: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#get = db.prepare("SELECT uid_validity AS uidValidity, last_uid AS lastUid FROM checkpoints WHERE account = ? AND mailbox = ?");
@@ -31,7 +30,6 @@ export class SqliteCheckpoints implements CheckpointStore {
          uid_validity = excluded.uid_validity,
          updated_at = excluded.updated_at`,
     );
-    this.#all = db.prepare("SELECT account, mailbox, uid_validity AS uidValidity, last_uid AS lastUid, updated_at AS updatedAt FROM checkpoints ORDER BY account, mailbox");
   }
 
   load(account: string, mailbox: string): Checkpoint | undefined {
@@ -41,10 +39,6 @@ export class SqliteCheckpoints implements CheckpointStore {
 
   save(account: string, mailbox: string, checkpoint: Checkpoint): void {
     this.#put.run(account, mailbox, checkpoint.uidValidity, checkpoint.lastUid, new Date().toISOString());
-  }
-
-  list(): { account: string; mailbox: string; uidValidity: number; lastUid: number; updatedAt: string }[] {
-    return this.#all.all() as { account: string; mailbox: string; uidValidity: number; lastUid: number; updatedAt: string }[];
   }
 }
 

@@ -64,9 +64,26 @@ const migrations: readonly string[] = [
 
 export const schemaVersion = migrations.length;
 
-/** Opens (creating if needed) the state database and brings its schema up to date. */
-export function openDatabase(file: string): DatabaseSync {
+/**
+ * Opens (creating if needed) the state database and brings its schema up to date. readOnly opens an
+ * existing file without changing it, for commands that only look (`mailbell test`).
+ */
+export function openDatabase(file: string, options: { readOnly?: boolean } = {}): DatabaseSync {
   let db: DatabaseSync;
+  if (options.readOnly) {
+    try {
+      db = new DatabaseSync(file, { readOnly: true });
+      db.exec("PRAGMA busy_timeout = 5000");
+    } catch (err) {
+      throw new MailbellError("STATE", `cannot read the state database ${file}: ${(err as Error).message}.`, { cause: err });
+    }
+    const version = Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
+    if (version !== migrations.length) {
+      db.close();
+      throw new MailbellError("STATE", `the state database ${file} has schema ${version}, this mailbell ${migrations.length}; run mailbell run once to bring it up to date, or point state: elsewhere.`);
+    }
+    return db;
+  }
   try {
     if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
     db = new DatabaseSync(file);

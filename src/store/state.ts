@@ -18,8 +18,8 @@ export class State {
     this.outbox = new Outbox(db);
   }
 
-  static open(file: string): State {
-    return new State(openDatabase(file));
+  static open(file: string, options: { readOnly?: boolean } = {}): State {
+    return new State(openDatabase(file, options));
   }
 
   transaction<T>(fn: () => T): T {

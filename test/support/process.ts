@@ -11,6 +11,8 @@ export interface MailbellProcess {
   exited: Promise<number | null>;
   /** Waits until a log line matches; rejects with the log tail after timeoutMs. */
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Waits until `count` log entries have exactly this message (e.g. "mail read" at debug level). */
+  waitForCount(msg: string, count: number, timeoutMs?: number): Promise<void>;
   /** Parsed log lines. */
   entries(): Record<string, unknown>[];
 }
@@ -37,6 +39,13 @@ export function spawnMailbell(configFile: string, env: NodeJS.ProcessEnv = {}): 
         const line = log.split("\n").find((l) => pattern.test(l));
         if (line) return line;
         if (Date.now() > deadline) throw new Error(`no log line matching ${pattern} within ${timeoutMs} ms; log tail:\n${log.split("\n").slice(-20).join("\n")}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    async waitForCount(msg, count, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (this.entries().filter((e) => e.msg === msg).length < count) {
+        if (Date.now() > deadline) throw new Error(`fewer than ${count} "${msg}" log entries within ${timeoutMs} ms; log tail:\n${log.split("\n").slice(-20).join("\n")}`);
         await new Promise((r) => setTimeout(r, 20));
       }
     },

@@ -31,35 +31,8 @@ export const accountSchema = z.strictObject({
   link: z.string().min(1).optional(),
 });
 
-/** How fast a target may be sent to, and what to do with a burst larger than that. */
-const pacing = {
-  /** Sustained sends per second and the burst allowed at once; defaults per service (Slack: 1/s). */
-  rateLimit: z.strictObject({ perSecond: z.number().positive().max(1000), burst: z.number().int().min(1).max(1000).default(1) }).optional(),
-  /** paced: every mail is sent, spaced out. digest: when more than digestAfter wait, one summary message. */
-  overflow: z.enum(["paced", "digest"]).default("paced"),
-  digestAfter: z.number().int().min(1).max(1000).default(5),
-};
-
-const slackTargetSchema = z.strictObject({
-  ...pacing,
-  name,
-  type: z.literal("slack"),
-  url: z.url({ protocol: /^https?$/, error: "must be the incoming-webhook URL Slack gave you (https://hooks.slack.com/services/…)" }),
-  username: z.string().min(1).optional(),
-  icon_emoji: z.string().regex(/^:[^:\s]+:$/, "write it as :name:").optional(),
-  icon_url: z.url().optional(),
-  channel: z.string().min(1).optional(),
-});
-
-const webhookTargetSchema = z.strictObject({
-  ...pacing,
-  name,
-  type: z.literal("webhook"),
-  url: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }),
-  headers: z.record(z.string(), z.string()).optional(),
-});
-
-export const targetSchema = z.discriminatedUnion("type", [slackTargetSchema, webhookTargetSchema]);
+export { targetSchema, type TargetConfig } from "../targets/index.ts";
+import { targetSchema } from "../targets/index.ts";
 
 /** A pattern is a substring (case-insensitive) or a `/regex/flags` string. */
 const pattern = z.string().min(1);
@@ -171,9 +144,6 @@ export const configSchema = z.strictObject({
 
 export type Config = z.infer<typeof configSchema>;
 export type AccountConfig = z.infer<typeof accountSchema>;
-export type TargetConfig = z.infer<typeof targetSchema>;
-export type SlackTargetConfig = z.infer<typeof slackTargetSchema>;
-export type WebhookTargetConfig = z.infer<typeof webhookTargetSchema>;
 export type RuleConfig = z.infer<typeof ruleSchema>;
 export type MatchConfig = z.infer<typeof matchSchema>;
 export type ExtractConfig = z.infer<typeof extractSchema>;

@@ -37,9 +37,9 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
   const { config } = loaded;
   const log = options.logger;
   const rules = compileConfigRules(loaded);
-  const targets = createTargets(config.targets);
   const accounts = await resolveAccounts(loaded, log);
   const state = State.open(loaded.statePath);
+  const targets = createTargets(config.targets, { stateFor: (name) => state.targetState.for(name) });
   const mailboxes = config.accounts.flatMap((a) => a.mailboxes.map((mailbox) => ({ account: a.name, mailbox })));
   const health = new Health({ staleAfterMs: staleAfterMs(config), reconnectBudgetMs: (config.status?.reconnectBudgetSeconds ?? 300) * 1000 });
   for (const m of mailboxes) health.register(m.account, m.mailbox);

@@ -60,6 +60,14 @@ const migrations: readonly string[] = [
    ) STRICT;
    CREATE INDEX outbox_ready ON outbox (target, state, next_attempt_at);
    CREATE INDEX outbox_message ON outbox (message_id, rule, target) WHERE message_id IS NOT NULL;`,
+  // Small facts a target keeps between runs, such as the Slack thread a rule posts into.
+  `CREATE TABLE target_state (
+     target     TEXT NOT NULL,
+     key        TEXT NOT NULL,
+     value      TEXT NOT NULL,
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (target, key)
+   ) STRICT;`,
 ];
 
 export const schemaVersion = migrations.length;

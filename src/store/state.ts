@@ -2,6 +2,7 @@ import type { DatabaseSync } from "node:sqlite";
 import { SqliteCheckpoints } from "./checkpoints.ts";
 import { openDatabase, transaction } from "./db.ts";
 import { Outbox } from "./outbox.ts";
+import { TargetState } from "./target-state.ts";
 import { Totals } from "./totals.ts";
 
 /** Everything mailbell keeps between runs, in one SQLite file. */
@@ -10,12 +11,14 @@ export class State {
   readonly checkpoints: SqliteCheckpoints;
   readonly totals: Totals;
   readonly outbox: Outbox;
+  readonly targetState: TargetState;
 
   constructor(db: DatabaseSync) {
     this.db = db;
     this.checkpoints = new SqliteCheckpoints(db);
     this.totals = new Totals(db);
     this.outbox = new Outbox(db);
+    this.targetState = new TargetState(db);
   }
 
   static open(file: string, options: { readOnly?: boolean } = {}): State {

@@ -1,5 +1,6 @@
-import type { SlackTargetConfig } from "../config/schema.ts";
+import { z } from "zod";
 import { maskUrl, postPayload, summarize } from "./http.ts";
+import { httpUrl, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
 import { truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
@@ -11,6 +12,17 @@ import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } fr
 export function escapeSlack(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
+
+export const slackSchema = z.strictObject({
+  ...targetBase,
+  type: z.literal("slack"),
+  url: httpUrl("the incoming-webhook URL Slack gave you (https://hooks.slack.com/services/…)"),
+  username: z.string().min(1).optional(),
+  icon_emoji: z.string().regex(/^:[^:\s]+:$/, "write it as :name:").optional(),
+  icon_url: z.url().optional(),
+  channel: z.string().min(1).optional(),
+});
+export type SlackTargetConfig = z.infer<typeof slackSchema>;
 
 // Slack limits: a section block's text is 3,000 characters; top-level text is cut at 40,000.
 const sectionMax = 3000;
@@ -76,3 +88,34 @@ export class SlackWebhookTarget implements Target {
     return `slack ${maskUrl(this.#config.url)}${this.#config.channel ? ` channel ${this.#config.channel}` : ""}`;
   }
 }
+
+/**
+ * `slack://TokenA/TokenB/TokenC[/#channel][?username=…&icon_emoji=…]`, as Apprise writes the
+ * incoming webhook https://hooks.slack.com/services/TokenA/TokenB/TokenC; `slack://name@…` sets
+ * the username.
+ */
+export const slackModule: TargetModule<SlackTargetConfig> = {
+  type: "slack",
+  schemes: ["slack"],
+  schema: slackSchema,
+  secrets: ["url"],
+  fromUrl(url) {
+    const parts = [url.hostname, ...segments(url)].filter((p) => p !== "");
+    // Apprise writes /#channel last, so a query after it lands in the fragment: split it off.
+    const [hashChannel, hashQuery] = decodeURIComponent(url.hash).split("?", 2) as [string, string | undefined];
+    if (hashQuery) for (const [k, v] of new URLSearchParams(hashQuery)) url.searchParams.set(k, v);
+    const channel = hashChannel || parts.find((p) => p.startsWith("#"));
+    const tokens = parts.filter((p) => !p.startsWith("#"));
+    if (tokens.length !== 3) throw new TargetUrlError("a Slack URL is slack://TokenA/TokenB/TokenC (the three parts of https://hooks.slack.com/services/TokenA/TokenB/TokenC), optionally /#channel");
+    const q = query(url);
+    return {
+      url: `https://hooks.slack.com/services/${tokens.map(encodeURIComponent).join("/")}`,
+      ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+      ...(channel ? { channel } : {}),
+      ...(q.username ? { username: q.username } : {}),
+      ...(q.icon_emoji ? { icon_emoji: q.icon_emoji } : {}),
+      ...(q.icon_url ? { icon_url: q.icon_url } : {}),
+    };
+  },
+  create: (config) => new SlackWebhookTarget(config),
+};

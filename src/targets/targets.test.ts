@@ -189,3 +189,41 @@ describe("sending", () => {
     assert.match(err!.message, /no reply within 200 ms/);
   });
 });
+
+describe("one-line URL form", () => {
+  const parse = (entry: unknown) => targetSchema.safeParse(entry);
+  it("expands slack:// to the incoming webhook, with channel and username", () => {
+    const r = parse({ name: "team", url: "slack://bot@T000/B000/XXXX/#receipts?icon_emoji=:bell:" });
+    assert.ok(r.success, JSON.stringify(r.error?.issues));
+    assert.deepEqual(
+      { ...r.data, rateLimit: undefined },
+      { name: "team", type: "slack", url: "https://hooks.slack.com/services/T000/B000/XXXX", username: "bot", channel: "#receipts", icon_emoji: ":bell:", overflow: "paced", digestAfter: 5, rateLimit: undefined },
+    );
+  });
+  it("expands json:// and jsons:// to a webhook, with +headers", () => {
+    const r = parse({ name: "hook", url: "json://127.0.0.1:9000/mail?+X-Token=abc&keep=1" });
+    assert.ok(r.success);
+    assert.equal((r.data as { url: string }).url, "http://127.0.0.1:9000/mail?keep=1");
+    assert.deepEqual((r.data as { headers: unknown }).headers, { "X-Token": "abc" });
+    assert.equal((parse({ name: "h", url: "jsons://example.test/x" }).data as { url: string }).url, "https://example.test/x");
+  });
+  it("accepts a bare URL string and names the target after the service", () => {
+    const r = parse("slack://T000/B000/XXXX");
+    assert.ok(r.success);
+    assert.equal(r.data.name, "slack");
+  });
+  it("explains an unknown scheme and a malformed URL", () => {
+    const unknown = parse({ name: "x", url: "pigeon://coop/1" });
+    assert.ok(!unknown.success);
+    assert.match(unknown.error.issues[0]!.message, /unknown service URL scheme "pigeon:\/\/"\. Known: slack:\/\/, json:\/\/, jsons:\/\//);
+    const bad = parse({ name: "x", url: "slack://only-one-part" });
+    assert.ok(!bad.success);
+    assert.match(bad.error.issues[0]!.message, /slack:\/\/TokenA\/TokenB\/TokenC/);
+  });
+  it("a target from a URL prints masked", () => {
+    const r = parse({ name: "team", url: "slack://T000/B000/XXXXsecret" });
+    assert.ok(r.success);
+    const [t] = createFromConfig([r.data]).values();
+    assert.ok(!t!.describe().includes("XXXXsecret"));
+  });
+});

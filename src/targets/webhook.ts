@@ -1,6 +1,15 @@
-import type { WebhookTargetConfig } from "../config/schema.ts";
+import { z } from "zod";
 import { maskUrl, postPayload } from "./http.ts";
+import { httpUrl, query, targetBase, type TargetModule } from "./module.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+
+export const webhookSchema = z.strictObject({
+  ...targetBase,
+  type: z.literal("webhook"),
+  url: httpUrl("an http:// or https:// URL"),
+  headers: z.record(z.string(), z.string()).optional(),
+});
+export type WebhookTargetConfig = z.infer<typeof webhookSchema>;
 
 /** The generic JSON payload: everything a receiving program needs, nothing escaped. */
 export interface WebhookBody {
@@ -69,3 +78,23 @@ export class WebhookTarget implements Target {
     return `webhook ${maskUrl(this.#config.url)}${headers}`;
   }
 }
+
+/** `json://host[:port]/path` and `jsons://…` (TLS), as Apprise writes a JSON webhook; `?+Header=value` adds headers. */
+export const webhookModule: TargetModule<WebhookTargetConfig> = {
+  type: "webhook",
+  schemes: ["json", "jsons"],
+  schema: webhookSchema,
+  secrets: ["url", "headers"],
+  fromUrl(url) {
+    const target = new URL(url.href.replace(/^jsons?:/, url.protocol === "jsons:" ? "https:" : "http:"));
+    target.search = "";
+    const headers: Record<string, string> = {};
+    // "+Name=value" adds a header (Apprise's convention); a raw + reads as a space in a query.
+    for (const [k, v] of Object.entries(query(url))) {
+      if (k.startsWith("+") || k.startsWith(" ")) headers[k.slice(1)] = v;
+      else target.searchParams.append(k, v);
+    }
+    return { url: target.href, ...(Object.keys(headers).length > 0 ? { headers } : {}) };
+  },
+  create: (config) => new WebhookTarget(config),
+};

@@ -1,0 +1,72 @@
+import { z } from "zod";
+import type { TargetStateStore } from "../store/target-state.ts";
+import type { Target } from "./types.ts";
+
+/**
+ * What every service module declares, Apprise-style, as plain data plus three functions: its
+ * config shape (checked when the config loads, not at send time), how its one-line URL form maps to
+ * that shape, and how to build the Target. Adding a service = one module + one line in index.ts.
+ */
+export interface TargetModule<Config extends { name: string; type: string } = { name: string; type: string }> {
+  type: Config["type"];
+  /** URL schemes of the one-line form, e.g. ["discord"]. */
+  schemes: readonly string[];
+  /** Strict zod object for the long form; must include `name`, `type` and the pacing keys (use targetBase). */
+  schema: z.ZodType<Config>;
+  /**
+   * The one-line form → long-form options (without name). Throws `TargetUrlError` naming what is
+   * wrong and what a valid URL looks like.
+   */
+  fromUrl(url: URL): Record<string, unknown>;
+  /** Config keys whose values are secrets: masked wherever a target is printed. */
+  secrets: readonly string[];
+  create(config: Config, deps: TargetDeps): Target;
+}
+
+/** What targets may need from outside; tests replace them. */
+export interface TargetDeps {
+  /** Where the stdout target prints (default: process stdout). */
+  stdout?: (line: string) => void;
+  /** The target's own persistent key-value store (default: in memory, lost on exit). */
+  state?: TargetStateStore;
+}
+
+export class TargetUrlError extends Error {}
+
+/** Names appear in logs, metrics and outbox row ids. */
+export const targetName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' or '-' (it appears in logs, metrics and the state database)");
+
+/** Keys every target has: its name, and how fast it may be sent to. */
+export const targetBase = {
+  name: targetName,
+  /** Sustained sends per second and the burst allowed at once; defaults per service. */
+  rateLimit: z.strictObject({ perSecond: z.number().positive().max(1000), burst: z.number().int().min(1).max(1000).default(1) }).optional(),
+  /** paced: every mail is sent, spaced out. digest: when more than digestAfter wait, one summary message. */
+  overflow: z.enum(["paced", "digest"]).default("paced"),
+  digestAfter: z.number().int().min(1).max(1000).default(5),
+};
+
+/** `https?` URL check with a message saying what was expected. */
+export function httpUrl(what: string) {
+  return z.url({ protocol: /^https?$/, error: `must be ${what}` });
+}
+
+/** Path segments of a URL, decoded, without empty ones. */
+export function segments(url: URL): string[] {
+  return url.pathname
+    .split("/")
+    .filter((s) => s !== "")
+    .map((s) => decodeURIComponent(s));
+}
+
+/** Query parameters as a plain object (last one wins). */
+export function query(url: URL): Record<string, string> {
+  return Object.fromEntries(url.searchParams.entries());
+}
+
+/** `****` for a secret, keeping the first characters of long ones so users can tell them apart. */
+export function maskSecret(value: string): string {
+  return value.length > 12 ? `${value.slice(0, 4)}****` : "****";
+}

@@ -20,10 +20,11 @@ export async function checkCommand(options: { config: string }, io: CliIO): Prom
     let client: ImapFlow | undefined;
     try {
       const imap = await toImapAccount(account, loaded, i);
-      client = createImapClient(imap, { logger: silentLogger });
+      const credentials = imap.credentials ? await imap.credentials(false) : { pass: imap.pass ?? "" };
+      client = createImapClient(imap, { logger: silentLogger }, credentials);
       client.on("error", () => {});
       await client.connect();
-      io.out(`✓ account ${account.name}: logged in as ${account.user} at ${where}`);
+      io.out(`✓ account ${account.name}: logged in as ${account.user} at ${where}${account.oauth2 ? ` (OAuth2, ${account.oauth2.provider})` : ""}`);
     } catch (err) {
       failures++;
       io.out(`✗ account ${account.name}: ${where}: ${classifyImapError(err, account.name).message}`);

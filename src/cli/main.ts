@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ConfigError, MailbellError, UsageError } from "../errors.ts";
+import { authCommand } from "./auth.ts";
 import { checkCommand } from "./check.ts";
 import { processIO, type CliIO } from "./io.ts";
 import { outboxCommand } from "./outbox.ts";
@@ -16,6 +17,9 @@ Commands:
         [--json] [--received-at ISO-DATE] [--account NAME] [--mailbox NAME]
   outbox --config FILE [--json]   list notifications waiting to be sent and those that gave up
   outbox retry ID|--all           put dead notifications back in the queue
+  auth google|microsoft|custom    sign in once with OAuth2 and print the refresh token
+        --client-id ID [--client-secret S] [--tenant T] [--flow device|redirect]
+        [--token-url U] [--authorize-url U] [--device-url U] [--scope S]
 
 Options:
   -c, --config FILE     the YAML config (default: mailbell.yaml)
@@ -66,6 +70,14 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
         mailbox: { type: "string" },
         "log-level": { type: "string" },
         all: { type: "boolean", default: false },
+        "client-id": { type: "string" },
+        "client-secret": { type: "string" },
+        tenant: { type: "string" },
+        flow: { type: "string" },
+        "token-url": { type: "string" },
+        "authorize-url": { type: "string" },
+        "device-url": { type: "string" },
+        scope: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "v", default: false },
       },
@@ -97,10 +109,26 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
         io,
       );
     }
+    case "auth":
+      if (rest.length > 1) throw new UsageError(`mailbell auth takes one provider (got "${rest.join(" ")}").`);
+      return authCommand(
+        {
+          provider: rest[0],
+          clientId: values["client-id"],
+          clientSecret: values["client-secret"],
+          tenant: values.tenant,
+          flow: values.flow,
+          tokenUrl: values["token-url"],
+          authorizeUrl: values["authorize-url"],
+          deviceUrl: values["device-url"],
+          scope: values.scope,
+        },
+        io,
+      );
     case "outbox":
       return outboxCommand({ config: values.config, args: rest, all: values.all, json: values.json }, io);
     default:
-      throw new UsageError(`unknown command "${command}". Commands: run, check, test, outbox.`);
+      throw new UsageError(`unknown command "${command}". Commands: run, check, test, outbox, auth.`);
   }
 }
 

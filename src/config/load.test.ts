@@ -121,6 +121,30 @@ describe("parseConfig", () => {
     assert.match(err.issues[1]!.message, /GMAIL_APP_PASSWORD is not set/);
   });
 
+  it("needs exactly one way to log in", () => {
+    const none = issuesOf(base.replace("    pass: ${GMAIL_APP_PASSWORD}\n", ""));
+    assert.equal(none.issues[0]!.path, "accounts[0]");
+    assert.match(none.issues[0]!.message, /has no credentials: add pass .*passFile, passCommand, or oauth2/);
+    const two = issuesOf(base.replace("    pass: ${GMAIL_APP_PASSWORD}", "    pass: ${GMAIL_APP_PASSWORD}\n    passFile: ./pw"));
+    assert.equal(two.issues[0]!.path, "accounts[0].passFile");
+    assert.match(two.issues[0]!.message, /only one of pass, passFile, passCommand, oauth2/);
+    const oauth = parseConfig(
+      base.replace("    pass: ${GMAIL_APP_PASSWORD}", "    oauth2: { provider: google, clientId: abc.apps.googleusercontent.com, refreshToken: \"${GMAIL_APP_PASSWORD}\" }"),
+      "m.yaml",
+      env,
+    );
+    assert.equal(oauth.config.accounts[0]!.oauth2?.refreshToken, "app-pass-1234");
+  });
+
+  it("says when watching would open more connections than the account allows", () => {
+    const many = Array.from({ length: 16 }, (_, i) => `F${i}`).join(", ");
+    const err = issuesOf(base.replace("    user: me@gmail.com", `    user: me@gmail.com\n    mailboxes: [${many}]`));
+    assert.equal(err.issues[0]!.path, "accounts[0].mailboxes");
+    assert.match(err.issues[0]!.message, /16 mailboxes needs 16 connections, more than the 15 .*Gmail allows about 15.*raise maxConnections/);
+    const raised = parseConfig(base.replace("    user: me@gmail.com", `    user: me@gmail.com\n    maxConnections: 20\n    mailboxes: [${many}]`), "m.yaml", env);
+    assert.equal(raised.config.accounts[0]!.mailboxes.length, 16);
+  });
+
   it("keeps $${ as a literal", () => {
     const { config } = parseConfig(base.replace('template: "Google Play:', () => 'template: "$${not a var} Google Play:'), "m.yaml", env);
     assert.match(config.rules[0]!.template, /^\$\{not a var\} Google Play/);

@@ -44,12 +44,13 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
   if (doc.errors.length > 0) {
+    // After the first syntax error the parser is lost; what it says next is noise.
     throw new ConfigError(
       file,
-      doc.errors.map((e) => ({
+      doc.errors.slice(0, 1).map((e) => ({
         path: "",
         line: e.linePos?.[0]?.line,
-        message: `not valid YAML: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}. Check the indentation and quoting there.`,
+        message: `not valid YAML: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}. Check the indentation and quoting there (inside { … }, write "\${VAR}" in quotes).`,
       })),
     );
   }

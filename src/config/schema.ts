@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { identifier } from "./identifier.ts";
 
 /**
  * The config file's shape. Every object is strict, so a misspelt key is an error that names it,
@@ -6,11 +7,25 @@ import { z } from "zod";
  * unknown target, a regex that does not compile) live in validate.ts.
  */
 
-const name = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' or '-' (it appears in logs, metrics and the state database)");
+const name = identifier;
 
 export const tlsModes = ["implicit", "starttls", "none"] as const;
+
+export const oauth2Providers = ["google", "microsoft", "custom"] as const;
+
+export const oauth2Schema = z.strictObject({
+  /** google and microsoft fill in the token endpoint and scope; custom needs tokenUrl. */
+  provider: z.enum(oauth2Providers),
+  clientId: z.string().min(1),
+  /** Not needed for public clients (Microsoft's device-code apps). */
+  clientSecret: z.string().min(1).optional(),
+  /** From `mailbell auth google|microsoft`; kept secret like a password. */
+  refreshToken: z.string().min(1),
+  tokenUrl: z.url({ protocol: /^https?$/ }).optional(),
+  scope: z.string().min(1).optional(),
+  /** Microsoft tenant (default "common"). */
+  tenant: z.string().min(1).optional(),
+});
 
 export const accountSchema = z.strictObject({
   name,
@@ -23,7 +38,15 @@ export const accountSchema = z.strictObject({
   /** Verify the server's certificate (default true). Turning it off is logged as a warning. */
   tlsVerify: z.boolean().default(true),
   user: z.string().min(1),
-  pass: z.string().min(1),
+  /** One of pass, passFile, passCommand or oauth2 (checked in validate.ts). */
+  pass: z.string().min(1).optional(),
+  /** A file holding the password (first line), read at each login. */
+  passFile: z.string().min(1).optional(),
+  /** A program printing the password (first line), run at each login without a shell: ["pass", "show", "mail"]. */
+  passCommand: z.array(z.string().min(1)).min(1).optional(),
+  oauth2: oauth2Schema.optional(),
+  /** Connections this account may open (one per watched mailbox). Gmail allows about 15. */
+  maxConnections: z.number().int().min(1).max(1000).optional(),
   mailboxes: z.array(z.string().min(1)).min(1).default(["INBOX"]),
   /** Largest text part fetched per message, in bytes; longer bodies are cut there. */
   maxTextBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),
@@ -152,3 +175,4 @@ export type Period = (typeof periods)[number];
 export type WatchConfig = z.infer<typeof watchSchema>;
 export type OutboxConfig = z.infer<typeof outboxSchema>;
 export type StatusConfig = z.infer<typeof statusSchema>;
+export type OAuth2Config = z.infer<typeof oauth2Schema>;

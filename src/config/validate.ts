@@ -10,6 +10,19 @@ export function validateConfig(config: Config): ConfigIssue[] {
   uniqueNames(config.rules, "rules", "rule", issues);
 
   config.accounts.forEach((account, i) => {
+    const given = (["pass", "passFile", "passCommand", "oauth2"] as const).filter((k) => account[k] !== undefined);
+    if (given.length === 0) issues.push({ path: `accounts[${i}]`, message: `account "${account.name}" has no credentials: add pass (e.g. pass: \${IMAP_PASSWORD}), passFile, passCommand, or oauth2.` });
+    if (given.length > 1) issues.push({ path: `accounts[${i}].${given[1]}`, message: `give only one of pass, passFile, passCommand, oauth2 (this account has ${given.join(" and ")}).` });
+    if (account.oauth2?.provider === "custom" && !account.oauth2.tokenUrl) {
+      issues.push({ path: `accounts[${i}].oauth2.tokenUrl`, message: "provider: custom needs tokenUrl, the OAuth2 token endpoint (https://…/token)." });
+    }
+    const limit = account.maxConnections ?? (isGmail(account.host) ? gmailConnectionLimit : undefined);
+    if (limit !== undefined && account.mailboxes.length > limit) {
+      issues.push({
+        path: `accounts[${i}].mailboxes`,
+        message: `watching ${account.mailboxes.length} mailboxes needs ${account.mailboxes.length} connections, more than the ${limit} this account allows${account.maxConnections ? " (maxConnections)" : " (Gmail allows about 15 per account)"}. Watch fewer folders (Gmail: "[Gmail]/All Mail" sees every label) or raise maxConnections if your server allows more.`,
+      });
+    }
     const seen = new Set<string>();
     account.mailboxes.forEach((mailbox, j) => {
       if (seen.has(mailbox)) issues.push({ path: `accounts[${i}].mailboxes[${j}]`, message: `mailbox "${mailbox}" is listed twice; remove one.` });
@@ -37,6 +50,12 @@ export function compileConfigRules(loaded: { file: string; config: Config }): Co
   const compiled = compileRules(loaded.config.rules, { locale: loaded.config.locale });
   if (!compiled.ok) throw new ConfigError(loaded.file, compiled.issues);
   return compiled.rules;
+}
+
+const gmailConnectionLimit = 15;
+
+export function isGmail(host: string): boolean {
+  return /(^|\.)(gmail|googlemail)\.com$/i.test(host);
 }
 
 function uniqueNames(items: readonly { name: string }[], key: string, what: string, issues: ConfigIssue[]): void {

@@ -1,4 +1,5 @@
 import type { AccountConfig } from "../config/schema.ts";
+import { isGmail } from "../config/validate.ts";
 import type { WatchedMail } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
 import { buildNotification } from "../outbox/notification.ts";
@@ -101,8 +102,6 @@ export function messageKey(watched: Pick<WatchedMail, "account" | "mailbox" | "u
   return watched.mail.messageId ? `mid:${watched.mail.messageId}` : `uid:${watched.account}/${watched.mailbox}/${watched.uidValidity}/${watched.uid}`;
 }
 
-const gmailHosts = /(^|\.)(gmail|googlemail)\.com$/i;
-
 /** {{link}}: the account's link template, or a Gmail search for the Message-ID on Gmail hosts. */
 export function messageLink(account: AccountConfig | undefined, watched: Pick<WatchedMail, "account" | "mailbox" | "uid" | "mail">): string | undefined {
   const messageId = watched.mail.messageId;
@@ -113,7 +112,7 @@ export function messageLink(account: AccountConfig | undefined, watched: Pick<Wa
       .replace(/\{mailbox\}/g, encodeURIComponent(watched.mailbox))
       .replace(/\{account\}/g, encodeURIComponent(watched.account));
   }
-  if (account && gmailHosts.test(account.host) && messageId) {
+  if (account && isGmail(account.host) && messageId) {
     return `https://mail.google.com/mail/u/0/#search/rfc822msgid:${encodeURIComponent(messageId)}`;
   }
   return undefined;

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { LoadedConfig } from "../config/load.ts";
 import type { AccountConfig, Config } from "../config/schema.ts";
+import { credentialsFor } from "../auth/credentials.ts";
 import { compileConfigRules } from "../config/validate.ts";
 import { ConfigError } from "../errors.ts";
 import { sleep } from "../imap/backoff.ts";
@@ -182,5 +183,16 @@ export async function toImapAccount(account: AccountConfig, loaded: Pick<LoadedC
       throw new ConfigError(loaded.file, [{ path: `accounts[${index}].ca`, message: `cannot read CA file ${caPath} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}). Give the path to a PEM file, relative to the config file.` }]);
     }
   }
-  return { name: account.name, host: account.host, port: account.port, tls: account.tls, ca, tlsVerify: account.tlsVerify, user: account.user, pass: account.pass };
+  const fixedPassword = account.pass !== undefined;
+  return {
+    name: account.name,
+    host: account.host,
+    port: account.port,
+    tls: account.tls,
+    ca,
+    tlsVerify: account.tlsVerify,
+    user: account.user,
+    pass: account.pass,
+    ...(fixedPassword ? {} : { credentials: credentialsFor(account, loaded.dir) }),
+  };
 }

@@ -16,8 +16,17 @@ export interface ImapAccount {
   /** Verify the server certificate (default true). */
   tlsVerify?: boolean;
   user: string;
-  pass: string;
+  /** The password, for a fixed one. */
+  pass?: string;
+  /**
+   * Called before every login instead of using `pass`: for OAuth2 access tokens and passwords read
+   * from a file or program. `refused` is true right after the server refused a login, so a cached
+   * token is refreshed rather than offered again.
+   */
+  credentials?: (refused: boolean) => Promise<Credentials>;
 }
+
+export type Credentials = { pass: string } | { accessToken: string };
 
 export function accountName(account: ImapAccount): string {
   return account.name ?? `${account.user}@${account.host}`;
@@ -33,7 +42,7 @@ export interface ClientOptions {
   idleRestartMs?: number;
 }
 
-export function createImapClient(account: ImapAccount, options: ClientOptions): ImapFlow {
+export function createImapClient(account: ImapAccount, options: ClientOptions, credentials: Credentials = { pass: account.pass ?? "" }): ImapFlow {
   const tls = account.tls ?? "implicit";
   const imapOptions: ImapFlowOptions = {
     host: account.host,
@@ -46,7 +55,7 @@ export function createImapClient(account: ImapAccount, options: ClientOptions): 
       rejectUnauthorized: account.tlsVerify ?? true,
       servername: isIpAddress(account.host) ? undefined : account.host,
     },
-    auth: { user: account.user, pass: account.pass },
+    auth: "accessToken" in credentials ? { user: account.user, accessToken: credentials.accessToken } : { user: account.user, pass: credentials.pass },
     clientInfo: { name: "mailbell" },
     // We drive IDLE ourselves: imapflow's auto-IDLE waits 15 s before starting, which would delay
     // every push that arrives in that window.

@@ -39,8 +39,6 @@ export interface WatchOptions {
   pollMs?: number;
   /** Called on connection state changes, for health reporting. */
   onEvent?: (event: WatchEvent) => void;
-  /** For tests: replaces the IMAP client factory. */
-  createClient?: (account: ImapAccount, logger: Logger) => ImapFlow;
 }
 
 export type WatchEvent =
@@ -93,18 +91,21 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
   const emit = options.onEvent ?? (() => {});
   const backoff = new Backoff({ baseMs: options.reconnect?.baseMs ?? 1000, capMs: options.reconnect?.capMs ?? 60_000 });
   const authFailureMs = options.reconnect?.authFailureMs ?? 5 * 60_000;
-  const makeClient = options.createClient ?? ((a: ImapAccount, l: Logger) => createImapClient(a, { logger: l, idleRestartMs: options.idleRestartMs }));
   const keepaliveMs = options.keepaliveMs ?? 60_000;
   const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 15_000;
   const pollMs = options.pollMs ?? 60_000;
 
+  let refusedLast = false;
   while (!signal.aborted) {
     emit({ type: "connecting" });
-    const client = makeClient(options.account, log);
-    const session = new Session(client, signal);
+    let client: ImapFlow | undefined;
+    let session: Session | undefined;
     let failure: ImapError | undefined;
     let connectedAt: number | undefined;
     try {
+      const credentials = options.account.credentials ? await options.account.credentials(refusedLast) : { pass: options.account.pass ?? "" };
+      client = createImapClient(options.account, { logger: log, idleRestartMs: options.idleRestartMs }, credentials);
+      session = new Session(client, signal);
       await client.connect();
       const opened = await client.mailboxOpen(mailbox, { readOnly: true });
       const uidValidity = Number(opened.uidValidity);
@@ -184,17 +185,22 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
       if (err instanceof MailbellError && !(err instanceof ImapError)) throw err;
       failure = classifyImapError(err, account, mailbox);
     } finally {
-      session.dispose();
+      session?.dispose();
       // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
-      await closeQuietly(client, failure === undefined);
+      if (client) await closeQuietly(client, failure === undefined);
     }
     if (signal.aborted) return;
     // A connection that stayed up a while earns a fresh start; one dropped right after SELECT does
     // not, or a server that kicks us at once would see reconnects every second forever.
     if (connectedAt !== undefined && Date.now() - connectedAt >= healthyAfterMs) backoff.reset();
     const authFailed = failure?.code === "IMAP_AUTH";
-    const retryInMs = authFailed ? Math.max(authFailureMs, backoff.next()) : backoff.next();
-    if (authFailed) log.error({ err: failure?.message, retryInMs }, "login refused; waiting before trying again so the server does not lock the account");
+    // A credential that can change (an OAuth2 token revoked early, a rotated password file) gets
+    // one prompt retry with a fresh value before the long wait.
+    const promptRetry = authFailed && options.account.credentials !== undefined && !refusedLast;
+    refusedLast = authFailed;
+    const retryInMs = authFailed && !promptRetry ? Math.max(authFailureMs, backoff.next()) : backoff.next();
+    if (promptRetry) log.warn({ err: failure?.message, retryInMs }, "login refused; trying once more with fresh credentials");
+    else if (authFailed) log.error({ err: failure?.message, retryInMs }, "login refused; waiting before trying again so the server does not lock the account");
     else if (failure?.code === "IMAP_MAILBOX") log.error({ err: failure.message, retryInMs }, "cannot open the mailbox; will try again");
     else log.warn({ err: failure?.message ?? "connection closed", retryInMs }, "disconnected; reconnecting");
     emit({ type: "disconnected", error: failure, retryInMs });

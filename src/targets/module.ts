@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { identifier } from "../config/identifier.ts";
 import type { TargetStateStore } from "../store/target-state.ts";
 import type { Target } from "./types.ts";
 
@@ -33,14 +34,9 @@ export interface TargetDeps {
 
 export class TargetUrlError extends Error {}
 
-/** Names appear in logs, metrics and outbox row ids. */
-export const targetName = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' or '-' (it appears in logs, metrics and the state database)");
-
 /** Keys every target has: its name, and how fast it may be sent to. */
 export const targetBase = {
-  name: targetName,
+  name: identifier,
   /** Sustained sends per second and the burst allowed at once; defaults per service. */
   rateLimit: z.strictObject({ perSecond: z.number().positive().max(1000), burst: z.number().int().min(1).max(1000).default(1) }).optional(),
   /** paced: every mail is sent, spaced out. digest: when more than digestAfter wait, one summary message. */

@@ -40,6 +40,7 @@ export function buildNotification(rule: CompiledRule, match: RuleMatch, input: R
     date: input.mail.date?.toISOString(),
     fields,
     total,
+    period: match.total?.period.key,
     link: extras.link,
     render: (escape) => renderRuleMessage(rule, match, input, extras, escape),
   };

@@ -286,6 +286,14 @@ describe("slack Web API: threads", () => {
     assert.equal(state.get("thread:#receipts:alerts"), posted[5]!.ts);
   });
 
+  it("a mail whose amount is missing still joins its period's thread", async () => {
+    const state = memoryTargetState();
+    const t = apiTarget({ thread: true }, state);
+    const [first] = await post(t, notification({ total: total("2026-11") }));
+    const [missing] = await post(t, notification({ total: null, period: "2026-11" }));
+    assert.equal(missing!.body.thread_ts, first!.ts);
+  });
+
   it("the thread survives a restart (a new target on the same state) and a channel change starts a new one", async () => {
     const state = memoryTargetState();
     const [first] = await post(apiTarget({ thread: true }, state), notification());

@@ -284,7 +284,7 @@ export class SlackApiTarget implements Target {
 
   render(n: Notification): TargetPayload {
     const { text, blocks } = notificationBlocks(n);
-    return this.#payload(text, blocks, this.#config.thread ? (n.total ? `${n.rule}/${n.total.period}` : n.rule) : undefined);
+    return this.#payload(text, blocks, this.#config.thread ? threadKey(n) : undefined);
   }
 
   summarize(n: Notification): string {
@@ -452,3 +452,9 @@ export const slackModule: TargetModule<SlackTargetConfig> = {
   },
   create: (config, deps) => (config.token !== undefined ? new SlackApiTarget(config, deps.state ?? memoryTargetState()) : new SlackWebhookTarget(config)),
 };
+
+/** One thread per rule and counting period; a receipt whose amount was not found still joins its month. */
+function threadKey(n: Notification): string {
+  const period = n.period ?? n.total?.period;
+  return period ? `${n.rule}/${period}` : n.rule;
+}

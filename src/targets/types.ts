@@ -38,6 +38,8 @@ export interface Notification {
   date: string | undefined;
   fields: Record<string, NotificationField | null>;
   total: NotificationTotal | null;
+  /** The key of the period the rule counts in ("2026-11"), even when this mail's amount is missing. */
+  period?: string | undefined;
   link: string | undefined;
   render: (escape: (text: string) => string) => string;
 }

@@ -1,12 +1,16 @@
 import { z } from "zod";
 import { memoryTargetState, type TargetStateStore } from "../store/target-state.ts";
 import { TargetUrlError, type TargetDeps, type TargetModule } from "./module.ts";
+import { discordModule } from "./discord.ts";
+import { iftttModule } from "./ifttt.ts";
+import { lineModule } from "./line.ts";
 import { slackModule } from "./slack.ts";
+import { teamsModule } from "./teams.ts";
 import type { Target } from "./types.ts";
 import { webhookModule } from "./webhook.ts";
 
 /** Every service mailbell can post to. Adding one: its module, and one entry here. */
-export const targetModules = [slackModule, webhookModule] as const;
+export const targetModules = [slackModule, webhookModule, discordModule, teamsModule, lineModule, iftttModule] as const;
 
 type Module = (typeof targetModules)[number];
 export type TargetConfig = Module extends TargetModule<infer C> ? C : never;

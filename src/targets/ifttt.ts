@@ -1,0 +1,180 @@
+import { z } from "zod";
+import { postPayload, summarize } from "./http.ts";
+import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
+import { truncate } from "./text.ts";
+import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+
+/*
+ * IFTTT Webhooks, the "Receive a web request" trigger the first user's bot used: value1–value3
+ * become the applet's ingredients. They are plain text handed to whatever action the user wired
+ * up (a notification, a sheet row), which reads no markup, so nothing is escaped here.
+ */
+
+/** What a value carries: one of these, or the name of one of the rule's extracted fields. */
+export const iftttSources = ["message", "subject", "from", "total", "link"] as const;
+const source = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, `must be one of ${iftttSources.join(", ")}, or the name of a field the rule extracts`);
+
+export const iftttSchema = z.strictObject({
+  ...targetBase,
+  type: z.literal("ifttt"),
+  /** The Webhooks key: the last part of https://maker.ifttt.com/use/{key}. */
+  key: z.string().regex(/^[\w-]+$/, "must be the Webhooks key: the last part of https://maker.ifttt.com/use/{key} (ifttt.com → Webhooks → Documentation)"),
+  // A leading dot is refused so "." or ".." cannot turn the request path into another one.
+  event: z.string().regex(/^[\w-][\w.-]*$/, "must be the applet's event name as written in its \"Receive a web request\" trigger (letters, digits, _ . -, not starting with .)"),
+  apiUrl: httpUrl("an http:// or https:// URL (default https://maker.ifttt.com; change it only for a proxy or a test server)").default("https://maker.ifttt.com"),
+  value1: source.default("message"),
+  value2: source.default("subject"),
+  /** Default: the rule's running total when it keeps one, else its first extracted field. */
+  value3: source.optional(),
+});
+export type IftttTargetConfig = z.infer<typeof iftttSchema>;
+
+// IFTTT documents no limit on a value's length; 5,000 characters keeps a runaway message from
+// becoming an oversized SMS or notification downstream.
+const valueMax = 5000;
+const summaryMax = 300;
+
+export class IftttWebhookTarget implements Target {
+  readonly type = "ifttt";
+  // IFTTT publishes no rate for Webhooks triggers; each one runs an applet, so stay gentle.
+  readonly defaultPacing = { perSecond: 1, burst: 3 };
+  readonly name: string;
+  readonly #config: IftttTargetConfig;
+
+  constructor(config: IftttTargetConfig) {
+    this.name = config.name;
+    this.#config = config;
+  }
+
+  render(n: Notification): TargetPayload {
+    return this.#payload(valueOf(n, this.#config.value1), valueOf(n, this.#config.value2), this.#config.value3 ? valueOf(n, this.#config.value3) : defaultValue3(n));
+  }
+
+  summarize(n: Notification): string {
+    return truncate(
+      n
+        .render((s) => s)
+        .replace(/\s*\n\s*/g, " ")
+        .trim(),
+      summaryMax,
+    );
+  }
+
+  /** value1: the list (as the message would be), value2: "N mails" (as the subject), value3: N. */
+  renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
+    return this.#payload(
+      fitLines(
+        entries.map((e) => `• ${e.summary}`),
+        total,
+        valueMax,
+      ),
+      `${total} mails`,
+      String(total),
+    );
+  }
+
+  #payload(value1: string, value2: string, value3: string): TargetPayload {
+    return { contentType: "application/json; charset=utf-8", body: JSON.stringify({ value1: truncate(value1, valueMax), value2: truncate(value2, valueMax), value3: truncate(value3, valueMax) }) };
+  }
+
+  #url(key: string): string {
+    return `${this.#config.apiUrl.replace(/\/+$/, "")}/trigger/${encodeURIComponent(this.#config.event)}/with/key/${key}`;
+  }
+
+  // IFTTT takes no idempotency key: a resend after a lost 200 runs the applet twice.
+  async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
+    await postPayload(payload, {
+      target: this.name,
+      url: this.#url(encodeURIComponent(this.#config.key)),
+      maskedUrl: this.#url("****"),
+      signal: options.signal,
+      describeError: describeIftttError,
+    });
+  }
+
+  describe(): string {
+    const via = this.#config.apiUrl === "https://maker.ifttt.com" ? "" : ` via ${this.#config.apiUrl}`;
+    return `ifttt event ${this.#config.event} key ${maskSecret(this.#config.key)}${via}`;
+  }
+}
+
+function valueOf(n: Notification, name: string): string {
+  switch (name) {
+    case "message":
+      return n.render((s) => s).trim();
+    case "subject":
+      return n.subject;
+    case "from":
+      return n.from;
+    case "total":
+      return n.total?.text ?? "";
+    case "link":
+      return n.link ?? "";
+  }
+  if (!Object.hasOwn(n.fields, name)) return "";
+  // The same stand-in the rule's template writes for a field this mail lacked.
+  return n.fields[name]?.text ?? `[${name} missing]`;
+}
+
+function defaultValue3(n: Notification): string {
+  if (n.total) return n.total.text;
+  const first = Object.values(n.fields).find((f) => f !== null);
+  return first?.text ?? "";
+}
+
+const hints: Record<number, string> = {
+  401: "the Webhooks key is wrong or was regenerated; copy it from https://ifttt.com/maker_webhooks/settings and update key",
+  403: "IFTTT refused the trigger; check the Webhooks service is connected and your plan includes it",
+  404: "check the event name and apiUrl",
+};
+
+/** IFTTT answers errors as `{"errors": [{"message": "…"}]}`. */
+function describeIftttError(status: number, body: string): string {
+  let reason = summarize(body, 150);
+  try {
+    const errors = (JSON.parse(body) as { errors?: { message?: string }[] }).errors;
+    const messages = (errors ?? []).map((e) => e.message).filter(Boolean);
+    if (messages.length > 0) reason = summarize(messages.join("; "), 200);
+  } catch {
+    // not JSON: keep the text
+  }
+  const hint = hints[status];
+  return [reason, hint].filter(Boolean).join("; ");
+}
+
+/** As many whole lines as fit in `max`, then how many were left out. */
+function fitLines(lines: readonly string[], total: number, max: number): string {
+  for (let k = lines.length; k >= 0; k--) {
+    const more = total - k;
+    const text = [...lines.slice(0, k), ...(more > 0 ? [`…and ${more} more`] : [])].join("\n");
+    if (text.length <= max) return text;
+  }
+  return truncate(`…${total} mails`, max);
+}
+
+/**
+ * `ifttt://{key}/{event}`, or Apprise's `ifttt://{key}@{event}`; `?value1=…&value2=…&value3=…`
+ * choose what each value carries.
+ */
+export const iftttModule: TargetModule<IftttTargetConfig> = {
+  type: "ifttt",
+  schemes: ["ifttt"],
+  schema: iftttSchema,
+  secrets: ["key"],
+  fromUrl(url) {
+    const host = decodeURIComponent(url.hostname);
+    const parts = url.username ? [decodeURIComponent(url.username), host, ...segments(url)] : [host, ...segments(url)];
+    const [key, event, ...rest] = parts.filter((p) => p !== "");
+    if (!key || !event || rest.length > 0) {
+      throw new TargetUrlError(
+        `an IFTTT URL is ifttt://{key}/{event} (or ifttt://{key}@{event}): the key from https://maker.ifttt.com/use/{key} and one applet event name${rest.length > 0 ? "; for several events, add one target per event" : ""}`,
+      );
+    }
+    const q = query(url);
+    const values = Object.fromEntries((["value1", "value2", "value3"] as const).flatMap((k) => (q[k] ? [[k, q[k]]] : [])));
+    return { key, event, ...values };
+  },
+  create: (config) => new IftttWebhookTarget(config),
+};

@@ -3,6 +3,8 @@ import type { TargetPayload } from "./types.ts";
 
 export interface PostOptions {
   target: string;
+  /** Default POST. */
+  method?: "POST" | "PUT";
   url: string;
   /** For messages: the URL with its secret parts masked. */
   maskedUrl: string;
@@ -16,7 +18,7 @@ export interface PostOptions {
 const defaultTimeoutMs = 15_000;
 
 /**
- * POSTs a payload and classifies the outcome the way a retry queue needs it: 2xx is success;
+ * Sends a payload (POST unless told otherwise) and classifies the outcome the way a retry queue needs it: 2xx is success;
  * 429, 5xx, timeouts and connection errors may succeed later; any other status will not.
  */
 export async function postPayload(payload: TargetPayload, options: PostOptions): Promise<string> {
@@ -25,7 +27,7 @@ export async function postPayload(payload: TargetPayload, options: PostOptions):
   let response: Response;
   try {
     response = await fetch(options.url, {
-      method: "POST",
+      method: options.method ?? "POST",
       headers: { "content-type": payload.contentType, "user-agent": "mailbell", ...options.headers },
       body: payload.body,
       signal,

@@ -4,13 +4,17 @@ import { TargetUrlError, type TargetDeps, type TargetModule } from "./module.ts"
 import { discordModule } from "./discord.ts";
 import { iftttModule } from "./ifttt.ts";
 import { lineModule } from "./line.ts";
+import { commandModule } from "./command.ts";
+import { ntfyModule } from "./ntfy.ts";
 import { slackModule } from "./slack.ts";
+import { stdoutModule } from "./stdout.ts";
+import { telegramModule } from "./telegram.ts";
 import { teamsModule } from "./teams.ts";
 import type { Target } from "./types.ts";
 import { webhookModule } from "./webhook.ts";
 
 /** Every service mailbell can post to. Adding one: its module, and one entry here. */
-export const targetModules = [slackModule, webhookModule, discordModule, teamsModule, lineModule, iftttModule] as const;
+export const targetModules = [slackModule, webhookModule, discordModule, teamsModule, lineModule, iftttModule, ntfyModule, telegramModule, commandModule, stdoutModule] as const;
 
 type Module = (typeof targetModules)[number];
 export type TargetConfig = Module extends TargetModule<infer C> ? C : never;
@@ -28,15 +32,15 @@ function expand(entry: unknown, ctx: z.RefinementCtx): unknown {
   if (asObject === null || typeof asObject !== "object" || Array.isArray(asObject)) return entry;
   const obj = asObject as Record<string, unknown>;
   if (obj.type !== undefined || typeof obj.url !== "string") return entry;
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(obj.url)?.[1]?.toLowerCase() ?? "";
+  const module = byScheme.get(scheme);
   let url: URL;
   try {
-    url = new URL(obj.url);
+    url = new URL(module?.normalizeUrl ? module.normalizeUrl(obj.url) : obj.url);
   } catch {
     ctx.addIssue({ code: "custom", message: `"${obj.url.slice(0, 12)}…" is not a URL. Write a service URL such as discord://… or give type: and its keys.` });
     return z.NEVER;
   }
-  const scheme = url.protocol.replace(/:$/, "");
-  const module = byScheme.get(scheme);
   if (!module) {
     // http(s) URLs keep their meaning from type:; a bare one cannot say which service it is.
     ctx.addIssue({ code: "custom", message: `unknown service URL scheme "${scheme}://". Known: ${[...byScheme.keys()].map((s) => `${s}://`).join(", ")}; or write type: with the service's keys.` });

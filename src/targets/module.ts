@@ -19,6 +19,8 @@ export interface TargetModule<Config extends { name: string; type: string } = { 
    * wrong and what a valid URL looks like.
    */
   fromUrl(url: URL): Record<string, unknown>;
+  /** Rewrites the one-line form before it is parsed as a URL, for services whose usual form is not one (a token with a colon where a port would be). */
+  normalizeUrl?(raw: string): string;
   /** Config keys whose values are secrets: masked wherever a target is printed. */
   secrets: readonly string[];
   create(config: Config, deps: TargetDeps): Target;

@@ -220,6 +220,21 @@ describe("one-line URL form", () => {
     assert.ok(!bad.success);
     assert.match(bad.error.issues[0]!.message, /slack:\/\/TokenA\/TokenB\/TokenC/);
   });
+  it("reads Apprise's usual Telegram form, whose bot token has a colon where a port would be", () => {
+    const r = parse({ name: "tg", url: "tgram://123456:AAHsecretToken/-1001234567" });
+    assert.ok(r.success, JSON.stringify(r.error?.issues));
+    assert.equal(r.data.type, "telegram");
+    assert.equal((r.data as { token: string }).token, "123456:AAHsecretToken");
+    assert.equal(String((r.data as { chatId: string | number }).chatId), "-1001234567");
+  });
+
+  it("every service's one-line form is registered", () => {
+    for (const url of ["discord://1/t", "workflows://h.example/w/s", "line://tok/U0123456789abcdef0123456789abcdef", "ifttt://key/event", "ntfy://alerts", "stdout://", "command:///usr/bin/true"]) {
+      const r = parse({ name: "x", url });
+      assert.ok(r.success, `${url}: ${JSON.stringify(r.error?.issues)}`);
+    }
+  });
+
   it("a target from a URL prints masked", () => {
     const r = parse({ name: "team", url: "slack://T000/B000/XXXXsecret" });
     assert.ok(r.success);

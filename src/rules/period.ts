@@ -71,7 +71,7 @@ export function periodOf(per: Period, at: Date, timeZone: string, locale: string
       return {
         per,
         key: `${yearText(year)}-${pad(month)}-${pad(day)}`,
-        label: new Intl.DateTimeFormat(locale, { month: "long", day: "numeric", timeZone: "UTC", calendar: "gregory" }).format(noonUtc(year, month, day)),
+        label: labelFormat(locale, "day").format(noonUtc(year, month, day)),
       };
     case "week": {
       const w = isoWeek(year, month, day);
@@ -81,11 +81,24 @@ export function periodOf(per: Period, at: Date, timeZone: string, locale: string
       return {
         per,
         key: `${yearText(year)}-${pad(month)}`,
-        label: new Intl.DateTimeFormat(locale, { month: "long", timeZone: "UTC", calendar: "gregory" }).format(noonUtc(year, month, 1)),
+        label: labelFormat(locale, "month").format(noonUtc(year, month, 1)),
       };
     case "year":
       return { per, key: yearText(year), label: String(year) };
   }
+}
+
+const labelFormats = new Map<string, Intl.DateTimeFormat>();
+
+/** Building an Intl.DateTimeFormat costs more than using one; rules ask for the same few again and again. */
+function labelFormat(locale: string, kind: "day" | "month"): Intl.DateTimeFormat {
+  const key = `${locale}\u0000${kind}`;
+  let f = labelFormats.get(key);
+  if (!f) {
+    f = new Intl.DateTimeFormat(locale, kind === "day" ? { month: "long", day: "numeric", timeZone: "UTC", calendar: "gregory" } : { month: "long", timeZone: "UTC", calendar: "gregory" });
+    labelFormats.set(key, f);
+  }
+  return f;
 }
 
 /** An error message when `tz` is not a time zone Intl knows, else undefined. */

@@ -6,7 +6,7 @@ import type { NormalizedMail } from "../mail/types.ts";
 import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "../store/checkpoints.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { accountName, classifyImapError, createImapClient, type ImapAccount } from "./client.ts";
-import { fetchMessages, listNewUids } from "./fetch.ts";
+import { fetchMessages, listNewUids, type FetchedMessage } from "./fetch.ts";
 
 export interface WatchOptions {
   account: ImapAccount;
@@ -78,6 +78,22 @@ export interface WatchedMail {
  * connection trouble (that is reported through onEvent and the logger and retried); it ends when
  * `signal` aborts or the consumer stops iterating.
  */
+/** Messages parsed ahead of the one handed out: parsing yields often, and overlapping a few fills those gaps. */
+const parseAhead = 4;
+
+/** Parses up to parseAhead messages at once and hands them out in order. */
+async function* parsedAhead(messages: AsyncIterable<FetchedMessage>): AsyncGenerator<{ fetched: FetchedMessage; mail: NormalizedMail }> {
+  const window: { fetched: FetchedMessage; mail: Promise<NormalizedMail> }[] = [];
+  for await (const fetched of messages) {
+    window.push({ fetched, mail: normalizeMail(fetched.raw) });
+    if (window.length >= parseAhead) {
+      const next = window.shift()!;
+      yield { fetched: next.fetched, mail: await next.mail };
+    }
+  }
+  for (const next of window) yield { fetched: next.fetched, mail: await next.mail };
+}
+
 /** How long a connection must last before reconnect delays start again from the shortest. */
 const healthyAfterMs = 60_000;
 
@@ -139,8 +155,7 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
         const catchUp = firstRound && uids.length > 0 ? { id: `${uidValidity}.${lastUid}`, count: uids.length } : undefined;
         firstRound = false;
         let index = 0;
-        for await (const fetched of fetchMessages(client, uids, { maxTextBytes: options.maxTextBytes ?? 256 * 1024 })) {
-          const mail = await normalizeMail(fetched.raw);
+        for await (const { fetched, mail } of parsedAhead(fetchMessages(client, uids, { maxTextBytes: options.maxTextBytes ?? 256 * 1024 }))) {
           mail.warnings.unshift(...fetched.warnings);
           if (mail.warnings.length > 0) log.warn({ uid: fetched.uid, warnings: mail.warnings }, "message read with warnings");
           const ack: Checkpoint = { uidValidity, lastUid: fetched.uid };

@@ -10,7 +10,7 @@ import { TargetUrlError } from "./module.ts";
 import { escapeSlack, slackModule, slackSchema, threadField } from "./slack.ts";
 import type { Notification, NotificationTotal, Target } from "./types.ts";
 
-const token = "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx";
+const token = "xoxb-_fake_test_token_0987654321";
 
 function notification(overrides: Partial<Notification> = {}): Notification {
   return {
@@ -440,7 +440,7 @@ describe("slack one-line URL form", () => {
     { url: `slack://${token}/%23receipts?thread=no&icon_emoji=:bell:`, expect: { token, channel: "#receipts", thread: false, icon_emoji: ":bell:" } },
     { url: `slack://bot@${token}/C0123456789`, expect: { token, channel: "C0123456789", username: "bot" } },
     { url: "slack://xoxp-1-2-3-abc/#general?username=me", expect: { token: "xoxp-1-2-3-abc", channel: "#general", username: "me" } },
-    { url: "slack://T000/B000/XXXX/#receipts", expect: { url: "https://hooks.slack.com/services/T000/B000/XXXX", channel: "#receipts" } },
+    { url: "slack://T_000/B_000/X_XXX/#receipts", expect: { url: "https://hooks.slack.com/services/T_000/B_000/X_XXX", channel: "#receipts" } },
   ];
   for (const c of cases) {
     it(`reads ${c.url.replace(token, "xoxb-…")}`, () => assert.deepEqual(parse(c.url), c.expect));
@@ -464,7 +464,7 @@ describe("slack one-line URL form", () => {
   });
 
   it("?thread=yes on a webhook URL is a config error", () => {
-    const r = targetSchema.safeParse({ name: "team", url: "slack://T000/B000/XXXX?thread=yes" });
+    const r = targetSchema.safeParse({ name: "team", url: "slack://T_000/B_000/X_XXX?thread=yes" });
     assert.ok(!r.success);
     assert.match(r.error.issues[0]!.message, /needs token \+ channel/);
   });

@@ -407,7 +407,7 @@ function parseBoolean(name: string, value: string): boolean {
 /**
  * Two forms, as Apprise writes them:
  * - `slack://TokenA/TokenB/TokenC[/#channel]`: the incoming webhook
- *   https://hooks.slack.com/services/TokenA/TokenB/TokenC.
+ *   https://hooks.slack.com/services/….
  * - `slack://xoxb-…/#channel` (or a channel ID: `slack://xoxb-…/C0123456789`): the Web API with a
  *   bot (xoxb-) or user (xoxp-) token.
  * `slack://name@…` and `?username=` set the username; `?icon_emoji=`, `?icon_url=`; `?thread=yes`
@@ -445,7 +445,7 @@ export const slackModule: TargetModule<SlackTargetConfig> = {
     const tokens = parts.filter((p) => !p.startsWith("#"));
     if (tokens.length !== 3) {
       throw new TargetUrlError(
-        "a Slack URL is slack://TokenA/TokenB/TokenC (the three parts of https://hooks.slack.com/services/TokenA/TokenB/TokenC), optionally /#channel; or slack://xoxb-…/#channel for the Web API with a bot token",
+        "a Slack URL is slack://TokenA/TokenB/TokenC (the three parts of https://hooks.slack.com/services/…), optionally /#channel; or slack://xoxb-…/#channel for the Web API with a bot token",
       );
     }
     return { url: `https://hooks.slack.com/services/${tokens.map(encodeURIComponent).join("/")}`, ...(channel ? { channel } : {}), ...options };

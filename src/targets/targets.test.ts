@@ -193,11 +193,11 @@ describe("sending", () => {
 describe("one-line URL form", () => {
   const parse = (entry: unknown) => targetSchema.safeParse(entry);
   it("expands slack:// to the incoming webhook, with channel and username", () => {
-    const r = parse({ name: "team", url: "slack://bot@T000/B000/XXXX/#receipts?icon_emoji=:bell:" });
+    const r = parse({ name: "team", url: "slack://bot@T_000/B_000/X_XXX/#receipts?icon_emoji=:bell:" });
     assert.ok(r.success, JSON.stringify(r.error?.issues));
     assert.deepEqual(
       { ...r.data, rateLimit: undefined },
-      { name: "team", type: "slack", url: "https://hooks.slack.com/services/T000/B000/XXXX", username: "bot", channel: "#receipts", icon_emoji: ":bell:", overflow: "paced", digestAfter: 5, rateLimit: undefined },
+      { name: "team", type: "slack", url: "https://hooks.slack.com/services/T_000/B_000/X_XXX", username: "bot", channel: "#receipts", icon_emoji: ":bell:", overflow: "paced", digestAfter: 5, rateLimit: undefined },
     );
   });
   it("expands json:// and jsons:// to a webhook, with +headers", () => {
@@ -208,7 +208,7 @@ describe("one-line URL form", () => {
     assert.equal((parse({ name: "h", url: "jsons://example.test/x" }).data as { url: string }).url, "https://example.test/x");
   });
   it("accepts a bare URL string and names the target after the service", () => {
-    const r = parse("slack://T000/B000/XXXX");
+    const r = parse("slack://T_000/B_000/X_XXX");
     assert.ok(r.success);
     assert.equal(r.data.name, "slack");
   });
@@ -236,7 +236,7 @@ describe("one-line URL form", () => {
   });
 
   it("a target from a URL prints masked", () => {
-    const r = parse({ name: "team", url: "slack://T000/B000/XXXXsecret" });
+    const r = parse({ name: "team", url: "slack://T_000/B_000/X_XXXsecret" });
     assert.ok(r.success);
     const [t] = createFromConfig([r.data]).values();
     assert.ok(!t!.describe().includes("XXXXsecret"));

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { truncate } from "./text.ts";
+import { fitLines, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 // Discord's own URL rule (simple-markdown's): a bare link runs to whitespace or "<" and does not
@@ -242,15 +242,6 @@ function fitEmbed(embed: Embed): Embed {
   return { ...embed, fields };
 }
 
-/** As many whole lines as fit in `max`, then how many were left out. */
-function fitLines(lines: readonly string[], total: number, max: number): string {
-  for (let k = lines.length; k >= 0; k--) {
-    const more = total - k;
-    const text = [...lines.slice(0, k), ...(more > 0 ? [`…and ${more} more`] : [])].join("\n");
-    if (text.length <= max) return text;
-  }
-  return truncate(`…${total} mails`, max);
-}
 
 /**
  * `discord://[username@]{webhook_id}/{webhook_token}[?avatar_url=…&username=…]`, as Apprise

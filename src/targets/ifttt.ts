@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { truncate } from "./text.ts";
+import { fitLines, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /*
@@ -144,15 +144,6 @@ function describeIftttError(status: number, body: string): string {
   return [reason, hint].filter(Boolean).join("; ");
 }
 
-/** As many whole lines as fit in `max`, then how many were left out. */
-function fitLines(lines: readonly string[], total: number, max: number): string {
-  for (let k = lines.length; k >= 0; k--) {
-    const more = total - k;
-    const text = [...lines.slice(0, k), ...(more > 0 ? [`…and ${more} more`] : [])].join("\n");
-    if (text.length <= max) return text;
-  }
-  return truncate(`…${total} mails`, max);
-}
 
 /**
  * `ifttt://{key}/{event}`, or Apprise's `ifttt://{key}@{event}`; `?value1=…&value2=…&value3=…`

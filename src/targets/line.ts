@@ -3,7 +3,7 @@ import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { truncate } from "./text.ts";
+import { fitLines, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /*
@@ -164,15 +164,6 @@ function describeLineError(status: number, e: LineError | undefined, body: strin
   return [`${e.message}${details.length ? ` (${details.join("; ")})` : ""}`, hint].filter(Boolean).join("; ");
 }
 
-/** As many whole lines as fit in `max`, then how many were left out. */
-function fitLines(lines: readonly string[], total: number, max: number): string {
-  for (let k = lines.length; k >= 0; k--) {
-    const more = total - k;
-    const text = [...lines.slice(0, k), ...(more > 0 ? [`…and ${more} more`] : [])].join("\n");
-    if (text.length <= max) return text;
-  }
-  return truncate(`…${total} mails`, max);
-}
 
 /**
  * `line://{channel_access_token}/{to}` as Apprise writes it (a `/` inside the token must be

@@ -14,3 +14,16 @@ export function truncate(text: string, max: number, ellipsis = "…"): string {
   }
   return text.slice(0, end) + ellipsis;
 }
+
+/**
+ * As many whole lines as fit in `max` characters, followed by "…and N more" for the rest of
+ * `total`: a digest never ends in the middle of a mail's line.
+ */
+export function fitLines(lines: readonly string[], total: number, max: number): string {
+  for (let k = lines.length; k >= 0; k--) {
+    const more = total - k;
+    const text = [...lines.slice(0, k), ...(more > 0 ? [`…and ${more} more`] : [])].join("\n");
+    if (text.length <= max) return text;
+  }
+  return truncate(`…${total} mails`, max);
+}

@@ -14,7 +14,8 @@ export interface Logger {
  * Secrets never reach the log: the config's passwords, tokens and webhook URLs are redacted by key
  * wherever they appear in a logged object.
  */
-export const redactPaths = ["pass", "password", "token", "accessToken", "url", "webhook", "authorization", "*.pass", "*.password", "*.token", "*.url", "*.authorization", "headers.*", "*.headers.*"];
+const secretKeys = ["pass", "password", "token", "accessToken", "refreshToken", "clientSecret", "secret", "key", "url", "webhook", "authorization"];
+export const redactPaths = [...secretKeys, ...secretKeys.map((k) => `*.${k}`), "headers.*", "*.headers.*"];
 
 export function createLogger(options: { level?: string; destination?: number | NodeJS.WritableStream } = {}): Logger {
   const destination = options.destination ?? 2;

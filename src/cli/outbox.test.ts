@@ -13,7 +13,7 @@ function setup() {
   writeFileSync(file, `state: ./state.db\ntargets:\n  - { name: hook, type: webhook, url: "http://127.0.0.1:9/x" }\n`);
   const state = State.open(path.join(dir, "state.db"));
   const row = (uid: number) => ({ target: "hook", rule: "r", account: "a", mailbox: "INBOX", uidValidity: 1, uid, messageId: `m${uid}@x`, subject: `subject ${uid}`, contentType: "application/json", body: "{}", summary: "s" });
-  state.outbox.enqueue([row(1), row(2), row(3)]);
+  state.outbox.enqueue([row(1), { ...row(2), subject: "\u001b]0;pwned\u0007\u001b[2J evil" }, row(3)]);
   state.outbox.markDead(["a/INBOX/1/1/r/hook", "a/INBOX/1/2/r/hook"], "answered 404: no_service");
   state.outbox.markDone(["a/INBOX/1/3/r/hook"]);
   state.close();
@@ -34,6 +34,8 @@ describe("mailbell outbox", () => {
     assert.equal(list.code, 0);
     assert.match(list.out, /outbox: 0 pending, 2 dead, 1 done/);
     assert.match(list.out, /dead {4}a\/INBOX\/1\/1\/r\/hook\n.*"subject 1"\n {8}last error: answered 404: no_service/);
+    assert.ok(!list.out.includes("\u001b") && !list.out.includes("\u0007"), "a mail's subject cannot drive the terminal");
+    assert.match(list.out, /"\uFFFD\]0;pwned\uFFFD\uFFFD\[2J evil"/);
     const json = await cli(["outbox", "--json", "--config", file]);
     assert.deepEqual(json.out.trim().split("\n").map((l) => (JSON.parse(l) as { id: string }).id), ["a/INBOX/1/1/r/hook", "a/INBOX/1/2/r/hook"]);
 

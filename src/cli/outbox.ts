@@ -3,6 +3,7 @@ import { loadConfig } from "../config/load.ts";
 import { MailbellError, UsageError } from "../errors.ts";
 import type { OutboxRow } from "../store/outbox.ts";
 import { State } from "../store/state.ts";
+import { escapeTerminal } from "../targets/stdout.ts";
 import type { CliIO } from "./io.ts";
 
 export interface OutboxCommandOptions {
@@ -58,8 +59,8 @@ function list(state: State, json: boolean, io: CliIO): number {
   for (const r of rows) {
     const when = r.state === "pending" ? `next try ${new Date(r.nextAttemptAt).toISOString()}` : "gave up";
     io.out(`${r.state.padEnd(7)} ${r.id}`);
-    io.out(`        target ${r.target}, rule ${r.rule}, ${r.attempts} attempt(s), ${when}; "${r.subject}"`);
-    if (r.lastError) io.out(`        last error: ${r.lastError}`);
+    io.out(`        target ${r.target}, rule ${r.rule}, ${r.attempts} attempt(s), ${when}; "${escapeTerminal(r.subject)}"`);
+    if (r.lastError) io.out(`        last error: ${escapeTerminal(r.lastError)}`);
   }
   if (rows.some((r) => r.state === "dead")) io.out("Re-queue with: mailbell outbox retry ID, or mailbell outbox retry --all");
   return 0;

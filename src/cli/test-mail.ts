@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { loadConfig } from "../config/load.ts";
 import { compileConfigRules } from "../config/validate.ts";
-import { messageKey, messageLink } from "../daemon/pipeline.ts";
+import { countedMail, messageLink } from "../daemon/pipeline.ts";
 import { MailbellError } from "../errors.ts";
 import { normalizeMail } from "../mail/normalize.ts";
 import { buildNotification } from "../outbox/notification.ts";
@@ -11,6 +11,7 @@ import { evaluateRules } from "../rules/rules.ts";
 import type { RuleInput, RunningTotal } from "../rules/types.ts";
 import { State } from "../store/state.ts";
 import { createTargets } from "../targets/index.ts";
+import { escapeTerminal } from "../targets/stdout.ts";
 import type { CliIO } from "./io.ts";
 
 export interface TestCommandOptions {
@@ -49,11 +50,11 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
   const state = existsSync(loaded.statePath) ? State.open(loaded.statePath, { readOnly: true }) : undefined;
   try {
     if (!options.json) {
-      io.out(`${options.file}: from ${mail.from.map((a) => a.address).join(", ") || "(none)"}, subject "${mail.subject}", received ${receivedAt.toISOString()}`);
-      for (const warning of mail.warnings) io.out(`  warning: ${warning}`);
+      io.out(`${options.file}: from ${escapeTerminal(mail.from.map((a) => a.address).join(", ")) || "(none)"}, subject "${escapeTerminal(mail.subject)}", received ${receivedAt.toISOString()}`);
+      for (const warning of mail.warnings) io.out(`  warning: ${escapeTerminal(warning)}`);
     }
     const ref = { uidValidity: 0, uid: 0 };
-    const key = messageKey({ account, mailbox, uidValidity: 0, uid: 0, mail });
+    const counted = countedMail({ account, mailbox, uidValidity: 0, uid: 0, mail });
     const accountConfig = loaded.config.accounts.find((a) => a.name === account);
     const link = messageLink(accountConfig, { account, mailbox, uid: 0, mail });
     for (const rule of rules) {
@@ -66,7 +67,7 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
       let total: RunningTotal | undefined;
       if (match.total?.amount) {
         const current = state?.totals.get(rule.name, match.total.period.key, match.total.amount.currency);
-        const alreadyCounted = state?.totals.isCounted(rule.name, key) ?? false;
+        const alreadyCounted = state?.totals.isCounted(rule.name, counted) ?? false;
         const money = current ? (alreadyCounted ? current : addMoney(current, match.total.amount)) : match.total.amount;
         total = { money, period: match.total.period };
       }
@@ -93,15 +94,19 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
       }
       io.out(`rule ${rule.name}: matched`);
       for (const [name, field] of Object.entries(notification.fields)) {
-        io.out(field ? `  ${name}: ${field.text}${field.raw !== field.text ? `  (captured "${field.raw}")` : ""}` : `  ${name}: MISSING — ${match.missing.find((m) => m.field === name)?.reason ?? ""}`);
+        io.out(
+          field
+            ? `  ${name}: ${escapeTerminal(field.text)}${field.raw !== field.text ? `  (captured "${escapeTerminal(field.raw)}")` : ""}`
+            : `  ${name}: MISSING — ${escapeTerminal(match.missing.find((m) => m.field === name)?.reason ?? "")}`,
+        );
       }
       if (match.total) {
         if (match.total.amount && total) {
           io.out(`  total: would add ${formatMoney(match.total.amount, rule.locale)} to ${match.total.period.key} (${match.total.period.label}) → ${formatMoney(total.money, rule.locale)}${state ? "" : " (no state file yet)"}`);
         } else io.out(`  total: nothing to add (${match.total.field} is missing)`);
       }
-      io.out(`  message: ${notification.render((s) => s)}`);
-      for (const r of rendered) io.out(`  → ${r.target} (${r.type}): ${r.payload.body}`);
+      io.out(`  message: ${notification.render(escapeTerminal)}`);
+      for (const r of rendered) io.out(`  → ${r.target} (${r.type}): ${escapeTerminal(r.payload.body)}`);
     }
     if (!options.json && matches.length === 0) io.out("No rule matched.");
   } finally {

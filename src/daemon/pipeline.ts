@@ -6,6 +6,7 @@ import { buildNotification } from "../outbox/notification.ts";
 import { evaluateRules, type CompiledRule } from "../rules/rules.ts";
 import type { RuleInput, RunningTotal } from "../rules/types.ts";
 import type { NewOutboxRow } from "../store/outbox.ts";
+import type { CountedMail } from "../store/totals.ts";
 import type { State } from "../store/state.ts";
 import type { Target } from "../targets/types.ts";
 
@@ -40,7 +41,7 @@ export function handleMail(watched: WatchedMail, deps: PipelineDeps): void {
     for (const missing of match.missing) log.warn({ rule: match.rule, field: missing.field, reason: missing.reason }, "field not found; notifying with it marked missing");
   }
 
-  const key = messageKey(watched);
+  const counted = countedMail(watched);
   const link = messageLink(deps.accounts.get(watched.account), watched);
   const ruleByName = new Map(deps.rules.map((r) => [r.name, r]));
   const catchUp = watched.catchUp;
@@ -55,7 +56,7 @@ export function handleMail(watched: WatchedMail, deps: PipelineDeps): void {
     for (const match of matches) {
       const rule = ruleByName.get(match.rule)!;
       let total: RunningTotal | undefined;
-      if (match.total?.amount) total = { money: deps.state.totals.add(match.rule, key, match.total.period.key, match.total.amount).total, period: match.total.period };
+      if (match.total?.amount) total = { money: deps.state.totals.add(match.rule, counted, match.total.period.key, match.total.amount).total, period: match.total.period };
       const notification = buildNotification(rule, match, input, watched, { total, link });
       const rows: NewOutboxRow[] = [];
       for (const targetName of match.notify) {
@@ -63,8 +64,8 @@ export function handleMail(watched: WatchedMail, deps: PipelineDeps): void {
         if (!target) continue;
         // The same mail seen again under another UID (a UIDVALIDITY reset, Gmail's All Mail) is
         // not posted again.
-        if (messageId && deps.state.outbox.hasMessage(messageId, match.rule, targetName)) {
-          log.info({ rule: match.rule, target: targetName, messageId }, "already notified for this Message-ID; not posting again");
+        if (messageId && deps.state.outbox.queuedElsewhere(messageId, match.rule, targetName, watched)) {
+          log.warn({ rule: match.rule, target: targetName, messageId }, "already notified for this Message-ID from another mailbox or an earlier UIDVALIDITY; not posting again");
           continue;
         }
         const payload = target.render(notification);
@@ -87,7 +88,11 @@ export function handleMail(watched: WatchedMail, deps: PipelineDeps): void {
       }
       deps.state.outbox.enqueue(rows);
     }
-    if (digestGroup && catchUp && catchUp.index === catchUp.count - 1) deps.state.outbox.releaseGroup(digestGroup);
+    if (digestGroup && catchUp) {
+      // The digest waits for its last mail; a catch-up that takes long keeps pushing the wait out.
+      if (catchUp.index === catchUp.count - 1) deps.state.outbox.releaseGroup(digestGroup);
+      else deps.state.outbox.holdGroup(digestGroup, Date.now() + digestHoldMs);
+    }
     deps.state.checkpoints.save(watched.account, watched.mailbox, watched.checkpoint);
   });
   deps.onProcessed?.(watched, matches.map((m) => m.rule));
@@ -95,11 +100,12 @@ export function handleMail(watched: WatchedMail, deps: PipelineDeps): void {
 }
 
 /**
- * A message counts once per rule even if it shows up twice (Gmail shows one mail in INBOX and in
- * All Mail): the Message-ID identifies it when present, its place on the server otherwise.
+ * A mail's place on the server, for counting it once per rule. Its Message-ID goes along: the same
+ * mail seen in another mailbox (Gmail's INBOX and All Mail) counts once too.
  */
-export function messageKey(watched: Pick<WatchedMail, "account" | "mailbox" | "uidValidity" | "uid" | "mail">): string {
-  return watched.mail.messageId ? `mid:${watched.mail.messageId}` : `uid:${watched.account}/${watched.mailbox}/${watched.uidValidity}/${watched.uid}`;
+export function countedMail(watched: Pick<WatchedMail, "account" | "mailbox" | "uidValidity" | "uid" | "mail">): CountedMail {
+  const mailboxKey = `${watched.account}/${watched.mailbox}/${watched.uidValidity}`;
+  return { key: `${mailboxKey}/${watched.uid}`, mailboxKey, messageId: watched.mail.messageId };
 }
 
 /** {{link}}: the account's link template, or a Gmail search for the Message-ID on Gmail hosts. */

@@ -4,7 +4,7 @@ import type { LoadedConfig } from "../config/load.ts";
 import type { AccountConfig, Config } from "../config/schema.ts";
 import { credentialsFor } from "../auth/credentials.ts";
 import { compileConfigRules } from "../config/validate.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, ImapError } from "../errors.ts";
 import { sleep } from "../imap/backoff.ts";
 import type { ImapAccount } from "../imap/client.ts";
 import { watchMailbox, type WatchEvent } from "../imap/watcher.ts";
@@ -72,6 +72,11 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
   try {
     if (config.status) {
       status = await startStatusServer({ listen: config.status.listen, health: () => health.snapshot(Date.now()), metrics: () => registry.render(), logger: log });
+    }
+    for (const orphan of state.outbox.orphans([...targets.keys()])) {
+      const reason = `target "${orphan.target}" is no longer in the config; add it back (or rename it back) and run mailbell outbox retry --all to send these`;
+      state.outbox.killTarget(orphan.target, reason);
+      log.warn({ target: orphan.target, rows: orphan.count }, "notifications queued for a target that is no longer configured were moved to the dead letters");
     }
     const purged = state.outbox.purgeDone(Date.now() - config.outbox.keepDays * 86_400_000);
     if (purged > 0) log.debug({ purged }, "forgot old delivered notifications");
@@ -158,6 +163,9 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
       return;
     } catch (err) {
       log.error({ err: (err as Error).message, stack: (err as Error).stack }, "handling a mail failed; restarting this mailbox's watcher in 5 s");
+      // Health must not take the reconnect that follows for a healthy mailbox.
+      const error = new ImapError("IMAP_CONNECT", account.name, mailbox, `handling a mail failed: ${(err as Error).message}`);
+      options.onWatchEvent?.(account.name, mailbox, { type: "disconnected", error, retryInMs: 5000 });
       await sleep(5000, signal);
     }
   }

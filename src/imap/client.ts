@@ -40,6 +40,8 @@ export interface ClientOptions {
   logger: Logger;
   /** Restart IDLE at least this often; servers drop long IDLEs (RFC 2177 allows 29 min, Gmail less). */
   idleRestartMs?: number;
+  /** Inactivity after which the connection is dropped (imapflow's default is 5 minutes). */
+  socketTimeoutMs?: number;
 }
 
 export function createImapClient(account: ImapAccount, options: ClientOptions, credentials: Credentials = { pass: account.pass ?? "" }): ImapFlow {
@@ -63,6 +65,7 @@ export function createImapClient(account: ImapAccount, options: ClientOptions, c
     // Parts must arrive with their transfer encoding intact, as mail/ reassembles them into MIME.
     disableBinary: true,
     maxIdleTime: options.idleRestartMs ?? 10 * 60_000,
+    ...(options.socketTimeoutMs ? { socketTimeout: options.socketTimeoutMs } : {}),
     logger: imapLogger(options.logger),
   };
   return new ImapFlow(imapOptions);

@@ -120,7 +120,9 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
     let connectedAt: number | undefined;
     try {
       const credentials = options.account.credentials ? await options.account.credentials(refusedLast) : { pass: options.account.pass ?? "" };
-      client = createImapClient(options.account, { logger: log, idleRestartMs: options.idleRestartMs }, credentials);
+      // A connection that goes silent during a FETCH is given up after socketTimeout; while idle,
+      // the keepalive NOOP notices sooner.
+      client = createImapClient(options.account, { logger: log, idleRestartMs: options.idleRestartMs, socketTimeoutMs: 2 * keepaliveMs + keepaliveTimeoutMs }, credentials);
       session = new Session(client, signal);
       await client.connect();
       const opened = await client.mailboxOpen(mailbox, { readOnly: true });
@@ -171,6 +173,8 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
             ...(catchUp ? { catchUp: { ...catchUp, index: index++ } } : {}),
           };
           lastUid = fetched.uid;
+          // A long catch-up talks to the server all the time; say so, or health would call it stale.
+          emit({ type: "alive" });
           if (commitAuto) await checkpoints.save(account, mailbox, ack);
           if (signal.aborted) return;
         }
@@ -289,7 +293,9 @@ class Session {
   async pause(ms: number): Promise<void> {
     if (this.dirty || !this.open || this.#signal.aborted) return;
     const woken = new Promise<void>((resolve) => (this.#wake = resolve));
-    await Promise.race([woken, sleep(ms)]);
+    const stop = new AbortController();
+    await Promise.race([woken, sleep(ms, AbortSignal.any([this.#signal, stop.signal]))]);
+    stop.abort(); // clears the timer, so a stopped process is not kept alive for the rest of it
     this.#wake = undefined;
   }
 
@@ -323,7 +329,11 @@ async function keepalive(client: ImapFlow, timeoutMs: number, account: string, m
 
 async function closeQuietly(client: ImapFlow, graceful: boolean): Promise<void> {
   try {
-    if (graceful && client.usable) await Promise.race([client.logout(), sleep(2000)]);
+    if (graceful && client.usable) {
+      const done = new AbortController();
+      await Promise.race([client.logout(), sleep(2000, done.signal)]);
+      done.abort();
+    }
   } catch {
     // already gone
   }

@@ -52,7 +52,6 @@ export class Dispatcher {
   readonly #o: DispatcherOptions;
   readonly #loops = new Map<string, TargetLoop>();
   readonly #now: () => number;
-  #stopping = false;
 
   constructor(options: DispatcherOptions) {
     this.#o = options;
@@ -77,23 +76,22 @@ export class Dispatcher {
    * left stays in the database and goes out on the next start.
    */
   async drain(deadlineMs: number): Promise<{ left: number }> {
-    this.#stopping = true;
     const deadline = this.#now() + deadlineMs;
     for (const loop of this.#loops.values()) loop.finishBy(deadline);
-    await Promise.all([...this.#loops.values()].map((l) => l.done));
-    const left = [...this.#loops.keys()].reduce((n, t) => n + this.#o.outbox.readyCount(t, Number.MAX_SAFE_INTEGER), 0);
+    const done = Promise.allSettled([...this.#loops.values()].map((l) => l.done));
+    // A send in flight (a slow command, a hanging service) must not hold shutdown past the deadline.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), Math.max(0, deadlineMs) + 50)));
+    if ((await Promise.race([done, late])) === "late") await this.stop();
+    clearTimeout(timer);
+    const left = this.#o.outbox.counts().reduce((n, c) => n + (c.state === "pending" ? c.count : 0), 0);
     return { left };
   }
 
   /** Stops at once; an in-flight request is abandoned (its row stays pending). */
   async stop(): Promise<void> {
-    this.#stopping = true;
     for (const loop of this.#loops.values()) loop.abort();
-    await Promise.all([...this.#loops.values()].map((l) => l.done));
-  }
-
-  get stopping(): boolean {
-    return this.#stopping;
+    await Promise.allSettled([...this.#loops.values()].map((l) => l.done));
   }
 }
 
@@ -142,32 +140,42 @@ class TargetLoop {
     this.wake();
   }
 
+  /** The loop body must never end the loop: a failing database is retried, loudly, not given up on. */
   async #loop(): Promise<void> {
-    const outbox = this.#o.outbox;
     while (!this.#abort.signal.aborted) {
-      const now = this.#now();
-      if (this.#finishBy !== undefined && now >= this.#finishBy) return;
-      if (this.#pausedUntil > now) {
-        if (this.#finishBy !== undefined && this.#pausedUntil > this.#finishBy) return;
-        await this.#sleep(this.#pausedUntil - now);
-        continue;
+      try {
+        if ((await this.#round()) === "finished") return;
+      } catch (err) {
+        this.#log.error({ err: (err as Error).message }, "sending failed unexpectedly (state database?); trying again in 5 s");
+        await this.#sleep(5000);
       }
-      const [next] = outbox.ready(this.#target.name, now, 1);
-      if (!next) {
-        if (this.#finishBy !== undefined) return;
-        const earliest = outbox.earliestPending(this.#target.name);
-        // Re-read the table now and then: `mailbell outbox retry` re-queues rows from another process.
-        await this.#sleep(Math.min(earliest === undefined ? idlePollMs : Math.max(1, earliest - now), idlePollMs));
-        continue;
-      }
-      const wait = this.#takeToken();
-      if (wait > 0) {
-        await this.#sleep(wait);
-        continue;
-      }
-      const batch = this.#batchFor(next, now);
-      await this.#send(batch);
     }
+  }
+
+  async #round(): Promise<"finished" | "again"> {
+    const outbox = this.#o.outbox;
+    const now = this.#now();
+    if (this.#finishBy !== undefined && now >= this.#finishBy) return "finished";
+    if (this.#pausedUntil > now) {
+      if (this.#finishBy !== undefined && this.#pausedUntil > this.#finishBy) return "finished";
+      await this.#sleep(this.#pausedUntil - now);
+      return "again";
+    }
+    const [next] = outbox.ready(this.#target.name, now, 1);
+    if (!next) {
+      if (this.#finishBy !== undefined) return "finished";
+      const earliest = outbox.earliestPending(this.#target.name);
+      // Re-read the table now and then: `mailbell outbox retry` re-queues rows from another process.
+      await this.#sleep(Math.min(earliest === undefined ? idlePollMs : Math.max(1, earliest - now), idlePollMs));
+      return "again";
+    }
+    const wait = this.#takeToken();
+    if (wait > 0) {
+      await this.#sleep(wait);
+      return "again";
+    }
+    await this.#send(this.#batchFor(next, now));
+    return "again";
   }
 
   /** One row, or a digest: a backlog group, or (overflow: digest) everything that piled up. */
@@ -183,9 +191,11 @@ class TargetLoop {
   async #send(rows: OutboxRow[]): Promise<void> {
     const outbox = this.#o.outbox;
     const ids = rows.map((r) => r.id);
-    const payload: TargetPayload = rows.length === 1 ? { contentType: rows[0]!.contentType, body: rows[0]!.body } : this.#target.renderDigest(rows.slice(0, digestListMax), rows.length);
-    const idempotencyKey = rows.length === 1 ? rows[0]!.id : `digest:${ids[0]}:${rows.length}`;
-    const ref = rows.length === 1 ? { id: ids[0], rule: rows[0]!.rule, uid: rows[0]!.uid, account: rows[0]!.account, mailbox: rows[0]!.mailbox } : { digest: rows.length, first: ids[0] };
+    // A backlog group is always a digest, even if only one of its rows is left to send.
+    const single = rows.length === 1 && !rows[0]!.digestGroup;
+    const payload: TargetPayload = single ? { contentType: rows[0]!.contentType, body: rows[0]!.body } : this.#target.renderDigest(rows.slice(0, digestListMax), rows.length);
+    const idempotencyKey = single ? rows[0]!.id : `digest:${ids[0]}:${rows.length}`;
+    const ref = single ? { id: ids[0], rule: rows[0]!.rule, uid: rows[0]!.uid, account: rows[0]!.account, mailbox: rows[0]!.mailbox } : { digest: rows.length, first: ids[0] };
     try {
       await this.#target.send(payload, { signal: this.#abort.signal, idempotencyKey });
     } catch (err) {
@@ -211,7 +221,7 @@ class TargetLoop {
     }
     outbox.markDone(ids, this.#now());
     this.#backoff.reset();
-    this.#log.info({ ...ref, rows: rows.length }, rows.length === 1 ? "delivered" : "delivered as one digest");
+    this.#log.info({ ...ref, rows: rows.length }, single ? "delivered" : "delivered as one digest");
     this.#o.onOutcome?.(this.#target.name, "delivered", rows.length);
   }
 

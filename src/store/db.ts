@@ -68,6 +68,11 @@ const migrations: readonly string[] = [
      updated_at INTEGER NOT NULL,
      PRIMARY KEY (target, key)
    ) STRICT;`,
+  // A Message-ID alone does not identify a mail (some senders reuse one for every mail); it only
+  // says that a mail seen in another mailbox (or before a UIDVALIDITY change) was seen already.
+  `ALTER TABLE total_entries ADD COLUMN message_id TEXT;
+   ALTER TABLE total_entries ADD COLUMN mailbox_key TEXT;
+   CREATE INDEX total_entries_message ON total_entries (rule, message_id) WHERE message_id IS NOT NULL;`,
 ];
 
 export const schemaVersion = migrations.length;

@@ -57,7 +57,7 @@ export class Outbox {
   readonly #retry: StatementSync;
   readonly #dead: StatementSync;
   readonly #byId: StatementSync;
-  readonly #delivered: StatementSync;
+  readonly #queuedElsewhere: StatementSync;
   readonly #counts: StatementSync;
 
   constructor(db: DatabaseSync) {
@@ -74,7 +74,9 @@ export class Outbox {
     this.#retry = db.prepare("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'");
     this.#dead = db.prepare("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'");
     this.#byId = db.prepare(`SELECT ${columns} FROM outbox WHERE id = ?`);
-    this.#delivered = db.prepare("SELECT 1 AS found FROM outbox WHERE message_id = ? AND rule = ? AND target = ? AND state != 'dead' LIMIT 1");
+    this.#queuedElsewhere = db.prepare(
+      "SELECT 1 AS found FROM outbox WHERE message_id = ? AND rule = ? AND target = ? AND state != 'dead' AND NOT (account = ? AND mailbox = ? AND uid_validity = ?) LIMIT 1",
+    );
     this.#counts = db.prepare("SELECT target, state, count(*) AS n FROM outbox GROUP BY target, state");
   }
 
@@ -137,9 +139,29 @@ export class Outbox {
     return row ? normalize(row) : undefined;
   }
 
-  /** Whether this mail (by Message-ID) was already queued for this rule and target, under any UIDVALIDITY. */
-  hasMessage(messageId: string, rule: string, target: string): boolean {
-    return this.#delivered.get(messageId, rule, target) !== undefined;
+  /**
+   * Whether a mail with this Message-ID was already queued (or sent) for this rule and target from
+   * another mailbox or under an earlier UIDVALIDITY: the same mail seen again. Within one mailbox
+   * the UID decides, since some senders reuse one Message-ID for every mail.
+   */
+  queuedElsewhere(messageId: string, rule: string, target: string, place: { account: string; mailbox: string; uidValidity: number }): boolean {
+    return this.#queuedElsewhere.get(messageId, rule, target, place.account, place.mailbox, place.uidValidity) !== undefined;
+  }
+
+  /** Pending rows whose target is not among `targets` (removed or renamed in the config). */
+  orphans(targets: readonly string[]): { target: string; count: number }[] {
+    const rows = this.#db.prepare("SELECT target, count(*) AS n FROM outbox WHERE state = 'pending' GROUP BY target").all() as { target: string; n: number }[];
+    return rows.filter((r) => !targets.includes(r.target)).map((r) => ({ target: r.target, count: Number(r.n) }));
+  }
+
+  /** Moves a target's pending rows to the dead letters, with the reason. */
+  killTarget(target: string, reason: string, now: number = Date.now()): number {
+    return Number(this.#db.prepare("UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ? WHERE target = ? AND state = 'pending'").run(reason, now, target).changes);
+  }
+
+  /** Keeps a digest group waiting (its catch-up is still being read). */
+  holdGroup(group: string, until: number): void {
+    this.#db.prepare("UPDATE outbox SET next_attempt_at = ? WHERE digest_group = ? AND state = 'pending' AND attempts = 0").run(until, group);
   }
 
   list(states: readonly OutboxState[], limit = 1000): OutboxRow[] {

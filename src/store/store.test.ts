@@ -34,22 +34,33 @@ describe("checkpoints", () => {
 });
 
 describe("totals", () => {
-  it("adds exactly once per message and rule, per period and currency", () => {
+  /** A mail at UID `uid` of a mailbox (default INBOX under UIDVALIDITY 1). */
+  const at = (uid: number, messageId?: string, mailbox = "a/INBOX/1") => ({ key: `${mailbox}/${uid}`, mailboxKey: mailbox, messageId });
+
+  it("adds exactly once per mail and rule, per period and currency", () => {
     const { totals } = State.open(":memory:");
-    assert.deepEqual(totals.add("play", "mid:1", "2026-11", jpy(480n)), { total: jpy(480n), added: true });
-    assert.deepEqual(totals.add("play", "mid:2", "2026-11", jpy(480n)), { total: jpy(960n), added: true });
-    assert.deepEqual(totals.add("play", "mid:2", "2026-11", jpy(480n)), { total: jpy(960n), added: false }, "the same message never counts twice");
-    assert.deepEqual(totals.add("other", "mid:2", "2026-11", jpy(100n)).total, jpy(100n), "another rule counts it on its own");
-    assert.deepEqual(totals.add("play", "mid:3", "2026-12", jpy(480n)).total, jpy(480n), "a new period starts at zero");
-    assert.deepEqual(totals.add("play", "mid:4", "2026-11", { units: 499n, scale: 2, currency: "USD" }).total, { units: 499n, scale: 2, currency: "USD" });
-    assert.ok(totals.isCounted("play", "mid:1"));
-    assert.ok(!totals.isCounted("play", "mid:9"));
+    assert.deepEqual(totals.add("play", at(1), "2026-11", jpy(480n)), { total: jpy(480n), added: true });
+    assert.deepEqual(totals.add("play", at(2), "2026-11", jpy(480n)), { total: jpy(960n), added: true });
+    assert.deepEqual(totals.add("play", at(2), "2026-11", jpy(480n)), { total: jpy(960n), added: false }, "the same mail never counts twice");
+    assert.deepEqual(totals.add("other", at(2), "2026-11", jpy(100n)).total, jpy(100n), "another rule counts it on its own");
+    assert.deepEqual(totals.add("play", at(3), "2026-12", jpy(480n)).total, jpy(480n), "a new period starts at zero");
+    assert.deepEqual(totals.add("play", at(4), "2026-11", { units: 499n, scale: 2, currency: "USD" }).total, { units: 499n, scale: 2, currency: "USD" });
+    assert.ok(totals.isCounted("play", at(1)));
+    assert.ok(!totals.isCounted("play", at(9)));
+  });
+
+  it("by Message-ID, a mail seen again in another mailbox or after renumbering counts once; a reused Message-ID in one mailbox does not hide a mail", () => {
+    const { totals } = State.open(":memory:");
+    totals.add("play", at(1, "receipt@x"), "2026-11", jpy(480n));
+    assert.equal(totals.add("play", at(77, "receipt@x", "a/[Gmail]/All Mail/5"), "2026-11", jpy(480n)).added, false, "Gmail shows it in All Mail too");
+    assert.equal(totals.add("play", at(1, "receipt@x", "a/INBOX/2"), "2026-11", jpy(480n)).added, false, "after a UIDVALIDITY change");
+    assert.deepEqual(totals.add("play", at(2, "receipt@x"), "2026-11", jpy(300n)), { total: jpy(780n), added: true }, "a sender reusing its Message-ID: another UID in the same mailbox is another mail");
   });
 
   it("sums decimals exactly, across scales", () => {
     const { totals } = State.open(":memory:");
-    for (let i = 0; i < 10; i++) totals.add("r", `m${i}`, "p", { units: 1n, scale: 1, currency: "USD" });
-    totals.add("r", "m-big", "p", { units: 123456789012345678n, scale: 2, currency: "USD" });
+    for (let i = 0; i < 10; i++) totals.add("r", at(i), "p", { units: 1n, scale: 1, currency: "USD" });
+    totals.add("r", at(100), "p", { units: 123456789012345678n, scale: 2, currency: "USD" });
     assert.deepEqual(totals.get("r", "p", "USD"), { units: 123456789012345778n, scale: 2, currency: "USD" });
   });
 });

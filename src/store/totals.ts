@@ -3,6 +3,15 @@ import { addMoney } from "../rules/money.ts";
 import type { Money } from "../rules/types.ts";
 import { transaction } from "./db.ts";
 
+/** Where a counted mail lives: its place on the server, and its Message-ID when it has one. */
+export interface CountedMail {
+  /** account/mailbox/UIDVALIDITY/UID */
+  key: string;
+  /** account/mailbox/UIDVALIDITY */
+  mailboxKey: string;
+  messageId: string | undefined;
+}
+
 /**
  * Running sums per (rule, period, currency). Each message is counted once per rule: the entry row
  * is the proof it was counted, and the sum moves only when that row is new.
@@ -13,13 +22,15 @@ export class Totals {
   readonly #getTotal: StatementSync;
   readonly #putTotal: StatementSync;
   readonly #hasEntry: StatementSync;
+  readonly #elsewhere: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
     this.#insertEntry = db.prepare(
-      "INSERT OR IGNORE INTO total_entries (rule, message_key, period, currency, units, scale, counted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT OR IGNORE INTO total_entries (rule, message_key, period, currency, units, scale, counted_at, message_id, mailbox_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     this.#hasEntry = db.prepare("SELECT 1 AS found FROM total_entries WHERE rule = ? AND message_key = ?");
+    this.#elsewhere = db.prepare("SELECT 1 AS found FROM total_entries WHERE rule = ? AND message_id = ? AND mailbox_key IS NOT ? LIMIT 1");
     this.#getTotal = db.prepare("SELECT units, scale, entries FROM totals WHERE rule = ? AND period = ? AND currency = ?");
     this.#putTotal = db.prepare(
       `INSERT INTO totals (rule, period, currency, units, scale, entries) VALUES (?, ?, ?, ?, ?, ?)
@@ -27,11 +38,16 @@ export class Totals {
     );
   }
 
-  /** Adds `amount` for this message unless it was counted before; returns the running total either way. */
-  add(rule: string, messageKey: string, period: string, amount: Money): { total: Money; added: boolean } {
+  /**
+   * Adds `amount` for this mail unless it was counted before: at the same place (`mail.key`), or,
+   * by Message-ID, in another mailbox or under an earlier UIDVALIDITY. Returns the running total
+   * either way.
+   */
+  add(rule: string, mail: CountedMail, period: string, amount: Money): { total: Money; added: boolean } {
     return transaction(this.#db, () => {
-      const inserted = this.#insertEntry.run(rule, messageKey, period, amount.currency, amount.units.toString(), amount.scale, new Date().toISOString());
       const current = this.get(rule, period, amount.currency);
+      if (mail.messageId && this.#elsewhere.get(rule, mail.messageId, mail.mailboxKey) !== undefined) return { total: current ?? zero(amount.currency), added: false };
+      const inserted = this.#insertEntry.run(rule, mail.key, period, amount.currency, amount.units.toString(), amount.scale, new Date().toISOString(), mail.messageId ?? null, mail.mailboxKey);
       if (Number(inserted.changes) === 0) return { total: current ?? zero(amount.currency), added: false };
       const entries = current ? this.#entries(rule, period, amount.currency) + 1 : 1;
       const total = current ? addMoney(current, amount) : amount;
@@ -45,9 +61,9 @@ export class Totals {
     return row ? { units: BigInt(row.units), scale: Number(row.scale), currency } : undefined;
   }
 
-  /** Whether this message was already counted for this rule. */
-  isCounted(rule: string, messageKey: string): boolean {
-    return this.#hasEntry.get(rule, messageKey) !== undefined;
+  /** Whether this mail was already counted for this rule. */
+  isCounted(rule: string, mail: CountedMail): boolean {
+    return this.#hasEntry.get(rule, mail.key) !== undefined || (mail.messageId !== undefined && this.#elsewhere.get(rule, mail.messageId, mail.mailboxKey) !== undefined);
   }
 
   #entries(rule: string, period: string, currency: string): number {

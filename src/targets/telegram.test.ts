@@ -78,7 +78,7 @@ describe("telegram payload", () => {
     assert.equal(body.chat_id, -1001234567890);
     assert.equal(body.parse_mode, "HTML");
     assert.deepEqual(body.link_preview_options, { is_disabled: true });
-    assert.equal(body.text, "<b>New:</b> &lt;a href=&quot;tg://user?id=1&quot;&gt;@admin&lt;/a&gt; &lt;/b&gt;&lt;script&gt;&amp;amp; &quot;quote&quot;");
+    assert.equal(body.text, "<b>New:</b> &lt;a href=&quot;tg://user?id=1&quot;&gt;@\u2060admin&lt;/a&gt; &lt;/b&gt;&lt;script&gt;&amp;amp; &quot;quote&quot;", "no tag, and @admin cannot become a mention");
     checkHtml(body.text);
     assert.equal(body.disable_notification, undefined);
     assert.equal(body.message_thread_id, undefined);

@@ -16,7 +16,9 @@ import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } fr
  * attribute (`<a href="{{link}}">`) cannot close it and add its own.
  */
 export function escapeTelegram(text: string): string {
-  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  // Telegram turns @username in plain text into a mention that notifies that member of a group; a
+  // word joiner after the @ keeps it readable but inert.
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/@(?=[A-Za-z0-9_])/g, "@\u2060");
 }
 
 // "Text of the message to be sent, 1-4096 characters after entities parsing" (sendMessage).

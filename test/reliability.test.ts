@@ -305,6 +305,29 @@ describe("never lose a mail, never post one twice", () => {
     }
   });
 
+  it("after the server renumbers a mailbox, mail that arrived meanwhile is posted and mail already posted is not", async () => {
+    await dovecot.createMailbox("carol", "Renumber");
+    const { file, yaml } = config({ user: "carol", mailboxes: ["Renumber"], path: "/renumber" });
+    let mailbell = startMailbell(file, yaml);
+    await waitUntilWatching(mailbell.logger);
+    const seen = buildMail({ from: "a@example.com", to: "c@example.com", subject: "seen before", text: "x", messageId: "seen@reliability.test" });
+    await dovecot.append("carol", "Renumber", seen);
+    await waitForMessages("/renumber", 1);
+    await mailbell.stop();
+
+    await dovecot.deleteMailbox("carol", "Renumber");
+    await dovecot.appendMany("carol", "Renumber", [seen, buildMail({ from: "a@example.com", to: "c@example.com", subject: "new while away", text: "x", messageId: "away@reliability.test" })]);
+    mailbell = startMailbell(file, yaml);
+    try {
+      await waitForMessages("/renumber", 2);
+      await mailbell.logger.waitFor(/already notified for this Message-ID/, 5000, "warn");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(on("/renumber")().map((r) => body(r).messageId), ["seen@reliability.test", "away@reliability.test"]);
+    } finally {
+      await mailbell.stop();
+    }
+  });
+
   it("the same mail in two watched folders (Gmail's INBOX and All Mail) is posted once", async () => {
     await dovecot.createMailbox("bob", "All Mail");
     const { file, yaml } = config({ user: "bob", mailboxes: ["INBOX", "All Mail"], path: "/twice" });

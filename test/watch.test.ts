@@ -132,7 +132,7 @@ describe("watchMailbox against Dovecot", () => {
     await w.done;
   });
 
-  it("after a UIDVALIDITY change starts from the new end instead of re-announcing the mailbox", async () => {
+  it("after a UIDVALIDITY change reads again what arrived since the last checkpoint, then goes on from the new end", async () => {
     await dovecot.createMailbox("alice", "Receipts");
     const checkpoints = new MemoryCheckpoints();
     const controller = new AbortController();
@@ -144,19 +144,27 @@ describe("watchMailbox against Dovecot", () => {
     controller.abort();
     await w.done;
 
+    // Deleted and made again (a server rebuilding its index does the same): new UIDVALIDITY, and
+    // two mails that arrived while nobody watched.
     await dovecot.deleteMailbox("alice", "Receipts");
-    await dovecot.appendMany("alice", "Receipts", [1, 2].map((i) => buildMail({ from: "a@example.com", to: "alice@example.com", subject: `renumbered ${i}`, text: "x" })));
+    const renumbered = await dovecot.appendMany("alice", "Receipts", [1, 2].map((i) => buildMail({ from: "a@example.com", to: "alice@example.com", subject: `renumbered ${i}`, text: "x" })));
+    // An old mail (arrived long before the last checkpoint) is not read again.
+    await dovecot.append("alice", "Receipts", buildMail({ from: "a@example.com", to: "alice@example.com", subject: "ancient", text: "x" }), { internalDate: new Date("2020-01-01T00:00:00Z") });
     const again = new AbortController();
     const ev2 = events();
     const w2 = collect(watchMailbox({ account: account("alice"), mailbox: "Receipts", checkpoints, signal: again.signal, onEvent: ev2.on, logger }));
     await ev2.waitFor("idle");
     const changed = ev2.list.find((e) => e.type === "uidvalidity-changed");
     assert.ok(changed && changed.type === "uidvalidity-changed" && changed.previous === before.uidValidity);
+    assert.deepEqual(w2.mails.map((m) => m.uid), renumbered, "what arrived while nobody watched is read again, for the consumer to de-duplicate by Message-ID");
+    assert.ok(w2.mails.every((m) => m.checkpoint.uidValidity === before.uidValidity), "recovered mail acknowledges nothing new");
+    const after = checkpoints.load("alice", "Receipts")!;
+    assert.notEqual(after.uidValidity, before.uidValidity, "the new checkpoint is saved once the recovery is done");
     const fresh = await dovecot.append("alice", "Receipts", buildMail({ from: "a@example.com", to: "alice@example.com", subject: "after renumbering", text: "x" }));
-    const [m] = await w2.waitFor(1);
-    assert.equal(m!.uid, fresh);
-    assert.equal(w2.mails.length, 1, "the two mails already in the renumbered mailbox are not re-announced");
-    assert.ok(logger.find(/UIDVALIDITY changed/, "warn").length === 1);
+    await w2.waitFor(3);
+    assert.equal(w2.mails[2]!.uid, fresh);
+    assert.equal(w2.mails.length, 3, "nothing read twice, the ancient mail not at all");
+    assert.equal(logger.find(/UIDVALIDITY changed/, "warn").length, 1);
     again.abort();
     await w2.done;
   });

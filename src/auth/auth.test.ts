@@ -72,6 +72,28 @@ describe("OAuth2TokenSource", () => {
     await assert.rejects(down.accessToken(), (e: unknown) => e instanceof ImapError && e.code === "IMAP_CONNECT" && /will retry/.test(e.message));
   });
 
+  it("keeps a rotated refresh token, uses it next time, and lets a new token in the config win", async () => {
+    provider.replies.set("/t5", [
+      { status: 200, body: { access_token: "a1", expires_in: 1, refresh_token: "rt-2" } },
+      { status: 200, body: { access_token: "a2", expires_in: 1, refresh_token: "rt-3" } },
+      { status: 200, body: { access_token: "a3", expires_in: 1 } },
+    ]);
+    const saved = new Map<string, string>();
+    const store = { get: (k: string) => saved.get(k), set: (k: string, v: string) => void saved.set(k, v) };
+    const client = { provider: "custom" as const, clientId: "c", tokenUrl: `${provider.base}/t5` };
+    const first = new OAuth2TokenSource({ account: "acc", client, refreshToken: "rt-1", store });
+    await first.accessToken();
+    // A restart: a new source reads the rotated token from the store.
+    const second = new OAuth2TokenSource({ account: "acc", client, refreshToken: "rt-1", store });
+    await second.accessToken();
+    const fresh = new OAuth2TokenSource({ account: "acc", client, refreshToken: "rt-new-from-mailbell-auth", store });
+    await fresh.accessToken();
+    assert.deepEqual(
+      provider.requests.filter((r) => r.path === "/t5").map((r) => r.form.get("refresh_token")),
+      ["rt-1", "rt-2", "rt-new-from-mailbell-auth"],
+    );
+  });
+
   it("knows Google's and Microsoft's endpoints and scopes", () => {
     assert.deepEqual(endpoints({ provider: "google", clientId: "c" }).tokenUrl, "https://oauth2.googleapis.com/token");
     assert.equal(endpoints({ provider: "google", clientId: "c" }).scope, "https://mail.google.com/");

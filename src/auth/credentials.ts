@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 import type { AccountConfig } from "../config/schema.ts";
 import { ImapError } from "../errors.ts";
 import type { Credentials } from "../imap/client.ts";
-import { OAuth2TokenSource } from "./oauth2.ts";
+import { OAuth2TokenSource, type RefreshTokenStore } from "./oauth2.ts";
 
 const execFileP = promisify(execFile);
 
@@ -13,7 +13,7 @@ const execFileP = promisify(execFile);
  * How an account gets its secret at each login: a fixed password, a file or program read every
  * time (so rotated passwords work without a restart), or an OAuth2 access token refreshed as needed.
  */
-export function credentialsFor(account: AccountConfig, configDir: string, deps: { fetch?: typeof fetch } = {}): (refused: boolean) => Promise<Credentials> {
+export function credentialsFor(account: AccountConfig, configDir: string, deps: { fetch?: typeof fetch; tokens?: RefreshTokenStore } = {}): (refused: boolean) => Promise<Credentials> {
   const name = account.name;
   if (account.oauth2) {
     const o = account.oauth2;
@@ -22,6 +22,7 @@ export function credentialsFor(account: AccountConfig, configDir: string, deps: 
       client: { provider: o.provider, clientId: o.clientId, clientSecret: o.clientSecret, tokenUrl: o.tokenUrl, scope: o.scope, tenant: o.tenant },
       refreshToken: o.refreshToken,
       fetch: deps.fetch,
+      store: deps.tokens,
     });
     return async (refused) => {
       if (refused) source.invalidate();

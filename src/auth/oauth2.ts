@@ -1,4 +1,11 @@
+import { createHash } from "node:crypto";
 import { ImapError } from "../errors.ts";
+
+/** Where a refresh token the provider rotated is kept between runs (the state database). */
+export interface RefreshTokenStore {
+  get(key: string): string | undefined;
+  set(key: string, value: string): void;
+}
 
 /** Token endpoints and scopes of the providers mailbell knows; `custom` gives its own. */
 export const oauth2Presets = {
@@ -80,13 +87,27 @@ export class OAuth2TokenSource {
   readonly #now: () => number;
   #cached: { token: string; expiresAt: number } | undefined;
   #inFlight: Promise<string> | undefined;
+  readonly #store: RefreshTokenStore | undefined;
 
-  constructor(options: { account: string; client: OAuth2Client; refreshToken: string; fetch?: typeof fetch; now?: () => number }) {
+  constructor(options: { account: string; client: OAuth2Client; refreshToken: string; fetch?: typeof fetch; now?: () => number; store?: RefreshTokenStore }) {
     this.#client = options.client;
     this.#refreshToken = options.refreshToken;
     this.#account = options.account;
     this.#fetch = options.fetch ?? fetch;
     this.#now = options.now ?? Date.now;
+    this.#store = options.store;
+  }
+
+  /**
+   * Providers may answer a refresh with a new refresh token and retire the old one. The newest is
+   * kept in the store, tied to the token in the config: after a new `mailbell auth`, the config's
+   * token wins again.
+   */
+  #currentRefreshToken(): string {
+    const saved = this.#store?.get(`refresh:${this.#account}`);
+    if (!saved) return this.#refreshToken;
+    const { from, token } = JSON.parse(saved) as { from: string; token: string };
+    return from === fingerprint(this.#refreshToken) ? token : this.#refreshToken;
   }
 
   /** Refreshes this long before expiry, so a token never runs out during a login. */
@@ -105,7 +126,8 @@ export class OAuth2TokenSource {
 
   async #refresh(): Promise<string> {
     const { tokenUrl, scope } = endpoints(this.#client);
-    const form: Record<string, string> = { grant_type: "refresh_token", refresh_token: this.#refreshToken, client_id: this.#client.clientId };
+    const refreshToken = this.#currentRefreshToken();
+    const form: Record<string, string> = { grant_type: "refresh_token", refresh_token: refreshToken, client_id: this.#client.clientId };
     if (this.#client.clientSecret) form.client_secret = this.#client.clientSecret;
     if (scope && this.#client.provider === "microsoft") form.scope = scope;
     let reply: Awaited<ReturnType<typeof postForm>>;
@@ -118,6 +140,9 @@ export class OAuth2TokenSource {
     if (status >= 200 && status < 300 && typeof json.access_token === "string") {
       const lifetimeMs = (typeof json.expires_in === "number" ? json.expires_in : 3600) * 1000;
       this.#cached = { token: json.access_token, expiresAt: this.#now() + lifetimeMs };
+      if (typeof json.refresh_token === "string" && json.refresh_token !== refreshToken) {
+        this.#store?.set(`refresh:${this.#account}`, JSON.stringify({ from: fingerprint(this.#refreshToken), token: json.refresh_token }));
+      }
       return json.access_token;
     }
     const reason = `${json.error ?? `HTTP ${status}`}${json.error_description ? `: ${json.error_description}` : ""}`;
@@ -131,4 +156,8 @@ export class OAuth2TokenSource {
     }
     throw new ImapError("IMAP_CONNECT", this.#account, undefined, `account "${this.#account}": the OAuth2 token endpoint answered ${reason}; will retry.`);
   }
+}
+
+function fingerprint(token: string): string {
+  return createHash("sha256").update(token).digest("hex").slice(0, 16);
 }

@@ -115,7 +115,8 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
         {
           provider: rest[0],
           clientId: values["client-id"],
-          clientSecret: values["client-secret"],
+          // From the environment too, so the secret need not show in `ps`.
+          clientSecret: values["client-secret"] ?? io.env.MAILBELL_OAUTH_CLIENT_SECRET,
           tenant: values.tenant,
           flow: values.flow,
           tokenUrl: values["token-url"],

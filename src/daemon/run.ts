@@ -3,6 +3,7 @@ import path from "node:path";
 import type { LoadedConfig } from "../config/load.ts";
 import type { AccountConfig, Config } from "../config/schema.ts";
 import { credentialsFor } from "../auth/credentials.ts";
+import type { RefreshTokenStore } from "../auth/oauth2.ts";
 import { compileConfigRules } from "../config/validate.ts";
 import { ConfigError, ImapError } from "../errors.ts";
 import { sleep } from "../imap/backoff.ts";
@@ -10,6 +11,7 @@ import type { ImapAccount } from "../imap/client.ts";
 import { watchMailbox, type WatchEvent } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
 import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/dispatcher.ts";
+import { lockState } from "../store/lock.ts";
 import { State } from "../store/state.ts";
 import { createTargets } from "../targets/index.ts";
 import type { Target } from "../targets/types.ts";
@@ -38,8 +40,16 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
   const { config } = loaded;
   const log = options.logger;
   const rules = compileConfigRules(loaded);
-  const accounts = await resolveAccounts(loaded, log);
-  const state = State.open(loaded.statePath);
+  const lock = lockState(loaded.statePath);
+  let state: State;
+  let accounts: Map<string, ImapAccount>;
+  try {
+    state = State.open(loaded.statePath);
+    accounts = await resolveAccounts(loaded, log, state.targetState.for("oauth2"));
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   const targets = createTargets(config.targets, { stateFor: (name) => state.targetState.for(name) });
   const mailboxes = config.accounts.flatMap((a) => a.mailboxes.map((mailbox) => ({ account: a.name, mailbox })));
   const health = new Health({ staleAfterMs: staleAfterMs(config), reconnectBudgetMs: (config.status?.reconnectBudgetSeconds ?? 300) * 1000 });
@@ -110,6 +120,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     await dispatcher.stop();
     await status?.close();
     state.close();
+    lock.release();
     log.info({}, "mailbell stopped");
   }
 }
@@ -171,17 +182,17 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
   }
 }
 
-async function resolveAccounts(loaded: LoadedConfig, log: Logger): Promise<Map<string, ImapAccount>> {
+async function resolveAccounts(loaded: LoadedConfig, log: Logger, tokens: RefreshTokenStore): Promise<Map<string, ImapAccount>> {
   const out = new Map<string, ImapAccount>();
   for (const [i, account] of loaded.config.accounts.entries()) {
     if (account.tls === "none") log.warn({ account: account.name }, "tls: none — the password and all mail cross the network unencrypted");
     if (!account.tlsVerify) log.warn({ account: account.name }, "tlsVerify: false — the server's certificate is not checked; anyone on the path can read the password");
-    out.set(account.name, await toImapAccount(account, loaded, i));
+    out.set(account.name, await toImapAccount(account, loaded, i, tokens));
   }
   return out;
 }
 
-export async function toImapAccount(account: AccountConfig, loaded: Pick<LoadedConfig, "dir" | "file">, index: number): Promise<ImapAccount> {
+export async function toImapAccount(account: AccountConfig, loaded: Pick<LoadedConfig, "dir" | "file">, index: number, tokens?: RefreshTokenStore): Promise<ImapAccount> {
   let ca: Buffer | undefined;
   if (account.ca) {
     const caPath = path.resolve(loaded.dir, account.ca);
@@ -201,6 +212,6 @@ export async function toImapAccount(account: AccountConfig, loaded: Pick<LoadedC
     tlsVerify: account.tlsVerify,
     user: account.user,
     pass: account.pass,
-    ...(fixedPassword ? {} : { credentials: credentialsFor(account, loaded.dir) }),
+    ...(fixedPassword ? {} : { credentials: credentialsFor(account, loaded.dir, { tokens }) }),
   };
 }

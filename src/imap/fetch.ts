@@ -32,6 +32,13 @@ export async function listNewUids(client: ImapFlow, afterUid: number): Promise<n
   return (found as number[]).filter((uid) => uid > afterUid).sort((a, b) => a - b);
 }
 
+/** UIDs of mail that arrived on or after `since` (IMAP SEARCH SINCE is by day), up to `maxUid`, oldest first. */
+export async function listUidsSince(client: ImapFlow, since: Date, maxUid: number): Promise<number[]> {
+  const found = await client.search({ since }, { uid: true });
+  if (!found) return [];
+  return (found as number[]).filter((uid) => uid <= maxUid).sort((a, b) => a - b);
+}
+
 /**
  * Reads messages in batches: one FETCH for headers and structure, then one FETCH per distinct set
  * of text parts. BODY.PEEK throughout, so nothing is marked \Seen; attachments are never fetched.

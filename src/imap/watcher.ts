@@ -6,7 +6,7 @@ import type { NormalizedMail } from "../mail/types.ts";
 import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "../store/checkpoints.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { accountName, classifyImapError, createImapClient, type ImapAccount } from "./client.ts";
-import { fetchMessages, listNewUids, type FetchedMessage } from "./fetch.ts";
+import { fetchMessages, listNewUids, listUidsSince, type FetchedMessage } from "./fetch.ts";
 
 export interface WatchOptions {
   account: ImapAccount;
@@ -128,17 +128,28 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
       const opened = await client.mailboxOpen(mailbox, { readOnly: true });
       const uidValidity = Number(opened.uidValidity);
       let checkpoint = await checkpoints.load(account, mailbox);
+      // After a renumbering: the old checkpoint, and the arrival date from which to read again.
+      let recovery: { previous: Checkpoint; since: Date } | undefined;
       if (checkpoint && checkpoint.uidValidity !== uidValidity) {
         // The server renumbered the mailbox: old UIDs mean nothing now. Re-announcing everything
-        // would flood the channel, so start from the new end.
-        log.warn({ previous: checkpoint.uidValidity, current: uidValidity }, "UIDVALIDITY changed: the server renumbered this mailbox; starting from its current end");
+        // would flood the channel; mail that may have arrived while we were away (since a day
+        // before the last checkpoint) is read again, and the consumer drops what it already had by
+        // Message-ID. The new checkpoint is saved only after that, so a crash repeats the recovery.
+        const since = checkpoint.savedAt !== undefined ? new Date(checkpoint.savedAt - 86_400_000) : undefined;
+        log.warn(
+          { previous: checkpoint.uidValidity, current: uidValidity, since: since?.toISOString() },
+          since ? "UIDVALIDITY changed: the server renumbered this mailbox; reading again what arrived since the last checkpoint, then going on from its end" : "UIDVALIDITY changed: the server renumbered this mailbox; starting from its current end",
+        );
         emit({ type: "uidvalidity-changed", previous: checkpoint.uidValidity, current: uidValidity });
+        if (since) recovery = { previous: checkpoint, since };
         checkpoint = undefined;
       }
       if (!checkpoint) {
         checkpoint = { uidValidity, lastUid: Math.max(0, opened.uidNext - 1) };
-        await checkpoints.save(account, mailbox, checkpoint);
-        log.info({ uidValidity, lastUid: checkpoint.lastUid }, "first start on this mailbox: announcing mail from now on");
+        if (!recovery) {
+          await checkpoints.save(account, mailbox, checkpoint);
+          log.info({ uidValidity, lastUid: checkpoint.lastUid }, "first start on this mailbox: announcing mail from now on");
+        }
       }
       connectedAt = Date.now();
       log.info({ uidValidity, lastUid: checkpoint.lastUid }, "watching");
@@ -153,14 +164,17 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
       let firstRound = true;
       while (!signal.aborted && session.open) {
         session.dirty = false;
-        const uids = await listNewUids(client, lastUid);
+        const recovering = recovery;
+        recovery = undefined;
+        const uids = recovering ? await listUidsSince(client, recovering.since, lastUid) : await listNewUids(client, lastUid);
         const catchUp = firstRound && uids.length > 0 ? { id: `${uidValidity}.${lastUid}`, count: uids.length } : undefined;
         firstRound = false;
         let index = 0;
         for await (const { fetched, mail } of parsedAhead(fetchMessages(client, uids, { maxTextBytes: options.maxTextBytes ?? 256 * 1024 }))) {
           mail.warnings.unshift(...fetched.warnings);
           if (mail.warnings.length > 0) log.warn({ uid: fetched.uid, warnings: mail.warnings }, "message read with warnings");
-          const ack: Checkpoint = { uidValidity, lastUid: fetched.uid };
+          // A mail read again after a renumbering acknowledges nothing new: the old checkpoint stands.
+          const ack: Checkpoint = recovering ? recovering.previous : { uidValidity, lastUid: fetched.uid };
           yield {
             account,
             mailbox,
@@ -172,11 +186,16 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
             checkpoint: ack,
             ...(catchUp ? { catchUp: { ...catchUp, index: index++ } } : {}),
           };
-          lastUid = fetched.uid;
+          if (!recovering) lastUid = fetched.uid;
           // A long catch-up talks to the server all the time; say so, or health would call it stale.
           emit({ type: "alive" });
           if (commitAuto) await checkpoints.save(account, mailbox, ack);
           if (signal.aborted) return;
+        }
+        if (recovering) {
+          await checkpoints.save(account, mailbox, { uidValidity, lastUid });
+          session.dirty = true; // and now what arrived since SELECT
+          continue;
         }
         // UIDs that vanished between SEARCH and FETCH (expunged, moved) are passed over for good.
         const highest = uids.at(-1);

@@ -4,6 +4,8 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 export interface Checkpoint {
   uidValidity: number;
   lastUid: number;
+  /** When it was saved (ms); lets a renumbered mailbox be read again from about then. */
+  savedAt?: number;
 }
 
 /**
@@ -20,21 +22,22 @@ export class SqliteCheckpoints implements CheckpointStore {
   readonly #put: StatementSync;
 
   constructor(db: DatabaseSync) {
-    this.#get = db.prepare("SELECT uid_validity AS uidValidity, last_uid AS lastUid FROM checkpoints WHERE account = ? AND mailbox = ?");
+    this.#get = db.prepare("SELECT uid_validity AS uidValidity, last_uid AS lastUid, updated_at AS savedAt FROM checkpoints WHERE account = ? AND mailbox = ?");
     // Never move a checkpoint backwards under the same UIDVALIDITY: a late duplicate save must not
     // make mail be read twice.
     this.#put = db.prepare(
       `INSERT INTO checkpoints (account, mailbox, uid_validity, last_uid, updated_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (account, mailbox) DO UPDATE SET
          last_uid = CASE WHEN uid_validity = excluded.uid_validity THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END,
-         uid_validity = excluded.uid_validity,
-         updated_at = excluded.updated_at`,
+         -- the time of the last real move, which a renumbering recovery reads back from
+         updated_at = CASE WHEN uid_validity = excluded.uid_validity AND last_uid >= excluded.last_uid THEN updated_at ELSE excluded.updated_at END,
+         uid_validity = excluded.uid_validity`,
     );
   }
 
   load(account: string, mailbox: string): Checkpoint | undefined {
-    const row = this.#get.get(account, mailbox) as { uidValidity: number; lastUid: number } | undefined;
-    return row ? { uidValidity: Number(row.uidValidity), lastUid: Number(row.lastUid) } : undefined;
+    const row = this.#get.get(account, mailbox) as { uidValidity: number; lastUid: number; savedAt: string } | undefined;
+    return row ? { uidValidity: Number(row.uidValidity), lastUid: Number(row.lastUid), savedAt: Date.parse(row.savedAt) } : undefined;
   }
 
   save(account: string, mailbox: string, checkpoint: Checkpoint): void {
@@ -49,6 +52,11 @@ export class MemoryCheckpoints implements CheckpointStore {
     return this.#map.get(`${account}\u0000${mailbox}`);
   }
   save(account: string, mailbox: string, checkpoint: Checkpoint): void {
-    this.#map.set(`${account}\u0000${mailbox}`, { ...checkpoint });
+    const key = `${account}\u0000${mailbox}`;
+    const seen = this.#map.get(key);
+    // Like the SQLite store: never backwards under the same UIDVALIDITY.
+    const lastUid = seen && seen.uidValidity === checkpoint.uidValidity ? Math.max(seen.lastUid, checkpoint.lastUid) : checkpoint.lastUid;
+    const moved = !seen || seen.uidValidity !== checkpoint.uidValidity || lastUid > seen.lastUid;
+    this.#map.set(key, { uidValidity: checkpoint.uidValidity, lastUid, savedAt: moved ? Date.now() : seen.savedAt });
   }
 }

@@ -73,6 +73,8 @@ const migrations: readonly string[] = [
   `ALTER TABLE total_entries ADD COLUMN message_id TEXT;
    ALTER TABLE total_entries ADD COLUMN mailbox_key TEXT;
    CREATE INDEX total_entries_message ON total_entries (rule, message_id) WHERE message_id IS NOT NULL;`,
+  // The queue in arrival order (rowid) per target, without sorting the whole backlog on each send.
+  `CREATE INDEX outbox_queue ON outbox (target, state);`,
 ];
 
 export const schemaVersion = migrations.length;

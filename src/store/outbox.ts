@@ -66,7 +66,9 @@ export class Outbox {
       `INSERT OR IGNORE INTO outbox (id, target, rule, account, mailbox, uid_validity, uid, message_id, subject, content_type, body, summary, digest_group, state, attempts, next_attempt_at, created_at, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`,
     );
-    this.#ready = db.prepare(`SELECT ${columns} FROM outbox WHERE target = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY rowid LIMIT ?`);
+    // INDEXED BY: walking the queue in rowid order beats sorting every pending row per send (a
+    // backlog of thousands made each send cost half a millisecond).
+    this.#ready = db.prepare(`SELECT ${columns} FROM outbox INDEXED BY outbox_queue WHERE target = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY rowid LIMIT ?`);
     this.#readyCount = db.prepare("SELECT count(*) AS n FROM outbox WHERE target = ? AND state = 'pending' AND next_attempt_at <= ?");
     this.#earliest = db.prepare("SELECT min(next_attempt_at) AS at FROM outbox WHERE target = ? AND state = 'pending'");
     this.#group = db.prepare(`SELECT ${columns} FROM outbox WHERE target = ? AND state = 'pending' AND digest_group = ? ORDER BY rowid`);

@@ -1,0 +1,77 @@
+/**
+ * `npm run bench`: every benchmark of issue 5, one after another (they must not share the CPU),
+ * printed as one table. `--write` also replaces the results section of BENCHMARKS.md.
+ *   node bench/run.ts [--quick] [--write] [--only latency,catchup,mailboxes,bigmail,parse]
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { BIGMAIL_COLUMNS, formatBigMail, runBigMail } from "./bigmail.ts";
+import { CATCHUP_COLUMNS, formatCatchUp, runCatchUp } from "./catchup.ts";
+import { formatLatency, LATENCY_COLUMNS, runLatency } from "./latency.ts";
+import { machineInfo, Table } from "./lib.ts";
+import { formatManyMailboxes, MAILBOXES_COLUMNS, runManyMailboxes } from "./mailboxes.ts";
+import { runParse } from "./parse.ts";
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    write: { type: "boolean", default: false },
+    only: { type: "string" },
+  },
+});
+const only = values.only ? new Set(values.only.split(",")) : undefined;
+const want = (name: string): boolean => !only || only.has(name);
+const quick = values.quick;
+const sections: string[] = [];
+const say = (line: string): void => void process.stderr.write(`${line}\n`);
+
+const machine = machineInfo();
+const command = `npm run bench${quick ? " -- --quick" : ""}${values.only ? ` -- --only ${values.only}` : ""}`;
+
+if (want("latency")) {
+  const mails = quick ? 100 : 1000;
+  say(`latency: ${mails} mails at 20/s…`);
+  const r = await runLatency({ mails, perSecond: 20 });
+  sections.push(`### Latency (${mails} mails appended at 20/s; overhead over a raw IDLE client)\n\n${new Table(LATENCY_COLUMNS).addRows(formatLatency(r)).toString()}`);
+}
+if (want("catchup")) {
+  const mails = quick ? 1000 : 10_000;
+  say(`catch-up: ${mails} mails waiting at start…`);
+  const r = await runCatchUp({ mails });
+  sections.push(`### Catch-up (${mails} mails waiting at start, 4–200 KB, mixed charsets, some attachments)\n\n${new Table(CATCHUP_COLUMNS).addRows(formatCatchUp(r)).toString()}`);
+}
+if (want("mailboxes")) {
+  const mailboxes = quick ? 100 : 1000;
+  say(`many mailboxes: ${mailboxes}…`);
+  const r = await runManyMailboxes({ mailboxes, idleSeconds: quick ? 15 : 60 });
+  sections.push(`### Many mailboxes (${mailboxes} watched, implicit TLS)\n\n${new Table(MAILBOXES_COLUMNS).addRows(formatManyMailboxes(r)).toString()}`);
+}
+if (want("bigmail")) {
+  say("big mail: 50 MB attachment…");
+  const r = await runBigMail();
+  sections.push(`### Big mail (50 MB attachment, short text)\n\n${new Table(BIGMAIL_COLUMNS).addRows(formatBigMail(r)).toString()}`);
+}
+if (want("parse")) {
+  const rows: string[][] = [];
+  for (const set of ["typical", "corpus"] as const) {
+    const r = await runParse({ seconds: quick ? 2 : 5, set });
+    rows.push(["parse + rules", set, `${r.perSecond.toFixed(0)} msg/s`, "≥ 5,000 msg/s (typical)", `${r.corpusFiles} files, ${(r.corpusBytes / 1024).toFixed(0)} KB (${r.corpusNote}), one core`]);
+  }
+  sections.push(`### Parse + rules (one core)\n\n${new Table(["benchmark", "set", "rate", "bar", "notes"]).addRows(rows).toString()}`);
+}
+
+const report = [`Measured ${machine.date} on: ${machine.summary}`, `Command: \`${command}\``, "", ...sections].join("\n\n");
+console.log(report);
+
+if (values.write) {
+  const file = path.resolve(import.meta.dirname, "../BENCHMARKS.md");
+  const text = readFileSync(file, "utf8");
+  const begin = "<!-- results:begin -->";
+  const end = "<!-- results:end -->";
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  if (a === -1 || b === -1) throw new Error(`BENCHMARKS.md has no ${begin} … ${end} section to replace`);
+  writeFileSync(file, `${text.slice(0, a + begin.length)}\n\n${report}\n\n${text.slice(b)}`);
+  say(`wrote ${file}`);
+}

@@ -1,0 +1,798 @@
+/**
+ * Catch-up: N mails (bench/corpus-gen.ts: 4–200 KB, mixed charsets, ~10% attachments, some
+ * receipts) arrive while mailbell is down; how long until every one is processed and queued, and
+ * until every one is delivered? Then the same backlog for the user script (bench/user-script.ts).
+ *
+ *   node bench/catchup.ts                  10,000 mails (issue 5)
+ *   node bench/catchup.ts --mails 1000
+ *   node bench/catchup.ts --profile        also run mailbell with --cpu-prof and print where its time goes
+ *   node bench/catchup.ts --json           the CatchUpResult as JSON instead of a table
+ *   node bench/catchup.ts --no-script      mailbell only
+ *   node bench/catchup.ts --no-script --delivery-rate 0.1   diagnostic: the target paced to 0.1/s, as a slow
+ *                                          target would be (delivery not waited for, no drain on stop)
+ *   node bench/catchup.ts --node-arg=--trace-gc --keep-log /tmp/mb.log   experiments on the timed mailbell run
+ *
+ * The machine is shared: "other load" is the CPU the rest of the machine used meanwhile (whole
+ * machine's busy time from /proc/stat minus ours), in cores. Above ~0.3 on 2 cores, treat the
+ * times as noisy and run again.
+ *
+ * How the backlog is made: mailbell runs once on the empty INBOX (alice) so it records its
+ * checkpoint at the mailbox's end, and is stopped. Then the corpus is written as Maildir files
+ * straight into Dovecot's maildirs of alice (for mailbell) and bob (for the script), owned by the
+ * mail user, and `doveadm force-resync` gives them UIDs and index records — the state LMTP delivery
+ * would have left, without 10,000 round trips (APPEND over one connection takes minutes). The
+ * UIDVALIDITY is checked to be unchanged, so mailbell sees mail that arrived while it was down.
+ * Dovecot's cache is cold (nobody fetched BODYSTRUCTURE yet), as after real delivery.
+ *
+ * mailbell: webhook target to a local receiver with rateLimit 1000/s burst 1000 (pacing off),
+ * watch.backlogLimit 100000 (every mail is its own notification), a rule matching every mail and a
+ * Google Play receipt rule with a money extraction and a monthly total. "Queued" is read from the
+ * state file: the checkpoint's updated_at when it reaches the last UID (it is written in the same
+ * transaction as the mail's outbox rows). "Delivered": the last of the N + receipts notifications at
+ * the receiver. Checks: every Message-ID exactly once per rule, outbox row counts, the receipt total
+ * equals the sum of the generated amounts.
+ *
+ * The user script (bench/user-script.ts --all) fetches `1:*` with the whole source, parses each
+ * message with mailparser and POSTs it, one after the other. It only fetches on an EXISTS, so once
+ * it is idling one more mail is appended to wake it; its time is spawn → last POST minus the wait
+ * before that trigger (the ~0.5 s Dovecot holds that push back is left in: it is noise at these times).
+ */
+import { readdirSync, readFileSync, statSync, writeFileSync, chownSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { parseArgs } from "node:util";
+import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
+import { buildMail } from "../test/support/mail.ts";
+import { startReceiver, type ReceivedRequest, type Receiver } from "../test/support/receiver.ts";
+import { corpus } from "./corpus-gen.ts";
+import { machineInfo, processUsage, sleep, startMailbellProcess, startUserScript, Table, type MailbellProcess, type TrackedProcess } from "./lib.ts";
+
+export interface CatchUpOptions {
+  mails: number;
+  /** Corpus seed (default 1). */
+  seed?: number;
+  /** Also time the user script (default true). */
+  script?: boolean;
+  /** Run mailbell under --cpu-prof and summarise the profile (default false). */
+  profile?: boolean;
+  /** Progress lines on stderr (default false). */
+  verbose?: boolean;
+  /** Node flags for the timed mailbell run, for experiments (["--trace-gc"], ["--max-old-space-size=128"]). */
+  nodeArgs?: string[];
+  /**
+   * Diagnostic: the webhook target's rateLimit.perSecond (default 1000, pacing off). Below 1000,
+   * delivery is not waited for: a low rate shows what the catch-up costs without delivery competing.
+   */
+  deliveryRate?: number;
+  /** Write the timed mailbell run's output (JSON log lines, anything NODE_OPTIONS adds) to this file. */
+  keepLog?: string;
+}
+
+export interface ProfileSummary {
+  file: string;
+  totalMs: number;
+  /** Self time by activity, decided per sample from the leaf upwards. */
+  buckets: { name: string; selfMs: number; percent: number }[];
+  /** Top functions by self time. */
+  functions: { name: string; where: string; selfMs: number; percent: number }[];
+  /** Self time by file / package. */
+  files: { where: string; selfMs: number; percent: number }[];
+}
+
+export interface CatchUpResult {
+  mails: number;
+  seed: number;
+  corpusMb: number;
+  attachments: number;
+  receipts: number;
+  fill: { method: string; generateWriteSeconds: number; resyncSeconds: number };
+  mailbell: {
+    /** Spawn → "watching" log line (connected, checkpoint loaded). */
+    startToWatchingMs: number;
+    /** Spawn → the checkpoint reached the last UID: every mail processed and queued. */
+    startToQueuedMs: number;
+    watchingToQueuedMs: number;
+    /** Spawn → the last notification arrived at the receiver. */
+    startToDeliveredMs: number;
+    /** mails / startToQueued. */
+    queuedPerSecond: number;
+    /** mails / watchingToQueued. */
+    queuedPerSecondFromWatching: number;
+    deliveredPerSecond: number;
+    /** Time to queue 10%, 50%, 90% of the mails, from spawn. */
+    queuedAtMs: { p10: number; p50: number; p90: number };
+    /** VmHWM of the mailbell process. */
+    peakRssKb: number;
+    /** CPU of the mailbell process until everything was queued / delivered. */
+    cpuSecondsQueued: number;
+    cpuSecondsDelivered: number;
+    /** CPU of Dovecot's imap process serving mailbell until everything was queued. */
+    dovecotCpuSeconds: number;
+    outboxRows: number;
+    outboxReceiptRows: number;
+    deliveredDistinct: number;
+    receiptsDeliveredDistinct: number;
+    duplicates: number;
+    missing: number;
+    receiptAmountsMissing: number;
+    totalYen: number;
+    expectedTotalYen: number;
+    warnings: number;
+    errors: string[];
+    /** CPU other processes on the machine used while mailbell caught up, in cores (noise). */
+    otherCores: number;
+    /** Most outbox rows waiting to be sent at once while catching up (how far delivery lagged). */
+    maxPending: number;
+    profile?: ProfileSummary;
+  };
+  script?: {
+    command: string;
+    /** Spawn → last POST, less the wait before the trigger mail. */
+    startToDoneMs: number;
+    perSecond: number;
+    peakRssKb: number;
+    cpuSeconds: number;
+    distinct: number;
+    duplicates: number;
+    missing: number;
+    triggered: boolean;
+    /** CPU other processes on the machine used meanwhile, in cores (noise). */
+    otherCores: number;
+  };
+  /** mailbell's queued rate / the script's rate. */
+  ratio: number | undefined;
+  /** mailbell's delivered rate / the script's rate. */
+  ratioDelivered: number | undefined;
+  bar: { within20s: boolean; atLeast5x: boolean | undefined };
+  machine: string;
+}
+
+const ACCOUNT = "bench";
+const MAILBELL_USER = "alice";
+const SCRIPT_USER = "bob";
+
+function log(verbose: boolean | undefined, msg: string): void {
+  if (verbose) process.stderr.write(`[catchup] ${msg}\n`);
+}
+
+function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number): string {
+  return `state: ${JSON.stringify(statePath)}
+locale: en-US
+log: { level: info }
+watch: { backlogLimit: 100000 }
+outbox: { drainSeconds: ${perSecond < 1000 ? 0 : 30} }
+accounts:
+  - name: ${ACCOUNT}
+    host: ${dc.host}
+    port: ${dc.imapsPort}
+    tls: implicit
+    ca: ${JSON.stringify(dc.caFile)}
+    user: ${MAILBELL_USER}
+    pass: \${BENCH_IMAP_PASS}
+    mailboxes: [INBOX]
+targets:
+  - name: hook
+    type: webhook
+    url: ${JSON.stringify(url)}
+    rateLimit: { perSecond: ${perSecond}, burst: ${Math.max(1, Math.min(1000, Math.floor(perSecond)))} }
+rules:
+  - name: every-mail
+    notify: [hook]
+    template: "{{from}}: {{subject}}"
+  - name: play-receipts
+    match: { from: googleplay-noreply@google.com, subject: "/Google Play/i" }
+    extract:
+      amount: { regex: "^(?:合計|Total):?\\\\s*(?<value>[^\\\\r\\\\n]+)", flags: m, as: money }
+      item: { regex: "^(?:商品名|Item):\\\\s*(?<value>[^\\\\r\\\\n(]+?)\\\\s*(?:\\\\(|$)", flags: m }
+    total: { sum: amount, per: month, timezone: Asia/Tokyo }
+    notify: [hook]
+    template: "Google Play: {{amount}} ({{item}}) — {{total}} so far in {{period}}"
+`;
+}
+
+// --- the backlog --------------------------------------------------------------------------------
+
+/** The folder holding INBOX's cur/new/tmp for `user` (Maildir, LAYOUT=fs: the Maildir root). */
+function inboxMaildir(dc: Dovecot, user: string): string {
+  const root = path.join(dc.dir, "mail", user, "Maildir");
+  if (!statSync(path.join(root, "cur"), { throwIfNoEntry: false })?.isDirectory()) throw new Error(`no INBOX maildir at ${root}`);
+  return root;
+}
+
+async function mailboxStatus(dc: Dovecot, user: string): Promise<{ messages: number; uidnext: number; uidvalidity: number }> {
+  const out = await dc.doveadm("-f", "flow", "mailbox", "status", "-u", user, "messages uidnext uidvalidity", "INBOX");
+  const num = (k: string): number => Number(new RegExp(`${k}=(\\d+)`).exec(out)?.[1] ?? NaN);
+  return { messages: num("messages"), uidnext: num("uidnext"), uidvalidity: num("uidvalidity") };
+}
+
+interface Backlog {
+  /** Message-IDs without angle brackets, in corpus order. */
+  ids: string[];
+  bytes: number;
+  attachments: number;
+  receipts: number;
+  receiptYen: number;
+  generateWriteSeconds: number;
+}
+
+/**
+ * Writes the corpus as Maildir files into each folder's cur/ (flags ":2,"), owned like the folder.
+ * Names carry increasing timestamps so Dovecot numbers them in corpus order, and S=/W= sizes so
+ * it need not stat them (the files have CRLF line ends, so both sizes are the file size).
+ */
+function writeBacklog(maildirs: readonly string[], count: number, seed: number): Backlog {
+  const t0 = performance.now();
+  const owners = maildirs.map((d) => statSync(d));
+  const asRoot = process.getuid?.() === 0;
+  const backlog: Backlog = { ids: [], bytes: 0, attachments: 0, receipts: 0, receiptYen: 0, generateWriteSeconds: 0 };
+  const base = Math.floor(Date.now() / 1000) - count - 60;
+  for (const m of corpus(count, { seed, to: "alice@bench.test" })) {
+    const size = m.raw.length;
+    const name = `${base + m.index}.M${m.index}P${process.pid}.bench,S=${size},W=${size}:2,`;
+    maildirs.forEach((dir, i) => {
+      const file = path.join(dir, "cur", name);
+      writeFileSync(file, m.raw, { mode: 0o600 });
+      if (asRoot) chownSync(file, owners[i]!.uid, owners[i]!.gid);
+    });
+    backlog.ids.push(stripBrackets(m.messageId));
+    backlog.bytes += size;
+    if (m.attachment) backlog.attachments++;
+    if (m.receiptYen !== undefined) {
+      backlog.receipts++;
+      backlog.receiptYen += m.receiptYen;
+    }
+  }
+  backlog.generateWriteSeconds = (performance.now() - t0) / 1000;
+  return backlog;
+}
+
+function stripBrackets(id: string | undefined | null): string {
+  return (id ?? "").trim().replace(/^<|>$/g, "");
+}
+
+// --- /proc --------------------------------------------------------------------------------------
+
+/** CPU seconds of Dovecot's `imap` processes in the master's process group. */
+function dovecotImapCpu(pgid: number | undefined): number {
+  if (pgid === undefined) return NaN;
+  let sum = 0;
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${e}/stat`, "latin1");
+    } catch {
+      continue;
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (comm === "imap" && Number(f[2]) === pgid) sum += processUsage(Number(e))?.cpuSeconds ?? 0;
+  }
+  return sum;
+}
+
+/** Busy and total CPU time of the whole machine (seconds, all cores), from /proc/stat. */
+function systemCpu(): { busy: number; total: number } {
+  const f = readFileSync("/proc/stat", "latin1").split("\n")[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return { busy: (total - idle) / 100, total: total / 100 };
+}
+
+/**
+ * Watches how much CPU the rest of the machine takes while we measure: the whole machine's busy
+ * time minus ours (this process, the measured process, Dovecot's imap processes), in cores.
+ */
+class Noise {
+  readonly #sys = systemCpu();
+  readonly #self = process.cpuUsage();
+  readonly #t = performance.now();
+  readonly #ours: () => number;
+  readonly #ours0: number;
+  constructor(ours: () => number) {
+    this.#ours = ours;
+    this.#ours0 = ours();
+  }
+  /** Average cores used by other processes since construction. */
+  otherCores(): number {
+    const sys = systemCpu();
+    const self = process.cpuUsage(this.#self);
+    const wall = (performance.now() - this.#t) / 1000;
+    const ours = this.#ours() - this.#ours0 + (self.user + self.system) / 1e6;
+    return Math.max(0, (sys.busy - this.#sys.busy - ours) / wall);
+  }
+}
+
+// --- CPU profile --------------------------------------------------------------------------------
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+/**
+ * Where a sample's time goes, decided from the leaf upwards by the first frame that says: the
+ * store is split by who called it (the pipeline queueing a mail, or the dispatcher marking rows).
+ */
+const BUCKETS: readonly { name: string; test: RegExp }[] = [
+  { name: "logging (pino)", test: /node_modules\/(pino|sonic-boom)|src\/log\.ts/ },
+  { name: "parse (normalizeMail: mailparser, libmime, iconv, html-to-text)", test: /src\/mail\/|node_modules\/(mailparser|libmime|@zone-eu|encoding-japanese|iconv-lite|html-to-text|htmlparser2|nodemailer|libqp|libbase64|@selderee|selderee|domhandler|domutils|parseley|leac|he|punycode|entities|deepmerge)/ },
+  { name: "rules + render", test: /src\/rules\/|src\/outbox\/notification\.ts|src\/targets\/(?!http\.ts)/ },
+  { name: "SQLite", test: /src\/store\// },
+  { name: "delivery (dispatcher, fetch/undici)", test: /src\/outbox\/dispatcher\.ts|src\/targets\/http\.ts|undici/ },
+  { name: "IMAP (imapflow, TLS, fetch planning)", test: /node_modules\/imapflow|src\/imap\/|_tls_wrap|node:tls/ },
+  { name: "pipeline / daemon", test: /src\/daemon\// },
+];
+
+/** Self time per function, per file and per activity (BUCKETS) from a .cpuprofile (Chrome DevTools format). */
+export function summarizeProfile(file: string, top = 25): ProfileSummary {
+  const p = JSON.parse(readFileSync(file, "utf8")) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+  const selfById = new Map<number, number>();
+  p.samples.forEach((id, i) => selfById.set(id, (selfById.get(id) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000));
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const repo = path.resolve(import.meta.dirname, "..");
+  const urlOf = (n: ProfileNode): string => n.callFrame.url.replace(/^file:\/\//, "").replace(`${repo}/`, "");
+
+  const byFn = new Map<string, { name: string; where: string; selfMs: number }>();
+  const byFile = new Map<string, number>();
+  const byBucket = new Map<string, number>();
+  let totalMs = 0;
+  for (const n of p.nodes) {
+    const ms = selfById.get(n.id) ?? 0;
+    if (ms === 0) continue;
+    totalMs += ms;
+    const url = urlOf(n);
+    const name = n.callFrame.functionName || (url ? "(anonymous)" : "(native)");
+    const where = url ? `${url}:${n.callFrame.lineNumber + 1}` : "";
+    const fn = byFn.get(`${name} ${where}`) ?? { name, where, selfMs: 0 };
+    fn.selfMs += ms;
+    byFn.set(`${name} ${where}`, fn);
+    const group = url ? (/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ?? url) : `(${n.callFrame.functionName || "native"})`;
+    byFile.set(group, (byFile.get(group) ?? 0) + ms);
+
+    let bucket: string | undefined;
+    if (!url && /^\((idle|garbage collector|program)\)$/.test(n.callFrame.functionName)) bucket = n.callFrame.functionName;
+    for (let id: number | undefined = n.id; id !== undefined && bucket === undefined; id = parent.get(id)) {
+      const u = urlOf(byId.get(id)!);
+      const hit = BUCKETS.find((b) => b.test.test(u));
+      if (!hit) continue;
+      bucket = hit.name;
+      if (hit.name === "SQLite") {
+        // who asked: the pipeline queueing mail, or the dispatcher marking rows sent
+        for (let up = parent.get(id); up !== undefined; up = parent.get(up)) {
+          const uu = urlOf(byId.get(up)!);
+          if (/src\/outbox\/dispatcher\.ts/.test(uu)) {
+            bucket = "SQLite (dispatcher: ready, markDone)";
+            break;
+          }
+          if (/src\/daemon\/pipeline\.ts|src\/imap\//.test(uu)) {
+            bucket = "SQLite (pipeline: queue a mail, one transaction each)";
+            break;
+          }
+        }
+      }
+    }
+    bucket ??= "other (node internals: streams, events, buffers)";
+    byBucket.set(bucket, (byBucket.get(bucket) ?? 0) + ms);
+  }
+  const pct = (ms: number): number => Math.round((1000 * ms) / totalMs) / 10;
+  return {
+    file,
+    totalMs: Math.round(totalMs),
+    buckets: [...byBucket].sort((a, b) => b[1] - a[1]).map(([name, ms]) => ({ name, selfMs: Math.round(ms), percent: pct(ms) })),
+    functions: [...byFn.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, top).map((f) => ({ ...f, selfMs: Math.round(f.selfMs), percent: pct(f.selfMs) })),
+    files: [...byFile].sort((a, b) => b[1] - a[1]).slice(0, top).map(([where, ms]) => ({ where, selfMs: Math.round(ms), percent: pct(ms) })),
+  };
+}
+
+// --- the runs -----------------------------------------------------------------------------------
+
+/** Notifications at the receiver, read incrementally. */
+class Tally {
+  readonly perRule = new Map<string, Map<string, number>>();
+  duplicates = 0;
+  amountsMissing = 0;
+  lastAt = 0;
+  #seen = 0;
+  readonly receiver: Receiver;
+
+  constructor(receiver: Receiver) {
+    this.receiver = receiver;
+  }
+
+  update(): void {
+    const reqs: readonly ReceivedRequest[] = this.receiver.requests;
+    for (; this.#seen < reqs.length; this.#seen++) {
+      const r = reqs[this.#seen]!;
+      const body = r.json as { rule?: string; messageId?: string; fields?: Record<string, unknown> } | undefined;
+      const rule = body?.rule ?? "script";
+      const id = stripBrackets(body?.messageId);
+      const ids = this.perRule.get(rule) ?? new Map<string, number>();
+      const n = (ids.get(id) ?? 0) + 1;
+      ids.set(id, n);
+      this.perRule.set(rule, ids);
+      if (n === 2) this.duplicates++;
+      if (rule === "play-receipts" && !body?.fields?.amount) this.amountsMissing++;
+      this.lastAt = r.at;
+    }
+  }
+
+  distinct(rule: string, among?: ReadonlySet<string>): number {
+    const ids = this.perRule.get(rule);
+    if (!ids) return 0;
+    if (!among) return ids.size;
+    let n = 0;
+    for (const id of ids.keys()) if (among.has(id)) n++;
+    return n;
+  }
+}
+
+async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, work: string): Promise<{ backlog: Backlog; fill: CatchUpResult["fill"]; mailbell: CatchUpResult["mailbell"] }> {
+  const { mails, verbose } = options;
+  const receiver = await startReceiver();
+  const statePath = path.join(work, "mailbell.db");
+  const perSecond = options.deliveryRate ?? 1000;
+  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond);
+  const env = { BENCH_IMAP_PASS: dc.auth(MAILBELL_USER).pass };
+  let mb: MailbellProcess | undefined;
+  try {
+    // 1. once on the empty mailbox: it records its checkpoint at the end, then goes down
+    log(verbose, "first start on the empty mailbox");
+    mb = await startMailbellProcess(yaml, env);
+    await mb.stop();
+    mb = undefined;
+    const before = await mailboxStatus(dc, MAILBELL_USER);
+    if (before.messages !== 0) throw new Error(`alice's INBOX should be empty, has ${before.messages}`);
+
+    // 2. the backlog, for mailbell (alice) and the script (bob)
+    await mailboxStatus(dc, SCRIPT_USER); // creates bob's maildir
+    log(verbose, `writing ${mails} mails into both maildirs`);
+    const backlog = writeBacklog([inboxMaildir(dc, MAILBELL_USER), inboxMaildir(dc, SCRIPT_USER)], mails, seed);
+    const tResync = performance.now();
+    for (const user of [MAILBELL_USER, SCRIPT_USER]) await dc.doveadm("force-resync", "-u", user, "INBOX");
+    const resyncSeconds = (performance.now() - tResync) / 1000;
+    const after = await mailboxStatus(dc, MAILBELL_USER);
+    if (after.messages !== mails || after.uidvalidity !== before.uidvalidity) {
+      throw new Error(`after filling: ${JSON.stringify(after)} (expected ${mails} messages, uidvalidity ${before.uidvalidity})`);
+    }
+    const lastUid = after.uidnext - 1;
+    log(verbose, `backlog ready: ${mails} mails, ${(backlog.bytes / 2 ** 20).toFixed(0)} MB, UIDs up to ${lastUid}; generate+write ${backlog.generateWriteSeconds.toFixed(1)} s, resync ${resyncSeconds.toFixed(1)} s`);
+
+    // 3. the timed run
+    const tally = new Tally(receiver);
+    const expected = new Set(backlog.ids);
+    const profileDir = options.profile ? mkdtempSync(path.join(os.tmpdir(), "mailbell-catchup-prof-")) : undefined;
+    const noise = new Noise(() => (mb?.cpuSeconds() ?? 0) + dovecotImapCpu(dc.pid));
+    const spawnEpoch = Date.now();
+    const spawnPerf = performance.now();
+    let startFailure: unknown;
+    const nodeArgs = [...(options.nodeArgs ?? []), ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])];
+    const started = startMailbellProcess(yaml, env, { timeoutMs: 120_000, nodeArgs });
+    started.catch((err: unknown) => (startFailure = err));
+
+    // Poll the state file (read-only) until the checkpoint reaches the last UID.
+    let db: DatabaseSync | undefined;
+    const progress: { uid: number; epoch: number }[] = [];
+    let queuedEpoch: number | undefined;
+    let cpuSecondsQueued = NaN;
+    let dovecotCpuSeconds = NaN;
+    let otherCores = NaN;
+    let maxPending = 0;
+    const deadline = performance.now() + Math.max(180_000, mails * 30);
+    while (queuedEpoch === undefined) {
+      if (startFailure) throw startFailure;
+      if (performance.now() > deadline) throw new Error(`mailbell did not queue ${mails} mails within ${Math.round((deadline - spawnPerf) / 1000)} s (checkpoint at ${progress.at(-1)?.uid ?? "?"})`);
+      await sleep(20);
+      tally.update();
+      try {
+        db ??= new DatabaseSync(statePath, { readOnly: true });
+        const row = db.prepare("SELECT last_uid AS lastUid, updated_at AS updatedAt FROM checkpoints WHERE account = ? AND mailbox = ?").get(ACCOUNT, "INBOX") as { lastUid: number; updatedAt: string } | undefined;
+        if (!row) continue;
+        const uid = Number(row.lastUid);
+        if (uid !== progress.at(-1)?.uid) progress.push({ uid, epoch: Date.parse(row.updatedAt) });
+        // how far delivery lags behind: pending rows (a covering-index count, cheap)
+        const pending = db.prepare("SELECT count(*) AS n FROM outbox WHERE target = 'hook' AND state = 'pending'").get() as { n: number };
+        maxPending = Math.max(maxPending, Number(pending.n));
+        if (uid >= lastUid) {
+          queuedEpoch = Date.parse(row.updatedAt);
+          mb = await started;
+          cpuSecondsQueued = mb.cpuSeconds();
+          dovecotCpuSeconds = dovecotImapCpu(dc.pid);
+          otherCores = noise.otherCores();
+        }
+      } catch (err) {
+        // the daemon may still be opening the file
+        db?.close();
+        db = undefined;
+        if (performance.now() - spawnPerf > 30_000) throw err;
+      }
+    }
+    mb ??= await started;
+    log(verbose, `queued all ${mails} after ${((queuedEpoch - spawnEpoch) / 1000).toFixed(2)} s; waiting for delivery`);
+
+    // 4. delivery of every notification
+    const wantReceipts = backlog.receipts;
+    // Diagnostic runs with slow delivery (--delivery-rate) do not wait for it.
+    const deliverDeadline = perSecond < 1000 ? 0 : performance.now() + Math.max(120_000, mails * 20);
+    for (;;) {
+      tally.update();
+      if (tally.distinct("every-mail", expected) >= mails && tally.distinct("play-receipts") >= wantReceipts) break;
+      if (performance.now() > deliverDeadline) break;
+      await sleep(20);
+    }
+    const deliveredAt = tally.lastAt;
+    const cpuSecondsDelivered = mb.cpuSeconds();
+    await sleep(500); // anything sent twice would arrive now
+    tally.update();
+    const peakRssKb = mb.peakRssKb();
+    const logText = mb.log;
+    await mb.stop();
+    if (options.keepLog) writeFileSync(options.keepLog, mb.log);
+    mb = undefined;
+    db?.close();
+
+    // 5. what the state file says
+    const state = new DatabaseSync(statePath, { readOnly: true });
+    const rows = state.prepare("SELECT rule, count(*) AS n FROM outbox GROUP BY rule").all() as { rule: string; n: number }[];
+    const totals = state.prepare("SELECT units, scale FROM totals WHERE rule = 'play-receipts' AND currency = 'JPY'").all() as { units: string; scale: number }[];
+    state.close();
+    const totalYen = totals.reduce((s, t) => s + Number(t.units) / 10 ** Number(t.scale), 0);
+    const rowsOf = (rule: string): number => Number(rows.find((r) => r.rule === rule)?.n ?? 0);
+
+    const entries = logText.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { msg?: string; level?: number; time?: string; err?: string });
+    const watching = entries.find((e) => e.msg === "watching");
+    const watchingEpoch = watching?.time ? Date.parse(watching.time) : NaN;
+    const errors = entries.filter((e) => (e.level ?? 0) >= 50).map((e) => `${e.msg}${e.err ? `: ${e.err}` : ""}`);
+    const warnings = entries.filter((e) => e.level === 40).length;
+
+    const at = (fraction: number): number => {
+      const target = Math.ceil(lastUid - mails + fraction * mails);
+      const hit = progress.find((p) => p.uid >= target);
+      return hit ? hit.epoch - spawnEpoch : NaN;
+    };
+    const startToQueuedMs = queuedEpoch - spawnEpoch;
+    const watchingToQueuedMs = queuedEpoch - watchingEpoch;
+    const startToDeliveredMs = deliveredAt - spawnPerf;
+    const deliveredDistinct = tally.distinct("every-mail", expected);
+    const receiptsDeliveredDistinct = tally.distinct("play-receipts", expected);
+
+    let profile: ProfileSummary | undefined;
+    if (profileDir) {
+      const f = readdirSync(profileDir).find((n) => n.endsWith(".cpuprofile"));
+      if (f) {
+        const kept = path.join(os.tmpdir(), `mailbell-catchup-${mails}-${Date.now()}.cpuprofile`);
+        writeFileSync(kept, readFileSync(path.join(profileDir, f)));
+        profile = summarizeProfile(kept);
+      }
+      rmSync(profileDir, { recursive: true, force: true });
+    }
+
+    return {
+      backlog,
+      fill: { method: "Maildir files written into cur/ + doveadm force-resync", generateWriteSeconds: backlog.generateWriteSeconds, resyncSeconds },
+      mailbell: {
+        startToWatchingMs: watchingEpoch - spawnEpoch,
+        startToQueuedMs,
+        watchingToQueuedMs,
+        startToDeliveredMs,
+        queuedPerSecond: mails / (startToQueuedMs / 1000),
+        queuedPerSecondFromWatching: mails / (watchingToQueuedMs / 1000),
+        deliveredPerSecond: mails / (startToDeliveredMs / 1000),
+        queuedAtMs: { p10: at(0.1), p50: at(0.5), p90: at(0.9) },
+        peakRssKb,
+        cpuSecondsQueued,
+        cpuSecondsDelivered,
+        dovecotCpuSeconds,
+        outboxRows: rowsOf("every-mail"),
+        outboxReceiptRows: rowsOf("play-receipts"),
+        deliveredDistinct,
+        receiptsDeliveredDistinct,
+        duplicates: tally.duplicates,
+        missing: mails - deliveredDistinct + (backlog.receipts - receiptsDeliveredDistinct),
+        receiptAmountsMissing: tally.amountsMissing,
+        totalYen,
+        expectedTotalYen: backlog.receiptYen,
+        warnings,
+        errors,
+        otherCores,
+        maxPending,
+        ...(profile ? { profile } : {}),
+      },
+    };
+  } finally {
+    await mb?.stop();
+    await receiver.close();
+  }
+}
+
+async function runScript(dc: Dovecot, backlog: Backlog, options: CatchUpOptions): Promise<NonNullable<CatchUpResult["script"]>> {
+  const { mails, verbose } = options;
+  const receiver = await startReceiver();
+  const tally = new Tally(receiver);
+  const expected = new Set(backlog.ids);
+  let proc: TrackedProcess | undefined;
+  try {
+    const status = await mailboxStatus(dc, SCRIPT_USER);
+    if (status.messages !== mails) throw new Error(`bob's INBOX has ${status.messages} mails, expected ${mails}`);
+    log(verbose, "starting bench/user-script.ts --all");
+    let spawned: TrackedProcess | undefined;
+    const noise = new Noise(() => (spawned?.cpuSeconds() ?? 0) + dovecotImapCpu(dc.pid));
+    const t0 = performance.now();
+    proc = spawned = await startUserScript({ host: dc.host, port: dc.imapsPort, caFile: dc.caFile, user: SCRIPT_USER, pass: dc.auth(SCRIPT_USER).pass, url: receiver.url("/script"), all: true, timeoutMs: 60_000 });
+    const idling = performance.now();
+    // It fetches on EXISTS only: if nothing comes within a second, one more mail wakes it.
+    await sleep(1000);
+    tally.update();
+    let waited = 0;
+    let triggered = false;
+    if (tally.distinct("script") === 0) {
+      waited = performance.now() - idling;
+      triggered = true;
+      log(verbose, "no POST yet: appending one mail to wake the script");
+      await dc.append(SCRIPT_USER, "INBOX", buildMail({ from: "Trigger <trigger@bench.test>", to: "bob@bench.test", subject: "wake up", text: "catch-up trigger" }));
+    }
+    const deadline = performance.now() + Math.max(300_000, mails * 100);
+    for (;;) {
+      tally.update();
+      if (tally.distinct("script", expected) >= mails) break;
+      if (performance.now() > deadline) break;
+      const code = await Promise.race([proc.exited, sleep(50).then(() => "running" as const)]);
+      if (code !== "running") throw new Error(`the user script exited (${code}); output:\n${proc.log.split("\n").slice(-20).join("\n")}`);
+    }
+    const doneAt = tally.lastAt;
+    const cpuSeconds = proc.cpuSeconds();
+    const otherCores = noise.otherCores();
+    await sleep(300);
+    tally.update();
+    const peakRssKb = proc.peakRssKb();
+    const startToDoneMs = doneAt - t0 - waited;
+    const distinct = tally.distinct("script", expected);
+    return {
+      command: "node bench/user-script.ts --all (fetchAll 1:* with source, simpleParser, POST each)",
+      startToDoneMs,
+      perSecond: mails / (startToDoneMs / 1000),
+      peakRssKb,
+      cpuSeconds,
+      distinct,
+      duplicates: tally.duplicates,
+      missing: mails - distinct,
+      triggered,
+      otherCores,
+    };
+  } finally {
+    await proc?.stop();
+    await receiver.close();
+  }
+}
+
+export async function runCatchUp(options: CatchUpOptions): Promise<CatchUpResult> {
+  const { mails } = options;
+  if (!Number.isInteger(mails) || mails < 1 || mails > 100_000) throw new Error(`--mails must be 1 … 100000 (watch.backlogLimit's maximum), got ${mails}`);
+  const seed = options.seed ?? 1;
+  const work = mkdtempSync(path.join(os.tmpdir(), "mailbell-catchup-"));
+  const dc = await startDovecot({
+    // the script's single fetch of 1:* and mailbell's parsing of cold BODYSTRUCTUREs both need room
+    extraConfig: ["default_vsz_limit = 4G", "imap_max_line_length = 1M"],
+  });
+  try {
+    const { backlog, fill, mailbell } = await runMailbell(dc, options, seed, work);
+    const script = options.script === false ? undefined : await runScript(dc, backlog, options);
+    const ratio = script ? mailbell.queuedPerSecond / script.perSecond : undefined;
+    const ratioDelivered = script ? mailbell.deliveredPerSecond / script.perSecond : undefined;
+    return {
+      mails,
+      seed,
+      corpusMb: backlog.bytes / 2 ** 20,
+      attachments: backlog.attachments,
+      receipts: backlog.receipts,
+      fill,
+      mailbell,
+      ...(script ? { script } : {}),
+      ratio,
+      ratioDelivered,
+      bar: { within20s: mailbell.startToQueuedMs <= 20_000, atLeast5x: ratio === undefined ? undefined : ratio >= 5 },
+      machine: machineInfo().summary,
+    };
+  } finally {
+    await dc.dispose();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+// --- output -------------------------------------------------------------------------------------
+
+export const CATCHUP_COLUMNS = ["benchmark", "client", "time", "mails/s", "peak RSS", "CPU", "received", "notes"] as const;
+
+const sec = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+const mb = (kb: number): string => `${(kb / 1024).toFixed(0)} MB`;
+
+/** Rows for CATCHUP_COLUMNS. */
+export function formatCatchUp(r: CatchUpResult): string[][] {
+  const m = r.mailbell;
+  const name = `catch-up ${r.mails.toLocaleString("en-US")}`;
+  const rows: string[][] = [
+    [
+      name,
+      "mailbell (queued)",
+      sec(m.startToQueuedMs),
+      m.queuedPerSecond.toFixed(0),
+      mb(m.peakRssKb),
+      `${m.cpuSecondsQueued.toFixed(1)} s (+ Dovecot ${m.dovecotCpuSeconds.toFixed(1)} s)`,
+      `${m.outboxRows} + ${m.outboxReceiptRows} receipts queued`,
+      `other load ${m.otherCores.toFixed(2)} cores; spawn→watching ${sec(m.startToWatchingMs)}, watching→queued ${sec(m.watchingToQueuedMs)} (${m.queuedPerSecondFromWatching.toFixed(0)}/s); 10/50/90% at ${sec(m.queuedAtMs.p10)}/${sec(m.queuedAtMs.p50)}/${sec(m.queuedAtMs.p90)}`,
+    ],
+    [
+      name,
+      "mailbell (delivered)",
+      sec(m.startToDeliveredMs),
+      m.deliveredPerSecond.toFixed(0),
+      "",
+      `${m.cpuSecondsDelivered.toFixed(1)} s`,
+      `${m.deliveredDistinct}/${r.mails} + ${m.receiptsDeliveredDistinct}/${r.receipts} receipts, ${m.duplicates} dup`,
+      `up to ${m.maxPending} rows waiting; total ¥${m.totalYen} (expected ¥${m.expectedTotalYen}); ${m.receiptAmountsMissing} amounts missing; ${m.warnings} warnings, ${m.errors.length} errors`,
+    ],
+  ];
+  if (r.script) {
+    const s = r.script;
+    rows.push([
+      name,
+      "user script",
+      sec(s.startToDoneMs),
+      s.perSecond.toFixed(0),
+      mb(s.peakRssKb),
+      `${s.cpuSeconds.toFixed(1)} s`,
+      `${s.distinct}/${r.mails}, ${s.duplicates} dup`,
+      `other load ${s.otherCores.toFixed(2)} cores; mailbell ${r.ratio!.toFixed(1)}× its rate (queued), ${r.ratioDelivered!.toFixed(1)}× (delivered)${s.triggered ? "; woken by one extra mail" : ""}`,
+    ]);
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      mails: { type: "string", default: "10000" },
+      seed: { type: "string", default: "1" },
+      profile: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      "no-script": { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+      "node-arg": { type: "string", multiple: true },
+      "keep-log": { type: "string" },
+      "delivery-rate": { type: "string" },
+    },
+  });
+  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}) });
+  if (values.json) {
+    console.log(JSON.stringify(result, null, 2));
+    return;
+  }
+  console.log(`Catch-up: ${result.mails} mails (${result.corpusMb.toFixed(0)} MB, ${result.attachments} with attachments, ${result.receipts} receipts, seed ${result.seed})`);
+  console.log(`Backlog: ${result.fill.method}: ${result.fill.generateWriteSeconds.toFixed(1)} s generate+write, ${result.fill.resyncSeconds.toFixed(1)} s resync`);
+  console.log(`Machine: ${result.machine}\n`);
+  console.log(new Table(CATCHUP_COLUMNS).addRows(formatCatchUp(result)).toString());
+  const b = result.bar;
+  console.log(`\nBar: ≤ 20 s for the catch-up: ${b.within20s ? "met" : "NOT met"}; ≥ 5× the user script's rate: ${b.atLeast5x === undefined ? "not measured" : b.atLeast5x ? "met" : "NOT met"}`);
+  if (result.mailbell.errors.length) console.log(`mailbell errors:\n  ${result.mailbell.errors.slice(0, 10).join("\n  ")}`);
+  const p = result.mailbell.profile;
+  if (p) {
+    console.log(`\nCPU profile of mailbell's main thread (${p.file}), ${p.totalMs} ms sampled, whole run. By activity:`);
+    const tb = new Table(["ms", "%", "activity"]);
+    for (const b of p.buckets) tb.add(b.selfMs, b.percent, b.name);
+    console.log(tb.toString());
+    console.log("\nSelf time by function:");
+    const t = new Table(["self ms", "%", "function", "where"]);
+    for (const f of p.functions) t.add(f.selfMs, f.percent, f.name, f.where);
+    console.log(t.toString());
+    console.log("\nSelf time by package / file:");
+    const t2 = new Table(["self ms", "%", "package / file"]);
+    for (const f of p.files) t2.add(f.selfMs, f.percent, f.where);
+    console.log(t2.toString());
+  }
+}
+
+if (import.meta.main) await main();

@@ -189,30 +189,28 @@ describe("never lose a mail, never post one twice", () => {
     }
   });
 
-  it("a final error goes to the dead letters, is listed by mailbell outbox, and retry re-queues it", async () => {
+  it("a final error goes to the dead letters, is listed by mailbell outbox, and retry re-queues it for the running daemon", async () => {
     const { main } = await import("../src/cli/main.ts");
     receiver.replyOn("/dead", slackReplies.noService());
     await dovecot.createMailbox("bob", "Dead");
     const { file, yaml } = config({ user: "bob", mailboxes: ["Dead"], path: "/dead" });
-    let mailbell = startMailbell(file, yaml);
-    await waitUntilWatching(mailbell.logger);
-    await dovecot.append("bob", "Dead", buildMail({ from: "a@example.com", to: "b@example.com", subject: "goes dead", text: "x", messageId: "dead@reliability.test" }));
-    await mailbell.logger.waitFor(/delivery failed for good/, 8000);
-    await mailbell.stop();
-
-    let out = "";
-    const io = { out: (t: string) => void (out += `${t}\n`), err: (t: string) => void (out += `${t}\n`), env: {} };
-    assert.equal(await main(["outbox", "--config", file], io), 0);
-    assert.match(out, /outbox: 0 pending, 1 dead, 0 done/);
-    assert.match(out, /dead {4}bob\/Dead\/\d+\/1\/all\/hook/);
-    assert.match(out, /last error: target "hook" \(http:\/\/127\.0\.0\.1:\d+\/\*\*\*\*\) answered 404: no_service/);
-    out = "";
-    assert.equal(await main(["outbox", "retry", "--all", "--config", file], io), 0);
-    assert.match(out, /re-queued 1 dead notification/);
-
-    mailbell = startMailbell(file, yaml);
+    const mailbell = startMailbell(file, yaml);
     try {
-      await waitForMessages("/dead", 1);
+      await waitUntilWatching(mailbell.logger);
+      await dovecot.append("bob", "Dead", buildMail({ from: "a@example.com", to: "b@example.com", subject: "goes dead", text: "x", messageId: "dead@reliability.test" }));
+      await mailbell.logger.waitFor(/delivery failed for good/, 8000);
+
+      let out = "";
+      const io = { out: (t: string) => void (out += `${t}\n`), err: (t: string) => void (out += `${t}\n`), env: {} };
+      assert.equal(await main(["outbox", "--config", file], io), 0);
+      assert.match(out, /outbox: 0 pending, 1 dead, 0 done/);
+      assert.match(out, /dead {4}bob\/Dead\/\d+\/1\/all\/hook/);
+      assert.match(out, /last error: target "hook" \(http:\/\/127\.0\.0\.1:\d+\/\*\*\*\*\) answered 404: no_service/);
+      out = "";
+      assert.equal(await main(["outbox", "retry", "--all", "--config", file], io), 0);
+      assert.match(out, /re-queued 1 dead notification/);
+      // The daemon looks at the table again within 5 s of being idle.
+      await waitForMessages("/dead", 1, 8000);
       assert.equal(accepted(on("/dead")()).length, 1);
     } finally {
       await mailbell.stop();

@@ -3,6 +3,7 @@
  * UIDVALIDITY change, \Seen left alone, attachments never read.
  */
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ImapFlow } from "imapflow";
 import { MemoryCheckpoints, watchMailbox, type WatchedMail, type WatchEvent } from "../src/index.ts";
@@ -185,6 +186,46 @@ describe("watchMailbox against Dovecot", () => {
     assert.equal(ev.list.filter((e) => e.type === "connecting").length, 1, "no second attempt within the backoff");
     controller.abort();
     await w.done;
+  });
+});
+
+describe("keeping IDLE fresh", () => {
+  it("re-issues IDLE every idleRestartMs (servers drop long IDLEs)", async () => {
+    // A plaintext hop that counts the IDLE commands the client sends.
+    let idles = 0;
+    const server = net.createServer((client) => {
+      const upstream = net.connect(dovecot.imapPort, dovecot.host);
+      client.on("data", (d: Buffer) => {
+        idles += (d.toString("latin1").match(/ IDLE\r\n/g) ?? []).length;
+        upstream.write(d);
+      });
+      upstream.on("data", (d: Buffer) => client.write(d));
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+      client.on("error", () => {});
+      upstream.on("error", () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const controller = new AbortController();
+    const ev = events();
+    const w = collect(
+      watchMailbox({
+        account: { name: "bob", host: "127.0.0.1", port: (server.address() as net.AddressInfo).port, tls: "none", user: "bob", pass: dovecot.users.bob! },
+        mailbox: "INBOX",
+        signal: controller.signal,
+        onEvent: ev.on,
+        idleRestartMs: 300,
+      }),
+    );
+    try {
+      await ev.waitFor("idle");
+      await new Promise((r) => setTimeout(r, 1300));
+      assert.ok(idles >= 4, `IDLE was issued ${idles} times in 1.3 s with idleRestartMs 300`);
+    } finally {
+      controller.abort();
+      await w.done;
+      server.close();
+    }
   });
 });
 

@@ -166,15 +166,22 @@ describe("sign-in flows", () => {
         assert.equal(url.searchParams.get("access_type"), "offline");
         const back = new URL(url.searchParams.get("redirect_uri")!);
         assert.equal(back.hostname, "127.0.0.1");
+        back.searchParams.set("code", "stolen-code");
+        back.searchParams.set("state", "forged");
+        const forged = new URL(back);
         back.searchParams.set("code", "the-code");
         back.searchParams.set("state", url.searchParams.get("state")!);
-        void fetch(back);
+        // A page that forges the callback without our state is refused; the real one then completes.
+        void fetch(forged).then((r) => {
+          assert.equal(r.status, 400);
+          return fetch(back);
+        });
       },
     });
     assert.equal(token, "rt-redirect");
     const exchange = provider.requests.find((r) => r.path === "/rtoken")!.form;
     assert.equal(exchange.get("grant_type"), "authorization_code");
-    assert.equal(exchange.get("code"), "the-code");
+    assert.equal(exchange.get("code"), "the-code", "the forged code was never exchanged");
     assert.ok((exchange.get("code_verifier") ?? "").length >= 43, "PKCE verifier sent");
   });
 

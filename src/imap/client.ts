@@ -1,3 +1,4 @@
+import { createSecureContext, type SecureContext } from "node:tls";
 import { ImapFlow, type ImapFlowOptions } from "imapflow";
 import { ImapError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -53,10 +54,13 @@ export function createImapClient(account: ImapAccount, options: ClientOptions, c
     // starttls must never fall back to plaintext when the offer is missing (or stripped).
     doSTARTTLS: tls === "starttls" ? true : tls === "none" ? false : undefined,
     tls: {
-      ...(account.ca ? { ca: account.ca } : {}),
+      ...(account.ca ? { secureContext: sharedContext(account.ca) } : {}),
       rejectUnauthorized: account.tlsVerify ?? true,
       servername: isIpAddress(account.host) ? undefined : account.host,
     },
+    // A watcher reads a few kilobytes per mail; DEFLATE state costs ~250 KB per idle connection and
+    // CPU on every keepalive, which matters at hundreds of mailboxes.
+    disableCompression: true,
     auth: "accessToken" in credentials ? { user: account.user, accessToken: credentials.accessToken } : { user: account.user, pass: credentials.pass },
     clientInfo: { name: "mailbell" },
     // We drive IDLE ourselves: imapflow's auto-IDLE waits 15 s before starting, which would delay
@@ -69,6 +73,22 @@ export function createImapClient(account: ImapAccount, options: ClientOptions, c
     logger: imapLogger(options.logger),
   };
   return new ImapFlow(imapOptions);
+}
+
+const contexts = new Map<string, SecureContext>();
+
+/**
+ * One TLS context per CA: built per connection it costs tens of kilobytes each, and every mailbox
+ * of an account (or every account on one private server) trusts the same CA.
+ */
+function sharedContext(ca: string | Buffer): SecureContext {
+  const key = ca.toString();
+  let context = contexts.get(key);
+  if (!context) {
+    context = createSecureContext({ ca });
+    contexts.set(key, context);
+  }
+  return context;
 }
 
 function isIpAddress(host: string): boolean {

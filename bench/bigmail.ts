@@ -143,6 +143,8 @@ export interface BigMailOptions {
   repeats?: number;
   /** Small mails before the measured rounds; default 3. */
   warmUps?: number;
+  /** Idle time between mailbell reaching IDLE and the first mail; default 3 s. */
+  settleSeconds?: number;
   /** Extra node flags for mailbell (e.g. --max-semi-space-size=1). */
   nodeFlags?: readonly string[];
   progress?: (line: string) => void;
@@ -265,8 +267,9 @@ rules:
       if (state !== "running") throw new Error(`mailbell exited (${state}):\n${mb.proc.log}`);
       if (performance.now() - t0 > 60_000) throw new Error(`mailbell did not reach IDLE:\n${mb.proc.log}`);
     }
-    say("mailbell is idling on alice/INBOX behind the byte-counting forwarder; settling 3 s");
-    await sleep(3000);
+    const settle = options.settleSeconds ?? 3;
+    say(`mailbell is idling on alice/INBOX behind the byte-counting forwarder; settling ${settle} s`);
+    await sleep(settle * 1000);
 
     // The first mails load and compile the parsing path (and V8 tiers up hot functions, which can
     // take ~20 MB for a moment): measured, but kept apart from the small/big comparison.
@@ -354,14 +357,21 @@ if (import.meta.main) {
       mb: { type: "string", default: "50" },
       repeats: { type: "string", default: "3" },
       "warm-ups": { type: "string", default: "3" },
+      settle: { type: "string", default: "3" },
       "node-flags": { type: "string", default: "" },
       json: { type: "boolean", default: false },
     },
   });
+  const guard = setTimeout(() => {
+    console.error("bigmail: still running after 300 s; giving up (Dovecot and mailbell are killed on exit)");
+    process.exit(2);
+  }, 300_000);
+  guard.unref();
   const r = await runBigMail({
     attachmentMb: Number(values.mb),
     repeats: Number(values.repeats),
     warmUps: Number(values["warm-ups"]),
+    settleSeconds: Number(values.settle),
     nodeFlags: values["node-flags"].split(/\s+/).filter(Boolean),
   });
   if (values.json) console.log(JSON.stringify(r, null, 2));
@@ -379,4 +389,5 @@ if (import.meta.main) {
     if (r.mailbellProblems.length) console.log(`mailbell warnings:\n  ${r.mailbellProblems.join("\n  ")}`);
     if (r.dovecotProblems.length) console.log(`dovecot warnings:\n  ${r.dovecotProblems.join("\n  ")}`);
   }
+  clearTimeout(guard);
 }

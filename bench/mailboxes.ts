@@ -14,12 +14,16 @@
  * delay can be told apart from mailbell's own overhead.
  *
  * --analyze also opens the same N sessions from bare clients in child processes (`--child …`,
- * internal) to split the per-mailbox RSS into layers: a TLS socket with its own SecureContext (what
- * tls.connect({ ca }) does), a TLS socket sharing one SecureContext, and an imapflow client.
+ * internal), all at once as mailbell does, to split the per-mailbox RSS into layers: a hand-written
+ * TLS IDLE session with its own SecureContext (what tls.connect({ ca }) does) and with one shared
+ * SecureContext, and an imapflow client with `tls: { ca }` (as mailbell) and with a shared one.
  * --heap-snapshot writes a heap snapshot of the loaded mailbell and prints what the heap holds.
  * --compress makes Dovecot offer COMPRESS=DEFLATE (as Gmail does); imapflow then uses it.
+ * --node-flags passes V8/Node flags to both mailbell processes, to try memory settings.
+ *
+ * Needs root (or a raised fs.inotify.max_user_instances) for push on more than ~100 sessions: it
+ * raises the limit for the run and puts it back afterwards. A guard ends a run that overruns.
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -29,7 +33,7 @@ import { ImapFlow } from "imapflow";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail } from "../test/support/mail.ts";
 import { startReceiver, type Receiver } from "../test/support/receiver.ts";
-import { fmtMs, freePort, machineInfo, percentile, processUsage, sleep, startMailbellProcess, Table, type MailbellProcess } from "./lib.ts";
+import { fmtMs, freePort, machineInfo, percentile, processUsage, sleep, spawnTracked, startMailbellProcess, Table, type MailbellProcess } from "./lib.ts";
 import { startRawIdleClient } from "./raw-idle-client.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -177,7 +181,8 @@ export function logProblems(log: string): string[] {
   const counts = new Map<string, number>();
   for (const line of log.split("\n")) {
     if (!line.startsWith("{")) {
-      if (line.trim()) counts.set(line.slice(0, 160), (counts.get(line.slice(0, 160)) ?? 0) + 1);
+      // the CLI's own note on SIGTERM is how every run ends, not a problem
+      if (line.trim() && !/SIGTERM received, stopping/.test(line)) counts.set(line.slice(0, 160), (counts.get(line.slice(0, 160)) ?? 0) + 1);
       continue;
     }
     try {
@@ -309,6 +314,14 @@ export interface BusyDovecot {
 
 const inotifySysctl = "/proc/sys/fs/inotify/max_user_instances";
 
+function restoreInotify(value: number): void {
+  try {
+    writeFileSync(inotifySysctl, String(value));
+  } catch {
+    // leave it raised
+  }
+}
+
 /**
  * Every IDLE session is an imap process running as the one mail uid, and each holds an inotify
  * instance: fs.inotify.max_user_instances (128 by default) caps push at 128 sessions per uid.
@@ -324,6 +337,10 @@ export async function startBusyDovecot(sessions: number, options: { compress?: b
     try {
       writeFileSync(inotifySysctl, String(needed));
       restore = current;
+      // also when the run is cut short (the guard's process.exit, a signal handled by lib.ts)
+      process.once("exit", () => {
+        if (restore !== undefined) restoreInotify(restore);
+      });
       inotify = `raised fs.inotify.max_user_instances ${current} → ${needed} for the run (sysctl -w); push via inotify`;
     } catch (err) {
       idleCheckInterval = 1;
@@ -367,13 +384,8 @@ export async function startBusyDovecot(sessions: number, options: { compress?: b
     compress: options.compress ?? false,
     async dispose() {
       await dc.dispose();
-      if (restore !== undefined) {
-        try {
-          writeFileSync(inotifySysctl, String(restore));
-        } catch {
-          // leave it raised
-        }
-      }
+      if (restore !== undefined) restoreInotify(restore);
+      restore = undefined;
     },
   };
 }
@@ -802,12 +814,11 @@ async function analyzeLayers(dc: Dovecot, mailboxes: readonly Mailbox[], say: (l
   try {
     for (const layer of ["raw", "raw-shared", "imapflow", "imapflow-shared"]) {
       say(`layer ${layer}: opening ${mailboxes.length} sessions in a child process`);
-      const child = spawn(process.execPath, ["--expose-gc", import.meta.filename, "--child", layer, "--spec", spec], { stdio: ["ignore", "pipe", "inherit"] });
-      let text = "";
-      child.stdout.on("data", (d: Buffer) => (text += d.toString()));
-      const code = await new Promise<number | null>((r) => child.on("exit", r));
-      if (code !== 0) throw new Error(`layer ${layer} child failed (${code}): ${text}`);
-      out.push(JSON.parse(text.trim().split("\n").at(-1)!) as LayerResult);
+      const child = spawnTracked(["--expose-gc", import.meta.filename, "--child", layer, "--spec", spec]);
+      const code = await child.exited;
+      const line = child.log.split("\n").filter((l) => l.startsWith("{")).at(-1);
+      if (code !== 0 || !line) throw new Error(`layer ${layer} child failed (${code}): ${child.log.slice(-2000)}`);
+      out.push(JSON.parse(line) as LayerResult);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -968,6 +979,13 @@ if (import.meta.main) {
   if (values.child) {
     await childLayer(values.child, values.spec!);
   } else {
+    const n = Number(values.mailboxes);
+    const limitMs = (Number(values["idle-seconds"]) + 300 + n * 0.15 + (values.analyze ? 60 + n * 0.2 : 0) + (values["heap-snapshot"] ? 120 : 0)) * 1000;
+    const guard = setTimeout(() => {
+      console.error(`mailboxes: still running after ${Math.round(limitMs / 1000)} s; giving up (Dovecot and mailbell are killed on exit)`);
+      process.exit(2);
+    }, limitMs);
+    guard.unref();
     const r = await runManyMailboxes({
       mailboxes: Number(values.mailboxes),
       idleSeconds: Number(values["idle-seconds"]),
@@ -983,5 +1001,6 @@ if (import.meta.main) {
       console.log(`node bench/mailboxes.ts ${process.argv.slice(2).join(" ")}\n`);
       printManyMailboxes(r);
     }
+    clearTimeout(guard);
   }
 }

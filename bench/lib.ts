@@ -437,7 +437,7 @@ async function waitForMailboxesUp(proc: TrackedProcess, base: string, wanted: nu
 export interface UserScriptOptions {
   host: string;
   port: number;
-  /** PEM file of the server's CA (implicit TLS); without it the script connects in plaintext. */
+  /** PEM file of the server's CA. The script always uses implicit TLS; without this it trusts the system store. */
   caFile?: string;
   user: string;
   pass: string;

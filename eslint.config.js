@@ -12,11 +12,11 @@ export default tseslint.config(
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
       "@typescript-eslint/consistent-type-imports": "error",
-      "no-restricted-properties": ["error", { object: "process", property: "exit", message: "Only the CLI entry (src/cli/main.ts, entry.ts) ends the process; throw a typed error instead." }],
+      "no-restricted-properties": ["error", { object: "process", property: "exit", message: "Only the CLI entry (bin/, src/cli/main.ts, entry.ts) ends the process; throw a typed error instead." }],
     },
   },
   {
-    files: ["src/cli/main.ts", "src/cli/entry.ts", "scripts/**", "bench/**", "test/**"],
+    files: ["src/cli/main.ts", "src/cli/entry.ts", "bin/**", "scripts/**", "bench/**", "test/**"],
     rules: { "no-restricted-properties": "off" },
   },
 );

@@ -44,6 +44,20 @@ describe("README", () => {
     assert.equal(stdout.trim(), `mailbell ${pkg.version}`);
   });
 
+  it("on a Node older than 22.13 the command says so instead of crashing", async (t) => {
+    // Debian's packaged Node (20 on this project's machines) is the old Node a newcomer may have.
+    const old = "/usr/bin/node";
+    const version = await run(old, ["--version"]).then((r) => r.stdout.trim(), () => "");
+    const major = Number(/^v(\d+)/.exec(version)?.[1] ?? 0);
+    if (!major || major >= 22) return t.skip(`no Node older than 22 at ${old} (found ${version || "none"})`);
+    const result = await run(old, [path.join(root, "bin/mailbell.js"), "--version"]).then(
+      () => assert.fail("expected a non-zero exit"),
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /mailbell: needs Node\.js 22\.13 or newer .*this is v20/);
+  });
+
   it('import { watchMailbox } from "mailbell" gives the library', async () => {
     const name = "mailbell"; // resolved by package.json "exports", as a user's import would be
     const lib = (await import(name)) as Record<string, unknown>;

@@ -3,7 +3,7 @@ import { loadConfig } from "../config/load.ts";
 import { MailbellError, UsageError } from "../errors.ts";
 import type { OutboxRow } from "../store/outbox.ts";
 import { State } from "../store/state.ts";
-import { escapeTerminal } from "../targets/stdout.ts";
+import { escapeTerminal } from "../targets/text.ts";
 import type { CliIO } from "./io.ts";
 
 export interface OutboxCommandOptions {

@@ -11,7 +11,7 @@ import { evaluateRules } from "../rules/rules.ts";
 import type { RuleInput, RunningTotal } from "../rules/types.ts";
 import { State } from "../store/state.ts";
 import { createTargets } from "../targets/index.ts";
-import { escapeTerminal } from "../targets/stdout.ts";
+import { escapeTerminal } from "../targets/text.ts";
 import type { CliIO } from "./io.ts";
 
 export interface TestCommandOptions {

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { memoryTargetState } from "../store/target-state.ts";
 import { TargetUrlError } from "./module.ts";
-import { escapeTerminal, stdoutModule } from "./stdout.ts";
+import { stdoutModule } from "./stdout.ts";
+import { escapeTerminal } from "./text.ts";
 import type { Notification, Target } from "./types.ts";
 import type { WebhookBody } from "./webhook.ts";
 

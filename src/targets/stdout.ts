@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
+import { escapeTerminal } from "./text.ts";
 import type { DigestEntry, Notification, Target, TargetPayload } from "./types.ts";
 import { notificationBody } from "./webhook.ts";
 
@@ -8,19 +9,6 @@ import { notificationBody } from "./webhook.ts";
  * `format: text` (default) prints the rendered message; `format: json` the webhook target's JSON.
  */
 
-// C0 controls (but tab), DEL, C1 controls (0x9b is a one-byte CSI on some terminals) and the
-// bidi overrides/isolates.
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const unsafe = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-
-/**
- * Text format: nothing is markup on a terminal, but mail text could carry escape sequences that
- * recolour, retitle or rewrite the terminal, or line breaks that fake a second notification.
- * Controls become U+FFFD so they stay visible, line breaks spaces.
- */
-export function escapeTerminal(text: string): string {
-  return text.replace(/\r\n|[\r\n\u2028\u2029]/g, " ").replace(unsafe, "\uFFFD");
-}
 
 /** JSON.stringify escapes C0 but not C1 or bidi controls: escape those too, still valid JSON. */
 function terminalSafeJson(value: unknown): string {

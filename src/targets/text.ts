@@ -27,3 +27,17 @@ export function fitLines(lines: readonly string[], total: number, max: number): 
   }
   return truncate(`…${total} mails`, max);
 }
+
+// C0 controls (but tab), DEL, C1 controls (0x9b is a one-byte CSI on some terminals) and the
+// bidi overrides/isolates.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const unsafe = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Terminal text (the stdout target, the CLI): nothing is markup on a terminal, but mail text could carry escape sequences that
+ * recolour, retitle or rewrite the terminal, or line breaks that fake a second notification.
+ * Controls become U+FFFD so they stay visible, line breaks spaces.
+ */
+export function escapeTerminal(text: string): string {
+  return text.replace(/\r\n|[\r\n\u2028\u2029]/g, " ").replace(unsafe, "\uFFFD");
+}

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { amountField, notificationWith } from "../../test/support/targets.ts";
 import { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { commandModule, stderrTail, type CommandDigest } from "./command.ts";
@@ -15,24 +16,14 @@ const node = process.execPath;
 const hostileSubject = "$(touch /tmp/pwned); `id` --help\0nul";
 const hostileText = "--output=/etc/passwd; rm -rf ~ | tee x\n$HOME";
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "receipts",
-    account: "personal",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: "Eve <eve@evil.example>",
-    subject: hostileSubject,
-    date: "2026-11-23T00:00:00.000Z",
-    fields: { amount: { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" }, "item-name": { text: "Pass", raw: "Pass" }, missing: null },
-    total: { amount: "3200", currency: "JPY", text: "¥3,200", period: "2026-11", periodLabel: "November" },
-    link: "https://mail.example/x",
-    render: (escape) => `Paid: ${escape(hostileText)}`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({
+  account: "personal",
+  subject: hostileSubject,
+  fields: { amount: amountField, "item-name": { text: "Pass", raw: "Pass" }, missing: null },
+  total: { amount: "3200", currency: "JPY", text: "¥3,200", period: "2026-11", periodLabel: "November" },
+  link: "https://mail.example/x",
+  render: (escape) => `Paid: ${escape(hostileText)}`,
+});
 
 let dir: string;
 before(() => {

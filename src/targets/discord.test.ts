@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
-import { TargetError } from "../errors.ts";
+import { after, describe, it } from "node:test";
+import { startReceiver, type Reply } from "../../test/support/receiver.ts";
+import { amountField, assertFailure, gmailLink, notificationWith, sendResult } from "../../test/support/targets.ts";
+import type { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { discordModule, escapeDiscord } from "./discord.ts";
 import { TargetUrlError } from "./module.ts";
@@ -10,24 +10,13 @@ import type { DigestEntry, Notification, Target } from "./types.ts";
 
 const hostile = "@everyone <@123> [x](https://evil) <!channel> **bold**";
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "receipts",
-    account: "a",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: "@here <@&55> <eve@evil.example>",
-    subject: hostile,
-    date: "2026-11-23T00:00:00.000Z",
-    fields: { amount: { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" }, item: { text: hostile, raw: hostile }, shop: null },
-    total: null,
-    link: "https://mail.google.com/mail/u/0/#search/rfc822msgid%3Am%40x",
-    render: (escape) => `**New:** ${escape(hostile)}`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({
+  from: "@here <@&55> <eve@evil.example>",
+  subject: hostile,
+  fields: { amount: amountField, item: { text: hostile, raw: hostile }, shop: null },
+  link: gmailLink,
+  render: (escape) => `**New:** ${escape(hostile)}`,
+});
 
 function create(extra: Record<string, unknown> = {}): Target {
   return discordModule.create(discordModule.schema.parse({ name: "dc", type: "discord", url: "https://discord.com/api/webhooks/1234567890/s3cretToken", ...extra }), { state: memoryTargetState() });
@@ -153,53 +142,28 @@ describe("discord payload", () => {
   });
 });
 
-describe("discord sending", () => {
-  let server: http.Server;
-  let base: string;
-  const replies: { status: number; body?: string; headers?: Record<string, string> }[] = [];
-  const seen: { url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
-  before(async () => {
-    server = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (d: Buffer) => (body += d.toString()));
-      req.on("end", () => {
-        seen.push({ url: req.url ?? "", headers: req.headers, body });
-        const r = replies.shift() ?? { status: 200, body: JSON.stringify({ id: "1", content: "" }) };
-        res.writeHead(r.status, { "content-type": "application/json", ...r.headers });
-        res.end(r.body ?? "");
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
+const receiver = await startReceiver({ headers: { "content-type": "application/json" } });
+// With wait=true Discord answers with the message it created.
+receiver.setDefault({ status: 200, body: JSON.stringify({ id: "1", content: "" }) });
+after(() => receiver.close());
 
-  async function attempt(reply?: (typeof replies)[number], url = `${base}/api/webhooks/1234567890/s3cretToken`): Promise<TargetError | undefined> {
-    if (reply) replies.push(reply);
-    const t = create({ url });
-    try {
-      await t.send(t.render(notification()), { idempotencyKey: "row-1" });
-      return undefined;
-    } catch (err) {
-      assert.ok(err instanceof TargetError);
-      return err;
-    }
+describe("discord sending", () => {
+  async function attempt(reply?: Reply, url = receiver.url("/api/webhooks/1234567890/s3cretToken")): Promise<TargetError | undefined> {
+    if (reply) receiver.reply(reply);
+    return sendResult(create({ url }), notification(), { idempotencyKey: "row-1" });
   }
 
   it("posts the JSON to the webhook with wait=true, keeping other query parameters", async () => {
     assert.equal(await attempt(), undefined);
-    assert.equal(seen.at(-1)!.url, "/api/webhooks/1234567890/s3cretToken?wait=true");
-    assert.match(String(seen.at(-1)!.headers["content-type"]), /^application\/json/);
-    assert.deepEqual((JSON.parse(seen.at(-1)!.body) as Body).allowed_mentions, { parse: [] });
-    assert.equal(await attempt(undefined, `${base}/api/webhooks/1/t?thread_id=99`), undefined);
-    assert.equal(seen.at(-1)!.url, "/api/webhooks/1/t?thread_id=99&wait=true");
+    assert.equal(receiver.requests.at(-1)!.path, "/api/webhooks/1234567890/s3cretToken?wait=true");
+    assert.match(String(receiver.requests.at(-1)!.headers["content-type"]), /^application\/json/);
+    assert.deepEqual((receiver.requests.at(-1)!.json as Body).allowed_mentions, { parse: [] });
+    assert.equal(await attempt(undefined, receiver.url("/api/webhooks/1/t?thread_id=99")), undefined);
+    assert.equal(receiver.requests.at(-1)!.path, "/api/webhooks/1/t?thread_id=99&wait=true");
   });
 
   const formError = JSON.stringify({ code: 50035, errors: { embeds: { "0": { title: { _errors: [{ code: "BASE_TYPE_MAX_LENGTH", message: "Must be 256 or fewer in length." }] } } } }, message: "Invalid Form Body" });
-  const cases: { name: string; reply: (typeof replies)[number]; retryable: boolean; retryAfter?: number; message: RegExp }[] = [
+  const cases: { name: string; reply: Reply; retryable: boolean; retryAfter?: number; message: RegExp }[] = [
     { name: "400 form error", reply: { status: 400, body: formError }, retryable: false, message: /answered 400: Invalid Form Body \(code 50035\); embeds\.0\.title: Must be 256 or fewer in length\./ },
     { name: "400 empty message", reply: { status: 400, body: '{"message": "Cannot send an empty message", "code": 50006}' }, retryable: false, message: /Cannot send an empty message \(code 50006\)/ },
     { name: "401 bad token", reply: { status: 401, body: '{"message": "Invalid Webhook Token", "code": 50027}' }, retryable: false, message: /Invalid Webhook Token \(code 50027\); the webhook token is wrong/ },
@@ -227,13 +191,7 @@ describe("discord sending", () => {
   ];
   for (const c of cases) {
     it(`${c.name} is ${c.retryable ? "retryable" : "final"}`, async () => {
-      const err = await attempt(c.reply);
-      assert.ok(err, "must throw");
-      assert.equal(err.status, c.reply.status);
-      assert.equal(err.retryable, c.retryable);
-      assert.equal(err.retryAfterSeconds, c.retryAfter);
-      assert.match(err.message, c.message);
-      assert.ok(!err.message.includes("s3cretToken"), "the token is masked in the message");
+      assertFailure(await attempt(c.reply), { ...c, status: c.reply.status }, "s3cretToken", "the token is masked in the message");
     });
   }
 });

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
-import { TargetError } from "../errors.ts";
+import { after, describe, it } from "node:test";
+import { startReceiver, type Reply } from "../../test/support/receiver.ts";
+import { amountField, assertFailure, gmailLink, notificationWith, sendResult } from "../../test/support/targets.ts";
+import type { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { iftttModule } from "./ifttt.ts";
 import { TargetUrlError } from "./module.ts";
@@ -11,24 +11,13 @@ import type { DigestEntry, Notification, Target } from "./types.ts";
 const hostile = "@everyone <@123> [x](https://evil) <!channel> **bold**";
 const key = "dGH789FGRD78FfH7JOkkbc";
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "receipts",
-    account: "a",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: "Google Play <googleplay-noreply@google.com>",
-    subject: hostile,
-    date: "2026-11-23T00:00:00.000Z",
-    fields: { item: null, amount: { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" } },
-    total: null,
-    link: "https://mail.google.com/mail/u/0/#search/rfc822msgid%3Am%40x",
-    render: (escape) => `Google Play: ${escape(hostile)}`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({
+  from: "Google Play <googleplay-noreply@google.com>",
+  subject: hostile,
+  fields: { item: null, amount: amountField },
+  link: gmailLink,
+  render: (escape) => `Google Play: ${escape(hostile)}`,
+});
 
 const total = { amount: "960", currency: "JPY", text: "¥960", period: "2026-11", periodLabel: "November" };
 
@@ -81,51 +70,25 @@ describe("ifttt payload", () => {
   });
 });
 
-describe("ifttt sending", () => {
-  let server: http.Server;
-  let base: string;
-  const replies: { status: number; body?: string; headers?: Record<string, string> }[] = [];
-  const seen: { url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
-  before(async () => {
-    server = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (d: Buffer) => (body += d.toString()));
-      req.on("end", () => {
-        seen.push({ url: req.url ?? "", headers: req.headers, body });
-        const r = replies.shift() ?? { status: 200, body: "Congratulations! You've fired the receipt event", headers: { "content-type": "text/html; charset=utf-8" } };
-        res.writeHead(r.status, { "content-type": "application/json; charset=utf-8", ...r.headers });
-        res.end(r.body ?? "");
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
+const receiver = await startReceiver({ headers: { "content-type": "application/json; charset=utf-8" } });
+receiver.setDefault({ status: 200, body: "Congratulations! You've fired the receipt event", headers: { "content-type": "text/html; charset=utf-8" } });
+after(() => receiver.close());
 
-  async function attempt(reply?: (typeof replies)[number]): Promise<TargetError | undefined> {
-    if (reply) replies.push(reply);
-    const t = create({ apiUrl: base });
-    try {
-      await t.send(t.render(notification()), { idempotencyKey: "row-1" });
-      return undefined;
-    } catch (err) {
-      assert.ok(err instanceof TargetError);
-      return err;
-    }
+describe("ifttt sending", () => {
+  async function attempt(reply?: Reply): Promise<TargetError | undefined> {
+    if (reply) receiver.reply(reply);
+    return sendResult(create({ apiUrl: `http://127.0.0.1:${receiver.port}` }), notification(), { idempotencyKey: "row-1" });
   }
 
   it("posts value1–3 as JSON to /trigger/{event}/with/key/{key}", async () => {
     assert.equal(await attempt(), undefined);
-    const req = seen.at(-1)!;
-    assert.equal(req.url, `/trigger/receipt/with/key/${key}`);
+    const req = receiver.requests.at(-1)!;
+    assert.equal(req.path, `/trigger/receipt/with/key/${key}`);
     assert.match(String(req.headers["content-type"]), /^application\/json/);
-    assert.deepEqual(Object.keys(JSON.parse(req.body) as Body), ["value1", "value2", "value3"]);
+    assert.deepEqual(Object.keys(req.json as Body), ["value1", "value2", "value3"]);
   });
 
-  const cases: { name: string; reply: (typeof replies)[number]; retryable: boolean; retryAfter?: number; message: RegExp }[] = [
+  const cases: { name: string; reply: Reply; retryable: boolean; retryAfter?: number; message: RegExp }[] = [
     { name: "401 bad key", reply: { status: 401, body: '{"errors":[{"message":"You sent an invalid key."}]}' }, retryable: false, message: /answered 401: You sent an invalid key\.; the Webhooks key is wrong .*update key/ },
     { name: "400", reply: { status: 400, body: '{"errors":[{"message":"Bad request"}]}' }, retryable: false, message: /answered 400: Bad request/ },
     { name: "404 (HTML)", reply: { status: 404, body: "<html>Not found</html>", headers: { "content-type": "text/html" } }, retryable: false, message: /answered 404: .*check the event name/ },
@@ -136,12 +99,7 @@ describe("ifttt sending", () => {
   for (const c of cases) {
     it(`${c.name} is ${c.retryable ? "retryable" : "final"}`, async () => {
       const err = await attempt(c.reply);
-      assert.ok(err, "must throw");
-      assert.equal(err.status, c.reply.status);
-      assert.equal(err.retryable, c.retryable);
-      assert.equal(err.retryAfterSeconds, c.retryAfter);
-      assert.match(err.message, c.message);
-      assert.ok(!err.message.includes(key), "the key is masked");
+      assertFailure(err, { ...c, status: c.reply.status }, key, "the key is masked");
       assert.match(err.message, /\/trigger\/receipt\/with\/key\/\*\*\*\*/);
     });
   }

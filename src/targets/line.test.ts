@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
-import { TargetError } from "../errors.ts";
+import { after, describe, it } from "node:test";
+import { startReceiver, type Reply } from "../../test/support/receiver.ts";
+import { amountField, assertFailure, notificationWith, sendResult } from "../../test/support/targets.ts";
+import type { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { lineModule, lineRetryKey } from "./line.ts";
 import { TargetUrlError } from "./module.ts";
@@ -13,24 +13,7 @@ const to = "U0123456789abcdef0123456789abcdef";
 const token = "S3cretChannelToken+abc/def=";
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "receipts",
-    account: "a",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: "Eve <eve@evil.example>",
-    subject: hostile,
-    date: "2026-11-23T00:00:00.000Z",
-    fields: { amount: { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" } },
-    total: null,
-    link: undefined,
-    render: (escape) => `New: ${escape(hostile)} {name} $`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({ subject: hostile, fields: { amount: amountField }, render: (escape) => `New: ${escape(hostile)} {name} $` });
 
 function create(extra: Record<string, unknown> = {}): Target {
   return lineModule.create(lineModule.schema.parse({ name: "ln", type: "line", token, to, ...extra }), { state: memoryTargetState() });
@@ -85,62 +68,37 @@ describe("lineRetryKey", () => {
   });
 });
 
-describe("line sending", () => {
-  let server: http.Server;
-  let base: string;
-  const replies: { status: number; body?: string; headers?: Record<string, string> }[] = [];
-  const seen: { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
-  before(async () => {
-    server = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (d: Buffer) => (body += d.toString()));
-      req.on("end", () => {
-        seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
-        const r = replies.shift() ?? { status: 200, body: JSON.stringify({ sentMessages: [{ id: "461230966842064897", quoteToken: "IStG5h1Tz7b" }] }) };
-        res.writeHead(r.status, { "content-type": "application/json", "x-line-request-id": "req-1", ...r.headers });
-        res.end(r.body ?? "");
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
+const receiver = await startReceiver({ headers: { "content-type": "application/json", "x-line-request-id": "req-1" } });
+receiver.setDefault({ status: 200, body: JSON.stringify({ sentMessages: [{ id: "461230966842064897", quoteToken: "IStG5h1Tz7b" }] }) });
+after(() => receiver.close());
 
-  async function attempt(reply?: (typeof replies)[number], idempotencyKey: string | null = "row-1"): Promise<TargetError | undefined> {
-    if (reply) replies.push(reply);
-    const t = create({ apiUrl: `${base}/` });
-    try {
-      await t.send(t.render(notification()), idempotencyKey === null ? {} : { idempotencyKey });
-      return undefined;
-    } catch (err) {
-      assert.ok(err instanceof TargetError);
-      return err;
-    }
+describe("line sending", () => {
+  async function attempt(reply?: Reply, idempotencyKey: string | null = "row-1"): Promise<TargetError | undefined> {
+    if (reply) receiver.reply(reply);
+    return sendResult(create({ apiUrl: receiver.url() }), notification(), idempotencyKey === null ? {} : { idempotencyKey });
   }
+  const retryKey = () => receiver.requests.at(-1)!.headers["x-line-retry-key"];
 
   it("pushes with the Bearer token and a retry key derived from the row", async () => {
     assert.equal(await attempt(), undefined);
-    const req = seen.at(-1)!;
+    const req = receiver.requests.at(-1)!;
     assert.equal(req.method, "POST");
-    assert.equal(req.url, "/v2/bot/message/push");
+    assert.equal(req.path, "/v2/bot/message/push");
     assert.equal(req.headers.authorization, `Bearer ${token}`);
     assert.match(String(req.headers["content-type"]), /^application\/json/);
     assert.match(String(req.headers["x-line-retry-key"]), uuid);
-    assert.equal(parse(req.body).to, to);
+    assert.equal(parse(req.text).to, to);
   });
 
   it("retries of the same row carry the same retry key; another row gets another", async () => {
     await attempt({ status: 500, body: '{"message":"An error occurred in the backend"}' });
-    const first = seen.at(-1)!.headers["x-line-retry-key"];
+    const first = retryKey();
     await attempt();
-    assert.equal(seen.at(-1)!.headers["x-line-retry-key"], first);
+    assert.equal(retryKey(), first);
     await attempt(undefined, "row-2");
-    assert.notEqual(seen.at(-1)!.headers["x-line-retry-key"], first);
+    assert.notEqual(retryKey(), first);
     await attempt(undefined, null);
-    assert.equal(seen.at(-1)!.headers["x-line-retry-key"], undefined, "no key, no header");
+    assert.equal(retryKey(), undefined, "no key, no header");
   });
 
   it("409 for an already accepted retry key is success: the earlier attempt was delivered", async () => {
@@ -150,7 +108,7 @@ describe("line sending", () => {
     assert.equal(err?.status, 409, "without a retry key a 409 is not ours to explain away");
   });
 
-  const cases: { name: string; reply: (typeof replies)[number]; retryable: boolean; retryAfter?: number; message: RegExp }[] = [
+  const cases: { name: string; reply: Reply; retryable: boolean; retryAfter?: number; message: RegExp }[] = [
     {
       name: "400 validation",
       reply: { status: 400, body: JSON.stringify({ message: "The request body has 1 error(s)", details: [{ message: "Length must be between 0 and 5000", property: "messages[0].text" }] }) },
@@ -173,13 +131,7 @@ describe("line sending", () => {
   ];
   for (const c of cases) {
     it(`${c.name} is ${c.retryable ? "retryable" : "final"}`, async () => {
-      const err = await attempt(c.reply);
-      assert.ok(err, "must throw");
-      assert.equal(err.status, c.reply.status);
-      assert.equal(err.retryable, c.retryable);
-      assert.equal(err.retryAfterSeconds, c.retryAfter);
-      assert.match(err.message, c.message);
-      assert.ok(!err.message.includes(token), "the token never appears");
+      assertFailure(await attempt(c.reply), { ...c, status: c.reply.status }, token, "the token never appears");
     });
   }
 });

@@ -1,33 +1,21 @@
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
+import { after, describe, it } from "node:test";
+import { startReceiver, type Reply } from "../../test/support/receiver.ts";
+import { notificationWith, sendResult } from "../../test/support/targets.ts";
 import { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { TargetUrlError } from "./module.ts";
 import { escapeNtfy, ntfyModule, truncateUtf8, type NtfyMessage } from "./ntfy.ts";
-import type { DigestEntry, Notification, Target } from "./types.ts";
+import type { DigestEntry, Target } from "./types.ts";
 
 const hostileText = "<b>x</b> [click](https://evil.example) \u001b[31mred\u0007 \u202Egnp.exe\u202C *bold* @all";
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "r",
-    account: "a",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: "Eve <eve@evil.example>",
-    subject: "Invoice\n\u001b]0;pwned\u0007 ready",
-    date: "2026-11-23T00:00:00.000Z",
-    fields: {},
-    total: null,
-    link: "https://mail.example/#search/m",
-    render: (escape) => `New: ${escape(hostileText)}\nsecond line`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({
+  rule: "r",
+  subject: "Invoice\n\u001b]0;pwned\u0007 ready",
+  link: "https://mail.example/#search/m",
+  render: (escape) => `New: ${escape(hostileText)}\nsecond line`,
+});
 
 function create(options: Record<string, unknown> = {}): Target {
   return ntfyModule.create(ntfyModule.schema.parse({ name: "phone", type: "ntfy", topic: "mailbell_alerts", ...options }), { state: memoryTargetState() });
@@ -121,58 +109,32 @@ describe("ntfy payload", () => {
   });
 });
 
-describe("ntfy sending", () => {
-  let server: http.Server;
-  let base: string;
-  const replies: { status: number; body: string; headers?: Record<string, string> }[] = [];
-  const seen: { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
-  before(async () => {
-    server = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (d: Buffer) => (body += d.toString()));
-      req.on("end", () => {
-        seen.push({ method: req.method!, url: req.url!, headers: req.headers, body });
-        // ntfy answers a publish with the stored message as JSON.
-        const r = replies.shift() ?? { status: 200, body: JSON.stringify({ id: "hwQ2YpKdmg", time: 1763856000, event: "message", topic: "mailbell_alerts" }) };
-        res.writeHead(r.status, { "content-type": "application/json", ...r.headers });
-        res.end(r.body);
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
+const receiver = await startReceiver({ headers: { "content-type": "application/json" } });
+// ntfy answers a publish with the stored message as JSON.
+receiver.setDefault({ status: 200, body: JSON.stringify({ id: "hwQ2YpKdmg", time: 1763856000, event: "message", topic: "mailbell_alerts" }) });
+after(() => receiver.close());
 
-  async function sendOnce(options: Record<string, unknown>, reply?: (typeof replies)[number]): Promise<TargetError | undefined> {
-    if (reply) replies.push(reply);
-    const t = create({ server: `${base}/`, ...options });
-    try {
-      await t.send(t.render(notification()));
-      return undefined;
-    } catch (err) {
-      assert.ok(err instanceof TargetError, String(err));
-      return err;
-    }
+describe("ntfy sending", () => {
+  async function sendOnce(options: Record<string, unknown>, reply?: Reply): Promise<TargetError | undefined> {
+    if (reply) receiver.reply(reply);
+    return sendResult(create({ server: receiver.url(), ...options }), notification());
   }
 
   it("POSTs the JSON to the server root, with a bearer token", async () => {
     assert.equal(await sendOnce({ token: "tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2" }), undefined);
-    const req = seen.at(-1)!;
+    const req = receiver.requests.at(-1)!;
     assert.equal(req.method, "POST");
-    assert.equal(req.url, "/");
+    assert.equal(req.path, "/");
     assert.equal(req.headers.authorization, "Bearer tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2");
     assert.match(String(req.headers["content-type"]), /^application\/json/);
-    assert.equal(parse(req.body).topic, "mailbell_alerts");
+    assert.equal(parse(req.text).topic, "mailbell_alerts");
   });
 
   it("sends user and password as basic auth, and nothing without credentials", async () => {
     await sendOnce({ user: "phil", password: "mypass" });
-    assert.equal(seen.at(-1)!.headers.authorization, `Basic ${Buffer.from("phil:mypass").toString("base64")}`);
+    assert.equal(receiver.requests.at(-1)!.headers.authorization, `Basic ${Buffer.from("phil:mypass").toString("base64")}`);
     await sendOnce({});
-    assert.equal(seen.at(-1)!.headers.authorization, undefined);
+    assert.equal(receiver.requests.at(-1)!.headers.authorization, undefined);
   });
 
   const ntfyError = (code: number, error: string) => JSON.stringify({ code, http: Math.floor(code / 100), error, link: "https://ntfy.sh/docs/publish/" });
@@ -204,11 +166,9 @@ describe("ntfy sending", () => {
   });
 
   it("a server that is down is retryable", async () => {
-    const closed = http.createServer();
-    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise((resolve) => closed.close(resolve));
-    const t = create({ server: `http://127.0.0.1:${port}` });
+    const closed = await startReceiver();
+    await closed.close();
+    const t = create({ server: `http://127.0.0.1:${closed.port}` });
     await assert.rejects(t.send(t.render(notification())), (err: unknown) => err instanceof TargetError && err.retryable && /ECONNREFUSED/.test(err.message));
   });
 });

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, beforeEach, describe, it } from "node:test";
+import type { IncomingHttpHeaders } from "node:http";
+import { after, beforeEach, describe, it } from "node:test";
+import { startReceiver, type Reply } from "../../test/support/receiver.ts";
+import { failureOf, notificationWith } from "../../test/support/targets.ts";
 import { targetSchema } from "../config/schema.ts";
-import { TargetError } from "../errors.ts";
+import type { TargetError } from "../errors.ts";
 import { memoryTargetState, type TargetStateStore } from "../store/target-state.ts";
 import { createTargets } from "./index.ts";
 import { TargetUrlError } from "./module.ts";
@@ -12,90 +13,57 @@ import type { Notification, NotificationTotal, Target } from "./types.ts";
 
 const token = "xoxb-_fake_test_token_0987654321";
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "receipts",
-    account: "a",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: "Eve <eve@evil.example>",
-    subject: "<!channel> hi & bye",
-    date: "2026-11-23T00:00:00.000Z",
-    fields: {},
-    total: null,
-    link: undefined,
-    render: (escape) => `*New:* ${escape("<@U1> & <https://evil|x>")}`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({ subject: "<!channel> hi & bye", render: (escape) => `*New:* ${escape("<@U1> & <https://evil|x>")}` });
 
 function total(period: string): NotificationTotal {
   return { amount: "480", currency: "JPY", text: "¥480", period, periodLabel: period };
 }
 
 /** Answers as the Slack Web API documents: JSON bodies, HTTP 200 even for most errors. */
-interface Reply {
+interface ApiReply {
   status?: number;
   json?: unknown;
   raw?: string;
   headers?: Record<string, string>;
 }
 
+function webApi(reply: ApiReply): Reply {
+  const isJson = reply.json !== undefined;
+  return {
+    status: reply.status ?? 200,
+    headers: { "content-type": isJson ? "application/json; charset=utf-8" : "text/plain", ...reply.headers },
+    body: isJson ? JSON.stringify(reply.json) : (reply.raw ?? ""),
+  };
+}
+
 interface Seen {
   method: string;
   path: string;
-  headers: http.IncomingHttpHeaders;
+  headers: IncomingHttpHeaders;
   body: Record<string, unknown>;
   /** The ts a successful reply handed out. */
   ts: string | undefined;
 }
 
-let server: http.Server;
-let api: string;
-const replies: Reply[] = [];
-let seen: Seen[] = [];
+const receiver = await startReceiver();
+const api = receiver.url("/api");
+/** The ts each successful chat.postMessage handed out, by request index. */
+const issued = new Map<number, string>();
 let tsCounter = 0;
-
-before(async () => {
-  server = http.createServer((req, res) => {
-    let text = "";
-    req.on("data", (d: Buffer) => (text += d.toString()));
-    req.on("end", () => {
-      let body: Record<string, unknown> = {};
-      try {
-        body = JSON.parse(text) as Record<string, unknown>;
-      } catch {
-        // kept empty: a test asserting on the body fails visibly
-      }
-      const queued = replies.shift();
-      let ts: string | undefined;
-      let reply: Reply;
-      if (queued) reply = queued;
-      else if (req.url?.endsWith("/chat.postMessage")) {
-        ts = `1700000000.${String(++tsCounter).padStart(6, "0")}`;
-        reply = { json: { ok: true, channel: "C0RECEIPTS", ts, message: { type: "message", text: body.text, ts } } };
-      } else reply = { raw: "ok" };
-      seen.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers, body, ts });
-      const isJson = reply.json !== undefined;
-      res.writeHead(reply.status ?? 200, { "content-type": isJson ? "application/json; charset=utf-8" : "text/plain", ...reply.headers });
-      res.end(isJson ? JSON.stringify(reply.json) : (reply.raw ?? ""));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  api = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api`;
+// Unless a test queued an answer: chat.postMessage posts, anything else is an incoming webhook.
+receiver.setDefault((req) => {
+  if (!req.path.endsWith("/chat.postMessage")) return webApi({ raw: "ok" });
+  const ts = `1700000000.${String(++tsCounter).padStart(6, "0")}`;
+  issued.set(req.index, ts);
+  return webApi({ json: { ok: true, channel: "C0RECEIPTS", ts, message: { type: "message", text: (req.json as { text?: unknown } | undefined)?.text, ts } } });
 });
+after(() => receiver.close());
+beforeEach(() => receiver.clear());
 
-after(() => {
-  server.closeAllConnections();
-  server.close();
-});
-
-beforeEach(() => {
-  replies.length = 0;
-  seen = [];
-});
+/** What Slack received in this test; a body that is not JSON reads as {}, so assertions on it fail visibly. */
+function seen(): Seen[] {
+  return receiver.requests.map((r) => ({ method: r.method, path: r.path, headers: r.headers, body: (r.json ?? {}) as Record<string, unknown>, ts: issued.get(r.index) }));
+}
 
 function apiTarget(options: Record<string, unknown> = {}, state: TargetStateStore = memoryTargetState()): Target {
   const config = targetSchema.parse({ name: "team", type: "slack", token, channel: "#receipts", apiUrl: api, ...options });
@@ -103,21 +71,15 @@ function apiTarget(options: Record<string, unknown> = {}, state: TargetStateStor
 }
 
 async function sendError(target: Target, n: Notification = notification()): Promise<TargetError> {
-  try {
-    await target.send(target.render(n));
-  } catch (err) {
-    assert.ok(err instanceof TargetError, String(err));
-    return err;
-  }
-  assert.fail("expected the send to fail");
+  return (await failureOf(target.send(target.render(n)))) ?? assert.fail("expected the send to fail");
 }
 
 describe("slack Web API: posting", () => {
   it("posts chat.postMessage with the bearer token and the documented body", async () => {
     const t = apiTarget({ username: "mailbell", icon_emoji: ":bell:", icon_url: "https://example.test/i.png" });
     await t.send(t.render(notification()));
-    assert.equal(seen.length, 1);
-    const [req] = seen;
+    assert.equal(seen().length, 1);
+    const [req] = seen();
     assert.equal(req!.method, "POST");
     assert.equal(req!.path, "/api/chat.postMessage");
     assert.equal(req!.headers.authorization, `Bearer ${token}`);
@@ -135,8 +97,8 @@ describe("slack Web API: posting", () => {
   it("a trailing slash on apiUrl and the optional keys left out", async () => {
     const t = apiTarget({ apiUrl: `${api}/` });
     await t.send(t.render(notification()));
-    assert.equal(seen[0]!.path, "/api/chat.postMessage");
-    assert.deepEqual(Object.keys(seen[0]!.body).sort(), ["blocks", "channel", "text", "unfurl_links", "unfurl_media"]);
+    assert.equal(seen()[0]!.path, "/api/chat.postMessage");
+    assert.deepEqual(Object.keys(seen()[0]!.body).sort(), ["blocks", "channel", "text", "unfurl_links", "unfurl_media"]);
   });
 
   it("posts to the configured channel even if the queued row named another", async () => {
@@ -144,7 +106,7 @@ describe("slack Web API: posting", () => {
     const payload = t.render(notification());
     const old = { ...(JSON.parse(payload.body) as Record<string, unknown>), channel: "#old" };
     await t.send({ contentType: payload.contentType, body: JSON.stringify(old) });
-    assert.equal(seen[0]!.body.channel, "#receipts");
+    assert.equal(seen()[0]!.body.channel, "#receipts");
   });
 
   it("paces at one message per second with a small burst", () => {
@@ -155,8 +117,8 @@ describe("slack Web API: posting", () => {
     const t = apiTarget();
     const entry = { rule: "r", subject: "s", summary: "one &amp; two", body: t.render(notification()).body };
     await t.send(t.renderDigest([entry], 3));
-    assert.equal(seen[0]!.body.channel, "#receipts");
-    assert.match(String(seen[0]!.body.text), /^\*3 mails\*.*\n• one &amp; two\n…and 2 more$/s);
+    assert.equal(seen()[0]!.body.channel, "#receipts");
+    assert.match(String(seen()[0]!.body.text), /^\*3 mails\*.*\n• one &amp; two\n…and 2 more$/s);
   });
 });
 
@@ -184,7 +146,7 @@ describe("slack Web API: errors", () => {
   const cases = [...retryable.map((error) => ({ error, retryable: true })), ...final.map((error) => ({ error, retryable: false }))];
   for (const c of cases) {
     it(`HTTP 200 ok:false "${c.error}" is ${c.retryable ? "retryable" : "final"}`, async () => {
-      replies.push({ json: { ok: false, error: c.error } });
+      receiver.reply(webApi({ json: { ok: false, error: c.error } }));
       const err = await sendError(apiTarget());
       assert.equal(err.retryable, c.retryable);
       assert.equal(err.status, 200);
@@ -195,7 +157,7 @@ describe("slack Web API: errors", () => {
   }
 
   it("HTTP 429 with Retry-After is retryable and carries the wait", async () => {
-    replies.push({ status: 429, headers: { "retry-after": "30" }, json: { ok: false, error: "ratelimited" } });
+    receiver.reply(webApi({ status: 429, headers: { "retry-after": "30" }, json: { ok: false, error: "ratelimited" } }));
     const err = await sendError(apiTarget());
     assert.equal(err.retryable, true);
     assert.equal(err.status, 429);
@@ -210,7 +172,7 @@ describe("slack Web API: errors", () => {
   ];
   for (const c of httpCases) {
     it(`HTTP ${c.status} is ${c.retryable ? "retryable" : "final"}`, async () => {
-      replies.push({ status: c.status, json: c.json, raw: c.raw });
+      receiver.reply(webApi({ status: c.status, json: c.json, raw: c.raw }));
       const err = await sendError(apiTarget());
       assert.equal(err.retryable, c.retryable);
       assert.ok(err.message.includes(`answered ${c.shows}`), err.message);
@@ -218,23 +180,23 @@ describe("slack Web API: errors", () => {
   }
 
   it("a 200 that is not the Web API's JSON is retried", async () => {
-    replies.push({ raw: "" });
+    receiver.reply(webApi({ raw: "" }));
     const err = await sendError(apiTarget());
     assert.equal(err.retryable, true);
     assert.match(err.message, /without the Web API's JSON reply \(empty\); will retry/);
   });
 
   it("names the scope Slack says is missing and Slack's own explanation", async () => {
-    replies.push({ json: { ok: false, error: "missing_scope", needed: "chat:write", provided: "channels:read" } });
+    receiver.reply(webApi({ json: { ok: false, error: "missing_scope", needed: "chat:write", provided: "channels:read" } }));
     assert.match((await sendError(apiTarget())).message, /needed: chat:write/);
-    replies.push({ json: { ok: false, error: "invalid_blocks", response_metadata: { messages: ["[ERROR] must be more than 0 characters [json-pointer:/blocks/0/text]"] } } });
+    receiver.reply(webApi({ json: { ok: false, error: "invalid_blocks", response_metadata: { messages: ["[ERROR] must be more than 0 characters [json-pointer:/blocks/0/text]"] } } }));
     assert.match((await sendError(apiTarget())).message, /must be more than 0 characters/);
-    replies.push({ json: { ok: false, error: "not_in_channel" } });
+    receiver.reply(webApi({ json: { ok: false, error: "not_in_channel" } }));
     assert.match((await sendError(apiTarget())).message, /\/invite/);
   });
 
   it("ok:true without ts still counts as delivered", async () => {
-    replies.push({ json: { ok: true, warning: "missing_charset" } });
+    receiver.reply(webApi({ json: { ok: true, warning: "missing_charset" } }));
     const t = apiTarget({ thread: true });
     await t.send(t.render(notification()));
   });
@@ -243,9 +205,9 @@ describe("slack Web API: errors", () => {
 describe("slack Web API: threads", () => {
   /** Sends one notification and returns what Slack received for it. */
   async function post(t: Target, n: Notification): Promise<Seen[]> {
-    const before = seen.length;
+    const before = seen().length;
     await t.send(t.render(n));
-    return seen.slice(before);
+    return seen().slice(before);
   }
 
   it("puts the thread key into the stored payload and never sends it", async () => {
@@ -309,7 +271,7 @@ describe("slack Web API: threads", () => {
       const state = memoryTargetState();
       state.set("thread:#receipts:receipts", "1600000000.000001");
       const t = apiTarget({ thread: true }, state);
-      replies.push({ json: { ok: false, error: gone } });
+      receiver.reply(webApi({ json: { ok: false, error: gone } }));
       const reqs = await post(t, notification());
       assert.equal(reqs.length, 2);
       assert.equal(reqs[0]!.body.thread_ts, "1600000000.000001");
@@ -323,17 +285,17 @@ describe("slack Web API: threads", () => {
   it("other refusals of a reply are not retried without the thread", async () => {
     const state = memoryTargetState();
     state.set("thread:#receipts:receipts", "1600000000.000001");
-    replies.push({ json: { ok: false, error: "is_archived" } });
+    receiver.reply(webApi({ json: { ok: false, error: "is_archived" } }));
     const err = await sendError(apiTarget({ thread: true }, state));
     assert.equal(err.retryable, false);
-    assert.equal(seen.length, 1);
+    assert.equal(seen().length, 1);
     assert.equal(state.get("thread:#receipts:receipts"), "1600000000.000001");
   });
 
   it("a failed first message saves nothing, so the next one is the parent", async () => {
     const state = memoryTargetState();
     const t = apiTarget({ thread: true }, state);
-    replies.push({ json: { ok: false, error: "internal_error" } });
+    receiver.reply(webApi({ json: { ok: false, error: "internal_error" } }));
     await sendError(t);
     assert.equal(state.get("thread:#receipts:receipts"), undefined);
     const [req] = await post(t, notification());
@@ -350,7 +312,7 @@ describe("slack Web API: threads", () => {
     };
     const t = apiTarget({ thread: true }, broken);
     await t.send(t.render(notification()));
-    assert.equal(seen.length, 1);
+    assert.equal(seen().length, 1);
   });
 
   it("rows queued with a thread key post top-level once thread is turned off", async () => {
@@ -358,8 +320,8 @@ describe("slack Web API: threads", () => {
     state.set("thread:#receipts:receipts", "1600000000.000001");
     const queued = apiTarget({ thread: true }, state).render(notification());
     await apiTarget({}, state).send(queued);
-    assert.equal(seen[0]!.body.thread_ts, undefined);
-    assert.equal(seen[0]!.body[threadField], undefined);
+    assert.equal(seen()[0]!.body.thread_ts, undefined);
+    assert.equal(seen()[0]!.body[threadField], undefined);
   });
 
   it("a digest joins a thread only when all its rows share it", () => {
@@ -377,11 +339,11 @@ describe("slack Web API: threads", () => {
 describe("slack webhook mode next to the Web API", () => {
   it("strips a thread key left in a row queued under the Web API", async () => {
     const queued = apiTarget({ thread: true }).render(notification());
-    const hook = createTargets([targetSchema.parse({ name: "hook", type: "slack", url: api.replace(/\/api$/, "/services/T/B/x") })]).get("hook")!;
+    const hook = createTargets([targetSchema.parse({ name: "hook", type: "slack", url: receiver.url("/services/T/B/x") })]).get("hook")!;
     await hook.send(queued);
-    assert.equal(seen[0]!.path, "/services/T/B/x");
-    assert.equal(seen[0]!.body[threadField], undefined);
-    assert.equal(seen[0]!.headers.authorization, undefined);
+    assert.equal(seen()[0]!.path, "/services/T/B/x");
+    assert.equal(seen()[0]!.body[threadField], undefined);
+    assert.equal(seen()[0]!.headers.authorization, undefined);
   });
 });
 

@@ -1,33 +1,17 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { amountField, notificationWith } from "../../test/support/targets.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { TargetUrlError } from "./module.ts";
 import { stdoutModule } from "./stdout.ts";
 import { escapeTerminal } from "./text.ts";
-import type { Notification, Target } from "./types.ts";
+import type { Target } from "./types.ts";
 import type { WebhookBody } from "./webhook.ts";
 
 // Retitles the terminal, clears the screen, fakes a second line, reverses text, C1 CSI.
 const hostile = "\u001b]0;owned\u0007\u001b[2J\r\n[mailbell] fake line \u202Egnp.exe\u202C \u009b31m <b>&amp;</b>";
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "r",
-    account: "a",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: "Eve <eve@evil.example>",
-    subject: hostile,
-    date: "2026-11-23T00:00:00.000Z",
-    fields: { amount: { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" } },
-    total: null,
-    link: undefined,
-    render: (escape) => `New mail:\n  ${escape(hostile)}`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({ rule: "r", subject: hostile, fields: { amount: amountField }, render: (escape) => `New mail:\n  ${escape(hostile)}` });
 
 function create(options: Record<string, unknown> = {}): { target: Target; lines: string[] } {
   const lines: string[] = [];

@@ -1,36 +1,23 @@
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
+import { after, describe, it } from "node:test";
+import { startReceiver, type Reply } from "../../test/support/receiver.ts";
+import { amountField, failureOf, notificationWith, sendResult } from "../../test/support/targets.ts";
 import { TargetError } from "../errors.ts";
 import { maskUrl, parseRetryAfter } from "./http.ts";
 import { targetSchema } from "../config/schema.ts";
 import { createTargets as createFromConfig } from "./index.ts";
 import { escapeSlack } from "./slack.ts";
 import { truncate } from "./text.ts";
-import type { Notification } from "./types.ts";
 
 /** Targets from config as the loader would hand them over (defaults filled in). */
 const createTargets = (configs: unknown[]) => createFromConfig(configs.map((c) => targetSchema.parse(c)));
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "r",
-    account: "a",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: "Eve <eve@evil.example>",
-    subject: "<!channel> hi & bye",
-    date: "2026-11-23T00:00:00.000Z",
-    fields: { amount: { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" }, item: null },
-    total: null,
-    link: undefined,
-    render: (escape) => `*New:* ${escape("<@U1> & <https://evil|x>")}`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({
+  rule: "r",
+  subject: "<!channel> hi & bye",
+  fields: { amount: amountField, item: null },
+  render: (escape) => `*New:* ${escape("<@U1> & <https://evil|x>")}`,
+});
 
 describe("escapeSlack", () => {
   it("escapes exactly &, < and >", () => {
@@ -107,49 +94,22 @@ describe("webhook payload", () => {
   });
 });
 
-describe("sending", () => {
-  let server: http.Server;
-  let base: string;
-  const replies: { status: number; body: string; headers?: Record<string, string>; hang?: boolean }[] = [];
-  const seen: { headers: http.IncomingHttpHeaders; body: string }[] = [];
-  before(async () => {
-    server = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (d: Buffer) => (body += d.toString()));
-      req.on("end", () => {
-        seen.push({ headers: req.headers, body });
-        const r = replies.shift() ?? { status: 200, body: "ok" };
-        if (r.hang) return;
-        res.writeHead(r.status, { "content-type": "text/plain", ...r.headers });
-        res.end(r.body);
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
+const receiver = await startReceiver({ headers: { "content-type": "text/plain" } });
+after(() => receiver.close());
 
-  async function sendOnce(reply: (typeof replies)[number], timeoutMs?: number): Promise<TargetError | undefined> {
-    replies.push(reply);
-    const [t] = createTargets([{ name: "team", type: "slack", url: `${base}/services/T/B/secret` }]).values();
-    try {
-      if (timeoutMs) {
-        const { postPayload } = await import("./http.ts");
-        await postPayload(t!.render(notification()), { target: "team", url: `${base}/services/T/B/secret`, maskedUrl: maskUrl(base + "/x"), timeoutMs });
-      } else await t!.send(t!.render(notification()));
-      return undefined;
-    } catch (err) {
-      assert.ok(err instanceof TargetError);
-      return err;
-    }
+describe("sending", () => {
+  async function sendOnce(reply: Reply, timeoutMs?: number): Promise<TargetError | undefined> {
+    receiver.reply(reply);
+    const url = receiver.url("/services/T/B/secret");
+    const [t] = createTargets([{ name: "team", type: "slack", url }]).values();
+    if (!timeoutMs) return sendResult(t!, notification());
+    const { postPayload } = await import("./http.ts");
+    return failureOf(postPayload(t!.render(notification()), { target: "team", url, maskedUrl: maskUrl(receiver.url("/x")), timeoutMs }));
   }
 
   it("succeeds on 200 and posts JSON", async () => {
     assert.equal(await sendOnce({ status: 200, body: "ok" }), undefined);
-    assert.match(String(seen.at(-1)!.headers["content-type"]), /^application\/json/);
+    assert.match(String(receiver.requests.at(-1)!.headers["content-type"]), /^application\/json/);
   });
 
   const cases = [
@@ -178,11 +138,9 @@ describe("sending", () => {
   });
 
   it("a connection refused or a timeout is retryable", async () => {
-    const closed = http.createServer();
-    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise((resolve) => closed.close(resolve));
-    const [dead] = createTargets([{ name: "dead", type: "webhook", url: `http://127.0.0.1:${port}/x` }]).values();
+    const closed = await startReceiver();
+    await closed.close();
+    const [dead] = createTargets([{ name: "dead", type: "webhook", url: closed.url("/x") }]).values();
     await assert.rejects(dead!.send(dead!.render(notification())), (err: unknown) => err instanceof TargetError && err.retryable && /ECONNREFUSED/.test(err.message));
     const err = await sendOnce({ status: 200, body: "", hang: true }, 200);
     assert.equal(err?.retryable, true);

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
-import { TargetError } from "../errors.ts";
+import { after, describe, it } from "node:test";
+import { startReceiver, type Reply } from "../../test/support/receiver.ts";
+import { amountField, assertFailure, gmailLink, notificationWith, sendResult } from "../../test/support/targets.ts";
+import type { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { TargetUrlError } from "./module.ts";
 import { escapeTeams, teamsModule } from "./teams.ts";
@@ -11,24 +11,13 @@ import type { DigestEntry, Notification, Target } from "./types.ts";
 const hostile = "@everyone <@123> [x](https://evil) <!channel> **bold**";
 const workflowUrl = "https://prod-161.westeurope.logic.azure.com/workflows/643e69f8/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=S3cretSig";
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "receipts",
-    account: "a",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: "_Eve_ [boss](https://evil) <eve@evil.example>",
-    subject: hostile,
-    date: "2026-11-23T00:00:00.000Z",
-    fields: { amount: { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" }, item: { text: hostile, raw: hostile }, shop: null },
-    total: null,
-    link: "https://mail.google.com/mail/u/0/#search/rfc822msgid%3Am%40x",
-    render: (escape) => `**New:** ${escape(hostile)}`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({
+  from: "_Eve_ [boss](https://evil) <eve@evil.example>",
+  subject: hostile,
+  fields: { amount: amountField, item: { text: hostile, raw: hostile }, shop: null },
+  link: gmailLink,
+  render: (escape) => `**New:** ${escape(hostile)}`,
+});
 
 function create(url = workflowUrl): Target {
   return teamsModule.create(teamsModule.schema.parse({ name: "team", type: "teams", url }), { state: memoryTargetState() });
@@ -138,53 +127,27 @@ describe("teams payload", () => {
   });
 });
 
-describe("teams sending", () => {
-  let server: http.Server;
-  let base: string;
-  const replies: { status: number; body?: string; headers?: Record<string, string> }[] = [];
-  const seen: { url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
-  before(async () => {
-    server = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (d: Buffer) => (body += d.toString()));
-      req.on("end", () => {
-        seen.push({ url: req.url ?? "", headers: req.headers, body });
-        // Workflows queues the run and answers 202 Accepted with an empty body.
-        const r = replies.shift() ?? { status: 202 };
-        res.writeHead(r.status, { "content-type": "application/json", ...r.headers });
-        res.end(r.body ?? "");
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
+const receiver = await startReceiver({ headers: { "content-type": "application/json" } });
+// Workflows queues the run and answers 202 Accepted with an empty body.
+receiver.setDefault({ status: 202 });
+after(() => receiver.close());
 
+describe("teams sending", () => {
   const path = "/workflows/643e69f8/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=S3cretSig";
-  async function attempt(reply?: (typeof replies)[number]): Promise<TargetError | undefined> {
-    if (reply) replies.push(reply);
-    const t = create(`${base}${path}`);
-    try {
-      await t.send(t.render(notification()));
-      return undefined;
-    } catch (err) {
-      assert.ok(err instanceof TargetError);
-      return err;
-    }
+  async function attempt(reply?: Reply): Promise<TargetError | undefined> {
+    if (reply) receiver.reply(reply);
+    return sendResult(create(receiver.url(path)), notification());
   }
 
   it("202 Accepted is success; the card is posted to the workflow URL as is", async () => {
     assert.equal(await attempt(), undefined);
-    assert.equal(seen.at(-1)!.url, path);
-    assert.equal((JSON.parse(seen.at(-1)!.body) as Body).type, "message");
-    assert.match(String(seen.at(-1)!.headers["content-type"]), /^application\/json/);
+    assert.equal(receiver.requests.at(-1)!.path, path);
+    assert.equal((receiver.requests.at(-1)!.json as Body).type, "message");
+    assert.match(String(receiver.requests.at(-1)!.headers["content-type"]), /^application\/json/);
   });
 
   const error = (code: string, message: string) => JSON.stringify({ error: { code, message } });
-  const cases: { name: string; reply: (typeof replies)[number]; retryable: boolean; retryAfter?: number; message: RegExp }[] = [
+  const cases: { name: string; reply: Reply; retryable: boolean; retryAfter?: number; message: RegExp }[] = [
     { name: "400 bad content", reply: { status: 400, body: error("InvalidRequestContent", "The request content is not valid and could not be deserialized.") }, retryable: false, message: /answered 400: InvalidRequestContent: The request content is not valid/ },
     { name: "401 bad signature", reply: { status: 401, body: error("DirectApiInvalidAuthorizationSignature", "The provided authorization signature is not valid.") }, retryable: false, message: /signature \(sig=\) is wrong/ },
     { name: "403", reply: { status: 403, body: error("AuthorizationFailed", "Forbidden.") }, retryable: false, message: /copy the URL again/ },
@@ -198,13 +161,7 @@ describe("teams sending", () => {
   ];
   for (const c of cases) {
     it(`${c.name} is ${c.retryable ? "retryable" : "final"}`, async () => {
-      const err = await attempt(c.reply);
-      assert.ok(err, "must throw");
-      assert.equal(err.status, c.reply.status);
-      assert.equal(err.retryable, c.retryable);
-      assert.equal(err.retryAfterSeconds, c.retryAfter);
-      assert.match(err.message, c.message);
-      assert.ok(!err.message.includes("S3cretSig"), "the signature is masked");
+      assertFailure(await attempt(c.reply), { ...c, status: c.reply.status }, "S3cretSig", "the signature is masked");
     });
   }
 });

@@ -1,35 +1,22 @@
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
-import { TargetError } from "../errors.ts";
+import { after, describe, it } from "node:test";
+import { startReceiver } from "../../test/support/receiver.ts";
+import { notificationWith, sendResult } from "../../test/support/targets.ts";
+import type { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { TargetUrlError } from "./module.ts";
 import { escapeTelegram, telegramModule, truncateTelegramHtml } from "./telegram.ts";
-import type { DigestEntry, Notification, Target } from "./types.ts";
+import type { DigestEntry, Target } from "./types.ts";
 
 const botToken = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
 const hostile = '<a href="tg://user?id=1">@admin</a> </b><script>&amp; "quote"';
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "r",
-    account: "a",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: "Eve <eve@evil.example>",
-    subject: "<b>hi</b>",
-    date: "2026-11-23T00:00:00.000Z",
-    fields: {},
-    total: null,
-    link: undefined,
-    // The template's own text uses Telegram HTML on purpose; the substituted value is the mail's.
-    render: (escape) => `<b>New:</b> ${escape(hostile)}`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({
+  rule: "r",
+  subject: "<b>hi</b>",
+  // The template's own text uses Telegram HTML on purpose; the substituted value is the mail's.
+  render: (escape) => `<b>New:</b> ${escape(hostile)}`,
+});
 
 function create(options: Record<string, unknown> = {}): Target {
   return telegramModule.create(telegramModule.schema.parse({ name: "tg", type: "telegram", token: botToken, chatId: -1001234567890, ...options }), { state: memoryTargetState() });
@@ -133,47 +120,22 @@ describe("truncateTelegramHtml", () => {
   for (const [what, input, max, output] of cases) it(what, () => assert.equal(truncateTelegramHtml(input, max), output));
 });
 
-describe("telegram sending", () => {
-  let server: http.Server;
-  let base: string;
-  const replies: { status: number; body: unknown; headers?: Record<string, string> }[] = [];
-  const seen: { method: string; url: string; body: string }[] = [];
-  before(async () => {
-    server = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (d: Buffer) => (body += d.toString()));
-      req.on("end", () => {
-        seen.push({ method: req.method!, url: req.url!, body });
-        const r = replies.shift() ?? { status: 200, body: { ok: true, result: { message_id: 1, date: 1763856000, chat: { id: -1001234567890, type: "supergroup" }, text: "x" } } };
-        res.writeHead(r.status, { "content-type": "application/json", ...r.headers });
-        res.end(JSON.stringify(r.body));
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
+const receiver = await startReceiver({ headers: { "content-type": "application/json" } });
+receiver.setDefault({ status: 200, body: JSON.stringify({ ok: true, result: { message_id: 1, date: 1763856000, chat: { id: -1001234567890, type: "supergroup" }, text: "x" } }) });
+after(() => receiver.close());
 
-  async function sendOnce(reply?: (typeof replies)[number]): Promise<TargetError | undefined> {
-    if (reply) replies.push(reply);
-    const t = create({ apiUrl: `${base}/` });
-    try {
-      await t.send(t.render(notification()));
-      return undefined;
-    } catch (err) {
-      assert.ok(err instanceof TargetError, String(err));
-      return err;
-    }
+describe("telegram sending", () => {
+  /** Every Bot API answer is JSON, so `body` is sent JSON-encoded (a string too). */
+  async function sendOnce(reply?: { status: number; body: unknown; headers?: Record<string, string> }): Promise<TargetError | undefined> {
+    if (reply) receiver.reply({ ...reply, body: JSON.stringify(reply.body) });
+    return sendResult(create({ apiUrl: receiver.url() }), notification());
   }
 
   it("POSTs to /bot<token>/sendMessage", async () => {
     assert.equal(await sendOnce(), undefined);
-    assert.equal(seen.at(-1)!.method, "POST");
-    assert.equal(seen.at(-1)!.url, `/bot${botToken}/sendMessage`);
-    assert.equal(parse(seen.at(-1)!.body).parse_mode, "HTML");
+    assert.equal(receiver.requests.at(-1)!.method, "POST");
+    assert.equal(receiver.requests.at(-1)!.path, `/bot${botToken}/sendMessage`);
+    assert.equal(parse(receiver.requests.at(-1)!.text).parse_mode, "HTML");
   });
 
   const error = (code: number, description: string, parameters?: unknown) => ({ ok: false, error_code: code, description, ...(parameters ? { parameters } : {}) });

@@ -1,34 +1,25 @@
 import assert from "node:assert/strict";
 import { createHmac, timingSafeEqual } from "node:crypto";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
+import type { IncomingHttpHeaders } from "node:http";
+import { after, describe, it } from "node:test";
+import { startReceiver } from "../../test/support/receiver.ts";
+import { amountField, notificationWith } from "../../test/support/targets.ts";
 import { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
-import type { Notification, Target } from "./types.ts";
+import type { Target } from "./types.ts";
 import { checkBody, signatureHeaders, webhookModule, type WebhookBody } from "./webhook.ts";
 
 // Quotes, backslashes, line breaks, a fake JSON continuation, a lone surrogate, template braces.
 const hostile = '"}, "admin": true, "x": "\\\n\u2028{{text}}\ud800</script>';
 
-function notification(overrides: Partial<Notification> = {}): Notification {
-  return {
-    rule: "receipts",
-    account: "personal",
-    mailbox: "INBOX",
-    uidValidity: 7,
-    uid: 42,
-    messageId: "m@x",
-    from: `Eve ${hostile} <eve@evil.example>`,
-    subject: hostile,
-    date: "2026-11-23T00:00:00.000Z",
-    fields: { amount: { text: "¥480", raw: `￥480${hostile}`, amount: "480", currency: "JPY" }, item: null },
-    total: { amount: "3200", currency: "JPY", text: "¥3,200", period: "2026-11", periodLabel: "November" },
-    link: undefined,
-    render: (escape) => `Paid ${escape(hostile)}`,
-    ...overrides,
-  };
-}
+const notification = notificationWith({
+  account: "personal",
+  from: `Eve ${hostile} <eve@evil.example>`,
+  subject: hostile,
+  fields: { amount: { ...amountField, raw: `￥480${hostile}` }, item: null },
+  total: { amount: "3200", currency: "JPY", text: "¥3,200", period: "2026-11", periodLabel: "November" },
+  render: (escape) => `Paid ${escape(hostile)}`,
+});
 
 function create(options: Record<string, unknown> = {}): Target {
   return webhookModule.create(webhookModule.schema.parse({ name: "hook", type: "webhook", url: "http://127.0.0.1:1/x", ...options }), { state: memoryTargetState() });
@@ -124,34 +115,16 @@ describe("webhook body template", () => {
   });
 });
 
+const receiver = await startReceiver({ headers: { "content-type": "text/plain" } });
+receiver.setDefault({ status: 204, body: "" });
+after(() => receiver.close());
+
 describe("webhook sending", () => {
-  let server: http.Server;
-  let base: string;
-  const replies: { status: number; body: string; headers?: Record<string, string> }[] = [];
-  const seen: { method: string; headers: http.IncomingHttpHeaders; body: Buffer }[] = [];
-  before(async () => {
-    server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (d: Buffer) => chunks.push(d));
-      req.on("end", () => {
-        seen.push({ method: req.method!, headers: req.headers, body: Buffer.concat(chunks) });
-        const r = replies.shift() ?? { status: 204, body: "" };
-        res.writeHead(r.status, { "content-type": "text/plain", ...r.headers });
-        res.end(r.body);
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
 
   const secret = "whsec_0123456789abcdef0123456789abcdef";
 
   /** What a receiver does: HMAC over "<timestamp>.<raw body>", constant-time compare, recent timestamp. */
-  function verify(headers: http.IncomingHttpHeaders, raw: Buffer, key: string): boolean {
+  function verify(headers: IncomingHttpHeaders, raw: Buffer, key: string): boolean {
     const timestamp = String(headers["x-mailbell-timestamp"]);
     const expected = `sha256=${createHmac("sha256", key).update(`${timestamp}.`).update(raw).digest("hex")}`;
     const given = String(headers["x-mailbell-signature"]);
@@ -160,18 +133,18 @@ describe("webhook sending", () => {
   }
 
   it("POSTs with the Idempotency-Key, and no signature without a secret", async () => {
-    const t = create({ url: `${base}/hook` });
+    const t = create({ url: receiver.url("/hook") });
     await t.send(t.render(notification()), { idempotencyKey: "personal/INBOX/7/42/receipts/hook" });
-    const req = seen.at(-1)!;
+    const req = receiver.requests.at(-1)!;
     assert.equal(req.method, "POST");
     assert.equal(req.headers["idempotency-key"], "personal/INBOX/7/42/receipts/hook");
     assert.equal(req.headers["x-mailbell-signature"], undefined);
   });
 
   it("signs the exact body bytes with the timestamp, verifiable by a receiver", async () => {
-    const t = create({ url: `${base}/hook`, secret, headers: { "X-Mailbell-Signature": "forged", "x-mailbell-timestamp": "1", Authorization: "Bearer t" } });
+    const t = create({ url: receiver.url("/hook"), secret, headers: { "X-Mailbell-Signature": "forged", "x-mailbell-timestamp": "1", Authorization: "Bearer t" } });
     await t.send(t.render(notification({ subject: "ünïcödé 😀" })));
-    const req = seen.at(-1)!;
+    const req = receiver.requests.at(-1)!;
     assert.match(String(req.headers["x-mailbell-signature"]), /^sha256=[0-9a-f]{64}$/);
     assert.ok(verify(req.headers, req.body, secret), "signature verifies");
     assert.ok(!verify(req.headers, req.body, "another secret of some length"), "another key does not");
@@ -186,9 +159,9 @@ describe("webhook sending", () => {
   });
 
   it("PUTs when method is PUT, with the same headers", async () => {
-    const t = create({ url: `${base}/put`, method: "PUT", secret, body: '{"t": "{{text}}"}', contentType: "application/json" });
+    const t = create({ url: receiver.url("/put"), method: "PUT", secret, body: '{"t": "{{text}}"}', contentType: "application/json" });
     await t.send(t.render(notification()), { idempotencyKey: "k1" });
-    const req = seen.at(-1)!;
+    const req = receiver.requests.at(-1)!;
     assert.equal(req.method, "PUT");
     assert.equal(req.headers["idempotency-key"], "k1");
     assert.equal(req.headers["content-type"], "application/json");
@@ -207,8 +180,8 @@ describe("webhook sending", () => {
   for (const method of ["POST", "PUT"]) {
     for (const c of cases) {
       it(`${method} answered ${c.status} is ${c.retryable ? "retryable" : "final"}`, async () => {
-        replies.push({ status: c.status, body: c.body });
-        const t = create({ url: `${base}/secret-path`, method });
+        receiver.reply({ status: c.status, body: c.body });
+        const t = create({ url: receiver.url("/secret-path"), method });
         const err = await t.send(t.render(notification())).then(
           () => undefined,
           (e: unknown) => e,
@@ -221,16 +194,14 @@ describe("webhook sending", () => {
       });
     }
     it(`${method} answered 429 is retryable with Retry-After`, async () => {
-      replies.push({ status: 429, body: "slow down", headers: { "retry-after": "30" } });
-      const t = create({ url: `${base}/x`, method });
+      receiver.reply({ status: 429, body: "slow down", headers: { "retry-after": "30" } });
+      const t = create({ url: receiver.url("/x"), method });
       await assert.rejects(t.send(t.render(notification())), (err: unknown) => err instanceof TargetError && err.retryable && err.retryAfterSeconds === 30);
     });
     it(`${method} to a closed port is retryable`, async () => {
-      const closed = http.createServer();
-      await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
-      const port = (closed.address() as AddressInfo).port;
-      await new Promise((resolve) => closed.close(resolve));
-      const t = create({ url: `http://127.0.0.1:${port}/x`, method });
+      const closed = await startReceiver();
+      await closed.close();
+      const t = create({ url: `http://127.0.0.1:${closed.port}/x`, method });
       await assert.rejects(t.send(t.render(notification())), (err: unknown) => err instanceof TargetError && err.retryable && /ECONNREFUSED/.test(err.message));
     });
   }

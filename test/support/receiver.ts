@@ -33,6 +33,19 @@ export interface Reply {
   delayMs?: number;
   /** Drop the connection without any response (network failure as the client sees it). */
   destroy?: boolean;
+  /** Never answer: the connection stays open until the client gives up or close() (client timeouts). */
+  hang?: boolean;
+}
+
+/** A request as it arrived, before it was answered. */
+export type IncomingRequest = Omit<ReceivedRequest, "reply">;
+
+/** Picks the answer from the request, for a service whose answer depends on what was sent. */
+export type Responder = (req: IncomingRequest) => Reply;
+
+export interface ReceiverOptions {
+  /** Headers sent with every reply (a service's content type, say); a reply's own headers win. */
+  headers?: OutgoingHttpHeaders;
 }
 
 export type RequestPredicate = (req: ReceivedRequest) => boolean;
@@ -47,8 +60,8 @@ export interface Receiver {
   reply(...replies: Reply[]): void;
   /** Queue replies for the next requests whose path (without query) equals `path`. */
   replyOn(path: string, ...replies: Reply[]): void;
-  /** Answer used once the queues are empty; initially Slack's `200 ok`. */
-  setDefault(reply: Reply): void;
+  /** Answer used once the queues are empty (or a function that picks it); initially Slack's `200 ok`. */
+  setDefault(reply: Reply | Responder): void;
   /**
    * Resolves when `count` requests have arrived (with all of them), or when at least one request
    * matches `predicate` (with the matching ones). Rejects after `timeoutMs` listing what did arrive.
@@ -88,18 +101,19 @@ function describe(reqs: readonly ReceivedRequest[]): string {
   return `received ${reqs.length}:\n${lines.join("\n")}`;
 }
 
-export async function startReceiver(): Promise<Receiver> {
+export async function startReceiver(options: ReceiverOptions = {}): Promise<Receiver> {
   let requests: ReceivedRequest[] = [];
   let nextIndex = 0;
   let queue: Reply[] = [];
   let pathQueues = new Map<string, Reply[]>();
-  let fallback: Reply = slackReplies.ok();
+  let fallback: Reply | Responder = slackReplies.ok();
   const listeners = new Set<() => void>();
   const sockets = new Set<net.Socket>();
 
-  const nextReply = (path: string): Reply => {
-    const bare = path.split("?")[0] ?? path;
-    return pathQueues.get(bare)?.shift() ?? queue.shift() ?? fallback;
+  const nextReply = (req: IncomingRequest): Reply => {
+    const bare = req.path.split("?")[0] ?? req.path;
+    const reply = pathQueues.get(bare)?.shift() ?? queue.shift() ?? (typeof fallback === "function" ? fallback(req) : fallback);
+    return options.headers ? { ...reply, headers: { ...options.headers, ...reply.headers } } : reply;
   };
 
   const server = http.createServer((req, res) => {
@@ -116,12 +130,13 @@ export async function startReceiver(): Promise<Receiver> {
       } catch {
         json = undefined;
       }
-      const path = req.url ?? "/";
-      const reply = nextReply(path);
+      const incoming: IncomingRequest = { index: nextIndex++, method: req.method ?? "", path: req.url ?? "/", headers: req.headers, body, text, json, at, epochMs };
+      const reply = nextReply(incoming);
       // recorded before answering: a client that saw the response can rely on it being listed
-      requests.push({ index: nextIndex++, method: req.method ?? "", path, headers: req.headers, body, text, json, at, epochMs, reply });
+      requests.push({ ...incoming, reply });
       for (const l of [...listeners]) l();
       const send = (): void => {
+        if (reply.hang) return;
         if (reply.destroy) {
           req.socket.destroy();
           return;

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ImapFlow } from "imapflow";
-import { MemoryCheckpoints, watchMailbox, type WatchedMail, type WatchEvent } from "../src/index.ts";
+import { MemoryCheckpoints, normalizeMail, watchMailbox, type WatchedMail, type WatchEvent } from "../src/index.ts";
 import type { ImapAccount } from "../src/imap/client.ts";
 import { fetchMessages, listNewUids } from "../src/imap/fetch.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
@@ -229,6 +229,65 @@ describe("keeping IDLE fresh", () => {
   });
 });
 
+describe("reading on a second connection", () => {
+  const sessions = async (user: string): Promise<number> => (await dovecot.doveadm("who", "-1", user)).split("\n").filter((line) => line.startsWith(`${user} `)).length;
+
+  it("reads announced mail on a reader connection while the first stays in IDLE, and closes the reader when unused", async () => {
+    await dovecot.addUser("dave", "davepw");
+    await dovecot.createMailbox("dave", "Reader");
+    const controller = new AbortController();
+    const events: WatchEvent["type"][] = [];
+    const w = collect(
+      watchMailbox({ account: account("dave"), mailbox: "Reader", readerConnection: true, keepaliveMs: 1500, signal: controller.signal, onEvent: (e) => events.push(e.type) }),
+    );
+    try {
+      while (!events.includes("idle")) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 3; i++) {
+        await dovecot.append("dave", "Reader", buildMail({ from: "a@example.com", to: "dave@example.com", subject: `r${i}`, text: "x" }));
+        await w.waitFor(i + 1);
+      }
+      assert.deepEqual(w.mails.map((m) => m.mail.subject), ["r0", "r1", "r2"]);
+      assert.equal(await sessions("dave"), 2, "watching and reading connections");
+      // Each announced mail was read without leaving IDLE: no reconnects, and one IDLE all along.
+      assert.deepEqual(events.filter((e) => e === "connected").length, 1);
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal(await sessions("dave"), 1, "the reader is closed after keepaliveMs unused");
+      await dovecot.append("dave", "Reader", buildMail({ from: "a@example.com", to: "dave@example.com", subject: "r3", text: "x" }));
+      await w.waitFor(4);
+      assert.equal(w.mails[3]!.mail.subject, "r3", "and opened again for the next mail");
+    } finally {
+      controller.abort();
+      await w.done;
+    }
+  });
+
+  it("falls back to the watching connection when the reader cannot be used", async () => {
+    await dovecot.addUser("erin", "erinpw");
+    await dovecot.createMailbox("erin", "Reader");
+    const controller = new AbortController();
+    const logger = new CaptureLogger();
+    let idles = 0;
+    // The reader logs in with a wrong password; the first connection's credentials still work.
+    let logins = 0;
+    const base = account("erin");
+    const erin: ImapAccount = { ...base, pass: undefined, credentials: async () => ({ pass: logins++ === 0 ? base.pass! : "wrong" }) };
+    const w = collect(watchMailbox({ account: erin, mailbox: "Reader", readerConnection: true, signal: controller.signal, logger, onEvent: (e) => (idles += e.type === "idle" ? 1 : 0) }));
+    try {
+      while (idles === 0) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 2; i++) {
+        await dovecot.append("erin", "Reader", buildMail({ from: "a@example.com", to: "erin@example.com", subject: `f${i}`, text: "x" }));
+        await w.waitFor(i + 1);
+      }
+      assert.deepEqual(w.mails.map((m) => m.mail.subject), ["f0", "f1"]);
+      const warned = logger.entries.filter((e) => /second connection/.test(e.msg ?? ""));
+      assert.equal(warned.length, 1, "tried once, then read on the watching connection for the rest of this connection");
+    } finally {
+      controller.abort();
+      await w.done;
+    }
+  });
+});
+
 describe("fetching only what rules need", () => {
   it("reads headers and text, never the attachment, and skips mail expunged before the fetch", async () => {
     const big = Buffer.alloc(3 * 1024 * 1024, 7);
@@ -248,14 +307,43 @@ describe("fetching only what rules need", () => {
         await c.messageDelete(String(doomed), { uid: true });
       });
       const fetched = [];
+      client.stats(true);
       for await (const m of fetchMessages(client, uids, { maxTextBytes: 4096 })) fetched.push(m);
+      const { received } = client.stats();
       assert.deepEqual(fetched.map((m) => m.uid), [withAttachment, plain]);
       const [invoice, long] = fetched;
       assert.ok(invoice!.size > big.length, "the server-side size includes the attachment");
-      assert.ok(invoice!.raw.length < 8 * 1024, `only header and text were read (${invoice!.raw.length} bytes)`);
-      assert.match(invoice!.raw.toString(), /Total: \$15\.14/);
-      assert.ok(long!.raw.length < 4096 + 2048, `text capped at maxTextBytes (${long!.raw.length} bytes)`);
-      assert.ok(long!.warnings.some((w) => /truncated/.test(w)), `a truncation warning: ${long!.warnings.join("; ")}`);
+      // Three headers and structures, one short text and 4 KiB of the long one; never the 3 MiB.
+      assert.ok(received < 16 * 1024, `only headers and text were read (${received} bytes received)`);
+      assert.equal(invoice!.mail.subject, "invoice");
+      assert.match(invoice!.mail.text, /Total: \$15\.14/);
+      assert.ok(long!.mail.text.length <= 4096 && long!.mail.text.length > 3000, `text capped at maxTextBytes (${long!.mail.text.length} chars)`);
+      assert.ok(long!.mail.warnings.some((w) => /truncated/.test(w)), `a truncation warning: ${long!.mail.warnings.join("; ")}`);
+    } finally {
+      await client.logout();
+    }
+  });
+  it("reads a forwarded message/rfc822 marked inline, as mailparser reads the whole file, and no other", async () => {
+    const inner = "From: shop@example.com\r\nSubject: receipt\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nTotal: 15 =80\r\n";
+    const forward = (subject: string, disposition: string) =>
+      `From: a@example.com\r\nSubject: ${subject}\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n${subject}\r\n--b\r\nContent-Type: message/rfc822\r\n${disposition}\r\n${inner}--b--\r\n`;
+    const raws = [
+      forward("inline", "Content-Disposition: inline\r\n"),
+      forward("attached", "Content-Disposition: attachment\r\n"),
+      forward("unmarked", ""),
+      `From: a@example.com\r\nSubject: bounce\r\nContent-Type: message/rfc822\r\n\r\n${inner}`,
+    ];
+    const uids = await dovecot.appendMany("carol", "Forwarded", raws);
+    const client = new ImapFlow(dovecot.clientOptions("carol"));
+    await client.connect();
+    try {
+      await client.mailboxOpen("Forwarded", { readOnly: true });
+      const texts = [];
+      for await (const m of fetchMessages(client, uids, { maxTextBytes: 4096 })) texts.push(m.mail.text);
+      assert.deepEqual(texts, ["inline\nTotal: 15 €", "attached", "unmarked", ""]);
+      // The whole file reads the same text; mailparser also puts the forwarded From/Subject lines before it.
+      const whole = await Promise.all(raws.map(async (raw) => (await normalizeMail(Buffer.from(raw))).text));
+      texts.forEach((text, i) => assert.deepEqual(text.split("\n").filter((line) => !whole[i]!.split("\n").includes(line)), [], `${i}: ${whole[i]}`));
     } finally {
       await client.logout();
     }

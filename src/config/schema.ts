@@ -47,6 +47,12 @@ export const accountSchema = z.strictObject({
   oauth2: oauth2Schema.optional(),
   /** Connections this account may open (one per watched mailbox). Gmail allows about 15. */
   maxConnections: z.number().int().min(1).max(1000).optional(),
+  /**
+   * Read mail announced during IDLE on a second connection per mailbox, opened while mail flows, so
+   * the watching one stays in IDLE (quicker notifications). Default: on when the connection limit
+   * leaves room for two per mailbox (see readerConnectionsFor).
+   */
+  readerConnections: z.boolean().optional(),
   mailboxes: z.array(z.string().min(1)).min(1).default(["INBOX"]),
   /** Largest text part fetched per message, in bytes; longer bodies are cut there. */
   maxTextBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),

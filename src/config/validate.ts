@@ -1,6 +1,6 @@
 import { ConfigError, type ConfigIssue } from "../errors.ts";
 import { compileRules, type CompiledRule } from "../rules/rules.ts";
-import type { Config } from "./schema.ts";
+import type { AccountConfig, Config } from "./schema.ts";
 
 /** Checks that need the whole file: unique names, rules naming real targets, rules that compile. */
 export function validateConfig(config: Config): ConfigIssue[] {
@@ -21,6 +21,12 @@ export function validateConfig(config: Config): ConfigIssue[] {
       issues.push({
         path: `accounts[${i}].mailboxes`,
         message: `watching ${account.mailboxes.length} mailboxes needs ${account.mailboxes.length} connections, more than the ${limit} this account allows${account.maxConnections ? " (maxConnections)" : " (Gmail allows about 15 per account)"}. Watch fewer folders (Gmail: "[Gmail]/All Mail" sees every label) or raise maxConnections if your server allows more.`,
+      });
+    }
+    if (account.readerConnections && account.mailboxes.length * 2 > connectionLimit(account)) {
+      issues.push({
+        path: `accounts[${i}].readerConnections`,
+        message: `readerConnections needs two connections per mailbox (${account.mailboxes.length * 2}), more than the ${connectionLimit(account)} this account allows; remove readerConnections or raise maxConnections if your server allows more.`,
       });
     }
     const seen = new Set<string>();
@@ -66,4 +72,14 @@ function uniqueNames(items: readonly { name: string }[], key: string, what: stri
       issues.push({ path: `${key}[${i}].name`, message: `${what} name "${item.name}" is already used by ${key}[${first}]; names must be unique.` });
     } else seen.set(item.name, i);
   });
+}
+
+/** Connections an account may open: maxConnections, about 15 on Gmail, else Dovecot's default of 10 per user and address. */
+function connectionLimit(account: Pick<AccountConfig, "maxConnections" | "host">): number {
+  return account.maxConnections ?? (isGmail(account.host) ? gmailConnectionLimit : 10);
+}
+
+/** Whether the account's mailboxes read new mail on a second connection (readerConnections, or room for two each). */
+export function readerConnectionsFor(account: Pick<AccountConfig, "maxConnections" | "host" | "mailboxes" | "readerConnections">): boolean {
+  return account.readerConnections ?? account.mailboxes.length * 2 <= connectionLimit(account);
 }

@@ -28,11 +28,38 @@ export interface PipelineDeps {
 }
 
 /**
- * One new mail through rules and totals into the outbox. Totals, outbox rows and the checkpoint
- * are written in one transaction: after a crash the mail is either fully queued and passed, or
- * not touched at all and read again. Nothing is sent from here; the dispatcher sends.
+ * New mail through rules and totals into the outbox: one FETCH round of a mailbox, oldest first.
+ * Totals, outbox rows and the checkpoint are written in one transaction: after a crash the round is
+ * either fully queued and passed, or not touched at all and read again. One commit per round rather
+ * than per mail is what lets a catch-up of thousands go fast. Nothing is sent from here; the
+ * dispatcher sends, once the rows are committed.
  */
-export function handleMail(watched: WatchedMail, deps: PipelineDeps): void {
+export function handleMails(round: readonly WatchedMail[], deps: PipelineDeps): void {
+  const last = round.at(-1);
+  if (!last) return;
+  const queued = deps.state.transaction(() => {
+    const perMail = round.map((watched) => queueMail(watched, deps));
+    // A backlog digest waits until its last mail is queued; if that never happens (we stop half
+    // way), it goes out after the hold with what it has. A catch-up that takes long keeps pushing
+    // the wait out, once per round (per mail, each mail would rewrite every row queued before it).
+    for (const group of new Set(perMail.map((q) => q.digestGroup).filter((g) => g !== undefined))) {
+      const complete = round.some((w) => digestGroupOf(w, deps) === group && w.catchUp!.index === w.catchUp!.count - 1);
+      if (complete) deps.state.outbox.releaseGroup(group);
+      else deps.state.outbox.holdGroup(group, Date.now() + digestHoldMs);
+    }
+    deps.state.checkpoints.save(last.account, last.mailbox, last.checkpoint);
+    return perMail;
+  });
+  const queuedFor = new Set<string>();
+  round.forEach((watched, i) => {
+    for (const target of queued[i]!.targets) queuedFor.add(target);
+    deps.onProcessed?.(watched, queued[i]!.matched);
+  });
+  if (queuedFor.size > 0) deps.onQueued(queuedFor);
+}
+
+/** Rules, totals and outbox rows for one mail, inside the caller's transaction. */
+function queueMail(watched: WatchedMail, deps: PipelineDeps): { targets: Set<string>; matched: string[]; digestGroup: string | undefined } {
   const log = deps.logger.child({ account: watched.account, mailbox: watched.mailbox, uid: watched.uid });
   const input: RuleInput = { mail: watched.mail, account: watched.account, mailbox: watched.mailbox, receivedAt: watched.receivedAt };
   const matches = evaluateRules(deps.rules, input);
@@ -44,59 +71,53 @@ export function handleMail(watched: WatchedMail, deps: PipelineDeps): void {
   const counted = countedMail(watched);
   const link = messageLink(deps.accounts.get(watched.account), watched);
   const ruleByName = new Map(deps.rules.map((r) => [r.name, r]));
-  const catchUp = watched.catchUp;
-  const digestGroup = catchUp && catchUp.index >= deps.backlogLimit ? `backlog:${watched.account}/${watched.mailbox}/${catchUp.id}` : undefined;
-  // A backlog digest waits until its last mail is queued; if that never happens (we stop half
-  // way), it goes out after the hold with what it has.
+  const digestGroup = digestGroupOf(watched, deps);
   const notBefore = digestGroup ? Date.now() + digestHoldMs : undefined;
   const messageId = watched.mail.messageId;
   const queuedFor = new Set<string>();
 
-  deps.state.transaction(() => {
-    for (const match of matches) {
-      const rule = ruleByName.get(match.rule)!;
-      let total: RunningTotal | undefined;
-      if (match.total?.amount) total = { money: deps.state.totals.add(match.rule, counted, match.total.period.key, match.total.amount).total, period: match.total.period };
-      const notification = buildNotification(rule, match, input, watched, { total, link });
-      const rows: NewOutboxRow[] = [];
-      for (const targetName of match.notify) {
-        const target = deps.targets.get(targetName);
-        if (!target) continue;
-        // The same mail seen again under another UID (a UIDVALIDITY reset, Gmail's All Mail) is
-        // not posted again.
-        if (messageId && deps.state.outbox.queuedElsewhere(messageId, match.rule, targetName, watched)) {
-          log.warn({ rule: match.rule, target: targetName, messageId }, "already notified for this Message-ID from another mailbox or an earlier UIDVALIDITY; not posting again");
-          continue;
-        }
-        const payload = target.render(notification);
-        rows.push({
-          target: targetName,
-          rule: match.rule,
-          account: watched.account,
-          mailbox: watched.mailbox,
-          uidValidity: watched.uidValidity,
-          uid: watched.uid,
-          messageId,
-          subject: watched.mail.subject,
-          contentType: payload.contentType,
-          body: payload.body,
-          summary: target.summarize(notification),
-          digestGroup,
-          notBefore,
-        });
-        queuedFor.add(targetName);
+  for (const match of matches) {
+    const rule = ruleByName.get(match.rule)!;
+    let total: RunningTotal | undefined;
+    if (match.total?.amount) total = { money: deps.state.totals.add(match.rule, counted, match.total.period.key, match.total.amount).total, period: match.total.period };
+    const notification = buildNotification(rule, match, input, watched, { total, link });
+    const rows: NewOutboxRow[] = [];
+    for (const targetName of match.notify) {
+      const target = deps.targets.get(targetName);
+      if (!target) continue;
+      // The same mail seen again under another UID (a UIDVALIDITY reset, Gmail's All Mail) is
+      // not posted again.
+      if (messageId && deps.state.outbox.queuedElsewhere(messageId, match.rule, targetName, watched)) {
+        log.warn({ rule: match.rule, target: targetName, messageId }, "already notified for this Message-ID from another mailbox or an earlier UIDVALIDITY; not posting again");
+        continue;
       }
-      deps.state.outbox.enqueue(rows);
+      const payload = target.render(notification);
+      rows.push({
+        target: targetName,
+        rule: match.rule,
+        account: watched.account,
+        mailbox: watched.mailbox,
+        uidValidity: watched.uidValidity,
+        uid: watched.uid,
+        messageId,
+        subject: watched.mail.subject,
+        contentType: payload.contentType,
+        body: payload.body,
+        summary: target.summarize(notification),
+        digestGroup,
+        notBefore,
+      });
+      queuedFor.add(targetName);
     }
-    if (digestGroup && catchUp) {
-      // The digest waits for its last mail; a catch-up that takes long keeps pushing the wait out.
-      if (catchUp.index === catchUp.count - 1) deps.state.outbox.releaseGroup(digestGroup);
-      else deps.state.outbox.holdGroup(digestGroup, Date.now() + digestHoldMs);
-    }
-    deps.state.checkpoints.save(watched.account, watched.mailbox, watched.checkpoint);
-  });
-  deps.onProcessed?.(watched, matches.map((m) => m.rule));
-  if (queuedFor.size > 0) deps.onQueued(queuedFor);
+    deps.state.outbox.enqueue(rows);
+  }
+  return { targets: queuedFor, matched: matches.map((m) => m.rule), digestGroup };
+}
+
+/** Mail beyond backlogLimit in a catch-up goes out as one digest per target. */
+function digestGroupOf(watched: WatchedMail, deps: PipelineDeps): string | undefined {
+  const catchUp = watched.catchUp;
+  return catchUp && catchUp.index >= deps.backlogLimit ? `backlog:${watched.account}/${watched.mailbox}/${catchUp.id}` : undefined;
 }
 
 /**

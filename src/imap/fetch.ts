@@ -1,16 +1,16 @@
 import type { FetchMessageObject, ImapFlow } from "imapflow";
-import { assembleMessage, planTextParts, type TextPartPlan } from "../mail/parts.ts";
+import { planTextParts, readFetchedParts, type FetchedParts, type TextPartPlan } from "../mail/parts.ts";
+import type { NormalizedMail } from "../mail/types.ts";
 
-/** One new message as read from the server: metadata plus a small MIME message of its text parts. */
+/** One new message as read from the server: metadata plus its header and text parts, decoded. */
 export interface FetchedMessage {
   uid: number;
   /** Server arrival time (INTERNALDATE). */
   internalDate: Date;
   /** Full size on the server (RFC822.SIZE); we read only a part of it. */
   size: number;
-  /** Header and text parts only, reassembled into a parseable message. */
-  raw: Buffer;
-  warnings: string[];
+  /** Decoded from the header and text parts only; `mail.warnings` says what could not be read. */
+  mail: NormalizedMail;
 }
 
 /** Most bytes of text parts one FETCH may bring back, so a batch of huge mails cannot exhaust memory. */
@@ -20,7 +20,14 @@ export interface FetchOptions {
   maxTextBytes: number;
   /** How many messages to read per FETCH round trip. */
   batchSize?: number;
+  /** Decodes a round's messages; by default here, synchronously. The daemon hands them to a worker thread. */
+  decode?: DecodeParts;
 }
+
+/** Turns a round of fetched messages into mail, in the same order. Must not reject for bad mail. */
+export type DecodeParts = (round: FetchedParts[]) => Promise<NormalizedMail[]>;
+
+const decodeHere: DecodeParts = async (round) => round.map(readFetchedParts);
 
 /**
  * UIDs strictly above `afterUid`, oldest first. `UID SEARCH n:*` matches the highest UID even when
@@ -42,62 +49,72 @@ export async function listUidsSince(client: ImapFlow, since: Date, maxUid: numbe
 /**
  * Reads messages in batches: one FETCH for headers and structure, then one FETCH per distinct set
  * of text parts. BODY.PEEK throughout, so nothing is marked \Seen; attachments are never fetched.
- * Messages expunged in between simply do not come back and are left out.
+ * Messages expunged in between simply do not come back and are left out. The next batch is asked
+ * for while the caller works on this one, so a long catch-up does not wait on a round trip per batch.
  */
 export async function* fetchMessages(client: ImapFlow, uids: readonly number[], options: FetchOptions): AsyncGenerator<FetchedMessage> {
+  for await (const batch of fetchBatches(client, uids, options)) yield* batch;
+}
+
+/** How many FETCH rounds are asked for ahead of the one the caller works on. */
+const readAhead = 2;
+
+/** fetchMessages() a batch at a time: each array is one FETCH round, in UID order. */
+export async function* fetchBatches(client: ImapFlow, uids: readonly number[], options: FetchOptions): AsyncGenerator<FetchedMessage[]> {
   const batchSize = options.batchSize ?? 100;
-  for (let start = 0; start < uids.length; start += batchSize) {
-    const batch = uids.slice(start, start + batchSize);
-    const metas = await client.fetchAll(batch.join(","), { uid: true, internalDate: true, size: true, bodyStructure: true, headers: true }, { uid: true });
-    const planned = new Map<number, { meta: FetchMessageObject; plan: TextPartPlan | undefined }>();
-    for (const meta of metas) {
-      // A server may split one message's items over several untagged FETCH replies (or add
-      // flags-only ones when another client changes flags): merge by UID, keep what has content.
-      if (!meta.uid) continue;
-      // Dovecot answers NIL for a message expunged by another session that this one has not yet
-      // been told about (imapflow hands that over as a non-Buffer): the message is gone.
-      if (meta.headers !== undefined && !Buffer.isBuffer(meta.headers)) continue;
-      const seen = planned.get(meta.uid)?.meta;
-      const merged = seen ? { ...seen, ...definedOnly(meta) } : meta;
-      planned.set(meta.uid, { meta: merged, plan: merged.bodyStructure ? planTextParts(merged.bodyStructure, options.maxTextBytes) : undefined });
+  const pending: Promise<FetchedMessage[]>[] = [];
+  let next = 0;
+  const fill = (): void => {
+    while (pending.length <= readAhead && next < uids.length) {
+      const read = readBatch(client, uids.slice(next, next + batchSize), options.maxTextBytes, options.decode ?? decodeHere);
+      // If the connection drops, every read ahead fails before anyone awaits it; that must not
+      // count as an unhandled rejection. The failure still reaches whoever awaits it.
+      read.catch(() => {});
+      pending.push(read);
+      next += batchSize;
     }
+  };
+  fill();
+  while (pending.length > 0) {
+    const batch = await pending.shift()!;
+    fill();
+    yield batch;
+  }
+}
 
-    const bodies = new Map<number, Map<string, Buffer>>();
-    for (const group of groupByParts(planned)) {
-      const rows = await client.fetchAll(group.uids.join(","), { uid: true, bodyParts: group.keys }, { uid: true });
-      for (const row of rows) {
-        if (!row.uid || !row.bodyParts) continue;
-        const into = bodies.get(row.uid) ?? new Map<string, Buffer>();
-        for (const [key, value] of row.bodyParts) into.set(key, value);
-        bodies.set(row.uid, into);
-      }
-    }
+async function readBatch(client: ImapFlow, batch: readonly number[], maxTextBytes: number, decode: DecodeParts): Promise<FetchedMessage[]> {
+  const metas = await client.fetchAll(batch.join(","), { uid: true, internalDate: true, size: true, bodyStructure: true, headers: true }, { uid: true });
+  const planned = new Map<number, { meta: FetchMessageObject; plan: TextPartPlan | undefined }>();
+  for (const meta of metas) {
+    // A server may split one message's items over several untagged FETCH replies (or add
+    // flags-only ones when another client changes flags): merge by UID, keep what has content.
+    if (!meta.uid) continue;
+    // Dovecot answers NIL for a message expunged by another session that this one has not yet
+    // been told about (imapflow hands that over as a non-Buffer): the message is gone.
+    if (meta.headers !== undefined && !Buffer.isBuffer(meta.headers)) continue;
+    const seen = planned.get(meta.uid)?.meta;
+    const merged = seen ? { ...seen, ...definedOnly(meta) } : meta;
+    planned.set(meta.uid, { meta: merged, plan: merged.bodyStructure ? planTextParts(merged.bodyStructure, maxTextBytes) : undefined });
+  }
 
-    for (const uid of batch) {
-      const entry = planned.get(uid);
-      // Not returned at all: expunged or moved since the SEARCH. Nothing to read.
-      if (!entry) continue;
-      if (!entry.plan) {
-        // Unreadable structure: still announce what the header says, and say why the body is empty.
-        yield {
-          uid,
-          internalDate: toDate(entry.meta.internalDate),
-          size: entry.meta.size ?? 0,
-          raw: Buffer.from(entry.meta.headers ?? ""),
-          warnings: [`the server sent no usable BODYSTRUCTURE for UID ${uid}; only the header was read`],
-        };
-        continue;
-      }
-      const { raw, warnings } = assembleMessage(entry.meta.headers ?? Buffer.alloc(0), entry.plan, bodies.get(uid) ?? new Map());
-      yield {
-        uid,
-        internalDate: toDate(entry.meta.internalDate),
-        size: entry.meta.size ?? raw.length,
-        raw,
-        warnings,
-      };
+  const bodies = new Map<number, Map<string, Buffer>>();
+  for (const group of groupByParts(planned)) {
+    const rows = await client.fetchAll(group.uids.join(","), { uid: true, bodyParts: group.keys }, { uid: true });
+    for (const row of rows) {
+      if (!row.uid || !row.bodyParts) continue;
+      const into = bodies.get(row.uid) ?? new Map<string, Buffer>();
+      for (const [key, value] of row.bodyParts) into.set(key, value);
+      bodies.set(row.uid, into);
     }
   }
+
+  // Not returned at all: expunged or moved since the SEARCH. Nothing to read.
+  const found = batch.flatMap((uid) => {
+    const entry = planned.get(uid);
+    return entry ? [{ uid, entry }] : [];
+  });
+  const mails = await decode(found.map(({ uid, entry }) => ({ uid, header: entry.meta.headers ?? Buffer.alloc(0), plan: entry.plan, bodies: bodies.get(uid) ?? new Map() })));
+  return found.map(({ uid, entry }, i) => ({ uid, internalDate: toDate(entry.meta.internalDate), size: entry.meta.size ?? 0, mail: mails[i]! }));
 }
 
 /**

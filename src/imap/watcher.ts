@@ -1,12 +1,11 @@
 import type { ImapFlow } from "imapflow";
 import { ImapError, MailbellError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
-import { normalizeMail } from "../mail/normalize.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "../store/checkpoints.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { accountName, classifyImapError, createImapClient, type ImapAccount } from "./client.ts";
-import { fetchMessages, listNewUids, listUidsSince, type FetchedMessage } from "./fetch.ts";
+import { fetchBatches, listNewUids, listUidsSince, type DecodeParts } from "./fetch.ts";
 
 export interface WatchOptions {
   account: ImapAccount;
@@ -24,6 +23,8 @@ export interface WatchOptions {
   commit?: "auto" | "manual";
   /** Largest text part read per message (bytes); default 256 KiB. Attachments are never read. */
   maxTextBytes?: number;
+  /** Decodes fetched mail; by default on this thread (the daemon passes a worker thread's). */
+  decode?: DecodeParts;
   /** Stop watching: the iterator ends after the message in hand. */
   signal?: AbortSignal;
   logger?: Logger;
@@ -39,6 +40,19 @@ export interface WatchOptions {
   pollMs?: number;
   /** Called on connection state changes, for health reporting. */
   onEvent?: (event: WatchEvent) => void;
+  /**
+   * Read mail announced during IDLE on a second connection, opened when needed and closed after
+   * keepaliveMs unused, so the watching connection stays in IDLE. Quicker notifications for a busy
+   * mailbox, at the price of a second connection while mail flows (count it against the server's
+   * per-account limit). Default false.
+   */
+  readerConnection?: boolean;
+  /**
+   * Shared by the watchers of one process (a ConnectGate) so that only a few connections are set
+   * up at once: a thousand simultaneous handshakes leave memory behind that is never given back.
+   * Without it this watcher connects at once.
+   */
+  connectGate?: { run<T>(connect: () => Promise<T>, signal?: AbortSignal): Promise<T> };
 }
 
 export type WatchEvent =
@@ -72,32 +86,34 @@ export interface WatchedMail {
   catchUp?: { id: string; index: number; count: number };
 }
 
+/** How long a connection must last before reconnect delays start again from the shortest. */
+const healthyAfterMs = 60_000;
+
 /**
  * Watches one mailbox with IDLE and yields every new message exactly in UID order, reconnecting
  * with backoff and catching up from the checkpoint after any interruption. It never throws for
  * connection trouble (that is reported through onEvent and the logger and retried); it ends when
  * `signal` aborts or the consumer stops iterating.
  */
-/** Messages parsed ahead of the one handed out: parsing yields often, and overlapping a few fills those gaps. */
-const parseAhead = 4;
-
-/** Parses up to parseAhead messages at once and hands them out in order. */
-async function* parsedAhead(messages: AsyncIterable<FetchedMessage>): AsyncGenerator<{ fetched: FetchedMessage; mail: NormalizedMail }> {
-  const window: { fetched: FetchedMessage; mail: Promise<NormalizedMail> }[] = [];
-  for await (const fetched of messages) {
-    window.push({ fetched, mail: normalizeMail(fetched.raw) });
-    if (window.length >= parseAhead) {
-      const next = window.shift()!;
-      yield { fetched: next.fetched, mail: await next.mail };
+export async function* watchMailbox(options: WatchOptions): AsyncGenerator<WatchedMail, void, undefined> {
+  const checkpoints = options.checkpoints ?? new MemoryCheckpoints();
+  const commitAuto = (options.commit ?? "auto") === "auto";
+  for await (const batch of watchMailboxBatches({ ...options, checkpoints })) {
+    for (const watched of batch) {
+      yield watched;
+      if (commitAuto) await checkpoints.save(watched.account, watched.mailbox, watched.checkpoint);
+      if (options.signal?.aborted) return;
     }
   }
-  for (const next of window) yield { fetched: next.fetched, mail: await next.mail };
 }
 
-/** How long a connection must last before reconnect delays start again from the shortest. */
-const healthyAfterMs = 60_000;
-
-export async function* watchMailbox(options: WatchOptions): AsyncGenerator<WatchedMail, void, undefined> {
+/**
+ * watchMailbox() a FETCH round at a time: each array holds the mail read by one round (one mail
+ * when IDLE announces one, up to a hundred during a catch-up), so a consumer can store a whole
+ * round in one transaction. With commit "auto" the checkpoint moves past a round when the next is
+ * asked for.
+ */
+export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerator<WatchedMail[], void, undefined> {
   const account = accountName(options.account);
   const mailbox = options.mailbox;
   const log = (options.logger ?? silentLogger).child({ account, mailbox });
@@ -116,6 +132,15 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
     emit({ type: "connecting" });
     let client: ImapFlow | undefined;
     let session: Session | undefined;
+    let reader: ReaderConnection | undefined;
+    // A second connection that cannot be opened or fails is given up until the next reconnect.
+    const readerFailed = (err: unknown, doing: "open" | "read"): ImapFlow => {
+      if (err instanceof MailbellError && !(err instanceof ImapError)) throw err;
+      log.warn({ err: (err as Error).message }, `could not ${doing} on the second connection; reading on the watching connection instead`);
+      reader?.close();
+      reader = undefined;
+      return client!;
+    };
     let failure: ImapError | undefined;
     let connectedAt: number | undefined;
     try {
@@ -124,8 +149,12 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
       // the keepalive NOOP notices sooner.
       client = createImapClient(options.account, { logger: log, idleRestartMs: options.idleRestartMs, socketTimeoutMs: 2 * keepaliveMs + keepaliveTimeoutMs }, credentials);
       session = new Session(client, signal);
-      await client.connect();
-      const opened = await client.mailboxOpen(mailbox, { readOnly: true });
+      const fresh = client;
+      const open = async () => {
+        await fresh.connect();
+        return fresh.mailboxOpen(mailbox, { readOnly: true });
+      };
+      const opened = await (options.connectGate ? options.connectGate.run(open, signal) : open());
       const uidValidity = Number(opened.uidValidity);
       let checkpoint = await checkpoints.load(account, mailbox);
       // After a renumbering: the old checkpoint, and the arrival date from which to read again.
@@ -162,35 +191,50 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
       }
       let lastUid = checkpoint.lastUid;
       let firstRound = true;
+      // True while the watching connection has sent nothing since IDLE: mail it announces can be read on the reader.
+      let watchingIdles = false;
+      reader = options.readerConnection && !polling ? new ReaderConnection(() => openReader(options, uidValidity, log), keepaliveMs) : undefined;
       while (!signal.aborted && session.open) {
         session.dirty = false;
         const recovering = recovery;
         recovery = undefined;
-        const uids = recovering ? await listUidsSince(client, recovering.since, lastUid) : await listNewUids(client, lastUid);
-        const catchUp = firstRound && uids.length > 0 ? { id: `${uidValidity}.${lastUid}`, count: uids.length } : undefined;
-        firstRound = false;
-        let index = 0;
-        for await (const { fetched, mail } of parsedAhead(fetchMessages(client, uids, { maxTextBytes: options.maxTextBytes ?? 256 * 1024 }))) {
-          mail.warnings.unshift(...fetched.warnings);
-          if (mail.warnings.length > 0) log.warn({ uid: fetched.uid, warnings: mail.warnings }, "message read with warnings");
-          // A mail read again after a renumbering acknowledges nothing new: the old checkpoint stands.
-          const ack: Checkpoint = recovering ? recovering.previous : { uidValidity, lastUid: fetched.uid };
-          yield {
-            account,
-            mailbox,
-            uidValidity,
-            uid: fetched.uid,
-            receivedAt: fetched.internalDate,
-            size: fetched.size,
-            mail,
-            checkpoint: ack,
-            ...(catchUp ? { catchUp: { ...catchUp, index: index++ } } : {}),
-          };
-          if (!recovering) lastUid = fetched.uid;
-          // A long catch-up talks to the server all the time; say so, or health would call it stale.
-          emit({ type: "alive" });
-          if (commitAuto) await checkpoints.save(account, mailbox, ack);
-          if (signal.aborted) return;
+        // Mail announced while idling is read on the second connection, so this one never leaves
+        // IDLE and the server's next push is not held back by our DONE and IDLE again.
+        const onReader = reader !== undefined && watchingIdles && !recovering;
+        const from: ImapFlow = onReader ? await reader!.get().catch((err: unknown) => readerFailed(err, "open")) : client;
+        // Any command on the watching connection ends its IDLE.
+        if (from === client) watchingIdles = false;
+        let uids: number[];
+        try {
+          // The server adds new mail to a session's view at commands like NOOP, not at a SEARCH
+          // (RFC 3501 §7.4.1): without it the reader would not see what the watching one was told of.
+          if (from !== client) await from.noop();
+          uids = recovering ? await listUidsSince(from, recovering.since, lastUid) : await listNewUids(from, lastUid);
+          const catchUp = firstRound && uids.length > 0 ? { id: `${uidValidity}.${lastUid}`, count: uids.length } : undefined;
+          firstRound = false;
+          let index = 0;
+          for await (const fetched of fetchBatches(from, uids, { maxTextBytes: options.maxTextBytes ?? 256 * 1024, decode: options.decode })) {
+            if (fetched.length === 0) continue;
+            const round = fetched.map(({ uid, internalDate, size, mail }): WatchedMail => {
+              if (mail.warnings.length > 0) log.warn({ uid, warnings: mail.warnings }, "message read with warnings");
+              // A mail read again after a renumbering acknowledges nothing new: the old checkpoint stands.
+              const ack: Checkpoint = recovering ? recovering.previous : { uidValidity, lastUid: uid };
+              return { account, mailbox, uidValidity, uid, receivedAt: internalDate, size, mail, checkpoint: ack, ...(catchUp ? { catchUp: { ...catchUp, index: index++ } } : {}) };
+            });
+            yield round;
+            if (!recovering) lastUid = round.at(-1)!.uid;
+            // A long catch-up talks to the server all the time; say so, or health would call it stale.
+            emit({ type: "alive" });
+            if (signal.aborted) return;
+          }
+        } catch (err) {
+          if (from === client) throw err;
+          // The second connection failed: read again on this one, from where we got to.
+          readerFailed(err, "read");
+          session.dirty = true;
+          continue;
+        } finally {
+          if (from !== client) reader?.release();
         }
         if (recovering) {
           await checkpoints.save(account, mailbox, { uidValidity, lastUid });
@@ -212,7 +256,9 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
           continue;
         }
         emit({ type: "idle" });
-        if ((await session.idleUntilChange(keepaliveMs)) === "keepalive") {
+        const woken = await session.idleUntilChange(keepaliveMs);
+        watchingIdles = woken === "change";
+        if (woken === "keepalive") {
           await keepalive(client, keepaliveTimeoutMs, account, mailbox);
           emit({ type: "alive" });
         }
@@ -223,6 +269,7 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
       if (err instanceof MailbellError && !(err instanceof ImapError)) throw err;
       failure = classifyImapError(err, account, mailbox);
     } finally {
+      reader?.close();
       session?.dispose();
       // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
       if (client) await closeQuietly(client, failure === undefined);
@@ -243,6 +290,63 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
     else log.warn({ err: failure?.message ?? "connection closed", retryInMs }, "disconnected; reconnecting");
     emit({ type: "disconnected", error: failure, retryInMs });
     await sleep(retryInMs, signal);
+  }
+}
+
+/** The second connection of readerConnection: opened on demand, closed when unused for a while. */
+class ReaderConnection {
+  readonly #open: () => Promise<ImapFlow>;
+  readonly #idleCloseMs: number;
+  #client: ImapFlow | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(open: () => Promise<ImapFlow>, idleCloseMs: number) {
+    this.#open = open;
+    this.#idleCloseMs = idleCloseMs;
+  }
+
+  async get(): Promise<ImapFlow> {
+    clearTimeout(this.#timer);
+    if (this.#client?.usable) return this.#client;
+    this.#drop();
+    this.#client = await this.#open();
+    return this.#client;
+  }
+
+  /** Done reading for now: close it unless it is needed again soon (a quiet connection may be cut by the server or a NAT). */
+  release(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#drop(), this.#idleCloseMs);
+    this.#timer.unref();
+  }
+
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#drop();
+  }
+
+  #drop(): void {
+    const client = this.#client;
+    this.#client = undefined;
+    if (client) void closeQuietly(client, true);
+  }
+}
+
+/** Opens the reader connection on the mailbox; it must see the same UIDVALIDITY as the watching one. */
+async function openReader(options: WatchOptions, uidValidity: number, log: Logger): Promise<ImapFlow> {
+  const credentials = options.account.credentials ? await options.account.credentials(false) : { pass: options.account.pass ?? "" };
+  const keepaliveMs = options.keepaliveMs ?? 60_000;
+  const client = createImapClient(options.account, { logger: log, socketTimeoutMs: keepaliveMs + (options.keepaliveTimeoutMs ?? 15_000) }, credentials);
+  // A reader that drops between uses is simply opened again; its errors must not crash the process.
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    const opened = await client.mailboxOpen(options.mailbox, { readOnly: true });
+    if (Number(opened.uidValidity) !== uidValidity) throw new Error(`UIDVALIDITY ${opened.uidValidity} on the second connection, ${uidValidity} on the first`);
+    return client;
+  } catch (err) {
+    client.close();
+    throw err;
   }
 }
 

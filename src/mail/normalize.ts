@@ -86,7 +86,21 @@ async function normalize(raw: Uint8Array, timeoutMs: number, warnings: string[])
     if (fields.length) warnings.push("header read without the MIME parser; body not decoded");
   }
   restoreLeadingFrom(input, fields);
+  return buildMail(fields, parsed, warnings);
+}
 
+/** The decoded body as mailparser leaves it: text and HTML parts joined, before our own clean-up. */
+export interface DecodedBody {
+  text: string | undefined;
+  html: string | undefined;
+  conversionError?: Error | undefined;
+}
+
+/**
+ * The last step of every way in: header fields and the decoded body become a NormalizedMail.
+ * normalizeMail() gets them from mailparser, readTextParts() (parts.ts) from the parts fetched over IMAP.
+ */
+export function buildMail(fields: readonly RawHeaderField[], parsed: DecodedBody, warnings: string[]): NormalizedMail {
   const headers = new Map<string, string[]>();
   const unfolded = new Map<string, string[]>();
   let badLines = 0;

@@ -1,17 +1,23 @@
 import type { FetchBodyPartQuery, MessageStructureObject } from "imapflow";
+import libbase64 from "libbase64";
+import libmime from "libmime";
+import { decode as decodeCharset } from "libmime/lib/charset.js";
+import libqp from "libqp";
 import { findHeaderEnd, splitHeaderFields } from "./header-block.ts";
+import { buildMail } from "./normalize.ts";
+import type { NormalizedMail } from "./types.ts";
 
 /**
  * Fetching only what rules read: the message header, its text parts (capped) and never an
- * attachment. planTextParts() picks the parts from BODYSTRUCTURE, assembleMessage() turns what the
- * server returned into a small message that normalizeMail() parses like the original.
+ * attachment. planTextParts() picks the parts from BODYSTRUCTURE, readTextParts() decodes what the
+ * server returned into the same NormalizedMail that normalizeMail() makes of the whole message.
  *
  * Typical use with imapflow:
  *   const plan = planTextParts(msg.bodyStructure, 256 * 1024);
  *   const got = await client.fetchOne(uid, { headers: true, bodyParts: plan.fetch }, { uid: true });
- *   const { raw, warnings } = assembleMessage(got.headers, plan, got.bodyParts ?? new Map());
- * Never fetch with `binary: true`: the assembled part keeps its Content-Transfer-Encoding header,
- * so a body the server had already decoded would be decoded twice.
+ *   const mail = readTextParts(got.headers, plan, got.bodyParts ?? new Map());
+ * Never fetch with `binary: true`: the transfer encoding named in BODYSTRUCTURE is undone here, so
+ * a body the server had already decoded would be decoded twice.
  */
 
 export interface PlannedTextPart {
@@ -19,13 +25,11 @@ export interface PlannedTextPart {
   part: string;
   /** "text/plain" or "text/html". */
   type: string;
-  /** bodyParts key of the part's MIME header ("1.2.MIME"); undefined when that is the message header itself. */
-  mimeKey: string | undefined;
   /** Size from BODYSTRUCTURE, in transfer-encoded bytes; undefined when the server gave none. */
   size: number | undefined;
   /** The declared size is over maxTextBytes, so only the first maxTextBytes bytes are fetched. */
   truncated: boolean;
-  /** From BODYSTRUCTURE, to rebuild the MIME header if the server does not return it. */
+  /** From BODYSTRUCTURE: charset, format and delsp say how to decode the body. */
   parameters: Readonly<Record<string, string>>;
   encoding: string | undefined;
 }
@@ -44,13 +48,14 @@ export interface TextPartPlan {
 export const DEFAULT_MAX_TEXT_PARTS = 50;
 
 /**
- * Picks the parts rules need: text/plain leaves that are not attachments, and text/html leaves
- * only where the enclosing multipart/alternative offers no text/plain (HTML-only mail). Nothing
- * inside an attached message/rfc822 is taken: it is somebody else's mail, not this one's text.
+ * Picks the parts rules need, by the rules mailparser reads a whole message with, so a mail reads
+ * the same either way: text/plain leaves not marked as attachment (a file name alone does not make
+ * one), text/html leaves only where the enclosing multipart/alternative offers no text/plain
+ * (HTML-only mail), and the same inside a forwarded message/rfc822 marked inline.
  *
- * So the text can differ from normalizeMail() on the whole message in two rare cases, where
- * mailparser reads more: a text/plain part with a file name that is not marked as attachment,
- * and the text of a message/rfc822 part marked inline.
+ * Known differences: in a multipart/alternative with text/plain the HTML is not fetched (rules
+ * never read it), so `html` stays empty and a broken text/plain is not made up for by it; and the
+ * From/Subject lines mailparser writes before a forwarded message's text are not added.
  */
 export function planTextParts(structure: MessageStructureObject, maxTextBytes: number, maxParts = DEFAULT_MAX_TEXT_PARTS): TextPartPlan {
   if (!Number.isSafeInteger(maxTextBytes) || maxTextBytes <= 0) {
@@ -68,8 +73,6 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
     parts.push({
       part,
       type: node.type,
-      // RFC 3501 §6.4.5: BODY[1.MIME] is not valid for a non-multipart message; its header is the message's.
-      mimeKey: singlePart ? undefined : `${part}.MIME`,
       size: node.size,
       truncated: node.size !== undefined && node.size > maxTextBytes,
       parameters: { ...node.parameters },
@@ -78,7 +81,16 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   };
 
   const visit = (node: MessageStructureObject, part: string, alternative: MessageStructureObject | undefined): void => {
-    if (node.type === "message/rfc822") return;
+    if (node.type === "message/rfc822") {
+      const inner = node.childNodes?.[0];
+      // mailsplit reads a forwarded message as part of this one only when it is marked inline and
+      // not transfer-encoded; anything else is an attachment.
+      const encoding = (node.encoding ?? "7bit").toLowerCase();
+      if (node.disposition?.toLowerCase() !== "inline" || !["7bit", "8bit", "binary"].includes(encoding) || !inner) return;
+      // imapflow numbers the encapsulated message like its wrapper ("2"); a single-part one's body is "2.1".
+      visit(inner, isMultipart(inner) ? part : `${part}.1`, undefined);
+      return;
+    }
     if (isMultipart(node)) {
       const enclosing = node.type === "multipart/alternative" ? node : alternative;
       (node.childNodes ?? []).forEach((child, i) => visit(child, child.part ?? childPart(part, i), enclosing));
@@ -91,10 +103,8 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   visit(structure, singlePart ? "1" : "", undefined);
 
   const fetch: Array<string | FetchBodyPartQuery> = [];
-  for (const planned of parts) {
-    fetch.push({ key: planned.part, maxLength: maxTextBytes });
-    if (planned.mimeKey) fetch.push(planned.mimeKey);
-  }
+  // No "1.2.MIME" headers: BODYSTRUCTURE already carries each part's charset and encoding.
+  for (const planned of parts) fetch.push({ key: planned.part, maxLength: maxTextBytes });
   return { singlePart, maxTextBytes, parts, omitted, fetch };
 }
 
@@ -106,80 +116,114 @@ function isMultipart(node: MessageStructureObject): boolean {
   return node.type.startsWith("multipart/");
 }
 
+/** mailparser's rule: any disposition but "inline" is an attachment; no disposition is inline. */
 function isAttachment(node: MessageStructureObject): boolean {
-  if (node.disposition === "attachment") return true;
-  const named = (params: Record<string, string> | undefined): boolean => Object.keys(params ?? {}).some((key) => /^(?:file)?name(?:\*|$)/.test(key));
-  return named(node.dispositionParameters) || named(node.parameters);
+  return node.disposition !== undefined && node.disposition !== null && node.disposition.toLowerCase() !== "inline";
 }
 
 function hasPlainText(node: MessageStructureObject): boolean {
-  if (node.type === "message/rfc822") return false;
+  if (node.type === "message/rfc822") return false; // its text belongs to the forwarded mail, not this alternative
   if (isMultipart(node)) return (node.childNodes ?? []).some(hasPlainText);
   return node.type === "text/plain" && !isAttachment(node);
 }
 
-const CRLF = "\r\n";
-// Replaced by the multipart/mixed wrapper, or dropped when there is no part to describe.
-const CONTENT_FIELDS = new Set(["content-type", "content-transfer-encoding", "content-disposition"]);
-
 /**
- * Builds a small RFC 5322 message from the message header (BODY.PEEK[HEADER]) and the parts
- * fetched per `plan`: the header as it was for a single-part message, or with its Content-* fields
- * replaced by a fresh multipart/mixed holding each fetched part under its own MIME header. Parts the
- * server did not return are left out with a warning; a message without text parts becomes header only.
+ * Decodes the header (BODY.PEEK[HEADER]) and the parts fetched per `plan` into a NormalizedMail,
+ * synchronously and without a MIME parser: BODYSTRUCTURE already says each part's type, charset
+ * and transfer encoding, so each body goes straight through base64 / quoted-printable, format=flowed
+ * and its charset (libmime, as mailparser does). Joining the parts follows mailparser, so the result
+ * is what normalizeMail() gives for the same message. Parts the server did not return are left out
+ * with a warning; never throws.
  */
-export function assembleMessage(header: Uint8Array, plan: TextPartPlan, fetched: Map<string, Buffer>): { raw: Buffer; warnings: string[] } {
+export function readTextParts(header: Uint8Array, plan: TextPartPlan, fetched: ReadonlyMap<string, Buffer>): NormalizedMail {
   const warnings: string[] = [];
   // imapflow lower-cases the keys of the response ("1.2.mime"), whatever case was asked for.
   const got = new Map<string, Buffer>();
   for (const [key, value] of fetched) got.set(key.toLowerCase(), value);
 
   const headerBytes = Buffer.from(header.buffer, header.byteOffset, header.byteLength);
-  const headerBlock = headerBytes.subarray(0, findHeaderEnd(headerBytes).headerEnd);
-  if (headerBlock.length === 0) warnings.push("message header is empty");
+  const fields = splitHeaderFields(headerBytes.subarray(0, findHeaderEnd(headerBytes).headerEnd).toString("latin1"));
+  if (fields.length === 0) warnings.push("message header is empty");
 
-  const pieces: Array<{ mime: Buffer | undefined; body: Buffer }> = [];
+  const bodies: Array<{ type: string; content: string }> = [];
   for (const planned of plan.parts) {
     const body = got.get(planned.part.toLowerCase());
     if (!body) {
       warnings.push(`text part ${planned.part} was not returned by the server; left out`);
       continue;
     }
-    let mime: Buffer | undefined;
-    if (planned.mimeKey) {
-      mime = got.get(planned.mimeKey.toLowerCase());
-      if (!mime) {
-        warnings.push(`MIME header of text part ${planned.part} was not returned by the server; rebuilt from BODYSTRUCTURE`);
-        mime = Buffer.from(rebuildMimeHeader(planned), "latin1");
-      }
-    }
-    pieces.push({ mime, body: capBody(planned, body, plan.maxTextBytes, warnings) });
+    bodies.push({ type: planned.type, content: decodePart(planned, capBody(planned, body, plan.maxTextBytes, warnings), warnings) });
   }
   if (plan.omitted.length) {
     warnings.push(`${plan.omitted.length} more text part(s) not fetched (${plan.omitted.slice(0, 5).join(", ")}${plan.omitted.length > 5 ? ", …" : ""})`);
   }
 
-  const single = pieces[0];
-  if (plan.singlePart && single) {
-    return { raw: Buffer.concat([headerBlock, Buffer.from(CRLF + CRLF), single.body]), warnings };
+  // mailparser's way of joining (getTextContent), so both ways in read a mail alike: the fetched
+  // parts sit side by side as in a multipart/mixed, an HTML part leaves an empty text entry when
+  // there is text too (or it is the whole message), a text part an empty HTML entry when there is HTML.
+  const hasText = bodies.some((b) => b.type === "text/plain");
+  const hasHtml = bodies.some((b) => b.type === "text/html");
+  const text: string[] = [];
+  const html: string[] = [];
+  for (const { type, content } of bodies) {
+    if (content === "") continue;
+    if (type === "text/plain") {
+      text.push(content);
+      if (hasHtml) html.push("");
+    } else {
+      if (hasText || plan.singlePart) text.push("");
+      html.push(content);
+    }
   }
+  return buildMail(fields, { text: text.length ? text.join("\n") : undefined, html: html.length ? html.join("<br/>\n") : undefined }, warnings);
+}
 
-  const kept = splitHeaderFields(headerBlock.toString("latin1"))
-    .filter((field) => !CONTENT_FIELDS.has(field.key))
-    .map((field) => field.line);
-  if (pieces.length === 0) {
-    return { raw: Buffer.from(kept.join(CRLF) + CRLF + CRLF, "latin1"), warnings };
-  }
+/** What one message's FETCH brought back, ready to decode (anywhere: it is plain data, so it can cross to a worker thread). */
+export interface FetchedParts {
+  uid: number;
+  header: Uint8Array;
+  /** undefined when the server sent no usable BODYSTRUCTURE: the header is all there is. */
+  plan: TextPartPlan | undefined;
+  bodies: ReadonlyMap<string, Uint8Array>;
+}
 
-  const boundary = pickBoundary(pieces.flatMap((piece) => (piece.mime ? [piece.mime, piece.body] : [piece.body])));
-  kept.push(`Content-Type: multipart/mixed; boundary="${boundary}"`);
-  const chunks: Buffer[] = [Buffer.from(kept.join(CRLF) + CRLF + CRLF, "latin1")];
-  for (const piece of pieces) {
-    const mime = piece.mime ? trimTrailingLineBreaks(piece.mime) : Buffer.alloc(0);
-    chunks.push(Buffer.from(`--${boundary}${CRLF}`), mime, Buffer.from(mime.length ? CRLF + CRLF : CRLF), piece.body, Buffer.from(CRLF));
+/** readTextParts() for a FetchedParts, including the one without a plan. */
+export function readFetchedParts(fetched: FetchedParts): NormalizedMail {
+  const bodies = new Map<string, Buffer>();
+  for (const [key, value] of fetched.bodies) bodies.set(key, Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+  if (fetched.plan) return readTextParts(fetched.header, fetched.plan, bodies);
+  const header = Buffer.from(fetched.header.buffer, fetched.header.byteOffset, fetched.header.byteLength);
+  return buildMail(splitHeaderFields(header.toString("latin1")), { text: undefined, html: undefined }, [`the server sent no usable BODYSTRUCTURE for UID ${fetched.uid}; only the header was read`]);
+}
+
+/** Transfer encoding, format=flowed and charset undone, line ends made "\n": as mailparser reads a text part. */
+function decodePart(planned: PlannedTextPart, body: Buffer, warnings: string[]): string {
+  let bytes: Buffer;
+  try {
+    const encoding = (planned.encoding ?? "").toLowerCase();
+    if (encoding === "base64") bytes = libbase64.decode(body.toString("latin1"));
+    else if (encoding === "quoted-printable") bytes = libqp.decode(body);
+    else bytes = body;
+  } catch (err) {
+    warnings.push(`text part ${planned.part}: could not undo its ${planned.encoding} encoding (${(err as Error).message}); read as it is`);
+    bytes = body;
   }
-  chunks.push(Buffer.from(`--${boundary}--${CRLF}`));
-  return { raw: Buffer.concat(chunks), warnings };
+  if (planned.type === "text/plain" && param(planned.parameters, "format")?.toLowerCase().trim() === "flowed") {
+    const delSp = param(planned.parameters, "delsp")?.toLowerCase().trim() === "yes";
+    bytes = Buffer.from(libmime.decodeFlowed(bytes.toString("binary"), delSp), "binary");
+  }
+  const charset = param(planned.parameters, "charset") || "utf-8";
+  const utf8 = ["ascii", "usascii", "utf8"].includes(charset.toLowerCase().replace(/[^a-z0-9]+/g, ""));
+  // libmime falls back to UTF-8 for a charset it does not know (or refuses, as UTF-7).
+  const decoded = utf8 ? bytes.toString() : decodeCharset(bytes, charset);
+  return decoded.replace(/\r?\n/g, "\n");
+}
+
+/** A BODYSTRUCTURE parameter by name, whatever case the server used. */
+function param(parameters: Readonly<Record<string, string>>, name: string): string | undefined {
+  if (name in parameters) return parameters[name];
+  for (const [key, value] of Object.entries(parameters)) if (key.toLowerCase() === name) return value;
+  return undefined;
 }
 
 /**
@@ -202,28 +246,4 @@ function capBody(planned: PlannedTextPart, body: Buffer, maxTextBytes: number, w
   const of = planned.size !== undefined ? ` of ${planned.size}` : "";
   warnings.push(`text part ${planned.part} truncated at ${cut.length} bytes${of}`);
   return cut;
-}
-
-function rebuildMimeHeader(planned: PlannedTextPart): string {
-  const params = Object.entries(planned.parameters)
-    .filter(([key]) => !/^(?:file)?name/.test(key) && /^[\x21-\x7e]+$/.test(key))
-    .map(([key, value]) => `; ${key}="${value.replace(/[\\"]/g, "\\$&").replace(/[^\x20-\x7e]/g, "")}"`)
-    .join("");
-  const lines = [`Content-Type: ${planned.type}${params}`];
-  if (planned.encoding) lines.push(`Content-Transfer-Encoding: ${planned.encoding}`);
-  return lines.join(CRLF);
-}
-
-/** A boundary that occurs in none of the contents; deterministic so the same input gives the same bytes. */
-function pickBoundary(contents: Buffer[]): string {
-  for (let n = 0; ; n++) {
-    const candidate = `=_mailbell_${n.toString(36)}`;
-    if (!contents.some((content) => content.includes(candidate))) return candidate;
-  }
-}
-
-function trimTrailingLineBreaks(value: Buffer): Buffer {
-  let end = value.length;
-  while (end > 0 && (value[end - 1] === 0x0a || value[end - 1] === 0x0d)) end--;
-  return value.subarray(0, end);
 }

@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { writeFileSync, mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { describe, it } from "node:test";
+import { readFetchedParts, planTextParts, type FetchedParts } from "../mail/parts.ts";
+import { CaptureLogger } from "../../test/support/logger.ts";
+import { startDecoder } from "./decoder.ts";
+
+const header = Buffer.from("From: Shop <shop@example.com>\r\nSubject: =?ISO-2022-JP?B?GyRCOWc3VxsoQg==?=\r\nMessage-ID: <r1@example.com>\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n");
+const round = (n: number): FetchedParts[] =>
+  Array.from({ length: n }, (_, i) => ({
+    uid: i + 1,
+    header,
+    plan: planTextParts({ type: "text/plain", parameters: { charset: "ISO-2022-JP" }, encoding: "7bit", size: 20 }, 4096),
+    bodies: new Map([["1", Buffer.from(`\x1b$B9g7W\x1b(B: ${i}\r\n`, "latin1")]]),
+  }));
+
+describe("decoder thread", () => {
+  it("decodes rounds in a worker exactly as on the main thread, in order", async () => {
+    const decoder = startDecoder(new CaptureLogger());
+    try {
+      const [a, b] = await Promise.all([decoder.decode(round(3)), decoder.decode(round(5))]);
+      assert.deepEqual(a, round(3).map(readFetchedParts));
+      assert.deepEqual(b, round(5).map(readFetchedParts));
+      assert.equal(a[2]!.text, "合計: 2\n");
+      assert.equal(a[0]!.subject, "合計");
+      assert.ok(a[0]!.headers instanceof Map);
+    } finally {
+      await decoder.close();
+    }
+  });
+
+  it("when the worker dies, decodes what it held and everything after on the main thread, and says so", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-decoder-"));
+    const dying = path.join(dir, "dying.mjs");
+    writeFileSync(dying, 'import { parentPort } from "node:worker_threads"; parentPort.on("message", () => process.exit(3));');
+    const logger = new CaptureLogger();
+    const decoder = startDecoder(logger, { workerFile: pathToFileURL(dying) });
+    try {
+      assert.deepEqual(await decoder.decode(round(4)), round(4).map(readFetchedParts));
+      assert.deepEqual(await decoder.decode(round(3)), round(3).map(readFetchedParts));
+      const errors = logger.entries.filter((l) => l.level === "error");
+      assert.equal(errors.length, 1, JSON.stringify(logger.entries));
+      assert.match(String(errors[0]!.fields.err), /exited with code 3/);
+    } finally {
+      await decoder.close();
+    }
+  });
+});

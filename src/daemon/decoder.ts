@@ -1,0 +1,77 @@
+import { Worker } from "node:worker_threads";
+import type { DecodeParts } from "../imap/fetch.ts";
+import type { Logger } from "../log.ts";
+import { readFetchedParts, type FetchedParts } from "../mail/parts.ts";
+import type { NormalizedMail } from "../mail/types.ts";
+
+/** The worker's entry beside this file: .ts when run from source, .js from dist/. */
+const workerFile = new URL(import.meta.url.endsWith(".ts") ? "./decode-worker.ts" : "./decode-worker.js", import.meta.url);
+
+/** Rounds this small are decoded on the calling thread. */
+const inlineUpTo = 2;
+
+export interface Decoder {
+  decode: DecodeParts;
+  close(): Promise<void>;
+}
+
+/**
+ * Decoding mail (transfer encodings, charsets, HTML to text) is most of the CPU a catch-up costs;
+ * one worker thread takes it off the main thread, so a backlog of thousands decodes on the second
+ * core while the main thread fetches, queues and sends. Rounds are decoded in order. If the worker
+ * dies, the rounds it held and every later one are decoded on the main thread instead: slower, but
+ * nothing is lost and nothing stops.
+ */
+export function startDecoder(logger: Logger, options: { workerFile?: URL } = {}): Decoder {
+  let worker: Worker | undefined;
+  let broken = false;
+  let nextId = 0;
+  const waiting = new Map<number, { round: FetchedParts[]; resolve: (mails: NormalizedMail[]) => void }>();
+
+  const fallBack = (reason: string): void => {
+    if (broken) return;
+    broken = true;
+    worker = undefined;
+    logger.error({ err: reason }, "the mail decoding thread failed; decoding on the main thread from now on");
+    for (const { round, resolve } of waiting.values()) resolve(round.map(readFetchedParts));
+    waiting.clear();
+  };
+
+  const start = (): Worker => {
+    const started = new Worker(options.workerFile ?? workerFile);
+    started.on("message", ({ id, mails }: { id: number; mails: NormalizedMail[] }) => {
+      waiting.get(id)?.resolve(mails);
+      waiting.delete(id);
+      // An idle worker must not keep a stopping process alive.
+      if (waiting.size === 0) started.unref();
+    });
+    started.on("error", (err) => fallBack(err.message));
+    started.on("exit", (code) => {
+      if (worker === started) fallBack(`exited with code ${code}`);
+    });
+    return started;
+  };
+
+  return {
+    decode: async (round) => {
+      // A mail or two (IDLE announcing new mail) decode faster here than the hop to the thread and back.
+      if (broken || round.length <= inlineUpTo) return round.map(readFetchedParts);
+      worker ??= start();
+      worker.ref();
+      const id = nextId++;
+      return new Promise<NormalizedMail[]>((resolve) => {
+        waiting.set(id, { round, resolve });
+        try {
+          worker!.postMessage({ id, round });
+        } catch (err) {
+          fallBack(`could not hand mail to it: ${(err as Error).message}`);
+        }
+      });
+    },
+    async close() {
+      const stopping = worker;
+      worker = undefined;
+      await stopping?.terminate();
+    },
+  };
+}

@@ -66,7 +66,8 @@ export async function* fetchBatches(client: ImapFlow, uids: readonly number[], o
   let next = 0;
   const fill = (): void => {
     while (pending.length <= readAhead && next < uids.length) {
-      const read = readBatch(client, uids.slice(next, next + batchSize), options.maxTextBytes, options.decode ?? decodeHere);
+      const batch = uids.slice(next, next + batchSize);
+      const read = readBatch(client, batch.join(","), inList(batch), options.maxTextBytes, options.decode ?? decodeHere);
       // If the connection drops, every read ahead fails before anyone awaits it; that must not
       // count as an unhandled rejection. The failure still reaches whoever awaits it.
       read.catch(() => {});
@@ -82,8 +83,18 @@ export async function* fetchBatches(client: ImapFlow, uids: readonly number[], o
   }
 }
 
-async function readBatch(client: ImapFlow, batch: readonly number[], maxTextBytes: number, decode: DecodeParts): Promise<FetchedMessage[]> {
-  const metas = await client.fetchAll(batch.join(","), { uid: true, internalDate: true, size: true, bodyStructure: true, headers: true }, { uid: true });
+/**
+ * The mail above afterUid, read without a SEARCH first: one `UID FETCH afterUid+1:*` brings the
+ * header and structure of whatever is new. For the few mails IDLE just announced; a backlog goes
+ * through fetchBatches, a round at a time.
+ */
+export async function fetchNew(client: ImapFlow, afterUid: number, options: FetchOptions): Promise<FetchedMessage[]> {
+  // `n:*` also matches the highest UID when n is past it (RFC 3501 §6.4.8), hence the filter.
+  return readBatch(client, `${afterUid + 1}:*`, (uid) => uid > afterUid, options.maxTextBytes, options.decode ?? decodeHere);
+}
+
+async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) => boolean, maxTextBytes: number, decode: DecodeParts): Promise<FetchedMessage[]> {
+  const metas = await client.fetchAll(range, { uid: true, internalDate: true, size: true, bodyStructure: true, headers: true }, { uid: true });
   const planned = new Map<number, { meta: FetchMessageObject; plan: TextPartPlan | undefined }>();
   for (const meta of metas) {
     // A server may split one message's items over several untagged FETCH replies (or add
@@ -108,11 +119,11 @@ async function readBatch(client: ImapFlow, batch: readonly number[], maxTextByte
     }
   }
 
-  // Not returned at all: expunged or moved since the SEARCH. Nothing to read.
-  const found = batch.flatMap((uid) => {
-    const entry = planned.get(uid);
-    return entry ? [{ uid, entry }] : [];
-  });
+  // A UID asked for but not returned was expunged or moved meanwhile: nothing to read.
+  const found = [...planned]
+    .filter(([uid]) => wanted(uid))
+    .sort(([a], [b]) => a - b)
+    .map(([uid, entry]) => ({ uid, entry }));
   const mails = await decode(found.map(({ uid, entry }) => ({ uid, header: entry.meta.headers ?? Buffer.alloc(0), plan: entry.plan, bodies: bodies.get(uid) ?? new Map() })));
   return found.map(({ uid, entry }, i) => ({ uid, internalDate: toDate(entry.meta.internalDate), size: entry.meta.size ?? 0, mail: mails[i]! }));
 }
@@ -136,6 +147,11 @@ function groupByParts(planned: Map<number, { plan: TextPartPlan | undefined }>):
     groups.set(signature, chunks);
   }
   return [...groups.values()].flat();
+}
+
+function inList(uids: readonly number[]): (uid: number) => boolean {
+  const set = new Set(uids);
+  return (uid) => set.has(uid);
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -5,7 +5,7 @@ import type { NormalizedMail } from "../mail/types.ts";
 import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "../store/checkpoints.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { accountName, classifyImapError, createImapClient, type ImapAccount } from "./client.ts";
-import { fetchBatches, listNewUids, listUidsSince, type DecodeParts } from "./fetch.ts";
+import { fetchBatches, fetchNew, listNewUids, listUidsSince, type DecodeParts, type FetchedMessage } from "./fetch.ts";
 
 export interface WatchOptions {
   account: ImapAccount;
@@ -209,11 +209,20 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           // The server adds new mail to a session's view at commands like NOOP, not at a SEARCH
           // (RFC 3501 §7.4.1): without it the reader would not see what the watching one was told of.
           if (from !== client) await from.noop();
-          uids = recovering ? await listUidsSince(from, recovering.since, lastUid) : await listNewUids(from, lastUid);
+          const fetchOptions = { maxTextBytes: options.maxTextBytes ?? 256 * 1024, decode: options.decode };
+          let rounds: AsyncIterable<FetchedMessage[]> | Iterable<FetchedMessage[]>;
+          if (from !== client) {
+            // A few mails just announced: straight to FETCH, no SEARCH round trip first.
+            uids = [];
+            rounds = [await fetchNew(from, lastUid, fetchOptions)];
+          } else {
+            uids = recovering ? await listUidsSince(from, recovering.since, lastUid) : await listNewUids(from, lastUid);
+            rounds = fetchBatches(from, uids, fetchOptions);
+          }
           const catchUp = firstRound && uids.length > 0 ? { id: `${uidValidity}.${lastUid}`, count: uids.length } : undefined;
           firstRound = false;
           let index = 0;
-          for await (const fetched of fetchBatches(from, uids, { maxTextBytes: options.maxTextBytes ?? 256 * 1024, decode: options.decode })) {
+          for await (const fetched of rounds) {
             if (fetched.length === 0) continue;
             const round = fetched.map(({ uid, internalDate, size, mail }): WatchedMail => {
               if (mail.warnings.length > 0) log.warn({ uid, warnings: mail.warnings }, "message read with warnings");

@@ -64,7 +64,8 @@ export function startDecoder(logger: Logger, options: { workerFile?: URL } = {})
       return new Promise<NormalizedMail[]>((resolve) => {
         waiting.set(id, { round, resolve });
         try {
-          worker!.postMessage({ id, round });
+          const { compact, transfer } = compactRound(round);
+          worker!.postMessage({ id, round: compact }, transfer);
         } catch (err) {
           fallBack(`could not hand mail to it: ${(err as Error).message}`);
         }
@@ -76,4 +77,25 @@ export function startDecoder(logger: Logger, options: { workerFile?: URL } = {})
       await stopping?.terminate();
     },
   };
+}
+
+/**
+ * Copies each buffer of the round into one of its own and hands those over instead of copying
+ * again: a Buffer from imapflow is often a view into a much larger chunk of the socket stream, and
+ * postMessage would otherwise copy the whole chunk for every message.
+ */
+function compactRound(round: FetchedParts[]): { compact: FetchedParts[]; transfer: ArrayBuffer[] } {
+  const transfer: ArrayBuffer[] = [];
+  const own = (bytes: Uint8Array): Uint8Array => {
+    const copy = new Uint8Array(bytes);
+    transfer.push(copy.buffer);
+    return copy;
+  };
+  const compact = round.map((fetched) => ({
+    uid: fetched.uid,
+    plan: fetched.plan,
+    header: own(fetched.header),
+    bodies: new Map([...fetched.bodies].map(([key, value]) => [key, own(value)])),
+  }));
+  return { compact, transfer };
 }

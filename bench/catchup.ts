@@ -318,10 +318,10 @@ interface ProfileNode {
  */
 const BUCKETS: readonly { name: string; test: RegExp }[] = [
   { name: "logging (pino)", test: /node_modules\/(pino|sonic-boom)|src\/log\.ts/ },
-  { name: "parse (normalizeMail: mailparser, libmime, iconv, html-to-text)", test: /src\/mail\/|node_modules\/(mailparser|libmime|@zone-eu|encoding-japanese|iconv-lite|html-to-text|htmlparser2|nodemailer|libqp|libbase64|@selderee|selderee|domhandler|domutils|parseley|leac|he|punycode|entities|deepmerge)/ },
+  { name: "decode (readFetchedParts: libmime, iconv, html-to-text; mailparser for whole files)", test: /src\/mail\/|node_modules\/(mailparser|libmime|@zone-eu|encoding-japanese|iconv-lite|html-to-text|htmlparser2|nodemailer|libqp|libbase64|@selderee|selderee|domhandler|domutils|parseley|leac|he|punycode|entities|deepmerge)/ },
   { name: "rules + render", test: /src\/rules\/|src\/outbox\/notification\.ts|src\/targets\/(?!http\.ts)/ },
   { name: "SQLite", test: /src\/store\// },
-  { name: "delivery (dispatcher, fetch/undici)", test: /src\/outbox\/dispatcher\.ts|src\/targets\/http\.ts|undici/ },
+  { name: "delivery (dispatcher, node:http)", test: /src\/outbox\/dispatcher\.ts|src\/targets\/http\.ts|undici|node:_http|node:http/ },
   { name: "IMAP (imapflow, TLS, fetch planning)", test: /node_modules\/imapflow|src\/imap\/|_tls_wrap|node:tls/ },
   { name: "pipeline / daemon", test: /src\/daemon\// },
 ];
@@ -370,7 +370,7 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary {
             break;
           }
           if (/src\/daemon\/pipeline\.ts|src\/imap\//.test(uu)) {
-            bucket = "SQLite (pipeline: queue a mail, one transaction each)";
+            bucket = "SQLite (pipeline: queue a round, one transaction each)";
             break;
           }
         }
@@ -562,7 +562,11 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
 
     let profile: ProfileSummary | undefined;
     if (profileDir) {
-      const f = readdirSync(profileDir).find((n) => n.endsWith(".cpuprofile"));
+      // One profile per thread, named CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile: the main
+      // thread's is thread 0; the decoding thread's is kept beside it for a look by hand.
+      const files = readdirSync(profileDir).filter((n) => n.endsWith(".cpuprofile"));
+      const f = files.find((n) => /\.0\.\d+\.cpuprofile$/.test(n)) ?? files[0];
+      for (const other of files.filter((n) => n !== f)) writeFileSync(path.join(os.tmpdir(), `mailbell-catchup-${mails}-thread-${other}`), readFileSync(path.join(profileDir, other)));
       if (f) {
         const kept = path.join(os.tmpdir(), `mailbell-catchup-${mails}-${Date.now()}.cpuprofile`);
         writeFileSync(kept, readFileSync(path.join(profileDir, f)));

@@ -32,6 +32,22 @@ describe("decoder thread", () => {
     }
   });
 
+  it("stops the thread after idleStopMs without work, and starts it again when work comes", async () => {
+    const logger = new CaptureLogger();
+    const decoder = startDecoder(logger, { idleStopMs: 50 });
+    try {
+      assert.deepEqual(await decoder.decode(round(3)), round(3).map(readFetchedParts));
+      assert.equal(decoder.running, true);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(decoder.running, false, "stopped when idle");
+      assert.deepEqual(await decoder.decode(round(4)), round(4).map(readFetchedParts));
+      assert.equal(decoder.running, true, "started again");
+      assert.equal(logger.entries.filter((e) => e.level === "error").length, 0, "a thread stopped when idle is not a failure");
+    } finally {
+      await decoder.close();
+    }
+  });
+
   it("when the worker dies, decodes what it held and everything after on the main thread, and says so", async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-decoder-"));
     const dying = path.join(dir, "dying.mjs");

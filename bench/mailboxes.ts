@@ -3,7 +3,11 @@
  * to a local Dovecot, with one IMAP connection per mailbox.
  *
  *   node bench/mailboxes.ts [--mailboxes 1000] [--idle-seconds 60] [--samples 5] [--analyze] [--heap-snapshot] [--compress]
- *                           [--node-flags="--max-semi-space-size=1"] [--json]
+ *                           [--node-flags="--max-semi-space-size=1"] [--src-entry] [--json]
+ *
+ * mailbell is started as users start it: through the `mailbell` command (bin/mailbell.js), which
+ * re-executes `mailbell run` with its memory settings. The launcher is copied unchanged into a temp
+ * dir whose dist/cli/entry.js loads src/cli/entry.ts, so the current sources run without a build.
  *
  * Measures: time until every mailbox is in IDLE (from spawn, polled on /healthz), RSS per mailbox
  * (settled RSS with N mailboxes minus the settled RSS of the same config with one mailbox, divided
@@ -19,15 +23,18 @@
  * SecureContext, and an imapflow client with `tls: { ca }` (as mailbell) and with a shared one.
  * --heap-snapshot writes a heap snapshot of the loaded mailbell and prints what the heap holds.
  * --compress makes Dovecot offer COMPRESS=DEFLATE (as Gmail does); imapflow then uses it.
- * --node-flags passes V8/Node flags to both mailbell processes, to try memory settings.
+ * --node-flags passes V8/Node flags to both mailbell processes, to try memory settings (a flag the
+ * launcher would set, given here, replaces the launcher's value).
+ * --src-entry runs `node src/cli/entry.ts` directly instead, without the launcher's settings.
  *
  * Needs root (or a raised fs.inotify.max_user_instances) for push on more than ~100 sessions: it
  * raises the limit for the run and puts it back afterwards. A guard ends a run that overruns.
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { ImapFlow } from "imapflow";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
@@ -146,12 +153,12 @@ export interface ProbedMailbell {
  * lib.ts's startMailbellProcess (watching: 0, so readiness is timed here) with a preload that
  * answers memory probes. The preload costs the same few kB in every run compared.
  */
-export async function startProbedMailbell(yaml: string, env: NodeJS.ProcessEnv = {}, nodeFlags: readonly string[] = []): Promise<ProbedMailbell> {
+export async function startProbedMailbell(yaml: string, env: NodeJS.ProcessEnv = {}, nodeFlags: readonly string[] = [], entry?: string): Promise<ProbedMailbell> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-bench-probe-"));
   const probeFile = path.join(dir, "probe.mjs");
   writeFileSync(probeFile, probeSource);
   const spawnedAt = performance.now();
-  const proc = await startMailbellProcess(yaml, { ...env, MB_PROBE_DIR: dir }, { watching: 0, nodeArgs: [...nodeFlags, "--expose-gc", `--import=${probeFile}`] });
+  const proc = await startMailbellProcess(yaml, { ...env, MB_PROBE_DIR: dir }, { watching: 0, nodeArgs: [...nodeFlags, "--expose-gc", `--import=${probeFile}`], ...(entry ? { entry } : {}) });
   let probes = 0;
   return {
     proc,
@@ -174,6 +181,24 @@ export async function startProbedMailbell(yaml: string, env: NodeJS.ProcessEnv =
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+const repoRoot = path.resolve(import.meta.dirname, "..");
+
+/**
+ * The `mailbell` command as installed (bin/mailbell.js, copied byte for byte) in a temp dir whose
+ * dist/cli/entry.js loads src/cli/entry.ts: mailbell starts as users start it, with the launcher's
+ * memory settings, on the current sources and without building dist/. The launcher is a copy, not a
+ * symlink, because Node resolves a symlinked main module to its real path (and the real dist/).
+ */
+export function launcherOnSources(): { entry: string; dispose(): void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-bench-launcher-"));
+  mkdirSync(path.join(dir, "bin"));
+  mkdirSync(path.join(dir, "dist", "cli"), { recursive: true });
+  writeFileSync(path.join(dir, "package.json"), '{ "type": "module" }\n');
+  copyFileSync(path.join(repoRoot, "bin", "mailbell.js"), path.join(dir, "bin", "mailbell.js"));
+  writeFileSync(path.join(dir, "dist", "cli", "entry.js"), `await import(${JSON.stringify(pathToFileURL(path.join(repoRoot, "src", "cli", "entry.ts")).href)});\n`);
+  return { entry: path.join(dir, "bin", "mailbell.js"), dispose: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** Distinct messages of warn-or-worse JSON log lines, with counts. */
@@ -486,6 +511,10 @@ export interface ManyMailboxesResult {
   compress: boolean;
   /** Extra node flags mailbell ran with (none by default). */
   nodeFlags: string[];
+  /** How mailbell was started: "bin/mailbell.js" (the launcher, as users) or "src/cli/entry.ts". */
+  startedAs: string;
+  /** The loaded mailbell's node flags and MALLOC_ARENA_MAX as it ran (after the launcher). */
+  runtime: { execArgv: string[]; mallocArenaMax: string | null };
   /** Baseline run (one mailbox): spawn → /healthz answers (node + mailbell startup). */
   startupMs: number;
   /** Baseline run: spawn → its single mailbox is in IDLE. */
@@ -534,6 +563,8 @@ export interface ManyMailboxesOptions {
   compress?: boolean;
   /** Extra node flags for both mailbell processes (e.g. --max-semi-space-size=1), to try V8 settings. */
   nodeFlags?: readonly string[];
+  /** Run src/cli/entry.ts directly, without the launcher's memory settings (default false). */
+  srcEntry?: boolean;
   /** Progress lines go here (default: stderr). */
   progress?: (line: string) => void;
 }
@@ -559,6 +590,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
   // + the raw IDLE client and the appending connection of each notify sample
   const busy = await startBusyDovecot(n + 50, { compress: options.compress });
   const { dc } = busy;
+  const launcher = options.srcEntry ? undefined : launcherOnSources();
   let receiver: Receiver | undefined;
   const running = new Set<ProbedMailbell>();
   const stop = async (m: ProbedMailbell) => {
@@ -574,7 +606,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
     // --- baseline: the same config with one mailbox. With zero accounts `mailbell run` warns
     // "nothing to watch" and exits at once, so there is no settled process to measure. ---
     const basePort = await freePort();
-    const base = await startProbedMailbell(benchYaml({ dc, mailboxes: mailboxes.slice(0, 1), hookUrl: receiver.url("/hook"), statusPort: basePort }), {}, options.nodeFlags);
+    const base = await startProbedMailbell(benchYaml({ dc, mailboxes: mailboxes.slice(0, 1), hookUrl: receiver.url("/hook"), statusPort: basePort }), {}, options.nodeFlags, launcher?.entry);
     running.add(base);
     let startupMs = NaN;
     for (;;) {
@@ -595,7 +627,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
 
     // --- N mailboxes ---
     const port = await freePort();
-    const mb = await startProbedMailbell(benchYaml({ dc, mailboxes, hookUrl: receiver.url("/hook"), statusPort: port }), {}, options.nodeFlags);
+    const mb = await startProbedMailbell(benchYaml({ dc, mailboxes, hookUrl: receiver.url("/hook"), statusPort: port }), {}, options.nodeFlags, launcher?.entry);
     running.add(mb);
     let allConnectedMs = NaN;
     let allIdleMs = NaN;
@@ -629,6 +661,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
     await sleep(settleMs);
     const rssLoadedKb = await steadyRss(mb.proc);
     const loadedSmaps = smapsSummary(mb.proc.pid);
+    const runtime = mailbellRuntime(mb.proc.pid);
     const peakRssKb = mb.proc.peakRssKb();
     say(`loaded RSS ${rssLoadedKb} kB (peak ${peakRssKb} kB) → ${((rssLoadedKb - rssBaselineKb) / (n - 1)).toFixed(1)} kB per mailbox; measuring idle CPU for ${idleSeconds} s`);
 
@@ -677,6 +710,8 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
       inotify: busy.inotify,
       compress: busy.compress,
       nodeFlags: [...(options.nodeFlags ?? [])],
+      startedAs: launcher ? "bin/mailbell.js" : "src/cli/entry.ts",
+      runtime,
       startupMs,
       baselineIdleMs,
       allConnectedMs,
@@ -705,6 +740,19 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
     for (const m of running) await m.stop().catch(() => {});
     await receiver?.close();
     await busy.dispose();
+    launcher?.dispose();
+  }
+}
+
+/** The node flags and MALLOC_ARENA_MAX a running mailbell has, from /proc (what the launcher set). */
+function mailbellRuntime(pid: number): ManyMailboxesResult["runtime"] {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(1);
+    const env = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+    const arena = env.find((e) => e.startsWith("MALLOC_ARENA_MAX="));
+    return { execArgv: argv.slice(0, argv.findIndex((a) => !a.startsWith("-"))), mallocArenaMax: arena ? arena.slice("MALLOC_ARENA_MAX=".length) : null };
+  } catch {
+    return { execArgv: [], mallocArenaMax: null };
   }
 }
 
@@ -932,7 +980,9 @@ export function formatManyMailboxes(r: ManyMailboxesResult): string[][] {
 
 export function printManyMailboxes(r: ManyMailboxesResult): void {
   console.log(new Table(MAILBOXES_COLUMNS).addRows(formatManyMailboxes(r)).toString());
-  console.log(`\ninotify: ${r.inotify}; COMPRESS=DEFLATE offered: ${r.compress ? "yes (imap_zlib, as Gmail)" : "no (Dovecot's default)"}; node flags: ${r.nodeFlags.length ? r.nodeFlags.join(" ") : "none"}`);
+  console.log(`\ninotify: ${r.inotify}; COMPRESS=DEFLATE offered: ${r.compress ? "yes (imap_zlib, as Gmail)" : "no (Dovecot's default)"}; extra node flags: ${r.nodeFlags.length ? r.nodeFlags.join(" ") : "none"}`);
+  const own = r.runtime.execArgv.filter((a) => a !== "--expose-gc" && !a.startsWith("--import="));
+  console.log(`started as ${r.startedAs}; running with node flags: ${own.join(" ") || "none"}, MALLOC_ARENA_MAX ${r.runtime.mallocArenaMax ?? "unset"} (the bench's probe adds --expose-gc and an --import)`);
   console.log(`dovecot: ${Object.entries(r.dovecot.processes).map(([k, v]) => `${k} ${v}`).join(", ")} (${r.dovecot.rssMb} MB RSS in all); mailbell threads: ${r.threads}`);
   const mu = (m: NodeJS.MemoryUsage) =>
     `rss ${(m.rss / 1048576).toFixed(1)}, heapTotal ${(m.heapTotal / 1048576).toFixed(1)}, heapUsed ${(m.heapUsed / 1048576).toFixed(1)}, external ${(m.external / 1048576).toFixed(1)}, arrayBuffers ${(m.arrayBuffers / 1048576).toFixed(1)} MB`;
@@ -971,6 +1021,7 @@ if (import.meta.main) {
       "heap-snapshot": { type: "boolean", default: false },
       compress: { type: "boolean", default: false },
       "node-flags": { type: "string", default: "" },
+      "src-entry": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       child: { type: "string" },
       spec: { type: "string" },
@@ -994,6 +1045,7 @@ if (import.meta.main) {
       heapSnapshot: values["heap-snapshot"],
       compress: values.compress,
       nodeFlags: values["node-flags"].split(/\s+/).filter(Boolean),
+      srcEntry: values["src-entry"],
     });
     if (values.json) console.log(JSON.stringify(r, null, 2));
     else {

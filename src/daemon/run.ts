@@ -113,7 +113,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     };
     // Every watcher starts at once; setting up only a few connections at a time keeps RSS per
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
-    const connectGate = new ConnectGate({ concurrency: Number(process.env.MB_CC) || connectConcurrency });
+    const connectGate = new ConnectGate({ concurrency: connectConcurrency });
     const watches = config.accounts.flatMap((account) =>
       account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, connectGate, decode)),
     );
@@ -154,8 +154,8 @@ function pacingOf(config: Config, targets: ReadonlyMap<string, Target>): Map<str
   );
 }
 
-/** Connections set up at once, in TLS handshakes and logins; more did not start 1,000 mailboxes faster on 2 cores. */
-const connectConcurrency = 8;
+/** Connections set up at once: 1,000 mailboxes start as fast as with no cap (2 cores), and 8 saved no more memory. */
+const connectConcurrency = 16;
 
 /**
  * Restarts a mailbox's watch loop if handling a mail failed (a full disk, a bug): the mail was not

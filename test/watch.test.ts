@@ -189,28 +189,62 @@ describe("watchMailbox against Dovecot", () => {
   });
 });
 
-describe("keeping IDLE fresh", () => {
-  it("re-issues IDLE every idleRestartMs (servers drop long IDLEs)", async () => {
-    // A plaintext hop that counts the IDLE commands the client sends.
-    let idles = 0;
-    const server = net.createServer((client) => {
-      const upstream = net.connect(dovecot.imapPort, dovecot.host);
-      client.on("data", (d: Buffer) => {
-        idles += (d.toString("latin1").match(/ IDLE\r\n/g) ?? []).length;
-        upstream.write(d);
-      });
-      upstream.on("data", (d: Buffer) => client.write(d));
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-      client.on("error", () => {});
-      upstream.on("error", () => {});
+/** A plaintext hop to Dovecot that records the commands the client sends. */
+async function countingHop(): Promise<{ port: number; sent: () => string; close(): void }> {
+  let sent = "";
+  const server = net.createServer((client) => {
+    const upstream = net.connect(dovecot.imapPort, dovecot.host);
+    client.on("data", (d: Buffer) => {
+      sent += d.toString("latin1");
+      upstream.write(d);
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    upstream.on("data", (d: Buffer) => client.write(d));
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+    client.on("error", () => {});
+    upstream.on("error", () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { port: (server.address() as net.AddressInfo).port, sent: () => sent, close: () => server.close() };
+}
+
+describe("keeping IDLE fresh", () => {
+  it("a quiet keepalive is a NOOP only: no UID SEARCH unless the NOOP says new mail came", async () => {
+    const hop = await countingHop();
     const controller = new AbortController();
     const ev = events();
     const w = collect(
       watchMailbox({
-        account: { name: "bob", host: "127.0.0.1", port: (server.address() as net.AddressInfo).port, tls: "none", user: "bob", pass: dovecot.users.bob! },
+        account: { name: "bob", host: "127.0.0.1", port: hop.port, tls: "none", user: "bob", pass: dovecot.users.bob! },
+        mailbox: "Quiet",
+        signal: controller.signal,
+        onEvent: ev.on,
+        keepaliveMs: 200,
+      }),
+    );
+    try {
+      await dovecot.createMailbox("bob", "Quiet");
+      await ev.waitFor("idle");
+      const searchesAtStart = (hop.sent().match(/ UID SEARCH /g) ?? []).length;
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.ok((hop.sent().match(/ NOOP\r\n/g) ?? []).length >= 3, "keepalives were sent");
+      assert.equal((hop.sent().match(/ UID SEARCH /g) ?? []).length, searchesAtStart, "no SEARCH after a quiet keepalive");
+      await dovecot.append("bob", "Quiet", buildMail({ from: "a@example.com", to: "bob@example.com", subject: "after quiet", text: "x" }));
+      assert.equal((await w.waitFor(1))[0]!.mail.subject, "after quiet");
+    } finally {
+      controller.abort();
+      await w.done;
+      hop.close();
+    }
+  });
+
+  it("re-issues IDLE every idleRestartMs (servers drop long IDLEs)", async () => {
+    const hop = await countingHop();
+    const controller = new AbortController();
+    const ev = events();
+    const w = collect(
+      watchMailbox({
+        account: { name: "bob", host: "127.0.0.1", port: hop.port, tls: "none", user: "bob", pass: dovecot.users.bob! },
         mailbox: "INBOX",
         signal: controller.signal,
         onEvent: ev.on,
@@ -219,12 +253,14 @@ describe("keeping IDLE fresh", () => {
     );
     try {
       await ev.waitFor("idle");
+      const before = (hop.sent().match(/ IDLE\r\n/g) ?? []).length;
       await new Promise((r) => setTimeout(r, 1300));
-      assert.ok(idles >= 4, `IDLE was issued ${idles} times in 1.3 s with idleRestartMs 300`);
+      const idles = (hop.sent().match(/ IDLE\r\n/g) ?? []).length - before;
+      assert.ok(idles >= 3, `IDLE was issued ${idles} more times in 1.3 s with idleRestartMs 300`);
     } finally {
       controller.abort();
       await w.done;
-      server.close();
+      hop.close();
     }
   });
 });

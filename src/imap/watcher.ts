@@ -265,12 +265,16 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           continue;
         }
         emit({ type: "idle" });
-        const woken = await session.idleUntilChange(keepaliveMs);
-        watchingIdles = woken === "change";
-        if (woken === "keepalive") {
+        let woken = await session.idleUntilChange(keepaliveMs);
+        while (woken === "keepalive") {
           await keepalive(client, keepaliveTimeoutMs, account, mailbox);
           emit({ type: "alive" });
+          // The NOOP's reply says EXISTS if mail came; otherwise there is nothing to look for, and
+          // at a thousand idle mailboxes a UID SEARCH every minute would be most of the idle CPU.
+          if (session.dirty || !session.open || signal.aborted) break;
+          woken = await session.idleUntilChange(keepaliveMs);
         }
+        watchingIdles = woken === "change";
       }
       failure = session.closeError ? classifyImapError(session.closeError, account, mailbox) : undefined;
     } catch (err) {

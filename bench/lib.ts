@@ -16,15 +16,34 @@
  * and — through a watchdog — even when it is SIGKILLed itself), and its temp dir is removed.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { findBinary } from "../test/support/dovecot.ts";
 
 const repo = path.resolve(import.meta.dirname, "..");
-const entry = path.join(repo, "src/cli/entry.ts");
+/** src/cli/entry.ts: for `entry` when a benchmark wants mailbell without the launcher. */
+export const sourceEntry = path.join(repo, "src/cli/entry.ts");
+
+/**
+ * The `mailbell` command as installed (bin/mailbell.js, copied byte for byte) in a temp dir whose
+ * dist/cli/entry.js loads src/cli/entry.ts: mailbell starts as users start it, with the launcher's
+ * memory settings, on the current sources and without building dist/. The launcher is a copy, not a
+ * symlink, because Node resolves a symlinked main module to its real path (and the real dist/).
+ */
+export function launcherOnSources(): { entry: string; dispose(): void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-bench-launcher-"));
+  mkdirSync(path.join(dir, "bin"));
+  mkdirSync(path.join(dir, "dist", "cli"), { recursive: true });
+  writeFileSync(path.join(dir, "package.json"), '{ "type": "module" }\n');
+  copyFileSync(path.join(repo, "bin", "mailbell.js"), path.join(dir, "bin", "mailbell.js"));
+  writeFileSync(path.join(dir, "dist", "cli", "entry.js"), `await import(${JSON.stringify(pathToFileURL(path.join(repo, "src", "cli", "entry.ts")).href)});\n`);
+  return { entry: path.join(dir, "bin", "mailbell.js"), dispose: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
 const userScript = path.join(repo, "bench/user-script.ts");
 
 export function sleep(ms: number): Promise<void> {
@@ -352,12 +371,16 @@ export interface MailbellProcessOptions {
   nodeArgs?: readonly string[];
   /** Keep the temp dir after stop() (to look at the database or a profile). */
   keepDir?: boolean;
-  /** Another entry point instead of src/cli/entry.ts (an instrumented scratch copy, dist/…). */
+  /**
+   * Another entry point (an instrumented scratch copy, src/cli/entry.ts itself…). By default
+   * mailbell starts as users start it: through bin/mailbell.js (launcherOnSources), with the
+   * launcher's memory settings, on the current sources.
+   */
   entry?: string;
 }
 
 /**
- * Writes `yaml` to a fresh temp dir and runs `node src/cli/entry.ts run --config <it>` there (cwd =
+ * Writes `yaml` to a fresh temp dir and runs `mailbell run --config <it>` there (cwd =
  * the dir). Resolves once the wanted number of mailboxes is watching:
  * - at log level info or lower: by counting "watching" log lines;
  * - at warn and above ("watching" is not logged): through `status.listen`, which the yaml must then
@@ -380,11 +403,13 @@ export async function startMailbellProcess(yaml: string, env: NodeJS.ProcessEnv 
   const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-bench-"));
   const configFile = path.join(dir, "mailbell.yaml");
   writeFileSync(configFile, yaml);
-  const proc = spawnTracked([...(options.nodeArgs ?? []), options.entry ?? entry, "run", "--config", configFile], {
+  const launcher = options.entry ? undefined : launcherOnSources();
+  const proc = spawnTracked([...(options.nodeArgs ?? []), options.entry ?? launcher!.entry, "run", "--config", configFile], {
     env,
     cwd: dir,
     ...(options.keepDir ? {} : { tempDir: dir }),
   });
+  void proc.exited.finally(() => launcher?.dispose());
   const handle: MailbellProcess = {
     pid: proc.pid,
     child: proc.child,

@@ -30,17 +30,16 @@
  * Needs root (or a raised fs.inotify.max_user_instances) for push on more than ~100 sessions: it
  * raises the limit for the run and puts it back afterwards. A guard ends a run that overruns.
  */
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { ImapFlow } from "imapflow";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail } from "../test/support/mail.ts";
 import { startReceiver, type Receiver } from "../test/support/receiver.ts";
-import { fmtMs, freePort, machineInfo, percentile, processUsage, sleep, spawnTracked, startMailbellProcess, Table, type MailbellProcess } from "./lib.ts";
+import { fmtMs, freePort, machineInfo, percentile, processUsage, sleep, sourceEntry, spawnTracked, startMailbellProcess, Table, type MailbellProcess } from "./lib.ts";
 import { startRawIdleClient } from "./raw-idle-client.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -181,24 +180,6 @@ export async function startProbedMailbell(yaml: string, env: NodeJS.ProcessEnv =
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-const repoRoot = path.resolve(import.meta.dirname, "..");
-
-/**
- * The `mailbell` command as installed (bin/mailbell.js, copied byte for byte) in a temp dir whose
- * dist/cli/entry.js loads src/cli/entry.ts: mailbell starts as users start it, with the launcher's
- * memory settings, on the current sources and without building dist/. The launcher is a copy, not a
- * symlink, because Node resolves a symlinked main module to its real path (and the real dist/).
- */
-export function launcherOnSources(): { entry: string; dispose(): void } {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-bench-launcher-"));
-  mkdirSync(path.join(dir, "bin"));
-  mkdirSync(path.join(dir, "dist", "cli"), { recursive: true });
-  writeFileSync(path.join(dir, "package.json"), '{ "type": "module" }\n');
-  copyFileSync(path.join(repoRoot, "bin", "mailbell.js"), path.join(dir, "bin", "mailbell.js"));
-  writeFileSync(path.join(dir, "dist", "cli", "entry.js"), `await import(${JSON.stringify(pathToFileURL(path.join(repoRoot, "src", "cli", "entry.ts")).href)});\n`);
-  return { entry: path.join(dir, "bin", "mailbell.js"), dispose: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** Distinct messages of warn-or-worse JSON log lines, with counts. */
@@ -590,7 +571,8 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
   // + the raw IDLE client and the appending connection of each notify sample
   const busy = await startBusyDovecot(n + 50, { compress: options.compress });
   const { dc } = busy;
-  const launcher = options.srcEntry ? undefined : launcherOnSources();
+  // undefined: startMailbellProcess's default, the launcher as users run it.
+  const entry = options.srcEntry ? sourceEntry : undefined;
   let receiver: Receiver | undefined;
   const running = new Set<ProbedMailbell>();
   const stop = async (m: ProbedMailbell) => {
@@ -606,7 +588,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
     // --- baseline: the same config with one mailbox. With zero accounts `mailbell run` warns
     // "nothing to watch" and exits at once, so there is no settled process to measure. ---
     const basePort = await freePort();
-    const base = await startProbedMailbell(benchYaml({ dc, mailboxes: mailboxes.slice(0, 1), hookUrl: receiver.url("/hook"), statusPort: basePort }), {}, options.nodeFlags, launcher?.entry);
+    const base = await startProbedMailbell(benchYaml({ dc, mailboxes: mailboxes.slice(0, 1), hookUrl: receiver.url("/hook"), statusPort: basePort }), {}, options.nodeFlags, entry);
     running.add(base);
     let startupMs = NaN;
     for (;;) {
@@ -627,7 +609,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
 
     // --- N mailboxes ---
     const port = await freePort();
-    const mb = await startProbedMailbell(benchYaml({ dc, mailboxes, hookUrl: receiver.url("/hook"), statusPort: port }), {}, options.nodeFlags, launcher?.entry);
+    const mb = await startProbedMailbell(benchYaml({ dc, mailboxes, hookUrl: receiver.url("/hook"), statusPort: port }), {}, options.nodeFlags, entry);
     running.add(mb);
     let allConnectedMs = NaN;
     let allIdleMs = NaN;
@@ -710,7 +692,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
       inotify: busy.inotify,
       compress: busy.compress,
       nodeFlags: [...(options.nodeFlags ?? [])],
-      startedAs: launcher ? "bin/mailbell.js" : "src/cli/entry.ts",
+      startedAs: entry ? "src/cli/entry.ts" : "bin/mailbell.js",
       runtime,
       startupMs,
       baselineIdleMs,
@@ -740,7 +722,6 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
     for (const m of running) await m.stop().catch(() => {});
     await receiver?.close();
     await busy.dispose();
-    launcher?.dispose();
   }
 }
 

@@ -208,7 +208,18 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         try {
           // The server adds new mail to a session's view at commands like NOOP, not at a SEARCH
           // (RFC 3501 §7.4.1): without it the reader would not see what the watching one was told of.
-          if (from !== client) await from.noop();
+          if (from !== client) {
+            await from.noop();
+            // Seldom, the reader's view is still behind what the watching connection was told
+            // (the server had not synced it yet): then this round reads on the watching one, or the
+            // mail would wait for the next push.
+            if ((from.mailbox ? from.mailbox.exists : 0) < (client.mailbox ? client.mailbox.exists : 0)) {
+              log.debug({ reader: from.mailbox ? from.mailbox.exists : 0, watching: client.mailbox ? client.mailbox.exists : 0 }, "the reader connection is behind; reading on the watching connection");
+              watchingIdles = false;
+              session.dirty = true;
+              continue;
+            }
+          }
           const fetchOptions = { maxTextBytes: options.maxTextBytes ?? 256 * 1024, decode: options.decode };
           let rounds: AsyncIterable<FetchedMessage[]> | Iterable<FetchedMessage[]>;
           if (from !== client) {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { ImapFlow } from "imapflow";
-import { MemoryCheckpoints, normalizeMail, watchMailbox, type WatchedMail, type WatchEvent } from "../src/index.ts";
+import { MemoryCheckpoints, normalizeMail, watchMailbox, type WatchedMail, type WatchEvent, type WatchOptions } from "../src/index.ts";
 import type { ImapAccount } from "../src/imap/client.ts";
 import { fetchMessages, fetchNew, listNewUids } from "../src/imap/fetch.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
@@ -209,58 +209,52 @@ async function countingHop(): Promise<{ port: number; sent: () => string; close(
 }
 
 describe("keeping IDLE fresh", () => {
-  it("a quiet keepalive is a NOOP only: no UID SEARCH unless the NOOP says new mail came", async () => {
+  /** bob's watcher through a counting hop; `count(re)` says how often the client sent a command. */
+  async function watchThroughHop(options: Partial<WatchOptions> & { mailbox: string }) {
     const hop = await countingHop();
     const controller = new AbortController();
     const ev = events();
     const w = collect(
-      watchMailbox({
-        account: { name: "bob", host: "127.0.0.1", port: hop.port, tls: "none", user: "bob", pass: dovecot.users.bob! },
-        mailbox: "Quiet",
-        signal: controller.signal,
-        onEvent: ev.on,
-        keepaliveMs: 200,
-      }),
+      watchMailbox({ account: { name: "bob", host: "127.0.0.1", port: hop.port, tls: "none", user: "bob", pass: dovecot.users.bob! }, signal: controller.signal, onEvent: ev.on, ...options }),
     );
+    return {
+      w,
+      ev,
+      count: (command: RegExp) => (hop.sent().match(command) ?? []).length,
+      async stop() {
+        controller.abort();
+        await w.done;
+        hop.close();
+      },
+    };
+  }
+
+  it("a quiet keepalive is a NOOP only: no UID SEARCH unless the NOOP says new mail came", async () => {
+    await dovecot.createMailbox("bob", "Quiet");
+    const watch = await watchThroughHop({ mailbox: "Quiet", keepaliveMs: 200 });
     try {
-      await dovecot.createMailbox("bob", "Quiet");
-      await ev.waitFor("idle");
-      const searchesAtStart = (hop.sent().match(/ UID SEARCH /g) ?? []).length;
+      await watch.ev.waitFor("idle");
+      const searchesAtStart = watch.count(/ UID SEARCH /g);
       await new Promise((r) => setTimeout(r, 1000));
-      assert.ok((hop.sent().match(/ NOOP\r\n/g) ?? []).length >= 3, "keepalives were sent");
-      assert.equal((hop.sent().match(/ UID SEARCH /g) ?? []).length, searchesAtStart, "no SEARCH after a quiet keepalive");
+      assert.ok(watch.count(/ NOOP\r\n/g) >= 3, "keepalives were sent");
+      assert.equal(watch.count(/ UID SEARCH /g), searchesAtStart, "no SEARCH after a quiet keepalive");
       await dovecot.append("bob", "Quiet", buildMail({ from: "a@example.com", to: "bob@example.com", subject: "after quiet", text: "x" }));
-      assert.equal((await w.waitFor(1))[0]!.mail.subject, "after quiet");
+      assert.equal((await watch.w.waitFor(1))[0]!.mail.subject, "after quiet");
     } finally {
-      controller.abort();
-      await w.done;
-      hop.close();
+      await watch.stop();
     }
   });
 
   it("re-issues IDLE every idleRestartMs (servers drop long IDLEs)", async () => {
-    const hop = await countingHop();
-    const controller = new AbortController();
-    const ev = events();
-    const w = collect(
-      watchMailbox({
-        account: { name: "bob", host: "127.0.0.1", port: hop.port, tls: "none", user: "bob", pass: dovecot.users.bob! },
-        mailbox: "INBOX",
-        signal: controller.signal,
-        onEvent: ev.on,
-        idleRestartMs: 300,
-      }),
-    );
+    const watch = await watchThroughHop({ mailbox: "INBOX", idleRestartMs: 300 });
     try {
-      await ev.waitFor("idle");
-      const before = (hop.sent().match(/ IDLE\r\n/g) ?? []).length;
+      await watch.ev.waitFor("idle");
+      const before = watch.count(/ IDLE\r\n/g);
       await new Promise((r) => setTimeout(r, 1300));
-      const idles = (hop.sent().match(/ IDLE\r\n/g) ?? []).length - before;
+      const idles = watch.count(/ IDLE\r\n/g) - before;
       assert.ok(idles >= 3, `IDLE was issued ${idles} more times in 1.3 s with idleRestartMs 300`);
     } finally {
-      controller.abort();
-      await w.done;
-      hop.close();
+      await watch.stop();
     }
   });
 });

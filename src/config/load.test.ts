@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError } from "../errors.ts";
 import { parseConfig } from "./load.ts";
+import { readerConnectionsFor } from "./validate.ts";
 
 const env = { GMAIL_APP_PASSWORD: "app-pass-1234", SLACK_WEBHOOK_URL: "https://hooks.example.test/services/T000/B000/XXXX" };
 
@@ -143,6 +144,19 @@ describe("parseConfig", () => {
     assert.match(err.issues[0]!.message, /16 mailboxes needs 16 connections, more than the 15 .*Gmail allows about 15.*raise maxConnections/);
     const raised = parseConfig(base.replace("    user: me@gmail.com", `    user: me@gmail.com\n    maxConnections: 20\n    mailboxes: [${many}]`), "m.yaml", env);
     assert.equal(raised.config.accounts[0]!.mailboxes.length, 16);
+  });
+
+  it("reads new mail on a second connection only where the connection limit leaves room for it", () => {
+    const eight = Array.from({ length: 8 }, (_, i) => `F${i}`).join(", ");
+    const few = parseConfig(base.replace("    user: me@gmail.com", "    user: me@gmail.com\n    mailboxes: [INBOX, Receipts]"), "m.yaml", env);
+    assert.equal(readerConnectionsFor(few.config.accounts[0]!), true, "2 mailboxes × 2 ≤ Gmail's 15");
+    const many = parseConfig(base.replace("    user: me@gmail.com", `    user: me@gmail.com\n    mailboxes: [${eight}]`), "m.yaml", env);
+    assert.equal(readerConnectionsFor(many.config.accounts[0]!), false, "8 × 2 > 15");
+    const off = parseConfig(base.replace("    user: me@gmail.com", "    user: me@gmail.com\n    readerConnections: false"), "m.yaml", env);
+    assert.equal(readerConnectionsFor(off.config.accounts[0]!), false);
+    const err = issuesOf(base.replace("    user: me@gmail.com", `    user: me@gmail.com\n    readerConnections: true\n    mailboxes: [${eight}]`));
+    assert.equal(err.issues[0]!.path, "accounts[0].readerConnections");
+    assert.match(err.issues[0]!.message, /needs two connections per mailbox \(16\), more than the 15 .*remove readerConnections or raise maxConnections/);
   });
 
   it("keeps $${ as a literal", () => {

@@ -281,7 +281,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           await keepalive(client, keepaliveTimeoutMs, account, mailbox);
           emit({ type: "alive" });
           // The NOOP's reply says EXISTS if mail came; otherwise there is nothing to look for, and
-          // at a thousand idle mailboxes a UID SEARCH every minute would be most of the idle CPU.
+          // a UID SEARCH would add a fourth command to every keepalive of every idle mailbox.
           if (session.dirty || !session.open || signal.aborted) break;
           woken = await session.idleUntilChange(keepaliveMs);
         }

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { fitLines, truncate } from "./text.ts";
+import { fitLines, httpLink, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 // Discord's own URL rule (simple-markdown's): a bare link runs to whitespace or "<" and does not
@@ -220,17 +220,6 @@ function fieldValue(text: string): string {
   return truncate(text || "\u200b", fieldValueMax);
 }
 
-/** Only a well-formed http(s) URL: Discord refuses the whole message over a bad embed url. */
-function httpLink(link: string | undefined): string | undefined {
-  if (!link) return undefined;
-  try {
-    const u = new URL(link);
-    return u.protocol === "https:" || u.protocol === "http:" ? u.href : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function embedLength(e: Embed): number {
   return (e.title?.length ?? 0) + (e.description?.length ?? 0) + (e.footer?.text.length ?? 0) + (e.fields ?? []).reduce((sum, f) => sum + f.name.length + f.value.length, 0);
 }
@@ -241,7 +230,6 @@ function fitEmbed(embed: Embed): Embed {
   while (fields.length > 1 && embedLength({ ...embed, fields }) > embedTotalMax) fields.pop();
   return { ...embed, fields };
 }
-
 
 /**
  * `discord://[username@]{webhook_id}/{webhook_token}[?avatar_url=…&username=…]`, as Apprise

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { truncate } from "./text.ts";
+import { httpLink, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /*
@@ -94,17 +94,6 @@ function oneLine(text: string): string {
   return text.replace(/\s+/g, " ").trim();
 }
 
-/** Only http(s) links: ntfy would also open other schemes (intents, tel:) on a tap. */
-function clickUrl(link: string | undefined): string | undefined {
-  if (!link) return undefined;
-  try {
-    const u = new URL(link);
-    return u.protocol === "https:" || u.protocol === "http:" ? u.href : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 export class NtfyTarget implements Target {
   readonly type = "ntfy";
   // ntfy.sh gives each visitor (IP) a bucket of 60 requests refilled at one per 5 s
@@ -122,7 +111,7 @@ export class NtfyTarget implements Target {
   }
 
   render(n: Notification): TargetPayload {
-    return this.#payload(oneLine(escapeNtfy(n.subject)) || "(no subject)", n.render(escapeNtfy), clickUrl(n.link));
+    return this.#payload(oneLine(escapeNtfy(n.subject)) || "(no subject)", n.render(escapeNtfy), httpLink(n.link));
   }
 
   summarize(n: Notification): string {

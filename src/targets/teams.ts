@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { truncate } from "./text.ts";
+import { httpLink, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 const bareUrl = /https?:\/\/[^\s<]+[^<.,:;"')\]\s]/g;
@@ -139,16 +139,6 @@ function card(body: Block[], actions?: Block[]): string {
   };
   if (actions) content.actions = actions;
   return JSON.stringify({ type: "message", attachments: [{ contentType: "application/vnd.microsoft.card.adaptive", contentUrl: null, content }] });
-}
-
-function httpLink(link: string | undefined): string | undefined {
-  if (!link) return undefined;
-  try {
-    const u = new URL(link);
-    return u.protocol === "https:" || u.protocol === "http:" ? u.href : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 const hints: Record<number, string> = {

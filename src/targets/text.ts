@@ -41,3 +41,17 @@ const unsafe = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202
 export function escapeTerminal(text: string): string {
   return text.replace(/\r\n|[\r\n\u2028\u2029]/g, " ").replace(unsafe, "\uFFFD");
 }
+
+/**
+ * The link only if it is a well-formed http(s) URL. Discord refuses a whole message over a bad
+ * embed url; ntfy and Teams would open other schemes (intents, tel:, javascript:) on a tap.
+ */
+export function httpLink(link: string | undefined): string | undefined {
+  if (!link) return undefined;
+  try {
+    const u = new URL(link);
+    return u.protocol === "https:" || u.protocol === "http:" ? u.href : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -81,16 +81,17 @@ describe("postPayload", () => {
     assert.equal(seen[0]!.headers["user-agent"], "custom");
   });
 
-  it("does not follow a redirect: the body is not re-posted elsewhere, and it is retried", async () => {
+  it("does not follow a redirect: the body is not re-posted elsewhere, and it is final (a moved URL stays moved)", async () => {
     handler = (req, res) => {
-      if (req.url === "/hook") res.writeHead(307, { location: "/elsewhere" }).end();
+      if (req.url === "/hook") res.writeHead(307, { location: "/elsewhere?token=s3cret" }).end();
       else res.end("ok");
     };
     seen.length = 0;
     const err = await failure(post("{}"));
-    assert.equal(err.retryable, true);
+    assert.equal(err.retryable, false);
     assert.equal(err.status, 307);
-    assert.match(err.message, /unexpected redirect/);
+    assert.match(err.message, /answered 307, a redirect, which mailbell does not follow\. Check the target's url/);
+    assert.doesNotMatch(err.message, /s3cret|elsewhere/, "Location may carry a token");
     assert.equal(seen.length, 1);
   });
 

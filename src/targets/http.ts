@@ -21,7 +21,7 @@ const defaultTimeoutMs = 15_000;
 
 /**
  * Sends a payload (POST unless told otherwise) and classifies the outcome the way a retry queue needs it: 2xx is success;
- * 429, 5xx, timeouts and connection errors may succeed later; any other status will not.
+ * 408, 429, 5xx, timeouts and connection errors may succeed later; any other status (3xx included) will not.
  *
  * node:http rather than fetch: posting to a local receiver, fetch took ~190 µs of main-thread CPU
  * per request and http.request ~50 µs, on the thread that also reads mail (bench/dispatch.ts shows
@@ -39,10 +39,16 @@ export async function postPayload(payload: TargetPayload, options: PostOptions):
   }
   const { status, body } = reply;
   if (status >= 200 && status < 300) return body;
-  // Redirects are not followed (a webhook URL that moved is a config change, and following one
-  // would re-post the body somewhere else); as with fetch's redirect: "error", it counts as retryable.
+  // Redirects are not followed: following one would re-post the body (and its auth headers)
+  // somewhere else. Nor retried: a webhook URL that moved stays moved until the config changes, and
+  // retrying would only spend the attempts. The row goes to the dead letters, where `outbox retry`
+  // finds it once the URL is fixed. Location is left out of the message: it may carry a token.
   if (status >= 300 && status < 400) {
-    throw new TargetError(options.target, `target "${options.target}" (${options.maskedUrl}): unexpected redirect (${status}); will retry.`, { status, retryable: true });
+    throw new TargetError(
+      options.target,
+      `target "${options.target}" (${options.maskedUrl}) answered ${status}, a redirect, which mailbell does not follow. Check the target's url (the service may have moved the webhook), then \`mailbell outbox retry --all\`.`,
+      { status, retryable: false },
+    );
   }
   const retryAfterSeconds = parseRetryAfter(headerValue(reply.headers["retry-after"]));
   const retryable = status === 429 || status >= 500 || status === 408;

@@ -188,6 +188,8 @@ export interface ProcessUsage {
   peakRssKb: number;
   /** utime + stime. */
   cpuSeconds: number;
+  /** The kernel's part of cpuSeconds (stime): syscalls, TCP. */
+  systemSeconds: number;
 }
 
 let clockTicks: number | undefined;
@@ -211,7 +213,7 @@ export function processUsage(pid: number): ProcessUsage | undefined {
     // fields after "(comm)": state is field 3, utime 14, stime 15 (1-based, man 5 proc)
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const cpuTicks = Number(rest[11]) + Number(rest[12]);
-    return { rssKb: kb("VmRSS"), peakRssKb: kb("VmHWM"), cpuSeconds: cpuTicks / ticksPerSecond() };
+    return { rssKb: kb("VmRSS"), peakRssKb: kb("VmHWM"), cpuSeconds: cpuTicks / ticksPerSecond(), systemSeconds: Number(rest[12]) / ticksPerSecond() };
   } catch {
     return undefined;
   }
@@ -296,7 +298,7 @@ export function spawnTracked(args: readonly string[], options: SpawnOptions = {}
   let log = "";
   child.stdout!.on("data", (d: Buffer) => (log += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (log += d.toString()));
-  let last: ProcessUsage = { rssKb: NaN, peakRssKb: NaN, cpuSeconds: NaN };
+  let last: ProcessUsage = { rssKb: NaN, peakRssKb: NaN, cpuSeconds: NaN, systemSeconds: NaN };
   const usage = (): ProcessUsage => (last = processUsage(pid) ?? last);
   let done = false;
   const exited = new Promise<number | string | null>((resolve) =>

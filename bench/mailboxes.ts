@@ -2,7 +2,7 @@
  * Many mailboxes: N watched mailboxes (users × folders) in one mailbell process, over implicit TLS
  * to a local Dovecot, with one IMAP connection per mailbox.
  *
- *   node bench/mailboxes.ts [--mailboxes 1000] [--idle-seconds 60] [--samples 5] [--analyze] [--heap-snapshot] [--compress]
+ *   node bench/mailboxes.ts [--mailboxes 1000] [--idle-seconds 120] [--keepalive-seconds 120] [--samples 5] [--analyze] [--heap-snapshot] [--compress]
  *                           [--node-flags="--max-semi-space-size=1"] [--src-entry] [--json]
  *
  * mailbell is started as users start it: through the `mailbell` command (bin/mailbell.js), which
@@ -12,7 +12,8 @@
  * Measures: time until every mailbox is in IDLE (from spawn, polled on /healthz), RSS per mailbox
  * (settled RSS with N mailboxes minus the settled RSS of the same config with one mailbox, divided
  * by N − 1: with zero accounts `mailbell run` exits at once, so there is nothing settled to measure),
- * CPU while idle (utime+stime from /proc/<pid>/stat over --idle-seconds, as % of one core), and time
+ * CPU while idle (utime+stime from /proc/<pid>/stat over --idle-seconds, default one keepalive period,
+ * as % of one core; a short --keepalive-seconds makes the cost of one keepalive stand out), and time
  * to notify when one random mailbox gets mail (APPEND done → local webhook receiver has it), next to
  * the raw IDLE client (bench/raw-idle-client.ts) on the same mailbox so Dovecot's fixed ~500 ms push
  * delay can be told apart from mailbell's own overhead.
@@ -436,7 +437,7 @@ export async function createMailboxes(dc: Dovecot, n: number, perUser = 10): Pro
 const q = (s: string | number) => JSON.stringify(String(s));
 
 /** A config with one account per user (its mailboxes listed), a webhook target and a catch-all rule. */
-export function benchYaml(o: { dc: Dovecot; port?: number; mailboxes: readonly Mailbox[]; hookUrl: string; statusPort?: number; logLevel?: string }): string {
+export function benchYaml(o: { dc: Dovecot; port?: number; mailboxes: readonly Mailbox[]; hookUrl: string; statusPort?: number; logLevel?: string; keepaliveSeconds?: number }): string {
   const byUser = new Map<string, Mailbox[]>();
   for (const m of o.mailboxes) byUser.set(m.user, [...(byUser.get(m.user) ?? []), m]);
   const accounts = [...byUser].map(
@@ -445,7 +446,7 @@ export function benchYaml(o: { dc: Dovecot; port?: number; mailboxes: readonly M
   );
   // state: the default ./mailbell.db, next to the config in the run's temp dir
   return `log: { level: ${o.logLevel ?? "warn"} }
-${o.statusPort ? `status: { listen: "127.0.0.1:${o.statusPort}" }\n` : ""}outbox: { drainSeconds: 2 }
+${o.statusPort ? `status: { listen: "127.0.0.1:${o.statusPort}" }\n` : ""}${o.keepaliveSeconds ? `watch: { keepaliveSeconds: ${o.keepaliveSeconds} }\n` : ""}outbox: { drainSeconds: 2 }
 accounts:${accounts.length ? `\n${accounts.join("\n")}` : " []"}
 targets:
   - { name: hook, type: webhook, url: ${q(o.hookUrl)} }
@@ -514,7 +515,11 @@ export interface ManyMailboxesResult {
   peakRssKb: number;
   rssAfterIdleKb: number;
   idleSeconds: number;
+  /** watch.keepaliveSeconds in effect: one NOOP per mailbox this often. */
+  keepaliveSeconds: number;
   idleCpuSeconds: number;
+  /** The kernel's part of idleCpuSeconds. */
+  idleSystemSeconds: number;
   idleCpuPercent: number;
   notify: NotifySample[];
   memory: { baseline: MemoryProbe; loaded: MemoryProbe };
@@ -530,7 +535,7 @@ export interface ManyMailboxesResult {
 
 export interface ManyMailboxesOptions {
   mailboxes: number;
-  /** Window for idle CPU; default 60 s, one full keepalive period (watch.keepaliveSeconds). */
+  /** Window for idle CPU; default one full keepalive period (watch.keepaliveSeconds). */
   idleSeconds?: number;
   /** Notifications to time, each to another random mailbox; default 5. */
   samples?: number;
@@ -546,6 +551,9 @@ export interface ManyMailboxesOptions {
   nodeFlags?: readonly string[];
   /** Run src/cli/entry.ts directly, without the launcher's memory settings (default false). */
   srcEntry?: boolean;
+  /** watch.keepaliveSeconds for both mailbell processes; default mailbell's own. A short one makes
+   * the cost of one keepalive measurable: (idle CPU) / (mailboxes × idle window / keepalive). */
+  keepaliveSeconds?: number;
   /** Progress lines go here (default: stderr). */
   progress?: (line: string) => void;
 }
@@ -564,7 +572,9 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
   const t0 = performance.now();
   const n = options.mailboxes;
   if (!Number.isInteger(n) || n < 2) throw new RangeError(`runManyMailboxes: mailboxes must be an integer ≥ 2 (the baseline is one mailbox), got ${n}`);
-  const idleSeconds = options.idleSeconds ?? 60;
+  // mailbell's default watch.keepaliveSeconds
+  const keepaliveSeconds = options.keepaliveSeconds ?? 120;
+  const idleSeconds = options.idleSeconds ?? keepaliveSeconds;
   const settleMs = (options.settleSeconds ?? 10) * 1000;
   const say = options.progress ?? ((l: string) => process.stderr.write(`[mailboxes] ${l}\n`));
   const perUser = Math.min(10, n);
@@ -588,7 +598,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
     // --- baseline: the same config with one mailbox. With zero accounts `mailbell run` warns
     // "nothing to watch" and exits at once, so there is no settled process to measure. ---
     const basePort = await freePort();
-    const base = await startProbedMailbell(benchYaml({ dc, mailboxes: mailboxes.slice(0, 1), hookUrl: receiver.url("/hook"), statusPort: basePort }), {}, options.nodeFlags, entry);
+    const base = await startProbedMailbell(benchYaml({ dc, mailboxes: mailboxes.slice(0, 1), hookUrl: receiver.url("/hook"), statusPort: basePort, keepaliveSeconds: options.keepaliveSeconds }), {}, options.nodeFlags, entry);
     running.add(base);
     let startupMs = NaN;
     for (;;) {
@@ -609,7 +619,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
 
     // --- N mailboxes ---
     const port = await freePort();
-    const mb = await startProbedMailbell(benchYaml({ dc, mailboxes, hookUrl: receiver.url("/hook"), statusPort: port }), {}, options.nodeFlags, entry);
+    const mb = await startProbedMailbell(benchYaml({ dc, mailboxes, hookUrl: receiver.url("/hook"), statusPort: port, keepaliveSeconds: options.keepaliveSeconds }), {}, options.nodeFlags, entry);
     running.add(mb);
     let allConnectedMs = NaN;
     let allIdleMs = NaN;
@@ -648,13 +658,15 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
     say(`loaded RSS ${rssLoadedKb} kB (peak ${peakRssKb} kB) → ${((rssLoadedKb - rssBaselineKb) / (n - 1)).toFixed(1)} kB per mailbox; measuring idle CPU for ${idleSeconds} s`);
 
     const c0 = mb.proc.cpuSeconds();
+    const s0 = processUsage(mb.proc.pid)?.systemSeconds ?? NaN;
     const w0 = performance.now();
     await sleep(idleSeconds * 1000);
     const idleCpuSeconds = mb.proc.cpuSeconds() - c0;
+    const idleSystemSeconds = (processUsage(mb.proc.pid)?.systemSeconds ?? NaN) - s0;
     const wall = (performance.now() - w0) / 1000;
     const idleCpuPercent = (idleCpuSeconds / wall) * 100;
     const rssAfterIdleKb = mb.proc.rssKb();
-    say(`idle CPU ${idleCpuPercent.toFixed(2)} % of one core (${idleCpuSeconds.toFixed(2)} s CPU in ${wall.toFixed(1)} s)`);
+    say(`idle CPU ${idleCpuPercent.toFixed(2)} % of one core (${idleCpuSeconds.toFixed(2)} s CPU in ${wall.toFixed(1)} s, of which ${idleSystemSeconds.toFixed(2)} s in the kernel)`);
 
     const loadedMem = await mb.probe();
 
@@ -706,7 +718,9 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
       peakRssKb,
       rssAfterIdleKb,
       idleSeconds,
+      keepaliveSeconds,
       idleCpuSeconds,
+      idleSystemSeconds,
       idleCpuPercent,
       notify,
       memory: { baseline: baseMem, loaded: loadedMem },
@@ -952,7 +966,7 @@ export function formatManyMailboxes(r: ManyMailboxesResult): string[][] {
     [name, "time to connect all (spawn → all in IDLE)", `${(r.allIdleMs / 1000).toFixed(2)} s`, "", `${r.users} users × ${r.foldersPerUser} folders, implicit TLS, one connection each; all SELECTed at ${(r.allConnectedMs / 1000).toFixed(2)} s; one mailbox alone: ${fmtMs(r.baselineIdleMs)}${r.notIdle ? `; ${r.notIdle} NEVER reached IDLE` : ""}; ${r.reconnects} reconnects`],
     [name, "RSS per idle mailbox", `${r.rssPerMailboxKb.toFixed(0)} kB`, "≤ 150 kB", `(${mbytes(r.rssLoadedKb)} − ${mbytes(r.rssBaselineKb)} with one mailbox) / ${r.mailboxes - 1}; heap ${per(mem.loaded.afterGc.heapUsed, mem.baseline.afterGc.heapUsed)}, V8 heap reserved ${per(mem.loaded.afterGc.heapTotal, mem.baseline.afterGc.heapTotal)}, rest native`],
     [name, "RSS total", mbytes(r.rssLoadedKb), "", `peak ${mbytes(r.peakRssKb)}; ${mbytes(r.rssAfterIdleKb)} after the idle window`],
-    [name, `CPU while idle (${r.idleSeconds} s)`, `${r.idleCpuPercent.toFixed(2)} %`, "< 1 % of a core", `${r.idleCpuSeconds.toFixed(2)} s CPU${r.idleSeconds >= 60 ? "; covers one keepalive per mailbox (every 60 s: DONE, NOOP, IDLE)" : "; shorter than the 60 s keepalive period, so it may miss the keepalives"}`],
+    [name, `CPU while idle (${r.idleSeconds} s)`, `${r.idleCpuPercent.toFixed(2)} %`, "< 1 % of a core", `${r.idleCpuSeconds.toFixed(2)} s CPU (${r.idleSystemSeconds.toFixed(2)} s of it in the kernel); ${r.idleSeconds >= r.keepaliveSeconds ? `covers ${Math.floor(r.idleSeconds / r.keepaliveSeconds)} keepalive(s) per mailbox (every ${r.keepaliveSeconds} s: DONE, NOOP, IDLE), ${((r.idleCpuSeconds * 1000 * r.keepaliveSeconds) / r.idleSeconds / r.mailboxes).toFixed(2)} ms CPU each` : `shorter than the ${r.keepaliveSeconds} s keepalive period, so it may miss the keepalives`}`],
     [name, "time to notify (APPEND done → receiver)", fmtMs(medianOf("appendToReceivedMs")), "", `median of ${r.notify.length} (${each("appendToReceivedMs")}); Dovecot holds every push ~500 ms`],
     [name, "  Dovecot: APPEND done → raw client's EXISTS", fmtMs(medianOf("appendToExistsMs")), "", "the server's own limit (bench/raw-idle-client.ts on the same mailbox)"],
     [name, "  mailbell: raw EXISTS → receiver", fmtMs(medianOf("existsToReceivedMs")), "", `each: ${each("existsToReceivedMs")}; two Dovecot sessions' 500 ms timers differ by a few ms`],
@@ -996,7 +1010,8 @@ if (import.meta.main) {
   const { values } = parseArgs({
     options: {
       mailboxes: { type: "string", default: "1000" },
-      "idle-seconds": { type: "string", default: "60" },
+      "idle-seconds": { type: "string" },
+      "keepalive-seconds": { type: "string" },
       samples: { type: "string", default: "5" },
       analyze: { type: "boolean", default: false },
       "heap-snapshot": { type: "boolean", default: false },
@@ -1012,7 +1027,7 @@ if (import.meta.main) {
     await childLayer(values.child, values.spec!);
   } else {
     const n = Number(values.mailboxes);
-    const limitMs = (Number(values["idle-seconds"]) + 300 + n * 0.15 + (values.analyze ? 60 + n * 0.2 : 0) + (values["heap-snapshot"] ? 120 : 0)) * 1000;
+    const limitMs = (Number(values["idle-seconds"] ?? values["keepalive-seconds"] ?? 120) + 300 + n * 0.15 + (values.analyze ? 60 + n * 0.2 : 0) + (values["heap-snapshot"] ? 120 : 0)) * 1000;
     const guard = setTimeout(() => {
       console.error(`mailboxes: still running after ${Math.round(limitMs / 1000)} s; giving up (Dovecot and mailbell are killed on exit)`);
       process.exit(2);
@@ -1020,13 +1035,14 @@ if (import.meta.main) {
     guard.unref();
     const r = await runManyMailboxes({
       mailboxes: Number(values.mailboxes),
-      idleSeconds: Number(values["idle-seconds"]),
+      ...(values["idle-seconds"] ? { idleSeconds: Number(values["idle-seconds"]) } : {}),
       samples: Number(values.samples),
       analyze: values.analyze,
       heapSnapshot: values["heap-snapshot"],
       compress: values.compress,
       nodeFlags: values["node-flags"].split(/\s+/).filter(Boolean),
       srcEntry: values["src-entry"],
+      ...(values["keepalive-seconds"] ? { keepaliveSeconds: Number(values["keepalive-seconds"]) } : {}),
     });
     if (values.json) console.log(JSON.stringify(r, null, 2));
     else {

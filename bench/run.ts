@@ -50,7 +50,7 @@ if (want("catchup")) {
 if (want("mailboxes")) {
   const mailboxes = quick ? 100 : 1000;
   say(`many mailboxes: ${mailboxes}…`);
-  const r = await runManyMailboxes({ mailboxes, idleSeconds: quick ? 15 : 60 });
+  const r = await runManyMailboxes({ mailboxes, ...(quick ? { idleSeconds: 15 } : {}) });
   sections.push(`### Many mailboxes (${mailboxes} watched, implicit TLS)\n\n${new Table(MAILBOXES_COLUMNS).addRows(formatManyMailboxes(r)).toString()}`);
 }
 if (want("bigmail")) {

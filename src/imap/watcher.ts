@@ -32,7 +32,7 @@ export interface WatchOptions {
   reconnect?: { baseMs?: number; capMs?: number; authFailureMs?: number };
   /** Restart IDLE at least this often (default 10 min). */
   idleRestartMs?: number;
-  /** While idle, check the connection with a NOOP this often (default 60 s)… */
+  /** While idle, check the connection with a NOOP this often (default 120 s)… */
   keepaliveMs?: number;
   /** …and treat it as dead when the NOOP gets no answer within this long (default 15 s). */
   keepaliveTimeoutMs?: number;
@@ -88,6 +88,8 @@ export interface WatchedMail {
 
 /** How long a connection must last before reconnect delays start again from the shortest. */
 const healthyAfterMs = 60_000;
+const defaultKeepaliveMs = 120_000;
+const defaultKeepaliveTimeoutMs = 15_000;
 
 /**
  * Watches one mailbox with IDLE and yields every new message exactly in UID order, reconnecting
@@ -123,8 +125,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   const emit = options.onEvent ?? (() => {});
   const backoff = new Backoff({ baseMs: options.reconnect?.baseMs ?? 1000, capMs: options.reconnect?.capMs ?? 60_000 });
   const authFailureMs = options.reconnect?.authFailureMs ?? 5 * 60_000;
-  const keepaliveMs = options.keepaliveMs ?? 60_000;
-  const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 15_000;
+  const keepaliveMs = options.keepaliveMs ?? defaultKeepaliveMs;
+  const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? defaultKeepaliveTimeoutMs;
   const pollMs = options.pollMs ?? 60_000;
 
   let refusedLast = false;
@@ -359,8 +361,8 @@ class ReaderConnection {
 /** Opens the reader connection on the mailbox; it must see the same UIDVALIDITY as the watching one. */
 async function openReader(options: WatchOptions, uidValidity: number, log: Logger): Promise<ImapFlow> {
   const credentials = options.account.credentials ? await options.account.credentials(false) : { pass: options.account.pass ?? "" };
-  const keepaliveMs = options.keepaliveMs ?? 60_000;
-  const client = createImapClient(options.account, { logger: log, socketTimeoutMs: keepaliveMs + (options.keepaliveTimeoutMs ?? 15_000) }, credentials);
+  const keepaliveMs = options.keepaliveMs ?? defaultKeepaliveMs;
+  const client = createImapClient(options.account, { logger: log, socketTimeoutMs: keepaliveMs + (options.keepaliveTimeoutMs ?? defaultKeepaliveTimeoutMs) }, credentials);
   // A reader that drops between uses is simply opened again; its errors must not crash the process.
   client.on("error", () => {});
   try {
@@ -457,8 +459,10 @@ class Session {
 }
 
 /**
- * A NOOP must come back within timeoutMs. A server that vanished without FIN/RST leaves a socket
- * that looks open forever; only a request that goes unanswered reveals it.
+ * A NOOP must come back within timeoutMs. A peer that vanished without FIN/RST is found by the
+ * kernel's TCP keepalive (imapflow: probes after 5 s of quiet, libuv: 10 of them 1 s apart); a
+ * server that hangs, or a proxy that keeps the TCP side up for a server that went away, still
+ * acknowledges every packet, and only a request that goes unanswered reveals it.
  */
 async function keepalive(client: ImapFlow, timeoutMs: number, account: string, mailbox: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined;

@@ -11,7 +11,7 @@
  *   node bench/latency.ts --quick             60 mails at 20/s, for development
  *   node bench/latency.ts --warmup N          mails delivered before measuring (default 20; 0: none)
  *   node bench/latency.ts --only mailbell     run one client (mailbell|script) without the other competing for the CPU
- *   node bench/latency.ts --entry FILE        run mailbell from FILE (a patched copy) instead of bin/mailbell.js on the sources
+ *   node bench/latency.ts --entry FILE        run mailbell from FILE (a patched copy) instead of bin/mailbell.js over the compiled sources
  *   node bench/latency.ts --json              the LatencyResult as JSON instead of a table
  *   node bench/latency.ts --tap               diagnostic: also split each client's latency into
  *                                             Dovecot's push timing and its own processing

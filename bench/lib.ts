@@ -16,11 +16,10 @@
  * and — through a watchdog — even when it is SIGKILLed itself), and its temp dir is removed.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { findBinary } from "../test/support/dovecot.ts";
 
@@ -28,20 +27,29 @@ const repo = path.resolve(import.meta.dirname, "..");
 /** src/cli/entry.ts: for `entry` when a benchmark wants mailbell without the launcher. */
 export const sourceEntry = path.join(repo, "src/cli/entry.ts");
 
+let installed: string | undefined;
+
 /**
- * The `mailbell` command as installed (bin/mailbell.js, copied byte for byte) in a temp dir whose
- * dist/cli/entry.js loads src/cli/entry.ts: mailbell starts as users start it, with the launcher's
- * memory settings, on the current sources and without building dist/. The launcher is a copy, not a
- * symlink, because Node resolves a symlinked main module to its real path (and the real dist/).
+ * The `mailbell` command as an install has it: bin/mailbell.js (copied byte for byte) over a dist/
+ * compiled from the current sources, in a temp dir that lives as long as this process. Users run
+ * compiled JavaScript; running the .ts sources would add Node's type stripper (a WebAssembly
+ * compiler, ~30 MB RSS in each thread that loads .ts) to every memory figure. The launcher is a
+ * copy, not a symlink, because Node resolves a symlinked main module to its real path (and the
+ * real dist/). Built once per benchmark process (~10 s).
  */
-export function launcherOnSources(): { entry: string; dispose(): void } {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-bench-launcher-"));
+export function installedMailbell(): string {
+  if (installed) return installed;
+  installHooks();
+  const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-bench-install-"));
+  liveDirs.add(dir);
+  const tsc = path.join(repo, "node_modules", "typescript", "bin", "tsc");
+  execFileSync(process.execPath, [tsc, "-p", path.join(repo, "tsconfig.build.json"), "--outDir", path.join(dir, "dist"), "--declaration", "false", "--sourceMap", "false"], { stdio: "inherit" });
   mkdirSync(path.join(dir, "bin"));
-  mkdirSync(path.join(dir, "dist", "cli"), { recursive: true });
-  writeFileSync(path.join(dir, "package.json"), '{ "type": "module" }\n');
   copyFileSync(path.join(repo, "bin", "mailbell.js"), path.join(dir, "bin", "mailbell.js"));
-  writeFileSync(path.join(dir, "dist", "cli", "entry.js"), `await import(${JSON.stringify(pathToFileURL(path.join(repo, "src", "cli", "entry.ts")).href)});\n`);
-  return { entry: path.join(dir, "bin", "mailbell.js"), dispose: () => rmSync(dir, { recursive: true, force: true }) };
+  copyFileSync(path.join(repo, "package.json"), path.join(dir, "package.json"));
+  symlinkSync(path.join(repo, "node_modules"), path.join(dir, "node_modules"));
+  installed = path.join(dir, "bin", "mailbell.js");
+  return installed;
 }
 
 const userScript = path.join(repo, "bench/user-script.ts");
@@ -375,8 +383,8 @@ export interface MailbellProcessOptions {
   keepDir?: boolean;
   /**
    * Another entry point (an instrumented scratch copy, src/cli/entry.ts itself…). By default
-   * mailbell starts as users start it: through bin/mailbell.js (launcherOnSources), with the
-   * launcher's memory settings, on the current sources.
+   * mailbell starts as users start it: through bin/mailbell.js (installedMailbell), with the
+   * launcher's memory settings, on the current sources compiled.
    */
   entry?: string;
 }
@@ -405,13 +413,11 @@ export async function startMailbellProcess(yaml: string, env: NodeJS.ProcessEnv 
   const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-bench-"));
   const configFile = path.join(dir, "mailbell.yaml");
   writeFileSync(configFile, yaml);
-  const launcher = options.entry ? undefined : launcherOnSources();
-  const proc = spawnTracked([...(options.nodeArgs ?? []), options.entry ?? launcher!.entry, "run", "--config", configFile], {
+  const proc = spawnTracked([...(options.nodeArgs ?? []), options.entry ?? installedMailbell(), "run", "--config", configFile], {
     env,
     cwd: dir,
     ...(options.keepDir ? {} : { tempDir: dir }),
   });
-  void proc.exited.finally(() => launcher?.dispose());
   const handle: MailbellProcess = {
     pid: proc.pid,
     child: proc.child,

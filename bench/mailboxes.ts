@@ -6,8 +6,8 @@
  *                           [--node-flags="--max-semi-space-size=1"] [--src-entry] [--json]
  *
  * mailbell is started as users start it: through the `mailbell` command (bin/mailbell.js), which
- * re-executes `mailbell run` with its memory settings. The launcher is copied unchanged into a temp
- * dir whose dist/cli/entry.js loads src/cli/entry.ts, so the current sources run without a build.
+ * re-executes `mailbell run` with its memory settings, over a dist/ compiled from the current
+ * sources into a temp dir (bench/lib.ts installedMailbell).
  *
  * Measures: time until every mailbox is in IDLE (from spawn, polled on /healthz), RSS per mailbox
  * (settled RSS with N mailboxes minus the settled RSS of the same config with one mailbox, divided

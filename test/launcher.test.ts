@@ -43,11 +43,11 @@ process.stdout.write(JSON.stringify({ pid: process.pid, ppid: process.ppid, exec
   );
 });
 
-async function start(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Started> {
+async function start(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags: string[] = []): Promise<Started> {
   const base = { ...process.env };
   delete base.NODE_OPTIONS;
   delete base.MALLOC_ARENA_MAX;
-  const { stdout, stderr } = await run(process.execPath, [launcher, ...args], { env: { ...base, ...env } });
+  const { stdout, stderr } = await run(process.execPath, [...nodeFlags, launcher, ...args], { env: { ...base, ...env } });
   assert.equal(stderr, "", "nothing on stderr (no experimental warning)");
   return JSON.parse(stdout) as Started;
 }
@@ -56,6 +56,7 @@ describe("bin/mailbell.js", () => {
   it("runs the daemon with a small young generation and two malloc arenas, in the same process", async () => {
     const started = await start(["run", "--config", "x.yaml"]);
     assert.ok(started.execArgv.includes("--max-semi-space-size=4"), `execArgv: ${started.execArgv.join(" ")}`);
+    assert.ok(started.execArgv.includes("--heap-growing-percent=50"), `execArgv: ${started.execArgv.join(" ")}`);
     assert.deepEqual(started.argv, ["run", "--config", "x.yaml"]);
     assert.equal(started.ppid, process.pid, "re-executed in place, not as a child of a launcher process");
     // 8 MB here with the setting; left alone V8 lets the young generation grow to 64 MB and more.
@@ -64,8 +65,10 @@ describe("bin/mailbell.js", () => {
   });
 
   it("keeps the user's own settings", async () => {
-    const started = await start(["run"], { NODE_OPTIONS: "--max-semi-space-size=16", MALLOC_ARENA_MAX: "8" });
+    // --heap-growing-percent is not allowed in NODE_OPTIONS; it can only be a node flag.
+    const started = await start(["run"], { NODE_OPTIONS: "--max-semi-space-size=16", MALLOC_ARENA_MAX: "8" }, ["--heap-growing-percent=100"]);
     assert.ok(!started.execArgv.some((a) => a.startsWith("--max-semi-space-size")), `execArgv: ${started.execArgv.join(" ")}`);
+    assert.deepEqual(started.execArgv.filter((a) => a.startsWith("--heap-growing-percent")), ["--heap-growing-percent=100"]);
     assert.equal(started.mallocArenas, "8");
   });
 

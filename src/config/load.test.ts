@@ -46,6 +46,8 @@ describe("parseConfig", () => {
     assert.equal(config.targets[0]!.type, "slack");
     assert.equal(config.rules[0]!.total?.timezone, "Asia/Tokyo");
     assert.equal(statePath, "/etc/mailbell/mailbell.db");
+    // 120 s: TCP keepalive finds a vanished peer; the NOOP (~0.5 ms CPU each) is for a hung server.
+    assert.deepEqual([config.watch.keepaliveSeconds, config.watch.keepaliveTimeoutSeconds], [120, 15]);
   });
 
   it("names the file, line, key path and the variable when an environment variable is missing", () => {

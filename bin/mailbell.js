@@ -21,7 +21,7 @@ if (major < 22 || (major === 22 && minor < 13)) {
 //   and was 10 % slower.
 // - After each full GC, V8 lets the heap grow to 1.1–4× what survived before collecting again; in a
 //   catch-up, where rounds of mail die in the old generation, that is 110 MB for 35 MB live.
-//   Growing by half at most: peak RSS of a 10,000-mail catch-up 283 → 222–230 MB, time unchanged
+//   Growing by half at most: peak RSS of a 10,000-mail catch-up 283 → 213–230 MB, time unchanged
 //   (20 %: 221 MB but 15 % slower).
 // - glibc gives each of V8's helper threads its own malloc arena, which keeps ~10 MB of freed
 //   memory for good; two arenas in all are plenty for one JS thread (and cost no speed).

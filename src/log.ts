@@ -8,6 +8,8 @@ export interface Logger {
   debug(obj: object, msg?: string): void;
   trace(obj: object, msg?: string): void;
   child(bindings: Record<string, unknown>): Logger;
+  /** pino's: lets a caller skip building a line nobody will see. Without it, every level counts as on. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 /**
@@ -40,5 +42,8 @@ export const silentLogger: Logger = {
   trace() {},
   child() {
     return silentLogger;
+  },
+  isLevelEnabled() {
+    return false;
   },
 };

@@ -98,7 +98,15 @@ function isIpAddress(host: string): boolean {
 /** imapflow logs every protocol step at info; that is debug detail for a daemon. */
 function imapLogger(logger: Logger): ImapFlowOptions["logger"] {
   const quiet = (obj: object) => logger.trace(strip(obj));
+  // Ours for each of imapflow's levels. imapflow asks before it serialises a command or a server
+  // reply for its log; without an answer it serialises every reply, FETCH replies with their mail
+  // bodies included, only for the line to be dropped.
+  const ours: Record<string, string | undefined> = { trace: undefined, debug: "trace", info: "trace", warn: "debug", error: "debug", fatal: "warn" };
   return {
+    isLevelEnabled: (level: string) => {
+      const mapped = ours[level];
+      return mapped !== undefined && (logger.isLevelEnabled?.(mapped) ?? true);
+    },
     trace: () => {},
     debug: quiet,
     info: quiet,

@@ -71,6 +71,8 @@ export interface CatchUpOptions {
 
 export interface ProfileSummary {
   file: string;
+  /** Which thread, and which part of the run. */
+  title: string;
   totalMs: number;
   /** Self time by activity, decided per sample from the leaf upwards. */
   buckets: { name: string; selfMs: number; percent: number }[];
@@ -124,7 +126,8 @@ export interface CatchUpResult {
     otherCores: number;
     /** Most outbox rows waiting to be sent at once while catching up (how far delivery lagged). */
     maxPending: number;
-    profile?: ProfileSummary;
+    /** Main thread and decoding thread while the backlog was being queued, then the main thread's whole run. */
+    profiles?: ProfileSummary[];
   };
   script?: {
     command: string;
@@ -317,20 +320,30 @@ interface ProfileNode {
  * store is split by who called it (the pipeline queueing a mail, or the dispatcher marking rows).
  */
 const BUCKETS: readonly { name: string; test: RegExp }[] = [
-  { name: "logging (pino)", test: /node_modules\/(pino|sonic-boom)|src\/log\.ts/ },
-  { name: "decode (readFetchedParts: libmime, iconv, html-to-text; mailparser for whole files)", test: /src\/mail\/|node_modules\/(mailparser|libmime|@zone-eu|encoding-japanese|iconv-lite|html-to-text|htmlparser2|nodemailer|libqp|libbase64|@selderee|selderee|domhandler|domutils|parseley|leac|he|punycode|entities|deepmerge)/ },
-  { name: "rules + render", test: /src\/rules\/|src\/outbox\/notification\.ts|src\/targets\/(?!http\.ts)/ },
-  { name: "SQLite", test: /src\/store\// },
-  { name: "delivery (dispatcher, node:http)", test: /src\/outbox\/dispatcher\.ts|src\/targets\/http\.ts|undici|node:_http|node:http/ },
-  { name: "IMAP (imapflow, TLS, fetch planning)", test: /node_modules\/imapflow|src\/imap\/|_tls_wrap|node:tls/ },
-  { name: "pipeline / daemon", test: /src\/daemon\// },
+  { name: "logging (pino)", test: /node_modules\/(pino|sonic-boom)|(src|dist)\/log\.[jt]s/ },
+  { name: "decode (readFetchedParts: libmime, iconv, html-to-text; mailparser for whole files)", test: /(src|dist)\/mail\/|node_modules\/(mailparser|libmime|@zone-eu|encoding-japanese|iconv-lite|html-to-text|htmlparser2|nodemailer|libqp|libbase64|@selderee|selderee|domhandler|domutils|parseley|leac|he|punycode|entities|deepmerge)/ },
+  { name: "rules + render", test: /(src|dist)\/rules\/|(src|dist)\/outbox\/notification\.[jt]s|(src|dist)\/targets\/(?!http\.[jt]s)/ },
+  { name: "SQLite", test: /(src|dist)\/store\// },
+  { name: "delivery (dispatcher, node:http)", test: /(src|dist)\/outbox\/dispatcher\.[jt]s|(src|dist)\/targets\/http\.[jt]s|undici|node:_http|node:http/ },
+  { name: "IMAP (imapflow, TLS, fetch planning)", test: /node_modules\/imapflow|(src|dist)\/imap\/|_tls_wrap|node:tls/ },
+  { name: "pipeline / daemon", test: /(src|dist)\/daemon\// },
 ];
 
-/** Self time per function, per file and per activity (BUCKETS) from a .cpuprofile (Chrome DevTools format). */
-export function summarizeProfile(file: string, top = 25): ProfileSummary {
-  const p = JSON.parse(readFileSync(file, "utf8")) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+/**
+ * Self time per function, per file and per activity (BUCKETS) from a .cpuprofile (Chrome DevTools
+ * format); with until (a profile timestamp, µs), only the samples up to then. The threads of one
+ * process share the clock, so one `until` cuts each thread's profile at the same moment.
+ */
+export function summarizeProfile(file: string, title: string, options: { top?: number; until?: number } = {}): ProfileSummary {
+  const top = options.top ?? 25;
+  const p = JSON.parse(readFileSync(file, "utf8")) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[]; startTime: number };
   const selfById = new Map<number, number>();
-  p.samples.forEach((id, i) => selfById.set(id, (selfById.get(id) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000));
+  const until = options.until ?? Infinity;
+  let at = p.startTime;
+  p.samples.forEach((id, i) => {
+    at += p.timeDeltas[i] ?? 0;
+    if (at <= until) selfById.set(id, (selfById.get(id) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000);
+  });
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -365,11 +378,11 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary {
         // who asked: the pipeline queueing mail, or the dispatcher marking rows sent
         for (let up = parent.get(id); up !== undefined; up = parent.get(up)) {
           const uu = urlOf(byId.get(up)!);
-          if (/src\/outbox\/dispatcher\.ts/.test(uu)) {
+          if (/(src|dist)\/outbox\/dispatcher\.[jt]s/.test(uu)) {
             bucket = "SQLite (dispatcher: ready, markDone)";
             break;
           }
-          if (/src\/daemon\/pipeline\.ts|src\/imap\//.test(uu)) {
+          if (/(src|dist)\/daemon\/pipeline\.[jt]s|(src|dist)\/imap\//.test(uu)) {
             bucket = "SQLite (pipeline: queue a round, one transaction each)";
             break;
           }
@@ -382,6 +395,7 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary {
   const pct = (ms: number): number => Math.round((1000 * ms) / totalMs) / 10;
   return {
     file,
+    title,
     totalMs: Math.round(totalMs),
     buckets: [...byBucket].sort((a, b) => b[1] - a[1]).map(([name, ms]) => ({ name, selfMs: Math.round(ms), percent: pct(ms) })),
     functions: [...byFn.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, top).map((f) => ({ ...f, selfMs: Math.round(f.selfMs), percent: pct(f.selfMs) })),
@@ -560,17 +574,24 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
     const deliveredDistinct = tally.distinct("every-mail", expected);
     const receiptsDeliveredDistinct = tally.distinct("play-receipts", expected);
 
-    let profile: ProfileSummary | undefined;
+    let profiles: ProfileSummary[] | undefined;
     if (profileDir) {
       // One profile per thread, named CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile: the main
-      // thread's is thread 0; the decoding thread's is kept beside it for a look by hand.
+      // thread's is thread 0, the decoding thread's the other one. Each profile starts with its
+      // thread, a few tens of ms after the spawn, so the queued window is a little generous.
       const files = readdirSync(profileDir).filter((n) => n.endsWith(".cpuprofile"));
-      const f = files.find((n) => /\.0\.\d+\.cpuprofile$/.test(n)) ?? files[0];
-      for (const other of files.filter((n) => n !== f)) writeFileSync(path.join(os.tmpdir(), `mailbell-catchup-${mails}-thread-${other}`), readFileSync(path.join(profileDir, other)));
-      if (f) {
-        const kept = path.join(os.tmpdir(), `mailbell-catchup-${mails}-${Date.now()}.cpuprofile`);
-        writeFileSync(kept, readFileSync(path.join(profileDir, f)));
-        profile = summarizeProfile(kept);
+      const mainFile = files.find((n) => /\.0\.\d+\.cpuprofile$/.test(n)) ?? files[0];
+      const keep = (name: string, thread: string): string => {
+        const kept = path.join(os.tmpdir(), `mailbell-catchup-${mails}-${thread}-${Date.now()}.cpuprofile`);
+        writeFileSync(kept, readFileSync(path.join(profileDir, name)));
+        return kept;
+      };
+      if (mainFile) {
+        const main = keep(mainFile, "main");
+        const until = (JSON.parse(readFileSync(main, "utf8")) as { startTime: number }).startTime + startToQueuedMs * 1000;
+        profiles = [summarizeProfile(main, `main thread, spawn → all queued (${(startToQueuedMs / 1000).toFixed(2)} s)`, { until })];
+        for (const other of files.filter((n) => n !== mainFile)) profiles.push(summarizeProfile(keep(other, "decoder"), "decoding thread, its start → all queued", { until }));
+        profiles.push(summarizeProfile(main, "main thread, whole run (queueing and delivery)"));
       }
       rmSync(profileDir, { recursive: true, force: true });
     }
@@ -604,7 +625,7 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
         errors,
         otherCores,
         maxPending,
-        ...(profile ? { profile } : {}),
+        ...(profiles ? { profiles } : {}),
       },
     };
   } finally {
@@ -782,9 +803,8 @@ async function main(): Promise<void> {
   const b = result.bar;
   console.log(`\nBar: ≤ 20 s for the catch-up: ${b.within20s ? "met" : "NOT met"}; ≥ 5× the user script's rate: ${b.atLeast5x === undefined ? "not measured" : b.atLeast5x ? "met" : "NOT met"}`);
   if (result.mailbell.errors.length) console.log(`mailbell errors:\n  ${result.mailbell.errors.slice(0, 10).join("\n  ")}`);
-  const p = result.mailbell.profile;
-  if (p) {
-    console.log(`\nCPU profile of mailbell's main thread (${p.file}), ${p.totalMs} ms sampled, whole run. By activity:`);
+  for (const p of result.mailbell.profiles ?? []) {
+    console.log(`\nCPU profile, ${p.title}: ${p.file}, ${p.totalMs} ms sampled. By activity:`);
     const tb = new Table(["ms", "%", "activity"]);
     for (const b of p.buckets) tb.add(b.selfMs, b.percent, b.name);
     console.log(tb.toString());
@@ -792,10 +812,6 @@ async function main(): Promise<void> {
     const t = new Table(["self ms", "%", "function", "where"]);
     for (const f of p.functions) t.add(f.selfMs, f.percent, f.name, f.where);
     console.log(t.toString());
-    console.log("\nSelf time by package / file:");
-    const t2 = new Table(["self ms", "%", "package / file"]);
-    for (const f of p.files) t2.add(f.selfMs, f.percent, f.where);
-    console.log(t2.toString());
   }
 }
 

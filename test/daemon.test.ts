@@ -166,6 +166,17 @@ describe("mailbell run, end to end", () => {
     assert.match(why.fields.reason as string, /found nothing in the body/);
   });
 
+  it("reads a mail's body only when a rule whose header conditions hold reads it", async () => {
+    // INBOX: only google-play reads bodies, and only of mail from Google Play; Shop: every mail's.
+    await dovecot.append("alice", "INBOX", buildMail({ from: "friend@example.com", to: "alice@example.com", subject: "lunch?", text: "合計: ￥480" }));
+    await dovecot.append("alice", "INBOX", receipt("google-play-en-utf8.eml", "play-lazy@google.com"), { internalDate: novemberInTokyo });
+    await receiver.waitFor((r) => r.path === "/hook" && (r.json as WebhookBody).messageId === "play-lazy@google.com");
+    const read = (subject: RegExp) => mailbell.logger.find(/^mail read$/, "debug").filter((e) => subject.test(String(e.fields.subject)));
+    assert.deepEqual(read(/^lunch\?$/).map((e) => [e.fields.bodyRead, e.fields.matched]), [[false, []]]);
+    assert.deepEqual(read(/^Google Play/).map((e) => e.fields.bodyRead).slice(-1), [true]);
+    assert.ok(read(/^no amount here$/).every((e) => e.fields.bodyRead === true), "the shop rule reads every Shop mail's body");
+  });
+
   it("keeps watching the good account while the other one's login is refused", async () => {
     const refused = mailbell.logger.find(/login refused/, "error");
     assert.equal(refused.length, 1, "one refusal, then a long wait rather than a tight retry loop");

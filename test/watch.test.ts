@@ -353,6 +353,46 @@ describe("fetching only what rules need", () => {
       await client.logout();
     }
   });
+  it("with needsBody, reads the text only of mail it says yes to, judged from the decoded header", async () => {
+    const text = `Total: $15.14\r\n${"filler line of the body\r\n".repeat(400)}`;
+    const uids = await dovecot.appendMany("carol", "Lazy", [
+      buildMail({ from: "shop@example.com", to: "carol@example.com", subject: "=?UTF-8?B?5ZCI6KiI?= receipt", text }),
+      buildMail({ from: "news@example.com", to: "carol@example.com", subject: "newsletter", text }),
+      "From: shop@example.com\r\nTo: carol@example.com\r\nSubject: html receipt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Total: <b>$9.99</b></p>\r\n",
+    ]);
+    const client = new ImapFlow(dovecot.clientOptions("carol"));
+    await client.connect();
+    try {
+      await client.mailboxOpen("Lazy", { readOnly: true });
+      const asked: string[] = [];
+      const needsBody = (mail: { subject: string; text: string; from: { address: string }[] }) => {
+        assert.equal(mail.text, "", "asked before the text is read");
+        asked.push(mail.subject);
+        return mail.from[0]?.address === "shop@example.com";
+      };
+      client.stats(true);
+      const fetched = [];
+      for await (const m of fetchMessages(client, uids, { maxTextBytes: 64 * 1024, needsBody })) fetched.push(m);
+      const { received } = client.stats();
+      assert.deepEqual(asked, ["合計 receipt", "newsletter", "html receipt"]);
+      assert.deepEqual(fetched.map((m) => [m.mail.subject, m.bodyRead]), [["合計 receipt", true], ["newsletter", false], ["html receipt", true]]);
+      assert.match(fetched[0]!.mail.text, /^Total: \$15\.14\n/);
+      assert.equal(fetched[1]!.mail.text, "");
+      assert.equal(fetched[1]!.mail.html, undefined);
+      assert.deepEqual(fetched[1]!.mail.warnings, []);
+      assert.match(fetched[2]!.mail.text, /Total: \$9\.99/);
+      // One body of ~10 KB was read; the newsletter's was not.
+      assert.ok(received > text.length && received < 2 * text.length, `one text read (${received} bytes received for two of ${text.length})`);
+      // Without it, everything is read, as before.
+      const all = [];
+      for await (const m of fetchMessages(client, uids, { maxTextBytes: 64 * 1024 })) all.push(m);
+      assert.deepEqual(all.map((m) => m.bodyRead), [true, true, true]);
+      assert.match(all[1]!.mail.text, /^Total: \$15\.14\n/);
+    } finally {
+      await client.logout();
+    }
+  });
+
   it("reads a forwarded message/rfc822 marked inline, as mailparser reads the whole file, and no other", async () => {
     const inner = "From: shop@example.com\r\nSubject: receipt\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nTotal: 15 =80\r\n";
     const forward = (subject: string, disposition: string) =>

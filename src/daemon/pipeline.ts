@@ -63,7 +63,7 @@ function queueMail(watched: WatchedMail, deps: PipelineDeps): { targets: Set<str
   const log = deps.logger.child({ account: watched.account, mailbox: watched.mailbox, uid: watched.uid });
   const input: RuleInput = { mail: watched.mail, account: watched.account, mailbox: watched.mailbox, receivedAt: watched.receivedAt };
   const matches = evaluateRules(deps.rules, input);
-  log.debug({ subject: watched.mail.subject, matched: matches.map((m) => m.rule) }, "mail read");
+  log.debug({ subject: watched.mail.subject, matched: matches.map((m) => m.rule), bodyRead: watched.bodyRead }, "mail read");
   for (const match of matches) {
     for (const missing of match.missing) log.warn({ rule: match.rule, field: missing.field, reason: missing.reason }, "field not found; notifying with it marked missing");
   }

@@ -12,6 +12,7 @@ import type { ImapAccount } from "../imap/client.ts";
 import type { DecodeParts } from "../imap/fetch.ts";
 import { watchMailboxBatches, type WatchEvent } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
+import { needsBody } from "../rules/rules.ts";
 import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/dispatcher.ts";
 import { lockState } from "../store/lock.ts";
 import { State } from "../store/state.ts";
@@ -183,6 +184,8 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
         onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
         connectGate,
         decode,
+        // Mail whose body no rule reads (by its header) is never fetched beyond the header.
+        needsBody: (mail, where) => needsBody(deps.rules, { mail, ...where }),
         readerConnection: readerConnectionsFor(account),
       })) {
         handleMails(round, deps);

@@ -11,6 +11,8 @@ export interface FetchedMessage {
   size: number;
   /** Decoded from the header and text parts only; `mail.warnings` says what could not be read. */
   mail: NormalizedMail;
+  /** False when needsBody said no: `mail.text` and `mail.html` are empty because they were not read. */
+  bodyRead: boolean;
 }
 
 /** Most bytes of text parts one FETCH may bring back, so a batch of huge mails cannot exhaust memory. */
@@ -22,6 +24,12 @@ export interface FetchOptions {
   batchSize?: number;
   /** Decodes a round's messages; by default here, synchronously. The daemon hands them to a worker thread. */
   decode?: DecodeParts;
+  /**
+   * Asked for each message with text parts, given the mail decoded from its header alone (text
+   * "", no html): read the text parts too? Without it, every message's text is read. The daemon
+   * asks its rules, so mail that no rule reads the body of costs one FETCH of headers and nothing more.
+   */
+  needsBody?: (headerOnly: NormalizedMail, message: { uid: number; internalDate: Date }) => boolean;
 }
 
 /** Turns a round of fetched messages into mail, in the same order. Must not reject for bad mail. */
@@ -67,7 +75,7 @@ export async function* fetchBatches(client: ImapFlow, uids: readonly number[], o
   const fill = (): void => {
     while (pending.length <= readAhead && next < uids.length) {
       const batch = uids.slice(next, next + batchSize);
-      const read = readBatch(client, batch.join(","), inList(batch), options.maxTextBytes, options.decode ?? decodeHere);
+      const read = readBatch(client, batch.join(","), inList(batch), options);
       // If the connection drops, every read ahead fails before anyone awaits it; that must not
       // count as an unhandled rejection. The failure still reaches whoever awaits it.
       read.catch(() => {});
@@ -90,12 +98,15 @@ export async function* fetchBatches(client: ImapFlow, uids: readonly number[], o
  */
 export async function fetchNew(client: ImapFlow, afterUid: number, options: FetchOptions): Promise<FetchedMessage[]> {
   // `n:*` also matches the highest UID when n is past it (RFC 3501 §6.4.8), hence the filter.
-  return readBatch(client, `${afterUid + 1}:*`, (uid) => uid > afterUid, options.maxTextBytes, options.decode ?? decodeHere);
+  return readBatch(client, `${afterUid + 1}:*`, (uid) => uid > afterUid, options);
 }
 
-async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) => boolean, maxTextBytes: number, decode: DecodeParts): Promise<FetchedMessage[]> {
+type Planned = { uid: number; meta: FetchMessageObject; plan: TextPartPlan | undefined };
+
+async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) => boolean, options: FetchOptions): Promise<FetchedMessage[]> {
+  const decode = options.decode ?? decodeHere;
   const metas = await client.fetchAll(range, { uid: true, internalDate: true, size: true, bodyStructure: true, headers: true }, { uid: true });
-  const planned = new Map<number, { meta: FetchMessageObject; plan: TextPartPlan | undefined }>();
+  const byUid = new Map<number, Planned>();
   for (const meta of metas) {
     // A server may split one message's items over several untagged FETCH replies (or add
     // flags-only ones when another client changes flags): merge by UID, keep what has content.
@@ -103,13 +114,27 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
     // Dovecot answers NIL for a message expunged by another session that this one has not yet
     // been told about (imapflow hands that over as a non-Buffer): the message is gone.
     if (meta.headers !== undefined && !Buffer.isBuffer(meta.headers)) continue;
-    const seen = planned.get(meta.uid)?.meta;
+    const seen = byUid.get(meta.uid)?.meta;
     const merged = seen ? { ...seen, ...definedOnly(meta) } : meta;
-    planned.set(meta.uid, { meta: merged, plan: merged.bodyStructure ? planTextParts(merged.bodyStructure, maxTextBytes) : undefined });
+    byUid.set(meta.uid, { uid: meta.uid, meta: merged, plan: merged.bodyStructure ? planTextParts(merged.bodyStructure, options.maxTextBytes) : undefined });
+  }
+  // A UID asked for but not returned was expunged or moved meanwhile: nothing to read.
+  const found = [...byUid.values()].filter((p) => wanted(p.uid)).sort((a, b) => a.uid - b.uid);
+  const header = (p: Planned): Buffer => p.meta.headers ?? Buffer.alloc(0);
+  const hasText = (p: Planned): boolean => (p.plan?.fetch.length ?? 0) > 0;
+
+  // With needsBody, every header is decoded first (a mail without text parts: all of it) and
+  // only the mail it says yes to has its text fetched and is decoded again, whole.
+  const mails = new Map<number, NormalizedMail>();
+  let withText = found.filter(hasText);
+  if (options.needsBody) {
+    const firstPass = await decode(found.map((p) => ({ uid: p.uid, header: header(p), plan: p.plan && hasText(p) ? headerOnly(p.plan) : p.plan, bodies: new Map() })));
+    found.forEach((p, i) => mails.set(p.uid, firstPass[i]!));
+    withText = withText.filter((p) => options.needsBody!(mails.get(p.uid)!, { uid: p.uid, internalDate: toDate(p.meta.internalDate) }));
   }
 
   const bodies = new Map<number, Map<string, Buffer>>();
-  for (const group of groupByParts(planned)) {
+  for (const group of groupByParts(withText)) {
     const rows = await client.fetchAll(group.uids.join(","), { uid: true, bodyParts: group.keys }, { uid: true });
     for (const row of rows) {
       if (!row.uid || !row.bodyParts) continue;
@@ -118,23 +143,25 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
       bodies.set(row.uid, into);
     }
   }
+  const whole = options.needsBody ? withText : found;
+  const decoded = whole.length > 0 ? await decode(whole.map((p) => ({ uid: p.uid, header: header(p), plan: p.plan, bodies: bodies.get(p.uid) ?? new Map() }))) : [];
+  whole.forEach((p, i) => mails.set(p.uid, decoded[i]!));
+  const read = new Set(withText.map((p) => p.uid));
+  return found.map((p) => ({ uid: p.uid, internalDate: toDate(p.meta.internalDate), size: p.meta.size ?? 0, mail: mails.get(p.uid)!, bodyRead: read.has(p.uid) || !hasText(p) }));
+}
 
-  // A UID asked for but not returned was expunged or moved meanwhile: nothing to read.
-  const found = [...planned]
-    .filter(([uid]) => wanted(uid))
-    .sort(([a], [b]) => a - b)
-    .map(([uid, entry]) => ({ uid, entry }));
-  const mails = await decode(found.map(({ uid, entry }) => ({ uid, header: entry.meta.headers ?? Buffer.alloc(0), plan: entry.plan, bodies: bodies.get(uid) ?? new Map() })));
-  return found.map(({ uid, entry }, i) => ({ uid, internalDate: toDate(entry.meta.internalDate), size: entry.meta.size ?? 0, mail: mails[i]! }));
+/** The plan with its text parts left out: decoding it reads the header alone. */
+function headerOnly(plan: TextPartPlan): TextPartPlan {
+  return { ...plan, parts: [], omitted: [], fetch: [] };
 }
 
 /**
  * Messages that need the same parts share one FETCH command, split so that no command brings back
  * more than the byte budget.
  */
-function groupByParts(planned: Map<number, { plan: TextPartPlan | undefined }>): { keys: TextPartPlan["fetch"]; uids: number[] }[] {
+function groupByParts(planned: readonly Planned[]): { keys: TextPartPlan["fetch"]; uids: number[] }[] {
   const groups = new Map<string, { keys: TextPartPlan["fetch"]; uids: number[]; bytes: number }[]>();
-  for (const [uid, { plan }] of planned) {
+  for (const { uid, plan } of planned) {
     if (!plan || plan.fetch.length === 0) continue;
     const bytes = plan.parts.reduce((n, p) => n + Math.min(p.size ?? plan.maxTextBytes, plan.maxTextBytes), 0);
     const signature = JSON.stringify(plan.fetch);

@@ -25,6 +25,11 @@ export interface WatchOptions {
   maxTextBytes?: number;
   /** Decodes fetched mail; by default on this thread (the daemon passes a worker thread's). */
   decode?: DecodeParts;
+  /**
+   * Read a message's text only when this says yes for the mail decoded from its header alone (text
+   * "", no html); default: always. The daemon asks its rules: most mail then costs its header only.
+   */
+  needsBody?: (headerOnly: NormalizedMail, where: { account: string; mailbox: string; receivedAt: Date }) => boolean;
   /** Stop watching: the iterator ends after the message in hand. */
   signal?: AbortSignal;
   logger?: Logger;
@@ -77,6 +82,8 @@ export interface WatchedMail {
   /** Size of the whole message on the server, attachments included. */
   size: number;
   mail: NormalizedMail;
+  /** False when needsBody said no: `mail.text` and `mail.html` are empty because they were not read. */
+  bodyRead: boolean;
   /** The checkpoint that acknowledges this message; save it for commit: "manual". */
   checkpoint: Checkpoint;
   /**
@@ -222,7 +229,12 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
               continue;
             }
           }
-          const fetchOptions = { maxTextBytes: options.maxTextBytes ?? 256 * 1024, decode: options.decode };
+          const needsBody = options.needsBody;
+          const fetchOptions = {
+            maxTextBytes: options.maxTextBytes ?? 256 * 1024,
+            decode: options.decode,
+            ...(needsBody ? { needsBody: (mail: NormalizedMail, m: { internalDate: Date }) => needsBody(mail, { account, mailbox, receivedAt: m.internalDate }) } : {}),
+          };
           let rounds: AsyncIterable<FetchedMessage[]> | Iterable<FetchedMessage[]>;
           if (from !== client) {
             // A few mails just announced: straight to FETCH, no SEARCH round trip first.
@@ -237,11 +249,11 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           let index = 0;
           for await (const fetched of rounds) {
             if (fetched.length === 0) continue;
-            const round = fetched.map(({ uid, internalDate, size, mail }): WatchedMail => {
+            const round = fetched.map(({ uid, internalDate, size, mail, bodyRead }): WatchedMail => {
               if (mail.warnings.length > 0) log.warn({ uid, warnings: mail.warnings }, "message read with warnings");
               // A mail read again after a renumbering acknowledges nothing new: the old checkpoint stands.
               const ack: Checkpoint = recovering ? recovering.previous : { uidValidity, lastUid: uid };
-              return { account, mailbox, uidValidity, uid, receivedAt: internalDate, size, mail, checkpoint: ack, ...(catchUp ? { catchUp: { ...catchUp, index: index++ } } : {}) };
+              return { account, mailbox, uidValidity, uid, receivedAt: internalDate, size, mail, bodyRead, checkpoint: ack, ...(catchUp ? { catchUp: { ...catchUp, index: index++ } } : {}) };
             });
             yield round;
             if (!recovering) lastUid = round.at(-1)!.uid;

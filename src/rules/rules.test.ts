@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import type { RuleConfig } from "../config/schema.ts";
 import { ruleSchema } from "../config/schema.ts";
 import { addr, appleMail, germanBody, googlePlayMail, input, mail } from "./fixtures.test.ts";
-import { compileRules, evaluateRules, renderRuleMessage } from "./rules.ts";
+import { compileRules, evaluateRules, needsBody, renderRuleMessage } from "./rules.ts";
 import type { CompiledRule } from "./rules.ts";
 import type { RunningTotal } from "./types.ts";
 import type { ConfigIssue } from "../errors.ts";
@@ -252,5 +252,49 @@ describe("renderRuleMessage", () => {
     const [m] = evaluateRules([r], i);
     assert.ok(m);
     assert.equal(renderRuleMessage(r, m, i, {}, (s) => s), "Apple <no_reply@email.apple.com>: Your receipt from Apple.");
+  });
+});
+
+describe("needsBody: is the body worth fetching?", () => {
+  const everyMail = rule({ name: "every-mail", notify: ["slack-main"], template: "{{from}}: {{subject}}" });
+  const bodyTest = rule({ name: "shipped", match: { from: "/@shop\\.example$/", body: "has shipped" }, notify: ["slack-main"] });
+  const subjectField = rule({ name: "order", match: { subject: "Order" }, extract: { order: { regex: "#(?<value>\\d+)", in: "subject" } }, notify: ["slack-main"] });
+  const headerOnly = (m: ReturnType<typeof mail>) => input({ ...m, text: "", html: undefined });
+
+  test("rules that look only at the header never need it", () => {
+    const rules = compiled([everyMail, subjectField]);
+    assert.equal(needsBody(rules, headerOnly(googlePlayMail)), false);
+    assert.equal(needsBody(rules, headerOnly(mail({ subject: "Order #12" }))), false);
+  });
+
+  test("a rule that extracts from the body needs it when its header conditions hold, and only then", () => {
+    const rules = compiled([everyMail, googlePlay]);
+    assert.equal(needsBody(rules, headerOnly(googlePlayMail)), true);
+    assert.equal(needsBody(rules, headerOnly(appleMail)), false);
+  });
+
+  test("a body condition counts too; its other conditions still decide", () => {
+    const rules = compiled([bodyTest]);
+    assert.equal(needsBody(rules, headerOnly(mail({ from: [addr("news@shop.example")] }))), true);
+    assert.equal(needsBody(rules, headerOnly(mail({ from: [addr("news@elsewhere.example")] }))), false);
+  });
+
+  test("whenever it says no, the header alone gives exactly what the whole mail gives", () => {
+    const rules = compiled([everyMail, googlePlay, apple, bodyTest, subjectField]);
+    const mails = [
+      googlePlayMail,
+      appleMail,
+      mail({ from: [addr("news@shop.example")], subject: "Order #7", text: "Your order has shipped" }),
+      mail({ from: [addr("news@elsewhere.example")], subject: "Order #8", text: "has shipped" }),
+      mail({ from: [addr("a@b.example")], subject: "hello", text: "合計: ￥480", html: "<p>合計: ￥480</p>" }),
+      mail({ from: [addr("no_reply@email.apple.com")], subject: "Apple News", text: "TOTAL ¥100" }),
+    ];
+    let skipped = 0;
+    for (const m of mails) {
+      if (needsBody(rules, headerOnly(m))) continue;
+      skipped++;
+      assert.deepEqual(evaluateRules(rules, headerOnly(m)), evaluateRules(rules, input(m)), m.subject);
+    }
+    assert.equal(skipped, 3);
   });
 });

@@ -3,7 +3,7 @@ import type { ConfigIssue } from "../errors.ts";
 import { compileExtract, extractFields } from "./extract.ts";
 import type { CompiledExtract } from "./extract.ts";
 import { underPath } from "./issues.ts";
-import { compileMatch, formatAddress, matches } from "./match.ts";
+import { compileMatch, formatAddress, matches, matchesWithoutBody } from "./match.ts";
 import type { CompiledMatch } from "./match.ts";
 import { periodOf, validateLocale, validateTimeZone } from "./period.ts";
 import { compileTemplate, renderTemplate } from "./template.ts";
@@ -91,6 +91,16 @@ export function evaluateRule(rule: CompiledRule, input: RuleInput): RuleMatch | 
     };
   }
   return result;
+}
+
+/**
+ * Whether any rule needs this mail's body text, judged from the rest of the mail (its header) with
+ * the body not yet read: a rule whose header conditions hold and that tests or extracts from the
+ * body. When not, the daemon never fetches the text, and evaluateRules() on the header alone gives
+ * what it would give with the body: no rule reads it. Templates never show the body.
+ */
+export function needsBody(rules: readonly CompiledRule[], headerOnly: RuleInput): boolean {
+  return rules.some((rule) => (rule.match.conditions.some((c) => c.readsBody) || rule.extract.fields.some((f) => f.in === "body")) && matchesWithoutBody(rule.match, headerOnly));
 }
 
 /** One RuleMatch per rule whose match holds, in rule order; every matching rule, not only the first. */

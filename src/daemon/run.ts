@@ -10,9 +10,9 @@ import { sleep } from "../imap/backoff.ts";
 import { ConnectGate } from "../imap/connect-gate.ts";
 import type { ImapAccount } from "../imap/client.ts";
 import type { DecodeParts } from "../imap/fetch.ts";
-import { watchMailboxBatches, type WatchEvent } from "../imap/watcher.ts";
+import { watchMailboxBatches, type WatchEvent, type WatchOptions } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
-import { needsBody } from "../rules/rules.ts";
+import { bodyNeedIn, needsBody, type CompiledRule } from "../rules/rules.ts";
 import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/dispatcher.ts";
 import { lockState } from "../store/lock.ts";
 import { State } from "../store/state.ts";
@@ -159,6 +159,22 @@ function pacingOf(config: Config, targets: ReadonlyMap<string, Target>): Map<str
 const connectConcurrency = 16;
 
 /**
+ * Mail whose body no rule reads is never fetched beyond its header. Where that does not depend on
+ * the mail (a rule reads every body here, or none does), nothing needs asking per mail: asking
+ * means decoding the header before the text is fetched, and again with it.
+ */
+function bodyReading(rules: readonly CompiledRule[], account: string, mailbox: string): Pick<WatchOptions, "needsBody"> {
+  switch (bodyNeedIn(rules, { account, mailbox })) {
+    case "always":
+      return {};
+    case "never":
+      return { needsBody: () => false };
+    case "depends":
+      return { needsBody: (mail, where) => needsBody(rules, { mail, ...where }) };
+  }
+}
+
+/**
  * Restarts a mailbox's watch loop if handling a mail failed (a full disk, a bug): the mail was not
  * checkpointed, so the next round reads it again rather than skipping it.
  */
@@ -184,8 +200,7 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
         onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
         connectGate,
         decode,
-        // Mail whose body no rule reads (by its header) is never fetched beyond the header.
-        needsBody: (mail, where) => needsBody(deps.rules, { mail, ...where }),
+        ...bodyReading(deps.rules, account.name, mailbox),
         readerConnection: readerConnectionsFor(account),
       })) {
         handleMails(round, deps);

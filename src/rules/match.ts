@@ -16,8 +16,11 @@ interface Condition {
   /** Config path of the condition, e.g. "match.headers["List-Id"]", so `mailbell test` can say which failed. */
   path: string;
   holds(input: RuleInput): boolean;
-  /** It looks at the body text, which is read from the server only when some rule needs it. */
-  readsBody: boolean;
+  /**
+   * What it looks at: where the mail is (account, mailbox), its header, or its body text, which is
+   * read from the server only when some rule needs it.
+   */
+  reads: "place" | "header" | "body";
 }
 
 export interface CompiledMatch {
@@ -60,10 +63,10 @@ export function compileMatch(m: MatchConfig, path = "match"): CompiledMatch | Co
   const issues: ConfigIssue[] = [];
   const conditions: Condition[] = [];
 
-  const add = (where: string, p: string, holds: (pattern: CompiledPattern, input: RuleInput) => boolean, readsBody = false): void => {
+  const add = (where: string, p: string, holds: (pattern: CompiledPattern, input: RuleInput) => boolean, reads: Condition["reads"] = "header"): void => {
     const compiled = compilePattern(p);
     if (isPatternError(compiled)) issues.push({ path: where, message: compiled.error });
-    else conditions.push({ path: where, holds: (input) => holds(compiled, input), readsBody });
+    else conditions.push({ path: where, holds: (input) => holds(compiled, input), reads });
   };
 
   for (const key of ["account", "mailbox"] as const) {
@@ -77,7 +80,7 @@ export function compileMatch(m: MatchConfig, path = "match"): CompiledMatch | Co
       if (isPatternError(compiled)) issues.push({ path: where, message: compiled.error });
       else tests.push(compiled);
     });
-    conditions.push({ path: childPath(path, key), holds: (input) => tests.some((t) => t.test(input[key])), readsBody: false });
+    conditions.push({ path: childPath(path, key), holds: (input) => tests.some((t) => t.test(input[key])), reads: "place" });
   }
 
   for (const key of ["from", "to", "cc"] as const) {
@@ -100,7 +103,7 @@ export function compileMatch(m: MatchConfig, path = "match"): CompiledMatch | Co
   }
 
   // Last, because the body is the longest text to search.
-  if (m.body !== undefined) add(childPath(path, "body"), m.body, (pattern, input) => pattern.test(input.mail.text), true);
+  if (m.body !== undefined) add(childPath(path, "body"), m.body, (pattern, input) => pattern.test(input.mail.text), "body");
 
   return issues.length > 0 ? issues : { conditions };
 }
@@ -112,7 +115,7 @@ export function matches(compiled: CompiledMatch, input: RuleInput): boolean {
 
 /** Whether every condition that does not look at the body holds: all the header alone can tell. */
 export function matchesWithoutBody(compiled: CompiledMatch, input: RuleInput): boolean {
-  return compiled.conditions.every((c) => c.readsBody || c.holds(input));
+  return compiled.conditions.every((c) => c.reads === "body" || c.holds(input));
 }
 
 /** Config paths of the conditions that do not hold ([] when the rule matches), for `mailbell test`. */

@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import type { RuleConfig } from "../config/schema.ts";
 import { ruleSchema } from "../config/schema.ts";
 import { addr, appleMail, germanBody, googlePlayMail, input, mail } from "./fixtures.test.ts";
-import { compileRules, evaluateRules, needsBody, renderRuleMessage } from "./rules.ts";
+import { bodyNeedIn, compileRules, evaluateRules, needsBody, renderRuleMessage } from "./rules.ts";
 import type { CompiledRule } from "./rules.ts";
 import type { RunningTotal } from "./types.ts";
 import type { ConfigIssue } from "../errors.ts";
@@ -277,6 +277,16 @@ describe("needsBody: is the body worth fetching?", () => {
     const rules = compiled([bodyTest]);
     assert.equal(needsBody(rules, headerOnly(mail({ from: [addr("news@shop.example")] }))), true);
     assert.equal(needsBody(rules, headerOnly(mail({ from: [addr("news@elsewhere.example")] }))), false);
+  });
+
+  test("per mailbox: always, never, or depends on the header", () => {
+    const here = { account: "personal", mailbox: "INBOX" };
+    assert.equal(bodyNeedIn(compiled([everyMail, subjectField]), here), "never");
+    assert.equal(bodyNeedIn(compiled([everyMail, googlePlay]), here), "depends");
+    const everyBody = rule({ name: "all-bodies", match: { mailbox: "Receipts" }, extract: { first: { regex: "(?<value>\\S+)" } }, notify: ["hook"] });
+    assert.equal(bodyNeedIn(compiled([googlePlay, everyBody]), { ...here, mailbox: "Receipts" }), "always");
+    assert.equal(bodyNeedIn(compiled([everyMail, everyBody]), here), "never", "the rule reading every body is for another mailbox");
+    assert.equal(bodyNeedIn(compiled([rule({ name: "b", match: { body: "x" }, notify: ["hook"] })]), here), "always");
   });
 
   test("whenever it says no, the header alone gives exactly what the whole mail gives", () => {

@@ -100,7 +100,23 @@ export function evaluateRule(rule: CompiledRule, input: RuleInput): RuleMatch | 
  * what it would give with the body: no rule reads it. Templates never show the body.
  */
 export function needsBody(rules: readonly CompiledRule[], headerOnly: RuleInput): boolean {
-  return rules.some((rule) => (rule.match.conditions.some((c) => c.readsBody) || rule.extract.fields.some((f) => f.in === "body")) && matchesWithoutBody(rule.match, headerOnly));
+  return rules.some((rule) => readsBody(rule) && matchesWithoutBody(rule.match, headerOnly));
+}
+
+/**
+ * needsBody() for every mail of one mailbox, where the answer does not depend on the mail:
+ * "always" when a rule reads the body of any mail there (no header conditions), "never" when no
+ * rule reads a body there, else "depends" (ask needsBody per mail, after reading its header).
+ */
+export function bodyNeedIn(rules: readonly CompiledRule[], place: { account: string; mailbox: string }): "always" | "never" | "depends" {
+  const probe: RuleInput = { account: place.account, mailbox: place.mailbox, receivedAt: new Date(0), mail: { messageId: undefined, from: [], to: [], cc: [], subject: "", date: undefined, headers: new Map(), text: "", html: undefined, warnings: [] } };
+  const here = rules.filter((rule) => readsBody(rule) && rule.match.conditions.every((c) => c.reads !== "place" || c.holds(probe)));
+  if (here.length === 0) return "never";
+  return here.some((rule) => rule.match.conditions.every((c) => c.reads !== "header")) ? "always" : "depends";
+}
+
+function readsBody(rule: CompiledRule): boolean {
+  return rule.match.conditions.some((c) => c.reads === "body") || rule.extract.fields.some((f) => f.in === "body");
 }
 
 /** One RuleMatch per rule whose match holds, in rule order; every matching rule, not only the first. */

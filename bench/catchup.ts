@@ -8,6 +8,7 @@
  *   node bench/catchup.ts --profile        also run mailbell with --cpu-prof and print where its time goes
  *   node bench/catchup.ts --json           the CatchUpResult as JSON instead of a table
  *   node bench/catchup.ts --no-script      mailbell only
+ *   node bench/catchup.ts --read-every-body   a rule reads every mail's body, so every text is fetched and decoded
  *   node bench/catchup.ts --no-script --delivery-rate 0.1   diagnostic: the target paced to 0.1/s, as a slow
  *                                          target would be (delivery not waited for, no drain on stop)
  *   node bench/catchup.ts --node-arg=--trace-gc --keep-log /tmp/mb.log   experiments on the timed mailbell run
@@ -67,6 +68,11 @@ export interface CatchUpOptions {
   deliveryRate?: number;
   /** Write the timed mailbell run's output (JSON log lines, anything NODE_OPTIONS adds) to this file. */
   keepLog?: string;
+  /**
+   * The every-mail rule also extracts a word from the body, so every mail's text is fetched and
+   * decoded (the worst case). By default only the receipt rule reads bodies, of Google Play mail.
+   */
+  readEveryBody?: boolean;
 }
 
 export interface ProfileSummary {
@@ -84,6 +90,8 @@ export interface ProfileSummary {
 
 export interface CatchUpResult {
   mails: number;
+  /** The rules read every mail's body (CatchUpOptions.readEveryBody). */
+  readEveryBody: boolean;
   seed: number;
   corpusMb: number;
   attachments: number;
@@ -159,7 +167,7 @@ function log(verbose: boolean | undefined, msg: string): void {
   if (verbose) process.stderr.write(`[catchup] ${msg}\n`);
 }
 
-function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number): string {
+function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean): string {
   return `state: ${JSON.stringify(statePath)}
 locale: en-US
 log: { level: info }
@@ -181,7 +189,7 @@ targets:
     rateLimit: { perSecond: ${perSecond}, burst: ${Math.max(1, Math.min(1000, Math.floor(perSecond)))} }
 rules:
   - name: every-mail
-    notify: [hook]
+    notify: [hook]${readEveryBody ? '\n    extract: { word: { regex: "(?<value>\\\\S+)" } }' : ""}
     template: "{{from}}: {{subject}}"
   - name: play-receipts
     match: { from: googleplay-noreply@google.com, subject: "/Google Play/i" }
@@ -450,7 +458,7 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
   const receiver = await startReceiver();
   const statePath = path.join(work, "mailbell.db");
   const perSecond = options.deliveryRate ?? 1000;
-  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond);
+  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond, options.readEveryBody ?? false);
   const env = { BENCH_IMAP_PASS: dc.auth(MAILBELL_USER).pass };
   let mb: MailbellProcess | undefined;
   try {
@@ -710,6 +718,7 @@ export async function runCatchUp(options: CatchUpOptions): Promise<CatchUpResult
     const ratioDelivered = script ? mailbell.deliveredPerSecond / script.perSecond : undefined;
     return {
       mails,
+      readEveryBody: options.readEveryBody ?? false,
       seed,
       corpusMb: backlog.bytes / 2 ** 20,
       attachments: backlog.attachments,
@@ -736,23 +745,25 @@ const sec = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 const mb = (kb: number): string => `${(kb / 1024).toFixed(0)} MB`;
 
 /** Rows for CATCHUP_COLUMNS. */
-export function formatCatchUp(r: CatchUpResult): string[][] {
+export function formatCatchUp(r: CatchUpResult, scriptOfAnotherRun?: CatchUpResult["script"]): string[][] {
   const m = r.mailbell;
   const name = `catch-up ${r.mails.toLocaleString("en-US")}`;
+  const who = r.readEveryBody ? "mailbell, rules read every body" : "mailbell";
+  const versus = scriptOfAnotherRun ? `; ${(m.queuedPerSecond / scriptOfAnotherRun.perSecond).toFixed(1)}× the user script's rate above` : "";
   const rows: string[][] = [
     [
       name,
-      "mailbell (queued)",
+      `${who} (queued)`,
       sec(m.startToQueuedMs),
       m.queuedPerSecond.toFixed(0),
       mb(m.peakRssKb),
       `${m.cpuSecondsQueued.toFixed(1)} s (+ Dovecot ${m.dovecotCpuSeconds.toFixed(1)} s)`,
       `${m.outboxRows} + ${m.outboxReceiptRows} receipts queued`,
-      `other load ${m.otherCores.toFixed(2)} cores; spawn→watching ${sec(m.startToWatchingMs)}, watching→queued ${sec(m.watchingToQueuedMs)} (${m.queuedPerSecondFromWatching.toFixed(0)}/s); 10/50/90% at ${sec(m.queuedAtMs.p10)}/${sec(m.queuedAtMs.p50)}/${sec(m.queuedAtMs.p90)}`,
+      `other load ${m.otherCores.toFixed(2)} cores; spawn→watching ${sec(m.startToWatchingMs)}, watching→queued ${sec(m.watchingToQueuedMs)} (${m.queuedPerSecondFromWatching.toFixed(0)}/s); 10/50/90% at ${sec(m.queuedAtMs.p10)}/${sec(m.queuedAtMs.p50)}/${sec(m.queuedAtMs.p90)}${versus}`,
     ],
     [
       name,
-      "mailbell (delivered)",
+      `${who} (delivered)`,
       sec(m.startToDeliveredMs),
       m.deliveredPerSecond.toFixed(0),
       "",
@@ -789,9 +800,10 @@ async function main(): Promise<void> {
       "node-arg": { type: "string", multiple: true },
       "keep-log": { type: "string" },
       "delivery-rate": { type: "string" },
+      "read-every-body": { type: "boolean", default: false },
     },
   });
-  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}) });
+  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}), readEveryBody: values["read-every-body"] });
   if (values.json) {
     console.log(JSON.stringify(result, null, 2));
     return;

@@ -125,13 +125,21 @@ describe("never lose a mail, never post one twice", () => {
         }
       }
     };
+    // Awaited below, so a restart that fails says why instead of leaving the server down.
+    const restarts: Promise<void>[] = [];
+    const restart = (hard: boolean): void => {
+      const done = dovecot.restart({ hard });
+      done.catch(() => {}); // reported where awaited
+      restarts.push(done);
+    };
     for (const [i, raw] of raws.entries()) {
-      if (i === 4) void dovecot.restart({ hard: true });
-      if (i === 8) void dovecot.restart({ hard: false });
+      if (i === 4) restart(true);
+      if (i === 8) restart(false);
       await appendWithRetry(raw);
       await new Promise((r) => setTimeout(r, 150));
     }
     try {
+      await Promise.all(restarts);
       await waitForMessages("/restart", 12, 30_000);
       await new Promise((r) => setTimeout(r, 700));
       const got = accepted(on("/restart")()).map((r) => body(r).messageId);

@@ -118,17 +118,34 @@ export function findBinary(name: string): string | undefined {
   return undefined;
 }
 
-/** Holds all listeners open together so the three ports are distinct. */
+/**
+ * Ports for Dovecot below the kernel's ephemeral range. A restart leaves them unbound for a
+ * moment, and a port from that range can be taken meanwhile as the local end of any outgoing
+ * connection of any test running alongside; then Dovecot cannot come back on its port.
+ */
+function portPool(): { low: number; high: number } | undefined {
+  try {
+    const [ephemeralLow] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    if (ephemeralLow !== undefined && ephemeralLow > 12_000) return { low: 10_000, high: ephemeralLow - 1 };
+  } catch {
+    // not Linux: let the kernel choose
+  }
+  return undefined;
+}
+
+/** Holds all listeners open together so the ports are distinct. */
 async function freePorts(count: number): Promise<number[]> {
+  const pool = portPool();
   const servers: net.Server[] = [];
   try {
-    for (let i = 0; i < count; i++) {
+    while (servers.length < count) {
       const s = net.createServer();
-      servers.push(s);
-      await new Promise<void>((resolve, reject) => {
-        s.once("error", reject);
-        s.listen(0, HOST, () => resolve());
+      const port = pool ? pool.low + Math.floor(Math.random() * (pool.high - pool.low + 1)) : 0;
+      const bound = await new Promise<boolean>((resolve, reject) => {
+        s.once("error", (err: NodeJS.ErrnoException) => (pool && err.code === "EADDRINUSE" ? resolve(false) : reject(err)));
+        s.listen(port, HOST, () => resolve(true));
       });
+      if (bound) servers.push(s);
     }
     return servers.map((s) => (s.address() as net.AddressInfo).port);
   } finally {

@@ -59,6 +59,11 @@ export interface LatencyOptions {
    */
   tap?: boolean;
   /**
+   * mailbell's rule also extracts a word from the body, so each mail's text is fetched too (by
+   * default the rule reads only the header, and mailbell fetches nothing more).
+   */
+  readBody?: boolean;
+  /**
    * A second raw IDLE client (default on): its EXISTS time − the first one's, per mail, is the noise
    * floor of "overhead over raw" — Dovecot times each session's pushes on its own.
    */
@@ -173,7 +178,7 @@ export function makeMail(i: number, runId: string): { raw: string; messageId: st
 
 const bare = (id: unknown): string => String(id ?? "").replace(/^<|>$/g, "");
 
-function mailbellYaml(dovecot: Dovecot, receiver: Receiver, statusPort: number, imapPort: number): string {
+function mailbellYaml(dovecot: Dovecot, receiver: Receiver, statusPort: number, imapPort: number, readBody: boolean): string {
   return `log: { level: warn }
 status: { listen: "127.0.0.1:${statusPort}" }
 accounts:
@@ -190,7 +195,7 @@ targets:
 rules:
   - name: every-mail
     match: {}
-    notify: [hook]
+    notify: [hook]${readBody ? '\n    extract: { word: { regex: "(?<value>\\\\S+)" } }' : ""}
     template: "{{subject}}"
 `;
 }
@@ -289,7 +294,7 @@ export async function runLatency(options: LatencyOptions): Promise<LatencyResult
     const paths = clients.map((c) => `/${c}`);
     [mailbell, script] = await Promise.all([
       clients.includes("mailbell")
-        ? startMailbellProcess(mailbellYaml(dc, receiver, statusPort, mailbellPort), { BENCH_IMAP_PASS: pass }, options.mailbellEntry ? { entry: options.mailbellEntry } : {})
+        ? startMailbellProcess(mailbellYaml(dc, receiver, statusPort, mailbellPort, options.readBody ?? false), { BENCH_IMAP_PASS: pass }, options.mailbellEntry ? { entry: options.mailbellEntry } : {})
         : undefined,
       clients.includes("script") ? startUserScript({ host: dc.host, port: scriptPort, caFile: dc.caFile, user, pass, mailbox, url: receiver.url("/script") }) : undefined,
     ]);
@@ -487,6 +492,7 @@ if (import.meta.main) {
       warmup: { type: "string", default: "20" },
       entry: { type: "string" },
       only: { type: "string" },
+      "read-body": { type: "boolean", default: false },
     },
   });
   if (values.only !== undefined && values.only !== "mailbell" && values.only !== "script") throw new Error(`--only takes mailbell or script, not ${values.only}`);
@@ -499,14 +505,14 @@ if (import.meta.main) {
     process.exit(2);
   }, limitMs);
   guard.unref();
-  const result = await runLatency({ mails, perSecond, verbose: !values.json, tap: values.tap, warmup: Number(values.warmup), ...(values.entry ? { mailbellEntry: values.entry } : {}),
+  const result = await runLatency({ mails, perSecond, verbose: !values.json, tap: values.tap, readBody: values["read-body"], warmup: Number(values.warmup), ...(values.entry ? { mailbellEntry: values.entry } : {}),
     ...(values.only ? { clients: [values.only as "mailbell" | "script"] } : {}),
   });
   clearTimeout(guard);
   if (values.json) console.log(JSON.stringify(result, null, 2));
   else {
     console.log(`\n${machineInfo().summary}`);
-    console.log(`node bench/latency.ts --mails ${mails} --rate ${perSecond}${values.tap ? " --tap" : ""}${values.entry ? ` --entry ${values.entry}` : ""}${values.only ? ` --only ${values.only}` : ""}\n`);
+    console.log(`node bench/latency.ts --mails ${mails} --rate ${perSecond}${values.tap ? " --tap" : ""}${values["read-body"] ? " --read-body" : ""}${values.entry ? ` --entry ${values.entry}` : ""}${values.only ? ` --only ${values.only}` : ""}\n`);
     console.log(new Table(LATENCY_COLUMNS).addRows(formatLatency(result)).toString());
   }
 }

@@ -122,6 +122,8 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
   const found = [...byUid.values()].filter((p) => wanted(p.uid)).sort((a, b) => a.uid - b.uid);
   const header = (p: Planned): Buffer => p.meta.headers ?? Buffer.alloc(0);
   const hasText = (p: Planned): boolean => (p.plan?.fetch.length ?? 0) > 0;
+  // Once per mail: without INTERNALDATE it is "now", which must read the same to needsBody and after.
+  const arrived = new Map(found.map((p) => [p.uid, toDate(p.meta.internalDate)]));
 
   // With needsBody, every header is decoded first (a mail without text parts: all of it) and
   // only the mail it says yes to has its text fetched and is decoded again, whole.
@@ -130,7 +132,7 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
   if (options.needsBody) {
     const firstPass = await decode(found.map((p) => ({ uid: p.uid, header: header(p), plan: p.plan && hasText(p) ? headerOnly(p.plan) : p.plan, bodies: new Map() })));
     found.forEach((p, i) => mails.set(p.uid, firstPass[i]!));
-    withText = withText.filter((p) => options.needsBody!(mails.get(p.uid)!, { uid: p.uid, internalDate: toDate(p.meta.internalDate) }));
+    withText = withText.filter((p) => options.needsBody!(mails.get(p.uid)!, { uid: p.uid, internalDate: arrived.get(p.uid)! }));
   }
 
   const bodies = new Map<number, Map<string, Buffer>>();
@@ -147,7 +149,7 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
   const decoded = whole.length > 0 ? await decode(whole.map((p) => ({ uid: p.uid, header: header(p), plan: p.plan, bodies: bodies.get(p.uid) ?? new Map() }))) : [];
   whole.forEach((p, i) => mails.set(p.uid, decoded[i]!));
   const read = new Set(withText.map((p) => p.uid));
-  return found.map((p) => ({ uid: p.uid, internalDate: toDate(p.meta.internalDate), size: p.meta.size ?? 0, mail: mails.get(p.uid)!, bodyRead: read.has(p.uid) || !hasText(p) }));
+  return found.map((p) => ({ uid: p.uid, internalDate: arrived.get(p.uid)!, size: p.meta.size ?? 0, mail: mails.get(p.uid)!, bodyRead: read.has(p.uid) || !hasText(p) }));
 }
 
 /** The plan with its text parts left out: decoding it reads the header alone. */

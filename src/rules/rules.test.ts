@@ -287,6 +287,13 @@ describe("needsBody: is the body worth fetching?", () => {
     assert.equal(bodyNeedIn(compiled([googlePlay, everyBody]), { ...here, mailbox: "Receipts" }), "always");
     assert.equal(bodyNeedIn(compiled([everyMail, everyBody]), here), "never", "the rule reading every body is for another mailbox");
     assert.equal(bodyNeedIn(compiled([rule({ name: "b", match: { body: "x" }, notify: ["hook"] })]), here), "always");
+    // Place conditions are decided here, as the rules decide them: regex names, INBOX in any case, accounts.
+    const placed = (match: Record<string, unknown>) => compiled([rule({ name: "p", match, extract: { first: { regex: "(?<value>\\S+)" } }, notify: ["hook"] })]);
+    assert.equal(bodyNeedIn(placed({ mailbox: "/^Rec/" }), { ...here, mailbox: "Receipts" }), "always");
+    assert.equal(bodyNeedIn(placed({ mailbox: "/^Rec/" }), here), "never");
+    assert.equal(bodyNeedIn(placed({ mailbox: "inbox" }), here), "always");
+    assert.equal(bodyNeedIn(placed({ account: "work" }), here), "never");
+    assert.equal(bodyNeedIn(placed({ account: ["work", "personal"], subject: "receipt" }), here), "depends");
   });
 
   test("whenever it says no, the header alone gives exactly what the whole mail gives", () => {

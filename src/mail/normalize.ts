@@ -4,7 +4,7 @@ import type { EmailAddress, HeaderLines, MailParserOptions } from "mailparser";
 import libmime from "libmime";
 import { findHeaderEnd, isValidHeaderName, splitHeaderFields } from "./header-block.ts";
 import type { RawHeaderField } from "./header-block.ts";
-import type { MailAddress, NormalizedMail } from "./types.ts";
+import { emptyMail, type MailAddress, type NormalizedMail } from "./types.ts";
 
 export interface NormalizeOptions {
   /**
@@ -139,10 +139,6 @@ export function buildMail(fields: readonly RawHeaderField[], parsed: DecodedBody
   if (replaced) warnings.push(`${replaced} undecodable character(s) replaced by U+FFFD (wrong or missing charset?)`);
 
   return { messageId, from, to, cc, subject, date, headers, text, html, warnings };
-}
-
-function emptyMail(): Omit<NormalizedMail, "warnings"> {
-  return { messageId: undefined, from: [], to: [], cc: [], subject: "", date: undefined, headers: new Map(), text: "", html: undefined };
 }
 
 /**

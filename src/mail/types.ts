@@ -27,3 +27,8 @@ export interface NormalizedMail {
   /** What could not be read cleanly (bad charset, truncated part…); the rest is still usable. */
   warnings: string[];
 }
+
+/** A mail with nothing in it: what is returned when nothing could be read. */
+export function emptyMail(): Omit<NormalizedMail, "warnings"> {
+  return { messageId: undefined, from: [], to: [], cc: [], subject: "", date: undefined, headers: new Map(), text: "", html: undefined };
+}

@@ -1,5 +1,6 @@
 import type { RuleConfig, TotalConfig } from "../config/schema.ts";
 import type { ConfigIssue } from "../errors.ts";
+import { emptyMail } from "../mail/types.ts";
 import { compileExtract, extractFields } from "./extract.ts";
 import type { CompiledExtract } from "./extract.ts";
 import { underPath } from "./issues.ts";
@@ -109,7 +110,8 @@ export function needsBody(rules: readonly CompiledRule[], headerOnly: RuleInput)
  * rule reads a body there, else "depends" (ask needsBody per mail, after reading its header).
  */
 export function bodyNeedIn(rules: readonly CompiledRule[], place: { account: string; mailbox: string }): "always" | "never" | "depends" {
-  const probe: RuleInput = { account: place.account, mailbox: place.mailbox, receivedAt: new Date(0), mail: { messageId: undefined, from: [], to: [], cc: [], subject: "", date: undefined, headers: new Map(), text: "", html: undefined, warnings: [] } };
+  // Place conditions read only account and mailbox; the mail in the probe is never looked at.
+  const probe: RuleInput = { account: place.account, mailbox: place.mailbox, receivedAt: new Date(0), mail: { ...emptyMail(), warnings: [] } };
   const here = rules.filter((rule) => readsBody(rule) && rule.match.conditions.every((c) => c.reads !== "place" || c.holds(probe)));
   if (here.length === 0) return "never";
   return here.some((rule) => rule.match.conditions.every((c) => c.reads !== "header")) ? "always" : "depends";

@@ -19,7 +19,7 @@ const round = (n: number): FetchedParts[] =>
 
 describe("decoder thread", () => {
   it("decodes rounds in a worker exactly as on the main thread, in order", async () => {
-    const decoder = startDecoder(new CaptureLogger());
+    const decoder = startDecoder(new CaptureLogger(), { inlineBelowBytes: 0 });
     try {
       const [a, b] = await Promise.all([decoder.decode(round(3)), decoder.decode(round(5))]);
       assert.deepEqual(a, round(3).map(readFetchedParts));
@@ -32,9 +32,23 @@ describe("decoder thread", () => {
     }
   });
 
+  it("decodes rounds with little text on the calling thread and starts no thread for them", async () => {
+    const decoder = startDecoder(new CaptureLogger(), { inlineBelowBytes: 64 * 1024 });
+    try {
+      const small = round(40); // 40 short ISO-2022-JP texts
+      assert.deepEqual(await decoder.decode(small), small.map(readFetchedParts));
+      assert.equal(decoder.running, false);
+      const bigText = round(3).map((m) => ({ ...m, bodies: new Map([["1", Buffer.alloc(30 * 1024, "a")]]) }));
+      assert.deepEqual(await decoder.decode(bigText), bigText.map(readFetchedParts));
+      assert.equal(decoder.running, true, "90 KiB of text goes to the thread");
+    } finally {
+      await decoder.close();
+    }
+  });
+
   it("stops the thread after idleStopMs without work, and starts it again when work comes", async () => {
     const logger = new CaptureLogger();
-    const decoder = startDecoder(logger, { idleStopMs: 50 });
+    const decoder = startDecoder(logger, { idleStopMs: 50, inlineBelowBytes: 0 });
     try {
       assert.deepEqual(await decoder.decode(round(3)), round(3).map(readFetchedParts));
       assert.equal(decoder.running, true);
@@ -53,7 +67,7 @@ describe("decoder thread", () => {
     const dying = path.join(dir, "dying.mjs");
     writeFileSync(dying, 'import { parentPort } from "node:worker_threads"; parentPort.on("message", () => process.exit(3));');
     const logger = new CaptureLogger();
-    const decoder = startDecoder(logger, { workerFile: pathToFileURL(dying) });
+    const decoder = startDecoder(logger, { workerFile: pathToFileURL(dying), inlineBelowBytes: 0 });
     try {
       assert.deepEqual(await decoder.decode(round(4)), round(4).map(readFetchedParts));
       assert.deepEqual(await decoder.decode(round(3)), round(3).map(readFetchedParts));

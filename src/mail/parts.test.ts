@@ -198,6 +198,19 @@ describe("readTextParts", () => {
     }
   });
 
+  test("Japanese bodies keep the NEC and IBM extensions (①, ≒, ∵, Ⅰ), under every common label", () => {
+    const read = (charset: string, body: Buffer): string => {
+      const plan = planTextParts(multi("multipart/mixed", undefined, [leaf("text/plain", "1", { parameters: { charset }, encoding: "8bit" })]), 4096);
+      return readTextParts(HEADER, plan, new Map([["1", body]])).text;
+    };
+    const sjis = Buffer.from([0x87, 0x40, 0x8d, 0x87, 0x8c, 0x76, 0xfa, 0x4a, 0x81, 0x60]); // ①合計Ⅰ～ (0x8740 NEC row 13, 0xFA4A IBM)
+    for (const label of ["Shift_JIS", "shift-jis", "SJIS", "x-sjis", "Windows-31J", "ms932", "cp932"]) assert.equal(read(label, sjis), "①合計Ⅰ～", label);
+    assert.equal(read("ISO-2022-JP", Buffer.from("\x1b$B-!-p-z\x1b(B 1\r\n", "latin1")), "①≒∵ 1\n");
+    assert.equal(read("EUC-JP", Buffer.from([0xad, 0xa1, 0xb9, 0xe7, 0x8e, 0xb1])), "①合ｱ");
+    // Unassigned codes are marked, never dropped or turned into other text.
+    assert.equal(read("iso-2022-jp", Buffer.from("a\x1b$B)!\x1b(Bb", "latin1")), "a\ufffdb");
+  });
+
   test("HTML-only mail becomes text, the HTML is kept", () => {
     const plan = planTextParts(multi("multipart/mixed", undefined, [multi("multipart/alternative", "1", [leaf("text/html", "1.1")])]), 4096);
     const mail = readTextParts(HEADER, plan, new Map([["1.1", Buffer.from("<table><tr><td>=E5=90=88=E8=A8=88</td><td>=C2=A5480</td></tr></table>")]]));

@@ -170,6 +170,50 @@ describe("watchMailbox against Dovecot", () => {
     await w2.done;
   });
 
+  it("asks needsBody with the account, the mailbox and the arrival time, and reads the text of the yeses only", async () => {
+    await dovecot.createMailbox("bob", "LazyWatch");
+    const controller = new AbortController();
+    const ev = events();
+    const asked: Array<{ subject: string; text: string; account: string; mailbox: string; receivedAt: Date }> = [];
+    const w = collect(
+      watchMailbox({
+        account: account("bob"),
+        mailbox: "LazyWatch",
+        signal: controller.signal,
+        onEvent: ev.on,
+        needsBody: (mail, where) => {
+          asked.push({ subject: mail.subject, text: mail.text, ...where });
+          return mail.subject === "read me";
+        },
+      }),
+    );
+    try {
+      await ev.waitFor("idle");
+      const arrived = new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000); // IMAP dates have whole seconds
+      await dovecot.append("bob", "LazyWatch", buildMail({ from: "shop@example.com", to: "bob@example.com", subject: "read me", text: "Total: 1" }), { internalDate: arrived });
+      await dovecot.append("bob", "LazyWatch", buildMail({ from: "shop@example.com", to: "bob@example.com", subject: "leave me", text: "Total: 2" }));
+      const mails = await w.waitFor(2);
+      assert.deepEqual(
+        asked.map((a) => [a.subject, a.text, a.account, a.mailbox]),
+        [
+          ["read me", "", "bob", "LazyWatch"],
+          ["leave me", "", "bob", "LazyWatch"],
+        ],
+      );
+      assert.equal(asked[0]!.receivedAt.getTime(), arrived.getTime(), "the server's arrival time, not the clock's");
+      assert.deepEqual(
+        mails.map((m) => [m.mail.subject, m.bodyRead, m.mail.text.trim()]),
+        [
+          ["read me", true, "Total: 1"],
+          ["leave me", false, ""],
+        ],
+      );
+    } finally {
+      controller.abort();
+      await w.done;
+    }
+  });
+
   it("reports a wrong password as an auth failure and waits long before trying again", async () => {
     const controller = new AbortController();
     const ev = events();

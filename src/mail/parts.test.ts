@@ -211,6 +211,18 @@ describe("readTextParts", () => {
     assert.equal(read("iso-2022-jp", Buffer.from("a\x1b$B)!\x1b(Bb", "latin1")), "a\ufffdb");
   });
 
+  test("ISO-2022-JP that breaks a line inside JIS X 0208, or uses JIS-Roman, still reads as its sender meant", () => {
+    const read = (body: string): string => {
+      const plan = planTextParts(multi("multipart/mixed", undefined, [leaf("text/plain", "1", { parameters: { charset: "iso-2022-jp" }, encoding: "7bit" })]), 4096);
+      return readTextParts(HEADER, plan, new Map([["1", Buffer.from(body, "latin1")]])).text;
+    };
+    // No ESC ( B before the line break: the second line is still Japanese, and the break is kept.
+    assert.equal(read("\x1b$B9g7W\r\n9g7W\x1b(B\r\n"), "合計\n合計\n");
+    assert.equal(read("\x1b$@9g7W\r\n\r\n9g7W"), "合計\n\n合計");
+    // JIS-Roman's "~" and "\\" are the ASCII ones here, not an overline and a yen sign.
+    assert.equal(read("\x1b(Jhttps://example.jp/~shop\x1b(B \x1b$B9g7W\x1b(B"), "https://example.jp/~shop 合計");
+  });
+
   test("HTML-only mail becomes text, the HTML is kept", () => {
     const plan = planTextParts(multi("multipart/mixed", undefined, [multi("multipart/alternative", "1", [leaf("text/html", "1.1")])]), 4096);
     const mail = readTextParts(HEADER, plan, new Map([["1.1", Buffer.from("<table><tr><td>=E5=90=88=E8=A8=88</td><td>=C2=A5480</td></tr></table>")]]));

@@ -211,7 +211,7 @@ describe("readTextParts", () => {
     assert.equal(read("iso-2022-jp", Buffer.from("a\x1b$B)!\x1b(Bb", "latin1")), "a\ufffdb");
   });
 
-  test("ISO-2022-JP that breaks a line inside JIS X 0208, or uses JIS-Roman, still reads as its sender meant", () => {
+  test("ISO-2022-JP that breaks a line inside JIS X 0208 or katakana, or uses JIS-Roman, still reads as its sender meant", () => {
     const read = (body: string): string => {
       const plan = planTextParts(multi("multipart/mixed", undefined, [leaf("text/plain", "1", { parameters: { charset: "iso-2022-jp" }, encoding: "7bit" })]), 4096);
       return readTextParts(HEADER, plan, new Map([["1", Buffer.from(body, "latin1")]])).text;
@@ -219,6 +219,7 @@ describe("readTextParts", () => {
     // No ESC ( B before the line break: the second line is still Japanese, and the break is kept.
     assert.equal(read("\x1b$B9g7W\r\n9g7W\x1b(B\r\n"), "合計\n合計\n");
     assert.equal(read("\x1b$@9g7W\r\n\r\n9g7W"), "合計\n\n合計");
+    assert.equal(read("\x1b(I12\r\n34\x1b(B"), "ｱｲ\nｳｴ"); // half-width katakana, the same way
     // JIS-Roman's "~" and "\\" are the ASCII ones here, not an overline and a yen sign.
     assert.equal(read("\x1b(Jhttps://example.jp/~shop\x1b(B \x1b$B9g7W\x1b(B"), "https://example.jp/~shop 合計");
   });

@@ -251,32 +251,35 @@ function japaneseDecoder(charset: string): TextDecoder | undefined {
 
 /**
  * Mends two things in ISO-2022-JP that TextDecoder would read differently from what the sender
- * meant. A line that ends while still in JIS X 0208 (RFC 1468 forbids it, some mailers do it):
- * TextDecoder returns to ASCII there and turns the next line into "9g7W" garbage (libmime kept the
- * text but lost the line break), so the switch back is written before the line break and again
- * after it. And JIS-Roman (ESC ( J), where TextDecoder makes "~" an overline and "\\" a yen sign,
- * which breaks URLs: read as ASCII, as libmime did. Bytes that need neither are returned as they are.
+ * meant. A line that ends while still in JIS X 0208 or half-width katakana (RFC 1468 forbids it,
+ * some mailers do it): TextDecoder returns to ASCII there and turns the next line into "9g7W"
+ * garbage (libmime kept the text but lost the line break), so the switch back to ASCII is written
+ * before the line break and the mode again after it. And JIS-Roman (ESC ( J), where TextDecoder
+ * makes "~" an overline and "\\" a yen sign, which breaks URLs: read as ASCII, as libmime did.
+ * Bytes that need neither are returned as they are.
  */
 function mendIso2022jp(bytes: Buffer): Buffer {
   const escape = 0x1b;
   let out: number[] | undefined;
-  let jis: number | undefined; // the final byte of the JIS X 0208 designation in force (B or @)
+  let mode: [number, number] | undefined; // the designation in force unless ASCII: $B, $@ or (I
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i]!;
-    if (byte === escape && bytes[i + 1] === 0x28 && bytes[i + 2] === 0x4a) {
+    const [a, b] = [bytes[i + 1], bytes[i + 2]];
+    if (byte === escape && a === 0x28 && b === 0x4a) {
       out ??= [...bytes.subarray(0, i)];
       out.push(escape, 0x28, 0x42);
-      jis = undefined;
+      mode = undefined;
       i += 2;
       continue;
     }
-    if (byte === escape && bytes[i + 1] === 0x24 && (bytes[i + 2] === 0x42 || bytes[i + 2] === 0x40)) jis = bytes[i + 2];
-    else if (byte === escape && bytes[i + 1] === 0x28) jis = undefined;
-    else if (jis !== undefined && (byte === 0x0a || byte === 0x0d)) {
+    if (byte === escape && a !== undefined && b !== undefined) {
+      if ((a === 0x24 && (b === 0x42 || b === 0x40)) || (a === 0x28 && b === 0x49)) mode = [a, b];
+      else if (a === 0x28) mode = undefined;
+    } else if (mode && (byte === 0x0a || byte === 0x0d)) {
       out ??= [...bytes.subarray(0, i)];
       out.push(escape, 0x28, 0x42);
       while (bytes[i] === 0x0d || bytes[i] === 0x0a) out.push(bytes[i++]!);
-      out.push(escape, 0x24, jis);
+      out.push(escape, ...mode);
       i--;
       continue;
     }

@@ -295,6 +295,21 @@ describe("fixes on top of mailparser", () => {
     assert.equal(m.text.trim(), "Your message could not be delivered.");
   });
 
+  test("Japanese bodies decode as on the IMAP path: the NEC and IBM extensions kept under every label; other charsets as before", async () => {
+    const text = async (charset: string, body: Buffer, encoding = "8bit"): Promise<string> =>
+      (await normalizeMail(Buffer.concat([Buffer.from(`From: a@example.com\r\nContent-Type: text/plain; charset=${charset}\r\nContent-Transfer-Encoding: ${encoding}\r\n\r\n`), body]))).text;
+    const sjis = Buffer.from([0x87, 0x40, 0x8d, 0x87, 0x8c, 0x76, 0xfa, 0x4a, 0x81, 0x60]); // ①合計Ⅰ～ (0x8740 NEC row 13, 0xFA4A IBM)
+    for (const label of ["Shift_JIS", "shift-jis", "SJIS", "x-sjis", "Windows-31J", "ms932", "cp932"]) assert.equal(await text(label, sjis), "①合計Ⅰ～", label);
+    // libmime gave "???" for the first three; the line that ends inside JIS X 0208 keeps its break.
+    assert.equal(await text("ISO-2022-JP", Buffer.from("\x1b$B-!-p-z\x1b(B 1\r\n\x1b$B9g7W\r\n9g7W\x1b(B\r\n", "latin1"), "7bit"), "①≒∵ 1\n合計\n合計\n");
+    assert.equal(await text("iso-2022-jp", Buffer.from("=1B$B9g7W=1B(B: 480", "latin1"), "quoted-printable"), "合計: 480");
+    assert.equal(await text("EUC-JP", Buffer.from([0xad, 0xa1, 0xb9, 0xe7, 0x8e, 0xb1])), "①合ｱ");
+    // Not Japanese: libmime's decode stream, as without the hook (mailparser renames this one to CP949 first).
+    assert.equal(await text("ks_c_5601-1987", Buffer.from([0xc7, 0xd1, 0xb1, 0xdb])), "한글");
+    assert.equal(await text("windows-1252", Buffer.from([0x80, 0x20, 0xe9])), "€ é");
+    assert.equal(await text("no-such-charset", Buffer.from("plain")), "plain");
+  });
+
   test("undecodable bytes are reported", async () => {
     const raw = Buffer.concat([Buffer.from("Content-Type: text/plain; charset=utf-8\r\n\r\nDrachenk"), Buffer.from([0xf6]), Buffer.from("pfe\r\n")]);
     const m = await normalizeMail(raw);

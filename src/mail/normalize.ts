@@ -2,8 +2,11 @@ import { compile as compileHtmlToText } from "html-to-text";
 import { MailParser, parseAddressHeader } from "mailparser";
 import type { EmailAddress, HeaderLines, MailParserOptions } from "mailparser";
 import libmime from "libmime";
+import { createDecodeStream } from "libmime/lib/charset.js";
+import { Transform, type TransformCallback } from "node:stream";
 import { findHeaderEnd, isValidHeaderName, splitHeaderFields } from "./header-block.ts";
 import type { RawHeaderField } from "./header-block.ts";
+import { decodeJapanese, decodesJapanese } from "./japanese.ts";
 import { emptyMail, type MailAddress, type NormalizedMail } from "./types.ts";
 
 export interface NormalizeOptions {
@@ -33,7 +36,41 @@ const PARSER_OPTIONS: MailParserOptions = {
   // The IMAP path (parts.ts) fetches only text/plain and text/html, so DSN status fields must not
   // reach `text` here either, or the same mail would read differently depending on how it arrived.
   keepDeliveryStatus: true,
+  // Japanese bodies decode as on the IMAP path (japanese.ts), every other charset as without it.
+  Iconv: bodyCharsetDecoder as unknown as NonNullable<MailParserOptions["Iconv"]>,
 };
+
+/**
+ * mailparser's `Iconv` hook, the one way to choose how it decodes a body's charset: called with
+ * `new` for every text part not in UTF-8 or ASCII (UTF-7, base64 and hex never reach it), and the
+ * stream returned stands in for the object. Japanese charsets are collected and decoded whole by
+ * decodeJapanese(), the same function the daemon's IMAP path uses, so `mailbell test` and the
+ * daemon read a mail alike; everything else gets libmime's decode stream, exactly what mailparser
+ * uses without the hook.
+ */
+function bodyCharsetDecoder(charset: string): NodeJS.ReadWriteStream {
+  return decodesJapanese(charset) ? new WholeBodyDecoder(charset) : createDecodeStream(charset);
+}
+
+/** Collects a body and decodes it at its end, as libmime does for these charsets: ISO-2022-JP is stateful. */
+class WholeBodyDecoder extends Transform {
+  private readonly chunks: Buffer[] = [];
+  private readonly charset: string;
+
+  constructor(charset: string) {
+    super();
+    this.charset = charset;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.chunks.push(chunk);
+    done();
+  }
+
+  override _flush(done: TransformCallback): void {
+    done(null, Buffer.from(decodeJapanese(Buffer.concat(this.chunks), this.charset) ?? "", "utf8"));
+  }
+}
 
 /**
  * The converter mailparser itself uses, with its options, compiled once: html-to-text's htmlToText()

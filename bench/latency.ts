@@ -17,13 +17,18 @@
  *                                             Dovecot's push timing and its own processing
  *
  * Reading the numbers: Dovecot 2.3 sends an IDLE push 500 ms after the first change it notices
- * (NOTIFY_DELAY_MSECS, one timer per session, started by any change to the mailbox's files,
- * including index/cache writes caused by other readers). At 20 mails/s each push covers ~10 mails,
- * and two sessions' timers are not in phase: the "2nd raw IDLE client" row (an identical
- * hand-written client) shows that noise floor, and a client that leaves IDLE to fetch gets a phase
- * of its own, up to ±500 ms off the reference. The p99/max of "overhead over raw" at 20/s are that
- * phase, not the client's work; `--tap` separates the two ("own" = arrival − the client's own
- * EXISTS). The fixed append period can also resonate with the 500 ms timer (at 1/s especially).
+ * (NOTIFY_DELAY_MSECS in mailbox-watch.c, one timer per session, started by the first change to
+ * the Maildir's new/ or cur/ after the session's previous push: a new mail, or a read-write session
+ * such as the user script moving one from new/ to cur/). At 20 mails/s each push covers ~10 mails.
+ * When a mail lands within the few ms in which two sessions handle their pushes (each in its own
+ * Dovecot process), it starts one session's next timer and not the other's; from then on their
+ * pushes are an append interval or more apart, and every mail appended between the two pushes
+ * reaches one session ~500 ms after the other, until a quiet moment brings them back in step. The
+ * "2nd raw IDLE client" row (an identical hand-written client) shows that noise floor; a client
+ * that leaves IDLE to fetch (the user script) falls out of step more often. The p99/max
+ * of "overhead over raw" at 20/s are that phase, not the client's work; `--tap` separates the two
+ * ("own" = arrival − the client's own EXISTS). The fixed append period can also resonate with the
+ * 500 ms timer (at 1/s especially).
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";

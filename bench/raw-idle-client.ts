@@ -1,12 +1,15 @@
 /**
  * The server's own limit: an IMAP client written by hand on a plain socket (node:tls for implicit
- * TLS, node:net for plaintext), no library. LOGIN, SELECT, IDLE, and nothing else: every
+ * TLS, node:net for plaintext), no library. LOGIN, EXAMINE, IDLE, and nothing else: every
  * `* N EXISTS` that arrives during IDLE is stamped with performance.now() and Date.now() the moment
  * its chunk arrives, before any parsing. Nothing can learn of new mail sooner than this, so it is
- * what other clients' latency is measured against.
+ * what other clients' latency is measured against. EXAMINE (read-only), not SELECT: a read-write
+ * session takes the new mail's \Recent flag and (Maildir) moves it from new/ to cur/, and that
+ * change starts the push timer of every other session on the mailbox, the ones being measured
+ * included. An observer should not move what it observes.
  *
  *   const raw = await startRawIdleClient({ host, port, ca, user, pass, mailbox: "INBOX" });
- *   raw.initialCount;           // EXISTS from SELECT: mails already in the mailbox
+ *   raw.initialCount;           // EXISTS from EXAMINE: mails already in the mailbox
  *   await raw.waitFor(n);       // the first event with count >= n
  *   raw.events;                 // [{ count, at, epochMs }, …] in arrival order
  *   await raw.close();
@@ -28,7 +31,7 @@ export interface RawIdleOptions {
   pass: string;
   /** Default INBOX. */
   mailbox?: string;
-  /** For connect, LOGIN, SELECT and the IDLE continuation; default 10 000 ms. */
+  /** For connect, LOGIN, EXAMINE and the IDLE continuation; default 10 000 ms. */
   timeoutMs?: number;
 }
 
@@ -44,7 +47,7 @@ export interface ExistsEvent {
 export interface RawIdleClient {
   /** EXISTS received during IDLE, in arrival order. */
   readonly events: readonly ExistsEvent[];
-  /** The message count SELECT reported. */
+  /** The message count EXAMINE reported. */
   readonly initialCount: number;
   /** performance.now() when the server accepted IDLE ("+ idling"). */
   readonly idleSince: number;
@@ -111,7 +114,7 @@ export async function startRawIdleClient(options: RawIdleOptions): Promise<RawId
   let lineHandler: (line: string) => void = () => {};
   let failure: Error | undefined;
   let closed = false;
-  /** EXISTS lines count as events only once IDLE is accepted (SELECT's own EXISTS is initialCount). */
+  /** EXISTS lines count as events only once IDLE is accepted (EXAMINE's own EXISTS is initialCount). */
   let idling = false;
   const failWaiters = (): void => {
     for (const w of [...waiters]) w();
@@ -170,9 +173,9 @@ export async function startRawIdleClient(options: RawIdleOptions): Promise<RawId
     const loggedIn = until("LOGIN", (l) => l.startsWith("a1 OK"), "a1");
     send(`a1 LOGIN ${quote(options.user)} ${quote(options.pass)}`);
     await loggedIn;
-    const selected = until("SELECT", (l) => l.startsWith("a2 OK"), "a2");
+    const selected = until("EXAMINE", (l) => l.startsWith("a2 OK"), "a2");
     // Non-ASCII mailbox names would need modified UTF-7; the benchmarks use ASCII names.
-    send(`a2 SELECT ${quote(mailbox)}`);
+    send(`a2 EXAMINE ${quote(mailbox)}`);
     const selectLines = await selected;
     const initial = selectLines.map((l) => /^\* (\d+) EXISTS$/i.exec(l)).find(Boolean);
     const initialCount = initial ? Number(initial[1]) : 0;

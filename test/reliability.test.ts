@@ -174,16 +174,26 @@ describe("never lose a mail, never post one twice", () => {
     }
   });
 
-  it("the receiver answers 500s, then 429 with Retry-After, then accepts: each mail once, none before Retry-After allowed", async () => {
+  it("the receiver answers 500s, then 429 with Retry-After, then accepts: each mail once, none before Retry-After allowed; /metrics shows how long they waited", async () => {
     receiver.replyOn("/flaky", slackReplies.rollupError(), slackReplies.rollupError(), slackReplies.rateLimited(2));
-    const { file, yaml } = config({ user: "alice", mailboxes: ["Flaky"], path: "/flaky" });
+    const { file, yaml } = config({ user: "alice", mailboxes: ["Flaky"], path: "/flaky", status: "listen: 0" });
     await dovecot.createMailbox("alice", "Flaky");
     const mailbell = startMailbell(file, yaml);
     try {
       await waitUntilWatching(mailbell.logger);
+      const url = String((await mailbell.logger.waitFor(/status server listening/)).fields.address);
+      const oldestPendingAge = async (): Promise<number> =>
+        Number(/^mailbell_outbox_oldest_pending_age_seconds\{target="hook"\} (\S+)$/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1]);
       const { raws, ids } = mails(3, "flaky");
       await dovecot.appendMany("alice", "Flaky", raws);
+      await receiver.waitFor(() => on("/flaky")().length >= 3, 10_000);
+      await new Promise((r) => setTimeout(r, 1100)); // inside the 2 s the 429 asked for
+      const waited = await oldestPendingAge();
+      assert.ok(waited >= 1 && waited < 10, `the oldest waiting notification's age while the target holds us off: ${waited}`);
       await waitForMessages("/flaky", 3);
+      for (const until = Date.now() + 5000; (await oldestPendingAge()) !== 0; await new Promise((r) => setTimeout(r, 50))) {
+        assert.ok(Date.now() < until, "back to 0 once every notification is delivered");
+      }
       const all = on("/flaky")();
       assert.deepEqual(all.slice(0, 3).map((r) => r.reply.status), [500, 500, 429]);
       const limited = all[2]!;

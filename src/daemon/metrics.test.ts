@@ -101,6 +101,7 @@ describe("createMailbellMetrics", () => {
     const metrics = createMailbellMetrics(registry, {
       health: () => health.snapshot(now),
       outboxRows: () => outbox,
+      outboxOldestPending: () => outbox.filter((r) => r.state === "pending").map((r) => ({ target: r.target, createdAt: 2500 })),
       now: () => now,
       known: { mailboxes: [{ account: "personal", mailbox: "INBOX" }], rules: ["receipts"], targets: ["slack"] },
     });
@@ -131,6 +132,9 @@ describe("createMailbellMetrics", () => {
         "# HELP mailbell_mails_processed_total Mails read from the mailbox and run through the rules.",
         "# TYPE mailbell_mails_processed_total counter",
         'mailbell_mails_processed_total{account="personal",mailbox="INBOX"} 2',
+        "# HELP mailbell_outbox_oldest_pending_age_seconds Seconds the oldest notification still waiting for the target has waited (0 when none waits); it grows while the target takes no posts, or while pacing spreads out a flood.",
+        "# TYPE mailbell_outbox_oldest_pending_age_seconds gauge",
+        'mailbell_outbox_oldest_pending_age_seconds{target="slack"} 10',
         "# HELP mailbell_outbox_rows Rows in the outbox by target and state.",
         "# TYPE mailbell_outbox_rows gauge",
         'mailbell_outbox_rows{target="hook",state="dead"} 1',
@@ -163,6 +167,7 @@ describe("createMailbellMetrics", () => {
       'mailbell_mailbox_last_event_age_seconds{account="personal",mailbox="INBOX"} 187',
       'mailbell_outbox_rows{target="slack",state="pending"} 0',
       'mailbell_outbox_rows{target="slack",state="done"} 3',
+      'mailbell_outbox_oldest_pending_age_seconds{target="slack"} 0',
       "mailbell_up 0",
     ]) {
       assert.ok(lines.includes(expected), `missing ${expected}`);

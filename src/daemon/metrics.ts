@@ -181,6 +181,8 @@ export interface MailbellMetricSources {
   health: () => HealthSnapshot;
   /** Outbox row counts (State.outbox.counts()); read at every scrape. */
   outboxRows: () => readonly { target: string; state: string; count: number }[];
+  /** When each target's oldest waiting row was queued (State.outbox.oldestPending()); read at every scrape. */
+  outboxOldestPending?: () => readonly { target: string; createdAt: number }[];
   /** Clock for ages; defaults to Date.now. */
   now?: () => number;
   /**
@@ -227,6 +229,19 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
     for (const row of sources.outboxRows()) counts.set(JSON.stringify([row.target, row.state]), { labels: { target: row.target, state: row.state }, value: row.count });
     return [...counts.values()];
   });
+  // The row counts say how much waits, not for how long: a target that has refused every post since
+  // last night shows a few pending rows, the same as a busy one. This is the number to alert on.
+  registry.gaugeFn(
+    "mailbell_outbox_oldest_pending_age_seconds",
+    "Seconds the oldest notification still waiting for the target has waited (0 when none waits); it grows while the target takes no posts, or while pacing spreads out a flood.",
+    ["target"],
+    () => {
+      const at = now();
+      const ages = new Map<string, number>((known.targets ?? []).map((target) => [target, 0]));
+      for (const row of sources.outboxOldestPending?.() ?? []) ages.set(row.target, Math.max(0, at - row.createdAt) / 1000);
+      return [...ages].map(([target, value]) => ({ labels: { target }, value }));
+    },
+  );
 
   const processed = registry.counter("mailbell_mails_processed_total", "Mails read from the mailbox and run through the rules.", ["account", "mailbox"]);
   const matches = registry.counter("mailbell_rule_matches_total", "Mails that matched the rule.", ["rule"]);

@@ -62,6 +62,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
   const metrics = createMailbellMetrics(registry, {
     health: () => health.snapshot(Date.now()),
     outboxRows: () => state.outbox.counts(),
+    outboxOldestPending: () => state.outbox.oldestPending(),
     known: { mailboxes, rules: rules.map((r) => r.name), targets: [...targets.keys()] },
   });
   const dispatcher = new Dispatcher({

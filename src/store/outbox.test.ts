@@ -35,6 +35,21 @@ describe("Outbox", () => {
     assert.deepEqual(outbox.counts(), [{ target: "t", state: "done", count: 3 }]);
   });
 
+  it("oldestPending: per target, when its oldest waiting row was queued; delivered and dead rows do not count", () => {
+    const { outbox } = State.open(":memory:");
+    assert.deepEqual(outbox.oldestPending(), []);
+    outbox.enqueue([row(1), row(2)], 1000);
+    outbox.enqueue([row(3), { ...row(4), target: "u" }], 5000);
+    outbox.markDone([id(1)], 6000);
+    outbox.markDead([id(2)], "answered 404", 6000);
+    assert.deepEqual(outbox.oldestPending(), [
+      { target: "t", createdAt: 5000 },
+      { target: "u", createdAt: 5000 },
+    ]);
+    outbox.markDone([id(3), "a/INBOX/1/4/r/u"], 7000);
+    assert.deepEqual(outbox.oldestPending(), []);
+  });
+
   it("markDone leaves a row that is no longer pending as it is", () => {
     const { outbox } = State.open(":memory:");
     outbox.enqueue([row(1)], 1000);

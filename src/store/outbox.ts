@@ -59,6 +59,7 @@ export class Outbox {
   readonly #byId: StatementSync;
   readonly #queuedElsewhere: StatementSync;
   readonly #counts: StatementSync;
+  readonly #oldestPending: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -80,6 +81,7 @@ export class Outbox {
       "SELECT 1 AS found FROM outbox WHERE message_id = ? AND rule = ? AND target = ? AND state != 'dead' AND NOT (account = ? AND mailbox = ? AND uid_validity = ?) LIMIT 1",
     );
     this.#counts = db.prepare("SELECT target, state, count(*) AS n FROM outbox GROUP BY target, state");
+    this.#oldestPending = db.prepare("SELECT target, min(created_at) AS at FROM outbox WHERE state = 'pending' GROUP BY target");
   }
 
   /** Queues rows; a row whose id exists already is left as it is. Returns how many were new. */
@@ -190,6 +192,11 @@ export class Outbox {
   /** Row counts by target and state, for metrics and `mailbell outbox`. */
   counts(): { target: string; state: OutboxState; count: number }[] {
     return (this.#counts.all() as { target: string; state: OutboxState; n: number }[]).map((r) => ({ target: r.target, state: r.state, count: Number(r.n) }));
+  }
+
+  /** Per target with rows waiting, when the oldest of them was queued (epoch ms). */
+  oldestPending(): { target: string; createdAt: number }[] {
+    return (this.#oldestPending.all() as { target: string; at: number }[]).map((r) => ({ target: r.target, createdAt: Number(r.at) }));
   }
 
   /** Forgets delivered rows older than the cutoff; pending and dead rows are kept. */

@@ -217,7 +217,7 @@ function decodePart(planned: PlannedTextPart, body: Buffer, warnings: string[]):
   const utf8 = ["ascii", "usascii", "utf8"].includes(charset.toLowerCase().replace(/[^a-z0-9]+/g, ""));
   // libmime falls back to UTF-8 for a charset it does not know (or refuses, as UTF-7).
   const decoded = utf8 ? bytes.toString() : (decodeJapanese(bytes, charset) ?? decodeCharset(bytes, charset));
-  return decoded.replace(/\r?\n/g, "\n");
+  return decoded.replaceAll("\r\n", "\n");
 }
 
 /** A BODYSTRUCTURE parameter by name, whatever case the server used. */

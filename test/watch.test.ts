@@ -8,7 +8,8 @@ import { after, before, describe, it } from "node:test";
 import { ImapFlow } from "imapflow";
 import { MemoryCheckpoints, normalizeMail, watchMailbox, type WatchedMail, type WatchEvent, type WatchOptions } from "../src/index.ts";
 import type { ImapAccount } from "../src/imap/client.ts";
-import { fetchMessages, fetchNew, listNewUids } from "../src/imap/fetch.ts";
+import { fetchMessages, fetchNew, listNewUids, type DecodeParts } from "../src/imap/fetch.ts";
+import { readFetchedParts } from "../src/mail/parts.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
 import { CaptureLogger } from "./support/logger.ts";
 import { buildMail } from "./support/mail.ts";
@@ -432,6 +433,43 @@ describe("fetching only what rules need", () => {
       for await (const m of fetchMessages(client, uids, { maxTextBytes: 64 * 1024 })) all.push(m);
       assert.deepEqual(all.map((m) => m.bodyRead), [true, true, true]);
       assert.match(all[1]!.mail.text, /^Total: \$15\.14\n/);
+    } finally {
+      await client.logout();
+    }
+  });
+
+  it("mail expunged between the FETCH of its header and that of its text is left out, the rest read whole", async () => {
+    const text = "Total: $15.14\r\n";
+    const [first, doomed, last] = await dovecot.appendMany("carol", "Vanish", [
+      buildMail({ from: "shop@example.com", to: "carol@example.com", subject: "first", text }),
+      buildMail({ from: "shop@example.com", to: "carol@example.com", subject: "doomed", text }),
+      buildMail({ from: "shop@example.com", to: "carol@example.com", subject: "last", text }),
+    ]);
+    const client = new ImapFlow(dovecot.clientOptions("carol"));
+    await client.connect();
+    try {
+      await client.mailboxOpen("Vanish", { readOnly: true });
+      let passes = 0;
+      // The first decoding pass (headers only) runs between the two FETCHes: the mail goes then.
+      const decode: DecodeParts = async (round) => {
+        if (passes++ === 0) {
+          await dovecot.withClient("carol", async (c) => {
+            await c.mailboxOpen("Vanish");
+            await c.messageDelete(String(doomed), { uid: true });
+          });
+        }
+        return round.map(readFetchedParts);
+      };
+      const fetched = [];
+      for await (const m of fetchMessages(client, [first!, doomed!, last!], { maxTextBytes: 4096, decode, needsBody: () => true })) fetched.push(m);
+      assert.equal(passes, 2, "headers, then the text of what is left");
+      assert.deepEqual(
+        fetched.map((m) => [m.uid, m.mail.subject, m.bodyRead, m.mail.text.trim(), m.mail.warnings]),
+        [
+          [first, "first", true, "Total: $15.14", []],
+          [last, "last", true, "Total: $15.14", []],
+        ],
+      );
     } finally {
       await client.logout();
     }

@@ -119,7 +119,7 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
     byUid.set(meta.uid, { uid: meta.uid, meta: merged, plan: merged.bodyStructure ? planTextParts(merged.bodyStructure, options.maxTextBytes) : undefined });
   }
   // A UID asked for but not returned was expunged or moved meanwhile: nothing to read.
-  const found = [...byUid.values()].filter((p) => wanted(p.uid)).sort((a, b) => a.uid - b.uid);
+  let found = [...byUid.values()].filter((p) => wanted(p.uid)).sort((a, b) => a.uid - b.uid);
   const header = (p: Planned): Buffer => p.meta.headers ?? Buffer.alloc(0);
   const hasText = (p: Planned): boolean => (p.plan?.fetch.length ?? 0) > 0;
   // Once per mail: without INTERNALDATE it is "now", which must read the same to needsBody and after.
@@ -136,14 +136,24 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
   }
 
   const bodies = new Map<number, Map<string, Buffer>>();
+  // A text part comes back NIL when another session expunged the message after we read its header
+  // (Dovecot): then it is gone, and left out like mail expunged before the first FETCH.
+  const expunged = new Set<number>();
   for (const group of groupByParts(withText)) {
     const rows = await client.fetchAll(group.uids.join(","), { uid: true, bodyParts: group.keys }, { uid: true });
     for (const row of rows) {
       if (!row.uid || !row.bodyParts) continue;
       const into = bodies.get(row.uid) ?? new Map<string, Buffer>();
-      for (const [key, value] of row.bodyParts) into.set(key, value);
+      for (const [key, value] of row.bodyParts) {
+        if (Buffer.isBuffer(value)) into.set(key, value);
+        else expunged.add(row.uid);
+      }
       bodies.set(row.uid, into);
     }
+  }
+  if (expunged.size > 0) {
+    found = found.filter((p) => !expunged.has(p.uid));
+    withText = withText.filter((p) => !expunged.has(p.uid));
   }
   const whole = options.needsBody ? withText : found;
   const decoded = whole.length > 0 ? await decode(whole.map((p) => ({ uid: p.uid, header: header(p), plan: p.plan, bodies: bodies.get(p.uid) ?? new Map() }))) : [];

@@ -1,7 +1,7 @@
 /** The mailbell command as a user runs it: check against Dovecot, run as a process, config errors. */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -110,6 +110,38 @@ describe("mailbell check", () => {
     assert.match((await cli(["frobnicate"])).err, /unknown command "frobnicate"/);
     assert.match((await cli(["test", "--config", "x.yaml"])).err, /needs exactly one message file/);
     assert.equal((await cli(["--help"])).code, 0);
+  });
+});
+
+describe("mailbell test as a process", () => {
+  it("a rule whose regex backtracks catastrophically still finishes: V8 switches it to its linear-time engine", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "mailbell-cli-"));
+    const file = writeConfig(
+      `state: ${dir}/state.db
+accounts:
+  - { name: alice, host: 127.0.0.1, port: ${dovecot.imapsPort}, user: alice, pass: alicepw }
+targets:
+  - { name: team, type: slack, url: "${receiver.url("/services/T000/B000/redos")}" }
+rules:
+  - name: nested
+    match: { subject: "/(a+)+$/" }
+    notify: [team]
+`,
+      dir,
+    );
+    const mail = path.join(dir, "mail.eml");
+    // 2^40 ways to split the a's: hours of backtracking without the flag, milliseconds with it.
+    writeFileSync(mail, buildMail({ from: "a@example.com", to: "b@example.com", subject: `${"a".repeat(40)}!`, text: "x" }));
+    const child = spawn(process.execPath, [path.join(root, "src/cli/entry.ts"), "test", "--config", file, mail], { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on("exit", (c, s) => resolve([c, s])));
+    clearTimeout(timer);
+    assert.equal(signal, null, `killed after 20 s: the regex still backtracks\n${output}`);
+    assert.equal(code, 0, output);
+    assert.match(output, /nested/);
   });
 });
 

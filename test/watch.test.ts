@@ -382,10 +382,12 @@ describe("fetching only what rules need", () => {
         await c.messageDelete(String(doomed), { uid: true });
       });
       const fetched = [];
+      const gone: number[] = [];
       client.stats(true);
-      for await (const m of fetchMessages(client, uids, { maxTextBytes: 4096 })) fetched.push(m);
+      for await (const m of fetchMessages(client, uids, { maxTextBytes: 4096, onGone: (u) => gone.push(...u) })) fetched.push(m);
       const { received } = client.stats();
       assert.deepEqual(fetched.map((m) => m.uid), [withAttachment, plain]);
+      assert.deepEqual(gone, [doomed], "and says which was left out");
       const [invoice, long] = fetched;
       assert.ok(invoice!.size > big.length, "the server-side size includes the attachment");
       // Three headers and structures, one short text and 4 KiB of the long one; never the 3 MiB.
@@ -461,8 +463,10 @@ describe("fetching only what rules need", () => {
         return round.map(readFetchedParts);
       };
       const fetched = [];
-      for await (const m of fetchMessages(client, [first!, doomed!, last!], { maxTextBytes: 4096, decode, needsBody: () => true })) fetched.push(m);
+      const gone: number[] = [];
+      for await (const m of fetchMessages(client, [first!, doomed!, last!], { maxTextBytes: 4096, decode, needsBody: () => true, onGone: (u) => gone.push(...u) })) fetched.push(m);
       assert.equal(passes, 2, "headers, then the text of what is left");
+      assert.deepEqual(gone, [doomed]);
       assert.deepEqual(
         fetched.map((m) => [m.uid, m.mail.subject, m.bodyRead, m.mail.text.trim(), m.mail.warnings]),
         [

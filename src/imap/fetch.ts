@@ -30,6 +30,8 @@ export interface FetchOptions {
    * asks its rules, so mail that no rule reads the body of costs one FETCH of headers and nothing more.
    */
   needsBody?: (headerOnly: NormalizedMail, message: { uid: number; internalDate: Date }) => boolean;
+  /** Told of mail asked for that the server no longer has (expunged or moved meanwhile), which is left out. */
+  onGone?: (uids: number[]) => void;
 }
 
 /** Turns a round of fetched messages into mail, in the same order. Must not reject for bad mail. */
@@ -75,7 +77,7 @@ export async function* fetchBatches(client: ImapFlow, uids: readonly number[], o
   const fill = (): void => {
     while (pending.length <= readAhead && next < uids.length) {
       const batch = uids.slice(next, next + batchSize);
-      const read = readBatch(client, batch.join(","), inList(batch), options);
+      const read = readBatch(client, batch.join(","), inList(batch), options, batch);
       // If the connection drops, every read ahead fails before anyone awaits it; that must not
       // count as an unhandled rejection. The failure still reaches whoever awaits it.
       read.catch(() => {});
@@ -103,7 +105,7 @@ export async function fetchNew(client: ImapFlow, afterUid: number, options: Fetc
 
 type Planned = { uid: number; meta: FetchMessageObject; plan: TextPartPlan | undefined };
 
-async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) => boolean, options: FetchOptions): Promise<FetchedMessage[]> {
+async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) => boolean, options: FetchOptions, asked?: readonly number[]): Promise<FetchedMessage[]> {
   const decode = options.decode ?? decodeHere;
   const metas = await client.fetchAll(range, { uid: true, internalDate: true, size: true, bodyStructure: true, headers: true }, { uid: true });
   const byUid = new Map<number, Planned>();
@@ -120,6 +122,8 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
   }
   // A UID asked for but not returned was expunged or moved meanwhile: nothing to read.
   let found = [...byUid.values()].filter((p) => wanted(p.uid)).sort((a, b) => a.uid - b.uid);
+  const missing = asked?.filter((uid) => !byUid.has(uid)) ?? [];
+  if (missing.length > 0) options.onGone?.(missing);
   const header = (p: Planned): Buffer => p.meta.headers ?? Buffer.alloc(0);
   const hasText = (p: Planned): boolean => (p.plan?.fetch.length ?? 0) > 0;
   // Once per mail: without INTERNALDATE it is "now", which must read the same to needsBody and after.
@@ -136,9 +140,10 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
   }
 
   const bodies = new Map<number, Map<string, Buffer>>();
-  // A text part comes back NIL when another session expunged the message after we read its header
-  // (Dovecot): then it is gone, and left out like mail expunged before the first FETCH.
-  const expunged = new Set<number>();
+  // A part that comes back NIL, or a message that does not come back at all, may have been expunged
+  // by another session after we read its header (Dovecot answers NIL then), but some servers send
+  // NIL for an empty part too: which it is gets asked below, and NIL reads as empty meanwhile.
+  const unsure = new Set<number>();
   for (const group of groupByParts(withText)) {
     const rows = await client.fetchAll(group.uids.join(","), { uid: true, bodyParts: group.keys }, { uid: true });
     for (const row of rows) {
@@ -146,14 +151,21 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
       const into = bodies.get(row.uid) ?? new Map<string, Buffer>();
       for (const [key, value] of row.bodyParts) {
         if (Buffer.isBuffer(value)) into.set(key, value);
-        else expunged.add(row.uid);
+        else {
+          into.set(key, Buffer.alloc(0));
+          unsure.add(row.uid);
+        }
       }
       bodies.set(row.uid, into);
     }
   }
-  if (expunged.size > 0) {
-    found = found.filter((p) => !expunged.has(p.uid));
-    withText = withText.filter((p) => !expunged.has(p.uid));
+  for (const p of withText) if (!bodies.has(p.uid)) unsure.add(p.uid);
+  const gone = unsure.size > 0 ? await goneOf(client, [...unsure]) : [];
+  if (gone.length > 0) {
+    options.onGone?.(gone);
+    const left = new Set(gone);
+    found = found.filter((p) => !left.has(p.uid));
+    withText = withText.filter((p) => !left.has(p.uid));
   }
   const whole = options.needsBody ? withText : found;
   const decoded = whole.length > 0 ? await decode(whole.map((p) => ({ uid: p.uid, header: header(p), plan: p.plan, bodies: bodies.get(p.uid) ?? new Map() }))) : [];
@@ -163,6 +175,16 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
 }
 
 /** The plan with its text parts left out: decoding it reads the header alone. */
+/**
+ * Which of these UIDs the server no longer has. The NOOP first: a session is told of another's
+ * expunges only at a command like it, and until then the server still answers for the message.
+ */
+async function goneOf(client: ImapFlow, uids: number[]): Promise<number[]> {
+  await client.noop();
+  const still = new Set((await client.search({ uid: uids.join(",") }, { uid: true })) || []);
+  return uids.filter((uid) => !still.has(uid));
+}
+
 function headerOnly(plan: TextPartPlan): TextPartPlan {
   return { ...plan, parts: [], omitted: [], fetch: [] };
 }

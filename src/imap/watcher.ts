@@ -233,6 +233,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           const fetchOptions = {
             maxTextBytes: options.maxTextBytes ?? 256 * 1024,
             decode: options.decode,
+            onGone: (uids: number[]) => log.info({ uids }, "mail expunged or moved before it could be read; left out"),
             ...(needsBody ? { needsBody: (mail: NormalizedMail, m: { internalDate: Date }) => needsBody(mail, { account, mailbox, receivedAt: m.internalDate }) } : {}),
           };
           let rounds: AsyncIterable<FetchedMessage[]> | Iterable<FetchedMessage[]>;

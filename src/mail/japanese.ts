@@ -59,12 +59,18 @@ export function mendIso2022jp(bytes: Buffer): Buffer {
   const pieces: Uint8Array[] = []; // what replaces bytes[0, copied), when anything needs mending
   let copied = 0;
   let mode: Buffer | undefined; // the escape sequence in force unless ASCII: ESC $ B, ESC $ @ or ESC ( I
-  let lineBreak = -1; // the first CR or LF at or after pos, once looked for
+  // The first LF and the first CR at or after pos, each looked for again only once passed (or
+  // bytes.length when there is none): one shared min would search to the end for the missing
+  // kind of break at every step, quadratic on a body with LF line ends only.
+  let nextLf = -1;
+  let nextCr = -1;
   for (let pos = 0; pos < bytes.length; ) {
     const escape = bytes.indexOf(0x1b, pos);
     const segmentEnd = escape < 0 ? bytes.length : escape;
     while (mode) {
-      if (lineBreak < pos) lineBreak = firstLineBreak(bytes, pos);
+      if (nextLf < pos) nextLf = indexOrEnd(bytes, 0x0a, pos);
+      if (nextCr < pos) nextCr = indexOrEnd(bytes, 0x0d, pos);
+      const lineBreak = Math.min(nextLf, nextCr);
       if (lineBreak >= segmentEnd) break;
       let after = lineBreak;
       while (after < segmentEnd && (bytes[after] === 0x0a || bytes[after] === 0x0d)) after++;
@@ -95,10 +101,9 @@ export function mendIso2022jp(bytes: Buffer): Buffer {
   return Buffer.concat(pieces);
 }
 
-function firstLineBreak(bytes: Buffer, from: number): number {
-  const lf = bytes.indexOf(0x0a, from);
-  const cr = bytes.indexOf(0x0d, from);
-  return lf < 0 ? (cr < 0 ? bytes.length : cr) : cr < 0 ? lf : Math.min(lf, cr);
+function indexOrEnd(bytes: Buffer, byte: number, from: number): number {
+  const at = bytes.indexOf(byte, from);
+  return at < 0 ? bytes.length : at;
 }
 
 const toAscii = Buffer.from("\x1b(B", "latin1");

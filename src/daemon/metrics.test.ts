@@ -132,7 +132,7 @@ describe("createMailbellMetrics", () => {
         "# HELP mailbell_mails_processed_total Mails read from the mailbox and run through the rules.",
         "# TYPE mailbell_mails_processed_total counter",
         'mailbell_mails_processed_total{account="personal",mailbox="INBOX"} 2',
-        "# HELP mailbell_outbox_oldest_pending_age_seconds Seconds the oldest notification still waiting for the target has waited (0 when none waits); it grows while the target takes no posts, or while pacing spreads out a flood.",
+        "# HELP mailbell_outbox_oldest_pending_age_seconds Seconds the oldest notification still waiting for the target has waited (0 when none waits); it grows while the target takes no posts, while pacing spreads out a flood, or while a catch-up's digest is gathered.",
         "# TYPE mailbell_outbox_oldest_pending_age_seconds gauge",
         'mailbell_outbox_oldest_pending_age_seconds{target="slack"} 10',
         "# HELP mailbell_outbox_rows Rows in the outbox by target and state.",

@@ -233,7 +233,7 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
   // last night shows a few pending rows, the same as a busy one. This is the number to alert on.
   registry.gaugeFn(
     "mailbell_outbox_oldest_pending_age_seconds",
-    "Seconds the oldest notification still waiting for the target has waited (0 when none waits); it grows while the target takes no posts, or while pacing spreads out a flood.",
+    "Seconds the oldest notification still waiting for the target has waited (0 when none waits); it grows while the target takes no posts, while pacing spreads out a flood, or while a catch-up's digest is gathered.",
     ["target"],
     () => {
       const at = now();

@@ -48,6 +48,9 @@ describe("Outbox", () => {
     ]);
     outbox.markDone([id(3), "a/INBOX/1/4/r/u"], 7000);
     assert.deepEqual(outbox.oldestPending(), []);
+    // Put back by `mailbell outbox retry`, a dead row waits from then, not from the outage.
+    assert.equal(outbox.requeue({ allDead: true }, 9000), 1);
+    assert.deepEqual(outbox.oldestPending(), [{ target: "t", createdAt: 9000 }]);
   });
 
   it("markDone leaves a row that is no longer pending as it is", () => {

@@ -180,12 +180,16 @@ export class Outbox {
     return (rows as unknown as OutboxRow[]).map(normalize);
   }
 
-  /** Puts dead (or failing pending) rows back in the queue, due now. Returns how many. */
+  /**
+   * Puts dead (or failing pending) rows back in the queue, due now. Returns how many. A row put back
+   * waits from now (created_at too): otherwise the oldest-waiting gauge would start at the outage
+   * it died in, days ago, and page someone while the target is taking posts again.
+   */
   requeue(selector: { id: string } | { allDead: true }, now: number = Date.now()): number {
     const res =
       "id" in selector
-        ? this.#db.prepare("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE id = ? AND state != 'done'").run(now, now, selector.id)
-        : this.#db.prepare("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE state = 'dead'").run(now, now);
+        ? this.#db.prepare("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, created_at = ?, updated_at = ? WHERE id = ? AND state != 'done'").run(now, now, now, selector.id)
+        : this.#db.prepare("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, created_at = ?, updated_at = ? WHERE state = 'dead'").run(now, now, now);
     return Number(res.changes);
   }
 

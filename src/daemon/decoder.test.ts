@@ -19,7 +19,7 @@ const round = (n: number): FetchedParts[] =>
 
 describe("decoder thread", () => {
   it("decodes rounds in a worker exactly as on the main thread, in order", async () => {
-    const decoder = startDecoder(new CaptureLogger(), { inlineBelowBytes: 0 });
+    const decoder = startDecoder(new CaptureLogger(), { inlineBelowBytes: 0, cpus: () => 2 });
     try {
       const [a, b] = await Promise.all([decoder.decode(round(3)), decoder.decode(round(5))]);
       assert.deepEqual(a, round(3).map(readFetchedParts));
@@ -33,7 +33,7 @@ describe("decoder thread", () => {
   });
 
   it("decodes rounds with little text on the calling thread and starts no thread for them", async () => {
-    const decoder = startDecoder(new CaptureLogger(), { inlineBelowBytes: 64 * 1024 });
+    const decoder = startDecoder(new CaptureLogger(), { inlineBelowBytes: 64 * 1024, cpus: () => 2 });
     try {
       const small = round(40); // 40 short ISO-2022-JP texts
       assert.deepEqual(await decoder.decode(small), small.map(readFetchedParts));
@@ -46,9 +46,19 @@ describe("decoder thread", () => {
     }
   });
 
+  it("on one CPU decodes everything on the calling thread: a second thread would only add copying", async () => {
+    const decoder = startDecoder(new CaptureLogger(), { inlineBelowBytes: 0, cpus: () => 1 });
+    try {
+      assert.deepEqual(await decoder.decode(round(5)), round(5).map(readFetchedParts));
+      assert.equal(decoder.running, false);
+    } finally {
+      await decoder.close();
+    }
+  });
+
   it("stops the thread after idleStopMs without work, and starts it again when work comes", async () => {
     const logger = new CaptureLogger();
-    const decoder = startDecoder(logger, { idleStopMs: 50, inlineBelowBytes: 0 });
+    const decoder = startDecoder(logger, { idleStopMs: 50, inlineBelowBytes: 0, cpus: () => 2 });
     try {
       assert.deepEqual(await decoder.decode(round(3)), round(3).map(readFetchedParts));
       assert.equal(decoder.running, true);
@@ -67,7 +77,7 @@ describe("decoder thread", () => {
     const dying = path.join(dir, "dying.mjs");
     writeFileSync(dying, 'import { parentPort } from "node:worker_threads"; parentPort.on("message", () => process.exit(3));');
     const logger = new CaptureLogger();
-    const decoder = startDecoder(logger, { workerFile: pathToFileURL(dying), inlineBelowBytes: 0 });
+    const decoder = startDecoder(logger, { workerFile: pathToFileURL(dying), inlineBelowBytes: 0, cpus: () => 2 });
     try {
       assert.deepEqual(await decoder.decode(round(4)), round(4).map(readFetchedParts));
       assert.deepEqual(await decoder.decode(round(3)), round(3).map(readFetchedParts));

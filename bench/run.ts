@@ -1,13 +1,14 @@
 /**
  * `npm run bench`: every benchmark of issue 5, one after another (they must not share the CPU),
  * printed as one table. `--write` also replaces the results section of BENCHMARKS.md.
- *   node bench/run.ts [--quick] [--write] [--only latency,catchup,mailboxes,bigmail,parse]
+ *   node bench/run.ts [--quick] [--write] [--only latency,catchup,mailboxes,bigmail,parse,chaos]
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { BIGMAIL_COLUMNS, formatBigMail, runBigMail } from "./bigmail.ts";
 import { CATCHUP_COLUMNS, formatCatchUp, runCatchUp } from "./catchup.ts";
+import { CHAOS_COLUMNS, formatChaos, runChaos } from "./chaos.ts";
 import { formatLatency, LATENCY_COLUMNS, runLatency } from "./latency.ts";
 import { machineInfo, Table } from "./lib.ts";
 import { formatManyMailboxes, MAILBOXES_COLUMNS, runManyMailboxes } from "./mailboxes.ts";
@@ -72,6 +73,15 @@ if (want("parse")) {
     }
   }
   sections.push(`### Parse + rules (one core)\n\n${new Table(["benchmark", "way in, set", "rate", "bar", "notes"]).addRows(rows).toString()}`);
+}
+
+if (want("chaos")) {
+  // Not one of issue 5's bars: the brief's "zero lost, zero duplicated across SIGKILL, server
+  // restarts and target outages", measured while mail keeps arriving.
+  const mails = quick ? 200 : 600;
+  say(`chaos: ${mails} mails at 20/s through SIGKILLs, Dovecot restarts and a target outage…`);
+  const r = await runChaos({ mails, perSecond: 20 });
+  sections.push(`### Chaos (${mails} mails at 20/s; mailbell killed twice, Dovecot restarted twice, the target down for 3 s)\n\n${new Table(CHAOS_COLUMNS).addRows(formatChaos(r)).toString()}`);
 }
 
 const report = [`Measured ${machine.date} on: ${machine.summary}`, `Command: \`${command}\``, "", ...sections].join("\n\n");

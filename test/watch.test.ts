@@ -336,6 +336,39 @@ describe("reading on a second connection", () => {
     }
   });
 
+  it("reads at once the mail the reader is told of while it reads, instead of waiting for the next push", async () => {
+    await dovecot.addUser("fay", "faypw");
+    await dovecot.createMailbox("fay", "Busy");
+    const controller = new AbortController();
+    const events: WatchEvent["type"][] = [];
+    let appendedB: number | undefined;
+    // Runs between the header FETCH and the text FETCH of the first mail: the second one arrives
+    // then, and Dovecot tells the reader so when that FETCH ends.
+    const decode: DecodeParts = async (round) => {
+      if (appendedB === undefined && round.some((m) => m.bodies.size === 0)) {
+        appendedB = 0;
+        await dovecot.append("fay", "Busy", buildMail({ from: "a@example.com", to: "fay@example.com", subject: "B", text: "x" }));
+        appendedB = performance.now();
+      }
+      return round.map(readFetchedParts);
+    };
+    const w = collect(
+      watchMailbox({ account: account("fay"), mailbox: "Busy", readerConnection: true, decode, needsBody: () => true, signal: controller.signal, onEvent: (e) => events.push(e.type) }),
+    );
+    try {
+      while (!events.includes("idle")) await new Promise((r) => setTimeout(r, 20));
+      await dovecot.append("fay", "Busy", buildMail({ from: "a@example.com", to: "fay@example.com", subject: "A", text: "x" }));
+      await w.waitFor(2);
+      const gotB = performance.now();
+      assert.deepEqual(w.mails.map((m) => m.mail.subject), ["A", "B"]);
+      // The watching connection's own push for B comes 500 ms after it (Dovecot's NOTIFY_DELAY_MSECS).
+      assert.ok(gotB - appendedB! < 400, `B read ${Math.round(gotB - appendedB!)} ms after it arrived, not at the next push`);
+    } finally {
+      controller.abort();
+      await w.done;
+    }
+  });
+
   it("falls back to the watching connection when the reader cannot be used", async () => {
     await dovecot.addUser("erin", "erinpw");
     await dovecot.createMailbox("erin", "Reader");

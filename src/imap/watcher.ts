@@ -214,6 +214,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         // Any command on the watching connection ends its IDLE.
         if (from === client) watchingIdles = false;
         let uids: number[];
+        // How many messages the reader knew of when it started reading: see after the round.
+        let readerKnew = 0;
         try {
           // The server adds new mail to a session's view at commands like NOOP, not at a SEARCH
           // (RFC 3501 §7.4.1): without it the reader would not see what the watching one was told of.
@@ -228,6 +230,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
               session.dirty = true;
               continue;
             }
+            readerKnew = from.mailbox ? from.mailbox.exists : 0;
           }
           const needsBody = options.needsBody;
           const fetchOptions = {
@@ -262,6 +265,10 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
             emit({ type: "alive" });
             if (signal.aborted) return;
           }
+          // Mail that arrived while the reader read is announced to it when its FETCH ends; the
+          // watching connection hears of it only at its next push, up to 500 ms later (Dovecot):
+          // read it now.
+          if (from !== client && (from.mailbox ? from.mailbox.exists : 0) > readerKnew) session.dirty = true;
         } catch (err) {
           if (from === client) throw err;
           // The second connection failed: read again on this one, from where we got to.

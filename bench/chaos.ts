@@ -174,7 +174,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     }
     await sleep(1000); // a late repeat would show up by now
     const code = await mailbell!.stop(15_000);
-    if (code !== 0) say(`mailbell exited with ${code} on SIGTERM`);
+    if (code !== 0) note(`mailbell exited with ${code} on SIGTERM, not 0`);
 
     const copies = new Map<string, number>();
     const inMailbox = await dc.withClient(USER, async (c) => {

@@ -2,7 +2,7 @@ import { compile as compileHtmlToText } from "html-to-text";
 import { MailParser, parseAddressHeader } from "mailparser";
 import type { EmailAddress, HeaderLines, MailParserOptions } from "mailparser";
 import libmime from "libmime";
-import { createDecodeStream } from "libmime/lib/charset.js";
+import { createDecodeStream, decode as decodeCharset } from "libmime/lib/charset.js";
 import { Transform, type TransformCallback } from "node:stream";
 import { findHeaderEnd, isValidHeaderName, splitHeaderFields } from "./header-block.ts";
 import type { RawHeaderField } from "./header-block.ts";
@@ -68,7 +68,8 @@ class WholeBodyDecoder extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    done(null, Buffer.from(decodeJapanese(Buffer.concat(this.chunks), this.charset) ?? "", "utf8"));
+    const body = Buffer.concat(this.chunks);
+    done(null, Buffer.from(decodeJapanese(body, this.charset) ?? decodeCharset(body, this.charset), "utf8"));
   }
 }
 

@@ -23,6 +23,12 @@ export interface ReceivedRequest {
   epochMs: number;
   /** What the receiver answered. */
   reply: Reply;
+  /**
+   * process.hrtime.bigint() when the status line was written, i.e. when the service had taken the
+   * post and said so; unset until then. A monotonic clock shared by every process on the machine,
+   * so a client in another process can compare its own hrtime with it.
+   */
+  answeredAt?: bigint;
 }
 
 export interface Reply {
@@ -35,6 +41,12 @@ export interface Reply {
   destroy?: boolean;
   /** Never answer: the connection stays open until the client gives up or close() (client timeouts). */
   hang?: boolean;
+  /**
+   * Write the status line and headers on their own, then the body this many ms later (0: in a
+   * second write at once). Unset: both in one write, as Node does. With `noDelay: false` even 0
+   * makes two TCP segments whose second waits for the client's (delayed) ACK of the first.
+   */
+  bodyAfterMs?: number;
 }
 
 /** A request as it arrived, before it was answered. */
@@ -46,6 +58,8 @@ export type Responder = (req: IncomingRequest) => Reply;
 export interface ReceiverOptions {
   /** Headers sent with every reply (a service's content type, say); a reply's own headers win. */
   headers?: OutgoingHttpHeaders;
+  /** TCP_NODELAY on accepted sockets (Node's default, true); false turns Nagle's algorithm on. */
+  noDelay?: boolean;
 }
 
 export type RequestPredicate = (req: ReceivedRequest) => boolean;
@@ -116,7 +130,7 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
     return options.headers ? { ...reply, headers: { ...options.headers, ...reply.headers } } : reply;
   };
 
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({ noDelay: options.noDelay ?? true }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
@@ -133,7 +147,8 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
       const incoming: IncomingRequest = { index: nextIndex++, method: req.method ?? "", path: req.url ?? "/", headers: req.headers, body, text, json, at, epochMs };
       const reply = nextReply(incoming);
       // recorded before answering: a client that saw the response can rely on it being listed
-      requests.push({ ...incoming, reply });
+      const received: ReceivedRequest = { ...incoming, reply };
+      requests.push(received);
       for (const l of [...listeners]) l();
       const send = (): void => {
         if (reply.hang) return;
@@ -142,8 +157,15 @@ export async function startReceiver(options: ReceiverOptions = {}): Promise<Rece
           return;
         }
         const payload = reply.body ?? "";
+        received.answeredAt = process.hrtime.bigint();
         res.writeHead(reply.status, { "content-length": Buffer.byteLength(payload), ...reply.headers });
-        res.end(payload);
+        if (reply.bodyAfterMs === undefined) {
+          res.end(payload);
+          return;
+        }
+        res.flushHeaders();
+        if (reply.bodyAfterMs === 0) res.end(payload);
+        else setTimeout(() => res.end(payload), reply.bodyAfterMs);
       };
       if (reply.delayMs) setTimeout(send, reply.delayMs);
       else send();

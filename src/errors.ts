@@ -9,8 +9,10 @@ export type ErrorCode =
   | "IMAP_AUTH" // the server refused our credentials
   | "IMAP_CONNECT" // the server could not be reached or the TLS handshake failed
   | "IMAP_MAILBOX" // a configured mailbox does not exist or cannot be opened
+  | "IMAP_SERVER" // the server answered something mailbell cannot use (a server bug)
   | "TARGET" // a target refused a delivery
-  | "STATE"; // the state database cannot be opened or is from a newer mailbell
+  | "STATE" // the state database cannot be opened, read or written, or is from a newer mailbell
+  | "INTERNAL"; // a bug in mailbell: a value that must not occur
 
 export class MailbellError extends Error {
   readonly code: ErrorCode;
@@ -58,10 +60,35 @@ export class UsageError extends MailbellError {
 export class ImapError extends MailbellError {
   readonly account: string;
   readonly mailbox: string | undefined;
-  constructor(code: "IMAP_AUTH" | "IMAP_CONNECT" | "IMAP_MAILBOX", account: string, mailbox: string | undefined, message: string, options?: { cause?: unknown }) {
+  constructor(code: "IMAP_AUTH" | "IMAP_CONNECT" | "IMAP_MAILBOX" | "IMAP_SERVER", account: string, mailbox: string | undefined, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.account = account;
     this.mailbox = mailbox;
+  }
+}
+
+/**
+ * The server's answer breaks the protocol in a way that retrying on the same connection will not
+ * mend (a missing UIDVALIDITY, a reply for a UID that was not asked for). Reconnecting may; it is
+ * reported at error level, as the server's operator has something to fix.
+ */
+export class ServerReplyError extends ImapError {
+  constructor(account: string, mailbox: string | undefined, message: string, options?: { cause?: unknown }) {
+    super("IMAP_SERVER", account, mailbox, message, options);
+  }
+}
+
+/** The state database failed to read or write (a full disk, a locked or corrupt file). */
+export class StateError extends MailbellError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("STATE", message, options);
+  }
+}
+
+/** A value that must not occur did: a bug in mailbell, never retried as if the network had failed. */
+export class InternalError extends MailbellError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("INTERNAL", `mailbell bug: ${message}. Please report it with the log lines around it.`, options);
   }
 }
 

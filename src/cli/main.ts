@@ -38,8 +38,10 @@ const exitCodes: Record<MailbellError["code"], number> = {
   IMAP_AUTH: 3,
   IMAP_CONNECT: 3,
   IMAP_MAILBOX: 3,
+  IMAP_SERVER: 3,
   TARGET: 3,
   STATE: 4,
+  INTERNAL: 70,
 };
 
 export async function main(argv: readonly string[], io: CliIO = processIO): Promise<number> {

@@ -1,11 +1,12 @@
 import type { ImapFlow } from "imapflow";
-import { ImapError, MailbellError } from "../errors.ts";
+import { ImapError, InternalError, MailbellError, StateError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "../store/checkpoints.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { accountName, classifyImapError, createImapClient, type ImapAccount } from "./client.ts";
 import { fetchBatches, fetchNew, listNewUids, listUidsSince, type DecodeParts, type FetchedMessage } from "./fetch.ts";
+import { lastUidOf, uidValidityOf } from "./mailbox-end.ts";
 
 export interface WatchOptions {
   account: ImapAccount;
@@ -151,7 +152,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       return client!;
     };
     let failure: ImapError | undefined;
-    let connectedAt: number | undefined;
+    // When this session started really watching (in IDLE or polling): only that earns a fresh backoff.
+    let watchingSince: number | undefined;
     try {
       const credentials = options.account.credentials ? await options.account.credentials(refusedLast) : { pass: options.account.pass ?? "" };
       // A connection that goes silent during a FETCH is given up after socketTimeout; while idle,
@@ -164,8 +166,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         return fresh.mailboxOpen(mailbox, { readOnly: true });
       };
       const opened = await (options.connectGate ? options.connectGate.run(open, signal) : open());
-      const uidValidity = Number(opened.uidValidity);
-      let checkpoint = await checkpoints.load(account, mailbox);
+      const uidValidity = uidValidityOf(opened, { account, mailbox });
+      let checkpoint = await ours("load the checkpoint", () => checkpoints.load(account, mailbox));
       // After a renumbering: the old checkpoint, and the arrival date from which to read again.
       let recovery: { previous: Checkpoint; since: Date } | undefined;
       if (checkpoint && checkpoint.uidValidity !== uidValidity) {
@@ -183,21 +185,17 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         checkpoint = undefined;
       }
       if (!checkpoint) {
-        checkpoint = { uidValidity, lastUid: Math.max(0, opened.uidNext - 1) };
+        checkpoint = { uidValidity, lastUid: await lastUidOf(client, opened, { account, mailbox }) };
         if (!recovery) {
-          await checkpoints.save(account, mailbox, checkpoint);
+          await ours("save the checkpoint", () => checkpoints.save(account, mailbox, checkpoint!));
           log.info({ uidValidity, lastUid: checkpoint.lastUid }, "first start on this mailbox: announcing mail from now on");
         }
       }
-      connectedAt = Date.now();
       log.info({ uidValidity, lastUid: checkpoint.lastUid }, "watching");
       emit({ type: "connected", uidValidity, lastUid: checkpoint.lastUid });
 
       const polling = !client.capabilities.has("IDLE");
-      if (polling) {
-        log.warn({ pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
-        emit({ type: "polling", intervalMs: pollMs });
-      }
+      if (polling) log.warn({ pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
       let lastUid = checkpoint.lastUid;
       let firstRound = true;
       // True while the watching connection has sent nothing since IDLE: mail it announces can be read on the reader.
@@ -235,9 +233,9 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           const needsBody = options.needsBody;
           const fetchOptions = {
             maxTextBytes: options.maxTextBytes ?? 256 * 1024,
-            decode: options.decode,
+            decode: options.decode ? bugIfThrows("decoding mail", options.decode) : undefined,
             onGone: (uids: number[]) => log.info({ uids }, "mail expunged or moved before it could be read; left out"),
-            ...(needsBody ? { needsBody: (mail: NormalizedMail, m: { internalDate: Date }) => needsBody(mail, { account, mailbox, receivedAt: m.internalDate }) } : {}),
+            ...(needsBody ? { needsBody: bugIfThrows("asking the rules whether to read the body", (mail: NormalizedMail, m: { internalDate: Date }) => needsBody(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),
           };
           let rounds: AsyncIterable<FetchedMessage[]> | Iterable<FetchedMessage[]>;
           if (from !== client) {
@@ -279,7 +277,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           if (from !== client) reader?.release();
         }
         if (recovering) {
-          await checkpoints.save(account, mailbox, { uidValidity, lastUid });
+          await ours("save the checkpoint", () => checkpoints.save(account, mailbox, { uidValidity, lastUid }));
           session.dirty = true; // and now what arrived since SELECT
           continue;
         }
@@ -287,16 +285,21 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         const highest = uids.at(-1);
         if (highest !== undefined && highest > lastUid) {
           lastUid = highest;
-          if (commitAuto) await checkpoints.save(account, mailbox, { uidValidity, lastUid });
+          if (commitAuto) await ours("save the checkpoint", () => checkpoints.save(account, mailbox, { uidValidity, lastUid }));
         }
         if (session.dirty) continue;
         if (polling) {
+          if (watchingSince === undefined) {
+            watchingSince = Date.now();
+            emit({ type: "polling", intervalMs: pollMs });
+          }
           // Without IDLE nothing tells us about new mail; the next round's UID SEARCH looks.
           await session.pause(pollMs);
           session.dirty = true;
           emit({ type: "alive" });
           continue;
         }
+        watchingSince ??= Date.now();
         emit({ type: "idle" });
         let woken = await session.idleUntilChange(keepaliveMs);
         while (woken === "keepalive") {
@@ -311,7 +314,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       }
       failure = session.closeError ? classifyImapError(session.closeError, account, mailbox) : undefined;
     } catch (err) {
-      // Our own failures (the state database) are not connection trouble: let the caller see them.
+      // Our own failures (the state database, a bug) are not connection trouble: retrying them as a
+      // dropped connection would hide them behind "reconnecting" forever. The caller reports them.
       if (err instanceof MailbellError && !(err instanceof ImapError)) throw err;
       failure = classifyImapError(err, account, mailbox);
     } finally {
@@ -321,9 +325,9 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       if (client) await closeQuietly(client, failure === undefined);
     }
     if (signal.aborted) return;
-    // A connection that stayed up a while earns a fresh start; one dropped right after SELECT does
-    // not, or a server that kicks us at once would see reconnects every second forever.
-    if (connectedAt !== undefined && Date.now() - connectedAt >= healthyAfterMs) backoff.reset();
+    // A session that watched a while earns a fresh start; one dropped right after SELECT or at IDLE
+    // does not, or a server that kicks us at once would see reconnects every second forever.
+    if (watchingSince !== undefined && Date.now() - watchingSince >= healthyAfterMs) backoff.reset();
     const authFailed = failure?.code === "IMAP_AUTH";
     // A credential that can change (an OAuth2 token revoked early, a rotated password file) gets
     // one prompt retry with a fresh value before the long wait.
@@ -333,6 +337,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
     if (promptRetry) log.warn({ err: failure?.message, retryInMs }, "login refused; trying once more with fresh credentials");
     else if (authFailed) log.error({ err: failure?.message, retryInMs }, "login refused; waiting before trying again so the server does not lock the account");
     else if (failure?.code === "IMAP_MAILBOX") log.error({ err: failure.message, retryInMs }, "cannot open the mailbox; will try again");
+    else if (failure?.code === "IMAP_SERVER") log.error({ err: failure.message, retryInMs }, "the server's answer cannot be used; will try again on a new connection");
     else log.warn({ err: failure?.message ?? "connection closed", retryInMs }, "disconnected; reconnecting");
     emit({ type: "disconnected", error: failure, retryInMs });
     await sleep(retryInMs, signal);
@@ -513,4 +518,33 @@ async function closeQuietly(client: ImapFlow, graceful: boolean): Promise<void> 
   } catch {
     // already closed
   }
+}
+
+/**
+ * Runs one of our own steps (the checkpoint store) so that its failure can never pass for
+ * connection trouble: a database error becomes a StateError, which the watcher does not retry.
+ */
+async function ours<T>(doing: string, step: () => T | Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (err instanceof MailbellError) throw err;
+    throw new StateError(`could not ${doing} in the state database: ${(err as Error).message}. Check that the disk is not full and the file is writable; mailbell tries again in a moment.`, { cause: err });
+  }
+}
+
+/** Our own callbacks must not fail; when one does, it is a bug to report, not a dropped connection. */
+function bugIfThrows<A extends unknown[], R>(doing: string, fn: (...args: A) => R): (...args: A) => R {
+  return (...args) => {
+    const fail = (err: unknown): never => {
+      if (err instanceof MailbellError) throw err;
+      throw new InternalError(`${doing} failed: ${(err as Error).message}`, { cause: err });
+    };
+    try {
+      const result = fn(...args);
+      return (result instanceof Promise ? result.catch(fail) : result) as R;
+    } catch (err) {
+      return fail(err);
+    }
+  };
 }

@@ -1,26 +1,29 @@
+import type { MailbellError } from "../errors.ts";
 import type { WatchEvent } from "../imap/watcher.ts";
 
-export type MailboxState = "connecting" | "connected" | "idle" | "disconnected";
+/** watching: in IDLE, or polling a server without IDLE. failed: mailbell's own error (state database, bug). */
+export type MailboxState = "connecting" | "connected" | "idle" | "polling" | "disconnected" | "failed";
 
 /**
- * Events Health understands. "alive" (a keepalive NOOP was answered) and "polling" (the server has
- * no IDLE, so the watcher polls) are listed ahead of the watcher emitting them; any other type the
- * watcher gains later is ignored until Health is taught what it means.
+ * Events Health understands: the watcher's, and "failed", which the daemon reports when handling
+ * a mailbox failed for a reason of its own (the state database, a bug) rather than the server's.
+ * Any other type the watcher gains later is ignored until Health is taught what it means.
  */
-export type HealthEvent = WatchEvent | { type: "alive" } | { type: "polling"; intervalMs: number };
+export type HealthEvent = WatchEvent | { type: "failed"; error: MailbellError; retryInMs: number };
 
 export interface MailboxHealth {
   account: string;
   mailbox: string;
   state: MailboxState;
+  /** True while really watching: the checkpoint settled and the connection in IDLE (or polling). */
   connected: boolean;
   /** Epoch ms of the last event of any kind; null before the first. */
   lastEventAt: number | null;
   /** Epoch ms the server last answered us (connected, idle, alive, polling); null before the first. */
   lastRoundTripAt: number | null;
-  /** Times the connection was lost or could not be opened; each is followed by a reconnect attempt. */
+  /** Sessions that ended in failure (lost, refused, or our own error); each is followed by another try. */
   reconnects: number;
-  /** Message of the error behind the most recent disconnect; kept after recovery for diagnosis. */
+  /** Message of the error behind the most recent failure; kept after recovery for diagnosis. */
   lastError: string | null;
   healthy: boolean;
   /** Why the mailbox is unhealthy; absent when healthy. */
@@ -34,10 +37,18 @@ export interface HealthSnapshot {
 }
 
 export interface HealthOptions {
-  /** A connected mailbox whose server has not answered for this long is unhealthy. */
+  /** A watching mailbox whose server has not answered for this long is unhealthy. */
   staleAfterMs: number;
-  /** How long a mailbox may be without a working connection before it counts as unhealthy. */
+  /**
+   * How long a mailbox may be in trouble (not watching, or watching on sessions that keep failing)
+   * before it counts as unhealthy.
+   */
   reconnectBudgetMs: number;
+  /**
+   * How long a session must stay up, once a mailbox has had trouble, before the trouble counts as
+   * over; default 60 s (as the watcher's own backoff reset), and never more than the budget.
+   */
+  settleMs?: number;
 }
 
 interface Entry {
@@ -49,28 +60,46 @@ interface Entry {
   reconnects: number;
   lastError: string | null;
   /**
-   * When the mailbox was last known healthy before its current lack of a connection; undefined while
-   * connected, and until a time is first seen when registered without one.
+   * Since when the mailbox has been in trouble: not yet watching since registration, or since the
+   * last failure without a session that lasted settleMs. Undefined while all is well, and until a
+   * time is first seen when registered without one.
    */
-  downSince: number | undefined;
+  troubleSince: number | undefined;
+  /** Failures since troubleSince; with none, the first watch ends the trouble at once. */
+  failuresInTrouble: number;
+  /** When the current watching streak began. */
+  upSince: number | undefined;
+  /** Our own failure (state database, bug): unhealthy at once, until a session settles. */
+  ownFailure: string | undefined;
 }
 
+/** How long a session must last before a mailbox with trouble behind it counts as well again. */
+export const defaultSettleMs = 60_000;
+
 /**
- * Tracks the connection health of every watched mailbox from the watcher's events. It holds no
- * timers and reads no clock: callers pass `now`, so tests can walk through hours in microseconds.
+ * Tracks the health of every watched mailbox from the watcher's events. It holds no timers and
+ * reads no clock: callers pass `now`, so tests can walk through hours in microseconds.
+ *
+ * A mailbox is up only once it is really watching (the checkpoint settled, in IDLE or polling);
+ * "connected" alone proves nothing, as a server may drop every session right after it. After a
+ * failure, the trouble lasts until a session has stayed up settleMs, so a mailbox whose sessions
+ * keep failing uses up its budget instead of looking well between two failures.
  */
 export class Health {
   readonly #staleAfterMs: number;
   readonly #reconnectBudgetMs: number;
+  readonly #settleMs: number;
   readonly #entries = new Map<string, Entry>();
 
   constructor(options: HealthOptions) {
     this.#staleAfterMs = positiveMs("staleAfterMs", options.staleAfterMs);
     this.#reconnectBudgetMs = positiveMs("reconnectBudgetMs", options.reconnectBudgetMs);
+    // A budget shorter than a minute must still let a healthy reconnect end the trouble in time.
+    this.#settleMs = Math.min(positiveMs("settleMs", options.settleMs ?? defaultSettleMs), this.#reconnectBudgetMs);
   }
 
   /**
-   * Declares a mailbox that must be watched; it counts as unhealthy if it never connects within the
+   * Declares a mailbox that must be watched; it counts as unhealthy if it is not watching within the
    * reconnect budget. Without `now`, the budget starts at the first event or snapshot that follows.
    * Registering again is a no-op.
    */
@@ -83,37 +112,52 @@ export class Health {
     const type = (event as { type: string }).type;
     if (!knownTypes.has(type)) return;
     const entry = this.#entry(account, mailbox, now);
-    if (!isConnected(entry.state)) entry.downSince ??= now;
+    // The state so far lasted until now: a session that was up long enough has settled first.
+    this.#settle(entry, now);
+    if (!isWatching(entry.state)) entry.troubleSince ??= now;
     entry.lastEventAt = now;
     switch (type) {
-      case "connected":
       case "idle":
-        entry.state = type;
-        entry.lastRoundTripAt = now;
-        entry.downSince = undefined;
-        break;
-      case "alive":
       case "polling":
-        // A round trip, but not a state change: a late keepalive answer must not undo a disconnect.
         entry.lastRoundTripAt = now;
+        if (!isWatching(entry.state)) entry.upSince = now;
+        entry.state = type;
+        // A first start that simply connects has had no trouble to get over.
+        if (entry.failuresInTrouble === 0 && entry.ownFailure === undefined) entry.troubleSince = undefined;
+        this.#settle(entry, now);
+        break;
+      case "connected":
+      case "alive":
+        // A round trip, but not yet (or not again) watching: a late keepalive answer must not undo a
+        // disconnect, and a session is not up until its checkpoint is settled and it waits for mail.
+        entry.lastRoundTripAt = now;
+        if (type === "connected") this.#leave(entry, "connected", now);
+        else this.#settle(entry, now);
         break;
       case "connecting":
-      case "disconnected":
-        if (isConnected(entry.state)) entry.downSince = this.#lastHealthyAt(entry, now);
-        entry.state = type;
-        if (type === "disconnected") {
-          entry.reconnects++;
-          // Mirrors the watcher's log line: no error means the server closed the connection.
-          entry.lastError = (event as Extract<WatchEvent, { type: "disconnected" }>).error?.message ?? "connection closed";
-        }
+        this.#leave(entry, "connecting", now);
         break;
+      case "disconnected":
+      case "failed": {
+        this.#leave(entry, type, now);
+        entry.reconnects++;
+        entry.failuresInTrouble++;
+        // Mirrors the watcher's log line: no error means the server closed the connection.
+        const error = (event as { error?: Error }).error;
+        entry.lastError = error?.message ?? "connection closed";
+        if (type === "failed") entry.ownFailure = entry.lastError;
+        break;
+      }
       // uidvalidity-changed: the mailbox was renumbered; that says nothing about the connection.
     }
   }
 
   snapshot(now: number): HealthSnapshot {
-    // Starts the budget of mailboxes registered without a time (see register).
-    for (const entry of this.#entries.values()) if (!isConnected(entry.state)) entry.downSince ??= now;
+    for (const entry of this.#entries.values()) {
+      // Starts the budget of mailboxes registered without a time (see register).
+      if (!isWatching(entry.state)) entry.troubleSince ??= now;
+      this.#settle(entry, now);
+    }
     const mailboxes = [...this.#entries.values()].map((entry) => this.#judge(entry, now));
     return { healthy: mailboxes.every((m) => m.healthy), mailboxes };
   }
@@ -123,10 +167,26 @@ export class Health {
     const key = JSON.stringify([account, mailbox]);
     let entry = this.#entries.get(key);
     if (!entry) {
-      entry = { account, mailbox, state: "connecting", lastEventAt: null, lastRoundTripAt: null, reconnects: 0, lastError: null, downSince: now };
+      entry = { account, mailbox, state: "connecting", lastEventAt: null, lastRoundTripAt: null, reconnects: 0, lastError: null, troubleSince: now, failuresInTrouble: 0, upSince: undefined, ownFailure: undefined };
       this.#entries.set(key, entry);
     }
     return entry;
+  }
+
+  /** The mailbox stops watching: its trouble starts now, or when its server went quiet. */
+  #leave(entry: Entry, state: MailboxState, now: number): void {
+    if (isWatching(entry.state)) entry.troubleSince ??= this.#lastHealthyAt(entry, now);
+    entry.troubleSince ??= now;
+    entry.upSince = undefined;
+    entry.state = state;
+  }
+
+  /** A session that has stayed up settleMs ends the trouble before it. */
+  #settle(entry: Entry, now: number): void {
+    if (!isWatching(entry.state) || entry.upSince === undefined || now - entry.upSince < this.#settleMs) return;
+    entry.troubleSince = undefined;
+    entry.failuresInTrouble = 0;
+    entry.ownFailure = undefined;
   }
 
   /**
@@ -143,7 +203,7 @@ export class Health {
       account: entry.account,
       mailbox: entry.mailbox,
       state: entry.state,
-      connected: isConnected(entry.state),
+      connected: isWatching(entry.state),
       lastEventAt: entry.lastEventAt,
       lastRoundTripAt: entry.lastRoundTripAt,
       reconnects: entry.reconnects,
@@ -154,23 +214,30 @@ export class Health {
   }
 
   #problem(entry: Entry, now: number): string | undefined {
-    if (isConnected(entry.state)) {
-      const quietMs = now - (entry.lastRoundTripAt ?? now);
-      if (quietMs < this.#staleAfterMs) return undefined;
-      return `connected, but the server has not answered for ${seconds(quietMs)} s (limit ${seconds(this.#staleAfterMs)} s); the connection may be dead without having closed`;
+    if (entry.ownFailure !== undefined) {
+      return `mailbell's own error, not the server's (it tries again; fix the cause): ${entry.ownFailure}`;
     }
-    const downMs = now - (entry.downSince ?? now);
-    if (downMs < this.#reconnectBudgetMs) return undefined;
-    const what = entry.lastRoundTripAt === null ? "has not connected" : "has had no working connection";
+    if (isWatching(entry.state)) {
+      const quietMs = now - (entry.lastRoundTripAt ?? now);
+      if (quietMs >= this.#staleAfterMs) {
+        return `watching, but the server has not answered for ${seconds(quietMs)} s (limit ${seconds(this.#staleAfterMs)} s); the connection may be dead without having closed`;
+      }
+    }
+    const troubleMs = now - (entry.troubleSince ?? now);
+    if (entry.troubleSince === undefined || troubleMs < this.#reconnectBudgetMs) return undefined;
     const error = entry.lastError === null ? "" : `; last error: ${entry.lastError}`;
-    return `${what} for ${seconds(downMs)} s (reconnect budget ${seconds(this.#reconnectBudgetMs)} s), now ${entry.state}${error}`;
+    if (isWatching(entry.state)) {
+      return `sessions keep failing: ${entry.failuresInTrouble} failed in the last ${seconds(troubleMs)} s (reconnect budget ${seconds(this.#reconnectBudgetMs)} s), and the current one has been up ${seconds(now - (entry.upSince ?? now))} s of the ${seconds(this.#settleMs)} s that count as stable${error}`;
+    }
+    const what = entry.lastRoundTripAt === null ? "has not connected" : "has not been watching";
+    return `${what} for ${seconds(troubleMs)} s (reconnect budget ${seconds(this.#reconnectBudgetMs)} s), now ${entry.state}${error}`;
   }
 }
 
-const knownTypes = new Set(["connecting", "connected", "idle", "disconnected", "uidvalidity-changed", "alive", "polling"]);
+const knownTypes = new Set(["connecting", "connected", "idle", "disconnected", "failed", "uidvalidity-changed", "alive", "polling"]);
 
-function isConnected(state: MailboxState): boolean {
-  return state === "connected" || state === "idle";
+function isWatching(state: MailboxState): boolean {
+  return state === "idle" || state === "polling";
 }
 
 function seconds(ms: number): string {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { ImapError, StateError } from "../errors.ts";
 import { Health } from "./health.ts";
 import { createMailbellMetrics, Metrics } from "./metrics.ts";
 
@@ -112,6 +113,10 @@ describe("createMailbellMetrics", () => {
     metrics.delivery("slack", "delivered");
     metrics.delivery("hook", "retry");
     metrics.delivery("slack", "delivered", 4);
+    metrics.sessionFailed("work", "Billing", undefined);
+    metrics.sessionFailed("work", "Billing", new ImapError("IMAP_SERVER", "work", "Billing", "no UIDVALIDITY"));
+    metrics.sessionFailed("work", "Billing", new ImapError("IMAP_SERVER", "work", "Billing", "no UIDVALIDITY"));
+    metrics.sessionFailed("work", "Billing", new StateError("disk full"));
 
     assert.equal(
       registry.render(),
@@ -125,7 +130,7 @@ describe("createMailbellMetrics", () => {
         "# HELP mailbell_mailbox_last_event_age_seconds Seconds since the watcher last reported anything for the mailbox; absent before its first event.",
         "# TYPE mailbell_mailbox_last_event_age_seconds gauge",
         'mailbell_mailbox_last_event_age_seconds{account="personal",mailbox="INBOX"} 10.5',
-        "# HELP mailbell_mailbox_up 1 when the mailbox has a working IMAP connection (connected or idling), 0 otherwise.",
+        "# HELP mailbell_mailbox_up 1 when the mailbox is really watched (checkpoint settled, in IDLE or polling), 0 otherwise.",
         "# TYPE mailbell_mailbox_up gauge",
         'mailbell_mailbox_up{account="personal",mailbox="INBOX"} 1',
         'mailbell_mailbox_up{account="work",mailbox="Billing"} 0',
@@ -149,6 +154,11 @@ describe("createMailbellMetrics", () => {
         "# TYPE mailbell_rule_matches_total counter",
         'mailbell_rule_matches_total{rule="big-spend"} 1',
         'mailbell_rule_matches_total{rule="receipts"} 1',
+        "# HELP mailbell_session_failures_total Watching sessions of the mailbox that ended in failure, by reason: connect (network, TLS, timeouts), auth, mailbox, server (an answer mailbell cannot use), closed (the server hung up), state (the state database), internal (a bug).",
+        "# TYPE mailbell_session_failures_total counter",
+        'mailbell_session_failures_total{account="work",mailbox="Billing",reason="closed"} 1',
+        'mailbell_session_failures_total{account="work",mailbox="Billing",reason="server"} 2',
+        'mailbell_session_failures_total{account="work",mailbox="Billing",reason="state"} 1',
         "# HELP mailbell_up 1 when every watched mailbox is healthy (as /healthz reports), 0 otherwise.",
         "# TYPE mailbell_up gauge",
         "mailbell_up 1",

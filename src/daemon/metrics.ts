@@ -199,6 +199,8 @@ export interface MailbellMetricSources {
 /** What the daemon calls as mail moves through the pipeline. */
 export interface MailbellMetrics {
   mailProcessed(account: string, mailbox: string): void;
+  /** A watching session ended in failure; `error` undefined when the server simply closed it. */
+  sessionFailed(account: string, mailbox: string, error: { code: string } | undefined): void;
   ruleMatched(rule: string): void;
   /** `rows` > 1 when one send carried a digest of several outbox rows; each row is counted. */
   delivery(target: string, outcome: DeliveryOutcome, rows?: number): void;
@@ -213,7 +215,7 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
   const known = sources.known ?? {};
 
   registry.gaugeFn("mailbell_up", "1 when every watched mailbox is healthy (as /healthz reports), 0 otherwise.", [], () => [{ labels: {}, value: sources.health().healthy ? 1 : 0 }]);
-  registry.gaugeFn("mailbell_mailbox_up", "1 when the mailbox has a working IMAP connection (connected or idling), 0 otherwise.", ["account", "mailbox"], () =>
+  registry.gaugeFn("mailbell_mailbox_up", "1 when the mailbox is really watched (checkpoint settled, in IDLE or polling), 0 otherwise.", ["account", "mailbox"], () =>
     sources.health().mailboxes.map((m) => ({ labels: { account: m.account, mailbox: m.mailbox }, value: m.connected ? 1 : 0 })),
   );
   registry.gaugeFn("mailbell_mailbox_last_event_age_seconds", "Seconds since the watcher last reported anything for the mailbox; absent before its first event.", ["account", "mailbox"], () => {
@@ -243,6 +245,11 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
     },
   );
 
+  const sessionFailures = registry.counter(
+    "mailbell_session_failures_total",
+    "Watching sessions of the mailbox that ended in failure, by reason: connect (network, TLS, timeouts), auth, mailbox, server (an answer mailbell cannot use), closed (the server hung up), state (the state database), internal (a bug).",
+    ["account", "mailbox", "reason"],
+  );
   const processed = registry.counter("mailbell_mails_processed_total", "Mails read from the mailbox and run through the rules.", ["account", "mailbox"]);
   const matches = registry.counter("mailbell_rule_matches_total", "Mails that matched the rule.", ["rule"]);
   const deliveries = registry.counter("mailbell_deliveries_total", "Outbox rows sent by target and outcome: delivered, retry (failed, will be tried again) or dead (given up).", ["target", "outcome"]);
@@ -253,10 +260,25 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
 
   return {
     mailProcessed: (account, mailbox) => processed.inc({ account, mailbox }),
+    sessionFailed: (account, mailbox, error) => sessionFailures.inc({ account, mailbox, reason: failureReason(error) }),
     ruleMatched: (rule) => matches.inc({ rule }),
     delivery: (target, outcome, rows = 1) => {
       if (!deliveryOutcomes.includes(outcome)) throw new Error(`mailbell_deliveries_total: outcome ${JSON.stringify(outcome)} is not one of ${deliveryOutcomes.join(", ")}`);
       deliveries.inc({ target, outcome }, rows);
     },
   };
+}
+
+const failureReasons: Readonly<Record<string, string>> = {
+  IMAP_CONNECT: "connect",
+  IMAP_AUTH: "auth",
+  IMAP_MAILBOX: "mailbox",
+  IMAP_SERVER: "server",
+  STATE: "state",
+  INTERNAL: "internal",
+};
+
+/** The reason label of a failed session: a few fixed values, so the series stay few. */
+export function failureReason(error: { code: string } | undefined): string {
+  return error === undefined ? "closed" : (failureReasons[error.code] ?? "internal");
 }

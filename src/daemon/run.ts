@@ -5,12 +5,13 @@ import type { AccountConfig, Config } from "../config/schema.ts";
 import { credentialsFor } from "../auth/credentials.ts";
 import type { RefreshTokenStore } from "../auth/oauth2.ts";
 import { compileConfigRules, readerConnectionsFor } from "../config/validate.ts";
-import { ConfigError, ImapError } from "../errors.ts";
+import { ConfigError, InternalError, MailbellError } from "../errors.ts";
+import { Backoff } from "../imap/backoff.ts";
 import { sleep } from "../imap/backoff.ts";
 import { ConnectGate } from "../imap/connect-gate.ts";
 import type { ImapAccount } from "../imap/client.ts";
 import type { DecodeParts } from "../imap/fetch.ts";
-import { watchMailboxBatches, type WatchEvent, type WatchOptions } from "../imap/watcher.ts";
+import { watchMailboxBatches, type WatchOptions } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
 import { bodyNeedIn, needsBody, type CompiledRule } from "../rules/rules.ts";
 import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/dispatcher.ts";
@@ -18,7 +19,7 @@ import { lockState } from "../store/lock.ts";
 import { State } from "../store/state.ts";
 import { createTargets } from "../targets/index.ts";
 import type { Target } from "../targets/types.ts";
-import { Health } from "./health.ts";
+import { Health, type HealthEvent } from "./health.ts";
 import { createMailbellMetrics, Metrics } from "./metrics.ts";
 import { startDecoder, type Decoder } from "./decoder.ts";
 import { handleMails, type PipelineDeps } from "./pipeline.ts";
@@ -29,7 +30,7 @@ export interface RunOptions {
   /** Aborting it stops watching, drains the outbox (up to outbox.drainSeconds) and returns. */
   signal: AbortSignal;
   /** Observers, for the status server and tests. */
-  onWatchEvent?: (account: string, mailbox: string, event: WatchEvent) => void;
+  onWatchEvent?: (account: string, mailbox: string, event: HealthEvent) => void;
   onDelivery?: (target: string, outcome: DeliveryOutcome, rows: number) => void;
   onProcessed?: PipelineDeps["onProcessed"];
   /** Called once everything is started; `statusUrl` is set when status.listen is configured. */
@@ -80,6 +81,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     ...options,
     onWatchEvent: (account, mailbox, event) => {
       health.onEvent(account, mailbox, event, Date.now());
+      if (event.type === "disconnected" || event.type === "failed") metrics.sessionFailed(account, mailbox, event.error);
       options.onWatchEvent?.(account, mailbox, event);
     },
   };
@@ -176,45 +178,54 @@ function bodyReading(rules: readonly CompiledRule[], account: string, mailbox: s
 }
 
 /**
- * Restarts a mailbox's watch loop if handling a mail failed (a full disk, a bug): the mail was not
- * checkpointed, so the next round reads it again rather than skipping it.
+ * Restarts a mailbox's watch loop when it fails for a reason of our own (the state database, a
+ * bug): the mail was not checkpointed, so the next round reads it again rather than skipping it.
+ * Such a failure is logged at error with what to do and makes the mailbox unhealthy at once; the
+ * restarts back off, so a failure that does not go away is not retried every few seconds forever.
  */
 async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, connectGate: ConnectGate, decode: DecodeParts): Promise<void> {
   const { signal } = options;
   const log = deps.logger.child({ account: account.name, mailbox });
-  const watch = config.watch;
+  const backoff = new Backoff({ baseMs: 5000, capMs: 5 * 60_000 });
   while (!signal.aborted) {
+    const startedAt = Date.now();
     try {
-      for await (const round of watchMailboxBatches({
-        account: imap,
-        mailbox,
-        checkpoints: deps.state.checkpoints,
-        commit: "manual",
-        maxTextBytes: account.maxTextBytes,
-        signal,
-        logger: deps.logger,
-        idleRestartMs: watch.idleRestartMinutes * 60_000,
-        keepaliveMs: watch.keepaliveSeconds * 1000,
-        keepaliveTimeoutMs: watch.keepaliveTimeoutSeconds * 1000,
-        pollMs: watch.pollSeconds * 1000,
-        reconnect: { capMs: watch.reconnectMaxSeconds * 1000, authFailureMs: watch.authRetryMinutes * 60_000 },
-        onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
-        connectGate,
-        decode,
-        ...bodyReading(deps.rules, account.name, mailbox),
-        readerConnection: readerConnectionsFor(account),
-      })) {
+      for await (const round of watchMailboxBatches(watchOptions(imap, account, mailbox, config, deps, options, connectGate, decode))) {
         handleMails(round, deps);
       }
       return;
     } catch (err) {
-      log.error({ err: (err as Error).message, stack: (err as Error).stack }, "handling a mail failed; restarting this mailbox's watcher in 5 s");
-      // Health must not take the reconnect that follows for a healthy mailbox.
-      const error = new ImapError("IMAP_CONNECT", account.name, mailbox, `handling a mail failed: ${(err as Error).message}`);
-      options.onWatchEvent?.(account.name, mailbox, { type: "disconnected", error, retryInMs: 5000 });
-      await sleep(5000, signal);
+      const error = err instanceof MailbellError ? err : new InternalError(`handling mail of account "${account.name}" mailbox "${mailbox}" failed: ${(err as Error).message}`, { cause: err });
+      if (Date.now() - startedAt > 10 * 60_000) backoff.reset();
+      const retryInMs = backoff.next();
+      log.error({ err: error.message, code: error.code, stack: (err as Error).stack, retryInMs }, error.code === "STATE" ? "the state database failed; nothing was lost (the mail stays unread); fix the cause (disk space, permissions) — restarting this mailbox's watcher" : "handling a mail failed (a bug); nothing was lost (the mail stays unread) — restarting this mailbox's watcher");
+      options.onWatchEvent?.(account.name, mailbox, { type: "failed", error, retryInMs });
+      await sleep(retryInMs, signal);
     }
   }
+}
+
+function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, connectGate: ConnectGate, decode: DecodeParts): WatchOptions {
+  const watch = config.watch;
+  return {
+    account: imap,
+    mailbox,
+    checkpoints: deps.state.checkpoints,
+    commit: "manual",
+    maxTextBytes: account.maxTextBytes,
+    signal: options.signal,
+    logger: deps.logger,
+    idleRestartMs: watch.idleRestartMinutes * 60_000,
+    keepaliveMs: watch.keepaliveSeconds * 1000,
+    keepaliveTimeoutMs: watch.keepaliveTimeoutSeconds * 1000,
+    pollMs: watch.pollSeconds * 1000,
+    reconnect: { capMs: watch.reconnectMaxSeconds * 1000, authFailureMs: watch.authRetryMinutes * 60_000 },
+    onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
+    connectGate,
+    decode,
+    ...bodyReading(deps.rules, account.name, mailbox),
+    readerConnection: readerConnectionsFor(account),
+  };
 }
 
 async function resolveAccounts(loaded: LoadedConfig, log: Logger, tokens: RefreshTokenStore): Promise<Map<string, ImapAccount>> {

@@ -61,7 +61,11 @@ const pageMaxAgeMs = 1000;
  * Sends outbox rows, one loop per target so a slow or failing service holds up only itself. Rows
  * leave the queue only when the service said 2xx (done) or said something final (dead); anything
  * else is retried with backoff, and a 429's Retry-After pauses the whole target. A row can be sent
- * twice only if the process dies between the service's 2xx and the commit that marks it done.
+ * twice only if the process dies between the service's answer and the commit that marks it done.
+ * Targets resolve as soon as the answer tells success (the 2xx status line; the body only where
+ * the service says it there, as Slack's Web API does) and the commit follows at once, so that
+ * window is the reply's trip plus one SQLite statement: README promises its bound, and
+ * bench/commit-window.ts measures it.
  */
 export class Dispatcher {
   readonly #o: DispatcherOptions;
@@ -270,6 +274,7 @@ class TargetLoop {
       this.#o.onOutcome?.(this.#target.name, "retry", rows.length);
       return "retry";
     }
+    // Nothing may come between the send and this commit: it would widen the double-post window.
     outbox.markDone(ids, this.#now());
     this.#backoff.reset();
     this.#log.info({ ...ref, rows: rows.length }, single ? "delivered" : "delivered as one digest");

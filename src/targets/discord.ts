@@ -136,7 +136,8 @@ export class DiscordWebhookTarget implements Target {
   // Execute Webhook takes no idempotency key: a resend after a lost 2xx shows twice.
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     const url = new URL(this.#config.url);
-    // wait=true makes Discord confirm the message was stored, not merely queued.
+    // wait=true makes Discord confirm the message was stored, not merely queued: its 200 is that
+    // confirmation (errors come as 4xx/5xx), so the message object in its body is not waited for.
     url.searchParams.set("wait", "true");
     let bodyRetryAfter: number | undefined;
     try {

@@ -3,7 +3,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { TargetError } from "../errors.ts";
-import { postPayload, type PostOptions } from "./http.ts";
+import { postForReply, postPayload, type PostOptions } from "./http.ts";
 
 interface Seen {
   method: string;
@@ -36,8 +36,10 @@ after(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-const post = (body: string, options: Partial<PostOptions> = {}) =>
-  postPayload({ contentType: "application/json; charset=utf-8", body }, { target: "hook", url: `${base}/hook`, maskedUrl: `${base}/****`, ...options });
+const postOptions = (options: Partial<PostOptions>): PostOptions => ({ target: "hook", url: `${base}/hook`, maskedUrl: `${base}/****`, ...options });
+const json = (body: string) => ({ contentType: "application/json; charset=utf-8", body });
+const post = (body: string, options: Partial<PostOptions> = {}) => postPayload(json(body), postOptions(options));
+const postReading = (body: string, options: Partial<PostOptions> = {}) => postForReply(json(body), postOptions(options));
 
 async function failure(p: Promise<unknown>): Promise<TargetError> {
   try {
@@ -53,7 +55,8 @@ describe("postPayload", () => {
   it("reuses one keep-alive connection for posts in a row", async () => {
     handler = (_req, res) => res.end("ok");
     const before = connections;
-    for (let i = 0; i < 5; i++) assert.equal(await post(`{"n":${i}}`), "ok");
+    for (let i = 0; i < 5; i++) await post(`{"n":${i}}`);
+    for (let i = 0; i < 5; i++) assert.equal(await postReading(`{"n":${i}}`), "ok");
     assert.equal(connections - before, 1);
   });
 
@@ -61,7 +64,7 @@ describe("postPayload", () => {
     handler = (_req, res) => res.end("受け付けました");
     seen.length = 0;
     const body = JSON.stringify({ text: "Google Play: ￥480（税込）マンスリーパス 🎫" });
-    assert.equal(await post(body, { method: "PUT", headers: { "Idempotency-Key": "a/INBOX/1/2/r/hook" } }), "受け付けました");
+    assert.equal(await postReading(body, { method: "PUT", headers: { "Idempotency-Key": "a/INBOX/1/2/r/hook" } }), "受け付けました");
     const [req] = seen;
     assert.equal(req!.method, "PUT");
     assert.equal(req!.body, body);
@@ -114,7 +117,47 @@ describe("postPayload", () => {
       res.write("partial");
       setTimeout(() => res.destroy(), 20);
     };
-    assert.equal(await post("{}"), "");
+    assert.equal(await postReading("{}"), "");
+    await post("{}");
+  });
+
+  it("resolves at a 2xx status line without waiting for the body, and still frees the socket for the next post once the body is in", async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { "content-length": "2" }).flushHeaders();
+      setTimeout(() => res.end("ok"), 300);
+    };
+    const before = connections;
+    const started = performance.now();
+    await post("{}");
+    const tookMs = performance.now() - started;
+    assert.ok(tookMs < 150, `resolved after ${tookMs.toFixed(1)} ms; the body comes at 300 ms`);
+    await new Promise((r) => setTimeout(r, 400));
+    handler = (_req, res) => res.end("ok");
+    await post("{}");
+    assert.equal(connections - before, 1, "the body was read and dropped, and the socket went back to the pool");
+  });
+
+  it("postForReply waits for a 2xx's body, which the caller needs to tell success", async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { "content-length": "11" }).flushHeaders();
+      setTimeout(() => res.end('{"ok":true}'), 200);
+    };
+    const started = performance.now();
+    assert.equal(await postReading("{}"), '{"ok":true}');
+    assert.ok(performance.now() - started >= 180);
+  });
+
+  it("a 2xx body that never ends does not hold the socket past the timeout", async () => {
+    let closed: () => void = () => {};
+    const socketClosed = new Promise<void>((resolve) => (closed = resolve));
+    handler = (req, res) => {
+      req.socket.on("close", () => closed());
+      res.writeHead(200, { "content-length": "100" }).flushHeaders();
+    };
+    await post("{}", { timeoutMs: 100 });
+    const started = performance.now();
+    await socketClosed;
+    assert.ok(performance.now() - started < 1000, "the socket was closed at the timeout");
   });
 
   it("no reply within the timeout, a refused connection and the caller's abort are retryable errors", async () => {

@@ -23,22 +23,44 @@ const defaultTimeoutMs = 15_000;
  * Sends a payload (POST unless told otherwise) and classifies the outcome the way a retry queue needs it: 2xx is success;
  * 408, 429, 5xx, timeouts and connection errors may succeed later; any other status (3xx included) will not.
  *
+ * Resolves at the 2xx status line, without waiting for the body: the outbox marks the row done
+ * the moment this resolves, and until then a kill -9 would send the post again. A body that comes
+ * in a second TCP segment can wait ~40 ms for our delayed ACK (the service's Nagle algorithm), or
+ * never come; it is read and dropped as it arrives so the keep-alive socket is freed, and cut off
+ * with the socket at the timeout. Only for a service whose success is in the body: postForReply.
+ *
  * node:http rather than fetch: posting to a local receiver, fetch took ~190 µs of main-thread CPU
  * per request and http.request ~50 µs, on the thread that also reads mail (bench/dispatch.ts shows
  * the whole delivery). The global agents keep connections alive (Node ≥ 19) and honour
  * NODE_USE_ENV_PROXY as fetch does.
  */
-export async function postPayload(payload: TargetPayload, options: PostOptions): Promise<string> {
+export async function postPayload(payload: TargetPayload, options: PostOptions): Promise<void> {
+  await post(payload, options, "status");
+}
+
+/**
+ * As postPayload, but a 2xx resolves with its whole body, for a service that answers 200 and says
+ * in the body whether it worked (Slack's Web API: `ok: false`) or what it made (a message's ts).
+ * The caller decides from it at once: the row is marked done only when it returns.
+ */
+export async function postForReply(payload: TargetPayload, options: PostOptions): Promise<string> {
+  return (await post(payload, options, "body")).body;
+}
+
+/** Where a 2xx ends the exchange: at its status line, or once its body is in. */
+type SuccessAt = "status" | "body";
+
+async function post(payload: TargetPayload, options: PostOptions, successAt: SuccessAt): Promise<Reply> {
   const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
   let reply: Reply;
   try {
-    reply = await exchange(payload, options, timeoutMs);
+    reply = await exchange(payload, options, timeoutMs, successAt);
   } catch (err) {
     const reason = err instanceof ReplyTimeout ? `no reply within ${timeoutMs} ms` : describeRequestError(err);
     throw new TargetError(options.target, `target "${options.target}" (${options.maskedUrl}): ${reason}; will retry.`, { retryable: true, cause: err });
   }
   const { status, body } = reply;
-  if (status >= 200 && status < 300) return body;
+  if (isSuccess(status)) return reply;
   // Redirects are not followed: following one would re-post the body (and its auth headers)
   // somewhere else. Nor retried: a webhook URL that moved stays moved until the config changes, and
   // retrying would only spend the attempts. The row goes to the dead letters, where `outbox retry`
@@ -60,18 +82,25 @@ export async function postPayload(payload: TargetPayload, options: PostOptions):
   );
 }
 
+function isSuccess(status: number): boolean {
+  return status >= 200 && status < 300;
+}
+
 interface Reply {
   status: number;
   headers: IncomingHttpHeaders;
-  /** The whole body as text; "" when it was cut short (the status still decides, as with fetch). */
+  /** The whole body as text; "" when it was cut short (the status still decides, as with fetch), or not waited for. */
   body: string;
 }
 
 /** The whole exchange took longer than the timeout. */
 class ReplyTimeout extends Error {}
 
-/** One request and its whole reply; rejects only when no reply (status line and headers) came. */
-function exchange(payload: TargetPayload, options: PostOptions, timeoutMs: number): Promise<Reply> {
+/**
+ * One request and its reply; rejects only when no reply (status line and headers) came. A 2xx
+ * resolves at `successAt`; any other status once its body (the service's reason) is in.
+ */
+function exchange(payload: TargetPayload, options: PostOptions, timeoutMs: number, successAt: SuccessAt): Promise<Reply> {
   return new Promise<Reply>((resolve, reject) => {
     // Header names in one case, so a target's own header replaces a default instead of doubling it.
     const headers: Record<string, string | number> = { accept: "*/*", "content-type": payload.contentType, "user-agent": "mailbell" };
@@ -80,14 +109,22 @@ function exchange(payload: TargetPayload, options: PostOptions, timeoutMs: numbe
     let response: IncomingMessage | undefined;
     const request = (/^https:/i.test(options.url) ? https : http).request(options.url, { method: options.method ?? "POST", headers, signal: options.signal }, (res) => {
       response = res;
+      const status = res.statusCode ?? 0;
+      res.on("error", () => {});
+      // The timer runs on until the reply is over, so a body that never ends cannot hold the socket.
+      res.on("close", () => clearTimeout(timer));
+      if (successAt === "status" && isSuccess(status)) {
+        res.resume();
+        resolve({ status, headers: res.headers, body: "" });
+        return;
+      }
       res.setEncoding("utf8");
       let body = "";
       res.on("data", (chunk: string) => (body += chunk));
-      res.on("error", () => {});
-      res.on("close", () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res.complete ? body : "" });
-      });
+      // "end" for a whole body (a tick before "close"); "close" alone for one cut short.
+      const settle = (): void => resolve({ status, headers: res.headers, body: res.complete ? body : "" });
+      res.on("end", settle);
+      res.on("close", settle);
     });
     const timer = setTimeout(() => request.destroy(new ReplyTimeout(`no reply within ${timeoutMs} ms`)), timeoutMs);
     request.on("error", (err) => {

@@ -83,7 +83,8 @@ export class IftttWebhookTarget implements Target {
     return `${this.#config.apiUrl.replace(/\/+$/, "")}/trigger/${encodeURIComponent(this.#config.event)}/with/key/${key}`;
   }
 
-  // IFTTT takes no idempotency key: a resend after a lost 200 runs the applet twice.
+  // IFTTT takes no idempotency key: a resend after a lost 200 runs the applet twice. The 200 is
+  // success ("Congratulations! You've fired the … event"); refusals are 4xx with JSON errors.
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     await postPayload(payload, {
       target: this.name,

@@ -92,6 +92,7 @@ export class LinePushTarget implements Target {
     return { contentType: "application/json; charset=utf-8", body: JSON.stringify(payload) };
   }
 
+  // A 200 is success (its body lists the sent messages); refusals are 4xx/5xx with a JSON message.
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     const url = `${this.#config.apiUrl.replace(/\/+$/, "")}/v2/bot/message/push`;
     const headers: Record<string, string> = { authorization: `Bearer ${this.#config.token}` };

@@ -145,7 +145,8 @@ export class NtfyTarget implements Target {
     }
   }
 
-  // ntfy takes no idempotency key: a resend after a lost 2xx shows twice.
+  // ntfy takes no idempotency key: a resend after a lost 2xx shows twice. The 200 means published
+  // (its body echoes the message); refusals are 4xx/5xx with a JSON error.
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     await postPayload(payload, {
       target: this.name,

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { memoryTargetState, type TargetStateStore } from "../store/target-state.ts";
-import { maskUrl, postPayload, summarize } from "./http.ts";
+import { maskUrl, postForReply, postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
 import { truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
@@ -167,7 +167,8 @@ export class SlackWebhookTarget implements Target {
     return jsonPayload(message);
   }
 
-  // Slack incoming webhooks take no idempotency key: a resend after a lost 2xx shows twice.
+  // Slack incoming webhooks take no idempotency key: a resend after a lost 2xx shows twice. A 200
+  // is success (its body is only "ok"); every refusal has its own 4xx/5xx.
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     await postPayload(withoutThreadField(payload), {
       target: this.name,
@@ -342,9 +343,12 @@ export class SlackApiTarget implements Target {
     }
   }
 
-  /** Posts once; resolves to the new message's ts, throws TargetError for any refusal. */
+  /**
+   * Posts once; resolves to the new message's ts, throws TargetError for any refusal. The Web API
+   * answers most refusals with a 200 and `ok: false`, so success is known only from the body.
+   */
   async #post(message: Record<string, unknown>, options: SendOptions): Promise<string | undefined> {
-    const body = await postPayload(jsonPayload(message), {
+    const body = await postForReply(jsonPayload(message), {
       target: this.name,
       url: this.#endpoint,
       maskedUrl: this.#publicEndpoint(),

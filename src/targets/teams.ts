@@ -113,7 +113,8 @@ export class TeamsWorkflowTarget implements Target {
     throw new Error("unreachable");
   }
 
-  // A Workflows trigger takes no idempotency key: a resend after a lost 202 posts twice.
+  // A Workflows trigger takes no idempotency key: a resend after a lost 202 posts twice. The 202
+  // is all a trigger ever says (the flow runs after it), so the status decides.
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     await postPayload(payload, {
       target: this.name,

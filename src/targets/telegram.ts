@@ -143,7 +143,9 @@ export class TelegramTarget implements Target {
     return { contentType: "application/json; charset=utf-8", body: JSON.stringify(body) };
   }
 
-  // The Bot API takes no idempotency key: a resend after a lost 2xx shows twice.
+  // The Bot API takes no idempotency key: a resend after a lost 2xx shows twice. A 200 is
+  // `ok: true`: the Bot API server answers an error with its error_code as the HTTP status
+  // (telegram-bot-api's Query::set_ok is its only 200), so the body need not be waited for.
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     let retryAfter: number | undefined;
     try {

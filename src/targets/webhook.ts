@@ -283,6 +283,7 @@ export class WebhookTarget implements Target {
     return { contentType: this.#contentType, body: JSON.stringify({ digest: { count: total, listed: items.length, items } }) };
   }
 
+  /** Any 2xx is success; its body, if any, means nothing to mailbell and is not waited for. */
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(this.#config.headers ?? {})) if (!reservedHeaders.has(k.toLowerCase())) headers[k] = v;

@@ -336,7 +336,7 @@ describe("never lose a mail, never post one twice", () => {
     mailbell = startMailbell(file, yaml);
     try {
       await waitForMessages("/renumber", 2);
-      await mailbell.logger.waitFor(/already notified for this Message-ID/, 5000, "warn");
+      await mailbell.logger.waitFor(/^already notified; not again$/, 5000, "info");
       await new Promise((r) => setTimeout(r, 300));
       assert.deepEqual(on("/renumber")().map((r) => body(r).messageId), ["seen@reliability.test", "away@reliability.test"]);
     } finally {
@@ -354,7 +354,7 @@ describe("never lose a mail, never post one twice", () => {
       await dovecot.append("bob", "INBOX", raw);
       await dovecot.append("bob", "All Mail", raw);
       await waitForMessages("/twice", 1);
-      await mailbell.logger.waitFor(/already notified for this Message-ID/, 5000);
+      await mailbell.logger.waitFor(/^already notified; not again$/, 5000);
       assert.equal(on("/twice")().length, 1);
     } finally {
       await mailbell.stop();

@@ -2,8 +2,9 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { loadConfig } from "../config/load.ts";
 import { compileConfigRules } from "../config/validate.ts";
-import { countedMail, messageLink } from "../daemon/pipeline.ts";
+import { messageLink, seenMail } from "../daemon/pipeline.ts";
 import { MailbellError } from "../errors.ts";
+import { rfc822Size } from "../mail/identity.ts";
 import { normalizeMail } from "../mail/normalize.ts";
 import { buildNotification } from "../outbox/notification.ts";
 import { addMoney, formatMoney, moneyToDecimalString } from "../rules/money.ts";
@@ -54,7 +55,7 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
       for (const warning of mail.warnings) io.out(`  warning: ${escapeTerminal(warning)}`);
     }
     const ref = { uidValidity: 0, uid: 0 };
-    const counted = countedMail({ account, mailbox, uidValidity: 0, uid: 0, mail });
+    const counted = seenMail({ account, mailbox, uidValidity: 0, uid: 0, mail, size: rfc822Size(raw), receivedAt });
     const accountConfig = loaded.config.accounts.find((a) => a.name === account);
     const link = messageLink(accountConfig, { account, mailbox, uid: 0, mail });
     for (const rule of rules) {

@@ -2,12 +2,13 @@ import type { AccountConfig } from "../config/schema.ts";
 import { isGmail } from "../config/validate.ts";
 import type { WatchedMail } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
+import { mailIdentity } from "../mail/identity.ts";
 import { buildNotification } from "../outbox/notification.ts";
 import { evaluateRules, type CompiledRule } from "../rules/rules.ts";
 import type { RuleInput, RunningTotal } from "../rules/types.ts";
 import type { NewOutboxRow } from "../store/outbox.ts";
-import type { CountedMail } from "../store/totals.ts";
-import type { State } from "../store/state.ts";
+import { placeOf, type SeenMail } from "../store/seen.ts";
+import type { MailStore } from "../store/state.ts";
 import type { Target } from "../targets/types.ts";
 
 /** Longest a backlog digest waits for the rest of its catch-up. */
@@ -16,7 +17,7 @@ const digestHoldMs = 60_000;
 export interface PipelineDeps {
   rules: readonly CompiledRule[];
   targets: ReadonlyMap<string, Target>;
-  state: State;
+  state: MailStore;
   logger: Logger;
   accounts: ReadonlyMap<string, AccountConfig>;
   /** After downtime, mails beyond this many per mailbox go out as one digest per target. */
@@ -68,27 +69,31 @@ function queueMail(watched: WatchedMail, deps: PipelineDeps): { targets: Set<str
     for (const missing of match.missing) log.warn({ rule: match.rule, field: missing.field, reason: missing.reason }, "field not found; notifying with it marked missing");
   }
 
-  const counted = countedMail(watched);
+  const seen = seenMail(watched);
   const link = messageLink(deps.accounts.get(watched.account), watched);
   const ruleByName = new Map(deps.rules.map((r) => [r.name, r]));
   const digestGroup = digestGroupOf(watched, deps);
   const notBefore = digestGroup ? Date.now() + digestHoldMs : undefined;
-  const messageId = watched.mail.messageId;
   const queuedFor = new Set<string>();
 
   for (const match of matches) {
     const rule = ruleByName.get(match.rule)!;
     let total: RunningTotal | undefined;
-    if (match.total?.amount) total = { money: deps.state.totals.add(match.rule, counted, match.total.period.key, match.total.amount).total, period: match.total.period };
+    if (match.total?.amount) {
+      const counted = deps.state.totals.add(match.rule, seen, match.total.period.key, match.total.amount);
+      if (!counted.added) log.info({ rule: match.rule, identity: seen.identity, first: counted.earlier }, "already counted; not again");
+      total = { money: counted.total, period: match.total.period };
+    }
     const notification = buildNotification(rule, match, input, watched, { total, link });
     const rows: NewOutboxRow[] = [];
     for (const targetName of match.notify) {
       const target = deps.targets.get(targetName);
       if (!target) continue;
-      // The same mail seen again under another UID (a UIDVALIDITY reset, Gmail's All Mail) is
-      // not posted again.
-      if (messageId && deps.state.outbox.queuedElsewhere(messageId, match.rule, targetName, watched)) {
-        log.warn({ rule: match.rule, target: targetName, messageId }, "already notified for this Message-ID from another mailbox or an earlier UIDVALIDITY; not posting again");
+      // The same mail back under another UID (moved out and back, appended again, a renumbering,
+      // Gmail's All Mail) is not posted again.
+      const claim = deps.state.notified.claim(match.rule, targetName, seen);
+      if (!claim.claimed) {
+        log.info({ rule: match.rule, target: targetName, identity: seen.identity, first: claim.earlier }, "already notified; not again");
         continue;
       }
       const payload = target.render(notification);
@@ -99,7 +104,7 @@ function queueMail(watched: WatchedMail, deps: PipelineDeps): { targets: Set<str
         mailbox: watched.mailbox,
         uidValidity: watched.uidValidity,
         uid: watched.uid,
-        messageId,
+        messageId: watched.mail.messageId,
         subject: watched.mail.subject,
         contentType: payload.contentType,
         body: payload.body,
@@ -120,13 +125,10 @@ function digestGroupOf(watched: WatchedMail, deps: PipelineDeps): string | undef
   return catchUp && catchUp.index >= deps.backlogLimit ? `backlog:${watched.account}/${watched.mailbox}/${catchUp.id}` : undefined;
 }
 
-/**
- * A mail's place on the server, for counting it once per rule. Its Message-ID goes along: the same
- * mail seen in another mailbox (Gmail's INBOX and All Mail) counts once too.
- */
-export function countedMail(watched: Pick<WatchedMail, "account" | "mailbox" | "uidValidity" | "uid" | "mail">): CountedMail {
-  const mailboxKey = `${watched.account}/${watched.mailbox}/${watched.uidValidity}`;
-  return { key: `${mailboxKey}/${watched.uid}`, mailboxKey, messageId: watched.mail.messageId };
+/** A mail as the stores remember it: its place on the server and its identity, to count and post it once. */
+export function seenMail(watched: Pick<WatchedMail, "account" | "mailbox" | "uidValidity" | "uid" | "mail" | "size" | "receivedAt">): SeenMail {
+  const identity = mailIdentity({ mail: watched.mail, size: watched.size, receivedAt: watched.receivedAt });
+  return { ...placeOf(watched), identity, messageId: watched.mail.messageId, receivedAt: watched.receivedAt };
 }
 
 /** {{link}}: the account's link template, or a Gmail search for the Message-ID on Gmail hosts. */

@@ -75,6 +75,42 @@ const migrations: readonly string[] = [
    CREATE INDEX total_entries_message ON total_entries (rule, message_id) WHERE message_id IS NOT NULL;`,
   // The queue in arrival order (rowid) per target, without sorting the whole backlog on each send.
   `CREATE INDEX outbox_queue ON outbox (target, state);`,
+  // A mail's identity (src/mail/identity.ts) tells the same mail back from elsewhere (moved, copied,
+  // renumbered) from another mail that reuses its Message-ID. A rule counts an identity once, and
+  // posts it once per target: \`notified\` remembers that for good (the outbox forgets delivered
+  // rows after keepDays). Rows from before have no identity, only a Message-ID: they are copied
+  // from the outbox as they are, and src/store/seen.ts says how they still block a repost.
+  `ALTER TABLE total_entries ADD COLUMN identity TEXT;
+   CREATE UNIQUE INDEX total_entries_identity ON total_entries (rule, identity) WHERE identity IS NOT NULL;
+   CREATE TABLE notified (
+     rule        TEXT NOT NULL,
+     target      TEXT NOT NULL,
+     place       TEXT NOT NULL,
+     mailbox_key TEXT NOT NULL,
+     identity    TEXT,
+     message_id  TEXT,
+     created_at  INTEGER NOT NULL,
+     PRIMARY KEY (rule, target, place)
+   ) STRICT;
+   CREATE UNIQUE INDEX notified_identity ON notified (rule, target, identity) WHERE identity IS NOT NULL;
+   CREATE INDEX notified_message ON notified (rule, target, message_id) WHERE identity IS NULL AND message_id IS NOT NULL;
+   INSERT INTO notified (rule, target, place, mailbox_key, identity, message_id, created_at)
+     SELECT rule, target, account || '/' || mailbox || '/' || uid_validity || '/' || uid, account || '/' || mailbox || '/' || uid_validity, NULL, message_id, created_at
+     FROM outbox WHERE message_id IS NOT NULL;
+   DROP INDEX outbox_message;`,
+  // Mail the watcher could not read after a few tries and set aside so the mailbox goes on
+  // (src/imap/unreadable.ts); listed and retried with `mailbell unreadable`.
+  `CREATE TABLE set_aside (
+     account         TEXT NOT NULL,
+     mailbox         TEXT NOT NULL,
+     uid_validity    INTEGER NOT NULL,
+     uid             INTEGER NOT NULL,
+     reason          TEXT NOT NULL,
+     attempts        INTEGER NOT NULL,
+     set_aside_at    INTEGER NOT NULL,
+     retry_requested INTEGER NOT NULL DEFAULT 0 CHECK (retry_requested IN (0, 1)),
+     PRIMARY KEY (account, mailbox, uid_validity, uid)
+   ) STRICT;`,
 ];
 
 export const schemaVersion = migrations.length;

@@ -36,7 +36,8 @@ export interface OutboxRow extends NewOutboxRow {
 
 /**
  * The row id names the mail by its place on the server and the rule and target, so processing the
- * same mail again (after a crash before the checkpoint moved) cannot queue it twice.
+ * same mail again (after a crash before the checkpoint moved) cannot queue it twice. The same mail
+ * at another place is kept from being queued again by the NotificationLog.
  */
 export function outboxId(row: Pick<NewOutboxRow, "account" | "mailbox" | "uidValidity" | "uid" | "rule" | "target">): string {
   return [row.account, row.mailbox, row.uidValidity, row.uid, row.rule, row.target].map((p) => encodeURIComponent(String(p))).join("/");
@@ -46,7 +47,14 @@ const columns = `rowid AS seq, id, target, rule, account, mailbox, uid_validity 
   content_type AS contentType, body, summary, digest_group AS digestGroup, state, attempts, next_attempt_at AS nextAttemptAt,
   last_error AS lastError, created_at AS createdAt, updated_at AS updatedAt`;
 
-export class Outbox {
+/** What the pipeline does with the outbox: queue rows, and hold or release a backlog digest. */
+export interface OutboxWriter {
+  enqueue(rows: readonly NewOutboxRow[], now?: number): number;
+  releaseGroup(group: string, now?: number): void;
+  holdGroup(group: string, until: number): void;
+}
+
+export class Outbox implements OutboxWriter {
   readonly #db: DatabaseSync;
   readonly #insert: StatementSync;
   readonly #ready: StatementSync;
@@ -57,7 +65,6 @@ export class Outbox {
   readonly #retry: StatementSync;
   readonly #dead: StatementSync;
   readonly #byId: StatementSync;
-  readonly #queuedElsewhere: StatementSync;
   readonly #counts: StatementSync;
   readonly #oldestPending: StatementSync;
 
@@ -77,9 +84,6 @@ export class Outbox {
     this.#retry = db.prepare("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'");
     this.#dead = db.prepare("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'");
     this.#byId = db.prepare(`SELECT ${columns} FROM outbox WHERE id = ?`);
-    this.#queuedElsewhere = db.prepare(
-      "SELECT 1 AS found FROM outbox WHERE message_id = ? AND rule = ? AND target = ? AND state != 'dead' AND NOT (account = ? AND mailbox = ? AND uid_validity = ?) LIMIT 1",
-    );
     this.#counts = db.prepare("SELECT target, state, count(*) AS n FROM outbox GROUP BY target, state");
     this.#oldestPending = db.prepare("SELECT target, min(created_at) AS at FROM outbox WHERE state = 'pending' GROUP BY target");
   }
@@ -147,15 +151,6 @@ export class Outbox {
   get(id: string): OutboxRow | undefined {
     const row = this.#byId.get(id) as unknown as OutboxRow | undefined;
     return row ? normalize(row) : undefined;
-  }
-
-  /**
-   * Whether a mail with this Message-ID was already queued (or sent) for this rule and target from
-   * another mailbox or under an earlier UIDVALIDITY: the same mail seen again. Within one mailbox
-   * the UID decides, since some senders reuse one Message-ID for every mail.
-   */
-  queuedElsewhere(messageId: string, rule: string, target: string, place: { account: string; mailbox: string; uidValidity: number }): boolean {
-    return this.#queuedElsewhere.get(messageId, rule, target, place.account, place.mailbox, place.uidValidity) !== undefined;
   }
 
   /** Pending rows whose target is not among `targets` (removed or renamed in the config). */

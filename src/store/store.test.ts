@@ -6,6 +6,7 @@ import { DatabaseSync } from "node:sqlite";
 import { describe, it } from "node:test";
 import { MailbellError } from "../errors.ts";
 import { openDatabase, schemaVersion } from "./db.ts";
+import type { SeenMail } from "./seen.ts";
 import { State } from "./state.ts";
 
 const jpy = (units: bigint) => ({ units, scale: 0, currency: "JPY" });
@@ -39,15 +40,21 @@ describe("checkpoints", () => {
   });
 });
 
-describe("totals", () => {
-  /** A mail at UID `uid` of a mailbox (default INBOX under UIDVALIDITY 1). */
-  const at = (uid: number, messageId?: string, mailbox = "a/INBOX/1") => ({ key: `${mailbox}/${uid}`, mailboxKey: mailbox, messageId });
+/**
+ * A mail at UID `uid` of a mailbox (default INBOX under UIDVALIDITY 1), named `identity` (default:
+ * one of its own), that arrived at `receivedAt`.
+ */
+function at(uid: number, o: { identity?: string; messageId?: string; mailbox?: string; receivedAt?: Date } = {}): SeenMail {
+  const mailboxKey = o.mailbox ?? "a/INBOX/1";
+  return { place: `${mailboxKey}/${uid}`, mailboxKey, identity: o.identity ?? `mail ${mailboxKey}/${uid}`, messageId: o.messageId, receivedAt: o.receivedAt ?? new Date() };
+}
 
+describe("totals", () => {
   it("adds exactly once per mail and rule, per period and currency", () => {
     const { totals } = State.open(":memory:");
     assert.deepEqual(totals.add("play", at(1), "2026-11", jpy(480n)), { total: jpy(480n), added: true });
     assert.deepEqual(totals.add("play", at(2), "2026-11", jpy(480n)), { total: jpy(960n), added: true });
-    assert.deepEqual(totals.add("play", at(2), "2026-11", jpy(480n)), { total: jpy(960n), added: false }, "the same mail never counts twice");
+    assert.deepEqual(totals.add("play", at(2), "2026-11", jpy(480n)), { total: jpy(960n), added: false, earlier: "a/INBOX/1/2" }, "the same mail never counts twice");
     assert.deepEqual(totals.add("other", at(2), "2026-11", jpy(100n)).total, jpy(100n), "another rule counts it on its own");
     assert.deepEqual(totals.add("play", at(3), "2026-12", jpy(480n)).total, jpy(480n), "a new period starts at zero");
     assert.deepEqual(totals.add("play", at(4), "2026-11", { units: 499n, scale: 2, currency: "USD" }).total, { units: 499n, scale: 2, currency: "USD" });
@@ -55,12 +62,21 @@ describe("totals", () => {
     assert.ok(!totals.isCounted("play", at(9)));
   });
 
-  it("by Message-ID, a mail seen again in another mailbox or after renumbering counts once; a reused Message-ID in one mailbox does not hide a mail", () => {
+  it("by identity, the same mail back at any place counts once; another mail with the same Message-ID counts", () => {
     const { totals } = State.open(":memory:");
-    totals.add("play", at(1, "receipt@x"), "2026-11", jpy(480n));
-    assert.equal(totals.add("play", at(77, "receipt@x", "a/[Gmail]/All Mail/5"), "2026-11", jpy(480n)).added, false, "Gmail shows it in All Mail too");
-    assert.equal(totals.add("play", at(1, "receipt@x", "a/INBOX/2"), "2026-11", jpy(480n)).added, false, "after a UIDVALIDITY change");
-    assert.deepEqual(totals.add("play", at(2, "receipt@x"), "2026-11", jpy(300n)), { total: jpy(780n), added: true }, "a sender reusing its Message-ID: another UID in the same mailbox is another mail");
+    const receipt = { identity: "<receipt@x> 0123", messageId: "receipt@x" };
+    totals.add("play", at(1, receipt), "2026-11", jpy(480n));
+    const again: Array<[string, SeenMail]> = [
+      ["moved out and back: another UID in the same mailbox", at(7, receipt)],
+      ["in another mailbox (Gmail's All Mail)", at(77, { ...receipt, mailbox: "a/[Gmail]/All Mail/5" })],
+      ["after a UIDVALIDITY change", at(1, { ...receipt, mailbox: "a/INBOX/2" })],
+      ["in another account", at(3, { ...receipt, mailbox: "b/INBOX/9" })],
+    ];
+    for (const [name, mail] of again) assert.deepEqual(totals.add("play", mail, "2026-11", jpy(480n)), { total: jpy(480n), added: false, earlier: "a/INBOX/1/1" }, name);
+    const reused = { identity: "<receipt@x> 4567", messageId: "receipt@x" };
+    assert.deepEqual(totals.add("play", at(2, reused), "2026-11", jpy(300n)), { total: jpy(780n), added: true }, "a sender reusing its Message-ID: another mail");
+    assert.deepEqual(totals.add("play", at(5, { ...reused, mailbox: "a/Archive/3" }), "2026-11", jpy(300n)).added, false, "and that one, moved, counts once too");
+    assert.equal(totals.add("play", at(2, { identity: "read differently" }), "2026-11", jpy(300n)).added, false, "the same place read again counts once, whatever it is called");
   });
 
   it("sums decimals exactly, across scales", () => {
@@ -68,6 +84,21 @@ describe("totals", () => {
     for (let i = 0; i < 10; i++) totals.add("r", at(i), "p", { units: 1n, scale: 1, currency: "USD" });
     totals.add("r", at(100), "p", { units: 123456789012345678n, scale: 2, currency: "USD" });
     assert.deepEqual(totals.get("r", "p", "USD"), { units: 123456789012345778n, scale: 2, currency: "USD" });
+  });
+});
+
+describe("notified", () => {
+  it("lets a mail be queued once per rule and target, wherever it comes back from", () => {
+    const { notified } = State.open(":memory:");
+    const receipt = { identity: "<receipt@x> 0123", messageId: "receipt@x" };
+    assert.deepEqual(notified.claim("play", "team", at(1, receipt)), { claimed: true });
+    assert.deepEqual(notified.claim("play", "hook", at(1, receipt)), { claimed: true }, "another target");
+    assert.deepEqual(notified.claim("other", "team", at(1, receipt)), { claimed: true }, "another rule");
+    for (const mail of [at(1, receipt), at(7, receipt), at(2, { ...receipt, mailbox: "a/Archive/4" }), at(1, { ...receipt, mailbox: "a/INBOX/2" })]) {
+      assert.deepEqual(notified.claim("play", "team", mail), { claimed: false, earlier: "a/INBOX/1/1" }, mail.place);
+    }
+    assert.deepEqual(notified.claim("play", "team", at(8, { identity: "<receipt@x> 4567", messageId: "receipt@x" })), { claimed: true }, "another mail with the same Message-ID");
+    assert.deepEqual(notified.claim("play", "team", at(1, { identity: "read differently" })), { claimed: false, earlier: "a/INBOX/1/1" }, "the same place read again");
   });
 });
 

@@ -2,35 +2,43 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { addMoney } from "../rules/money.ts";
 import type { Money } from "../rules/types.ts";
 import { transaction } from "./db.ts";
+import type { SeenMail } from "./seen.ts";
 
-/** Where a counted mail lives: its place on the server, and its Message-ID when it has one. */
-export interface CountedMail {
-  /** account/mailbox/UIDVALIDITY/UID */
-  key: string;
-  /** account/mailbox/UIDVALIDITY */
-  mailboxKey: string;
-  messageId: string | undefined;
+/** What adding a mail's amount did: added, or not, because the mail was counted before at `earlier` (a place). */
+export type Counted = { total: Money; added: true } | { total: Money; added: false; earlier: string };
+
+/** Running sums per rule, period and currency; each mail counts once per rule (see SeenMail). */
+export interface TotalsStore {
+  /** Adds `amount` unless this mail was counted for this rule before; returns the running total either way. */
+  add(rule: string, mail: SeenMail, period: string, amount: Money): Counted;
+  get(rule: string, period: string, currency: string): Money | undefined;
+  isCounted(rule: string, mail: SeenMail): boolean;
 }
 
 /**
- * Running sums per (rule, period, currency). Each message is counted once per rule: the entry row
- * is the proof it was counted, and the sum moves only when that row is new.
+ * Running sums per (rule, period, currency) in SQLite. The entry row is the proof a mail was
+ * counted, and the sum moves only when that row is new.
  */
-export class Totals {
+export class Totals implements TotalsStore {
   readonly #db: DatabaseSync;
   readonly #insertEntry: StatementSync;
   readonly #getTotal: StatementSync;
   readonly #putTotal: StatementSync;
-  readonly #hasEntry: StatementSync;
-  readonly #elsewhere: StatementSync;
+  readonly #byIdentity: StatementSync;
+  readonly #byPlace: StatementSync;
+  readonly #byMessageIdBefore: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
     this.#insertEntry = db.prepare(
-      "INSERT OR IGNORE INTO total_entries (rule, message_key, period, currency, units, scale, counted_at, message_id, mailbox_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT OR IGNORE INTO total_entries (rule, message_key, period, currency, units, scale, counted_at, message_id, mailbox_key, identity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
-    this.#hasEntry = db.prepare("SELECT 1 AS found FROM total_entries WHERE rule = ? AND message_key = ?");
-    this.#elsewhere = db.prepare("SELECT 1 AS found FROM total_entries WHERE rule = ? AND message_id = ? AND mailbox_key IS NOT ? LIMIT 1");
+    this.#byIdentity = db.prepare("SELECT message_key AS place FROM total_entries WHERE rule = ? AND identity = ?");
+    this.#byPlace = db.prepare("SELECT message_key AS place FROM total_entries WHERE rule = ? AND message_key = ?");
+    // Entries from before identities (see SeenMail): the ISO strings of counted_at compare as times.
+    this.#byMessageIdBefore = db.prepare(
+      "SELECT message_key AS place FROM total_entries WHERE rule = ? AND message_id = ? AND identity IS NULL AND (mailbox_key IS NOT ? OR counted_at >= ?) LIMIT 1",
+    );
     this.#getTotal = db.prepare("SELECT units, scale, entries FROM totals WHERE rule = ? AND period = ? AND currency = ?");
     this.#putTotal = db.prepare(
       `INSERT INTO totals (rule, period, currency, units, scale, entries) VALUES (?, ?, ?, ?, ?, ?)
@@ -38,17 +46,14 @@ export class Totals {
     );
   }
 
-  /**
-   * Adds `amount` for this mail unless it was counted before: at the same place (`mail.key`), or,
-   * by Message-ID, in another mailbox or under an earlier UIDVALIDITY. Returns the running total
-   * either way.
-   */
-  add(rule: string, mail: CountedMail, period: string, amount: Money): { total: Money; added: boolean } {
+  add(rule: string, mail: SeenMail, period: string, amount: Money): Counted {
     return transaction(this.#db, () => {
       const current = this.get(rule, period, amount.currency);
-      if (mail.messageId && this.#elsewhere.get(rule, mail.messageId, mail.mailboxKey) !== undefined) return { total: current ?? zero(amount.currency), added: false };
-      const inserted = this.#insertEntry.run(rule, mail.key, period, amount.currency, amount.units.toString(), amount.scale, new Date().toISOString(), mail.messageId ?? null, mail.mailboxKey);
-      if (Number(inserted.changes) === 0) return { total: current ?? zero(amount.currency), added: false };
+      const earlier = this.#countedAt(rule, mail);
+      if (earlier !== undefined) return { total: current ?? zero(amount.currency), added: false, earlier };
+      const units = amount.units.toString();
+      const inserted = this.#insertEntry.run(rule, mail.place, period, amount.currency, units, amount.scale, new Date().toISOString(), mail.messageId ?? null, mail.mailboxKey, mail.identity);
+      if (Number(inserted.changes) === 0) return { total: current ?? zero(amount.currency), added: false, earlier: mail.place };
       const entries = current ? this.#entries(rule, period, amount.currency) + 1 : 1;
       const total = current ? addMoney(current, amount) : amount;
       this.#putTotal.run(rule, period, amount.currency, total.units.toString(), total.scale, entries);
@@ -61,9 +66,16 @@ export class Totals {
     return row ? { units: BigInt(row.units), scale: Number(row.scale), currency } : undefined;
   }
 
-  /** Whether this mail was already counted for this rule. */
-  isCounted(rule: string, mail: CountedMail): boolean {
-    return this.#hasEntry.get(rule, mail.key) !== undefined || (mail.messageId !== undefined && this.#elsewhere.get(rule, mail.messageId, mail.mailboxKey) !== undefined);
+  isCounted(rule: string, mail: SeenMail): boolean {
+    return this.#countedAt(rule, mail) !== undefined;
+  }
+
+  /** Where this mail was counted for this rule, if it was. */
+  #countedAt(rule: string, mail: SeenMail): string | undefined {
+    const row = (this.#byIdentity.get(rule, mail.identity) ??
+      this.#byPlace.get(rule, mail.place) ??
+      (mail.messageId === undefined ? undefined : this.#byMessageIdBefore.get(rule, mail.messageId, mail.mailboxKey, mail.receivedAt.toISOString()))) as { place: string } | undefined;
+    return row?.place;
   }
 
   #entries(rule: string, period: string, currency: string): number {

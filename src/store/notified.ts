@@ -1,0 +1,41 @@
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { SeenMail } from "./seen.ts";
+
+/** The answer to "may this mail be queued for this rule and target?". */
+export type Claim = { claimed: true } | { claimed: false; earlier: string };
+
+/**
+ * Which mail was queued for which rule and target, for good: each mail is posted once per rule and
+ * target, however it comes back (see SeenMail). A notification that went to the dead letters is
+ * retried with `mailbell outbox retry`, not by the mail showing up again.
+ */
+export interface NotificationLog {
+  /** Records the mail for (rule, target) and says so, or says where it was queued from before. */
+  claim(rule: string, target: string, mail: SeenMail, now?: number): Claim;
+}
+
+export class SqliteNotified implements NotificationLog {
+  readonly #byIdentity: StatementSync;
+  readonly #byPlace: StatementSync;
+  readonly #byMessageIdBefore: StatementSync;
+  readonly #insert: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    this.#byIdentity = db.prepare("SELECT place FROM notified WHERE rule = ? AND target = ? AND identity = ?");
+    this.#byPlace = db.prepare("SELECT place FROM notified WHERE rule = ? AND target = ? AND place = ?");
+    // Rows copied from the outbox of schema 5, which have no identity (see SeenMail).
+    this.#byMessageIdBefore = db.prepare(
+      "SELECT place FROM notified WHERE rule = ? AND target = ? AND message_id = ? AND identity IS NULL AND (mailbox_key IS NOT ? OR created_at >= ?) LIMIT 1",
+    );
+    this.#insert = db.prepare("INSERT INTO notified (rule, target, place, mailbox_key, identity, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  }
+
+  claim(rule: string, target: string, mail: SeenMail, now: number = Date.now()): Claim {
+    const earlier = (this.#byIdentity.get(rule, target, mail.identity) ??
+      this.#byPlace.get(rule, target, mail.place) ??
+      (mail.messageId === undefined ? undefined : this.#byMessageIdBefore.get(rule, target, mail.messageId, mail.mailboxKey, mail.receivedAt.getTime()))) as { place: string } | undefined;
+    if (earlier) return { claimed: false, earlier: earlier.place };
+    this.#insert.run(rule, target, mail.place, mail.mailboxKey, mail.identity, mail.messageId ?? null, now);
+    return { claimed: true };
+  }
+}

@@ -4,20 +4,24 @@ import path from "node:path";
 import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { targetBase, TargetUrlError, type TargetModule } from "./module.ts";
+import { notificationForPeople, readable } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 import { notificationBody, type WebhookBody } from "./webhook.ts";
 
 /*
  * Runs a program of yours for each notification. What it gets:
  *
- * - stdin: the webhook target's JSON (see webhook.ts); a digest is {"digest": {count, listed,
- *   items, text}}.
+ * - stdin: the webhook target's JSON (see webhook.ts), the mail's text as it is (JSON-escaped);
+ *   a digest is {"digest": {count, listed, items, text}}.
  * - environment: MAILBELL_RULE, MAILBELL_ACCOUNT, MAILBELL_MAILBOX, MAILBELL_UID,
  *   MAILBELL_UIDVALIDITY, MAILBELL_MESSAGE_ID, MAILBELL_SUBJECT, MAILBELL_FROM, MAILBELL_DATE,
  *   MAILBELL_LINK, MAILBELL_TEXT, MAILBELL_TOTAL (+ _AMOUNT, _CURRENCY), MAILBELL_PERIOD, and per
  *   extracted field MAILBELL_FIELD_<NAME> (+ _RAW, _AMOUNT, _CURRENCY), unset when the field is
  *   missing. A digest sets MAILBELL_DIGEST_COUNT and MAILBELL_TEXT. Each value is cut at 32,768
- *   characters (Linux refuses a single one over 128 KiB); stdin always has everything.
+ *   characters (Linux refuses a single one over 128 KiB); stdin always has everything. Values
+ *   from the mail follow the convention for text people read (readable() in text.ts: controls
+ *   U+FFFD, bidi overrides removed, tab and LF kept), since a script mostly shows them; an
+ *   environment string could not hold a NUL anyway.
  * - argv: only the fixed `command` list from the config. Mail text never reaches argv, and there
  *   is no shell, so nothing in a mail can become an option or a command.
  * - Not mailbell's own environment, which typically holds the IMAP password and webhook URLs:
@@ -29,11 +33,6 @@ import { notificationBody, type WebhookBody } from "./webhook.ts";
  * timeoutSeconds is stopped (SIGTERM to its process group, SIGKILL after a grace period) and
  * retried.
  */
-
-/** Program input is data, not markup: only NUL goes, which no environment variable can hold. */
-export function escapeCommand(text: string): string {
-  return text.replace(/\0/g, "\uFFFD");
-}
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const envNameMessage = "environment variable names are letters, digits and '_', not starting with a digit";
@@ -126,11 +125,13 @@ export class CommandTarget implements Target {
   }
 
   render(n: Notification): TargetPayload {
-    return { contentType: "application/json; charset=utf-8", body: JSON.stringify(notificationBody(n, escapeCommand)) };
+    return { contentType: "application/json; charset=utf-8", body: JSON.stringify(notificationBody(n)) };
   }
 
   summarize(n: Notification): string {
-    const line = n.render(escapeCommand).replace(/\s*\n\s*/g, " ");
+    const line = notificationForPeople(n)
+      .render((s) => s)
+      .replace(/\s*\n\s*/g, " ");
     return line.length > 300 ? `${line.slice(0, 299)}…` : line;
   }
 
@@ -250,7 +251,7 @@ export class CommandTarget implements Target {
       mail = {};
     }
     const env = { ...base, ...this.#config.env };
-    for (const [k, v] of Object.entries(mail)) env[k] = cutValue(escapeCommand(v));
+    for (const [k, v] of Object.entries(mail)) env[k] = cutValue(readable(v));
     return env;
   }
 

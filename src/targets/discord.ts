@@ -2,7 +2,7 @@ import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { fitLines, httpLink, truncate } from "./text.ts";
+import { fitLines, httpLink, notificationForPeople, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 // Discord's own URL rule (simple-markdown's): a bare link runs to whitespace or "<" and does not
@@ -93,7 +93,8 @@ export class DiscordWebhookTarget implements Target {
    * The rule's message is the content (it is what push notifications and clients with embeds
    * turned off show); the embed adds subject, sender and fields without repeating the message.
    */
-  render(n: Notification): TargetPayload {
+  render(notification: Notification): TargetPayload {
+    const n = notificationForPeople(notification);
     const text = n.render(escapeDiscord).trim() || "(empty message)";
     const fields = [{ name: "From", value: fieldValue(escapeDiscord(n.from || "(unknown sender)")), inline: false }];
     for (const [name, field] of Object.entries(n.fields)) {
@@ -111,7 +112,7 @@ export class DiscordWebhookTarget implements Target {
   }
 
   summarize(n: Notification): string {
-    return truncate(n.render(escapeDiscord).replace(/\s*\n\s*/g, " ").trim(), summaryMax);
+    return truncate(notificationForPeople(n).render(escapeDiscord).replace(/\s*\n\s*/g, " ").trim(), summaryMax);
   }
 
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { fitLines, truncate } from "./text.ts";
+import { fitLines, notificationForPeople, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /*
@@ -48,13 +48,14 @@ export class IftttWebhookTarget implements Target {
     this.#config = config;
   }
 
-  render(n: Notification): TargetPayload {
+  render(notification: Notification): TargetPayload {
+    const n = notificationForPeople(notification);
     return this.#payload(valueOf(n, this.#config.value1), valueOf(n, this.#config.value2), this.#config.value3 ? valueOf(n, this.#config.value3) : defaultValue3(n));
   }
 
   summarize(n: Notification): string {
     return truncate(
-      n
+      notificationForPeople(n)
         .render((s) => s)
         .replace(/\s*\n\s*/g, " ")
         .trim(),

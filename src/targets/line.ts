@@ -3,7 +3,7 @@ import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { fitLines, truncate } from "./text.ts";
+import { fitLines, notificationForPeople, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /*
@@ -64,12 +64,16 @@ export class LinePushTarget implements Target {
   }
 
   render(n: Notification): TargetPayload {
-    return this.#payload(n.render((s) => s).trim() || "(empty message)");
+    return this.#payload(
+      notificationForPeople(n)
+        .render((s) => s)
+        .trim() || "(empty message)",
+    );
   }
 
   summarize(n: Notification): string {
     return truncate(
-      n
+      notificationForPeople(n)
         .render((s) => s)
         .replace(/\s*\n\s*/g, " ")
         .trim(),

@@ -5,7 +5,7 @@ import { notificationWith, sendResult } from "../../test/support/targets.ts";
 import { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { TargetUrlError } from "./module.ts";
-import { escapeNtfy, ntfyModule, truncateUtf8, type NtfyMessage } from "./ntfy.ts";
+import { ntfyModule, truncateUtf8, type NtfyMessage } from "./ntfy.ts";
 import type { DigestEntry, Target } from "./types.ts";
 
 const hostileText = "<b>x</b> [click](https://evil.example) \u001b[31mred\u0007 \u202Egnp.exe\u202C *bold* @all";
@@ -30,8 +30,8 @@ describe("ntfy payload", () => {
     assert.match(payload.contentType, /^application\/json/);
     assert.deepEqual(parse(payload.body), {
       topic: "mailbell_alerts",
-      title: "Invoice ]0;pwned ready",
-      message: "New: <b>x</b> [click](https://evil.example) [31mred gnp.exe *bold* @all\nsecond line",
+      title: "Invoice \uFFFD]0;pwned\uFFFD ready",
+      message: "New: <b>x</b> [click](https://evil.example) \uFFFD[31mred\uFFFD gnp.exe *bold* @all\nsecond line",
       priority: 4,
       tags: ["envelope", "moneybag"],
       click: "https://mail.example/#search/m",
@@ -55,9 +55,10 @@ describe("ntfy payload", () => {
     });
   }
 
-  it("escapes only controls and bidi overrides; nothing is markup with markdown off", () => {
-    assert.equal(escapeNtfy("a\u0000b\u001bc\u007fd\u009be\u202Ef\u2066g\th\ni"), "abcdefg\th\ni");
-    assert.equal(escapeNtfy("*x* <b> & [l](u)"), "*x* <b> & [l](u)");
+  it("takes out only controls and bidi overrides; nothing is markup with markdown off", () => {
+    const message = (text: string) => parse(create().render(notification({ render: (e) => e(text) })).body).message;
+    assert.equal(message("a\u0000b\u001bc\u007fd\u009be\u202Ef\u2066g\th\ni"), "a\uFFFDb\uFFFDc\uFFFDd\uFFFDefg\th\ni");
+    assert.equal(message("*x* <b> & [l](u)"), "*x* <b> & [l](u)");
   });
 
   it("uses the link as click only when it is http(s), and gives an empty subject a title", () => {
@@ -105,7 +106,7 @@ describe("ntfy payload", () => {
   });
 
   it("summarize is one escaped line", () => {
-    assert.equal(create().summarize(notification({ render: (e) => `a\n  ${e("b\u001b")}\nc` })), "a b c");
+    assert.equal(create().summarize(notification({ render: (e) => `a\n  ${e("b\u001b")}\nc` })), "a b\uFFFD c");
   });
 });
 

@@ -1,25 +1,16 @@
 import { z } from "zod";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { httpLink, truncate } from "./text.ts";
+import { httpLink, notificationForPeople, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /*
  * ntfy (https://docs.ntfy.sh/publish/) through its JSON publish API: POST {server}/ with
  * {topic, title, message, priority, tags, click, markdown: false}. JSON rather than POST /{topic}
  * with headers, because a header cannot carry a UTF-8 subject without RFC 2047 and a JSON string
- * can. Markdown stays off, so ntfy shows the text as it is and interprets nothing in it.
+ * can. Markdown stays off, so ntfy shows the text as it is and interprets nothing in it: mail text
+ * needs no escaping beyond the convention for text people read (readable() in text.ts).
  */
-
-/**
- * Nothing in a plain-text ntfy message is markup, so escaping only takes out what could disguise
- * text: control characters (other than tab and newline) and the bidi overrides/isolates that can
- * make "moc.evil" read as "live.com".
- */
-export function escapeNtfy(text: string): string {
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "");
-}
 
 // ntfy keeps messages up to 4,096 bytes (message-size-limit) and turns longer ones into an
 // attachment, which the phone shows as a file: we cut instead. The JSON publish body is read with
@@ -110,12 +101,13 @@ export class NtfyTarget implements Target {
     this.#server = config.server.replace(/\/+$/, "");
   }
 
-  render(n: Notification): TargetPayload {
-    return this.#payload(oneLine(escapeNtfy(n.subject)) || "(no subject)", n.render(escapeNtfy), httpLink(n.link));
+  render(notification: Notification): TargetPayload {
+    const n = notificationForPeople(notification);
+    return this.#payload(oneLine(n.subject) || "(no subject)", n.render((s) => s), httpLink(n.link));
   }
 
   summarize(n: Notification): string {
-    return truncate(n.render(escapeNtfy).replace(/\s*\n\s*/g, " "), 300);
+    return truncate(notificationForPeople(n).render((s) => s).replace(/\s*\n\s*/g, " "), 300);
   }
 
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {

@@ -3,7 +3,7 @@ import { TargetError } from "../errors.ts";
 import { memoryTargetState, type TargetStateStore } from "../store/target-state.ts";
 import { maskUrl, postForReply, postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { truncate } from "./text.ts";
+import { notificationForPeople, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /**
@@ -94,7 +94,8 @@ function slackMessage(config: SlackTargetConfig, text: string, blocks: unknown[]
   return message;
 }
 
-function notificationBlocks(n: Notification): { text: string; blocks: unknown[] } {
+function notificationBlocks(notification: Notification): { text: string; blocks: unknown[] } {
+  const n = notificationForPeople(notification);
   const text = n.render(escapeSlack);
   const context = [`*From:* ${escapeSlack(n.from)}`, `*Subject:* ${escapeSlack(n.subject || "(no subject)")}`];
   return {
@@ -116,7 +117,7 @@ function digestBlocks(entries: readonly DigestEntry[], total: number): { text: s
 }
 
 function summarizeFor(n: Notification): string {
-  return truncate(n.render(escapeSlack).replace(/\s*\n\s*/g, " "), 300);
+  return truncate(notificationForPeople(n).render(escapeSlack).replace(/\s*\n\s*/g, " "), 300);
 }
 
 function jsonPayload(message: Record<string, unknown>): TargetPayload {

@@ -42,7 +42,7 @@ export class StdoutTarget implements Target {
   }
 
   render(n: Notification): TargetPayload {
-    if (this.#config.format === "json") return { contentType: "application/json; charset=utf-8", body: terminalSafeJson(notificationBody(n, (s) => s)) };
+    if (this.#config.format === "json") return { contentType: "application/json; charset=utf-8", body: terminalSafeJson(notificationBody(n)) };
     return { contentType: "text/plain; charset=utf-8", body: oneLine(n.render(escapeTerminal)) };
   }
 

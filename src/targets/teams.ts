@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { httpLink, truncate } from "./text.ts";
+import { httpLink, notificationForPeople, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 const bareUrl = /https?:\/\/[^\s<]+[^<.,:;"')\]\s]/g;
@@ -68,7 +68,8 @@ export class TeamsWorkflowTarget implements Target {
     this.#config = config;
   }
 
-  render(n: Notification): TargetPayload {
+  render(notification: Notification): TargetPayload {
+    const n = notificationForPeople(notification);
     const title = truncate(escapeTeams(n.subject || "(no subject)"), titleMax);
     let text = n.render(escapeTeams).trim() || "(empty message)";
     const facts = [{ title: "From", value: truncate(escapeTeams(n.from || "(unknown sender)"), factMax) }];
@@ -98,7 +99,7 @@ export class TeamsWorkflowTarget implements Target {
   }
 
   summarize(n: Notification): string {
-    return truncate(n.render(escapeTeams).replace(/\s*\n\s*/g, " ").trim(), summaryMax);
+    return truncate(notificationForPeople(n).render(escapeTeams).replace(/\s*\n\s*/g, " ").trim(), summaryMax);
   }
 
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {

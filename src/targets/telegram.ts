@@ -2,6 +2,7 @@ import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
+import { notificationForPeople } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /*
@@ -114,11 +115,11 @@ export class TelegramTarget implements Target {
   }
 
   render(n: Notification): TargetPayload {
-    return this.#payload(n.render(escapeTelegram));
+    return this.#payload(notificationForPeople(n).render(escapeTelegram));
   }
 
   summarize(n: Notification): string {
-    return truncateTelegramHtml(n.render(escapeTelegram).replace(/\s*\n\s*/g, " "), 300);
+    return truncateTelegramHtml(notificationForPeople(n).render(escapeTelegram).replace(/\s*\n\s*/g, " "), 300);
   }
 
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {

@@ -1,3 +1,5 @@
+import type { Notification } from "./types.ts";
+
 /**
  * Cuts text to at most `max` UTF-16 units without splitting a surrogate pair or an HTML-style
  * entity such as `&amp;`, which services would then show half-escaped.
@@ -28,18 +30,50 @@ export function fitLines(lines: readonly string[], total: number, max: number): 
   return truncate(`…${total} mails`, max);
 }
 
-// C0 controls (but tab), DEL, C1 controls (0x9b is a one-byte CSI on some terminals) and the
-// bidi overrides/isolates.
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const unsafe = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+/* eslint-disable no-control-regex -- matching control characters is the point */
+/** Anything readable() changes; most text has none of it and is returned as it is. */
+const unreadable = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const lineBreaks = /\r\n?|[\u2028\u2029]/g;
+// C0 controls but tab and LF, DEL, and C1 controls (0x85 is NEL, 0x9b a one-byte CSI on some terminals).
+const controls = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+// Embeddings, overrides and isolates (LRE…RLO, LRI…PDI): they reorder the characters after them.
+const bidiControls = /[\u202a-\u202e\u2066-\u2069]/g;
+/* eslint-enable no-control-regex */
 
 /**
- * Terminal text (the stdout target, the CLI): nothing is markup on a terminal, but mail text could carry escape sequences that
- * recolour, retitle or rewrite the terminal, or line breaks that fake a second notification.
- * Controls become U+FFFD so they stay visible, line breaks spaces.
+ * Mail text as every target that shows it to a person gets it: the one convention, applied
+ * before the service's own escaping (notificationForPeople does it for a whole notification).
+ * - Controls (NUL, BEL, ESC as in ESC[2J, DEL, C1 such as NEL and CSI) become U+FFFD: visible
+ *   that something was there, inert everywhere (a terminal, a phone's notification, an env value).
+ * - A line break is LF, whichever it was (CRLF, CR, U+2028, U+2029), so a CR cannot make a
+ *   terminal or log overwrite a line; LF and tab stay, and a service that wants one line makes
+ *   them spaces itself.
+ * - Bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) are removed: they
+ *   reorder what follows them, so "moc.evil" can read "live.com". The marks U+200E and U+200F
+ *   stay: Arabic and Hebrew mail uses them, and they only set the direction of neutral characters
+ *   next to them, which cannot make one word read as another.
+ */
+export function readable(text: string): string {
+  if (!unreadable.test(text)) return text;
+  return text.replace(lineBreaks, "\n").replace(controls, "\uFFFD").replace(bidiControls, "");
+}
+
+/**
+ * The notification with everything from the mail made readable(): subject, sender, fields, and
+ * every value its template fills in. Each target that shows text to people renders from this.
+ */
+export function notificationForPeople(n: Notification): Notification {
+  const fields: Notification["fields"] = {};
+  for (const [name, field] of Object.entries(n.fields)) fields[name] = field && { ...field, text: readable(field.text), raw: readable(field.raw) };
+  return { ...n, from: readable(n.from), subject: readable(n.subject), fields, render: (escape) => n.render((s) => escape(readable(s))) };
+}
+
+/**
+ * Terminal text (the stdout target, the CLI): readable(), and each line break a space, so mail
+ * text cannot fake a second notification line; nothing is markup on a terminal.
  */
 export function escapeTerminal(text: string): string {
-  return text.replace(/\r\n|[\r\n\u2028\u2029]/g, " ").replace(unsafe, "\uFFFD");
+  return readable(text).replace(/\n/g, " ");
 }
 
 /**

@@ -11,6 +11,8 @@ import { checkBody, signatureHeaders, webhookModule, type WebhookBody } from "./
 
 // Quotes, backslashes, line breaks, a fake JSON continuation, a lone surrogate, template braces.
 const hostile = '"}, "admin": true, "x": "\\\n\u2028{{text}}\ud800</script>';
+/** The same as a custom body carries it: made readable() for people, so U+2028 is a plain line break. */
+const shown = hostile.replace("\u2028", "\n");
 
 const notification = notificationWith({
   account: "personal",
@@ -62,16 +64,16 @@ describe("webhook body template", () => {
     const payload = create({ body: template }).render(notification());
     const body = JSON.parse(payload.body) as { content: string; embeds: { title: string; description: string; url: string }[]; missing: string; admin?: unknown };
     assert.equal(body.admin, undefined, "a mail cannot add keys");
-    assert.equal(body.content, `**receipts**: Paid ${hostile}`);
-    assert.equal(body.embeds[0]!.title, hostile);
-    assert.equal(body.embeds[0]!.description, `From Eve ${hostile} <eve@evil.example> — ¥480 (￥480${hostile}) of ¥3,200 in November`);
+    assert.equal(body.content, `**receipts**: Paid ${shown}`);
+    assert.equal(body.embeds[0]!.title, shown);
+    assert.equal(body.embeds[0]!.description, `From Eve ${shown} <eve@evil.example> — ¥480 (￥480${shown}) of ¥3,200 in November`);
     assert.equal(body.embeds[0]!.url, "", "a missing value inside a string is empty");
     assert.equal(body.missing, "[]");
   });
 
   it("inserts a bare placeholder as a JSON value: number, string or null", () => {
     const body = JSON.parse(create({ body: typed }).render(notification()).body) as Record<string, unknown>;
-    assert.deepEqual(body, { uid: 42, uidValidity: 7, subject: hostile, link: null, amount: "480", item: null, count: 1, nested: { a: ["INBOX", "personal"] } });
+    assert.deepEqual(body, { uid: 42, uidValidity: 7, subject: shown, link: null, amount: "480", item: null, count: 1, nested: { a: ["INBOX", "personal"] } });
   });
 
   it("sends the configured content type", () => {
@@ -166,7 +168,7 @@ describe("webhook sending", () => {
     assert.equal(req.headers["idempotency-key"], "k1");
     assert.equal(req.headers["content-type"], "application/json");
     assert.ok(verify(req.headers, req.body, secret));
-    assert.equal((JSON.parse(req.body.toString()) as { t: string }).t, `Paid ${hostile}`);
+    assert.equal((JSON.parse(req.body.toString()) as { t: string }).t, `Paid ${shown}`);
   });
 
   const cases = [

@@ -2,6 +2,7 @@ import { createHmac } from "node:crypto";
 import { z } from "zod";
 import { maskUrl, postPayload } from "./http.ts";
 import { httpUrl, query, targetBase, type TargetModule } from "./module.ts";
+import { notificationForPeople } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 /*
@@ -21,6 +22,11 @@ import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } fr
  * ({"uid": {{uid}}}) it is inserted as a JSON value (string, number or null). Either way the body
  * stays valid JSON whatever the mail says; the config is checked by filling every placeholder with
  * hostile dummy text and parsing the result.
+ *
+ * Mail text: the default JSON is data for programs and carries it as it is, JSON-escaped (a NUL
+ * is \u0000, ESC \u001b), so a receiver gets exactly what the mail said. A custom body is a
+ * message shaped for some service, most often one that shows it to people, so its values follow
+ * the convention for text people read (readable() in text.ts) before JSON escaping.
  */
 
 export const bodyPlaceholders = [
@@ -207,10 +213,9 @@ export interface WebhookBody {
 
 /**
  * The generic body (also what the command target gets on stdin and stdout prints as JSON). Data,
- * not markup: JSON encoding is the only escaping a receiver needs; `escape` is for what JSON
- * cannot carry on to the receiver (a NUL for an environment variable).
+ * not markup: the mail's text as it is, JSON encoding being the only escaping a receiver needs.
  */
-export function notificationBody(n: Notification, escape: (text: string) => string = (s) => s): WebhookBody {
+export function notificationBody(n: Notification): WebhookBody {
   return {
     rule: n.rule,
     account: n.account,
@@ -218,13 +223,13 @@ export function notificationBody(n: Notification, escape: (text: string) => stri
     uidValidity: n.uidValidity,
     uid: n.uid,
     messageId: n.messageId ?? null,
-    from: escape(n.from),
-    subject: escape(n.subject),
+    from: n.from,
+    subject: n.subject,
     date: n.date ?? null,
     fields: n.fields,
     total: n.total,
     link: n.link ?? null,
-    text: n.render(escape),
+    text: n.render((s) => s),
   };
 }
 
@@ -251,12 +256,16 @@ export class WebhookTarget implements Target {
   }
 
   render(n: Notification): TargetPayload {
-    if (this.#body) return { contentType: this.#contentType, body: renderBody(this.#body, notificationValues(n, n.render((s) => s))) };
+    if (this.#body) {
+      const shown = notificationForPeople(n);
+      return { contentType: this.#contentType, body: renderBody(this.#body, notificationValues(shown, shown.render((s) => s))) };
+    }
     return { contentType: this.#contentType, body: JSON.stringify(notificationBody(n)) };
   }
 
+  /** For a custom body's digest {{text}}, which follows the body's convention. */
   summarize(n: Notification): string {
-    return n.render((s) => s);
+    return notificationForPeople(n).render((s) => s);
   }
 
   /**

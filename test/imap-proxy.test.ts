@@ -292,17 +292,18 @@ describe("IMAP proxy in front of Dovecot", () => {
     assert.deepEqual(errorsOf.get(c), ["LiteralTooLarge"]);
   });
 
-  it("hugeLiteralFor: a 2 GB declaration is streamed, not held (256 MiB read, RSS flat), and stops when the client leaves", async (t) => {
+  it("hugeLiteralFor: a 2 GB declaration is streamed, not held (128 MiB read, RSS flat), and stops when the client leaves", async (t) => {
     const p = await proxyWith(hugeLiteralFor(3, 2 * 2 ** 30));
     const raw = await rawSession(p);
     const rssBefore = process.memoryUsage.rss();
     raw.send("a3 UID FETCH 3 (UID BODY.PEEK[HEADER])");
     await raw.until(/\* 3 FETCH \(UID 3 BODY\[HEADER\] \{2147483648\}\r\n/);
-    const target = 256 * 2 ** 20;
-    while (raw.seen.bytes < target) await delay(5);
+    while (raw.seen.bytes < 128 * 2 ** 20) await delay(5);
     const grew = process.memoryUsage.rss() - rssBefore;
-    t.diagnostic(`RSS grew by ${(grew / 2 ** 20).toFixed(1)} MiB while ${(raw.seen.bytes / 2 ** 20).toFixed(0)} MiB passed`);
-    assert.ok(grew < 64 * 2 ** 20, `RSS grew by ${(grew / 2 ** 20).toFixed(0)} MiB while 256 MiB passed`);
+    const report = `RSS grew by ${(grew / 2 ** 20).toFixed(1)} MiB while ${(raw.seen.bytes / 2 ** 20).toFixed(0)} MiB passed`;
+    t.diagnostic(report);
+    // Measured: ~8 MiB; ~130 MiB when the proxy keeps what it sends.
+    assert.ok(grew < 48 * 2 ** 20, report);
     raw.socket.destroy();
     const deadline = Date.now() + 2000;
     while (p.connections > 0 && Date.now() < deadline) await delay(10);

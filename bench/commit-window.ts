@@ -23,6 +23,10 @@
  *
  *   node bench/commit-window.ts                 500 rows per case
  *   node bench/commit-window.ts --rows 200 --json
+ *
+ * Exits 1 when a webhook case's p99 is over ALLOWED_WINDOW_P99_MS, the bound README promises. The
+ * machine is shared: a busy one shows in the reply's trip (the receiver's write to mailbell's read),
+ * not in mailbell's part; run it again before believing a miss.
  */
 import { fork } from "node:child_process";
 import diagnostics from "node:diagnostics_channel";
@@ -202,6 +206,20 @@ export async function runCommitWindow(options: { rows?: number; cases?: readonly
   return results;
 }
 
+/**
+ * The bound README promises: a target whose success shows in the status line has its row done
+ * within this long of the service's answer, at p99. (Slack's Web API also waits for the body,
+ * which the service sends when it likes; its rows are shown, not held to this.)
+ */
+export const ALLOWED_WINDOW_P99_MS = 10;
+
+/** Cases over the promised bound, as lines to print; none when all is well. */
+export function overBound(results: readonly CommitWindowResult[]): string[] {
+  return results
+    .filter((r) => r.target === "webhook" && r.window.p99 > ALLOWED_WINDOW_P99_MS)
+    .map((r) => `WRONG: ${r.target}, ${receiverName(r)}: window p99 ${fmtMs(r.window.p99)} is over the ${ALLOWED_WINDOW_P99_MS} ms README promises`);
+}
+
 export const COMMIT_WINDOW_COLUMNS = ["benchmark", "target, receiver", "p50", "p99", "max", "rows", "notes"];
 
 function receiverName(c: Case): string {
@@ -217,7 +235,7 @@ export function formatCommitWindow(results: readonly CommitWindowResult[]): stri
     fmtMs(r.window.p99),
     fmtMs(r.window.max),
     String(r.rows),
-    `of which headers at mailbell → done: p50 ${fmtMs(r.afterKnown.p50)}, p99 ${fmtMs(r.afterKnown.p99)}; ${Math.round(r.rows / (r.wallMs / 1000))} rows/s on ${r.connections} connection(s)`,
+    `of which headers at mailbell → done: p50 ${fmtMs(r.afterKnown.p50)}, p99 ${fmtMs(r.afterKnown.p99)}, max ${fmtMs(r.afterKnown.max)}; ${Math.round(r.rows / (r.wallMs / 1000))} rows/s on ${r.connections} connection(s)`,
   ]);
 }
 
@@ -236,6 +254,10 @@ async function main(): Promise<void> {
   }
   console.log(`node bench/commit-window.ts --rows ${rows} (Node ${process.version}, ${os.cpus().length} cores)`);
   console.log(new Table(COMMIT_WINDOW_COLUMNS).addRows(formatCommitWindow(results)).toString());
+  for (const line of overBound(results)) {
+    console.log(line);
+    process.exitCode = 1;
+  }
 }
 
 if (process.argv.includes("--serve")) {

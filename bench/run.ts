@@ -1,7 +1,8 @@
 /**
- * `npm run bench`: every benchmark of issue 5, one after another (they must not share the CPU),
- * printed as one table. `--write` also replaces the results section of BENCHMARKS.md.
- *   node bench/run.ts [--quick] [--write] [--only latency,catchup,mailboxes,bigmail,parse,chaos]
+ * `npm run bench`: every benchmark of issue 5, and issue 13's commit window, one after another
+ * (they must not share the CPU), printed as one table. `--write` also replaces the results section
+ * of BENCHMARKS.md.
+ *   node bench/run.ts [--quick] [--write] [--only latency,catchup,mailboxes,bigmail,parse,chaos,commit-window]
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -9,6 +10,7 @@ import { parseArgs } from "node:util";
 import { BIGMAIL_COLUMNS, formatBigMail, runBigMail } from "./bigmail.ts";
 import { CATCHUP_COLUMNS, formatCatchUp, runCatchUp } from "./catchup.ts";
 import { CHAOS_COLUMNS, formatChaos, runChaos } from "./chaos.ts";
+import { COMMIT_WINDOW_COLUMNS, formatCommitWindow, overBound, runCommitWindow } from "./commit-window.ts";
 import { formatLatency, LATENCY_COLUMNS, runLatency } from "./latency.ts";
 import { machineInfo, Table } from "./lib.ts";
 import { formatManyMailboxes, MAILBOXES_COLUMNS, runManyMailboxes } from "./mailboxes.ts";
@@ -82,6 +84,15 @@ if (want("chaos")) {
   say(`chaos: ${mails} mails at 20/s through SIGKILLs, Dovecot restarts and a target outage…`);
   const r = await runChaos({ mails, perSecond: 20 });
   sections.push(`### Chaos (${mails} mails at 20/s; mailbell killed twice, Dovecot restarted twice, the target down for 3 s)\n\n${new Table(CHAOS_COLUMNS).addRows(formatChaos(r)).toString()}`);
+}
+
+if (want("commit-window")) {
+  // Issue 13: how long a kill -9 after the service's answer would make mailbell post again.
+  const rows = quick ? 100 : 500;
+  say(`commit window: ${rows} rows per receiver…`);
+  const r = await runCommitWindow({ rows });
+  for (const line of overBound(r)) say(line);
+  sections.push(`### Commit window (${rows} rows back to back per receiver; service answered → row marked done)\n\n${new Table(COMMIT_WINDOW_COLUMNS).addRows(formatCommitWindow(r)).toString()}`);
 }
 
 const report = [`Measured ${machine.date} on: ${machine.summary}`, `Command: \`${command}\``, "", ...sections].join("\n\n");

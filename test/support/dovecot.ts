@@ -134,7 +134,7 @@ function portPool(): { low: number; high: number } | undefined {
 }
 
 /** Holds all listeners open together so the ports are distinct. */
-async function freePorts(count: number): Promise<number[]> {
+export async function freePorts(count: number): Promise<number[]> {
   const pool = portPool();
   const servers: net.Server[] = [];
   try {
@@ -433,7 +433,7 @@ function sleep(ms: number): Promise<void> {
  * to PID 1, and container inits may reap them late or never: a zombie holds no port and no file,
  * so it must not count, yet kill(-pgid, 0) would still succeed on it.
  */
-function groupAlive(pgid: number): boolean {
+export function groupAlive(pgid: number): boolean {
   let entries: string[];
   try {
     entries = readdirSync("/proc");

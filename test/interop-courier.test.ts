@@ -1,0 +1,4 @@
+// mailbell against a real courier; the steps and the table of servers are in support/interop.ts.
+import { interopSuite } from "./support/interop.ts";
+
+interopSuite("courier");

@@ -35,6 +35,14 @@ describe("mailIdentity", () => {
     assert.match(await identityOf(withHeader("Message-ID", undefined)), /^[0-9a-f]{32}$/);
   });
 
+  it("stays short for a Message-ID longer than a real one, which its own digest then stands for", async () => {
+    const long = (c: string) => withHeader("Message-ID", `<${c.repeat(5000)}@example.com>`);
+    const identity = await identityOf(long("a"));
+    assert.match(identity, /^<#[0-9a-f]{32}> [0-9a-f]{32}$/);
+    assert.notEqual(await identityOf(long("b")), identity);
+    assert.match(await identityOf(withHeader("Message-ID", `<${"a".repeat(238)}@example.com>`)), /^<a{238}@example\.com> /, "250 characters are kept as they are");
+  });
+
   // The same mail as a server shows it again: moved, copied, in another folder, renumbered.
   const same: Array<[string, string[], { size?: number; receivedAt?: Date }]> = [
     ["moved or copied: another arrival time", receipt, { receivedAt: new Date("2026-12-01T00:00:00Z") }],

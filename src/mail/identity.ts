@@ -25,8 +25,17 @@ export interface IdentityFacts {
 export function mailIdentity(facts: IdentityFacts): string {
   const { mail } = facts;
   const canonical = JSON.stringify([dateFact(mail, facts.receivedAt), fromFact(mail), mail.subject.trim(), facts.size]);
-  const digest = createHash("sha256").update(canonical).digest("hex").slice(0, 32);
-  return mail.messageId === undefined ? digest : `<${mail.messageId}> ${digest}`;
+  const digest = sha256(canonical);
+  if (mail.messageId === undefined) return digest;
+  // Anyone can send a Message-ID of any length; past what a real one needs, its own digest stands
+  // in, so an identity (stored, indexed and logged) stays short.
+  return mail.messageId.length <= maxMessageIdLength ? `<${mail.messageId}> ${digest}` : `<#${sha256(mail.messageId)}> ${digest}`;
+}
+
+const maxMessageIdLength = 250;
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 32);
 }
 
 /** The Date header as an instant; as written when it is not a valid date; the arrival time when absent. */

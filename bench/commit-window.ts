@@ -24,9 +24,11 @@
  *   node bench/commit-window.ts                 500 rows per case
  *   node bench/commit-window.ts --rows 200 --json
  *
- * Exits 1 when a webhook case's p99 is over ALLOWED_WINDOW_P99_MS, the bound README promises. The
- * machine is shared: a busy one shows in the reply's trip (the receiver's write to mailbell's read),
- * not in mailbell's part; run it again before believing a miss.
+ * Exits 1 when mailbell's part (the answer at mailbell → done) is over ALLOWED_P99_MS at p99, the
+ * bound README promises, in a case where mailbell could know success from the status line or got
+ * the body at once. The reply's trip is the network's (here loopback, but a busy machine shows in
+ * it) and is not held to it. Every few hundred rows SQLite checkpoints its WAL in the statement that
+ * marks a row done, after that row's commit is written: ~10 ms on the max, none of it in the window.
  */
 import { fork } from "node:child_process";
 import diagnostics from "node:diagnostics_channel";
@@ -54,14 +56,16 @@ interface Case {
   split: boolean;
   /** TCP_NODELAY on the receiver's sockets; false = Nagle on. */
   noDelay: boolean;
+  /** Held to ALLOWED_P99_MS: not when the target needs a body the service holds back. */
+  bounded: boolean;
 }
 
 export const COMMIT_WINDOW_CASES: readonly Case[] = [
-  { target: "webhook", split: true, noDelay: false },
-  { target: "webhook", split: true, noDelay: true },
-  { target: "webhook", split: false, noDelay: true },
-  { target: "slack-api", split: true, noDelay: false },
-  { target: "slack-api", split: true, noDelay: true },
+  { target: "webhook", split: true, noDelay: false, bounded: true },
+  { target: "webhook", split: true, noDelay: true, bounded: true },
+  { target: "webhook", split: false, noDelay: true, bounded: true },
+  { target: "slack-api", split: true, noDelay: false, bounded: false },
+  { target: "slack-api", split: true, noDelay: true, bounded: true },
 ];
 
 export interface CommitWindowResult extends Case {
@@ -207,20 +211,19 @@ export async function runCommitWindow(options: { rows?: number; cases?: readonly
 }
 
 /**
- * The bound README promises: a target whose success shows in the status line has its row done
- * within this long of the service's answer, at p99. (Slack's Web API also waits for the body,
- * which the service sends when it likes; its rows are shown, not held to this.)
+ * The bound README promises: a row is done within this long of the service's answer reaching
+ * mailbell (of its body, for Slack's Web API), at p99.
  */
-export const ALLOWED_WINDOW_P99_MS = 10;
+export const ALLOWED_P99_MS = 10;
 
 /** Cases over the promised bound, as lines to print; none when all is well. */
 export function overBound(results: readonly CommitWindowResult[]): string[] {
   return results
-    .filter((r) => r.target === "webhook" && r.window.p99 > ALLOWED_WINDOW_P99_MS)
-    .map((r) => `WRONG: ${r.target}, ${receiverName(r)}: window p99 ${fmtMs(r.window.p99)} is over the ${ALLOWED_WINDOW_P99_MS} ms README promises`);
+    .filter((r) => r.bounded && r.afterKnown.p99 > ALLOWED_P99_MS)
+    .map((r) => `WRONG: ${r.target}, ${receiverName(r)}: answer at mailbell → done p99 ${fmtMs(r.afterKnown.p99)}, over the ${ALLOWED_P99_MS} ms README promises`);
 }
 
-export const COMMIT_WINDOW_COLUMNS = ["benchmark", "target, receiver", "p50", "p99", "max", "rows", "notes"];
+export const COMMIT_WINDOW_COLUMNS = ["benchmark", "target, receiver", "p50", "p99", "max", "answer at mailbell → done: p50, p99, max", "rows", "notes"];
 
 function receiverName(c: Case): string {
   if (!c.split) return "headers + body in one write";
@@ -229,13 +232,14 @@ function receiverName(c: Case): string {
 
 export function formatCommitWindow(results: readonly CommitWindowResult[]): string[][] {
   return results.map((r) => [
-    "commit window: service answered → row done",
+    "commit window: service answered → done",
     `${r.target === "webhook" ? "webhook" : "slack Web API"}; ${receiverName(r)}`,
     fmtMs(r.window.p50),
     fmtMs(r.window.p99),
     fmtMs(r.window.max),
+    `${fmtMs(r.afterKnown.p50)}, ${fmtMs(r.afterKnown.p99)}, ${fmtMs(r.afterKnown.max)}${r.bounded ? "" : " (waits for the body)"}`,
     String(r.rows),
-    `of which headers at mailbell → done: p50 ${fmtMs(r.afterKnown.p50)}, p99 ${fmtMs(r.afterKnown.p99)}, max ${fmtMs(r.afterKnown.max)}; ${Math.round(r.rows / (r.wallMs / 1000))} rows/s on ${r.connections} connection(s)`,
+    `${Math.round(r.rows / (r.wallMs / 1000))} rows/s on ${r.connections} connection(s)`,
   ]);
 }
 

@@ -70,13 +70,20 @@ export interface Target {
   readonly type: string;
   /** Sustained rate the service allows, used unless the config sets rateLimit. */
   readonly defaultPacing: { perSecond: number; burst: number };
-  /** Builds the service's payload. Pure: no I/O, so `mailbell test` can show it. */
+  /**
+   * Builds the service's payload. Pure: no I/O, so `mailbell test` can show it. Text a person will
+   * read goes through notificationForPeople (text.ts) first.
+   */
   render(notification: Notification): TargetPayload;
   /** One line for digests, escaped for this service. Pure. */
   summarize(notification: Notification): string;
   /** One message standing for many: the first entries listed, `total` counted. Pure. */
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload;
-  /** Sends one payload. Resolves on success; throws TargetError (with `retryable`) otherwise. */
+  /**
+   * Sends one payload. Resolves as soon as the service's answer tells success (its status line,
+   * unless the service says it in the body): the row is marked done then, and until then a kill
+   * would post it again. Throws TargetError (with `retryable`) otherwise.
+   */
   send(payload: TargetPayload, options?: SendOptions): Promise<void>;
   /** One line for logs and `mailbell check`, with secrets masked. */
   describe(): string;

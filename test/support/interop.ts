@@ -33,7 +33,7 @@ export interface ServerRow {
 export const servers: Record<ServerKind, ServerRow> = {
   dovecot: { name: "Dovecot 2.3", start: async () => dovecotServer(await startDovecot()), keepaliveSeconds: 120, arrivalMs: 5000 },
   cyrus: { name: "Cyrus IMAP 3.6", start: () => startCyrus(), keepaliveSeconds: 120, arrivalMs: 5000 },
-  courier: { name: "Courier IMAP 5.0", start: () => startCourier({ enhancedIdle: true }), keepaliveSeconds: 2, arrivalMs: 8000 },
+  courier: { name: "Courier IMAP 5.0", start: () => startCourier({ enhancedIdle: true }), keepaliveSeconds: 5, arrivalMs: 8000 },
 };
 
 const fixtures = path.resolve(import.meta.dirname, "../fixtures");

@@ -56,6 +56,8 @@ export const accountSchema = z.strictObject({
   mailboxes: z.array(z.string().min(1)).min(1).default(["INBOX"]),
   /** Largest text part fetched per message, in bytes; longer bodies are cut there. */
   maxTextBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),
+  /** Largest message header read, in bytes; a longer one is cut there (the mail says so in its warnings). */
+  maxHeaderBytes: z.number().int().min(4096).max(16 * 1024 * 1024).default(256 * 1024),
   /** Template for {{link}}: {messageId}, {uid}, {mailbox}, {account}. Gmail hosts get a search link by default. */
   link: z.string().min(1).optional(),
 });
@@ -137,6 +139,14 @@ export const watchSchema = z.strictObject({
   reconnectMaxSeconds: seconds(1, 3600).default(60),
   /** Wait after a refused login (servers lock accounts that retry fast). */
   authRetryMinutes: seconds(1, 1440).default(5),
+  /**
+   * A mail that cannot be read (the server breaks the connection on it, answers NO, or leaves it
+   * out) is tried this often, then set aside so the mail after it goes on; `mailbell unreadable`
+   * lists it and can retry it.
+   */
+  maxReadAttempts: z.number().int().min(1).max(100).default(3),
+  /** Targets told "1 mail could not be read" when a mail is set aside; none by default. */
+  announceUnreadable: z.array(z.string().min(1)).default([]),
 });
 
 export const outboxSchema = z.strictObject({

@@ -43,6 +43,35 @@ export interface ClientOptions {
   idleRestartMs?: number;
   /** Inactivity after which the connection is dropped (imapflow's default is 5 minutes). */
   socketTimeoutMs?: number;
+  /** What one server reply may make us hold; by default sized for 256 KiB headers and text parts. */
+  limits?: ReplyLimits;
+}
+
+/** Caps on one server reply, in bytes; a reply over one fails the connection (imapflow's limits). */
+export interface ReplyLimits {
+  maxLiteralBytes: number;
+  maxLineBytes: number;
+  maxResponseBytes: number;
+}
+
+/** Longest reply line without a literal: a UID SEARCH answer for about four million mails. */
+const maxLineBytes = 32 * 1024 * 1024;
+/** Text parts one message may have fetched (mail/parts.ts DEFAULT_MAX_TEXT_PARTS). */
+const maxTextPartsPerMail = 50;
+
+/**
+ * Everything mailbell asks for comes back capped (the header to maxHeaderBytes, each text part to
+ * maxTextBytes), so any literal or reply bigger than that is the server's doing (a 2 GB literal
+ * declared for a broken message) and must not be held: imapflow's defaults would take 1 GB per
+ * literal and 2 GB per reply.
+ */
+export function replyLimits(maxHeaderBytes: number, maxTextBytes: number): ReplyLimits {
+  const slack = 64 * 1024;
+  return {
+    maxLiteralBytes: Math.max(maxHeaderBytes, maxTextBytes) + slack,
+    maxLineBytes,
+    maxResponseBytes: maxLineBytes + maxHeaderBytes + maxTextPartsPerMail * (maxTextBytes + slack),
+  };
 }
 
 export function createImapClient(account: ImapAccount, options: ClientOptions, credentials: Credentials = { pass: account.pass ?? "" }): ImapFlow {
@@ -69,10 +98,15 @@ export function createImapClient(account: ImapAccount, options: ClientOptions, c
     // Parts must arrive with their transfer encoding intact, as mail/ reassembles them into MIME.
     disableBinary: true,
     maxIdleTime: options.idleRestartMs ?? 10 * 60_000,
+    ...imapLimits(options.limits ?? replyLimits(256 * 1024, 256 * 1024)),
     ...(options.socketTimeoutMs ? { socketTimeout: options.socketTimeoutMs } : {}),
     logger: imapLogger(options.logger),
   };
   return new ImapFlow(imapOptions);
+}
+
+function imapLimits(limits: ReplyLimits): Pick<ImapFlowOptions, "maxLiteralSize" | "maxLineLength" | "maxResponseSize"> {
+  return { maxLiteralSize: limits.maxLiteralBytes, maxLineLength: limits.maxLineBytes, maxResponseSize: limits.maxResponseBytes };
 }
 
 const contexts = new Map<string, SecureContext>();

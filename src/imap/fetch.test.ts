@@ -12,14 +12,15 @@ function nilServer(present: number[]): { client: ImapFlow; calls: string[] } {
   const calls: string[] = [];
   const header = (uid: number): Buffer => Buffer.from(`From: shop@example.com\r\nSubject: mail ${uid}\r\n\r\n`);
   const client = {
-    async fetchAll(range: string, query: { headers?: boolean; bodyParts?: (string | { key: string })[] }) {
-      calls.push(query.headers ? `FETCH header ${range}` : `FETCH text ${range}`);
+    async fetchAll(range: string, query: { bodyParts?: (string | { key: string })[] }) {
+      const keys = (query.bodyParts ?? []).map((k) => (typeof k === "string" ? k : k.key));
+      const headers = keys.includes("HEADER");
+      calls.push(headers ? `FETCH header ${range}` : `FETCH text ${range}`);
       const uids = range.split(",").map(Number);
-      if (query.headers) {
+      if (headers) {
         return uids.map((uid) => ({ uid, internalDate: new Date(0), size: 100, headers: header(uid), bodyStructure: { type: "text/plain", parameters: { charset: "utf-8" }, encoding: "7bit", size: 20 } }));
       }
       // UID 1 has its text; UIDs 2 and 3 come back NIL; UID 4 does not come back at all.
-      const keys = (query.bodyParts ?? []).map((k) => (typeof k === "string" ? k : k.key));
       return uids.filter((uid) => uid !== 4).map((uid) => ({ uid, bodyParts: new Map(keys.map((key) => [key, uid === 1 ? Buffer.from("Total: $5\r\n") : null])) }));
     },
     async noop() {

@@ -18,10 +18,17 @@ export interface FetchedMessage {
 /** Most bytes of text parts one FETCH may bring back, so a batch of huge mails cannot exhaust memory. */
 const fetchByteBudget = 16 * 1024 * 1024;
 
+/** Default cap on the header read per message: more than any real header, far less than an attack. */
+export const defaultMaxHeaderBytes = 256 * 1024;
+
 export interface FetchOptions {
   maxTextBytes: number;
+  /** The header is read up to this many bytes (BODY.PEEK[HEADER]<0.n>); default 256 KiB. A longer one is cut, with a warning on the mail. */
+  maxHeaderBytes?: number;
   /** How many messages to read per FETCH round trip. */
   batchSize?: number;
+  /** How many FETCH rounds are asked for ahead of the one the caller works on; default 2. */
+  readAhead?: number;
   /** Decodes a round's messages; by default here, synchronously. The daemon hands them to a worker thread. */
   decode?: DecodeParts;
   /**
@@ -30,8 +37,23 @@ export interface FetchOptions {
    * asks its rules, so mail that no rule reads the body of costs one FETCH of headers and nothing more.
    */
   needsBody?: (headerOnly: NormalizedMail, message: { uid: number; internalDate: Date }) => boolean;
-  /** Told of mail asked for that the server no longer has (expunged or moved meanwhile), which is left out. */
+  /** Told of mail asked for that the server no longer has (expunged or moved meanwhile, confirmed by a UID SEARCH), which is left out. */
   onGone?: (uids: number[]) => void;
+}
+
+/** A mail that is there but could not be read this time, and why. */
+export interface UnreadMail {
+  uid: number;
+  reason: string;
+}
+
+/** What one FETCH round brought: the mail read, in UID order, and what could not be read. */
+export interface ReadRound {
+  mails: FetchedMessage[];
+  /** Mail the server still has but did not hand over (or broke on), in UID order. */
+  unread: UnreadMail[];
+  /** UIDs the server answered for without being asked: ignored, never taken as read. */
+  stray: number[];
 }
 
 /** Turns a round of fetched messages into mail, in the same order. Must not reject for bad mail. */
@@ -61,23 +83,21 @@ export async function listUidsSince(client: ImapFlow, since: Date, maxUid: numbe
  * of text parts. BODY.PEEK throughout, so nothing is marked \Seen; attachments are never fetched.
  * Messages expunged in between simply do not come back and are left out. The next batch is asked
  * for while the caller works on this one, so a long catch-up does not wait on a round trip per batch.
+ * Mail that cannot be read is left out here; fetchBatches() says which.
  */
 export async function* fetchMessages(client: ImapFlow, uids: readonly number[], options: FetchOptions): AsyncGenerator<FetchedMessage> {
-  for await (const batch of fetchBatches(client, uids, options)) yield* batch;
+  for await (const batch of fetchBatches(client, uids, options)) yield* batch.mails;
 }
 
-/** How many FETCH rounds are asked for ahead of the one the caller works on. */
-const readAhead = 2;
-
-/** fetchMessages() a batch at a time: each array is one FETCH round, in UID order. */
-export async function* fetchBatches(client: ImapFlow, uids: readonly number[], options: FetchOptions): AsyncGenerator<FetchedMessage[]> {
+/** fetchMessages() a batch at a time: each round is one FETCH batch, in UID order. */
+export async function* fetchBatches(client: ImapFlow, uids: readonly number[], options: FetchOptions): AsyncGenerator<ReadRound> {
   const batchSize = options.batchSize ?? 100;
-  const pending: Promise<FetchedMessage[]>[] = [];
+  const readAhead = options.readAhead ?? 2;
+  const pending: Promise<ReadRound>[] = [];
   let next = 0;
   const fill = (): void => {
     while (pending.length <= readAhead && next < uids.length) {
-      const batch = uids.slice(next, next + batchSize);
-      const read = readBatch(client, batch.join(","), inList(batch), options, batch);
+      const read = readBatch(client, uids.slice(next, next + batchSize), options);
       // If the connection drops, every read ahead fails before anyone awaits it; that must not
       // count as an unhandled rejection. The failure still reaches whoever awaits it.
       read.catch(() => {});
@@ -93,61 +113,140 @@ export async function* fetchBatches(client: ImapFlow, uids: readonly number[], o
   }
 }
 
+type Planned = { uid: number; meta: FetchMessageObject; plan: TextPartPlan | undefined; structureWarning?: string };
+
 /**
- * The mail above afterUid, read without a SEARCH first: one `UID FETCH afterUid+1:*` brings the
- * header and structure of whatever is new. For the few mails IDLE just announced; a backlog goes
- * through fetchBatches, a round at a time.
+ * Reads the mail of `asked` (UIDs the server listed): header and structure, then the text parts the
+ * mail needs. Each step is its own function below; this one only says in which order they run.
+ * Only UIDs that were asked for are ever taken as read.
  */
-export async function fetchNew(client: ImapFlow, afterUid: number, options: FetchOptions): Promise<FetchedMessage[]> {
-  // `n:*` also matches the highest UID when n is past it (RFC 3501 §6.4.8), hence the filter.
-  return readBatch(client, `${afterUid + 1}:*`, (uid) => uid > afterUid, options);
+async function readBatch(client: ImapFlow, asked: readonly number[], options: FetchOptions): Promise<ReadRound> {
+  const headers = await readHeaders(client, asked, options);
+  const { planned, unread } = headers;
+  const { mails, gone } = await readMails(client, planned, options);
+  if (gone.length > 0) options.onGone?.(gone);
+  return { mails, unread, stray: headers.stray };
 }
 
-type Planned = { uid: number; meta: FetchMessageObject; plan: TextPartPlan | undefined };
+/**
+ * Header, structure, size and arrival time of the asked mail. What the server leaves out is looked
+ * for again: gone (confirmed by UID SEARCH) is reported gone; still there is read once more without
+ * its structure (a BODYSTRUCTURE the parser cannot take loses the whole reply); what still does not
+ * come back is unread, for the caller to count and retry.
+ */
+async function readHeaders(client: ImapFlow, asked: readonly number[], options: FetchOptions): Promise<{ planned: Planned[]; unread: UnreadMail[]; stray: number[] }> {
+  const maxHeaderBytes = options.maxHeaderBytes ?? defaultMaxHeaderBytes;
+  const wanted = new Set(asked);
+  const first = await fetchMeta(client, asked, maxHeaderBytes, true, options.maxTextBytes);
+  const byUid = first.byUid;
+  const stray = first.stray;
+  let missing = asked.filter((uid) => !byUid.has(uid));
+  if (missing.length > 0) {
+    const gone = await goneOf(client, missing);
+    if (gone.length > 0) options.onGone?.(gone);
+    const left = new Set(gone);
+    missing = missing.filter((uid) => !left.has(uid));
+  }
+  const unread: UnreadMail[] = [];
+  if (missing.length > 0) {
+    const again = await fetchMeta(client, missing, maxHeaderBytes, false, options.maxTextBytes);
+    stray.push(...again.stray);
+    for (const uid of missing) {
+      const got = again.byUid.get(uid);
+      if (got) byUid.set(uid, { ...got, structureWarning: `the server's BODYSTRUCTURE for UID ${uid} could not be read; only the header was read` });
+      else unread.push({ uid, reason: "the server did not return it in its answer to FETCH, though UID SEARCH says it is still there" });
+    }
+  }
+  const planned = [...byUid.values()].filter((p) => wanted.has(p.uid)).sort((a, b) => a.uid - b.uid);
+  return { planned, unread, stray: [...new Set(stray)].sort((a, b) => a - b) };
+}
 
-async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) => boolean, options: FetchOptions, asked?: readonly number[]): Promise<FetchedMessage[]> {
-  const decode = options.decode ?? decodeHere;
-  const metas = await client.fetchAll(range, { uid: true, internalDate: true, size: true, bodyStructure: true, headers: true }, { uid: true });
+/** One FETCH of metadata and the capped header; replies are merged by UID, replies for other UIDs set apart. */
+async function fetchMeta(client: ImapFlow, uids: readonly number[], maxHeaderBytes: number, withStructure: boolean, maxTextBytes: number): Promise<{ byUid: Map<number, Planned>; stray: number[] }> {
+  const wanted = new Set(uids);
+  const query = { uid: true, internalDate: true, size: true, bodyStructure: withStructure, bodyParts: [{ key: "HEADER", maxLength: maxHeaderBytes }] };
+  const metas = await client.fetchAll(uids.join(","), query, { uid: true });
   const byUid = new Map<number, Planned>();
+  const stray: number[] = [];
   for (const meta of metas) {
+    if (!meta.uid) continue;
+    // A reply for a UID that was not asked for (a server bug) must not move anything forward.
+    if (!wanted.has(meta.uid)) {
+      stray.push(meta.uid);
+      continue;
+    }
+    // Dovecot answers NIL for a message expunged by another session that this one has not yet
+    // been told about (imapflow hands that over as a non-Buffer): looked for again as missing.
+    if (meta.headers !== undefined && !Buffer.isBuffer(meta.headers)) continue;
     // A server may split one message's items over several untagged FETCH replies (or add
     // flags-only ones when another client changes flags): merge by UID, keep what has content.
-    if (!meta.uid) continue;
-    // Dovecot answers NIL for a message expunged by another session that this one has not yet
-    // been told about (imapflow hands that over as a non-Buffer): the message is gone.
-    if (meta.headers !== undefined && !Buffer.isBuffer(meta.headers)) continue;
     const seen = byUid.get(meta.uid)?.meta;
     const merged = seen ? { ...seen, ...definedOnly(meta) } : meta;
-    byUid.set(meta.uid, { uid: meta.uid, meta: merged, plan: merged.bodyStructure ? planTextParts(merged.bodyStructure, options.maxTextBytes) : undefined });
+    byUid.set(meta.uid, { uid: meta.uid, meta: merged, plan: merged.bodyStructure ? planTextParts(merged.bodyStructure, maxTextBytes) : undefined });
   }
-  // A UID asked for but not returned was expunged or moved meanwhile: nothing to read.
-  let found = [...byUid.values()].filter((p) => wanted(p.uid)).sort((a, b) => a.uid - b.uid);
-  const missing = asked?.filter((uid) => !byUid.has(uid)) ?? [];
-  if (missing.length > 0) options.onGone?.(missing);
-  const header = (p: Planned): Buffer => p.meta.headers ?? Buffer.alloc(0);
-  const hasText = (p: Planned): boolean => (p.plan?.fetch.length ?? 0) > 0;
-  // Once per mail: without INTERNALDATE it is "now", which must read the same to needsBody and after.
-  const arrived = new Map(found.map((p) => [p.uid, toDate(p.meta.internalDate)]));
+  // Flags-only replies carry no header: such a mail was not really returned.
+  for (const [uid, p] of byUid) if (!Buffer.isBuffer(p.meta.headers)) byUid.delete(uid);
+  return { byUid, stray };
+}
 
-  // With needsBody, every header is decoded first (a mail without text parts: all of it) and
-  // only the mail it says yes to has its text fetched and is decoded again, whole.
+/**
+ * The text of the planned mail that needs it, and every mail decoded. With needsBody, every header
+ * is decoded first (a mail without text parts: all of it) and only the mail it says yes to has its
+ * text fetched and is decoded again, whole.
+ */
+async function readMails(client: ImapFlow, planned: Planned[], options: FetchOptions): Promise<{ mails: FetchedMessage[]; gone: number[] }> {
+  const decode = options.decode ?? decodeHere;
+  const maxHeaderBytes = options.maxHeaderBytes ?? defaultMaxHeaderBytes;
+  const hasText = (p: Planned): boolean => (p.plan?.fetch.length ?? 0) > 0;
+  const parts = (p: Planned, plan: TextPartPlan | undefined, bodies: ReadonlyMap<string, Buffer>): FetchedParts => ({
+    uid: p.uid,
+    header: p.meta.headers ?? Buffer.alloc(0),
+    plan,
+    bodies,
+    headerLimit: maxHeaderBytes,
+    ...(p.structureWarning ? { structureWarning: p.structureWarning } : {}),
+  });
+  // Once per mail: without INTERNALDATE it is "now", which must read the same to needsBody and after.
+  const arrived = new Map(planned.map((p) => [p.uid, toDate(p.meta.internalDate)]));
   const mails = new Map<number, NormalizedMail>();
+  let found = planned;
   let withText = found.filter(hasText);
   if (options.needsBody) {
-    const firstPass = await decode(found.map((p) => ({ uid: p.uid, header: header(p), plan: p.plan && hasText(p) ? headerOnly(p.plan) : p.plan, bodies: new Map() })));
+    const firstPass = await decode(found.map((p) => parts(p, p.plan && hasText(p) ? headerOnly(p.plan) : p.plan, new Map())));
     found.forEach((p, i) => mails.set(p.uid, firstPass[i]!));
     withText = withText.filter((p) => options.needsBody!(mails.get(p.uid)!, { uid: p.uid, internalDate: arrived.get(p.uid)! }));
   }
+  const { bodies, unsure } = await readTextBodies(client, withText);
+  const gone = unsure.length > 0 ? await goneOf(client, unsure) : [];
+  if (gone.length > 0) {
+    const left = new Set(gone);
+    found = found.filter((p) => !left.has(p.uid));
+    withText = withText.filter((p) => !left.has(p.uid));
+  }
+  const whole = options.needsBody ? withText : found;
+  const decoded = whole.length > 0 ? await decode(whole.map((p) => parts(p, p.plan, bodies.get(p.uid) ?? new Map()))) : [];
+  whole.forEach((p, i) => mails.set(p.uid, decoded[i]!));
+  const read = new Set(withText.map((p) => p.uid));
+  return {
+    mails: found.map((p) => ({ uid: p.uid, internalDate: arrived.get(p.uid)!, size: p.meta.size ?? 0, mail: mails.get(p.uid)!, bodyRead: read.has(p.uid) || !hasText(p) })),
+    gone,
+  };
+}
 
+/**
+ * The text parts, one FETCH per set of parts. A part that comes back NIL, or a message that does
+ * not come back at all, may have been expunged by another session after we read its header
+ * (Dovecot answers NIL then), but some servers send NIL for an empty part too: such mail is
+ * `unsure`, for the caller to ask about, and NIL reads as empty meanwhile.
+ */
+async function readTextBodies(client: ImapFlow, withText: readonly Planned[]): Promise<{ bodies: Map<number, Map<string, Buffer>>; unsure: number[] }> {
   const bodies = new Map<number, Map<string, Buffer>>();
-  // A part that comes back NIL, or a message that does not come back at all, may have been expunged
-  // by another session after we read its header (Dovecot answers NIL then), but some servers send
-  // NIL for an empty part too: which it is gets asked below, and NIL reads as empty meanwhile.
   const unsure = new Set<number>();
+  const wanted = new Set(withText.map((p) => p.uid));
   for (const group of groupByParts(withText)) {
     const rows = await client.fetchAll(group.uids.join(","), { uid: true, bodyParts: group.keys }, { uid: true });
     for (const row of rows) {
-      if (!row.uid || !row.bodyParts) continue;
+      if (!row.uid || !row.bodyParts || !wanted.has(row.uid)) continue;
       const into = bodies.get(row.uid) ?? new Map<string, Buffer>();
       for (const [key, value] of row.bodyParts) {
         if (Buffer.isBuffer(value)) into.set(key, value);
@@ -160,18 +259,7 @@ async function readBatch(client: ImapFlow, range: string, wanted: (uid: number) 
     }
   }
   for (const p of withText) if (!bodies.has(p.uid)) unsure.add(p.uid);
-  const gone = unsure.size > 0 ? await goneOf(client, [...unsure]) : [];
-  if (gone.length > 0) {
-    options.onGone?.(gone);
-    const left = new Set(gone);
-    found = found.filter((p) => !left.has(p.uid));
-    withText = withText.filter((p) => !left.has(p.uid));
-  }
-  const whole = options.needsBody ? withText : found;
-  const decoded = whole.length > 0 ? await decode(whole.map((p) => ({ uid: p.uid, header: header(p), plan: p.plan, bodies: bodies.get(p.uid) ?? new Map() }))) : [];
-  whole.forEach((p, i) => mails.set(p.uid, decoded[i]!));
-  const read = new Set(withText.map((p) => p.uid));
-  return found.map((p) => ({ uid: p.uid, internalDate: arrived.get(p.uid)!, size: p.meta.size ?? 0, mail: mails.get(p.uid)!, bodyRead: read.has(p.uid) || !hasText(p) }));
+  return { bodies, unsure: [...unsure] };
 }
 
 /** The plan with its text parts left out: decoding it reads the header alone. */
@@ -208,11 +296,6 @@ function groupByParts(planned: readonly Planned[]): { keys: TextPartPlan["fetch"
     groups.set(signature, chunks);
   }
   return [...groups.values()].flat();
-}
-
-function inList(uids: readonly number[]): (uid: number) => boolean {
-  const set = new Set(uids);
-  return (uid) => set.has(uid);
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -48,3 +48,35 @@ export function splitHeaderFields(block: string): RawHeaderField[] {
 export function isValidHeaderName(key: string): boolean {
   return /^[\x21-\x39\x3b-\x7e]+$/.test(key);
 }
+
+/**
+ * A header read up to `limit` bytes (BODY.PEEK[HEADER]<0.limit>) that filled the limit without
+ * reaching its end was cut: the last field may be incomplete, so it is dropped with everything after
+ * it, and the warning says where. A header that ended within the limit comes back as it is.
+ */
+export function capHeader(header: Uint8Array, limit: number | undefined): { header: Uint8Array; warning?: string } {
+  if (limit === undefined || header.length < limit) return { header };
+  const { headerEnd } = findHeaderEnd(header);
+  if (headerEnd < header.length) return { header };
+  let cut = 0;
+  for (let i = header.lastIndexOf(0x0a); i >= 0; i = i > 0 ? header.lastIndexOf(0x0a, i - 1) : -1) {
+    const next = header[i + 1];
+    if (i + 1 < header.length && next !== 0x20 && next !== 0x09) {
+      cut = i + 1;
+      break;
+    }
+  }
+  const field = fieldName(header.subarray(cut, cut + 80));
+  return {
+    header: header.subarray(0, cut),
+    warning: `the message header is longer than ${limit} bytes; it was read up to there and the rest left out${field ? ` (from the field ${field} on)` : ""}`,
+  };
+}
+
+/** A field's name for a message, safe to log: printable ASCII only, at most 40 characters. */
+function fieldName(start: Uint8Array): string | undefined {
+  const text = Buffer.from(start.buffer, start.byteOffset, start.byteLength).toString("latin1");
+  const colon = text.indexOf(":");
+  const name = colon > 0 ? text.slice(0, colon).trim() : "";
+  return name && isValidHeaderName(name) ? JSON.stringify(name.slice(0, 40)) : undefined;
+}

@@ -3,7 +3,7 @@ import libbase64 from "libbase64";
 import libmime from "libmime";
 import { decode as decodeCharset } from "libmime/lib/charset.js";
 import libqp from "libqp";
-import { findHeaderEnd, splitHeaderFields } from "./header-block.ts";
+import { capHeader, findHeaderEnd, splitHeaderFields } from "./header-block.ts";
 import { decodeJapanese } from "./japanese.ts";
 import { buildMail } from "./normalize.ts";
 import type { NormalizedMail } from "./types.ts";
@@ -136,8 +136,7 @@ function hasPlainText(node: MessageStructureObject): boolean {
  * is what normalizeMail() gives for the same message. Parts the server did not return are left out
  * with a warning; never throws.
  */
-export function readTextParts(header: Uint8Array, plan: TextPartPlan, fetched: ReadonlyMap<string, Buffer>): NormalizedMail {
-  const warnings: string[] = [];
+export function readTextParts(header: Uint8Array, plan: TextPartPlan, fetched: ReadonlyMap<string, Buffer>, warnings: string[] = []): NormalizedMail {
   // imapflow lower-cases the keys of the response ("1.2.mime"), whatever case was asked for.
   const got = new Map<string, Buffer>();
   for (const [key, value] of fetched) got.set(key.toLowerCase(), value);
@@ -185,6 +184,10 @@ export interface FetchedParts {
   header: Uint8Array;
   /** undefined when the server sent no usable BODYSTRUCTURE: the header is all there is. */
   plan: TextPartPlan | undefined;
+  /** The header was read up to this many bytes: one that fills it was cut (see capHeader). */
+  headerLimit?: number;
+  /** Why there is no plan, when the reader knows better than "no usable BODYSTRUCTURE". */
+  structureWarning?: string;
   bodies: ReadonlyMap<string, Uint8Array>;
 }
 
@@ -192,9 +195,12 @@ export interface FetchedParts {
 export function readFetchedParts(fetched: FetchedParts): NormalizedMail {
   const bodies = new Map<string, Buffer>();
   for (const [key, value] of fetched.bodies) bodies.set(key, Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength));
-  if (fetched.plan) return readTextParts(fetched.header, fetched.plan, bodies);
-  const header = Buffer.from(fetched.header.buffer, fetched.header.byteOffset, fetched.header.byteLength);
-  return buildMail(splitHeaderFields(header.toString("latin1")), { text: undefined, html: undefined }, [`the server sent no usable BODYSTRUCTURE for UID ${fetched.uid}; only the header was read`]);
+  const capped = capHeader(fetched.header, fetched.headerLimit);
+  const warnings = capped.warning ? [capped.warning] : [];
+  if (fetched.plan) return readTextParts(capped.header, fetched.plan, bodies, warnings);
+  const header = Buffer.from(capped.header.buffer, capped.header.byteOffset, capped.header.byteLength);
+  warnings.push(fetched.structureWarning ?? `the server sent no usable BODYSTRUCTURE for UID ${fetched.uid}; only the header was read`);
+  return buildMail(splitHeaderFields(header.subarray(0, findHeaderEnd(header).headerEnd).toString("latin1")), { text: undefined, html: undefined }, warnings);
 }
 
 /** Transfer encoding, format=flowed and charset undone, line ends made "\n": as mailparser reads a text part. */

@@ -5,6 +5,7 @@ import { authCommand } from "./auth.ts";
 import { checkCommand } from "./check.ts";
 import { processIO, type CliIO } from "./io.ts";
 import { outboxCommand } from "./outbox.ts";
+import { unreadableCommand } from "./unreadable.ts";
 import { runCommand } from "./run.ts";
 import { testCommand } from "./test-mail.ts";
 
@@ -17,6 +18,10 @@ Commands:
         [--json] [--received-at ISO-DATE] [--account NAME] [--mailbox NAME]
   outbox --config FILE [--json]   list notifications waiting to be sent and those that gave up
   outbox retry ID|--all           put dead notifications back in the queue
+  unreadable --config FILE [--json]
+                                   list mail set aside because it could not be read
+  unreadable retry UID|--all      ask the running mailbell to read it again
+        [--account NAME] [--mailbox NAME]
   auth google|microsoft|custom    sign in once with OAuth2 and print the refresh token
         --client-id ID [--client-secret S] [--tenant T] [--flow device|redirect]
         [--token-url U] [--authorize-url U] [--device-url U] [--scope S]
@@ -130,8 +135,10 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
       );
     case "outbox":
       return outboxCommand({ config: values.config, args: rest, all: values.all, json: values.json }, io);
+    case "unreadable":
+      return unreadableCommand({ config: values.config, args: rest, all: values.all, json: values.json, account: values.account, mailbox: values.mailbox }, io);
     default:
-      throw new UsageError(`unknown command "${command}". Commands: run, check, test, outbox, auth.`);
+      throw new UsageError(`unknown command "${command}". Commands: run, check, test, outbox, unreadable, auth.`);
   }
 }
 

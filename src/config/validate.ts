@@ -37,14 +37,13 @@ export function validateConfig(config: Config): ConfigIssue[] {
   });
 
   const targetNames = config.targets.map((t) => t.name);
-  config.rules.forEach((rule, i) => {
-    rule.notify.forEach((target, j) => {
-      if (!targetNames.includes(target)) {
-        const known = targetNames.length > 0 ? `Known targets: ${targetNames.join(", ")}.` : "No targets are defined; add one under targets:.";
-        issues.push({ path: `rules[${i}].notify[${j}]`, message: `unknown target "${target}". ${known}` });
-      }
-    });
-  });
+  const checkTarget = (target: string, path: string) => {
+    if (targetNames.includes(target)) return;
+    const known = targetNames.length > 0 ? `Known targets: ${targetNames.join(", ")}.` : "No targets are defined; add one under targets:.";
+    issues.push({ path, message: `unknown target "${target}". ${known}` });
+  };
+  config.rules.forEach((rule, i) => rule.notify.forEach((target, j) => checkTarget(target, `rules[${i}].notify[${j}]`)));
+  config.watch.announceUnreadable.forEach((target, j) => checkTarget(target, `watch.announceUnreadable[${j}]`));
 
   const compiled = compileRules(config.rules, { locale: config.locale });
   if (!compiled.ok) issues.push(...compiled.issues);

@@ -199,6 +199,8 @@ export interface MailbellMetricSources {
 /** What the daemon calls as mail moves through the pipeline. */
 export interface MailbellMetrics {
   mailProcessed(account: string, mailbox: string): void;
+  /** A mail could not be read and was set aside. */
+  mailSetAside(account: string, mailbox: string): void;
   /** A watching session ended in failure; `error` undefined when the server simply closed it. */
   sessionFailed(account: string, mailbox: string, error: { code: string } | undefined): void;
   ruleMatched(rule: string): void;
@@ -250,16 +252,21 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
     "Watching sessions of the mailbox that ended in failure, by reason: connect (network, TLS, timeouts), auth, mailbox, server (an answer mailbell cannot use), closed (the server hung up), state (the state database), internal (a bug).",
     ["account", "mailbox", "reason"],
   );
+  const setAside = registry.counter("mailbell_mails_set_aside_total", "Mails that could not be read after watch.maxReadAttempts tries and were set aside (see mailbell unreadable).", ["account", "mailbox"]);
   const processed = registry.counter("mailbell_mails_processed_total", "Mails read from the mailbox and run through the rules.", ["account", "mailbox"]);
   const matches = registry.counter("mailbell_rule_matches_total", "Mails that matched the rule.", ["rule"]);
   const deliveries = registry.counter("mailbell_deliveries_total", "Outbox rows sent by target and outcome: delivered, retry (failed, will be tried again) or dead (given up).", ["target", "outcome"]);
 
-  for (const { account, mailbox } of known.mailboxes ?? []) processed.inc({ account, mailbox }, 0);
+  for (const { account, mailbox } of known.mailboxes ?? []) {
+    processed.inc({ account, mailbox }, 0);
+    setAside.inc({ account, mailbox }, 0);
+  }
   for (const rule of known.rules ?? []) matches.inc({ rule }, 0);
   for (const target of known.targets ?? []) for (const outcome of deliveryOutcomes) deliveries.inc({ target, outcome }, 0);
 
   return {
     mailProcessed: (account, mailbox) => processed.inc({ account, mailbox }),
+    mailSetAside: (account, mailbox) => setAside.inc({ account, mailbox }),
     sessionFailed: (account, mailbox, error) => sessionFailures.inc({ account, mailbox, reason: failureReason(error) }),
     ruleMatched: (rule) => matches.inc({ rule }),
     delivery: (target, outcome, rows = 1) => {

@@ -11,6 +11,7 @@ import { sleep } from "../imap/backoff.ts";
 import { ConnectGate } from "../imap/connect-gate.ts";
 import type { ImapAccount } from "../imap/client.ts";
 import type { DecodeParts } from "../imap/fetch.ts";
+import type { SetAsideStore } from "../imap/unreadable.ts";
 import { watchMailboxBatches, type WatchOptions } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
 import { bodyNeedIn, needsBody, type CompiledRule } from "../rules/rules.ts";
@@ -82,6 +83,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     onWatchEvent: (account, mailbox, event) => {
       health.onEvent(account, mailbox, event, Date.now());
       if (event.type === "disconnected" || event.type === "failed") metrics.sessionFailed(account, mailbox, event.error);
+      if (event.type === "set-aside") metrics.mailSetAside(account, mailbox);
       options.onWatchEvent?.(account, mailbox, event);
     },
   };
@@ -119,7 +121,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
     const connectGate = new ConnectGate({ concurrency: connectConcurrency });
     const watches = config.accounts.flatMap((account) =>
-      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, connectGate, decode)),
+      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside })),
     );
     const pending = state.outbox.counts().filter((c) => c.state !== "done");
     log.info({ mailboxes: watches.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
@@ -183,14 +185,14 @@ function bodyReading(rules: readonly CompiledRule[], account: string, mailbox: s
  * Such a failure is logged at error with what to do and makes the mailbox unhealthy at once; the
  * restarts back off, so a failure that does not go away is not retried every few seconds forever.
  */
-async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, connectGate: ConnectGate, decode: DecodeParts): Promise<void> {
+async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, shared: SharedByWatchers): Promise<void> {
   const { signal } = options;
   const log = deps.logger.child({ account: account.name, mailbox });
   const backoff = new Backoff({ baseMs: 5000, capMs: 5 * 60_000 });
   while (!signal.aborted) {
     const startedAt = Date.now();
     try {
-      for await (const round of watchMailboxBatches(watchOptions(imap, account, mailbox, config, deps, options, connectGate, decode))) {
+      for await (const round of watchMailboxBatches(watchOptions(imap, account, mailbox, config, deps, options, shared))) {
         handleMails(round, deps);
       }
       return;
@@ -205,7 +207,14 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
   }
 }
 
-function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, connectGate: ConnectGate, decode: DecodeParts): WatchOptions {
+/** What every mailbox's watcher shares: the connection gate, the decoding thread, the set-aside store. */
+interface SharedByWatchers {
+  connectGate: ConnectGate;
+  decode: DecodeParts;
+  setAside: SetAsideStore;
+}
+
+function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, shared: SharedByWatchers): WatchOptions {
   const watch = config.watch;
   return {
     account: imap,
@@ -213,6 +222,9 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
     checkpoints: deps.state.checkpoints,
     commit: "manual",
     maxTextBytes: account.maxTextBytes,
+    maxHeaderBytes: account.maxHeaderBytes,
+    maxReadAttempts: watch.maxReadAttempts,
+    setAside: shared.setAside,
     signal: options.signal,
     logger: deps.logger,
     idleRestartMs: watch.idleRestartMinutes * 60_000,
@@ -221,8 +233,8 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
     pollMs: watch.pollSeconds * 1000,
     reconnect: { capMs: watch.reconnectMaxSeconds * 1000, authFailureMs: watch.authRetryMinutes * 60_000 },
     onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
-    connectGate,
-    decode,
+    connectGate: shared.connectGate,
+    decode: shared.decode,
     ...bodyReading(deps.rules, account.name, mailbox),
     readerConnection: readerConnectionsFor(account),
   };

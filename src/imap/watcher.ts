@@ -4,9 +4,10 @@ import { silentLogger, type Logger } from "../log.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "../store/checkpoints.ts";
 import { Backoff, sleep } from "./backoff.ts";
-import { accountName, classifyImapError, createImapClient, type ImapAccount } from "./client.ts";
-import { fetchBatches, fetchNew, listNewUids, listUidsSince, type DecodeParts, type FetchedMessage } from "./fetch.ts";
+import { accountName, classifyImapError, createImapClient, replyLimits, type ImapAccount, type ReplyLimits } from "./client.ts";
+import { defaultMaxHeaderBytes, fetchBatches, listNewUids, listUidsSince, type DecodeParts, type FetchedMessage, type FetchOptions, type UnreadMail } from "./fetch.ts";
 import { lastUidOf, uidValidityOf } from "./mailbox-end.ts";
+import { MemorySetAside, ReadFailures, type SetAsideStore } from "./unreadable.ts";
 
 export interface WatchOptions {
   account: ImapAccount;
@@ -31,6 +32,17 @@ export interface WatchOptions {
    * "", no html); default: always. The daemon asks its rules: most mail then costs its header only.
    */
   needsBody?: (headerOnly: NormalizedMail, where: { account: string; mailbox: string; receivedAt: Date }) => boolean;
+  /** The header is read up to this many bytes (default 256 KiB); a longer one is cut, with a warning on the mail. */
+  maxHeaderBytes?: number;
+  /**
+   * A mail that cannot be read (the server breaks the connection on it, answers NO, or leaves it
+   * out) is tried this many times (default 3), then set aside: recorded in `setAside`, reported as a
+   * "set-aside" event and logged at error, and the checkpoint moves past it, so the mail after it
+   * is not held up. This happens in both commit modes.
+   */
+  maxReadAttempts?: number;
+  /** Where set-aside mail is recorded and retries are asked for; by default only in memory. */
+  setAside?: SetAsideStore;
   /** Stop watching: the iterator ends after the message in hand. */
   signal?: AbortSignal;
   logger?: Logger;
@@ -70,6 +82,8 @@ export type WatchEvent =
   /** The server has no IDLE; we look for new mail every intervalMs instead. */
   | { type: "polling"; intervalMs: number }
   | { type: "uidvalidity-changed"; previous: number; current: number }
+  /** A mail could not be read after maxReadAttempts tries and was set aside; the mailbox goes on. */
+  | { type: "set-aside"; uidValidity: number; uid: number; reason: string; attempts: number }
   | { type: "disconnected"; error: ImapError | undefined; retryInMs: number };
 
 /** A message that arrived after the checkpoint. */
@@ -132,6 +146,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   const signal = options.signal ?? new AbortController().signal;
   const emit = options.onEvent ?? (() => {});
   const backoff = new Backoff({ baseMs: options.reconnect?.baseMs ?? 1000, capMs: options.reconnect?.capMs ?? 60_000 });
+  const failures = new ReadFailures(options.maxReadAttempts ?? 3);
+  const setAside = options.setAside ?? new MemorySetAside();
   const authFailureMs = options.reconnect?.authFailureMs ?? 5 * 60_000;
   const keepaliveMs = options.keepaliveMs ?? defaultKeepaliveMs;
   const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? defaultKeepaliveTimeoutMs;
@@ -152,13 +168,16 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       return client!;
     };
     let failure: ImapError | undefined;
+    // Where this session got to, and what it was reading: a connection that breaks while reading blames that mail.
+    let lastUid = 0;
+    let reading: { uids: readonly number[]; narrowing: boolean } | undefined;
     // When this session started really watching (in IDLE or polling): only that earns a fresh backoff.
     let watchingSince: number | undefined;
     try {
       const credentials = options.account.credentials ? await options.account.credentials(refusedLast) : { pass: options.account.pass ?? "" };
       // A connection that goes silent during a FETCH is given up after socketTimeout; while idle,
       // the keepalive NOOP notices sooner.
-      client = createImapClient(options.account, { logger: log, idleRestartMs: options.idleRestartMs, socketTimeoutMs: 2 * keepaliveMs + keepaliveTimeoutMs }, credentials);
+      client = createImapClient(options.account, { logger: log, idleRestartMs: options.idleRestartMs, socketTimeoutMs: 2 * keepaliveMs + keepaliveTimeoutMs, limits: limitsOf(options) }, credentials);
       session = new Session(client, signal);
       const fresh = client;
       const open = async () => {
@@ -196,15 +215,53 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
 
       const polling = !client.capabilities.has("IDLE");
       if (polling) log.warn({ pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
-      let lastUid = checkpoint.lastUid;
+      lastUid = checkpoint.lastUid;
+      failures.under(uidValidity);
       let firstRound = true;
+      // Mail a person asked to read again (`mailbell unreadable retry`): looked for now and at each keepalive.
+      let retryDue = true;
       // True while the watching connection has sent nothing since IDLE: mail it announces can be read on the reader.
       let watchingIdles = false;
       reader = options.readerConnection && !polling ? new ReaderConnection(() => openReader(options, uidValidity, log), keepaliveMs) : undefined;
+      const fetchOptions = {
+        maxTextBytes: options.maxTextBytes ?? 256 * 1024,
+        maxHeaderBytes: options.maxHeaderBytes ?? defaultMaxHeaderBytes,
+        decode: options.decode ? bugIfThrows("decoding mail", options.decode) : undefined,
+        onGone: (uids: number[]) => log.warn({ uids }, "mail expunged or moved before it could be read (the server no longer lists it); left out"),
+        ...(options.needsBody ? { needsBody: bugIfThrows("asking the rules whether to read the body", (mail: NormalizedMail, m: { internalDate: Date }) => options.needsBody!(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),
+      };
+      const toWatched = (fetched: FetchedMessage, ack: Checkpoint, catchUp: { id: string; count: number; index: number } | undefined): WatchedMail => {
+        const { uid, internalDate, size, mail, bodyRead } = fetched;
+        if (mail.warnings.length > 0) log.warn({ uid, warnings: mail.warnings }, "message read with warnings");
+        return { account, mailbox, uidValidity, uid, receivedAt: internalDate, size, mail, bodyRead, checkpoint: ack, ...(catchUp ? { catchUp } : {}) };
+      };
+      /** Records a mail that used up its attempts, moves the checkpoint past it and says so loudly. */
+      const setAsideMail = async (uid: number, why: { attempts: number; reason: string }): Promise<void> => {
+        log.error(
+          { uid, uidValidity, attempts: why.attempts, reason: why.reason },
+          `mail UID ${uid} could not be read after ${why.attempts} attempts; set aside so the mail after it is not held up. \`mailbell unreadable\` lists it and can try it again`,
+        );
+        await ours("record mail set aside", () => setAside.record(account, mailbox, { uidValidity, uid, reason: why.reason, attempts: why.attempts }));
+        failures.forget(uid);
+        emit({ type: "set-aside", uidValidity, uid, reason: why.reason, attempts: why.attempts });
+        if (uid > lastUid) {
+          lastUid = uid;
+          await ours("save the checkpoint", () => checkpoints.save(account, mailbox, { uidValidity, lastUid }));
+        }
+      };
       while (!signal.aborted && session.open) {
         session.dirty = false;
         const recovering = recovery;
         recovery = undefined;
+        if (retryDue && !recovering) {
+          retryDue = false;
+          const asked = await ours("list mail set aside", () => setAside.retryRequested(account, mailbox, uidValidity));
+          if (asked.length > 0) {
+            yield* retrySetAside(client, [...asked], { fetchOptions, setAside, log, toWatched, ack: { uidValidity, lastUid }, where: { account, mailbox, uidValidity } });
+            session.dirty = true;
+            continue;
+          }
+        }
         // Mail announced while idling is read on the second connection, so this one never leaves
         // IDLE and the server's next push is not held back by our DONE and IDLE again.
         const onReader = reader !== undefined && watchingIdles && !recovering;
@@ -214,6 +271,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         let uids: number[];
         // How many messages the reader knew of when it started reading: see after the round.
         let readerKnew = 0;
+        // The first mail this round could not read, if any: the round stops before it.
+        let stoppedAt: UnreadMail | undefined;
         try {
           // The server adds new mail to a session's view at commands like NOOP, not at a SEARCH
           // (RFC 3501 §7.4.1): without it the reader would not see what the watching one was told of.
@@ -230,45 +289,41 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
             }
             readerKnew = from.mailbox ? from.mailbox.exists : 0;
           }
-          const needsBody = options.needsBody;
-          const fetchOptions = {
-            maxTextBytes: options.maxTextBytes ?? 256 * 1024,
-            decode: options.decode ? bugIfThrows("decoding mail", options.decode) : undefined,
-            onGone: (uids: number[]) => log.info({ uids }, "mail expunged or moved before it could be read; left out"),
-            ...(needsBody ? { needsBody: bugIfThrows("asking the rules whether to read the body", (mail: NormalizedMail, m: { internalDate: Date }) => needsBody(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),
-          };
-          let rounds: AsyncIterable<FetchedMessage[]> | Iterable<FetchedMessage[]>;
-          if (from !== client) {
-            // A few mails just announced: straight to FETCH, no SEARCH round trip first.
-            uids = [];
-            rounds = [await fetchNew(from, lastUid, fetchOptions)];
-          } else {
-            uids = recovering ? await listUidsSince(from, recovering.since, lastUid) : await listNewUids(from, lastUid);
-            rounds = fetchBatches(from, uids, fetchOptions);
-          }
+          // UID SEARCH first, also for the few mails IDLE just announced: only UIDs the server
+          // listed are ever asked for, and a FETCH reply for any other UID is not taken as read.
+          uids = recovering ? await listUidsSince(from, recovering.since, lastUid) : await listNewUids(from, lastUid);
+          while (!recovering && uids.length > 0 && failures.exhausted(uids[0]!)) await setAsideMail(uids[0]!, failures.exhausted(uids.shift()!)!);
           const catchUp = firstRound && uids.length > 0 ? { id: `${uidValidity}.${lastUid}`, count: uids.length } : undefined;
           firstRound = false;
           let index = 0;
-          for await (const fetched of rounds) {
-            if (fetched.length === 0) continue;
-            const round = fetched.map(({ uid, internalDate, size, mail, bodyRead }): WatchedMail => {
-              if (mail.warnings.length > 0) log.warn({ uid, warnings: mail.warnings }, "message read with warnings");
+          // After a FETCH broke the connection, one mail per FETCH finds the mail that breaks it.
+          const narrowing = failures.narrowing && !recovering;
+          reading = { uids, narrowing };
+          for await (const fetched of fetchBatches(from, uids, narrowing ? { ...fetchOptions, batchSize: 1, readAhead: 0 } : fetchOptions)) {
+            if (fetched.stray.length > 0) log.warn({ answered: fetched.stray.slice(0, 20), asked: describeUids(uids) }, "the server answered FETCH for UIDs that were not asked for (a server bug); ignored");
+            stoppedAt = recovering ? undefined : fetched.unread[0];
+            if (recovering && fetched.unread.length > 0) log.warn({ unread: fetched.unread }, "mail could not be read again after the renumbering; left out of the recovery");
+            const ready = stoppedAt ? fetched.mails.filter((m) => m.uid < stoppedAt!.uid) : fetched.mails;
+            if (ready.length > 0) {
               // A mail read again after a renumbering acknowledges nothing new: the old checkpoint stands.
-              const ack: Checkpoint = recovering ? recovering.previous : { uidValidity, lastUid: uid };
-              return { account, mailbox, uidValidity, uid, receivedAt: internalDate, size, mail, bodyRead, checkpoint: ack, ...(catchUp ? { catchUp: { ...catchUp, index: index++ } } : {}) };
-            });
-            yield round;
-            if (!recovering) lastUid = round.at(-1)!.uid;
-            // A long catch-up talks to the server all the time; say so, or health would call it stale.
-            emit({ type: "alive" });
-            if (signal.aborted) return;
+              yield ready.map((m) => toWatched(m, recovering ? recovering.previous : { uidValidity, lastUid: m.uid }, catchUp ? { ...catchUp, index: index++ } : undefined));
+              for (const m of ready) failures.forget(m.uid);
+              if (!recovering) lastUid = ready.at(-1)!.uid;
+              // A long catch-up talks to the server all the time; say so, or health would call it stale.
+              emit({ type: "alive" });
+              if (signal.aborted) return;
+            }
+            if (stoppedAt) break;
           }
+          reading = undefined;
+          failures.narrowing = false;
           // Mail that arrived while the reader read is announced to it when its FETCH ends; the
           // watching connection hears of it only at its next push, up to 500 ms later (Dovecot):
           // read it now.
           if (from !== client && (from.mailbox ? from.mailbox.exists : 0) > readerKnew) session.dirty = true;
         } catch (err) {
           if (from === client) throw err;
+          reading = undefined;
           // The second connection failed: read again on this one, from where we got to.
           readerFailed(err, "read");
           session.dirty = true;
@@ -281,7 +336,20 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           session.dirty = true; // and now what arrived since SELECT
           continue;
         }
-        // UIDs that vanished between SEARCH and FETCH (expunged, moved) are passed over for good.
+        if (stoppedAt) {
+          // The server has the mail but did not hand it over (or answered NO): try again a few
+          // times, a little later each time, then set it aside and go on.
+          const used = failures.failed(stoppedAt.uid, stoppedAt.reason);
+          if (used) await setAsideMail(stoppedAt.uid, failures.exhausted(stoppedAt.uid)!);
+          else {
+            const attempts = failures.attempts(stoppedAt.uid);
+            log.warn({ uid: stoppedAt.uid, attempts, of: failures.maxAttempts, reason: stoppedAt.reason }, "mail could not be read; trying again");
+            await session.pause(Math.min(1000 * 2 ** (attempts - 1), 30_000), { ignoreMail: true });
+          }
+          session.dirty = true;
+          continue;
+        }
+        // UIDs that vanished between SEARCH and FETCH (expunged, moved; confirmed by UID SEARCH) are passed over for good.
         const highest = uids.at(-1);
         if (highest !== undefined && highest > lastUid) {
           lastUid = highest;
@@ -296,6 +364,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           // Without IDLE nothing tells us about new mail; the next round's UID SEARCH looks.
           await session.pause(pollMs);
           session.dirty = true;
+          retryDue = true;
           emit({ type: "alive" });
           continue;
         }
@@ -305,6 +374,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         while (woken === "keepalive") {
           await keepalive(client, keepaliveTimeoutMs, account, mailbox);
           emit({ type: "alive" });
+          retryDue = true;
+          if (await retryWaiting(setAside, account, mailbox, uidValidity)) session.dirty = true;
           // The NOOP's reply says EXISTS if mail came; otherwise there is nothing to look for, and
           // a UID SEARCH would add a fourth command to every keepalive of every idle mailbox.
           if (session.dirty || !session.open || signal.aborted) break;
@@ -317,7 +388,11 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       // Our own failures (the state database, a bug) are not connection trouble: retrying them as a
       // dropped connection would hide them behind "reconnecting" forever. The caller reports them.
       if (err instanceof MailbellError && !(err instanceof ImapError)) throw err;
-      failure = classifyImapError(err, account, mailbox);
+      // A command cut off by a connection failure rejects with NoConnection; the failure itself
+      // (a literal over our limit, an endless line) came as the client's error event.
+      const cause = (err as { code?: string }).code === "NoConnection" && session?.closeError ? session.closeError : err;
+      failure = classifyImapError(cause, account, mailbox);
+      if (reading) blameRead(failures, reading, lastUid, failure, log);
     } finally {
       reader?.close();
       session?.dispose();
@@ -383,11 +458,16 @@ class ReaderConnection {
   }
 }
 
+/** What one reply may make a watcher's connection hold: no more than it asks for, and a margin. */
+function limitsOf(options: WatchOptions): ReplyLimits {
+  return replyLimits(options.maxHeaderBytes ?? defaultMaxHeaderBytes, options.maxTextBytes ?? 256 * 1024);
+}
+
 /** Opens the reader connection on the mailbox; it must see the same UIDVALIDITY as the watching one. */
 async function openReader(options: WatchOptions, uidValidity: number, log: Logger): Promise<ImapFlow> {
   const credentials = options.account.credentials ? await options.account.credentials(false) : { pass: options.account.pass ?? "" };
   const keepaliveMs = options.keepaliveMs ?? defaultKeepaliveMs;
-  const client = createImapClient(options.account, { logger: log, socketTimeoutMs: keepaliveMs + (options.keepaliveTimeoutMs ?? defaultKeepaliveTimeoutMs) }, credentials);
+  const client = createImapClient(options.account, { logger: log, socketTimeoutMs: keepaliveMs + (options.keepaliveTimeoutMs ?? defaultKeepaliveTimeoutMs), limits: limitsOf(options) }, credentials);
   // A reader that drops between uses is simply opened again; its errors must not crash the process.
   client.on("error", () => {});
   try {
@@ -463,9 +543,20 @@ class Session {
     return result;
   }
 
-  /** Waits ms, or less when mail is announced, the connection closes or we stop. */
-  async pause(ms: number): Promise<void> {
-    if (this.dirty || !this.open || this.#signal.aborted) return;
+  /**
+   * Waits ms, or less when mail is announced (unless ignoreMail: a wait before reading a mail again
+   * must not be cut short by mail after it), the connection closes or we stop.
+   */
+  async pause(ms: number, options: { ignoreMail?: boolean } = {}): Promise<void> {
+    if ((this.dirty && !options.ignoreMail) || !this.open || this.#signal.aborted) return;
+    if (options.ignoreMail) {
+      const stop = new AbortController();
+      const closed = new Promise<void>((resolve) => (this.#wake = () => (!this.open ? resolve() : undefined)));
+      await Promise.race([closed, sleep(ms, AbortSignal.any([this.#signal, stop.signal]))]);
+      stop.abort();
+      this.#wake = undefined;
+      return;
+    }
     const woken = new Promise<void>((resolve) => (this.#wake = resolve));
     const stop = new AbortController();
     await Promise.race([woken, sleep(ms, AbortSignal.any([this.#signal, stop.signal]))]);
@@ -547,4 +638,66 @@ function bugIfThrows<A extends unknown[], R>(doing: string, fn: (...args: A) => 
       return fail(err);
     }
   };
+}
+
+/**
+ * The connection broke while reading. Reading one mail per FETCH (narrowing), the mail in flight
+ * is to blame and its failed read counted; reading several at once, none is yet: the next session
+ * reads one at a time to find it. Mail already handed over is below lastUid and never blamed.
+ */
+function blameRead(failures: ReadFailures, reading: { uids: readonly number[]; narrowing: boolean }, lastUid: number, failure: ImapError, log: Logger): void {
+  const inFlight = reading.uids.find((uid) => uid > lastUid);
+  if (inFlight === undefined) return;
+  if (!reading.narrowing) {
+    failures.narrowing = true;
+    log.warn({ err: failure.message, from: inFlight }, "the connection broke while reading mail; reading one mail at a time after reconnecting, to find any mail that breaks it");
+    return;
+  }
+  failures.failed(inFlight, failure.message);
+  log.warn({ uid: inFlight, attempts: failures.attempts(inFlight), of: failures.maxAttempts, err: failure.message }, "the connection broke while reading this mail");
+}
+
+/** Whether a person asked to read set-aside mail again; checked at each keepalive. */
+async function retryWaiting(setAside: SetAsideStore, account: string, mailbox: string, uidValidity: number): Promise<boolean> {
+  return (await ours("list mail set aside", () => setAside.retryRequested(account, mailbox, uidValidity))).length > 0;
+}
+
+/**
+ * Reads set-aside mail again because a person asked to (`mailbell unreadable retry`). Mail read is
+ * handed over with the current checkpoint (nothing new is acknowledged) and its record resolved;
+ * mail that fails again is recorded again with one more attempt, and mail that is gone is resolved.
+ */
+async function* retrySetAside(
+  client: ImapFlow,
+  asked: number[],
+  o: {
+    fetchOptions: FetchOptions;
+    setAside: SetAsideStore;
+    log: Logger;
+    toWatched: (fetched: FetchedMessage, ack: Checkpoint, catchUp: undefined) => WatchedMail;
+    ack: Checkpoint;
+    where: { account: string; mailbox: string; uidValidity: number };
+  },
+): AsyncGenerator<WatchedMail[], void, undefined> {
+  const { account, mailbox, uidValidity } = o.where;
+  const gone: number[] = [];
+  const options = { ...o.fetchOptions, batchSize: 1, readAhead: 0, onGone: (uids: number[]) => gone.push(...uids) };
+  for await (const round of fetchBatches(client, asked.sort((a, b) => a - b), options)) {
+    if (round.mails.length > 0) yield round.mails.map((m) => o.toWatched(m, o.ack, undefined));
+    for (const m of round.mails) {
+      o.log.info({ uid: m.uid }, "mail set aside earlier was read on request");
+      await ours("resolve mail set aside", () => o.setAside.resolved(account, mailbox, uidValidity, m.uid));
+    }
+    for (const u of round.unread) {
+      o.log.error({ uid: u.uid, reason: u.reason }, "mail set aside could still not be read; it stays set aside");
+      await ours("record mail set aside", () => o.setAside.record(account, mailbox, { uidValidity, uid: u.uid, reason: u.reason, attempts: 1 }));
+    }
+  }
+  for (const uid of gone) await ours("resolve mail set aside", () => o.setAside.resolved(account, mailbox, uidValidity, uid));
+}
+
+/** A short description of a UID list for a log line. */
+function describeUids(uids: readonly number[]): string {
+  if (uids.length === 0) return "none";
+  return uids.length === 1 ? String(uids[0]) : `${uids.length} UIDs from ${uids[0]} to ${uids.at(-1)}`;
 }

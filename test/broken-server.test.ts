@@ -1,0 +1,317 @@
+/**
+ * What a broken (or merely unusual) server does to mailbell, each reproduced with the line-aware
+ * proxy in front of the real Dovecot altering exactly one kind of reply: mailbell must never get
+ * stuck, never skip mail without a warning, never hold more than it chose to read, and say so in
+ * /healthz and its metrics. Every test counts posts at a local receiver.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { main } from "../src/cli/main.ts";
+import { StateError } from "../src/errors.ts";
+import type { WatchEvent } from "../src/imap/watcher.ts";
+import { watchMailbox } from "../src/index.ts";
+import type { WebhookBody } from "../src/targets/webhook.ts";
+import { startMailbell, writeConfig, type RunningMailbell } from "./support/daemon.ts";
+import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import {
+  closeAtIdle,
+  dropUidNext,
+  endlessLineFor,
+  hugeLiteralFor,
+  missingFromFetch,
+  startImapProxy,
+  unparsableBodystructureFor,
+  wrongUidFor,
+  type ImapProxy,
+  type ImapRule,
+} from "./support/imap-proxy.ts";
+import { buildMail } from "./support/mail.ts";
+import { startReceiver, type ReceivedRequest, type Receiver } from "./support/receiver.ts";
+
+let dovecot: Dovecot;
+let receiver: Receiver;
+
+before(async () => {
+  [dovecot, receiver] = await Promise.all([startDovecot(), startReceiver()]);
+});
+after(async () => {
+  await Promise.all([dovecot?.dispose(), receiver?.close()]);
+});
+
+interface Setup {
+  user: string;
+  rules: ImapRule[];
+  path: string;
+  watch?: Record<string, unknown>;
+  status?: boolean;
+  account?: string;
+  mailbox?: string;
+  /** The state folder of an earlier start, to start again where it stopped. */
+  dir?: string;
+}
+
+/** mailbell through a proxy with `rules`, posting every mail to the receiver under `path`. */
+async function start(o: Setup): Promise<{ mailbell: RunningMailbell; proxy: ImapProxy; file: string; dir: string; healthz: () => Promise<{ status: number; body: HealthBody }> }> {
+  await dovecot.addUser(o.user, `${o.user}pw`);
+  const proxy = await startImapProxy({ port: dovecot.imapPort, rules: o.rules });
+  const dir = o.dir ?? mkdtempSync(path.join(tmpdir(), "mailbell-broken-"));
+  const yaml = `state: ${dir}/state.db
+watch: ${JSON.stringify({ reconnectMaxSeconds: 1, backlogLimit: 100000, keepaliveSeconds: 2, ...o.watch })}
+outbox: { retryBaseSeconds: 0.05, retryMaxSeconds: 0.2, drainSeconds: 5 }
+${o.status ? "status: { listen: 0, reconnectBudgetSeconds: 1.5 }\n" : ""}accounts:
+  - { name: ${o.user}, host: 127.0.0.1, port: ${proxy.port}, tls: none, user: ${o.user}, pass: ${o.user}pw, mailboxes: [${o.mailbox ?? "INBOX"}], ${o.account ?? "readerConnections: false"} }
+targets:
+  - { name: hook, type: webhook, url: "${receiver.url(o.path)}", rateLimit: { perSecond: 1000, burst: 1000 } }
+rules:
+  - { name: all, notify: [hook], template: "{{subject}}" }
+`;
+  const file = writeConfig(yaml, dir);
+  let mailbell: RunningMailbell;
+  try {
+    mailbell = startMailbell(file, yaml);
+  } catch (err) {
+    await proxy.close();
+    throw err;
+  }
+  const healthz = async () => {
+    const url = String((await mailbell.logger.waitFor(/status server listening/)).fields.address);
+    const res = await fetch(`${url}/healthz`);
+    return { status: res.status, body: (await res.json()) as HealthBody };
+  };
+  return { mailbell, proxy, file, dir, healthz };
+}
+
+interface HealthBody {
+  healthy: boolean;
+  mailboxes: { state: string; connected: boolean; reason?: string }[];
+}
+
+const posts = (p: string): ReceivedRequest[] => receiver.requests.filter((r) => r.path === p && r.reply.status >= 200 && r.reply.status < 300);
+const subjects = (p: string): string[] => posts(p).map((r) => (r.json as WebhookBody).subject);
+
+function mail(subject: string, extra: { headers?: Record<string, string> } = {}): string {
+  return buildMail({ from: "shop@example.com", to: "x@example.com", subject, text: `${subject} body`, messageId: `${subject.replace(/\W/g, "-")}@broken.test`, ...extra });
+}
+
+async function waitForSubjects(p: string, expected: string[], timeoutMs = 20_000): Promise<void> {
+  await receiver.waitFor(() => expected.every((s) => subjects(p).includes(s)), timeoutMs).catch(() => {
+    throw new Error(`expected posts ${JSON.stringify(expected)} at ${p}, got ${JSON.stringify(subjects(p))}`);
+  });
+}
+
+describe("a server without UIDNEXT on EXAMINE (Courier)", () => {
+  it("starts watching on a first start and posts the mail that comes", async () => {
+    await dovecot.addUser("uidnext1", "uidnext1pw");
+    await dovecot.append("uidnext1", "INBOX", mail("before the start"));
+    const { mailbell, proxy } = await start({ user: "uidnext1", rules: [dropUidNext()], path: "/uidnext-first" });
+    try {
+      await mailbell.logger.waitFor(/^watching$/, 10_000);
+      assert.ok(proxy.applied.some((a) => a.rule === "dropUidNext"), "the proxy did drop UIDNEXT");
+      await dovecot.append("uidnext1", "INBOX", mail("after the start"));
+      await waitForSubjects("/uidnext-first", ["after the start"]);
+      assert.deepEqual(subjects("/uidnext-first"), ["after the start"], "mail from before the first start is not announced");
+      assert.equal(mailbell.logger.find(/disconnected; reconnecting/).length, 0);
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
+    }
+  });
+
+  it("recovers from a UIDVALIDITY change without UIDNEXT: no mail lost, none posted twice", async () => {
+    await dovecot.addUser("uidnext2", "uidnext2pw");
+    await dovecot.createMailbox("uidnext2", "Receipts");
+    const one = mail("one");
+    const first = await start({ user: "uidnext2", rules: [dropUidNext()], path: "/uidnext-renumber", mailbox: "Receipts" });
+    try {
+      await first.mailbell.logger.waitFor(/^watching$/, 10_000);
+      await dovecot.append("uidnext2", "Receipts", one);
+      await waitForSubjects("/uidnext-renumber", ["one"]);
+    } finally {
+      await first.mailbell.stop();
+      await first.proxy.close();
+    }
+    // Deleted and made again: a new UIDVALIDITY, with "one" back and "two" new.
+    await dovecot.deleteMailbox("uidnext2", "Receipts");
+    await dovecot.append("uidnext2", "Receipts", one);
+    await dovecot.append("uidnext2", "Receipts", mail("two"));
+    const again = await start({ user: "uidnext2", rules: [dropUidNext()], path: "/uidnext-renumber", mailbox: "Receipts", dir: first.dir });
+    try {
+      await again.mailbell.logger.waitFor(/UIDVALIDITY changed/, 10_000);
+      await again.mailbell.logger.waitFor(/^watching$/, 10_000);
+      await waitForSubjects("/uidnext-renumber", ["one", "two"]);
+      await dovecot.append("uidnext2", "Receipts", mail("three"));
+      await waitForSubjects("/uidnext-renumber", ["one", "two", "three"]);
+      assert.deepEqual(subjects("/uidnext-renumber").sort(), ["one", "three", "two"], "each once");
+      assert.equal(again.mailbell.logger.find(/disconnected; reconnecting/).length, 0, "no reconnect loop");
+    } finally {
+      await again.mailbell.stop();
+      await again.proxy.close();
+    }
+  });
+});
+
+describe("sessions that keep failing", () => {
+  it("/healthz is 503 within the budget and stays so while every session is dropped at IDLE", async () => {
+    const { mailbell, proxy, healthz } = await start({ user: "flappy", rules: [closeAtIdle()], path: "/flappy", status: true });
+    try {
+      await mailbell.logger.waitFor(/^watching$/, 10_000);
+      await new Promise((r) => setTimeout(r, 2500));
+      const seen: number[] = [];
+      for (let i = 0; i < 12; i++) {
+        seen.push((await healthz()).status);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.ok(proxy.sessions >= 3, `sessions kept being dropped (${proxy.sessions})`);
+      assert.deepEqual(new Set(seen), new Set([503]), `every look at /healthz said 503: ${seen.join(" ")}`);
+      const { body } = await healthz();
+      assert.match(body.mailboxes[0]!.reason!, /not been watching|sessions keep failing/);
+      // The server is mended: one session that stays up makes it healthy again after the settle time.
+      proxy.setRules([]);
+      const deadline = Date.now() + 15_000;
+      while ((await healthz()).status !== 200) {
+        assert.ok(Date.now() < deadline, "healthy again once a session stays up");
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
+    }
+  });
+});
+
+describe("errors that are not the network's", () => {
+  it("a checkpoint store that fails ends the watch with a StateError instead of reconnecting forever", async () => {
+    await dovecot.addUser("dbfail", "dbfailpw");
+    const events: WatchEvent["type"][] = [];
+    const watch = watchMailbox({
+      account: { name: "dbfail", host: "127.0.0.1", port: dovecot.imapsPort, ca: dovecot.ca, user: "dbfail", pass: "dbfailpw" },
+      mailbox: "INBOX",
+      checkpoints: {
+        load: () => undefined,
+        save: () => {
+          throw new Error("disk I/O error");
+        },
+      },
+      onEvent: (e) => events.push(e.type),
+    });
+    await assert.rejects(watch.next(), (err: unknown) => {
+      assert.ok(err instanceof StateError, String(err));
+      assert.match(err.message, /could not save the checkpoint in the state database: disk I\/O error\. Check that the disk is not full/);
+      return true;
+    });
+    assert.ok(!events.includes("disconnected"), "not taken for a dropped connection");
+  });
+});
+
+describe("one mail that cannot be read", () => {
+  const cases: { name: string; user: string; rule: (uid: number) => ImapRule; reason: RegExp }[] = [
+    { name: "a 2 GB literal declared for it", user: "huge", rule: (uid) => hugeLiteralFor(uid, 2 * 2 ** 30, { items: /^BODY\[HEADER\]/ }), reason: /Literal size 2147483648 exceeds/ },
+    { name: "an endless line", user: "endless", rule: (uid) => endlessLineFor(uid, { items: /^BODY\[HEADER\]/, maxMs: 20_000 }), reason: /Line length \d+ exceeds|Response size/ },
+    { name: "a FETCH that leaves it out though it is there", user: "missing", rule: (uid) => missingFromFetch(uid), reason: /did not return it .* still there/ },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: is set aside after 3 tries, the mail after it is posted, and it can be listed and read again`, async () => {
+      await dovecot.addUser(c.user, `${c.user}pw`);
+      const p = `/unreadable-${c.user}`;
+      // UIDs 1..3: the second is the broken one.
+      const { mailbell, proxy, file } = await start({ user: c.user, rules: [], path: p, status: true, watch: { maxReadAttempts: 3 } });
+      try {
+        await mailbell.logger.waitFor(/^watching$/, 10_000);
+        proxy.setRules([c.rule(2)]);
+        const rssBefore = process.memoryUsage().rss;
+        await dovecot.append(c.user, "INBOX", mail(`${c.user} first`));
+        await dovecot.append(c.user, "INBOX", mail(`${c.user} broken`));
+        await dovecot.append(c.user, "INBOX", mail(`${c.user} after`));
+        await waitForSubjects(p, [`${c.user} first`, `${c.user} after`], 40_000);
+        assert.ok(!subjects(p).includes(`${c.user} broken`));
+        const setAside = mailbell.logger.find(/could not be read after 3 attempts; set aside/, "error");
+        assert.equal(setAside.length, 1);
+        assert.equal(setAside[0]!.fields.uid, 2);
+        assert.match(String(setAside[0]!.fields.reason), c.reason);
+        assert.ok(process.memoryUsage().rss - rssBefore < 100 * 2 ** 20, `RSS grew by ${Math.round((process.memoryUsage().rss - rssBefore) / 2 ** 20)} MiB`);
+        const url = String((await mailbell.logger.waitFor(/status server listening/)).fields.address);
+        assert.match(await (await fetch(`${url}/metrics`)).text(), new RegExp(`^mailbell_mails_set_aside_total\\{account="${c.user}",mailbox="INBOX"\\} 1$`, "m"));
+
+        const out: string[] = [];
+        const io = { out: (l: string) => out.push(l), err: (l: string) => out.push(l), env: {} };
+        assert.equal(await main(["unreadable", "--config", file], io), 0);
+        assert.match(out.join("\n"), new RegExp(`${c.user}/INBOX UID 2 \\(UIDVALIDITY \\d+\\): 3 failed read\\(s\\)`));
+
+        // Mended: asked to read it again, the running daemon posts it at its next keepalive.
+        proxy.setRules([]);
+        assert.equal(await main(["unreadable", "retry", "2", "--config", file], io), 0);
+        await waitForSubjects(p, [`${c.user} broken`], 15_000);
+        out.length = 0;
+        await main(["unreadable", "--config", file], io);
+        assert.match(out[0]!, /^0 mail\(s\) set aside/);
+        assert.equal(subjects(p).length, 3, "each mail once");
+      } finally {
+        await mailbell.stop();
+        await proxy.close();
+      }
+    });
+  }
+});
+
+describe("mail skipped without a word", () => {
+  it("a BODYSTRUCTURE that cannot be parsed: the mail is read from its header, with a warning, not taken as expunged", async () => {
+    const { mailbell, proxy } = await start({ user: "badstruct", rules: [], path: "/badstruct" });
+    try {
+      await mailbell.logger.waitFor(/^watching$/, 10_000);
+      proxy.setRules([unparsableBodystructureFor(1)]);
+      await dovecot.append("badstruct", "INBOX", mail("odd structure"));
+      await waitForSubjects("/badstruct", ["odd structure"]);
+      assert.ok(proxy.applied.some((a) => a.rule === "unparsableBodystructureFor"));
+      const warned = mailbell.logger.find(/message read with warnings/, "warn");
+      assert.ok(warned.some((w) => /BODYSTRUCTURE for UID 1 could not be read; only the header was read/.test(JSON.stringify(w.fields.warnings))));
+      assert.equal(mailbell.logger.find(/expunged or moved/).length, 0);
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
+    }
+  });
+
+  it("a FETCH that answers another UID than asked (1000 for 2) never moves the checkpoint past mail not seen", async () => {
+    await dovecot.addUser("wronguid", "wronguidpw");
+    const { mailbell, proxy } = await start({ user: "wronguid", rules: [], path: "/wronguid", account: "readerConnections: true, maxConnections: 4" });
+    try {
+      await mailbell.logger.waitFor(/^watching$/, 10_000);
+      proxy.setRules([wrongUidFor(2, 1000)]);
+      for (let i = 1; i <= 6; i++) await dovecot.append("wronguid", "INBOX", mail(`wrong ${i}`));
+      await waitForSubjects("/wronguid", ["wrong 1", "wrong 3", "wrong 4", "wrong 5", "wrong 6"], 30_000);
+      assert.ok(mailbell.logger.find(/answered FETCH for UIDs that were not asked for/, "warn").length >= 1);
+      assert.equal(mailbell.logger.find(/could not be read after 3 attempts; set aside/, "error")[0]?.fields.uid, 2);
+      await dovecot.append("wronguid", "INBOX", mail("wrong 7"));
+      await waitForSubjects("/wronguid", ["wrong 7"]);
+      assert.equal(new Set(subjects("/wronguid")).size, subjects("/wronguid").length, "none twice");
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
+    }
+  });
+});
+
+describe("headers are read up to a cap", () => {
+  it("a mail with a 20 MB header line is read up to maxHeaderBytes, posted with a warning, and costs no more", async () => {
+    const { mailbell, proxy } = await start({ user: "bighead", rules: [], path: "/bighead", account: "maxHeaderBytes: 65536" });
+    try {
+      await mailbell.logger.waitFor(/^watching$/, 10_000);
+      const rssBefore = process.memoryUsage().rss;
+      const huge = buildMail({ from: "shop@example.com", to: "x@example.com", subject: "big header", text: "x", messageId: "big-header@broken.test", headers: { "X-Huge": "a".repeat(20 * 2 ** 20) } });
+      await dovecot.append("bighead", "INBOX", huge);
+      global.gc?.();
+      await waitForSubjects("/bighead", ["big header"], 30_000);
+      const warned = mailbell.logger.find(/message read with warnings/, "warn");
+      assert.ok(warned.some((w) => /header is longer than 65536 bytes.*X-Huge/.test(JSON.stringify(w.fields.warnings))), JSON.stringify(warned.map((w) => w.fields)));
+      const grown = process.memoryUsage().rss - rssBefore;
+      // The test's own 20 MB string is in this process too; mailbell's share must stay far below 5x.
+      assert.ok(grown < 60 * 2 ** 20, `RSS grew by ${Math.round(grown / 2 ** 20)} MiB`);
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
+    }
+  });
+});

@@ -65,6 +65,7 @@ ${o.status ? "status: { listen: 0, reconnectBudgetSeconds: 1.5 }\n" : ""}account
   - { name: ${o.user}, host: 127.0.0.1, port: ${proxy.port}, tls: none, user: ${o.user}, pass: ${o.user}pw, mailboxes: [${o.mailbox ?? "INBOX"}], ${o.account ?? "readerConnections: false"} }
 targets:
   - { name: hook, type: webhook, url: "${receiver.url(o.path)}", rateLimit: { perSecond: 1000, burst: 1000 } }
+  - { name: ops, type: webhook, url: "${receiver.url(`${o.path}/ops`)}" }
 rules:
   - { name: all, notify: [hook], template: "{{subject}}" }
 `;
@@ -207,17 +208,17 @@ describe("errors that are not the network's", () => {
 });
 
 describe("one mail that cannot be read", () => {
-  const cases: { name: string; user: string; rule: (uid: number) => ImapRule; reason: RegExp }[] = [
+  const cases: { name: string; user: string; rule: (uid: number) => ImapRule; reason: RegExp; announce?: boolean }[] = [
     { name: "a 2 GB literal declared for it", user: "huge", rule: (uid) => hugeLiteralFor(uid, 2 * 2 ** 30, { items: /^BODY\[HEADER\]/ }), reason: /Literal size 2147483648 exceeds/ },
     { name: "an endless line", user: "endless", rule: (uid) => endlessLineFor(uid, { items: /^BODY\[HEADER\]/, maxMs: 20_000 }), reason: /Line length \d+ exceeds|Response size/ },
-    { name: "a FETCH that leaves it out though it is there", user: "missing", rule: (uid) => missingFromFetch(uid), reason: /did not return it .* still there/ },
+    { name: "a FETCH that leaves it out though it is there", user: "missing", rule: (uid) => missingFromFetch(uid), reason: /did not return it .* still there/, announce: true },
   ];
   for (const c of cases) {
     it(`${c.name}: is set aside after 3 tries, the mail after it is posted, and it can be listed and read again`, async () => {
       await dovecot.addUser(c.user, `${c.user}pw`);
       const p = `/unreadable-${c.user}`;
       // UIDs 1..3: the second is the broken one.
-      const { mailbell, proxy, file } = await start({ user: c.user, rules: [], path: p, status: true, watch: { maxReadAttempts: 3 } });
+      const { mailbell, proxy, file } = await start({ user: c.user, rules: [], path: p, status: true, watch: { maxReadAttempts: 3, ...(c.announce ? { announceUnreadable: ["ops"] } : {}) } });
       try {
         await mailbell.logger.waitFor(/^watching$/, 10_000);
         proxy.setRules([c.rule(2)]);
@@ -248,6 +249,11 @@ describe("one mail that cannot be read", () => {
         await main(["unreadable", "--config", file], io);
         assert.match(out[0]!, /^0 mail\(s\) set aside/);
         assert.equal(subjects(p).length, 3, "each mail once");
+        if (c.announce) {
+          const told = posts(`${p}/ops`);
+          assert.equal(told.length, 1, "watch.announceUnreadable: told once");
+          assert.match((told[0]!.json as WebhookBody).text, new RegExp(`^1 mail could not be read in ${c.user}/INBOX \\(UID 2\\) after 3 attempts: .*mailbell unreadable`));
+        }
       } finally {
         await mailbell.stop();
         await proxy.close();

@@ -20,6 +20,7 @@ import { lockState } from "../store/lock.ts";
 import { State } from "../store/state.ts";
 import { createTargets } from "../targets/index.ts";
 import type { Target } from "../targets/types.ts";
+import { announceSetAside } from "./announce.ts";
 import { Health, type HealthEvent } from "./health.ts";
 import { createMailbellMetrics, Metrics } from "./metrics.ts";
 import { startDecoder, type Decoder } from "./decoder.ts";
@@ -83,7 +84,11 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     onWatchEvent: (account, mailbox, event) => {
       health.onEvent(account, mailbox, event, Date.now());
       if (event.type === "disconnected" || event.type === "failed") metrics.sessionFailed(account, mailbox, event.error);
-      if (event.type === "set-aside") metrics.mailSetAside(account, mailbox);
+      if (event.type === "set-aside") {
+        metrics.mailSetAside(account, mailbox);
+        const names = config.watch.announceUnreadable;
+        if (names.length > 0) dispatcher.kick(announceSetAside({ account, mailbox, ...event }, { names, targets, outbox: state.outbox, logger: log }));
+      }
       options.onWatchEvent?.(account, mailbox, event);
     },
   };

@@ -22,6 +22,7 @@ import {
   endlessLineFor,
   hugeLiteralFor,
   missingFromFetch,
+  renumberEachSession,
   startImapProxy,
   unparsableBodystructureFor,
   wrongUidFor,
@@ -101,6 +102,14 @@ async function waitForSubjects(p: string, expected: string[], timeoutMs = 20_000
   await receiver.waitFor(() => expected.every((s) => subjects(p).includes(s)), timeoutMs).catch(() => {
     throw new Error(`expected posts ${JSON.stringify(expected)} at ${p}, got ${JSON.stringify(subjects(p))}`);
   });
+}
+
+async function until(done: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`not done within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 describe("a server without UIDNEXT on EXAMINE (Courier)", () => {
@@ -293,6 +302,31 @@ describe("mail skipped without a word", () => {
       await dovecot.append("wronguid", "INBOX", mail("wrong 7"));
       await waitForSubjects("/wronguid", ["wrong 7"]);
       assert.equal(new Set(subjects("/wronguid")).size, subjects("/wronguid").length, "none twice");
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
+    }
+  });
+});
+
+describe("a server that renumbers the mailbox on every connect", () => {
+  it("posts each of 6 mails without a Message-ID once, through 3 renumberings", async () => {
+    const { mailbell, proxy } = await start({ user: "renumber", rules: [renumberEachSession()], path: "/renumber" });
+    try {
+      await mailbell.logger.waitFor(/^watching$/, 10_000);
+      const noId = (i: number) => mail(`no id ${i}`).replace(/^Message-ID: .*\r\n/im, "");
+      assert.doesNotMatch(noId(1), /Message-ID/i);
+      for (let round = 0; round < 3; round++) {
+        await dovecot.append("renumber", "INBOX", noId(2 * round + 1));
+        await dovecot.append("renumber", "INBOX", noId(2 * round + 2));
+        await waitForSubjects("/renumber", [`no id ${2 * round + 1}`, `no id ${2 * round + 2}`]);
+        const watching = mailbell.logger.find(/^watching$/).length;
+        proxy.dropAll();
+        await until(() => mailbell.logger.find(/^watching$/).length > watching, 10_000);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(mailbell.logger.find(/UIDVALIDITY changed/).length, 3);
+      assert.deepEqual(subjects("/renumber").sort(), [1, 2, 3, 4, 5, 6].map((i) => `no id ${i}`));
     } finally {
       await mailbell.stop();
       await proxy.close();

@@ -22,6 +22,8 @@ export interface SetAsideMail {
 export interface SetAsideStore {
   record(account: string, mailbox: string, mail: SetAsideMail): void | Promise<void>;
   retryRequested(account: string, mailbox: string, uidValidity: number): readonly number[] | Promise<readonly number[]>;
+  /** The watcher is reading these again now: their requests are done, whatever comes of it. */
+  retryTaken(account: string, mailbox: string, uidValidity: number, uids: readonly number[]): void | Promise<void>;
   resolved(account: string, mailbox: string, uidValidity: number, uid: number): void | Promise<void>;
 }
 
@@ -34,6 +36,7 @@ export class MemorySetAside implements SetAsideStore {
   retryRequested(): readonly number[] {
     return [];
   }
+  retryTaken(): void {}
   resolved(account: string, mailbox: string, uidValidity: number, uid: number): void {
     this.mails.delete(JSON.stringify([account, mailbox, uidValidity, uid]));
   }

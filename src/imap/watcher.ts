@@ -5,7 +5,7 @@ import type { NormalizedMail } from "../mail/types.ts";
 import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "../store/checkpoints.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { accountName, classifyImapError, createImapClient, replyLimits, type ImapAccount, type ReplyLimits } from "./client.ts";
-import { defaultMaxHeaderBytes, fetchBatches, listNewUids, listUidsSince, type DecodeParts, type FetchedMessage, type FetchOptions, type UnreadMail } from "./fetch.ts";
+import { defaultMaxHeaderBytes, fetchBatches, listNewUids, listUidsSince, type DecodeParts, type FetchedMessage, type FetchOptions, type ReadRound, type UnreadMail } from "./fetch.ts";
 import { lastUidOf, uidValidityOf } from "./mailbox-end.ts";
 import { MemorySetAside, ReadFailures, type SetAsideStore } from "./unreadable.ts";
 
@@ -299,7 +299,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           // After a FETCH broke the connection, one mail per FETCH finds the mail that breaks it.
           const narrowing = failures.narrowing && !recovering;
           reading = { uids, narrowing };
-          for await (const fetched of fetchBatches(from, uids, narrowing ? { ...fetchOptions, batchSize: 1, readAhead: 0 } : fetchOptions)) {
+          for await (const fetched of readInOrder(from, uids, fetchOptions, narrowing)) {
             if (fetched.stray.length > 0) log.warn({ answered: fetched.stray.slice(0, 20), asked: describeUids(uids) }, "the server answered FETCH for UIDs that were not asked for (a server bug); ignored");
             stoppedAt = recovering ? undefined : fetched.unread[0];
             if (recovering && fetched.unread.length > 0) log.warn({ unread: fetched.unread }, "mail could not be read again after the renumbering; left out of the recovery");
@@ -640,6 +640,22 @@ function bugIfThrows<A extends unknown[], R>(doing: string, fn: (...args: A) => 
   };
 }
 
+/** Mail that was in flight when a FETCH broke the connection: the batch asked for and those read ahead. */
+const narrowingWindow = 300;
+
+/**
+ * The round's mail in UID order, in batches; when narrowing, the mail that may have broken the
+ * connection last time (the first narrowingWindow UIDs) one per FETCH, the rest in batches again.
+ */
+async function* readInOrder(client: ImapFlow, uids: readonly number[], options: FetchOptions, narrowing: boolean): AsyncGenerator<ReadRound> {
+  if (!narrowing) {
+    yield* fetchBatches(client, uids, options);
+    return;
+  }
+  yield* fetchBatches(client, uids.slice(0, narrowingWindow), { ...options, batchSize: 1, readAhead: 0 });
+  yield* fetchBatches(client, uids.slice(narrowingWindow), options);
+}
+
 /**
  * The connection broke while reading. Reading one mail per FETCH (narrowing), the mail in flight
  * is to blame and its failed read counted; reading several at once, none is yet: the next session
@@ -680,6 +696,8 @@ async function* retrySetAside(
   },
 ): AsyncGenerator<WatchedMail[], void, undefined> {
   const { account, mailbox, uidValidity } = o.where;
+  // Taken before reading: a mail whose read breaks the connection must not be retried by every new session.
+  await ours("take the retry requests", () => o.setAside.retryTaken(account, mailbox, uidValidity, asked));
   const gone: number[] = [];
   const options = { ...o.fetchOptions, batchSize: 1, readAhead: 0, onGone: (uids: number[]) => gone.push(...uids) };
   for await (const round of fetchBatches(client, asked.sort((a, b) => a - b), options)) {

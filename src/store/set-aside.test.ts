@@ -20,6 +20,9 @@ describe("SqliteSetAside", () => {
       assert.equal(s.requestRetry({ account: "a", mailbox: "INBOX", uid: 12 }), 1);
       assert.deepEqual(s.retryRequested("a", "INBOX", 7), [12]);
       assert.deepEqual(s.retryRequested("a", "INBOX", 8), [], "another UIDVALIDITY names other mail");
+      s.retryTaken("a", "INBOX", 7, [12]);
+      assert.deepEqual(s.retryRequested("a", "INBOX", 7), [], "taken: not asked again by the next session");
+      s.requestRetry({ account: "a", mailbox: "INBOX", uid: 12 });
       // The retry failed again: attempts add up, the request is done.
       s.record("a", "INBOX", { uidValidity: 7, uid: 12, reason: "still broken", attempts: 1 });
       const again = s.list().find((r) => r.mailbox === "INBOX")!;

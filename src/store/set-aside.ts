@@ -16,6 +16,7 @@ export class SqliteSetAside implements SetAsideStore {
   readonly #record: StatementSync;
   readonly #retryRequested: StatementSync;
   readonly #resolved: StatementSync;
+  readonly #retryTaken: StatementSync;
   readonly #list: StatementSync;
   readonly #requestOne: StatementSync;
   readonly #requestAll: StatementSync;
@@ -28,6 +29,7 @@ export class SqliteSetAside implements SetAsideStore {
          reason = excluded.reason, attempts = attempts + excluded.attempts, set_aside_at = excluded.set_aside_at, retry_requested = 0`,
     );
     this.#retryRequested = db.prepare("SELECT uid FROM set_aside WHERE account = ? AND mailbox = ? AND uid_validity = ? AND retry_requested = 1 ORDER BY uid");
+    this.#retryTaken = db.prepare("UPDATE set_aside SET retry_requested = 0 WHERE account = ? AND mailbox = ? AND uid_validity = ? AND uid = ?");
     this.#resolved = db.prepare("DELETE FROM set_aside WHERE account = ? AND mailbox = ? AND uid_validity = ? AND uid = ?");
     this.#list = db.prepare(
       `SELECT account, mailbox, uid_validity AS uidValidity, uid, reason, attempts, set_aside_at AS setAsideAt, retry_requested AS retryRequested
@@ -43,6 +45,10 @@ export class SqliteSetAside implements SetAsideStore {
 
   retryRequested(account: string, mailbox: string, uidValidity: number): readonly number[] {
     return (this.#retryRequested.all(account, mailbox, uidValidity) as { uid: number }[]).map((r) => Number(r.uid));
+  }
+
+  retryTaken(account: string, mailbox: string, uidValidity: number, uids: readonly number[]): void {
+    for (const uid of uids) this.#retryTaken.run(account, mailbox, uidValidity, uid);
   }
 
   resolved(account: string, mailbox: string, uidValidity: number, uid: number): void {

@@ -323,6 +323,99 @@ describe("mail skipped without a word", () => {
   });
 });
 
+describe("servers that refuse, throttle or break at the worst moment (from review)", () => {
+  const refuseSearch = (args: RegExp): ImapRule => ({
+    name: "refuseSearch",
+    onCommand: (c) => (c.name === "UID SEARCH" && args.test(c.args.trim()) ? { drop: true, inject: `${c.tag} NO [SERVERBUG] Internal error\r\n` } : undefined),
+  });
+
+  it("a mail that breaks the connection during a UIDVALIDITY recovery is set aside; the mailbox goes on", async () => {
+    await dovecot.addUser("recover", "recoverpw");
+    await dovecot.createMailbox("recover", "Receipts");
+    const one = mail("r one");
+    const first = await start({ user: "recover", rules: [], path: "/recover", mailbox: "Receipts" });
+    try {
+      await first.mailbell.logger.waitFor(/^watching$/, 10_000);
+      await dovecot.append("recover", "Receipts", one);
+      await waitForSubjects("/recover", ["r one"]);
+    } finally {
+      await first.mailbell.stop();
+      await first.proxy.close();
+    }
+    await dovecot.deleteMailbox("recover", "Receipts");
+    for (const raw of [one, mail("r broken"), mail("r two")]) await dovecot.append("recover", "Receipts", raw);
+    const again = await start({ user: "recover", rules: [hugeLiteralFor(2, 2 * 2 ** 30, { items: /^BODY\[HEADER\]/ })], path: "/recover", mailbox: "Receipts", dir: first.dir });
+    try {
+      await again.mailbell.logger.waitFor(/UIDVALIDITY changed/, 10_000);
+      await waitForSubjects("/recover", ["r two"], 30_000);
+      await dovecot.append("recover", "Receipts", mail("r three"));
+      await waitForSubjects("/recover", ["r three"], 20_000);
+      assert.equal(again.mailbell.logger.find(/could not be read after 3 attempts; set aside/, "error")[0]?.fields.uid, 2);
+      assert.deepEqual(subjects("/recover").sort(), ["r one", "r three", "r two"]);
+    } finally {
+      await again.mailbell.stop();
+      await again.proxy.close();
+    }
+  });
+
+  it("a mail left out whose UID SEARCH is refused is not taken as gone: it is set aside, never skipped", async () => {
+    const { mailbell, proxy } = await start({ user: "unconfirmed", rules: [], path: "/unconfirmed" });
+    try {
+      await mailbell.logger.waitFor(/^watching$/, 10_000);
+      proxy.setRules([missingFromFetch(2), refuseSearch(/^UID 2$/i)]);
+      for (const subject of ["u first", "u broken", "u after"]) await dovecot.append("unconfirmed", "INBOX", mail(subject));
+      await waitForSubjects("/unconfirmed", ["u first", "u after"], 30_000);
+      assert.equal(mailbell.logger.find(/expunged or moved/).length, 0);
+      assert.equal(mailbell.logger.find(/could not be read after 3 attempts; set aside/, "error")[0]?.fields.uid, 2);
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
+    }
+  });
+
+  it("a server that throttles with BYE on FETCH: no mail is blamed, and it is posted once the server lets it", async () => {
+    let left = 4;
+    const byeOnFetch: ImapRule = {
+      name: "byeOnFetch",
+      onCommand: (c) => (c.name === "UID FETCH" && left-- > 0 ? { drop: true, inject: "* BYE [UNAVAILABLE] Account exceeded command or bandwidth limits\r\n", then: "close" } : undefined),
+    };
+    const { mailbell, proxy } = await start({ user: "throttled", rules: [], path: "/throttled" });
+    try {
+      await mailbell.logger.waitFor(/^watching$/, 10_000);
+      proxy.setRules([byeOnFetch]);
+      await dovecot.append("throttled", "INBOX", mail("t healthy"));
+      await waitForSubjects("/throttled", ["t healthy"], 30_000);
+      assert.equal(mailbell.logger.find(/set aside/).length, 0, "not set aside");
+      assert.ok(mailbell.logger.find(/ended the session for all mail/, "warn").some((e) => /bandwidth limits/.test(String(e.fields.err))), "the BYE text is the reason");
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
+    }
+  });
+
+  it("a server that refuses every UID SEARCH is reported at error and fails /healthz, not taken for 'no new mail'", async () => {
+    const { mailbell, proxy, healthz } = await start({ user: "nosearch", rules: [], path: "/nosearch", status: true });
+    try {
+      await mailbell.logger.waitFor(/^watching$/, 10_000);
+      proxy.setRules([refuseSearch(/./)]);
+      await dovecot.append("nosearch", "INBOX", mail("s one"));
+      const said = await mailbell.logger.waitFor(/the server's answer cannot be used/, 10_000, "error");
+      assert.match(String(said.fields.err), /refused UID SEARCH for new mail/);
+      const deadline = Date.now() + 10_000;
+      while ((await healthz()).status !== 503) {
+        assert.ok(Date.now() < deadline, "/healthz says 503 once the budget is used up");
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.match((await healthz()).body.mailboxes[0]!.reason!, /refused UID SEARCH/);
+      proxy.setRules([]);
+      await waitForSubjects("/nosearch", ["s one"], 20_000);
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
+    }
+  });
+});
+
 describe("a server that renumbers the mailbox on every connect", () => {
   it("posts each of 6 mails without a Message-ID once, through 3 renumberings", async () => {
     const { mailbell, proxy } = await start({ user: "renumber", rules: [renumberEachSession()], path: "/renumber" });

@@ -39,7 +39,7 @@ export async function unreadableCommand(options: UnreadableCommandOptions, io: C
     }
     const uid = Number(uidText);
     if (!Number.isInteger(uid) || uid < 1) throw new UsageError(`"${uidText}" is not a UID; mailbell unreadable lists them.`);
-    const matches = state.setAside.list().filter((r) => r.uid === uid && (options.account ?? r.account) === r.account && (options.mailbox ?? r.mailbox) === r.mailbox);
+    const matches = state.setAside.list().filter((r) => r.current && r.uid === uid && (options.account ?? r.account) === r.account && (options.mailbox ?? r.mailbox) === r.mailbox);
     if (matches.length === 0) throw new MailbellError("INPUT", `no set-aside mail with UID ${uid}${options.account ? ` in account "${options.account}"` : ""}${options.mailbox ? ` mailbox "${options.mailbox}"` : ""}. List them with: mailbell unreadable --config ${options.config}`);
     if (matches.length > 1) {
       throw new UsageError(`UID ${uid} is set aside in ${matches.length} mailboxes (${matches.map((m) => `${m.account}/${m.mailbox}`).join(", ")}); say which with --account and --mailbox.`);
@@ -61,7 +61,8 @@ function list(state: State, json: boolean, io: CliIO): number {
   }
   io.out(`${rows.length} mail(s) set aside because they could not be read`);
   for (const r of rows) {
-    io.out(`${escapeTerminal(r.account)}/${escapeTerminal(r.mailbox)} UID ${r.uid} (UIDVALIDITY ${r.uidValidity}): ${r.attempts} failed read(s), set aside ${new Date(r.setAsideAt).toISOString()}${r.retryRequested ? ", retry asked for" : ""}`);
+    const note = !r.current ? " (the mailbox was renumbered since: this UID cannot be read again)" : r.retryRequested ? ", retry asked for" : "";
+    io.out(`${escapeTerminal(r.account)}/${escapeTerminal(r.mailbox)} UID ${r.uid} (UIDVALIDITY ${r.uidValidity}): ${r.attempts} failed read(s), set aside ${new Date(r.setAsideAt).toISOString()}${note}`);
     io.out(`        last error: ${escapeTerminal(r.reason)}`);
   }
   if (rows.length > 0) io.out("Read again with: mailbell unreadable retry UID, or mailbell unreadable retry --all");

@@ -222,6 +222,17 @@ describe("Health", () => {
     assert.equal(one(health, 23_000).healthy, true);
   });
 
+  it("counts a settled session that is reading mail (a long catch-up) as up", () => {
+    const health = new Health({ staleAfterMs: stale, reconnectBudgetMs: 2000 });
+    health.register("a", "INBOX", 0);
+    health.onEvent("a", "INBOX", connected, 100);
+    for (let t = 1000; t <= 10_000; t += 1000) health.onEvent("a", "INBOX", { type: "alive" }, t);
+    const m = one(health, 10_000);
+    assert.deepEqual([m.state, m.connected, m.healthy], ["reading", true, true]);
+    health.onEvent("a", "INBOX", idle, 11_000);
+    assert.equal(one(health, 11_000).state, "idle");
+  });
+
   it("marks mailbell's own failure (state database, bug) unhealthy at once, until a session settles", () => {
     const health = new Health({ staleAfterMs: stale, reconnectBudgetMs: budget });
     health.onEvent("a", "INBOX", idle, 0);

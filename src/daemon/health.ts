@@ -1,8 +1,11 @@
 import type { MailbellError } from "../errors.ts";
 import type { WatchEvent } from "../imap/watcher.ts";
 
-/** watching: in IDLE, or polling a server without IDLE. failed: mailbell's own error (state database, bug). */
-export type MailboxState = "connecting" | "connected" | "idle" | "polling" | "disconnected" | "failed";
+/**
+ * Watching: "idle" (in IDLE), "polling" (a server without IDLE), or "reading" (a session past its
+ * checkpoint that is reading mail, a long catch-up). "failed": mailbell's own error (state database, bug).
+ */
+export type MailboxState = "connecting" | "connected" | "reading" | "idle" | "polling" | "disconnected" | "failed";
 
 /**
  * Events Health understands: the watcher's, and "failed", which the daemon reports when handling
@@ -119,20 +122,19 @@ export class Health {
     switch (type) {
       case "idle":
       case "polling":
-        entry.lastRoundTripAt = now;
-        if (!isWatching(entry.state)) entry.upSince = now;
-        entry.state = type;
-        // A first start that simply connects has had no trouble to get over.
-        if (entry.failuresInTrouble === 0 && entry.ownFailure === undefined) entry.troubleSince = undefined;
-        this.#settle(entry, now);
+        this.#up(entry, type, now);
         break;
       case "connected":
-      case "alive":
-        // A round trip, but not yet (or not again) watching: a late keepalive answer must not undo a
-        // disconnect, and a session is not up until its checkpoint is settled and it waits for mail.
+        // A session is not up until its checkpoint is settled and it reads or waits for mail.
         entry.lastRoundTripAt = now;
-        if (type === "connected") this.#leave(entry, "connected", now);
-        else this.#settle(entry, now);
+        this.#leave(entry, "connected", now);
+        break;
+      case "alive":
+        // A round trip, but not a state change (a late keepalive answer must not undo a
+        // disconnect); except that a settled session reading mail (a long catch-up) is up.
+        if (entry.state === "connected") this.#up(entry, "reading", now);
+        entry.lastRoundTripAt = now;
+        this.#settle(entry, now);
         break;
       case "connecting":
         this.#leave(entry, "connecting", now);
@@ -171,6 +173,16 @@ export class Health {
       this.#entries.set(key, entry);
     }
     return entry;
+  }
+
+  /** The mailbox is watching: in IDLE, polling, or reading mail past a settled checkpoint. */
+  #up(entry: Entry, state: "idle" | "polling" | "reading", now: number): void {
+    entry.lastRoundTripAt = now;
+    if (!isWatching(entry.state)) entry.upSince = now;
+    entry.state = state;
+    // A first start that simply connects has had no trouble to get over.
+    if (entry.failuresInTrouble === 0 && entry.ownFailure === undefined) entry.troubleSince = undefined;
+    this.#settle(entry, now);
   }
 
   /** The mailbox stops watching: its trouble starts now, or when its server went quiet. */
@@ -237,7 +249,7 @@ export class Health {
 const knownTypes = new Set(["connecting", "connected", "idle", "disconnected", "failed", "uidvalidity-changed", "alive", "polling"]);
 
 function isWatching(state: MailboxState): boolean {
-  return state === "idle" || state === "polling";
+  return state === "idle" || state === "polling" || state === "reading";
 }
 
 function seconds(ms: number): string {

@@ -1,6 +1,6 @@
 import { createSecureContext, type SecureContext } from "node:tls";
 import { ImapFlow, type ImapFlowOptions } from "imapflow";
-import { ImapError } from "../errors.ts";
+import { ImapError, ServerReplyError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
 /** How to reach and log in to one IMAP account. */
@@ -163,6 +163,7 @@ export function classifyImapError(err: unknown, account: string, mailbox?: strin
   if (e.authenticationFailed) {
     return new ImapError("IMAP_AUTH", account, mailbox, `account "${account}": the server refused the login (${detail}). Check user and pass (Gmail and others need an app password).`, { cause: err });
   }
+  if (e.code === "ServerAnswer") return new ServerReplyError(account, mailbox, `account "${account}"${mailbox ? ` mailbox "${mailbox}"` : ""}: ${e.message}`, { cause: err });
   const code = e.code ?? "";
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME|altnames/i.test(`${code} ${e.message ?? ""}`)) {
     return new ImapError(

@@ -66,16 +66,25 @@ const decodeHere: DecodeParts = async (round) => round.map(readFetchedParts);
  * n is past it (RFC 3501 §6.4.8 ranges are unordered), so the result is filtered.
  */
 export async function listNewUids(client: ImapFlow, afterUid: number): Promise<number[]> {
-  const found = await client.search({ uid: `${afterUid + 1}:*` }, { uid: true });
-  if (!found) return [];
-  return (found as number[]).filter((uid) => uid > afterUid).sort((a, b) => a - b);
+  const found = searchAnswer(client, await client.search({ uid: `${afterUid + 1}:*` }, { uid: true }), "new mail");
+  return found.filter((uid) => uid > afterUid).sort((a, b) => a - b);
 }
 
 /** UIDs of mail that arrived on or after `since` (IMAP SEARCH SINCE is by day), up to `maxUid`, oldest first. */
 export async function listUidsSince(client: ImapFlow, since: Date, maxUid: number): Promise<number[]> {
-  const found = await client.search({ since }, { uid: true });
-  if (!found) return [];
-  return (found as number[]).filter((uid) => uid <= maxUid).sort((a, b) => a - b);
+  const found = searchAnswer(client, await client.search({ since }, { uid: true }), "mail since the last checkpoint");
+  return found.filter((uid) => uid <= maxUid).sort((a, b) => a - b);
+}
+
+/**
+ * The UIDs a UID SEARCH found. imapflow answers `false` when the server refused the SEARCH (NO,
+ * BAD) and `undefined` when the connection was gone: neither means "none", and taking it so would
+ * pass over mail without a word. A refusal is the server's bug; a lost connection, the network's.
+ */
+function searchAnswer(client: ImapFlow, found: number[] | false | undefined, what: string): number[] {
+  if (Array.isArray(found)) return found;
+  if (!client.usable) throw Object.assign(new Error(`the connection closed during UID SEARCH for ${what}`), { code: "NoConnection" });
+  throw Object.assign(new Error(`the server refused UID SEARCH for ${what}; mailbell cannot tell which mail is there`), { code: "ServerAnswer" });
 }
 
 /**
@@ -170,9 +179,10 @@ async function fetchMeta(client: ImapFlow, uids: readonly number[], maxHeaderByt
   const stray: number[] = [];
   for (const meta of metas) {
     if (!meta.uid) continue;
-    // A reply for a UID that was not asked for (a server bug) must not move anything forward.
+    // A reply for a UID that was not asked for (a server bug) must not move anything forward. One
+    // without a header is another client's flag change, told unasked (RFC 3501 §7.4.2): not a bug.
     if (!wanted.has(meta.uid)) {
-      stray.push(meta.uid);
+      if (meta.headers !== undefined) stray.push(meta.uid);
       continue;
     }
     // Dovecot answers NIL for a message expunged by another session that this one has not yet
@@ -269,7 +279,7 @@ async function readTextBodies(client: ImapFlow, withText: readonly Planned[]): P
  */
 async function goneOf(client: ImapFlow, uids: number[]): Promise<number[]> {
   await client.noop();
-  const still = new Set((await client.search({ uid: uids.join(",") }, { uid: true })) || []);
+  const still = new Set(searchAnswer(client, await client.search({ uid: uids.join(",") }, { uid: true }), "mail it did not return"));
   return uids.filter((uid) => !still.has(uid));
 }
 

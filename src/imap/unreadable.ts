@@ -51,6 +51,8 @@ export class MemorySetAside implements SetAsideStore {
 export class ReadFailures {
   readonly maxAttempts: number;
   readonly #attempts = new Map<number, { count: number; reason: string }>();
+  /** Set aside under this UIDVALIDITY: a recovery read again from its start leaves them out. */
+  readonly #setAside = new Set<number>();
   #uidValidity: number | undefined;
   /** A FETCH of several mails broke the connection: read one at a time until a round completes. */
   narrowing = false;
@@ -62,7 +64,10 @@ export class ReadFailures {
 
   /** Counts are per UIDVALIDITY: after a renumbering the UIDs name other mail. */
   under(uidValidity: number): void {
-    if (this.#uidValidity !== uidValidity) this.#attempts.clear();
+    if (this.#uidValidity !== uidValidity) {
+      this.#attempts.clear();
+      this.#setAside.clear();
+    }
     this.#uidValidity = uidValidity;
   }
 
@@ -76,6 +81,16 @@ export class ReadFailures {
   /** The mail was read after all (or set aside): its count starts again. */
   forget(uid: number): void {
     this.#attempts.delete(uid);
+  }
+
+  /** The mail was set aside: its count is done with, and it is not read again unless asked for. */
+  markSetAside(uid: number): void {
+    this.#attempts.delete(uid);
+    this.#setAside.add(uid);
+  }
+
+  wasSetAside(uid: number): boolean {
+    return this.#setAside.has(uid);
   }
 
   /** When `uid` has used up its attempts: how many and the last reason. */

@@ -144,7 +144,14 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   const checkpoints = options.checkpoints ?? new MemoryCheckpoints();
   const commitAuto = (options.commit ?? "auto") === "auto";
   const signal = options.signal ?? new AbortController().signal;
-  const emit = options.onEvent ?? (() => {});
+  // An observer's failure (announcing set-aside mail, a metric) must never pass for connection trouble.
+  const emit = (event: WatchEvent): void => {
+    try {
+      options.onEvent?.(event);
+    } catch (err) {
+      log.error({ err: (err as Error).message, event: event.type }, "an onEvent observer failed; the watcher goes on");
+    }
+  };
   const backoff = new Backoff({ baseMs: options.reconnect?.baseMs ?? 1000, capMs: options.reconnect?.capMs ?? 60_000 });
   const failures = new ReadFailures(options.maxReadAttempts ?? 3);
   const setAside = options.setAside ?? new MemorySetAside();
@@ -170,7 +177,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
     let failure: ImapError | undefined;
     // Where this session got to, and what it was reading: a connection that breaks while reading blames that mail.
     let lastUid = 0;
-    let reading: { uids: readonly number[]; narrowing: boolean } | undefined;
+    let reading: Reading | undefined;
     // When this session started really watching (in IDLE or polling): only that earns a fresh backoff.
     let watchingSince: number | undefined;
     try {
@@ -242,12 +249,13 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           `mail UID ${uid} could not be read after ${why.attempts} attempts; set aside so the mail after it is not held up. \`mailbell unreadable\` lists it and can try it again`,
         );
         await ours("record mail set aside", () => setAside.record(account, mailbox, { uidValidity, uid, reason: why.reason, attempts: why.attempts }));
-        failures.forget(uid);
-        emit({ type: "set-aside", uidValidity, uid, reason: why.reason, attempts: why.attempts });
+        failures.markSetAside(uid);
+        // Mail set aside during a renumbering recovery lies below the new end: nothing to move.
         if (uid > lastUid) {
           lastUid = uid;
           await ours("save the checkpoint", () => checkpoints.save(account, mailbox, { uidValidity, lastUid }));
         }
+        emit({ type: "set-aside", uidValidity, uid, reason: why.reason, attempts: why.attempts });
       };
       while (!signal.aborted && session.open) {
         session.dirty = false;
@@ -255,7 +263,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         recovery = undefined;
         if (retryDue && !recovering) {
           retryDue = false;
-          const asked = await ours("list mail set aside", () => setAside.retryRequested(account, mailbox, uidValidity));
+          // A UID above the checkpoint was recorded but not passed (a crash in between): the normal round reads it.
+          const asked = (await ours("list mail set aside", () => setAside.retryRequested(account, mailbox, uidValidity))).filter((uid) => uid <= lastUid);
           if (asked.length > 0) {
             yield* retrySetAside(client, [...asked], { fetchOptions, setAside, log, toWatched, ack: { uidValidity, lastUid }, where: { account, mailbox, uidValidity } });
             session.dirty = true;
@@ -292,22 +301,28 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
           // UID SEARCH first, also for the few mails IDLE just announced: only UIDs the server
           // listed are ever asked for, and a FETCH reply for any other UID is not taken as read.
           uids = recovering ? await listUidsSince(from, recovering.since, lastUid) : await listNewUids(from, lastUid);
-          while (!recovering && uids.length > 0 && failures.exhausted(uids[0]!)) await setAsideMail(uids[0]!, failures.exhausted(uids.shift()!)!);
+          // Mail that used up its attempts: at the head of new mail, or anywhere in a recovery (which
+          // moves no checkpoint, so it may leave out mail in the middle).
+          if (recovering) {
+            for (const uid of uids.filter((u) => failures.exhausted(u))) await setAsideMail(uid, failures.exhausted(uid)!);
+            uids = uids.filter((u) => !failures.wasSetAside(u));
+          } else while (uids.length > 0 && failures.exhausted(uids[0]!)) await setAsideMail(uids[0]!, failures.exhausted(uids.shift()!)!);
           const catchUp = firstRound && uids.length > 0 ? { id: `${uidValidity}.${lastUid}`, count: uids.length } : undefined;
           firstRound = false;
           let index = 0;
           // After a FETCH broke the connection, one mail per FETCH finds the mail that breaks it.
-          const narrowing = failures.narrowing && !recovering;
-          reading = { uids, narrowing };
+          const narrowing = failures.narrowing;
+          // Everything up to `after` was handed over: only mail above it can be to blame.
+          reading = { uids, narrowing, after: recovering ? 0 : lastUid };
           for await (const fetched of readInOrder(from, uids, fetchOptions, narrowing)) {
             if (fetched.stray.length > 0) log.warn({ answered: fetched.stray.slice(0, 20), asked: describeUids(uids) }, "the server answered FETCH for UIDs that were not asked for (a server bug); ignored");
-            stoppedAt = recovering ? undefined : fetched.unread[0];
-            if (recovering && fetched.unread.length > 0) log.warn({ unread: fetched.unread }, "mail could not be read again after the renumbering; left out of the recovery");
+            stoppedAt = fetched.unread[0];
             const ready = stoppedAt ? fetched.mails.filter((m) => m.uid < stoppedAt!.uid) : fetched.mails;
             if (ready.length > 0) {
               // A mail read again after a renumbering acknowledges nothing new: the old checkpoint stands.
               yield ready.map((m) => toWatched(m, recovering ? recovering.previous : { uidValidity, lastUid: m.uid }, catchUp ? { ...catchUp, index: index++ } : undefined));
               for (const m of ready) failures.forget(m.uid);
+              reading.after = ready.at(-1)!.uid;
               if (!recovering) lastUid = ready.at(-1)!.uid;
               // A long catch-up talks to the server all the time; say so, or health would call it stale.
               emit({ type: "alive" });
@@ -331,12 +346,15 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         } finally {
           if (from !== client) reader?.release();
         }
-        if (recovering) {
+        if (recovering && !stoppedAt) {
           await ours("save the checkpoint", () => checkpoints.save(account, mailbox, { uidValidity, lastUid }));
           session.dirty = true; // and now what arrived since SELECT
           continue;
         }
         if (stoppedAt) {
+          // A recovery that stopped at a mail it could not read is done again from its start (what
+          // it handed over already is not posted twice), without the mail once set aside.
+          if (recovering) recovery = recovering;
           // The server has the mail but did not hand it over (or answered NO): try again a few
           // times, a little later each time, then set it aside and go on.
           const used = failures.failed(stoppedAt.uid, stoppedAt.reason);
@@ -392,7 +410,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       // (a literal over our limit, an endless line) came as the client's error event.
       const cause = (err as { code?: string }).code === "NoConnection" && session?.closeError ? session.closeError : err;
       failure = classifyImapError(cause, account, mailbox);
-      if (reading) blameRead(failures, reading, lastUid, failure, log);
+      if (reading) blameRead(failures, reading, failure, client?.byeReason, log);
     } finally {
       reader?.close();
       session?.dispose();
@@ -640,6 +658,9 @@ function bugIfThrows<A extends unknown[], R>(doing: string, fn: (...args: A) => 
   };
 }
 
+/** Response codes with which a server refuses for reasons of its own, not the mail's (RFC 5530). */
+const serverWide = /\[(UNAVAILABLE|LIMIT|INUSE|THROTTLED)\]/i;
+
 /** Mail that was in flight when a FETCH broke the connection: the batch asked for and those read ahead. */
 const narrowingWindow = 300;
 
@@ -656,15 +677,30 @@ async function* readInOrder(client: ImapFlow, uids: readonly number[], options: 
   yield* fetchBatches(client, uids.slice(narrowingWindow), options);
 }
 
+/** What a round is reading: its UIDs in order, whether one per FETCH, and up to where it handed mail over. */
+interface Reading {
+  uids: readonly number[];
+  narrowing: boolean;
+  after: number;
+}
+
 /**
  * The connection broke while reading. Reading one mail per FETCH (narrowing), the mail in flight
  * is to blame and its failed read counted; reading several at once, none is yet: the next session
- * reads one at a time to find it. Mail already handed over is below lastUid and never blamed.
+ * reads one at a time to find it. Mail already handed over is never blamed, nor is any mail when
+ * the server said why it ended the session for all of it (BYE, or a NO for being busy or over a limit).
  */
-function blameRead(failures: ReadFailures, reading: { uids: readonly number[]; narrowing: boolean }, lastUid: number, failure: ImapError, log: Logger): void {
-  const inFlight = reading.uids.find((uid) => uid > lastUid);
-  if (inFlight === undefined) return;
-  if (!reading.narrowing) {
+function blameRead(failures: ReadFailures, reading: Reading, failure: ImapError, bye: string | undefined, log: Logger): void {
+  const at = reading.uids.findIndex((uid) => uid > reading.after);
+  if (at < 0) return;
+  const inFlight = reading.uids[at]!;
+  if (bye !== undefined || serverWide.test(failure.message)) {
+    failures.narrowing ||= reading.narrowing;
+    log.warn({ err: bye ?? failure.message, uid: inFlight }, "the server ended the session for all mail (BYE, busy or over a limit); no mail is blamed");
+    return;
+  }
+  // Past the window read one at a time, several mails were in flight again.
+  if (!reading.narrowing || at >= narrowingWindow) {
     failures.narrowing = true;
     log.warn({ err: failure.message, from: inFlight }, "the connection broke while reading mail; reading one mail at a time after reconnecting, to find any mail that breaks it");
     return;

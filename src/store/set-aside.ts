@@ -9,7 +9,15 @@ export interface SetAsideRow extends SetAsideMail {
   setAsideAt: number;
   /** A person asked to read it again; the watcher does so at its next keepalive. */
   retryRequested: boolean;
+  /**
+   * False when the mailbox was renumbered since (another UIDVALIDITY in its checkpoint): the UID
+   * now names other mail or none, so it cannot be read again; kept for the record.
+   */
+  current: boolean;
 }
+
+/** Rows whose UIDVALIDITY is the mailbox's current one: only those can be read again by UID. */
+const current = `EXISTS (SELECT 1 FROM checkpoints c WHERE c.account = set_aside.account AND c.mailbox = set_aside.mailbox AND c.uid_validity = set_aside.uid_validity)`;
 
 /** Mail the watcher could not read and set aside, kept until it is read on request or forgotten. */
 export class SqliteSetAside implements SetAsideStore {
@@ -32,11 +40,11 @@ export class SqliteSetAside implements SetAsideStore {
     this.#retryTaken = db.prepare("UPDATE set_aside SET retry_requested = 0 WHERE account = ? AND mailbox = ? AND uid_validity = ? AND uid = ?");
     this.#resolved = db.prepare("DELETE FROM set_aside WHERE account = ? AND mailbox = ? AND uid_validity = ? AND uid = ?");
     this.#list = db.prepare(
-      `SELECT account, mailbox, uid_validity AS uidValidity, uid, reason, attempts, set_aside_at AS setAsideAt, retry_requested AS retryRequested
+      `SELECT account, mailbox, uid_validity AS uidValidity, uid, reason, attempts, set_aside_at AS setAsideAt, retry_requested AS retryRequested, ${current} AS current
        FROM set_aside ORDER BY account, mailbox, uid_validity, uid`,
     );
-    this.#requestOne = db.prepare("UPDATE set_aside SET retry_requested = 1 WHERE account = ? AND mailbox = ? AND uid = ?");
-    this.#requestAll = db.prepare("UPDATE set_aside SET retry_requested = 1 WHERE retry_requested = 0");
+    this.#requestOne = db.prepare(`UPDATE set_aside SET retry_requested = 1 WHERE account = ? AND mailbox = ? AND uid = ? AND ${current}`);
+    this.#requestAll = db.prepare(`UPDATE set_aside SET retry_requested = 1 WHERE retry_requested = 0 AND ${current}`);
   }
 
   record(account: string, mailbox: string, mail: SetAsideMail): void {
@@ -56,7 +64,7 @@ export class SqliteSetAside implements SetAsideStore {
   }
 
   list(): SetAsideRow[] {
-    return (this.#list.all() as unknown as (Omit<SetAsideRow, "retryRequested"> & { retryRequested: number })[]).map((r) => ({
+    return (this.#list.all() as unknown as (Omit<SetAsideRow, "retryRequested" | "current"> & { retryRequested: number; current: number })[]).map((r) => ({
       account: r.account,
       mailbox: r.mailbox,
       uidValidity: Number(r.uidValidity),
@@ -65,10 +73,11 @@ export class SqliteSetAside implements SetAsideStore {
       attempts: Number(r.attempts),
       setAsideAt: Number(r.setAsideAt),
       retryRequested: Number(r.retryRequested) === 1,
+      current: Number(r.current) === 1,
     }));
   }
 
-  /** Asks the watcher to read mail again: one (by account, mailbox and UID) or all; returns how many rows. */
+  /** Asks the watcher to read mail again: one (by account, mailbox and UID) or all, of the current UIDVALIDITY; returns how many rows. */
   requestRetry(which: { account: string; mailbox: string; uid: number } | "all"): number {
     const result = which === "all" ? this.#requestAll.run() : this.#requestOne.run(which.account, which.mailbox, which.uid);
     return Number(result.changes);

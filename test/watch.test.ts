@@ -158,7 +158,7 @@ describe("watchMailbox against Dovecot", () => {
     await ev2.waitFor("idle");
     const changed = ev2.list.find((e) => e.type === "uidvalidity-changed");
     assert.ok(changed && changed.type === "uidvalidity-changed" && changed.previous === before.uidValidity);
-    assert.deepEqual(w2.mails.map((m) => m.uid), renumbered, "what arrived while nobody watched is read again, for the consumer to de-duplicate by Message-ID");
+    assert.deepEqual(w2.mails.map((m) => m.uid), renumbered, "what arrived while nobody watched is read again, for the consumer to de-duplicate by identity");
     assert.ok(w2.mails.every((m) => m.checkpoint.uidValidity === before.uidValidity), "recovered mail acknowledges nothing new");
     const after = checkpoints.load("alice", "Receipts")!;
     assert.notEqual(after.uidValidity, before.uidValidity, "the new checkpoint is saved once the recovery is done");

@@ -200,7 +200,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         // The server renumbered the mailbox: old UIDs mean nothing now. Re-announcing everything
         // would flood the channel; mail that may have arrived while we were away (since a day
         // before the last checkpoint) is read again, and the consumer drops what it already had by
-        // Message-ID. The new checkpoint is saved only after that, so a crash repeats the recovery.
+        // its identity (the daemon: src/mail/identity.ts). The new checkpoint is saved only after
+        // that, so a crash repeats the recovery.
         const since = checkpoint.savedAt !== undefined ? new Date(checkpoint.savedAt - 86_400_000) : undefined;
         log.warn(
           { previous: checkpoint.uidValidity, current: uidValidity, since: since?.toISOString() },

@@ -1,10 +1,9 @@
-import { existsSync } from "node:fs";
-import { loadConfig } from "../config/load.ts";
 import { MailbellError, UsageError } from "../errors.ts";
 import type { OutboxRow } from "../store/outbox.ts";
-import { State } from "../store/state.ts";
+import type { State } from "../store/state.ts";
 import { escapeTerminal } from "../targets/text.ts";
 import type { CliIO } from "./io.ts";
+import { withState } from "./state.ts";
 
 export interface OutboxCommandOptions {
   config: string;
@@ -19,12 +18,7 @@ export interface OutboxCommandOptions {
  * rows back in the queue; a running daemon picks them up (it polls the table between sends).
  */
 export async function outboxCommand(options: OutboxCommandOptions, io: CliIO): Promise<number> {
-  const loaded = await loadConfig(options.config, io.env, { missingEnv: "placeholder" });
-  if (!existsSync(loaded.statePath)) {
-    throw new MailbellError("STATE", `no state database at ${loaded.statePath} yet: mailbell has not run with this config (or state: points elsewhere).`);
-  }
-  const state = State.open(loaded.statePath);
-  try {
+  return withState(options.config, io, (state) => {
     const [verb, id, ...extra] = options.args;
     if (verb === undefined) return list(state, options.json, io);
     if (verb !== "retry") throw new UsageError(`unknown outbox command "${verb}". Use: mailbell outbox, or mailbell outbox retry ID|--all.`);
@@ -42,9 +36,7 @@ export async function outboxCommand(options: OutboxCommandOptions, io: CliIO): P
     state.outbox.requeue({ id: id! });
     io.out(`re-queued ${id}.`);
     return 0;
-  } finally {
-    state.close();
-  }
+  });
 }
 
 function list(state: State, json: boolean, io: CliIO): number {

@@ -1,9 +1,8 @@
-import { existsSync } from "node:fs";
-import { loadConfig } from "../config/load.ts";
 import { MailbellError, UsageError } from "../errors.ts";
-import { State } from "../store/state.ts";
+import type { State } from "../store/state.ts";
 import { escapeTerminal } from "../targets/text.ts";
 import type { CliIO } from "./io.ts";
+import { withState } from "./state.ts";
 
 export interface UnreadableCommandOptions {
   config: string;
@@ -21,12 +20,7 @@ export interface UnreadableCommandOptions {
  * mail read then is handled as any other, mail that fails again stays listed.
  */
 export async function unreadableCommand(options: UnreadableCommandOptions, io: CliIO): Promise<number> {
-  const loaded = await loadConfig(options.config, io.env, { missingEnv: "placeholder" });
-  if (!existsSync(loaded.statePath)) {
-    throw new MailbellError("STATE", `no state database at ${loaded.statePath} yet: mailbell has not run with this config (or state: points elsewhere).`);
-  }
-  const state = State.open(loaded.statePath);
-  try {
+  return withState(options.config, io, (state) => {
     const [verb, uidText, ...extra] = options.args;
     if (verb === undefined) return list(state, options.json, io);
     if (verb !== "retry") throw new UsageError(`unknown unreadable command "${verb}". Use: mailbell unreadable, or mailbell unreadable retry UID|--all.`);
@@ -48,9 +42,7 @@ export async function unreadableCommand(options: UnreadableCommandOptions, io: C
     state.setAside.requestRetry({ account, mailbox, uid });
     io.out(`asked to read UID ${uid} of ${account}/${mailbox} again; a running mailbell does so within watch.keepaliveSeconds.`);
     return 0;
-  } finally {
-    state.close();
-  }
+  });
 }
 
 function list(state: State, json: boolean, io: CliIO): number {

@@ -21,27 +21,14 @@ export interface SetAsideAnnouncement {
  */
 export function announceSetAside(event: SetAsideAnnouncement, deps: { names: readonly string[]; targets: ReadonlyMap<string, Target>; outbox: OutboxWriter; logger: Logger }): Set<string> {
   const notification = setAsideNotification(event);
+  const { rule, account, mailbox, uidValidity, uid, messageId, subject } = notification;
   const queued = new Set<string>();
   const rows = deps.names.flatMap((name) => {
     const target = deps.targets.get(name);
     if (!target) return [];
     queued.add(name);
     const payload = target.render(notification);
-    return [
-      {
-        target: name,
-        rule: unreadableRule,
-        account: event.account,
-        mailbox: event.mailbox,
-        uidValidity: event.uidValidity,
-        uid: event.uid,
-        messageId: undefined,
-        subject: notification.subject,
-        contentType: payload.contentType,
-        body: payload.body,
-        summary: target.summarize(notification),
-      },
-    ];
+    return [{ target: name, rule, account, mailbox, uidValidity, uid, messageId, subject, contentType: payload.contentType, body: payload.body, summary: target.summarize(notification) }];
   });
   deps.outbox.enqueue(rows);
   deps.logger.info({ account: event.account, mailbox: event.mailbox, uid: event.uid, targets: [...queued] }, "announced the mail set aside");

@@ -1,0 +1,23 @@
+import { existsSync } from "node:fs";
+import { loadConfig } from "../config/load.ts";
+import { MailbellError } from "../errors.ts";
+import { State } from "../store/state.ts";
+import type { CliIO } from "./io.ts";
+
+/**
+ * Runs a command that looks at (or asks things of) a daemon's state file: the config is read
+ * without its secrets (unset `${VAR}`s become placeholders), and a state file that does not exist
+ * yet is an error rather than a new empty one.
+ */
+export async function withState<T>(config: string, io: CliIO, fn: (state: State) => T | Promise<T>): Promise<T> {
+  const loaded = await loadConfig(config, io.env, { missingEnv: "placeholder" });
+  if (!existsSync(loaded.statePath)) {
+    throw new MailbellError("STATE", `no state database at ${loaded.statePath} yet: mailbell has not run with this config (or state: points elsewhere).`);
+  }
+  const state = State.open(loaded.statePath);
+  try {
+    return await fn(state);
+  } finally {
+    state.close();
+  }
+}

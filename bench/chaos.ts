@@ -8,8 +8,9 @@
  *
  * The sender retries a delivery until it gets Dovecot's answer, as an MTA does; when a restart cuts
  * the connection after the mail was stored, the mailbox then holds two copies with one Message-ID.
- * mailbell posts both (two mails in one mailbox that share a Message-ID are two mails to it: some
- * senders reuse IDs), so each copy counts as a mail here.
+ * mailbell posts a mail once per identity (src/mail/identity.ts: the Message-ID with its Date,
+ * From, Subject and size), so two copies that only a cut delivery made (same bytes, or a Received
+ * line of the same length) need one post, and copies that differ in size one each.
  *
  *   node bench/chaos.ts [--mails 600] [--rate 20] [--json]
  *
@@ -20,6 +21,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { mailIdentity } from "../src/mail/identity.ts";
+import { normalizeMail } from "../src/mail/normalize.ts";
 import type { WebhookBody } from "../src/targets/webhook.ts";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail } from "../test/support/mail.ts";
@@ -43,9 +46,9 @@ export interface ChaosResult {
   accepted: number;
   /** Mails in the mailbox at the end: `mails` plus the copies a cut delivery left. */
   inMailbox: number;
-  /** Mails in the mailbox never posted. */
+  /** Identities in the mailbox never posted. */
   lost: number;
-  /** Posts beyond the copies of their Message-ID in the mailbox, counted by Idempotency-Key: duplicates no receiver could catch. */
+  /** Posts beyond the identities of their Message-ID in the mailbox, counted by Idempotency-Key: duplicates no receiver could catch. */
   duplicated: number;
   /** Accepted posts that repeat an earlier one's Idempotency-Key. */
   resent: number;
@@ -176,16 +179,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const code = await mailbell!.stop(15_000);
     if (code !== 0) note(`mailbell exited with ${code} on SIGTERM, not 0`);
 
-    const copies = new Map<string, number>();
+    // Posts each Message-ID needs: one per distinct identity among its copies in the mailbox.
+    const identities = new Map<string, Set<string>>();
     const inMailbox = await dc.withClient(USER, async (c) => {
       await c.mailboxOpen("INBOX", { readOnly: true });
-      const all = await c.fetchAll("1:*", { uid: true, envelope: true });
+      const all = await c.fetchAll("1:*", { uid: true, size: true, internalDate: true, headers: true });
       for (const m of all) {
-        const id = (m.envelope?.messageId ?? "").replace(/^<|>$/g, "");
-        copies.set(id, (copies.get(id) ?? 0) + 1);
+        const mail = await normalizeMail(m.headers ?? Buffer.alloc(0));
+        const id = mail.messageId ?? "";
+        const identity = mailIdentity({ mail, size: m.size ?? 0, receivedAt: new Date(m.internalDate ?? 0) });
+        identities.set(id, (identities.get(id) ?? new Set()).add(identity));
       }
       return all.length;
     });
+    const copies = new Map([...identities].map(([id, set]) => [id, set.size]));
     const posts = acceptedPosts();
     const byId = new Map<string, Set<string>>();
     for (const post of posts) {
@@ -223,8 +230,8 @@ export function formatChaos(r: ChaosResult): string[][] {
   const name = `chaos: ${r.mails} mails @ ${r.perSecond}/s`;
   const timeline = r.events.map((e) => `${(e.atMs / 1000).toFixed(1)} s ${e.what}`).join("; ");
   return [
-    [name, "lost", String(r.lost), "0", `${r.inMailbox} mails in the mailbox (${r.inMailbox - r.mails} stored twice by a delivery a restart cut), each needs a post; ${timeline}`],
-    [name, "duplicated (after Idempotency-Key)", String(r.duplicated), "0", "posts beyond the copies of their Message-ID, under different keys: no receiver could tell"],
+    [name, "lost", String(r.lost), "0", `${r.inMailbox} mails in the mailbox (${r.inMailbox - r.mails} stored twice by a delivery a restart cut), each identity needs a post; ${timeline}`],
+    [name, "duplicated (after Idempotency-Key)", String(r.duplicated), "0", "posts beyond the identities of their Message-ID, under different keys: no receiver could tell"],
     [name, "resent with the same key", String(r.resent), "≤ 1 per SIGKILL", `a post accepted but not yet marked done when the process died; ${r.starts - 1} SIGKILLs`],
     [name, "last mail in → last post accepted", fmtMs(r.drainMs), "", `${r.requests} requests for ${r.accepted} accepted posts (500s, the 429 and posts cut by the kills included)`],
   ];

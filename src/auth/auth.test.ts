@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { accountSchema } from "../config/schema.ts";
+import { accountSchema } from "../imap/config.ts";
 import { ImapError } from "../errors.ts";
 import { main } from "../cli/main.ts";
 import { credentialsFor } from "./credentials.ts";

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import type { AccountConfig } from "../config/schema.ts";
+import type { AccountConfig } from "../imap/config.ts";
 import { ImapError } from "../errors.ts";
 import type { Credentials } from "../imap/client.ts";
 import { OAuth2TokenSource, type RefreshTokenStore } from "./oauth2.ts";

@@ -1,6 +1,7 @@
 import { ConfigError, type ConfigIssue } from "../errors.ts";
 import { compileRules, type CompiledRule } from "../rules/rules.ts";
-import type { AccountConfig, Config } from "./schema.ts";
+import type { AccountConfig } from "../imap/config.ts";
+import type { Config } from "./schema.ts";
 
 /** Checks that need the whole file: unique names, rules naming real targets, rules that compile. */
 export function validateConfig(config: Config): ConfigIssue[] {

@@ -1,4 +1,4 @@
-import type { AccountConfig } from "../config/schema.ts";
+import type { AccountConfig } from "../imap/config.ts";
 import { isGmail } from "../config/validate.ts";
 import type { WatchedMail } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";

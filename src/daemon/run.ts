@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { LoadedConfig } from "../config/load.ts";
-import type { AccountConfig, Config } from "../config/schema.ts";
+import type { AccountConfig } from "../imap/config.ts";
+import type { Config } from "../config/schema.ts";
 import { credentialsFor } from "../auth/credentials.ts";
 import type { RefreshTokenStore } from "../auth/oauth2.ts";
 import { compileConfigRules, readerConnectionsFor } from "../config/validate.ts";

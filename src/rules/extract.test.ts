@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { ExtractConfig } from "../config/schema.ts";
+import type { ExtractConfig } from "./config.ts";
 import { compileExtract, extractFields, snippet } from "./extract.ts";
 import type { CompiledExtract } from "./extract.ts";
 import { addr, appleMail, germanBody, googlePlayMail, input, mail } from "./fixtures.test.ts";

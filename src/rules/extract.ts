@@ -1,4 +1,4 @@
-import type { ExtractConfig } from "../config/schema.ts";
+import type { ExtractConfig } from "./config.ts";
 import type { ConfigIssue } from "../errors.ts";
 import { childPath } from "./issues.ts";
 import { formatAddress } from "./match.ts";

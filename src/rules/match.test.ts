@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { MatchConfig } from "../config/schema.ts";
+import type { MatchConfig } from "./config.ts";
 import { addr, appleMail, googlePlayMail, input, mail } from "./fixtures.test.ts";
 import { addressForms, compileMatch, failedConditions, formatAddress, matches } from "./match.ts";
 import type { CompiledMatch } from "./match.ts";

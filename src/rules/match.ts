@@ -1,4 +1,4 @@
-import type { MatchConfig } from "../config/schema.ts";
+import type { MatchConfig } from "./config.ts";
 import type { ConfigIssue } from "../errors.ts";
 import type { MailAddress } from "../mail/types.ts";
 import { childPath } from "./issues.ts";

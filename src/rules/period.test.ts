@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { Period } from "../config/schema.ts";
+import type { Period } from "./config.ts";
 import { isoWeek, localDate, periodOf, validateLocale, validateTimeZone } from "./period.ts";
 
 describe("periodOf", () => {

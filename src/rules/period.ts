@@ -1,4 +1,4 @@
-import type { Period } from "../config/schema.ts";
+import type { Period } from "./config.ts";
 import { closest } from "./issues.ts";
 import type { PeriodKey } from "./types.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { RuleConfig } from "../config/schema.ts";
-import { ruleSchema } from "../config/schema.ts";
+import type { RuleConfig } from "./config.ts";
+import { ruleSchema } from "./config.ts";
 import { addr, appleMail, germanBody, googlePlayMail, input, mail } from "./fixtures.test.ts";
 import { bodyNeedIn, compileRules, evaluateRules, needsBody, renderRuleMessage } from "./rules.ts";
 import type { CompiledRule } from "./rules.ts";

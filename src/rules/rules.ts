@@ -1,4 +1,4 @@
-import type { RuleConfig, TotalConfig } from "../config/schema.ts";
+import type { RuleConfig, TotalConfig } from "./config.ts";
 import type { ConfigIssue } from "../errors.ts";
 import { emptyMail } from "../mail/types.ts";
 import { compileExtract, extractFields } from "./extract.ts";

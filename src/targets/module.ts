@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { identifier } from "../config/identifier.ts";
+import { identifier } from "../settings.ts";
 import type { TargetStateStore } from "../store/target-state.ts";
 import type { Target } from "./types.ts";
 

@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { after, beforeEach, describe, it } from "node:test";
 import { startReceiver, type Reply } from "../../test/support/receiver.ts";
 import { failureOf, notificationWith } from "../../test/support/targets.ts";
-import { targetSchema } from "../config/schema.ts";
+import { targetSchema } from "./index.ts";
 import type { TargetError } from "../errors.ts";
 import { memoryTargetState, type TargetStateStore } from "../store/target-state.ts";
 import { createTargets } from "./index.ts";

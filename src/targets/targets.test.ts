@@ -4,7 +4,7 @@ import { startReceiver, type Reply } from "../../test/support/receiver.ts";
 import { amountField, failureOf, notificationWith, sendResult } from "../../test/support/targets.ts";
 import { TargetError } from "../errors.ts";
 import { maskUrl, parseRetryAfter } from "./http.ts";
-import { targetSchema } from "../config/schema.ts";
+import { targetSchema } from "./index.ts";
 import { createTargets as createFromConfig } from "./index.ts";
 import { escapeSlack } from "./slack.ts";
 import { truncate } from "./text.ts";

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { notificationWith } from "../../test/support/targets.ts";
-import { targetSchema } from "../config/schema.ts";
+import { targetSchema } from "./index.ts";
 import { createTargets } from "./index.ts";
 import { escapeTerminal, readable } from "./text.ts";
 import type { WebhookBody } from "./webhook.ts";

@@ -1,0 +1,75 @@
+import { z } from "zod";
+import { oauth2Schema } from "../auth/config.ts";
+import { identifier, seconds } from "../settings.ts";
+
+/** The `accounts:` and `watch:` parts of the config, owned by imap/ (with auth/'s oauth2 block). */
+
+export const tlsModes = ["implicit", "starttls", "none"] as const;
+
+export const accountSchema = z.strictObject({
+  name: identifier,
+  host: z.string().min(1),
+  /** Defaults to 993 for implicit TLS, 143 otherwise. */
+  port: z.number().int().min(1).max(65535).optional(),
+  tls: z.enum(tlsModes).default("implicit"),
+  /** PEM file with the CA(s) that signed the server's certificate, for private servers. */
+  ca: z.string().min(1).optional(),
+  /** Verify the server's certificate (default true). Turning it off is logged as a warning. */
+  tlsVerify: z.boolean().default(true),
+  user: z.string().min(1),
+  /** One of pass, passFile, passCommand or oauth2 (checked in validate.ts). */
+  pass: z.string().min(1).optional(),
+  /** A file holding the password (first line), read at each login. */
+  passFile: z.string().min(1).optional(),
+  /** A program printing the password (first line), run at each login without a shell: ["pass", "show", "mail"]. */
+  passCommand: z.array(z.string().min(1)).min(1).optional(),
+  oauth2: oauth2Schema.optional(),
+  /** Connections this account may open (one per watched mailbox). Gmail allows about 15. */
+  maxConnections: z.number().int().min(1).max(1000).optional(),
+  /**
+   * Read mail announced during IDLE on a second connection per mailbox, opened while mail flows, so
+   * the watching one stays in IDLE (quicker notifications). Default: on when the connection limit
+   * leaves room for two per mailbox (see readerConnectionsFor).
+   */
+  readerConnections: z.boolean().optional(),
+  mailboxes: z.array(z.string().min(1)).min(1).default(["INBOX"]),
+  /** Largest text part fetched per message, in bytes; longer bodies are cut there. */
+  maxTextBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),
+  /** Largest message header read, in bytes; a longer one is cut there (the mail says so in its warnings). */
+  maxHeaderBytes: z.number().int().min(4096).max(16 * 1024 * 1024).default(256 * 1024),
+  /** Template for {{link}}: {messageId}, {uid}, {mailbox}, {account}. Gmail hosts get a search link by default. */
+  link: z.string().min(1).optional(),
+});
+
+export const watchSchema = z.strictObject({
+  /** Re-issue IDLE at least this often (RFC 2177 allows 29 min; Gmail drops sooner). */
+  idleRestartMinutes: seconds(1, 29).default(10),
+  /**
+   * While idle, prove the connection alive with a NOOP this often… A peer that vanished is already
+   * noticed by TCP keepalive within ~15 s (imapflow sets it); the NOOP is for a server or proxy that
+   * still acknowledges packets but no longer answers. Each one costs ~0.5 ms of CPU, which at 1,000
+   * mailboxes is ~0.8 % of a core every 60 s: hence 120 s.
+   */
+  keepaliveSeconds: seconds(1, 3600).default(120),
+  /** …and reconnect when it gets no answer within this long (a server that hangs, or a proxy whose server went away). */
+  keepaliveTimeoutSeconds: seconds(1, 600).default(15),
+  /** For servers without IDLE: how often to look for new mail. */
+  pollSeconds: seconds(1, 3600).default(60),
+  /** After downtime, this many mails per mailbox are announced one by one; the rest as one digest. */
+  backlogLimit: z.number().int().min(0).max(100_000).default(50),
+  /** Longest wait between reconnect attempts. */
+  reconnectMaxSeconds: seconds(1, 3600).default(60),
+  /** Wait after a refused login (servers lock accounts that retry fast). */
+  authRetryMinutes: seconds(1, 1440).default(5),
+  /**
+   * A mail that cannot be read (the server breaks the connection on it, answers NO, or leaves it
+   * out) is tried this often, then set aside so the mail after it goes on; `mailbell unreadable`
+   * lists it and can retry it.
+   */
+  maxReadAttempts: z.number().int().min(1).max(100).default(3),
+  /** Targets told "1 mail could not be read" when a mail is set aside; none by default. */
+  announceUnreadable: z.array(z.string().min(1)).default([]),
+});
+
+export type AccountConfig = z.infer<typeof accountSchema>;
+export type WatchConfig = z.infer<typeof watchSchema>;

@@ -1,0 +1,17 @@
+import { z } from "zod";
+import { seconds } from "../settings.ts";
+
+/** The `outbox:` part of the config, owned by outbox/. */
+
+export const outboxSchema = z.strictObject({
+  /** A notification that failed this many times goes to the dead letters. */
+  maxAttempts: z.number().int().min(1).max(1000).default(12),
+  retryBaseSeconds: seconds(0.01, 3600).default(2),
+  retryMaxSeconds: seconds(0.01, 86_400).default(600),
+  /** On SIGTERM/SIGINT, keep sending for up to this long before exiting. */
+  drainSeconds: seconds(0, 3600).default(10),
+  /** Delivered notifications are kept this long (for `mailbell outbox` and duplicate checks). */
+  keepDays: seconds(1, 3650).default(30),
+});
+
+export type OutboxConfig = z.infer<typeof outboxSchema>;

@@ -1,0 +1,62 @@
+import { z } from "zod";
+import { identifier } from "../settings.ts";
+
+/** The `rules:` part of the config, owned by rules/. */
+
+/** A pattern is a substring (case-insensitive) or a `/regex/flags` string. */
+const pattern = z.string().min(1);
+const patterns = z.union([pattern, z.array(pattern).min(1)]);
+
+export const matchSchema = z.strictObject({
+  from: pattern.optional(),
+  to: pattern.optional(),
+  cc: pattern.optional(),
+  subject: pattern.optional(),
+  body: pattern.optional(),
+  /** Any header by name: `{ "List-Id": "/receipts/" }`. */
+  headers: z.record(z.string().min(1), pattern).optional(),
+  /** Limit the rule to these accounts / mailboxes (names as in accounts[]). */
+  account: patterns.optional(),
+  mailbox: patterns.optional(),
+});
+
+export const extractFields = ["body", "subject", "from", "to", "text"] as const;
+
+export const extractSchema = z.strictObject({
+  /** A regular expression with a named group `value` (or else the first group, or the whole match). */
+  regex: z.string().min(1),
+  /** Regex flags, e.g. "i". The `/regex/flags` form is accepted in `regex` too. */
+  flags: z.string().regex(/^[dgimsuvy]*$/, "valid flags are d g i m s u v y").optional(),
+  as: z.enum(["text", "money"]).default("text"),
+  /** Where to look: the plain-text body (default) or the subject. */
+  in: z.enum(["body", "subject", "from"]).default("body"),
+  /** For `as: money` when the text has no currency sign, e.g. "JPY". */
+  currency: z.string().regex(/^[A-Z]{3}$/, "use a three-letter ISO 4217 code such as JPY, USD or EUR").optional(),
+});
+
+export const periods = ["day", "week", "month", "year"] as const;
+
+export const totalSchema = z.strictObject({
+  /** The extracted money field to add up. */
+  sum: z.string().min(1),
+  per: z.enum(periods).default("month"),
+  /** IANA time zone that decides where a period starts, e.g. Asia/Tokyo. */
+  timezone: z.string().min(1).default("UTC"),
+});
+
+export const ruleSchema = z.strictObject({
+  name: identifier,
+  match: matchSchema.default({}),
+  extract: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "field names are letters, digits and _"), extractSchema).default({}),
+  total: totalSchema.optional(),
+  notify: z.array(z.string().min(1)).min(1),
+  template: z.string().min(1).default("{{from}}: {{subject}}"),
+  /** Locale for money amounts and period names, e.g. en-US or ja-JP. Defaults to the top-level `locale`. */
+  locale: z.string().min(2).optional(),
+});
+
+export type RuleConfig = z.infer<typeof ruleSchema>;
+export type MatchConfig = z.infer<typeof matchSchema>;
+export type ExtractConfig = z.infer<typeof extractSchema>;
+export type TotalConfig = z.infer<typeof totalSchema>;
+export type Period = (typeof periods)[number];

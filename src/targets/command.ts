@@ -4,8 +4,9 @@ import path from "node:path";
 import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { notificationForPeople, readable } from "./text.ts";
-import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+import { ServiceTarget } from "./service.ts";
+import { readable, truncatePlain } from "./text.ts";
+import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 import { notificationBody, type WebhookBody } from "./webhook.ts";
 
 /*
@@ -51,9 +52,6 @@ export const commandSchema = z.strictObject({
 });
 export type CommandTargetConfig = z.infer<typeof commandSchema>;
 
-// Linux caps one environment string at 128 KiB (MAX_ARG_STRLEN); 32,768 UTF-16 units is at most
-// 96 KiB of UTF-8, leaving room for the name.
-const envValueMax = 32_768;
 const stderrKeepBytes = 8192;
 const stderrShowLines = 5;
 const stderrShowChars = 500;
@@ -66,14 +64,6 @@ const passedEnv = /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMP
 /** What a digest carries on stdin. */
 export interface CommandDigest {
   digest: { count: number; listed: number; items: unknown[]; text: string };
-}
-
-function cutValue(value: string): string {
-  if (value.length <= envValueMax) return value;
-  let end = envValueMax - 1;
-  const code = value.charCodeAt(end - 1);
-  if (code >= 0xd800 && code <= 0xdbff) end -= 1;
-  return `${value.slice(0, end)}…`;
 }
 
 /** Field and variable names → MAILBELL_FIELD_AMOUNT style. */
@@ -112,27 +102,13 @@ export function notificationEnv(body: WebhookBody): Record<string, string> {
   return env;
 }
 
-export class CommandTarget implements Target {
-  readonly type = "command";
-  // No service limit: this only keeps a burst of mail from forking dozens of processes at once.
-  readonly defaultPacing = { perSecond: 5, burst: 5 };
-  readonly name: string;
-  readonly #config: CommandTargetConfig;
-
+export class CommandTarget extends ServiceTarget<CommandTargetConfig> {
   constructor(config: CommandTargetConfig) {
-    this.name = config.name;
-    this.#config = config;
+    super(commandModule, config);
   }
 
   render(n: Notification): TargetPayload {
     return { contentType: "application/json; charset=utf-8", body: JSON.stringify(notificationBody(n)) };
-  }
-
-  summarize(n: Notification): string {
-    const line = notificationForPeople(n)
-      .render((s) => s)
-      .replace(/\s*\n\s*/g, " ");
-    return line.length > 300 ? `${line.slice(0, 299)}…` : line;
   }
 
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
@@ -150,7 +126,7 @@ export class CommandTarget implements Target {
   }
 
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
-    const c = this.#config;
+    const c = this.config;
     const [program, ...args] = c.command as [string, ...string[]];
     const env = this.#environment(payload);
     const what = `target "${this.name}" (${program})`;
@@ -241,7 +217,7 @@ export class CommandTarget implements Target {
 
   #environment(payload: TargetPayload): Record<string, string> {
     const base: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && (this.#config.inheritEnv || passedEnv.test(k))) base[k] = v;
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && (this.config.inheritEnv || passedEnv.test(k))) base[k] = v;
     let mail: Record<string, string>;
     try {
       const parsed = JSON.parse(payload.body) as WebhookBody | CommandDigest;
@@ -250,13 +226,13 @@ export class CommandTarget implements Target {
       // A row queued by an older mailbell in another shape: stdin still has it.
       mail = {};
     }
-    const env = { ...base, ...this.#config.env };
-    for (const [k, v] of Object.entries(mail)) env[k] = cutValue(readable(v));
+    const env = { ...base, ...this.config.env };
+    for (const [k, v] of Object.entries(mail)) env[k] = this.fit("envValue", readable(v));
     return env;
   }
 
   #spawnError(err: NodeJS.ErrnoException, program: string): TargetError {
-    const c = this.#config;
+    const c = this.config;
     const code = err.code ?? "error";
     if (transientSpawnErrors.has(code)) {
       return new TargetError(this.name, `target "${this.name}": cannot start ${program} right now (${code}: ${err.message}); will retry.`, { retryable: true, cause: err });
@@ -272,13 +248,6 @@ export class CommandTarget implements Target {
       return new TargetError(this.name, `target "${this.name}": command[0] "${program}" is not executable (EACCES). Make it executable (chmod +x) or name the interpreter first: ["/bin/sh", "${program}"].`, { retryable: false, cause: err });
     }
     return new TargetError(this.name, `target "${this.name}": cannot run command[0] "${program}" (${code}: ${err.message}). Check command: in the config.`, { retryable: false, cause: err });
-  }
-
-  describe(): string {
-    const c = this.#config;
-    const args = c.command.length > 1 ? ` (+${c.command.length - 1} arg(s))` : "";
-    const env = c.env ? `, ${Object.keys(c.env).length} env var(s), values hidden` : "";
-    return `command ${c.command[0]}${args}, timeout ${c.timeoutSeconds}s${env}`;
   }
 }
 
@@ -306,6 +275,19 @@ export const commandModule: TargetModule<CommandTargetConfig> = {
   schemes: ["command"],
   schema: commandSchema,
   secrets: ["env"],
+  // No service limit: this only keeps a burst of mail from forking dozens of processes at once.
+  pacing: { perSecond: 5, burst: 5 },
+  // Linux caps one environment string at 128 KiB (MAX_ARG_STRLEN); 32,768 UTF-16 units is at most
+  // 96 KiB of UTF-8, leaving room for the name.
+  limits: { summary: 300, envValue: 32_768 },
+  cut: truncatePlain,
+  // stdin is JSON and each MAILBELL_* value is one value: nothing in them is markup.
+  escape: (text) => text,
+  describe(c) {
+    const args = c.command.length > 1 ? ` (+${c.command.length - 1} arg(s))` : "";
+    const env = c.env ? `, ${Object.keys(c.env).length} env var(s), values hidden` : "";
+    return `command ${c.command[0]}${args}, timeout ${c.timeoutSeconds}s${env}`;
+  },
   fromUrl(url) {
     if (url.host) throw new TargetUrlError(`"${url.host}" looks like a host: ${urlHelp}`);
     const program = decodeURIComponent(url.pathname);

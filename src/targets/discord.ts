@@ -2,8 +2,9 @@ import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { fitLines, httpLink, notificationForPeople, truncate } from "./text.ts";
-import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+import { ServiceTarget } from "./service.ts";
+import { fitLines, httpLink, notificationForPeople } from "./text.ts";
+import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 
 // Discord's own URL rule (simple-markdown's): a bare link runs to whitespace or "<" and does not
 // end in punctuation. Inside it Discord reads no markdown, so neither do we.
@@ -54,17 +55,10 @@ export const discordSchema = z.strictObject({
 });
 export type DiscordTargetConfig = z.infer<typeof discordSchema>;
 
-// Discord's documented limits; an embed's title, description, field names and values and footer
-// together may not exceed 6,000 characters.
-const contentMax = 2000;
-const titleMax = 256;
-const descriptionMax = 4096;
-const fieldNameMax = 256;
-const fieldValueMax = 1024;
+// Discord's documented limits: at most 25 fields in an embed, and its title, description, field
+// names and values and footer together may not exceed 6,000 characters.
 const fieldsMax = 25;
-const footerMax = 2048;
 const embedTotalMax = 6000;
-const summaryMax = 300;
 
 interface Embed {
   title?: string;
@@ -75,18 +69,9 @@ interface Embed {
   footer?: { text: string };
 }
 
-export class DiscordWebhookTarget implements Target {
-  readonly type = "discord";
-  // Each webhook answers with a bucket of 5 requests per 2 s, and Discord is widely observed to
-  // cap a channel's webhook posts at about 30 a minute. 0.5/s sustained stays under both; a burst
-  // of 5 fits the per-webhook bucket.
-  readonly defaultPacing = { perSecond: 0.5, burst: 5 };
-  readonly name: string;
-  readonly #config: DiscordTargetConfig;
-
+export class DiscordWebhookTarget extends ServiceTarget<DiscordTargetConfig> {
   constructor(config: DiscordTargetConfig) {
-    this.name = config.name;
-    this.#config = config;
+    super(discordModule, config);
   }
 
   /**
@@ -95,24 +80,25 @@ export class DiscordWebhookTarget implements Target {
    */
   render(notification: Notification): TargetPayload {
     const n = notificationForPeople(notification);
-    const text = n.render(escapeDiscord).trim() || "(empty message)";
-    const fields = [{ name: "From", value: fieldValue(escapeDiscord(n.from || "(unknown sender)")), inline: false }];
+    const text = this.ruleText(notification).trim() || "(empty message)";
+    const fields = [{ name: "From", value: this.#fieldValue(escapeDiscord(n.from || "(unknown sender)")), inline: false }];
     for (const [name, field] of Object.entries(n.fields)) {
       if (fields.length >= fieldsMax) break;
       // Field names come from the rule's config, not the mail.
-      fields.push({ name: truncate(name, fieldNameMax), value: fieldValue(escapeDiscord(field ? field.text : `[${name} missing]`)), inline: true });
+      fields.push({ name: this.fit("fieldName", name), value: this.#fieldValue(escapeDiscord(field ? field.text : `[${name} missing]`)), inline: true });
     }
-    const embed: Embed = { title: truncate(escapeDiscord(n.subject || "(no subject)"), titleMax), fields };
+    const embed: Embed = { title: this.fit("title", escapeDiscord(n.subject || "(no subject)")), fields };
     // The footer shows no markdown, and the rule name is from the config, not the mail.
-    if (n.rule) embed.footer = { text: truncate(n.rule, footerMax) };
+    if (n.rule) embed.footer = { text: this.fit("footer", n.rule) };
     const link = httpLink(n.link);
     if (link) embed.url = link;
     if (n.date) embed.timestamp = n.date;
-    return this.#payload(truncate(text, contentMax), fitEmbed(embed));
+    return this.#payload(this.fit("content", text), fitEmbed(embed));
   }
 
-  summarize(n: Notification): string {
-    return truncate(notificationForPeople(n).render(escapeDiscord).replace(/\s*\n\s*/g, " ").trim(), summaryMax);
+  /** Discord refuses an empty field value. */
+  #fieldValue(text: string): string {
+    return this.fit("fieldValue", text || "\u200b");
   }
 
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
@@ -120,7 +106,7 @@ export class DiscordWebhookTarget implements Target {
     const description = fitLines(
       entries.map((e) => `• ${e.summary}`),
       total,
-      descriptionMax,
+      this.limit("description"),
     );
     return this.#payload(content, { description });
   }
@@ -129,14 +115,14 @@ export class DiscordWebhookTarget implements Target {
     // parse: [] turns off every mention, including any the rule's own template writes: a mail
     // notifier should never be the thing that pings a whole server.
     const payload: Record<string, unknown> = { content, embeds: [embed], allowed_mentions: { parse: [] } };
-    if (this.#config.username) payload.username = this.#config.username;
-    if (this.#config.avatar_url) payload.avatar_url = this.#config.avatar_url;
+    if (this.config.username) payload.username = this.config.username;
+    if (this.config.avatar_url) payload.avatar_url = this.config.avatar_url;
     return { contentType: "application/json; charset=utf-8", body: JSON.stringify(payload) };
   }
 
   // Execute Webhook takes no idempotency key: a resend after a lost 2xx shows twice.
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
-    const url = new URL(this.#config.url);
+    const url = new URL(this.config.url);
     // wait=true makes Discord confirm the message was stored, not merely queued: its 200 is that
     // confirmation (errors come as 4xx/5xx), so the message object in its body is not waited for.
     url.searchParams.set("wait", "true");
@@ -145,7 +131,7 @@ export class DiscordWebhookTarget implements Target {
       await postPayload(payload, {
         target: this.name,
         url: url.href,
-        maskedUrl: maskUrl(this.#config.url),
+        maskedUrl: maskUrl(this.config.url),
         signal: options.signal,
         describeError: (status, body) => {
           const parsed = parseDiscordError(body);
@@ -162,11 +148,6 @@ export class DiscordWebhookTarget implements Target {
       }
       throw err;
     }
-  }
-
-  describe(): string {
-    const id = /\/webhooks\/(\d+)\//.exec(new URL(this.#config.url).pathname)?.[1];
-    return `discord ${maskUrl(this.#config.url)}${id ? ` webhook ${id}` : ""}${this.#config.username ? ` as ${this.#config.username}` : ""}`;
   }
 }
 
@@ -217,11 +198,6 @@ function firstFieldError(errors: unknown, path: string[] = []): string | undefin
   return undefined;
 }
 
-/** Discord refuses an empty field value. */
-function fieldValue(text: string): string {
-  return truncate(text || "\u200b", fieldValueMax);
-}
-
 function embedLength(e: Embed): number {
   return (e.title?.length ?? 0) + (e.description?.length ?? 0) + (e.footer?.text.length ?? 0) + (e.fields ?? []).reduce((sum, f) => sum + f.name.length + f.value.length, 0);
 }
@@ -242,6 +218,17 @@ export const discordModule: TargetModule<DiscordTargetConfig> = {
   schemes: ["discord"],
   schema: discordSchema,
   secrets: ["url"],
+  // Each webhook answers with a bucket of 5 requests per 2 s, and Discord is widely observed to
+  // cap a channel's webhook posts at about 30 a minute. 0.5/s sustained stays under both; a burst
+  // of 5 fits the per-webhook bucket.
+  pacing: { perSecond: 0.5, burst: 5 },
+  // Discord's documented limits, per part of a message and its embed.
+  limits: { summary: 300, content: 2000, title: 256, description: 4096, fieldName: 256, fieldValue: 1024, footer: 2048 },
+  escape: escapeDiscord,
+  describe(c) {
+    const id = /\/webhooks\/(\d+)\//.exec(new URL(c.url).pathname)?.[1];
+    return `discord ${maskUrl(c.url)}${id ? ` webhook ${id}` : ""}${c.username ? ` as ${c.username}` : ""}`;
+  },
   fromUrl(url) {
     const [id, token, ...rest] = [decodeURIComponent(url.hostname), ...segments(url)];
     if (!id || !token || rest.length > 0 || !/^\d+$/.test(id) || !/^[\w-]+$/.test(token)) {

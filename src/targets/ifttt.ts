@@ -1,8 +1,9 @@
 import { z } from "zod";
 import { postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { fitLines, notificationForPeople, truncate } from "./text.ts";
-import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+import { fitLines, notificationForPeople } from "./text.ts";
+import { ServiceTarget } from "./service.ts";
+import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 
 /*
  * IFTTT Webhooks, the "Receive a web request" trigger the first user's bot used: value1–value3
@@ -31,36 +32,14 @@ export const iftttSchema = z.strictObject({
 });
 export type IftttTargetConfig = z.infer<typeof iftttSchema>;
 
-// IFTTT documents no limit on a value's length; 5,000 characters keeps a runaway message from
-// becoming an oversized SMS or notification downstream.
-const valueMax = 5000;
-const summaryMax = 300;
-
-export class IftttWebhookTarget implements Target {
-  readonly type = "ifttt";
-  // IFTTT publishes no rate for Webhooks triggers; each one runs an applet, so stay gentle.
-  readonly defaultPacing = { perSecond: 1, burst: 3 };
-  readonly name: string;
-  readonly #config: IftttTargetConfig;
-
+export class IftttWebhookTarget extends ServiceTarget<IftttTargetConfig> {
   constructor(config: IftttTargetConfig) {
-    this.name = config.name;
-    this.#config = config;
+    super(iftttModule, config);
   }
 
   render(notification: Notification): TargetPayload {
     const n = notificationForPeople(notification);
-    return this.#payload(valueOf(n, this.#config.value1), valueOf(n, this.#config.value2), this.#config.value3 ? valueOf(n, this.#config.value3) : defaultValue3(n));
-  }
-
-  summarize(n: Notification): string {
-    return truncate(
-      notificationForPeople(n)
-        .render((s) => s)
-        .replace(/\s*\n\s*/g, " ")
-        .trim(),
-      summaryMax,
-    );
+    return this.#payload(valueOf(n, this.config.value1), valueOf(n, this.config.value2), this.config.value3 ? valueOf(n, this.config.value3) : defaultValue3(n));
   }
 
   /** value1: the list (as the message would be), value2: "N mails" (as the subject), value3: N. */
@@ -69,7 +48,7 @@ export class IftttWebhookTarget implements Target {
       fitLines(
         entries.map((e) => `• ${e.summary}`),
         total,
-        valueMax,
+        this.limit("value"),
       ),
       `${total} mails`,
       String(total),
@@ -77,11 +56,11 @@ export class IftttWebhookTarget implements Target {
   }
 
   #payload(value1: string, value2: string, value3: string): TargetPayload {
-    return { contentType: "application/json; charset=utf-8", body: JSON.stringify({ value1: truncate(value1, valueMax), value2: truncate(value2, valueMax), value3: truncate(value3, valueMax) }) };
+    return { contentType: "application/json; charset=utf-8", body: JSON.stringify({ value1: this.fit("value", value1), value2: this.fit("value", value2), value3: this.fit("value", value3) }) };
   }
 
   #url(key: string): string {
-    return `${this.#config.apiUrl.replace(/\/+$/, "")}/trigger/${encodeURIComponent(this.#config.event)}/with/key/${key}`;
+    return `${this.config.apiUrl.replace(/\/+$/, "")}/trigger/${encodeURIComponent(this.config.event)}/with/key/${key}`;
   }
 
   // IFTTT takes no idempotency key: a resend after a lost 200 runs the applet twice. The 200 is
@@ -89,16 +68,11 @@ export class IftttWebhookTarget implements Target {
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     await postPayload(payload, {
       target: this.name,
-      url: this.#url(encodeURIComponent(this.#config.key)),
+      url: this.#url(encodeURIComponent(this.config.key)),
       maskedUrl: this.#url("****"),
       signal: options.signal,
       describeError: describeIftttError,
     });
-  }
-
-  describe(): string {
-    const via = this.#config.apiUrl === "https://maker.ifttt.com" ? "" : ` via ${this.#config.apiUrl}`;
-    return `ifttt event ${this.#config.event} key ${maskSecret(this.#config.key)}${via}`;
   }
 }
 
@@ -156,6 +130,17 @@ export const iftttModule: TargetModule<IftttTargetConfig> = {
   schemes: ["ifttt"],
   schema: iftttSchema,
   secrets: ["key"],
+  // IFTTT publishes no rate for Webhooks triggers; each one runs an applet, so stay gentle.
+  pacing: { perSecond: 1, burst: 3 },
+  // IFTTT documents no limit on a value's length; 5,000 characters keeps a runaway message from
+  // becoming an oversized SMS or notification downstream.
+  limits: { summary: 300, value: 5000 },
+  // The values are plain text handed to the user's applet, which reads no markup.
+  escape: (text) => text,
+  describe(c) {
+    const via = c.apiUrl === "https://maker.ifttt.com" ? "" : ` via ${c.apiUrl}`;
+    return `ifttt event ${c.event} key ${maskSecret(c.key)}${via}`;
+  },
   fromUrl(url) {
     const host = decodeURIComponent(url.hostname);
     const parts = url.username ? [decodeURIComponent(url.username), host, ...segments(url)] : [host, ...segments(url)];

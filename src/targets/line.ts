@@ -3,8 +3,9 @@ import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { fitLines, notificationForPeople, truncate } from "./text.ts";
-import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+import { ServiceTarget } from "./service.ts";
+import { fitLines } from "./text.ts";
+import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 
 /*
  * LINE Messaging API push messages. LINE Notify, which the first user's bot posted through, was
@@ -31,10 +32,6 @@ export const lineSchema = z.strictObject({
 });
 export type LineTargetConfig = z.infer<typeof lineSchema>;
 
-// LINE's documented maximum for a text message.
-const textMax = 5000;
-const summaryMax = 300;
-
 // Any fixed UUID: it only keeps our name-based retry keys apart from other programs' keys.
 const retryKeyNamespace = Buffer.from("5f0c4a3e8d2b4c7a9e1f6b2d3c4a5e6f", "hex");
 
@@ -50,35 +47,13 @@ export function lineRetryKey(seed: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
-export class LinePushTarget implements Target {
-  readonly type = "line";
-  // LINE allows 2,000 push requests per second per channel; what runs out first is the monthly
-  // message quota, not the rate. 10/s keeps a backlog from looking like a flood.
-  readonly defaultPacing = { perSecond: 10, burst: 10 };
-  readonly name: string;
-  readonly #config: LineTargetConfig;
-
+export class LinePushTarget extends ServiceTarget<LineTargetConfig> {
   constructor(config: LineTargetConfig) {
-    this.name = config.name;
-    this.#config = config;
+    super(lineModule, config);
   }
 
   render(n: Notification): TargetPayload {
-    return this.#payload(
-      notificationForPeople(n)
-        .render((s) => s)
-        .trim() || "(empty message)",
-    );
-  }
-
-  summarize(n: Notification): string {
-    return truncate(
-      notificationForPeople(n)
-        .render((s) => s)
-        .replace(/\s*\n\s*/g, " ")
-        .trim(),
-      summaryMax,
-    );
+    return this.#payload(this.ruleText(n).trim() || "(empty message)");
   }
 
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
@@ -86,21 +61,21 @@ export class LinePushTarget implements Target {
     return this.#payload(`${heading}\n${fitLines(
       entries.map((e) => `• ${e.summary}`),
       total,
-      textMax - heading.length - 1,
+      this.limit("text") - heading.length - 1,
     )}`);
   }
 
   #payload(text: string): TargetPayload {
-    const payload: Record<string, unknown> = { to: this.#config.to, messages: [{ type: "text", text: truncate(text, textMax) }] };
-    if (this.#config.silent) payload.notificationDisabled = true;
+    const payload: Record<string, unknown> = { to: this.config.to, messages: [{ type: "text", text: this.fit("text", text) }] };
+    if (this.config.silent) payload.notificationDisabled = true;
     return { contentType: "application/json; charset=utf-8", body: JSON.stringify(payload) };
   }
 
   // A 200 is success (its body lists the sent messages); refusals are 4xx/5xx with a JSON message.
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
-    const url = `${this.#config.apiUrl.replace(/\/+$/, "")}/v2/bot/message/push`;
-    const headers: Record<string, string> = { authorization: `Bearer ${this.#config.token}` };
-    if (options.idempotencyKey) headers["x-line-retry-key"] = lineRetryKey(`${this.#config.to}\n${options.idempotencyKey}`);
+    const url = `${this.config.apiUrl.replace(/\/+$/, "")}/v2/bot/message/push`;
+    const headers: Record<string, string> = { authorization: `Bearer ${this.config.token}` };
+    if (options.idempotencyKey) headers["x-line-retry-key"] = lineRetryKey(`${this.config.to}\n${options.idempotencyKey}`);
     let lineMessage: string | undefined;
     try {
       await postPayload(payload, {
@@ -131,11 +106,6 @@ export class LinePushTarget implements Target {
       }
       throw err;
     }
-  }
-
-  describe(): string {
-    const via = this.#config.apiUrl === "https://api.line.me" ? "" : ` via ${this.#config.apiUrl}`;
-    return `line push to ${this.#config.to} token ${maskSecret(this.#config.token)}${via}${this.#config.silent ? " (silent)" : ""}`;
   }
 }
 
@@ -179,6 +149,17 @@ export const lineModule: TargetModule<LineTargetConfig> = {
   schemes: ["line"],
   schema: lineSchema,
   secrets: ["token"],
+  // LINE allows 2,000 push requests per second per channel; what runs out first is the monthly
+  // message quota, not the rate. 10/s keeps a backlog from looking like a flood.
+  pacing: { perSecond: 10, burst: 10 },
+  // LINE's documented maximum for a text message.
+  limits: { summary: 300, text: 5000 },
+  // A plain "text" message: LINE reads no markup in it.
+  escape: (text) => text,
+  describe(c) {
+    const via = c.apiUrl === "https://api.line.me" ? "" : ` via ${c.apiUrl}`;
+    return `line push to ${c.to} token ${maskSecret(c.token)}${via}${c.silent ? " (silent)" : ""}`;
+  },
   fromUrl(url) {
     const parts = [decodeURIComponent(url.hostname), ...segments(url)].filter((p) => p !== "");
     const q = query(url);

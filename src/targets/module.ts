@@ -3,12 +3,27 @@ import { identifier } from "../settings.ts";
 import type { TargetStateStore } from "../store/target-state.ts";
 import type { Target } from "./types.ts";
 
+/** How fast a service may be sent to: sustained sends per second, and the burst allowed at once. */
+export interface Pacing {
+  perSecond: number;
+  burst: number;
+}
+
 /**
- * What every service module declares, Apprise-style, as plain data plus three functions: its
- * config shape (checked when the config loads, not at send time), how its one-line URL form maps to
- * that shape, and how to build the Target. Adding a service = one module + one line in index.ts.
+ * The service's length limits by part of its payload (`summary` is the one line a digest lists a
+ * mail by; others as the service names them: title, text, field…), in characters unless the
+ * service's own `cut` counts otherwise. Applied in one place: ServiceTarget.fit.
  */
-export interface TargetModule<Config extends { name: string; type: string } = { name: string; type: string }> {
+export type Limits = Readonly<{ summary: number } & Record<string, number>>;
+
+/**
+ * What every service declares, Apprise-style, as plain data plus a few functions: its config
+ * shape (checked when the config loads, not at send time), its one-line URL form, which keys are
+ * secrets, its pacing and length limits, how it makes mail text literal, how it prints itself, and
+ * how to build the Target that renders and sends. Adding a service = one file exporting this, one
+ * line in index.ts, and its rows in contract.test.ts.
+ */
+export interface TargetDefinition<Config extends { name: string; type: string } = { name: string; type: string }> {
   type: Config["type"];
   /** URL schemes of the one-line form, e.g. ["discord"]. */
   schemes: readonly string[];
@@ -23,8 +38,20 @@ export interface TargetModule<Config extends { name: string; type: string } = { 
   normalizeUrl?(raw: string): string;
   /** Config keys whose values are secrets: masked wherever a target is printed. */
   secrets: readonly string[];
+  /** The rate the service allows, used unless the config sets rateLimit. */
+  pacing: Pacing;
+  limits: Limits;
+  /** Cuts text to a limit the way this service counts (default: characters, entity-safe, text.ts truncate). */
+  cut?(text: string, max: number): string;
+  /** Makes mail-derived text literal in the service's markup; the identity where it reads none. */
+  escape(text: string): string;
+  /** One line for logs and `mailbell check`, every secret masked (the contract test checks it). */
+  describe(config: Config): string;
   create(config: Config, deps: TargetDeps): Target;
 }
+
+/** The earlier name of TargetDefinition. */
+export type TargetModule<Config extends { name: string; type: string } = { name: string; type: string }> = TargetDefinition<Config>;
 
 /** What targets may need from outside; tests replace them. */
 export interface TargetDeps {

@@ -1,8 +1,9 @@
 import { z } from "zod";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { httpLink, notificationForPeople, truncate } from "./text.ts";
-import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+import { ServiceTarget } from "./service.ts";
+import { httpLink, notificationForPeople } from "./text.ts";
+import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 
 /*
  * ntfy (https://docs.ntfy.sh/publish/) through its JSON publish API: POST {server}/ with
@@ -11,14 +12,6 @@ import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } fr
  * can. Markdown stays off, so ntfy shows the text as it is and interprets nothing in it: mail text
  * needs no escaping beyond the convention for text people read (readable() in text.ts).
  */
-
-// ntfy keeps messages up to 4,096 bytes (message-size-limit) and turns longer ones into an
-// attachment, which the phone shows as a file: we cut instead. The JSON publish body is read with
-// twice that as its limit (server.go transformBodyJSON), so the whole request stays under 8,192.
-const messageMaxBytes = 4096;
-const jsonMaxBytes = 8192;
-// ntfy documents no title limit; a notification shows one line of it.
-const titleMax = 250;
 
 const priorities = { min: 1, low: 2, default: 3, high: 4, max: 5, urgent: 5 } as const;
 const priorityNames = Object.keys(priorities) as (keyof typeof priorities)[];
@@ -85,29 +78,17 @@ function oneLine(text: string): string {
   return text.replace(/\s+/g, " ").trim();
 }
 
-export class NtfyTarget implements Target {
-  readonly type = "ntfy";
-  // ntfy.sh gives each visitor (IP) a bucket of 60 requests refilled at one per 5 s
-  // (docs.ntfy.sh/config/#rate-limiting, visitor-request-limit-burst/-replenish). We take half
-  // the bucket as burst so the same IP's other ntfy use keeps some.
-  readonly defaultPacing = { perSecond: 0.2, burst: 30 };
-  readonly name: string;
-  readonly #config: NtfyTargetConfig;
+export class NtfyTarget extends ServiceTarget<NtfyTargetConfig> {
   readonly #server: string;
 
   constructor(config: NtfyTargetConfig) {
-    this.name = config.name;
-    this.#config = config;
+    super(ntfyModule, config);
     this.#server = config.server.replace(/\/+$/, "");
   }
 
   render(notification: Notification): TargetPayload {
     const n = notificationForPeople(notification);
-    return this.#payload(oneLine(n.subject) || "(no subject)", n.render((s) => s), httpLink(n.link));
-  }
-
-  summarize(n: Notification): string {
-    return truncate(notificationForPeople(n).render((s) => s).replace(/\s*\n\s*/g, " "), 300);
+    return this.#payload(oneLine(n.subject) || "(no subject)", this.ruleText(notification), httpLink(n.link));
   }
 
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
@@ -118,20 +99,20 @@ export class NtfyTarget implements Target {
   }
 
   #payload(title: string, message: string, click: string | undefined): TargetPayload {
-    const priority = ntfyPriority(this.#config.priority);
+    const priority = ntfyPriority(this.config.priority);
     const base: Omit<NtfyMessage, "message"> = {
-      topic: this.#config.topic,
-      title: truncate(title, titleMax),
+      topic: this.config.topic,
+      title: this.fit("title", title),
       ...(priority !== undefined ? { priority } : {}),
-      ...(this.#config.tags ? { tags: this.#config.tags } : {}),
+      ...(this.config.tags ? { tags: this.config.tags } : {}),
       ...(click ? { click } : {}),
       markdown: false,
     };
     // JSON escaping can grow the message (a quote becomes \"), so cut until the body fits too.
-    let cap = messageMaxBytes;
+    let cap = this.limit("messageBytes");
     for (;;) {
       const body = JSON.stringify({ ...base, message: truncateUtf8(message, cap) });
-      const over = Buffer.byteLength(body) - jsonMaxBytes;
+      const over = Buffer.byteLength(body) - this.limit("jsonBytes");
       if (over <= 0 || cap <= 0) return { contentType: "application/json; charset=utf-8", body };
       cap = Math.max(0, cap - over);
     }
@@ -151,16 +132,10 @@ export class NtfyTarget implements Target {
   }
 
   #authHeader(): Record<string, string> {
-    const c = this.#config;
+    const c = this.config;
     if (c.token) return { authorization: `Bearer ${c.token}` };
     if (c.user && c.password) return { authorization: `Basic ${Buffer.from(`${c.user}:${c.password}`).toString("base64")}` };
     return {};
-  }
-
-  describe(): string {
-    const c = this.#config;
-    const auth = c.token ? ` (token ${maskSecret(c.token)})` : c.user ? ` (user ${c.user}, password ****)` : "";
-    return `ntfy ${maskUrl(this.#server)} topic ${maskSecret(c.topic)}${auth}`;
   }
 }
 
@@ -192,6 +167,21 @@ export const ntfyModule: TargetModule<NtfyTargetConfig> = {
   schemes: ["ntfy", "ntfys"],
   schema: ntfySchema,
   secrets: ["token", "password", "topic"],
+  // ntfy.sh gives each visitor (IP) a bucket of 60 requests refilled at one per 5 s
+  // (docs.ntfy.sh/config/#rate-limiting, visitor-request-limit-burst/-replenish). We take half
+  // the bucket as burst so the same IP's other ntfy use keeps some.
+  pacing: { perSecond: 0.2, burst: 30 },
+  // ntfy documents no title limit; a notification shows one line of it. It keeps messages up to
+  // 4,096 bytes (message-size-limit) and turns longer ones into an attachment, which the phone
+  // shows as a file: we cut instead. The JSON publish body is read with twice that as its limit
+  // (server.go transformBodyJSON), so the whole request stays under 8,192 bytes.
+  limits: { summary: 300, title: 250, messageBytes: 4096, jsonBytes: 8192 },
+  // Markdown stays off: ntfy shows the text as it is.
+  escape: (text) => text,
+  describe(c) {
+    const auth = c.token ? ` (token ${maskSecret(c.token)})` : c.user ? ` (user ${c.user}, password ****)` : "";
+    return `ntfy ${maskUrl(c.server.replace(/\/+$/, ""))} topic ${maskSecret(c.topic)}${auth}`;
+  },
   fromUrl(url) {
     const path = segments(url);
     const host = url.hostname;

@@ -3,8 +3,9 @@ import { TargetError } from "../errors.ts";
 import { memoryTargetState, type TargetStateStore } from "../store/target-state.ts";
 import { maskUrl, postForReply, postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { notificationForPeople, truncate } from "./text.ts";
-import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+import { ServiceTarget } from "./service.ts";
+import { notificationForPeople } from "./text.ts";
+import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 
 /**
  * Slack mrkdwn treats `<…>` as links and mentions (`<!channel>`, `<@U123>`, `<https://x|label>`)
@@ -73,10 +74,6 @@ export const slackSchema = z
   });
 export type SlackTargetConfig = z.infer<typeof slackSchema>;
 
-// Slack limits: a section block's text is 3,000 characters; top-level text is cut at 40,000.
-const sectionMax = 3000;
-const textMax = 40_000;
-const contextMax = 2000;
 
 /**
  * Rows are rendered once at enqueue time and sent later, so the thread a message belongs to has
@@ -85,39 +82,42 @@ const contextMax = 2000;
  */
 export const threadField = "_mailbell_thread";
 
-/** The text, blocks and options both modes share; the modes differ in channel and thread handling. */
-function slackMessage(config: SlackTargetConfig, text: string, blocks: unknown[]): Record<string, unknown> {
-  const message: Record<string, unknown> = { text: truncate(text, textMax), blocks, unfurl_links: false, unfurl_media: false };
-  if (config.username) message.username = config.username;
-  if (config.icon_emoji) message.icon_emoji = config.icon_emoji;
-  if (config.icon_url) message.icon_url = config.icon_url;
-  return message;
-}
+/** What both modes render alike; they differ in channel and thread handling. */
+abstract class SlackTarget extends ServiceTarget<SlackTargetConfig> {
+  constructor(config: SlackTargetConfig) {
+    super(slackModule, config);
+  }
 
-function notificationBlocks(notification: Notification): { text: string; blocks: unknown[] } {
-  const n = notificationForPeople(notification);
-  const text = n.render(escapeSlack);
-  const context = [`*From:* ${escapeSlack(n.from)}`, `*Subject:* ${escapeSlack(n.subject || "(no subject)")}`];
-  return {
-    text,
-    blocks: [
-      { type: "section", text: { type: "mrkdwn", text: truncate(text, sectionMax) } },
-      { type: "context", elements: [{ type: "mrkdwn", text: truncate(context.join("  ·  "), contextMax) }] },
-    ],
-  };
-}
+  /** The text, blocks and options both modes share. */
+  protected slackMessage(text: string, blocks: unknown[]): Record<string, unknown> {
+    const message: Record<string, unknown> = { text: this.fit("text", text), blocks, unfurl_links: false, unfurl_media: false };
+    if (this.config.username) message.username = this.config.username;
+    if (this.config.icon_emoji) message.icon_emoji = this.config.icon_emoji;
+    if (this.config.icon_url) message.icon_url = this.config.icon_url;
+    return message;
+  }
 
-function digestBlocks(entries: readonly DigestEntry[], total: number): { text: string; blocks: unknown[] } {
-  const more = total - entries.length;
-  const lines = entries.map((e) => `• ${e.summary}`);
-  if (more > 0) lines.push(`…and ${more} more`);
-  const heading = `*${total} mails* (sent as one message to stay within Slack's rate limit)`;
-  const text = `${heading}\n${lines.join("\n")}`;
-  return { text, blocks: [{ type: "section", text: { type: "mrkdwn", text: truncate(text, sectionMax) } }] };
-}
+  protected notificationBlocks(notification: Notification): { text: string; blocks: unknown[] } {
+    const n = notificationForPeople(notification);
+    const text = this.ruleText(notification);
+    const context = [`*From:* ${escapeSlack(n.from)}`, `*Subject:* ${escapeSlack(n.subject || "(no subject)")}`];
+    return {
+      text,
+      blocks: [
+        { type: "section", text: { type: "mrkdwn", text: this.fit("section", text) } },
+        { type: "context", elements: [{ type: "mrkdwn", text: this.fit("context", context.join("  ·  ")) }] },
+      ],
+    };
+  }
 
-function summarizeFor(n: Notification): string {
-  return truncate(notificationForPeople(n).render(escapeSlack).replace(/\s*\n\s*/g, " "), 300);
+  protected digestBlocks(entries: readonly DigestEntry[], total: number): { text: string; blocks: unknown[] } {
+    const more = total - entries.length;
+    const lines = entries.map((e) => `• ${e.summary}`);
+    if (more > 0) lines.push(`…and ${more} more`);
+    const heading = `*${total} mails* (sent as one message to stay within Slack's rate limit)`;
+    const text = `${heading}\n${lines.join("\n")}`;
+    return { text, blocks: [{ type: "section", text: { type: "mrkdwn", text: this.fit("section", text) } }] };
+  }
 }
 
 function jsonPayload(message: Record<string, unknown>): TargetPayload {
@@ -133,38 +133,28 @@ function parseObject(body: string): Record<string, unknown> | undefined {
   }
 }
 
-export class SlackWebhookTarget implements Target {
-  readonly type = "slack";
-  // Slack: "about one message per second" per incoming webhook, short bursts tolerated.
-  readonly defaultPacing = { perSecond: 1, burst: 3 };
-  readonly name: string;
-  readonly #config: SlackTargetConfig;
+export class SlackWebhookTarget extends SlackTarget {
   readonly #url: string;
 
   constructor(config: SlackTargetConfig) {
     if (config.url === undefined) throw new Error(`slack target "${config.name}": a webhook target needs url`);
-    this.name = config.name;
-    this.#config = config;
+    super(config);
     this.#url = config.url;
   }
 
   render(n: Notification): TargetPayload {
-    const { text, blocks } = notificationBlocks(n);
+    const { text, blocks } = this.notificationBlocks(n);
     return this.#payload(text, blocks);
   }
 
-  summarize(n: Notification): string {
-    return summarizeFor(n);
-  }
-
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
-    const { text, blocks } = digestBlocks(entries, total);
+    const { text, blocks } = this.digestBlocks(entries, total);
     return this.#payload(text, blocks);
   }
 
   #payload(text: string, blocks: unknown[]): TargetPayload {
-    const message = slackMessage(this.#config, text, blocks);
-    if (this.#config.channel) message.channel = this.#config.channel;
+    const message = this.slackMessage(text, blocks);
+    if (this.config.channel) message.channel = this.config.channel;
     return jsonPayload(message);
   }
 
@@ -179,10 +169,6 @@ export class SlackWebhookTarget implements Target {
       // Slack answers errors as a short plain-text code such as invalid_payload or no_service.
       describeError: (_status, body) => summarize(body, 100),
     });
-  }
-
-  describe(): string {
-    return `slack ${maskUrl(this.#url)}${this.#config.channel ? ` channel ${this.#config.channel}` : ""}`;
   }
 }
 
@@ -262,13 +248,7 @@ class SlackApiError extends TargetError {
  * thread for good. The state key also carries the channel, because a ts is only meaningful in the
  * channel it was posted to: after a channel change the first message starts a fresh thread.
  */
-export class SlackApiTarget implements Target {
-  readonly type = "slack";
-  // chat.postMessage is rate-limited "special": about one message per second per channel, with
-  // short bursts allowed; the same pacing as the webhook.
-  readonly defaultPacing = { perSecond: 1, burst: 3 };
-  readonly name: string;
-  readonly #config: SlackTargetConfig;
+export class SlackApiTarget extends SlackTarget {
   readonly #token: string;
   readonly #channel: string;
   readonly #endpoint: string;
@@ -276,8 +256,7 @@ export class SlackApiTarget implements Target {
 
   constructor(config: SlackTargetConfig, state: TargetStateStore) {
     if (config.token === undefined || config.channel === undefined) throw new Error(`slack target "${config.name}": the Web API needs token and channel`);
-    this.name = config.name;
-    this.#config = config;
+    super(config);
     this.#token = config.token;
     this.#channel = config.channel;
     this.#endpoint = `${(config.apiUrl ?? defaultSlackApiUrl).replace(/\/+$/, "")}/chat.postMessage`;
@@ -285,12 +264,8 @@ export class SlackApiTarget implements Target {
   }
 
   render(n: Notification): TargetPayload {
-    const { text, blocks } = notificationBlocks(n);
-    return this.#payload(text, blocks, this.#config.thread ? threadKey(n) : undefined);
-  }
-
-  summarize(n: Notification): string {
-    return summarizeFor(n);
+    const { text, blocks } = this.notificationBlocks(n);
+    return this.#payload(text, blocks, this.config.thread ? threadKey(n) : undefined);
   }
 
   /**
@@ -299,14 +274,14 @@ export class SlackApiTarget implements Target {
    * channel.
    */
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
-    const { text, blocks } = digestBlocks(entries, total);
+    const { text, blocks } = this.digestBlocks(entries, total);
     const keys = new Set(entries.map((e) => parseObject(e.body)?.[threadField]));
     const [only] = keys;
-    return this.#payload(text, blocks, this.#config.thread && keys.size === 1 && typeof only === "string" ? only : undefined);
+    return this.#payload(text, blocks, this.config.thread && keys.size === 1 && typeof only === "string" ? only : undefined);
   }
 
   #payload(text: string, blocks: unknown[], thread: string | undefined): TargetPayload {
-    const message = { channel: this.#channel, ...slackMessage(this.#config, text, blocks) };
+    const message = { channel: this.#channel, ...this.slackMessage(text, blocks) };
     return jsonPayload(thread === undefined ? message : { ...message, [threadField]: thread });
   }
 
@@ -323,7 +298,7 @@ export class SlackApiTarget implements Target {
     // Where to post is the config's say at send time, like a webhook's url: a row queued before a
     // channel change goes to the new channel, which is also the channel its thread state is kept for.
     message.channel = this.#channel;
-    const stateKey = this.#config.thread && typeof thread === "string" ? `thread:${this.#channel}:${thread}` : undefined;
+    const stateKey = this.config.thread && typeof thread === "string" ? `thread:${this.#channel}:${thread}` : undefined;
     const parent = stateKey ? this.#state.get(stateKey) : undefined;
     if (parent) {
       try {
@@ -387,11 +362,6 @@ export class SlackApiTarget implements Target {
     const u = new URL(this.#endpoint);
     return u.username || u.password ? maskUrl(this.#endpoint) : this.#endpoint;
   }
-
-  describe(): string {
-    const api = this.#config.apiUrl && this.#config.apiUrl.replace(/\/+$/, "") !== defaultSlackApiUrl ? ` via ${new URL(this.#config.apiUrl).origin}` : "";
-    return `slack Web API token ${maskSecret(this.#token)} channel ${this.#channel}${this.#config.thread ? " (threads per rule and period)" : ""}${api}`;
-  }
 }
 
 /** Slack explains invalid_blocks and invalid_arguments in response_metadata.messages. */
@@ -423,6 +393,17 @@ export const slackModule: TargetModule<SlackTargetConfig> = {
   schemes: ["slack"],
   schema: slackSchema,
   secrets: ["url", "token"],
+  // Slack: "about one message per second" per incoming webhook, and chat.postMessage is rate-limited
+  // "special", about one per second per channel; both tolerate short bursts.
+  pacing: { perSecond: 1, burst: 3 },
+  // A section block's text is 3,000 characters; top-level text is cut at 40,000.
+  limits: { summary: 300, text: 40_000, section: 3000, context: 2000 },
+  escape: escapeSlack,
+  describe(c) {
+    if (c.token === undefined) return `slack ${maskUrl(c.url ?? "")}${c.channel ? ` channel ${c.channel}` : ""}`;
+    const api = c.apiUrl && c.apiUrl.replace(/\/+$/, "") !== defaultSlackApiUrl ? ` via ${new URL(c.apiUrl).origin}` : "";
+    return `slack Web API token ${maskSecret(c.token)} channel ${c.channel}${c.thread ? " (threads per rule and period)" : ""}${api}`;
+  },
   fromUrl(url) {
     const parts = [url.hostname, ...segments(url)].filter((p) => p !== "");
     // Apprise writes /#channel last, so a query after it lands in the fragment: split it off.

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { escapeTerminal } from "./text.ts";
-import type { DigestEntry, Notification, Target, TargetPayload } from "./types.ts";
+import { ServiceTarget } from "./service.ts";
+import { escapeTerminal, truncatePlain } from "./text.ts";
+import type { DigestEntry, Notification, TargetPayload } from "./types.ts";
 import { notificationBody } from "./webhook.ts";
 
 /*
@@ -27,33 +28,26 @@ export const stdoutSchema = z.strictObject({
 });
 export type StdoutTargetConfig = z.infer<typeof stdoutSchema>;
 
-export class StdoutTarget implements Target {
-  readonly type = "stdout";
-  // A local stream has no service limit; this only keeps a flood readable.
-  readonly defaultPacing = { perSecond: 100, burst: 100 };
-  readonly name: string;
-  readonly #config: StdoutTargetConfig;
+export class StdoutTarget extends ServiceTarget<StdoutTargetConfig> {
   readonly #write: (line: string) => void;
 
   constructor(config: StdoutTargetConfig, write: (line: string) => void) {
-    this.name = config.name;
-    this.#config = config;
+    super(stdoutModule, config);
     this.#write = write;
   }
 
   render(n: Notification): TargetPayload {
-    if (this.#config.format === "json") return { contentType: "application/json; charset=utf-8", body: terminalSafeJson(notificationBody(n)) };
-    return { contentType: "text/plain; charset=utf-8", body: oneLine(n.render(escapeTerminal)) };
+    if (this.config.format === "json") return { contentType: "application/json; charset=utf-8", body: terminalSafeJson(notificationBody(n)) };
+    return { contentType: "text/plain; charset=utf-8", body: oneLine(this.ruleText(n)) };
   }
 
-  summarize(n: Notification): string {
-    const line = oneLine(n.render(escapeTerminal));
-    return line.length > 300 ? `${line.slice(0, 299)}…` : line;
+  override summarize(n: Notification): string {
+    return this.fit("summary", oneLine(this.ruleText(n)));
   }
 
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
     const more = total - entries.length;
-    if (this.#config.format === "json") {
+    if (this.config.format === "json") {
       const items = entries.map((e) => {
         try {
           return JSON.parse(e.body) as unknown;
@@ -71,10 +65,6 @@ export class StdoutTarget implements Target {
   async send(payload: TargetPayload): Promise<void> {
     this.#write(payload.body);
   }
-
-  describe(): string {
-    return `stdout (${this.#config.format})`;
-  }
 }
 
 /** `stdout://`, optionally `stdout://?format=json`. */
@@ -83,6 +73,13 @@ export const stdoutModule: TargetModule<StdoutTargetConfig> = {
   schemes: ["stdout"],
   schema: stdoutSchema,
   secrets: [],
+  // A local stream has no service limit; this only keeps a flood readable.
+  pacing: { perSecond: 100, burst: 100 },
+  limits: { summary: 300 },
+  cut: truncatePlain,
+  // A terminal reads no markup, but controls and line breaks would act on it.
+  escape: escapeTerminal,
+  describe: (c) => `stdout (${c.format})`,
   fromUrl(url) {
     if (url.host || segments(url).length > 0) throw new TargetUrlError("a stdout URL is just stdout:// (or stdout://?format=json); it takes no host or path");
     const format = url.searchParams.get("format");

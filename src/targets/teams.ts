@@ -1,8 +1,9 @@
 import { z } from "zod";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
+import { ServiceTarget } from "./service.ts";
 import { httpLink, notificationForPeople, truncate } from "./text.ts";
-import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 
 const bareUrl = /https?:\/\/[^\s<]+[^<.,:;"')\]\s]/g;
 
@@ -46,35 +47,20 @@ export const teamsSchema = z.strictObject({
 });
 export type TeamsTargetConfig = z.infer<typeof teamsSchema>;
 
-// Teams documents about 28 KB per message, counted on what Teams builds from the card; the JSON
-// we send is kept well under that so its own wrapping still fits.
-const maxBytes = 24 * 1024;
-const titleMax = 500;
-const factMax = 1000;
-const summaryMax = 300;
-
 type Block = Record<string, unknown>;
 
-export class TeamsWorkflowTarget implements Target {
-  readonly type = "teams";
-  // Teams throttles a webhook sending more than 4 requests in a second, and the Workflows Teams
-  // connector allows about 100 calls a minute per connection: 1/s with bursts of 4 fits both.
-  readonly defaultPacing = { perSecond: 1, burst: 4 };
-  readonly name: string;
-  readonly #config: TeamsTargetConfig;
-
+export class TeamsWorkflowTarget extends ServiceTarget<TeamsTargetConfig> {
   constructor(config: TeamsTargetConfig) {
-    this.name = config.name;
-    this.#config = config;
+    super(teamsModule, config);
   }
 
   render(notification: Notification): TargetPayload {
     const n = notificationForPeople(notification);
-    const title = truncate(escapeTeams(n.subject || "(no subject)"), titleMax);
-    let text = n.render(escapeTeams).trim() || "(empty message)";
-    const facts = [{ title: "From", value: truncate(escapeTeams(n.from || "(unknown sender)"), factMax) }];
+    const title = this.fit("title", escapeTeams(n.subject || "(no subject)"));
+    let text = this.ruleText(notification).trim() || "(empty message)";
+    const facts = [{ title: "From", value: this.fit("fact", escapeTeams(n.from || "(unknown sender)")) }];
     // Field names come from the rule's config, not the mail.
-    for (const [name, field] of Object.entries(n.fields)) facts.push({ title: name, value: truncate(escapeTeams(field ? field.text || "(empty)" : `[${name} missing]`), factMax) });
+    for (const [name, field] of Object.entries(n.fields)) facts.push({ title: name, value: this.fit("fact", escapeTeams(field ? field.text || "(empty)" : `[${name} missing]`)) });
     const link = httpLink(n.link);
     const actions = link ? [{ type: "Action.OpenUrl", title: "Open mail", url: link }] : undefined;
     const build = () =>
@@ -86,6 +72,7 @@ export class TeamsWorkflowTarget implements Target {
         ],
         actions,
       );
+    const maxBytes = this.limit("cardBytes");
     let body = build();
     // Shrink the message first, then drop trailing facts: each pass removes at least the excess.
     while (Buffer.byteLength(body) > maxBytes) {
@@ -98,10 +85,6 @@ export class TeamsWorkflowTarget implements Target {
     return { contentType: "application/json; charset=utf-8", body };
   }
 
-  summarize(n: Notification): string {
-    return truncate(notificationForPeople(n).render(escapeTeams).replace(/\s*\n\s*/g, " ").trim(), summaryMax);
-  }
-
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
     const heading = { type: "TextBlock", text: `**${total} mails** (sent as one message to stay within Teams' rate limit)`, wrap: true };
     for (let k = entries.length; k >= 0; k--) {
@@ -109,7 +92,7 @@ export class TeamsWorkflowTarget implements Target {
       const lines: Block[] = entries.slice(0, k).map((e) => ({ type: "TextBlock", text: `• ${e.summary}`, wrap: true, spacing: "Small" }));
       if (more > 0) lines.push({ type: "TextBlock", text: `…and ${more} more`, wrap: true, spacing: "Small", isSubtle: true });
       const body = card([heading, ...lines]);
-      if (Buffer.byteLength(body) <= maxBytes || k === 0) return { contentType: "application/json; charset=utf-8", body };
+      if (Buffer.byteLength(body) <= this.limit("cardBytes") || k === 0) return { contentType: "application/json; charset=utf-8", body };
     }
     throw new Error("unreachable");
   }
@@ -119,15 +102,11 @@ export class TeamsWorkflowTarget implements Target {
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     await postPayload(payload, {
       target: this.name,
-      url: this.#config.url,
-      maskedUrl: maskUrl(this.#config.url),
+      url: this.config.url,
+      maskedUrl: maskUrl(this.config.url),
       signal: options.signal,
       describeError: describeWorkflowsError,
     });
-  }
-
-  describe(): string {
-    return `teams (Workflows) ${maskUrl(this.#config.url)}`;
   }
 }
 
@@ -178,6 +157,14 @@ export const teamsModule: TargetModule<TeamsTargetConfig> = {
   schemes: ["workflows", "workflow"],
   schema: teamsSchema,
   secrets: ["url"],
+  // Teams throttles a webhook sending more than 4 requests in a second, and the Workflows Teams
+  // connector allows about 100 calls a minute per connection: 1/s with bursts of 4 fits both.
+  pacing: { perSecond: 1, burst: 4 },
+  // Teams documents about 28 KB per message, counted on what Teams builds from the card; the JSON
+  // we send (cardBytes, in UTF-8 bytes) is kept well under that so its own wrapping still fits.
+  limits: { summary: 300, title: 500, fact: 1000, cardBytes: 24 * 1024 },
+  escape: escapeTeams,
+  describe: (c) => `teams (Workflows) ${maskUrl(c.url)}`,
   fromUrl(url) {
     const shape =
       "a Teams URL is workflows://{host}/{workflow_id}/{signature} (Apprise's form), or the Workflows webhook URL with https:// replaced by workflows:// (workflows://{host}/…/paths/invoke?api-version=…&sig=…)";

@@ -2,8 +2,8 @@ import { z } from "zod";
 import { TargetError } from "../errors.ts";
 import { maskUrl, postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { notificationForPeople } from "./text.ts";
-import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+import { ServiceTarget } from "./service.ts";
+import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 
 /*
  * Telegram Bot API sendMessage (https://core.telegram.org/bots/api#sendmessage) with
@@ -98,28 +98,16 @@ export const telegramSchema = z.strictObject({
 });
 export type TelegramTargetConfig = z.infer<typeof telegramSchema>;
 
-export class TelegramTarget implements Target {
-  readonly type = "telegram";
-  // Telegram's bot FAQ: about one message per second in a chat, at most 20 per minute in a group
-  // (core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this). 1/3 s with a burst
-  // of 3 stays within the group limit, which is the tighter one.
-  readonly defaultPacing = { perSecond: 1 / 3, burst: 3 };
-  readonly name: string;
-  readonly #config: TelegramTargetConfig;
+export class TelegramTarget extends ServiceTarget<TelegramTargetConfig> {
   readonly #apiUrl: string;
 
   constructor(config: TelegramTargetConfig) {
-    this.name = config.name;
-    this.#config = config;
+    super(telegramModule, config);
     this.#apiUrl = config.apiUrl.replace(/\/+$/, "");
   }
 
   render(n: Notification): TargetPayload {
-    return this.#payload(notificationForPeople(n).render(escapeTelegram));
-  }
-
-  summarize(n: Notification): string {
-    return truncateTelegramHtml(notificationForPeople(n).render(escapeTelegram).replace(/\s*\n\s*/g, " "), 300);
+    return this.#payload(this.ruleText(n));
   }
 
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
@@ -130,9 +118,9 @@ export class TelegramTarget implements Target {
   }
 
   #payload(html: string): TargetPayload {
-    const c = this.#config;
+    const c = this.config;
     // Telegram refuses an empty text ("message text is empty").
-    const text = visibleText(html).trim() === "" ? "(empty message)" : truncateTelegramHtml(html, telegramTextMax);
+    const text = visibleText(html).trim() === "" ? "(empty message)" : this.fit("text", html);
     const body = {
       chat_id: c.chatId,
       text,
@@ -152,7 +140,7 @@ export class TelegramTarget implements Target {
     try {
       await postPayload(payload, {
         target: this.name,
-        url: `${this.#apiUrl}/bot${this.#config.token}/sendMessage`,
+        url: `${this.#apiUrl}/bot${this.config.token}/sendMessage`,
         maskedUrl: maskUrl(this.#apiUrl),
         signal: options.signal,
         describeError: (status, body) => {
@@ -168,10 +156,6 @@ export class TelegramTarget implements Target {
       }
       throw err;
     }
-  }
-
-  describe(): string {
-    return `telegram chat ${this.#config.chatId}${this.#config.threadId ? ` topic ${this.#config.threadId}` : ""} via ${maskUrl(this.#apiUrl)} (bot token ${maskSecret(this.#config.token)})`;
   }
 }
 
@@ -221,6 +205,15 @@ export const telegramModule: TargetModule<TelegramTargetConfig> = {
   schemes: ["tgram"],
   schema: telegramSchema,
   secrets: ["token"],
+  // Telegram's bot FAQ: about one message per second in a chat, at most 20 per minute in a group
+  // (core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this). 1/3 s with a burst
+  // of 3 stays within the group limit, which is the tighter one.
+  pacing: { perSecond: 1 / 3, burst: 3 },
+  limits: { summary: 300, text: telegramTextMax },
+  // Limits count characters as Telegram does, after its HTML is parsed.
+  cut: truncateTelegramHtml,
+  escape: escapeTelegram,
+  describe: (c) => `telegram chat ${c.chatId}${c.threadId ? ` topic ${c.threadId}` : ""} via ${maskUrl(c.apiUrl.replace(/\/+$/, ""))} (bot token ${maskSecret(c.token)})`,
   fromUrl(url) {
     const path = segments(url);
     const host = decodeURIComponent(url.hostname);

@@ -18,6 +18,18 @@ export function truncate(text: string, max: number, ellipsis = "…"): string {
 }
 
 /**
+ * Cuts plain text (no entities to keep whole: a terminal line, an environment value) to at most
+ * `max` UTF-16 units without splitting a surrogate pair.
+ */
+export function truncatePlain(text: string, max: number, ellipsis = "…"): string {
+  if (text.length <= max) return text;
+  let end = Math.max(0, max - ellipsis.length);
+  const code = text.charCodeAt(end - 1);
+  if (code >= 0xd800 && code <= 0xdbff) end -= 1;
+  return text.slice(0, end) + ellipsis;
+}
+
+/**
  * As many whole lines as fit in `max` characters, followed by "…and N more" for the rest of
  * `total`: a digest never ends in the middle of a mail's line.
  */

@@ -3,7 +3,8 @@ import { z } from "zod";
 import { maskUrl, postPayload } from "./http.ts";
 import { httpUrl, query, targetBase, type TargetModule } from "./module.ts";
 import { notificationForPeople } from "./text.ts";
-import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
+import { ServiceTarget } from "./service.ts";
+import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 
 /*
  * Generic webhook. By default it POSTs the JSON below (WebhookBody) with an Idempotency-Key header
@@ -235,17 +236,12 @@ export function notificationBody(n: Notification): WebhookBody {
 
 const reservedHeaders = new Set(["idempotency-key", "x-mailbell-signature", "x-mailbell-timestamp"]);
 
-export class WebhookTarget implements Target {
-  readonly type = "webhook";
-  readonly defaultPacing = { perSecond: 20, burst: 20 };
-  readonly name: string;
-  readonly #config: WebhookTargetConfig;
+export class WebhookTarget extends ServiceTarget<WebhookTargetConfig> {
   readonly #body: readonly BodyPart[] | undefined;
   readonly #contentType: string;
 
   constructor(config: WebhookTargetConfig) {
-    this.name = config.name;
-    this.#config = config;
+    super(webhookModule, config);
     if (config.body !== undefined) {
       const compiled = compileBody(config.body);
       // The schema has checked it; a config built around the schema fails here, not at send.
@@ -258,14 +254,14 @@ export class WebhookTarget implements Target {
   render(n: Notification): TargetPayload {
     if (this.#body) {
       const shown = notificationForPeople(n);
-      return { contentType: this.#contentType, body: renderBody(this.#body, notificationValues(shown, shown.render((s) => s))) };
+      return { contentType: this.#contentType, body: renderBody(this.#body, notificationValues(shown, this.ruleText(n))) };
     }
     return { contentType: this.#contentType, body: JSON.stringify(notificationBody(n)) };
   }
 
-  /** For a custom body's digest {{text}}, which follows the body's convention. */
-  summarize(n: Notification): string {
-    return notificationForPeople(n).render((s) => s);
+  /** For a custom body's digest {{text}}, which follows the body's convention: the whole message, uncut. */
+  override summarize(n: Notification): string {
+    return this.ruleText(n);
   }
 
   /**
@@ -295,20 +291,10 @@ export class WebhookTarget implements Target {
   /** Any 2xx is success; its body, if any, means nothing to mailbell and is not waited for. */
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(this.#config.headers ?? {})) if (!reservedHeaders.has(k.toLowerCase())) headers[k] = v;
+    for (const [k, v] of Object.entries(this.config.headers ?? {})) if (!reservedHeaders.has(k.toLowerCase())) headers[k] = v;
     if (options.idempotencyKey) headers["idempotency-key"] = options.idempotencyKey;
-    if (this.#config.secret) Object.assign(headers, signatureHeaders(this.#config.secret, payload.body));
-    await postPayload(payload, { target: this.name, method: this.#config.method ?? "POST", url: this.#config.url, maskedUrl: maskUrl(this.#config.url), headers, signal: options.signal });
-  }
-
-  describe(): string {
-    const c = this.#config;
-    const extras = [
-      ...(c.headers ? [`+${Object.keys(c.headers).length} header(s), values hidden`] : []),
-      ...(c.secret ? ["signed"] : []),
-      ...(c.body ? ["custom body"] : []),
-    ];
-    return `webhook ${c.method === "PUT" ? "PUT " : ""}${maskUrl(c.url)}${extras.length > 0 ? ` (${extras.join(", ")})` : ""}`;
+    if (this.config.secret) Object.assign(headers, signatureHeaders(this.config.secret, payload.body));
+    await postPayload(payload, { target: this.name, method: this.config.method ?? "POST", url: this.config.url, maskedUrl: maskUrl(this.config.url), headers, signal: options.signal });
   }
 }
 
@@ -325,6 +311,19 @@ export const webhookModule: TargetModule<WebhookTargetConfig> = {
   schemes: ["json", "jsons"],
   schema: webhookSchema,
   secrets: ["url", "headers", "secret"],
+  pacing: { perSecond: 20, burst: 20 },
+  // The receiver is a program: the message goes whole, as data (a digest lists it whole too).
+  limits: { summary: Number.POSITIVE_INFINITY },
+  // JSON.stringify makes the default body safe; a custom body escapes each value where it sits.
+  escape: (text) => text,
+  describe(c) {
+    const extras = [
+      ...(c.headers ? [`+${Object.keys(c.headers).length} header(s), values hidden`] : []),
+      ...(c.secret ? ["signed"] : []),
+      ...(c.body ? ["custom body"] : []),
+    ];
+    return `webhook ${c.method === "PUT" ? "PUT " : ""}${maskUrl(c.url)}${extras.length > 0 ? ` (${extras.join(", ")})` : ""}`;
+  },
   fromUrl(url) {
     const target = new URL(url.href.replace(/^jsons?:/, url.protocol === "jsons:" ? "https:" : "http:"));
     target.search = "";

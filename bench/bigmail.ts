@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { ImapFlow } from "imapflow";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail } from "../test/support/mail.ts";
+import { listenOnLoopback } from "../test/support/loopback.ts";
 import { startReceiver, type Receiver } from "../test/support/receiver.ts";
 import { fmtMs, freePort, machineInfo, percentile, sleep, Table } from "./lib.ts";
 import { dovecotProblems, logProblems, procStatus, resetPeakRss, startProbedMailbell, type ProbedMailbell } from "./mailboxes.ts";
@@ -59,12 +60,9 @@ export async function startCountingProxy(targetPort: number, targetHost = "127.0
     client.pipe(upstream);
     upstream.pipe(client);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
+  const port = await listenOnLoopback(server);
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port,
     get serverToClient() {
       return s2c;
     },

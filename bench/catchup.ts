@@ -45,6 +45,7 @@ import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail } from "../test/support/mail.ts";
+import { groupProcesses } from "../test/support/reaper.ts";
 import { startReceiver, type ReceivedRequest, type Receiver } from "../test/support/receiver.ts";
 import { corpus } from "./corpus-gen.ts";
 import { machineInfo, processUsage, sleep, startMailbellProcess, startUserScript, Table, type MailbellProcess, type TrackedProcess } from "./lib.ts";
@@ -268,18 +269,7 @@ function stripBrackets(id: string | undefined | null): string {
 function dovecotImapCpu(pgid: number | undefined): number {
   if (pgid === undefined) return NaN;
   let sum = 0;
-  for (const e of readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${e}/stat`, "latin1");
-    } catch {
-      continue;
-    }
-    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (comm === "imap" && Number(f[2]) === pgid) sum += processUsage(Number(e))?.cpuSeconds ?? 0;
-  }
+  for (const p of groupProcesses(pgid)) if (p.comm === "imap") sum += processUsage(p.pid)?.cpuSeconds ?? 0;
   return sum;
 }
 

@@ -40,6 +40,7 @@ import { parseArgs } from "node:util";
 import { ImapFlow } from "imapflow";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail, type MailInput } from "../test/support/mail.ts";
+import { listenOnLoopback } from "../test/support/loopback.ts";
 import { startReceiver, type ReceivedRequest, type Receiver } from "../test/support/receiver.ts";
 import { fmtMs, freePort, machineInfo, sleep, startMailbellProcess, startUserScript, summarize, Table, type MailbellProcess, type Summary, type TrackedProcess } from "./lib.ts";
 import { ImapLineScanner, startRawIdleClient, type RawIdleClient } from "./raw-idle-client.ts";
@@ -239,9 +240,9 @@ async function startTap(dc: Dovecot): Promise<Tap> {
     });
     client.on("data", (chunk: Buffer) => up.write(chunk));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const port = await listenOnLoopback(server);
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port,
     events,
     close: () =>
       new Promise<void>((resolve) => {

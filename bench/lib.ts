@@ -22,6 +22,8 @@ import os from "node:os";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { findBinary } from "../test/support/dovecot.ts";
+import { listenOnLoopback } from "../test/support/loopback.ts";
+import { atExit, spawnWatchdog } from "../test/support/reaper.ts";
 
 const repo = path.resolve(import.meta.dirname, "..");
 /** src/cli/entry.ts: for `entry` when a benchmark wants mailbell without the launcher. */
@@ -39,7 +41,7 @@ let installed: string | undefined;
  */
 export function installedMailbell(): string {
   if (installed) return installed;
-  installHooks();
+  atExit(killAllSync);
   const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-bench-install-"));
   liveDirs.add(dir);
   const tsc = path.join(repo, "node_modules", "typescript", "bin", "tsc");
@@ -67,11 +69,7 @@ export function fmtMs(ms: number | undefined): string {
 /** A free TCP port on 127.0.0.1 (released before returning; fine for a config file). */
 export async function freePort(): Promise<number> {
   const s = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => resolve());
-  });
-  const port = (s.address() as net.AddressInfo).port;
+  const port = await listenOnLoopback(s);
   await new Promise((r) => s.close(r));
   return port;
 }
@@ -231,7 +229,6 @@ export function processUsage(pid: number): ProcessUsage | undefined {
 
 const liveChildren = new Set<ChildProcess>();
 const liveDirs = new Set<string>();
-let hooksInstalled = false;
 
 function killAllSync(): void {
   for (const c of liveChildren) {
@@ -244,30 +241,6 @@ function killAllSync(): void {
   liveChildren.clear();
   for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
   liveDirs.clear();
-}
-
-function installHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on("exit", killAllSync);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const onSignal = (): void => {
-      killAllSync();
-      process.off(sig, onSignal);
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.on(sig, onSignal);
-  }
-}
-
-/** Kills `pid` when this process is gone for any reason (a shell waiting for EOF on a pipe only we hold). */
-function watchdog(pid: number): ChildProcess {
-  const w = spawn("/bin/sh", ["-c", 'read _x; kill -9 "$0" 2>/dev/null', String(pid)], { detached: true, stdio: ["pipe", "ignore", "ignore"] });
-  w.unref();
-  (w.stdin as unknown as { unref?: () => void } | null)?.unref?.();
-  w.on("error", () => {});
-  w.stdin?.on("error", () => {});
-  return w;
 }
 
 export interface TrackedProcess {
@@ -296,13 +269,13 @@ export interface SpawnOptions {
 
 /** `node ...args` as a child that cannot outlive us, with its output captured and /proc stats. */
 export function spawnTracked(args: readonly string[], options: SpawnOptions = {}): TrackedProcess {
-  installHooks();
+  atExit(killAllSync);
   const child = spawn(process.execPath, args, { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
   if (child.pid === undefined) throw new Error(`could not spawn node ${args.join(" ")}`);
   const pid = child.pid;
   liveChildren.add(child);
   if (options.tempDir) liveDirs.add(options.tempDir);
-  const dog = watchdog(pid);
+  const dog = spawnWatchdog('kill -9 "$0" 2>/dev/null', [String(pid)]);
   let log = "";
   child.stdout!.on("data", (d: Buffer) => (log += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (log += d.toString()));

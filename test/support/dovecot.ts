@@ -5,7 +5,7 @@
  */
 import { execFile, execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, chownSync, chmodSync } from "node:fs";
+import { existsSync, openSync, closeSync, readFileSync, rmSync, statSync, chownSync, chmodSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -13,6 +13,9 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { ImapFlow } from "imapflow";
 import type { ImapFlowOptions } from "imapflow";
+import { selfSignedCertificate } from "./certificate.ts";
+import { readFirstLine } from "./loopback.ts";
+import { atExit, groupAlive, KILL_GROUP, killGroupSync, spawnWatchdog } from "./reaper.ts";
 
 const execFileP = promisify(execFile);
 
@@ -359,16 +362,6 @@ interface Live {
 }
 
 const live = new Set<Live>();
-let hooksInstalled = false;
-
-function killGroupSync(pgid: number | undefined, signal: NodeJS.Signals): void {
-  if (pgid === undefined) return;
-  try {
-    process.kill(-pgid, signal);
-  } catch {
-    // already gone
-  }
-}
 
 function cleanupSync(l: Live): void {
   for (const g of [...(l.current ? [l.current] : []), ...l.lingering]) {
@@ -391,98 +384,19 @@ function cleanupAllSync(): void {
   for (const l of [...live]) cleanupSync(l);
 }
 
-function installHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on("exit", cleanupAllSync);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const onSignal = (): void => {
-      cleanupAllSync();
-      process.off(sig, onSignal);
-      // keep the default "die by this signal" unless someone else handles it
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.on(sig, onSignal);
-  }
-}
-
-/**
- * Exit hooks do not run on SIGKILL or a crash of the runner: a tiny shell reads a pipe only we
- * hold and kills the group when it reaches EOF, i.e. when this process is gone for any reason.
- * (dash's kill takes neither "--" nor "-s KILL" before a negative pid; "-9 -PGID" works everywhere.)
- */
-function spawnWatchdog(pgid: number, dir: string): ChildProcess {
+/** Kills the master's group, and removes the temp dir too, when this process is gone for any reason. */
+function spawnDovecotWatchdog(pgid: number, dir: string): ChildProcess {
   const rm = process.env.MAILBELL_KEEP_DOVECOT ? "" : '; sleep 0.3; case "$1" in */mailbell-dovecot-*) rm -rf "$1";; esac';
-  const w = spawn("/bin/sh", ["-c", `read _x; kill -9 -"$0" 2>/dev/null${rm}`, String(pgid), dir], {
-    detached: true,
-    stdio: ["pipe", "ignore", "ignore"],
-  });
-  w.unref();
-  (w.stdin as unknown as { unref?: () => void } | null)?.unref?.();
-  w.on("error", () => {});
-  w.stdin?.on("error", () => {});
-  return w;
+  return spawnWatchdog(`${KILL_GROUP}${rm}`, [String(pgid), dir]);
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/**
- * Whether any live (non-zombie) process is in the group. Orphans of a dead master are reparented
- * to PID 1, and container inits may reap them late or never: a zombie holds no port and no file,
- * so it must not count, yet kill(-pgid, 0) would still succeed on it.
- */
-export function groupAlive(pgid: number): boolean {
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    try {
-      process.kill(-pgid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${e}/stat`, "latin1");
-    } catch {
-      continue;
-    }
-    // "pid (comm) state ppid pgrp ...": comm may contain spaces and parentheses
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(f[2]) === pgid && f[0] !== "Z" && f[0] !== "X") return true;
-  }
-  return false;
-}
-
 /** Reads one line from a fresh connection; resolves with it or "" on any failure. */
 function readGreeting(port: number, timeoutMs: number): Promise<string> {
-  return new Promise((resolve) => {
-    let buf = "";
-    const sock = net.connect({ host: HOST, port });
-    const done = (line: string): void => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolve(line);
-    };
-    const timer = setTimeout(() => done(""), timeoutMs);
-    sock.setEncoding("latin1");
-    sock.on("data", (d: string) => {
-      buf += d;
-      const nl = buf.indexOf("\n");
-      if (nl >= 0) {
-        sock.write("x LOGOUT\r\n");
-        done(buf.slice(0, nl).trim());
-      }
-    });
-    sock.on("error", () => done(""));
-    sock.on("close", () => done(buf.trim()));
-  });
+  return readFirstLine(() => net.connect({ host: HOST, port }), timeoutMs);
 }
 
 class LmtpSession {
@@ -559,7 +473,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
   if (!dovecotBin || !doveadmBin) {
     throw new Error("dovecot/doveadm not found: apt-get install -y dovecot-imapd dovecot-lmtpd (scripts/preflight.js does it when run as root)");
   }
-  installHooks();
+  atExit(cleanupAllSync);
   const id = identity();
   const dir = await mkdtemp(path.join(os.tmpdir(), "mailbell-dovecot-"));
   const entry: Live = { current: undefined, lingering: new Set(), dir };
@@ -570,12 +484,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
     for (const sub of ["run", "state", "log", "mail", "ssl"]) await mkdir(path.join(dir, sub));
     if (id.root) chownSync(path.join(dir, "mail"), id.mailUid, id.mailGid);
     const caFile = path.join(dir, "ssl", "cert.pem");
-    // EC keys: ~10 ms instead of ~100 ms for RSA, and every client we test speaks ECDSA
-    await execFileP("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
-      "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
-      "-keyout", path.join(dir, "ssl", "key.pem"), "-out", caFile,
-    ]);
+    await selfSignedCertificate(path.join(dir, "ssl", "key.pem"), caFile, "DNS:localhost,IP:127.0.0.1,IP:::1");
     const ca = await readFile(caFile, "utf8");
     const users: Record<string, string> = { ...DEFAULT_USERS };
     const usersDir = path.join(dir, "users");
@@ -644,7 +553,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
         throw new Error(`could not start ${dovecotBin}: ${exited ?? "no pid"}`);
       }
       const pid = child.pid;
-      const group: Group = { pgid: pid, watchdog: spawnWatchdog(pid, dir) };
+      const group: Group = { pgid: pid, watchdog: spawnDovecotWatchdog(pid, dir) };
       entry.current = group;
       master = child;
       const deadline = t0 + startTimeoutMs;

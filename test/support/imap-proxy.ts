@@ -26,6 +26,7 @@
  */
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { listenOnLoopback } from "./loopback.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -960,14 +961,7 @@ export async function startImapProxy(options: ImapProxyOptions): Promise<ImapPro
     open.add(session);
     client.on("close", () => open.delete(session));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: 0 }, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const port = await listenOnLoopback(server);
 
   const proxy: ImapProxy = {
     port,

@@ -10,7 +10,9 @@ import path from "node:path";
 import tls from "node:tls";
 import { ImapFlow } from "imapflow";
 import type { ImapFlowOptions } from "imapflow";
-import { groupAlive, HOST, type Dovecot, type StopOptions } from "./dovecot.ts";
+import { freePorts, HOST, type Dovecot, type StopOptions } from "./dovecot.ts";
+import { readFirstLine } from "./loopback.ts";
+import { atExit, groupAlive, KILL_GROUP, killGroupSync, spawnWatchdog } from "./reaper.ts";
 
 export type ServerKind = "dovecot" | "cyrus" | "courier";
 
@@ -51,8 +53,10 @@ export interface ImapServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+export type ImapOperations = Pick<ImapServer, "withClient" | "append" | "appendMany" | "uidValidity">;
+
 /** The IMAP-side operations every server shares, given how to log in. */
-export function imapOperations(clientOptions: () => ImapFlowOptions): Pick<ImapServer, "withClient" | "append" | "appendMany" | "uidValidity"> {
+export function imapOperations(clientOptions: () => ImapFlowOptions): ImapOperations {
   const withClient = async <T>(fn: (client: ImapFlow) => Promise<T>): Promise<T> => {
     const client = new ImapFlow(clientOptions());
     client.on("error", () => {});
@@ -146,15 +150,6 @@ interface Tracked {
 }
 
 const tracked = new Set<Tracked>();
-let hooksInstalled = false;
-
-function killGroupSync(pgid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pgid, signal);
-  } catch {
-    // already gone
-  }
-}
 
 function killAllSync(): void {
   for (const t of [...tracked]) {
@@ -162,33 +157,6 @@ function killAllSync(): void {
     t.watchdog.kill("SIGKILL");
     tracked.delete(t);
   }
-}
-
-function installHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on("exit", killAllSync);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const onSignal = (): void => {
-      killAllSync();
-      process.off(sig, onSignal);
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.on(sig, onSignal);
-  }
-}
-
-/**
- * Exit hooks do not run on SIGKILL or a crash of the runner: a tiny shell reads a pipe only we
- * hold and kills the group when it reaches EOF. (dash's kill wants "-9 -PGID".)
- */
-function spawnWatchdog(pgid: number): ChildProcess {
-  const w = spawn("/bin/sh", ["-c", 'read _x; kill -9 -"$0" 2>/dev/null', String(pgid)], { detached: true, stdio: ["pipe", "ignore", "ignore"] });
-  w.unref();
-  (w.stdin as unknown as { unref?: () => void } | null)?.unref?.();
-  w.on("error", () => {});
-  w.stdin?.on("error", () => {});
-  return w;
 }
 
 export interface SpawnOptions {
@@ -200,7 +168,7 @@ export interface SpawnOptions {
 
 /** Starts `cmd` as the leader of its own process group, so stopGroup reaches every child it forks. */
 export function spawnGroup(cmd: string, args: readonly string[], opts: SpawnOptions): ServerGroup {
-  installHooks();
+  atExit(killAllSync);
   const out = openSync(opts.logFile, "a");
   let child: ChildProcess;
   try {
@@ -213,7 +181,7 @@ export function spawnGroup(cmd: string, args: readonly string[], opts: SpawnOpti
   const group: ServerGroup = { pgid: child.pid, child, exited: undefined };
   child.once("error", (e) => (group.exited = `spawn failed: ${e.message}`));
   child.once("exit", (code, sig) => (group.exited = `exited (${sig ?? code})`));
-  tracked.add({ group, watchdog: spawnWatchdog(child.pid) });
+  tracked.add({ group, watchdog: spawnWatchdog(KILL_GROUP, [String(child.pid)]) });
   return group;
 }
 
@@ -237,6 +205,125 @@ export async function stopGroup(group: ServerGroup, opts: StopOptions & { graceM
   }
 }
 
+/**
+ * One server process group over its life: started, stopped, started again. `spawnServer` starts
+ * the group; `ready` waits until it serves (when that fails, the group is killed).
+ */
+export interface GroupLifecycle {
+  /** Hard by default in the harness's callers; see StopOptions. Nothing to do while stopped. */
+  stop(opts?: StopOptions): Promise<void>;
+  /** After a stop, the port may still be held for a moment by sessions on their way out: up to 5 tries. */
+  start(): Promise<void>;
+  /**
+   * The first start: another process may take a probed port before the server binds it, so each
+   * of up to 3 tries probes a fresh one and hands it to `configure` before the launch.
+   */
+  firstStart(configure: (port: number) => Promise<void> | void): Promise<void>;
+}
+
+export function groupLifecycle(spawnServer: () => ServerGroup, ready: (group: ServerGroup) => Promise<void>): GroupLifecycle {
+  let group: ServerGroup | undefined;
+  const launch = async (): Promise<void> => {
+    const g = spawnServer();
+    group = g;
+    try {
+      await ready(g);
+    } catch (err) {
+      await stopGroup(g, { hard: true });
+      group = undefined;
+      throw err;
+    }
+  };
+  return {
+    async stop(opts = {}) {
+      if (!group) return;
+      const g = group;
+      group = undefined;
+      await stopGroup(g, opts);
+    },
+    async start() {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await launch();
+        } catch (err) {
+          if (attempt >= 5) throw err;
+          await sleep(200);
+        }
+      }
+    },
+    async firstStart(configure) {
+      for (let attempt = 1; ; attempt++) {
+        const [port] = (await freePorts(1)) as [number];
+        await configure(port);
+        try {
+          return await launch();
+        } catch (err) {
+          if (attempt >= 3) throw err;
+        }
+      }
+    },
+  };
+}
+
+/** What a server the harness runs itself (Cyrus, Courier) tells serverOf. */
+export interface HarnessServerSpec {
+  kind: ServerKind;
+  /** The server's temp dir, removed by dispose(). */
+  dir: string;
+  port(): number;
+  caFile: string;
+  ca: string;
+  user: string;
+  pass: string;
+  life: GroupLifecycle;
+  logFile: string;
+  changeUidValidity(ops: ImapOperations): Promise<void>;
+}
+
+/** The ImapServer of a server the harness started: implicit TLS on `port`, one user. */
+export function serverOf(spec: HarnessServerSpec): ImapServer {
+  const { life } = spec;
+  const clientOptions = (): ImapFlowOptions => ({
+    host: HOST,
+    port: spec.port(),
+    secure: true,
+    auth: { user: spec.user, pass: spec.pass },
+    logger: false,
+    disableAutoIdle: true,
+    tls: { ca: spec.ca, servername: "localhost" },
+  });
+  const ops = imapOperations(clientOptions);
+  const server: ImapServer = {
+    kind: spec.kind,
+    host: HOST,
+    get port() {
+      return spec.port();
+    },
+    caFile: spec.caFile,
+    ca: spec.ca,
+    user: spec.user,
+    pass: spec.pass,
+    clientOptions,
+    ...ops,
+    changeUidValidity: () => spec.changeUidValidity(ops),
+    stop: (opts) => life.stop(opts),
+    start: () => life.start(),
+    async restart(opts = { hard: true }) {
+      await life.stop(opts);
+      await life.start();
+    },
+    logTail: (n = 40) => tailOf([spec.logFile], n),
+    async dispose() {
+      await life.stop({ hard: true });
+      rmSync(spec.dir, { recursive: true, force: true });
+    },
+    [Symbol.asyncDispose]() {
+      return server.dispose();
+    },
+  };
+  return server;
+}
+
 /** Waits for an IMAP greeting over implicit TLS, trusting `ca`; returns its first line. */
 export async function waitForGreeting(port: number, ca: string, isDead: () => string | undefined, timeoutMs = 10_000): Promise<string> {
   const deadline = performance.now() + timeoutMs;
@@ -251,27 +338,7 @@ export async function waitForGreeting(port: number, ca: string, isDead: () => st
 }
 
 function readTlsGreeting(port: number, ca: string, timeoutMs: number): Promise<string> {
-  return new Promise((resolve) => {
-    let buf = "";
-    const sock = tls.connect({ host: HOST, port, ca, servername: "localhost" });
-    const done = (line: string): void => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolve(line);
-    };
-    const timer = setTimeout(() => done(""), timeoutMs);
-    sock.setEncoding("latin1");
-    sock.on("data", (d: string) => {
-      buf += d;
-      const nl = buf.indexOf("\n");
-      if (nl >= 0) {
-        sock.write("x LOGOUT\r\n");
-        done(buf.slice(0, nl).trim());
-      }
-    });
-    sock.on("error", () => done(""));
-    sock.on("close", () => done(buf.trim()));
-  });
+  return readFirstLine(() => tls.connect({ host: HOST, port, ca, servername: "localhost" }), timeoutMs);
 }
 
 /**

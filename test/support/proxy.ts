@@ -1,4 +1,5 @@
 import net from "node:net";
+import { listenOnLoopback } from "./loopback.ts";
 
 /** A TCP proxy between a client under test and a real server, for breaking the link on purpose. */
 export interface Proxy {
@@ -66,14 +67,7 @@ export async function startProxy(targetPort: number, targetHost = "127.0.0.1"): 
     forward(link, upstream, client);
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: 0 }, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const port = await listenOnLoopback(server);
 
   const each = (fn: (socket: net.Socket) => void) => {
     for (const link of links) {

@@ -13,12 +13,9 @@ import { existsSync, rmSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
-import type { ImapFlowOptions } from "imapflow";
-import { freePorts, HOST } from "./dovecot.ts";
-import { imapOperations, sleep, spawnGroup, stopGroup, tailOf, unpackedPackage, untilNextSecond, waitForGreeting, type ImapServer, type ServerGroup } from "./imap-server.ts";
-
-const execFileP = promisify(execFile);
+import { selfSignedCertificate } from "./certificate.ts";
+import { HOST } from "./dovecot.ts";
+import { groupLifecycle, serverOf, spawnGroup, tailOf, unpackedPackage, untilNextSecond, waitForGreeting, type ImapServer } from "./imap-server.ts";
 
 const USER = "alice";
 const PASS = "alicepw";
@@ -80,11 +77,7 @@ async function makeCertificate(dir: string): Promise<string> {
   await mkdir(tlsDir);
   const cert = path.join(tlsDir, "server.pem");
   const key = path.join(tlsDir, "server.key");
-  await execFileP("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
-    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-keyout", key, "-out", cert,
-  ]);
+  await selfSignedCertificate(key, cert);
   const both = path.join(tlsDir, "server+key.pem");
   await writeFile(both, `${await readFile(cert, "utf8")}${await readFile(key, "utf8")}`);
   await chmod(both, 0o600);
@@ -105,115 +98,61 @@ export async function startCourier(options: CourierOptions = {}): Promise<ImapSe
   const dir = await mkdtemp(path.join(os.tmpdir(), "mailbell-courier-"));
   const maildir = path.join(dir, "home", USER, "Maildir");
   const logFile = path.join(dir, "couriertcpd.log");
+  const env = environment(dir, maildir, options.enhancedIdle ?? true);
   const startTimeoutMs = options.startTimeoutMs ?? 10_000;
-  let group: ServerGroup | undefined;
   let port = 0;
   let ca = "";
 
-  const launch = async (): Promise<void> => {
-    const args = ["-address=" + HOST, "-maxprocs=40", "-maxperip=40", "-nodnslookup", "-noidentlookup", String(port), COURIERTLS, "-server", "-tcpd", imapdImage(), maildir];
-    // cwd the home folder: imapd refuses to run in one with the sticky bit (such as /tmp)
-    const g = spawnGroup(COURIERTCPD, args, { env: environment(dir, maildir, options.enhancedIdle ?? true), cwd: path.dirname(maildir), logFile });
-    group = g;
-    try {
-      await waitForGreeting(port, ca, () => g.exited, startTimeoutMs);
-    } catch (err) {
-      await stopGroup(g, { hard: true });
-      group = undefined;
-      throw new Error(`${(err as Error).message}\n${tailOf([logFile], 20)}`, { cause: err });
-    }
-  };
-
-  const stop = async (opts: { hard?: boolean } = {}): Promise<void> => {
-    if (!group) return;
-    const g = group;
-    group = undefined;
-    await stopGroup(g, opts);
-  };
-
-  const start = async (): Promise<void> => {
-    for (let attempt = 1; ; attempt++) {
+  const life = groupLifecycle(
+    () => {
+      const args = ["-address=" + HOST, "-maxprocs=40", "-maxperip=40", "-nodnslookup", "-noidentlookup", String(port), COURIERTLS, "-server", "-tcpd", imapdImage(), maildir];
+      // cwd the home folder: imapd refuses to run in one with the sticky bit (such as /tmp)
+      return spawnGroup(COURIERTCPD, args, { env, cwd: path.dirname(maildir), logFile });
+    },
+    async (g) => {
       try {
-        return await launch();
+        await waitForGreeting(port, ca, () => g.exited, startTimeoutMs);
       } catch (err) {
-        if (attempt >= 5) throw err;
-        await sleep(200);
+        throw new Error(`${(err as Error).message}\n${tailOf([logFile], 20)}`, { cause: err });
       }
-    }
-  };
+    },
+  );
 
   try {
     for (const sub of ["cur", "new", "tmp"]) await mkdir(path.join(maildir, sub), { recursive: true });
     await mkdir(path.join(dir, "shared"));
-    const certFile = await makeCertificate(dir);
-    ca = await readFile(certFile, "utf8");
-    for (let attempt = 1; ; attempt++) {
-      [port] = (await freePorts(1)) as [number];
-      try {
-        await launch();
-        break;
-      } catch (err) {
-        if (attempt >= 3) throw err;
-      }
-    }
-
-    const clientOptions = (): ImapFlowOptions => ({
-      host: HOST,
-      port,
-      secure: true,
-      auth: { user: USER, pass: PASS },
-      logger: false,
-      disableAutoIdle: true,
-      tls: { ca, servername: "localhost" },
-    });
-    const ops = imapOperations(clientOptions);
-
-    const server: ImapServer = {
+    const caFile = await makeCertificate(dir);
+    ca = await readFile(caFile, "utf8");
+    await life.firstStart((p) => void (port = p));
+    return serverOf({
       kind: "courier",
-      host: HOST,
-      get port() {
-        return port;
-      },
-      caFile: certFile,
+      dir,
+      port: () => port,
+      caFile,
       ca,
       user: USER,
       pass: PASS,
-      clientOptions,
-      ...ops,
+      life,
+      logFile,
       /**
        * Courier numbers anew when its UID database is gone: stop, remove it, start. The new
        * database is written by one session while the server is still down: sessions that open a
        * mailbox without one at the same moment each write their own, with UIDVALIDITYs a second apart.
        */
-      async changeUidValidity() {
+      async changeUidValidity(ops) {
         const before = await ops.uidValidity();
-        await stop({ hard: true });
+        await life.stop({ hard: true });
         rmSync(path.join(maildir, "courierimapuiddb"), { force: true });
         // the new UIDVALIDITY is taken from the clock
         await untilNextSecond();
-        await selectOffline(environment(dir, maildir, options.enhancedIdle ?? true), maildir);
-        await start();
+        await selectOffline(env, maildir);
+        await life.start();
         const after = await ops.uidValidity();
         if (after === before) throw new Error(`Courier kept UIDVALIDITY ${before} after its UID database was removed`);
       },
-      stop,
-      start,
-      async restart(opts = { hard: true }) {
-        await stop(opts);
-        await start();
-      },
-      logTail: (n = 40) => tailOf([logFile], n),
-      async dispose() {
-        await stop({ hard: true });
-        rmSync(dir, { recursive: true, force: true });
-      },
-      [Symbol.asyncDispose]() {
-        return server.dispose();
-      },
-    };
-    return server;
+    });
   } catch (err) {
-    if (group) await stopGroup(group, { hard: true });
+    await life.stop({ hard: true });
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }

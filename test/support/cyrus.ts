@@ -10,12 +10,9 @@ import { chmodSync, existsSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
-import type { ImapFlowOptions } from "imapflow";
-import { freePorts, HOST } from "./dovecot.ts";
-import { imapOperations, imapScript, sleep, spawnGroup, stopGroup, tailOf, unpackedPackage, waitForGreeting, type ImapServer, type ServerGroup } from "./imap-server.ts";
-
-const execFileP = promisify(execFile);
+import { selfSignedCertificate } from "./certificate.ts";
+import { HOST } from "./dovecot.ts";
+import { groupLifecycle, imapScript, serverOf, sleep, spawnGroup, unpackedPackage, waitForGreeting, type ImapOperations, type ImapServer, type ServerGroup } from "./imap-server.ts";
 
 const CYRUS_BIN = "/usr/lib/cyrus/bin";
 const USER = "alice";
@@ -106,11 +103,7 @@ async function saslpasswd(l: Layout, user: string, pass: string): Promise<void> 
 async function prepare(l: Layout): Promise<{ ca: string; adminPass: string }> {
   // conf/socket holds each imapd's idle client socket: without it IDLE falls back to polling
   for (const sub of ["conf/socket", "run/proc", "run/lock", "run/socket", "spool", "tls", "sieve", "log"]) await mkdir(path.join(l.dir, sub), { recursive: true });
-  await execFileP("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
-    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-keyout", path.join(l.dir, "tls", "server.key"), "-out", l.certFile,
-  ]);
+  await selfSignedCertificate(path.join(l.dir, "tls", "server.key"), l.certFile);
   const adminPass = `admin-${Math.random().toString(36).slice(2)}`;
   await saslpasswd(l, USER, PASS);
   await saslpasswd(l, ADMIN, adminPass);
@@ -148,111 +141,50 @@ export async function startCyrus(options: CyrusOptions = {}): Promise<ImapServer
   chmodSync(dir, 0o755);
   const l = layout(dir);
   const startTimeoutMs = options.startTimeoutMs ?? 15_000;
-  let group: ServerGroup | undefined;
   let port = 0;
   let ca = "";
 
-  const launch = async (): Promise<void> => {
-    // a stale socket file would look like a running idled
-    rmSync(l.idleSocket, { force: true });
-    const g = spawnGroup(`${CYRUS_BIN}/master`, ["-C", l.conf, "-M", l.master, "-p", l.pidFile], {
-      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
-      cwd: dir,
-      logFile: l.logFile,
-    });
-    group = g;
-    try {
+  const life = groupLifecycle(
+    () => {
+      // a stale socket file would look like a running idled
+      rmSync(l.idleSocket, { force: true });
+      return spawnGroup(`${CYRUS_BIN}/master`, ["-C", l.conf, "-M", l.master, "-p", l.pidFile], {
+        env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+        cwd: dir,
+        logFile: l.logFile,
+      });
+    },
+    async (g) => {
       await waitForGreeting(port, ca, () => g.exited, startTimeoutMs);
       // IDLE sessions register with idled when they start: wait for it, or the first ones poll
       await waitForFile(l.idleSocket, g, startTimeoutMs);
-    } catch (err) {
-      await stopGroup(g, { hard: true });
-      group = undefined;
-      throw err;
-    }
-  };
-
-  const stop = async (opts: { hard?: boolean } = {}): Promise<void> => {
-    if (!group) return;
-    const g = group;
-    group = undefined;
-    await stopGroup(g, opts);
-  };
-
-  /** After a stop, the port may still be held for a moment by sessions on their way out. */
-  const start = async (): Promise<void> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await launch();
-      } catch (err) {
-        if (attempt >= 5) throw err;
-        await sleep(200);
-      }
-    }
-  };
+    },
+  );
 
   try {
     const prepared = await prepare(l);
     ca = prepared.ca;
-    // another process may take the probed port before the master binds it: try fresh ones
-    for (let attempt = 1; ; attempt++) {
-      [port] = (await freePorts(1)) as [number];
+    await life.firstStart(async (p) => {
+      port = p;
       await writeFile(l.master, cyrusConf(l, port));
       ownTree(dir);
-      try {
-        await launch();
-        break;
-      } catch (err) {
-        if (attempt >= 3) throw err;
-      }
-    }
+    });
     const admin = (commands: string[]): Promise<string> => imapScript(port, ca, [`LOGIN ${ADMIN} ${prepared.adminPass}`, ...commands, "LOGOUT"]);
     await admin([`CREATE user.${USER}`]);
-
-    const clientOptions = (): ImapFlowOptions => ({
-      host: HOST,
-      port,
-      secure: true,
-      auth: { user: USER, pass: PASS },
-      logger: false,
-      disableAutoIdle: true,
-      tls: { ca, servername: "localhost" },
-    });
-    const ops = imapOperations(clientOptions);
-
-    const server: ImapServer = {
+    return serverOf({
       kind: "cyrus",
-      host: HOST,
-      get port() {
-        return port;
-      },
+      dir,
+      port: () => port,
       caFile: l.certFile,
       ca,
       user: USER,
       pass: PASS,
-      clientOptions,
-      ...ops,
-      async changeUidValidity() {
-        await renumber(ops, admin);
-      },
-      stop,
-      start,
-      async restart(opts = { hard: true }) {
-        await stop(opts);
-        await start();
-      },
-      logTail: (n = 40) => tailOf([l.logFile], n),
-      async dispose() {
-        await stop({ hard: true });
-        rmSync(dir, { recursive: true, force: true });
-      },
-      [Symbol.asyncDispose]() {
-        return server.dispose();
-      },
-    };
-    return server;
+      life,
+      logFile: l.logFile,
+      changeUidValidity: (ops) => renumber(ops, admin),
+    });
   } catch (err) {
-    if (group) await stopGroup(group, { hard: true });
+    await life.stop({ hard: true });
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
@@ -262,7 +194,7 @@ export async function startCyrus(options: CyrusOptions = {}): Promise<ImapServer
  * Cyrus keeps a mailbox's UIDVALIDITY for its life: a new one means a new mailbox. Deleting
  * user.alice closes alice's sessions; the mail is put back, in order, with flags and dates.
  */
-async function renumber(ops: Pick<ImapServer, "withClient" | "uidValidity">, admin: (commands: string[]) => Promise<string>): Promise<void> {
+async function renumber(ops: ImapOperations, admin: (commands: string[]) => Promise<string>): Promise<void> {
   const before = await ops.uidValidity();
   const mails = await ops.withClient(async (c) => {
     const box = await c.mailboxOpen("INBOX", { readOnly: true });

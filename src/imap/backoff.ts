@@ -15,15 +15,19 @@ export class Backoff {
   }
 
   next(): number {
-    const ceiling = Math.min(this.#capMs, this.#baseMs * 2 ** Math.min(this.#attempt, 30));
-    this.#attempt++;
-    // Never below a tenth of the ceiling: zero-delay reconnects would hammer a struggling server.
-    return Math.round(ceiling * (0.1 + 0.9 * this.#random()));
+    return backoffDelay(this.#attempt++, { baseMs: this.#baseMs, capMs: this.#capMs }, this.#random());
   }
 
   reset(): void {
     this.#attempt = 0;
   }
+}
+
+/** The delay before retry number `attempt` (0 first), given a random draw in [0, 1). */
+export function backoffDelay(attempt: number, limits: { baseMs: number; capMs: number }, random: number): number {
+  const ceiling = Math.min(limits.capMs, limits.baseMs * 2 ** Math.min(attempt, 30));
+  // Never below a tenth of the ceiling: zero-delay reconnects would hammer a struggling server.
+  return Math.round(ceiling * (0.1 + 0.9 * random));
 }
 
 /** Resolves after ms, or at once when the signal aborts (never rejects). */

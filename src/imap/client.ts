@@ -2,6 +2,7 @@ import { createSecureContext, type SecureContext } from "node:tls";
 import { ImapFlow, type ImapFlowOptions } from "imapflow";
 import { ImapError, ServerReplyError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { sleep } from "./backoff.ts";
 
 /** How to reach and log in to one IMAP account. */
 export interface ImapAccount {
@@ -181,4 +182,22 @@ export function classifyImapError(err: unknown, account: string, mailbox?: strin
     return new ImapError("IMAP_MAILBOX", account, mailbox, `account "${account}": mailbox "${mailbox}" does not exist (${detail}). Check the name in mailboxes: (Gmail labels look like "[Gmail]/All Mail").`, { cause: err });
   }
   return new ImapError("IMAP_CONNECT", account, mailbox, `account "${account}": ${code ? `${code}: ` : ""}${detail}`, { cause: err });
+}
+
+/** LOGOUT when graceful and the connection is usable (within 2 s), then close; never throws. */
+export async function closeQuietly(client: ImapFlow, graceful: boolean): Promise<void> {
+  try {
+    if (graceful && client.usable) {
+      const done = new AbortController();
+      await Promise.race([client.logout(), sleep(2000, done.signal)]);
+      done.abort();
+    }
+  } catch {
+    // already gone
+  }
+  try {
+    client.close();
+  } catch {
+    // already closed
+  }
 }

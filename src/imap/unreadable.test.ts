@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MemorySetAside, ReadFailures } from "./unreadable.ts";
+import { blameRead, MemorySetAside, narrowingWindow, ReadFailures, type Reading } from "./unreadable.ts";
 
 describe("ReadFailures", () => {
   it("counts failed reads per UID and says when a mail has used up its attempts", () => {
@@ -41,4 +41,30 @@ describe("MemorySetAside", () => {
     s.resolved("a", "INBOX", 1, 9);
     assert.equal(s.mails.size, 0);
   });
+});
+
+describe("blameRead", () => {
+  const uids = Array.from({ length: 400 }, (_, i) => i + 1);
+  const cases: { name: string; reading: Reading; err?: string; bye?: string; blamed?: number; narrowing: boolean; said?: RegExp }[] = [
+    { name: "a batch broke: none blamed yet, the next session reads one at a time", reading: { uids, narrowing: false, after: 0 }, narrowing: true, said: /reading one mail at a time/ },
+    { name: "one at a time: the mail in flight is blamed", reading: { uids, narrowing: true, after: 4 }, blamed: 5, narrowing: false, said: /broke while reading this mail/ },
+    { name: "past the narrowing window several were in flight again", reading: { uids, narrowing: true, after: narrowingWindow }, narrowing: true },
+    { name: "all of it handed over: nothing to blame", reading: { uids: [1, 2], narrowing: true, after: 2 }, narrowing: false },
+    { name: "a BYE blames no mail", reading: { uids, narrowing: true, after: 0 }, bye: "shutting down", narrowing: true, said: /ended the session for all mail/ },
+    { name: "a BYE while reading in batches does not start narrowing", reading: { uids, narrowing: false, after: 0 }, bye: "shutting down", narrowing: false },
+    { name: "NO [UNAVAILABLE] blames no mail", reading: { uids, narrowing: true, after: 0 }, err: "NO [UNAVAILABLE] try later", narrowing: true, said: /no mail is blamed/ },
+    { name: "NO [LIMIT] blames no mail", reading: { uids, narrowing: true, after: 0 }, err: "NO [LIMIT] too many", narrowing: true },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const f = new ReadFailures(3);
+      f.under(1);
+      const said: string[] = [];
+      blameRead(f, c.reading, { message: c.err ?? "Connection closed" }, c.bye, { warn: (_: object, msg?: string) => void said.push(msg ?? "") });
+      const blamed = uids.filter((uid) => f.attempts(uid) > 0);
+      assert.deepEqual(blamed, c.blamed === undefined ? [] : [c.blamed]);
+      assert.equal(f.narrowing, c.narrowing);
+      if (c.said) assert.match(said.join("\n"), c.said);
+    });
+  }
 });

@@ -3,6 +3,7 @@
  * so one broken message (a 2 GB literal, an endless line, a corrupt index) cannot hold up every
  * mail after it forever.
  */
+import type { Logger } from "../log.ts";
 
 /** A mail set aside: recorded so it can be listed and tried again (`mailbell unreadable`). */
 export interface SetAsideMail {
@@ -102,4 +103,42 @@ export class ReadFailures {
   attempts(uid: number): number {
     return this.#attempts.get(uid)?.count ?? 0;
   }
+}
+
+/** Response codes with which a server refuses for reasons of its own, not the mail's (RFC 5530). */
+const serverWide = /\[(UNAVAILABLE|LIMIT|INUSE|THROTTLED)\]/i;
+
+/** Mail that was in flight when a FETCH broke the connection: the batch asked for and those read ahead. */
+export const narrowingWindow = 300;
+
+/** What a round is reading: its UIDs in order, whether one per FETCH, and up to where it handed mail over. */
+export interface Reading {
+  uids: readonly number[];
+  narrowing: boolean;
+  after: number;
+}
+
+/**
+ * The connection broke while reading. Reading one mail per FETCH (narrowing), the mail in flight
+ * is to blame and its failed read counted; reading several at once, none is yet: the next session
+ * reads one at a time to find it. Mail already handed over is never blamed, nor is any mail when
+ * the server said why it ended the session for all of it (BYE, or a NO for being busy or over a limit).
+ */
+export function blameRead(failures: ReadFailures, reading: Reading, failure: { message: string }, bye: string | undefined, log: Pick<Logger, "warn">): void {
+  const at = reading.uids.findIndex((uid) => uid > reading.after);
+  if (at < 0) return;
+  const inFlight = reading.uids[at]!;
+  if (bye !== undefined || serverWide.test(failure.message)) {
+    failures.narrowing ||= reading.narrowing;
+    log.warn({ err: bye ?? failure.message, uid: inFlight }, "the server ended the session for all mail (BYE, busy or over a limit); no mail is blamed");
+    return;
+  }
+  // Past the window read one at a time, several mails were in flight again.
+  if (!reading.narrowing || at >= narrowingWindow) {
+    failures.narrowing = true;
+    log.warn({ err: failure.message, from: inFlight }, "the connection broke while reading mail; reading one mail at a time after reconnecting, to find any mail that breaks it");
+    return;
+  }
+  failures.failed(inFlight, failure.message);
+  log.warn({ uid: inFlight, attempts: failures.attempts(inFlight), of: failures.maxAttempts, err: failure.message }, "the connection broke while reading this mail");
 }

@@ -1,0 +1,78 @@
+/** What every part of one mailbox's watcher shares, settled once from its options. */
+import { silentLogger, type Logger } from "../log.ts";
+import type { NormalizedMail } from "../mail/types.ts";
+import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "../store/checkpoints.ts";
+import { accountName, replyLimits, type ReplyLimits } from "./client.ts";
+import { defaultMaxHeaderBytes, type FetchedMessage, type FetchOptions } from "./fetch.ts";
+import { bugIfThrows } from "./ours.ts";
+import type { WatchEvent, WatchedMail, WatchOptions } from "./types.ts";
+import { MemorySetAside, ReadFailures, type SetAsideStore } from "./unreadable.ts";
+
+export const defaultKeepaliveMs = 120_000;
+export const defaultKeepaliveTimeoutMs = 15_000;
+
+export interface Watch {
+  options: WatchOptions;
+  account: string;
+  mailbox: string;
+  log: Logger;
+  /** Reports an event to onEvent; an observer that throws is logged, never taken for connection trouble. */
+  emit(event: WatchEvent): void;
+  signal: AbortSignal;
+  checkpoints: CheckpointStore;
+  commitAuto: boolean;
+  setAside: SetAsideStore;
+  /** Failed reads per UID; lives across sessions, so a mail that breaks every connection is found. */
+  failures: ReadFailures;
+  fetchOptions: FetchOptions;
+  limits: ReplyLimits;
+  keepaliveMs: number;
+  keepaliveTimeoutMs: number;
+  pollMs: number;
+}
+
+export function watchContext(options: WatchOptions): Watch {
+  const account = accountName(options.account);
+  const mailbox = options.mailbox;
+  const log = (options.logger ?? silentLogger).child({ account, mailbox });
+  const maxTextBytes = options.maxTextBytes ?? 256 * 1024;
+  const maxHeaderBytes = options.maxHeaderBytes ?? defaultMaxHeaderBytes;
+  const needsBody = options.needsBody;
+  return {
+    options,
+    account,
+    mailbox,
+    log,
+    emit: (event) => {
+      try {
+        options.onEvent?.(event);
+      } catch (err) {
+        log.error({ err: (err as Error).message, event: event.type }, "an onEvent observer failed; the watcher goes on");
+      }
+    },
+    signal: options.signal ?? new AbortController().signal,
+    checkpoints: options.checkpoints ?? new MemoryCheckpoints(),
+    commitAuto: (options.commit ?? "auto") === "auto",
+    setAside: options.setAside ?? new MemorySetAside(),
+    failures: new ReadFailures(options.maxReadAttempts ?? 3),
+    fetchOptions: {
+      maxTextBytes,
+      maxHeaderBytes,
+      decode: options.decode ? bugIfThrows("decoding mail", options.decode) : undefined,
+      onGone: (uids: number[]) => log.warn({ uids }, "mail expunged or moved before it could be read (the server no longer lists it); left out"),
+      ...(needsBody ? { needsBody: bugIfThrows("asking the rules whether to read the body", (mail: NormalizedMail, m: { internalDate: Date }) => needsBody(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),
+    },
+    // What one reply may make a watcher's connection hold: no more than it asks for, and a margin.
+    limits: replyLimits(maxHeaderBytes, maxTextBytes),
+    keepaliveMs: options.keepaliveMs ?? defaultKeepaliveMs,
+    keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? defaultKeepaliveTimeoutMs,
+    pollMs: options.pollMs ?? 60_000,
+  };
+}
+
+/** A fetched mail as handed over, acknowledged by `ack`. */
+export function toWatched(w: Watch, uidValidity: number, fetched: FetchedMessage, ack: Checkpoint, catchUp: WatchedMail["catchUp"]): WatchedMail {
+  const { uid, internalDate, size, mail, bodyRead } = fetched;
+  if (mail.warnings.length > 0) w.log.warn({ uid, warnings: mail.warnings }, "message read with warnings");
+  return { account: w.account, mailbox: w.mailbox, uidValidity, uid, receivedAt: internalDate, size, mail, bodyRead, checkpoint: ack, ...(catchUp ? { catchUp } : {}) };
+}

@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { reconnectPlan, type ReconnectPlan, type SessionEnd } from "./reconnect-policy.ts";
+
+const limits = { baseMs: 1000, capMs: 60_000, authFailureMs: 300_000, healthyAfterMs: 60_000 };
+const auth = { code: "IMAP_AUTH", message: "AUTHENTICATIONFAILED" };
+const base: SessionEnd = { failure: undefined, refusedLast: false, canRefreshCredentials: false, watchedForMs: undefined, attempt: 0, random: 1 };
+
+describe("reconnectPlan", () => {
+  const cases: { name: string; end: Partial<SessionEnd>; plan: Partial<ReconnectPlan> & { level?: string; message?: RegExp; err?: string } }[] = [
+    { name: "a closed connection: warn, the shortest delay", end: {}, plan: { retryInMs: 1000, attempt: 1, promptRetry: false, refused: false, level: "warn", err: "connection closed", message: /^disconnected; reconnecting$/ } },
+    { name: "delays double per attempt", end: { attempt: 3 }, plan: { retryInMs: 8000, attempt: 4 } },
+    { name: "up to the cap", end: { attempt: 12 }, plan: { retryInMs: 60_000, attempt: 13 } },
+    { name: "never below a tenth of the ceiling", end: { attempt: 2, random: 0 }, plan: { retryInMs: 400 } },
+    { name: "a session that watched a minute starts again from the shortest", end: { attempt: 5, watchedForMs: 60_000 }, plan: { retryInMs: 1000, attempt: 1 } },
+    { name: "one dropped sooner does not", end: { attempt: 5, watchedForMs: 59_999 }, plan: { retryInMs: 32_000, attempt: 6 } },
+    { name: "one that never watched does not", end: { attempt: 5, watchedForMs: undefined }, plan: { retryInMs: 32_000 } },
+    { name: "a refused login waits authFailureMs at least, at error", end: { failure: auth }, plan: { retryInMs: 300_000, promptRetry: false, refused: true, level: "error", err: "AUTHENTICATIONFAILED", message: /so the server does not lock the account/ } },
+    { name: "refreshable credentials get one prompt retry", end: { failure: auth, canRefreshCredentials: true }, plan: { retryInMs: 1000, promptRetry: true, refused: true, level: "warn", message: /trying once more with fresh credentials/ } },
+    { name: "but not twice in a row", end: { failure: auth, canRefreshCredentials: true, refusedLast: true }, plan: { retryInMs: 300_000, promptRetry: false, level: "error" } },
+    { name: "a mailbox that cannot be opened: error", end: { failure: { code: "IMAP_MAILBOX", message: "NONEXISTENT" } }, plan: { retryInMs: 1000, refused: false, level: "error", err: "NONEXISTENT", message: /cannot open the mailbox/ } },
+    { name: "an unusable answer: error", end: { failure: { code: "IMAP_SERVER", message: "no UIDVALIDITY" } }, plan: { level: "error", message: /the server's answer cannot be used/ } },
+    { name: "a connection failure: warn", end: { failure: { code: "IMAP_CONNECT", message: "ECONNRESET" } }, plan: { level: "warn", err: "ECONNRESET", message: /^disconnected; reconnecting$/ } },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const plan = reconnectPlan({ ...base, ...c.end }, limits);
+      const { level, message, err, ...fields } = c.plan;
+      for (const [key, value] of Object.entries(fields)) assert.deepEqual(plan[key as keyof ReconnectPlan], value, key);
+      if (level) assert.equal(plan.log.level, level);
+      if (err) assert.equal(plan.log.err, err);
+      if (message) assert.match(plan.log.message, message);
+    });
+  }
+});

@@ -1,0 +1,65 @@
+/**
+ * What to do after a watching session ended: how long to wait, what to say, and whether a refused
+ * login earns one prompt retry. Pure: the backoff's state goes in and comes out as plain data.
+ */
+
+import { backoffDelay } from "./backoff.ts";
+
+export interface ReconnectLimits {
+  /** Reconnect delays: exponential with jitter from baseMs up to capMs. */
+  baseMs: number;
+  capMs: number;
+  /** The least wait after a refused login, so the server does not lock the account. */
+  authFailureMs: number;
+  /** How long a session must have watched before delays start again from the shortest. */
+  healthyAfterMs: number;
+}
+
+export interface SessionEnd {
+  /** Why the session ended (undefined: the connection closed without an error). */
+  failure: { code: string; message: string } | undefined;
+  /** The session before this one ended with a refused login. */
+  refusedLast: boolean;
+  /** The account's credentials come from a function that may hand out a fresh value. */
+  canRefreshCredentials: boolean;
+  /** How long the session watched (in IDLE or polling); undefined when it never got that far. */
+  watchedForMs: number | undefined;
+  /** Reconnects since the last healthy session. */
+  attempt: number;
+  /** A draw in [0, 1) for the jitter. */
+  random: number;
+}
+
+export interface ReconnectPlan {
+  retryInMs: number;
+  /** A refused login tried once more at once with fresh credentials. */
+  promptRetry: boolean;
+  /** This session's login was refused: the next session's refusedLast. */
+  refused: boolean;
+  /** The backoff's attempt count for the next session's end. */
+  attempt: number;
+  log: { level: "warn" | "error"; err: string; message: string };
+}
+
+export function reconnectPlan(end: SessionEnd, limits: ReconnectLimits): ReconnectPlan {
+  // A session that watched a while earns a fresh start; one dropped right after SELECT or at IDLE
+  // does not, or a server that kicks us at once would see reconnects every second forever.
+  const attempt = end.watchedForMs !== undefined && end.watchedForMs >= limits.healthyAfterMs ? 0 : end.attempt;
+  const backoffMs = backoffDelay(attempt, limits, end.random);
+  const failure = end.failure;
+  const refused = failure?.code === "IMAP_AUTH";
+  // A credential that can change (an OAuth2 token revoked early, a rotated password file) gets
+  // one prompt retry with a fresh value before the long wait.
+  const promptRetry = refused && end.canRefreshCredentials && !end.refusedLast;
+  const retryInMs = refused && !promptRetry ? Math.max(limits.authFailureMs, backoffMs) : backoffMs;
+  return { retryInMs, promptRetry, refused, attempt: attempt + 1, log: logLine(failure, refused, promptRetry) };
+}
+
+function logLine(failure: SessionEnd["failure"], refused: boolean, promptRetry: boolean): ReconnectPlan["log"] {
+  const err = failure?.message ?? "connection closed";
+  if (promptRetry) return { level: "warn", err, message: "login refused; trying once more with fresh credentials" };
+  if (refused) return { level: "error", err, message: "login refused; waiting before trying again so the server does not lock the account" };
+  if (failure?.code === "IMAP_MAILBOX") return { level: "error", err, message: "cannot open the mailbox; will try again" };
+  if (failure?.code === "IMAP_SERVER") return { level: "error", err, message: "the server's answer cannot be used; will try again on a new connection" };
+  return { level: "warn", err, message: "disconnected; reconnecting" };
+}

@@ -1,0 +1,107 @@
+/** The watcher's public shapes: what it is given, what it reports and what it hands over. */
+import type { ImapError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { NormalizedMail } from "../mail/types.ts";
+import type { Checkpoint, CheckpointStore } from "../store/checkpoints.ts";
+import type { ImapAccount } from "./client.ts";
+import type { DecodeParts } from "./fetch.ts";
+import type { SetAsideStore } from "./unreadable.ts";
+
+export interface WatchOptions {
+  account: ImapAccount;
+  mailbox: string;
+  /**
+   * Where the (UIDVALIDITY, last UID) checkpoint is kept. Without one, every start begins at the
+   * mailbox's current end and mail that arrives while nothing runs is never seen.
+   */
+  checkpoints?: CheckpointStore;
+  /**
+   * auto (default): the checkpoint moves past a message when you ask for the next one, so a crash
+   * while handling a message hands it to you again on the next start.
+   * manual: you save the checkpoint yourself (in the same transaction as your own writes).
+   */
+  commit?: "auto" | "manual";
+  /** Largest text part read per message (bytes); default 256 KiB. Attachments are never read. */
+  maxTextBytes?: number;
+  /** Decodes fetched mail; by default on this thread (the daemon passes a worker thread's). */
+  decode?: DecodeParts;
+  /**
+   * Read a message's text only when this says yes for the mail decoded from its header alone (text
+   * "", no html); default: always. The daemon asks its rules: most mail then costs its header only.
+   */
+  needsBody?: (headerOnly: NormalizedMail, where: { account: string; mailbox: string; receivedAt: Date }) => boolean;
+  /** The header is read up to this many bytes (default 256 KiB); a longer one is cut, with a warning on the mail. */
+  maxHeaderBytes?: number;
+  /**
+   * A mail that cannot be read (the server breaks the connection on it, answers NO, or leaves it
+   * out) is tried this many times (default 3), then set aside: recorded in `setAside`, reported as a
+   * "set-aside" event and logged at error, and the checkpoint moves past it, so the mail after it
+   * is not held up. This happens in both commit modes.
+   */
+  maxReadAttempts?: number;
+  /** Where set-aside mail is recorded and retries are asked for; by default only in memory. */
+  setAside?: SetAsideStore;
+  /** Stop watching: the iterator ends after the message in hand. */
+  signal?: AbortSignal;
+  logger?: Logger;
+  /** Reconnect delays: exponential with jitter from baseMs up to capMs (default 1 s … 60 s). */
+  reconnect?: { baseMs?: number; capMs?: number; authFailureMs?: number };
+  /** Restart IDLE at least this often (default 10 min). */
+  idleRestartMs?: number;
+  /** While idle, check the connection with a NOOP this often (default 120 s)… */
+  keepaliveMs?: number;
+  /** …and treat it as dead when the NOOP gets no answer within this long (default 15 s). */
+  keepaliveTimeoutMs?: number;
+  /** For servers without IDLE: how often to look for new mail (default 60 s). */
+  pollMs?: number;
+  /** Called on connection state changes, for health reporting. */
+  onEvent?: (event: WatchEvent) => void;
+  /**
+   * Read mail announced during IDLE on a second connection, opened when needed and closed after
+   * keepaliveMs unused, so the watching connection stays in IDLE. Quicker notifications for a busy
+   * mailbox, at the price of a second connection while mail flows (count it against the server's
+   * per-account limit). Default false.
+   */
+  readerConnection?: boolean;
+  /**
+   * Shared by the watchers of one process (a ConnectGate) so that only a few connections are set
+   * up at once: a thousand simultaneous handshakes leave memory behind that is never given back.
+   * Without it this watcher connects at once.
+   */
+  connectGate?: { run<T>(connect: () => Promise<T>, signal?: AbortSignal): Promise<T> };
+}
+
+export type WatchEvent =
+  | { type: "connecting" }
+  | { type: "connected"; uidValidity: number; lastUid: number }
+  | { type: "idle" }
+  /** The server answered a keepalive NOOP: the connection is alive. */
+  | { type: "alive" }
+  /** The server has no IDLE; we look for new mail every intervalMs instead. */
+  | { type: "polling"; intervalMs: number }
+  | { type: "uidvalidity-changed"; previous: number; current: number }
+  /** A mail could not be read after maxReadAttempts tries and was set aside; the mailbox goes on. */
+  | { type: "set-aside"; uidValidity: number; uid: number; reason: string; attempts: number }
+  | { type: "disconnected"; error: ImapError | undefined; retryInMs: number };
+
+/** A message that arrived after the checkpoint. */
+export interface WatchedMail {
+  account: string;
+  mailbox: string;
+  uidValidity: number;
+  uid: number;
+  /** When the server received it (INTERNALDATE). */
+  receivedAt: Date;
+  /** Size of the whole message on the server, attachments included. */
+  size: number;
+  mail: NormalizedMail;
+  /** False when needsBody said no: `mail.text` and `mail.html` are empty because they were not read. */
+  bodyRead: boolean;
+  /** The checkpoint that acknowledges this message; save it for commit: "manual". */
+  checkpoint: Checkpoint;
+  /**
+   * Set for mail found right after (re)connecting, which waited while nobody watched: `index` of
+   * `count` in this catch-up (`id` tells catch-ups apart), so a long backlog can be summarised.
+   */
+  catchUp?: { id: string; index: number; count: number };
+}

@@ -19,9 +19,10 @@ import { parseArgs } from "node:util";
 import { ImapFlow } from "imapflow";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail } from "../test/support/mail.ts";
+import { accountYaml } from "../test/support/config-yaml.ts";
 import { listenOnLoopback } from "../test/support/loopback.ts";
 import { startReceiver, type Receiver } from "../test/support/receiver.ts";
-import { fmtMs, freePort, machineInfo, percentile, sleep, Table } from "./lib.ts";
+import { fmtMs, freePort, giveUpAfter, machineInfo, percentile, sleep, Table } from "./lib.ts";
 import { dovecotProblems, logProblems, procStatus, resetPeakRss, startProbedMailbell, type ProbedMailbell } from "./mailboxes.ts";
 import { startRawIdleClient } from "./raw-idle-client.ts";
 
@@ -235,15 +236,7 @@ export async function runBigMail(options: BigMailOptions = {}): Promise<BigMailR
 status: { listen: "127.0.0.1:${statusPort}" }
 outbox: { drainSeconds: 2 }
 accounts:
-  - name: alice
-    host: 127.0.0.1
-    port: ${proxy.port}
-    tls: implicit
-    ca: ${JSON.stringify(dc.caFile)}
-    user: alice
-    pass: \${ALICE_PASS}
-    mailboxes: [INBOX]
-targets:
+${accountYaml({ name: "alice", port: proxy.port, caFile: dc.caFile, user: "alice", pass: "${ALICE_PASS}" })}targets:
   - { name: hook, type: webhook, url: ${JSON.stringify(receiver.url("/hook"))} }
 rules:
   - name: receipts
@@ -360,11 +353,7 @@ if (import.meta.main) {
       json: { type: "boolean", default: false },
     },
   });
-  const guard = setTimeout(() => {
-    console.error("bigmail: still running after 300 s; giving up (Dovecot and mailbell are killed on exit)");
-    process.exit(2);
-  }, 300_000);
-  guard.unref();
+  const guard = giveUpAfter("bigmail", 300_000);
   const r = await runBigMail({
     attachmentMb: Number(values.mb),
     repeats: Number(values.repeats),

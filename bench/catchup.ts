@@ -45,6 +45,7 @@ import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail } from "../test/support/mail.ts";
+import { accountYaml, PLAY_RECEIPT_FIELDS } from "../test/support/config-yaml.ts";
 import { groupProcesses } from "../test/support/reaper.ts";
 import { startReceiver, type ReceivedRequest, type Receiver } from "../test/support/receiver.ts";
 import { corpus } from "./corpus-gen.ts";
@@ -175,15 +176,7 @@ log: { level: info }
 watch: { backlogLimit: 100000 }
 outbox: { drainSeconds: ${perSecond < 1000 ? 0 : 30} }
 accounts:
-  - name: ${ACCOUNT}
-    host: ${dc.host}
-    port: ${dc.imapsPort}
-    tls: implicit
-    ca: ${JSON.stringify(dc.caFile)}
-    user: ${MAILBELL_USER}
-    pass: \${BENCH_IMAP_PASS}
-    mailboxes: [INBOX]
-targets:
+${accountYaml({ name: ACCOUNT, host: dc.host, port: dc.imapsPort, caFile: dc.caFile, user: MAILBELL_USER, pass: "${BENCH_IMAP_PASS}" })}targets:
   - name: hook
     type: webhook
     url: ${JSON.stringify(url)}
@@ -194,11 +187,7 @@ rules:
     template: "{{from}}: {{subject}}"
   - name: play-receipts
     match: { from: googleplay-noreply@google.com, subject: "/Google Play/i" }
-    extract:
-      amount: { regex: "^(?:合計|Total):?\\\\s*(?<value>[^\\\\r\\\\n]+)", flags: m, as: money }
-      item: { regex: "^(?:商品名|Item):\\\\s*(?<value>[^\\\\r\\\\n(]+?)\\\\s*(?:\\\\(|$)", flags: m }
-    total: { sum: amount, per: month, timezone: Asia/Tokyo }
-    notify: [hook]
+${PLAY_RECEIPT_FIELDS}    notify: [hook]
     template: "Google Play: {{amount}} ({{item}}) — {{total}} so far in {{period}}"
 `;
 }

@@ -26,6 +26,7 @@ import { normalizeMail } from "../src/mail/normalize.ts";
 import type { WebhookBody } from "../src/targets/webhook.ts";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail } from "../test/support/mail.ts";
+import { accountYaml } from "../test/support/config-yaml.ts";
 import { slackReplies, startReceiver, type ReceivedRequest, type Receiver } from "../test/support/receiver.ts";
 import { fmtMs, machineInfo, sleep, startMailbellProcess, Table, type MailbellProcess } from "./lib.ts";
 
@@ -69,15 +70,7 @@ log: { level: info }
 watch: { reconnectMaxSeconds: 1, backlogLimit: 100000 }
 outbox: { retryBaseSeconds: 0.25, retryMaxSeconds: 2, maxAttempts: 100 }
 accounts:
-  - name: chaos
-    host: ${dc.host}
-    port: ${dc.imapsPort}
-    tls: implicit
-    ca: ${JSON.stringify(dc.caFile)}
-    user: ${USER}
-    pass: \${BENCH_IMAP_PASS}
-    mailboxes: [INBOX]
-targets:
+${accountYaml({ name: "chaos", host: dc.host, port: dc.imapsPort, caFile: dc.caFile, user: USER, pass: "${BENCH_IMAP_PASS}" })}targets:
   - { name: hook, type: webhook, url: ${JSON.stringify(url)}, rateLimit: { perSecond: 1000, burst: 1000 } }
 rules:
   - { name: all, notify: [hook], template: "{{subject}}" }

@@ -40,9 +40,10 @@ import { parseArgs } from "node:util";
 import { ImapFlow } from "imapflow";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail, type MailInput } from "../test/support/mail.ts";
+import { accountYaml } from "../test/support/config-yaml.ts";
 import { listenOnLoopback } from "../test/support/loopback.ts";
 import { startReceiver, type ReceivedRequest, type Receiver } from "../test/support/receiver.ts";
-import { fmtMs, freePort, machineInfo, sleep, startMailbellProcess, startUserScript, summarize, Table, type MailbellProcess, type Summary, type TrackedProcess } from "./lib.ts";
+import { fmtMs, freePort, giveUpAfter, machineInfo, sleep, startMailbellProcess, startUserScript, summarize, Table, type MailbellProcess, type Summary, type TrackedProcess } from "./lib.ts";
 import { ImapLineScanner, startRawIdleClient, type RawIdleClient } from "./raw-idle-client.ts";
 
 export interface LatencyOptions {
@@ -188,15 +189,7 @@ function mailbellYaml(dovecot: Dovecot, receiver: Receiver, statusPort: number, 
   return `log: { level: warn }
 status: { listen: "127.0.0.1:${statusPort}" }
 accounts:
-  - name: bench
-    host: 127.0.0.1
-    port: ${imapPort}
-    tls: implicit
-    ca: ${dovecot.caFile}
-    user: ${user}
-    pass: \${BENCH_IMAP_PASS}
-    mailboxes: [${mailbox}]
-targets:
+${accountYaml({ name: "bench", port: imapPort, caFile: dovecot.caFile, user, pass: "${BENCH_IMAP_PASS}", mailboxes: [mailbox] })}targets:
   - { name: hook, type: webhook, url: "${receiver.url("/mailbell")}", rateLimit: { perSecond: 1000, burst: 1000 } }
 rules:
   - name: every-mail
@@ -506,11 +499,7 @@ if (import.meta.main) {
   const perSecond = Number(values.rate);
   // Bound the run: appending takes mails/rate seconds; setup, the final wait and teardown fit in 3 min.
   const limitMs = (mails / perSecond) * 1000 * 1.5 + 180_000;
-  const guard = setTimeout(() => {
-    console.error(`latency: still running after ${Math.round(limitMs / 1000)} s; giving up (children and Dovecot are killed on exit)`);
-    process.exit(2);
-  }, limitMs);
-  guard.unref();
+  const guard = giveUpAfter("latency", limitMs);
   const result = await runLatency({ mails, perSecond, verbose: !values.json, tap: values.tap, readBody: values["read-body"], warmup: Number(values.warmup), ...(values.entry ? { mailbellEntry: values.entry } : {}),
     ...(values.only ? { clients: [values.only as "mailbell" | "script"] } : {}),
   });

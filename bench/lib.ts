@@ -10,6 +10,7 @@
  *   summarize(values, expected?)                { count, missing, p50, p99, max, mean } of a sample
  *   Table                                       markdown table printer
  *   machineInfo()                               cpu, cores, memory, node, dovecot, kernel, date
+ *   giveUpAfter(bench, ms)                      exit 2 when a run overstays its bound
  *   freePort(), sleep(ms), fmtMs(ms)            small utilities
  *
  * Every child started here is SIGKILLed when this process exits (normally, on SIGINT/SIGTERM/SIGHUP,
@@ -58,6 +59,19 @@ const userScript = path.join(repo, "bench/user-script.ts");
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * A benchmark's bound on itself: after `limitMs` it says so and exits with 2 (Dovecot and every
+ * child are killed on exit). clearTimeout the result once the run is done.
+ */
+export function giveUpAfter(bench: string, limitMs: number): NodeJS.Timeout {
+  const guard = setTimeout(() => {
+    console.error(`${bench}: still running after ${Math.round(limitMs / 1000)} s; giving up (Dovecot and every child are killed on exit)`);
+    process.exit(2);
+  }, limitMs);
+  guard.unref();
+  return guard;
 }
 
 /** "12.3 ms" (one decimal below 100 ms, none above); "–" for NaN/undefined. */

@@ -40,7 +40,7 @@ import { ImapFlow } from "imapflow";
 import { startDovecot, type Dovecot } from "../test/support/dovecot.ts";
 import { buildMail } from "../test/support/mail.ts";
 import { startReceiver, type Receiver } from "../test/support/receiver.ts";
-import { fmtMs, freePort, machineInfo, percentile, processUsage, sleep, sourceEntry, spawnTracked, startMailbellProcess, Table, type MailbellProcess } from "./lib.ts";
+import { fmtMs, freePort, giveUpAfter, machineInfo, percentile, processUsage, sleep, sourceEntry, spawnTracked, startMailbellProcess, Table, type MailbellProcess } from "./lib.ts";
 import { startRawIdleClient } from "./raw-idle-client.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -1028,11 +1028,7 @@ if (import.meta.main) {
   } else {
     const n = Number(values.mailboxes);
     const limitMs = (Number(values["idle-seconds"] ?? values["keepalive-seconds"] ?? 120) + 300 + n * 0.15 + (values.analyze ? 60 + n * 0.2 : 0) + (values["heap-snapshot"] ? 120 : 0)) * 1000;
-    const guard = setTimeout(() => {
-      console.error(`mailboxes: still running after ${Math.round(limitMs / 1000)} s; giving up (Dovecot and mailbell are killed on exit)`);
-      process.exit(2);
-    }, limitMs);
-    guard.unref();
+    const guard = giveUpAfter("mailboxes", limitMs);
     const r = await runManyMailboxes({
       mailboxes: Number(values.mailboxes),
       ...(values["idle-seconds"] ? { idleSeconds: Number(values["idle-seconds"]) } : {}),

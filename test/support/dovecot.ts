@@ -156,6 +156,18 @@ export async function freePorts(count: number): Promise<number[]> {
   }
 }
 
+/** Runs `fn` on a fresh connection logged in with `options`, and logs out afterwards. */
+export async function withImapClient<T>(options: ImapFlowOptions, fn: (client: ImapFlow) => Promise<T>): Promise<T> {
+  const client = new ImapFlow(options);
+  client.on("error", () => {});
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.logout().catch(() => client.close());
+  }
+}
+
 interface Identity {
   root: boolean;
   internalUser: string;
@@ -645,16 +657,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
       return { ...base, port: ports.imapPort, secure: false, doSTARTTLS: false };
     };
 
-    const withClient = async <T>(user: string, fn: (client: ImapFlow) => Promise<T>): Promise<T> => {
-      const client = new ImapFlow(clientOptions(user));
-      client.on("error", () => {});
-      await client.connect();
-      try {
-        return await fn(client);
-      } finally {
-        await client.logout().catch(() => client.close());
-      }
-    };
+    const withClient = <T>(user: string, fn: (client: ImapFlow) => Promise<T>): Promise<T> => withImapClient(clientOptions(user), fn);
 
     const ensureMailbox = async (client: ImapFlow, mailbox: string): Promise<void> => {
       if (mailbox.toUpperCase() === "INBOX") return;

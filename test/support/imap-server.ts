@@ -8,9 +8,8 @@ import type { ChildProcess } from "node:child_process";
 import { closeSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import tls from "node:tls";
-import { ImapFlow } from "imapflow";
-import type { ImapFlowOptions } from "imapflow";
-import { freePorts, HOST, type Dovecot, type StopOptions } from "./dovecot.ts";
+import type { ImapFlow, ImapFlowOptions } from "imapflow";
+import { freePorts, HOST, withImapClient, type Dovecot, type StopOptions } from "./dovecot.ts";
 import { readFirstLine } from "./loopback.ts";
 import { atExit, groupAlive, KILL_GROUP, killGroupSync, spawnWatchdog } from "./reaper.ts";
 
@@ -57,16 +56,7 @@ export type ImapOperations = Pick<ImapServer, "withClient" | "append" | "appendM
 
 /** The IMAP-side operations every server shares, given how to log in. */
 export function imapOperations(clientOptions: () => ImapFlowOptions): ImapOperations {
-  const withClient = async <T>(fn: (client: ImapFlow) => Promise<T>): Promise<T> => {
-    const client = new ImapFlow(clientOptions());
-    client.on("error", () => {});
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.logout().catch(() => client.close());
-    }
-  };
+  const withClient = <T>(fn: (client: ImapFlow) => Promise<T>): Promise<T> => withImapClient(clientOptions(), fn);
   const appendOne = async (client: ImapFlow, raw: Buffer | string): Promise<number> => {
     const res = await client.append("INBOX", raw);
     if (!res || typeof res.uid !== "number") throw new Error(`APPEND to INBOX returned no UID (${JSON.stringify(res)})`);

@@ -10,6 +10,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { WebhookBody } from "../../src/targets/webhook.ts";
 import { startCourier } from "./courier.ts";
+import { accountYaml, PLAY_RECEIPT_FIELDS } from "./config-yaml.ts";
 import { startCyrus } from "./cyrus.ts";
 import { startMailbell, waitUntilWatching, writeConfig, type RunningMailbell } from "./daemon.ts";
 import { startDovecot } from "./dovecot.ts";
@@ -58,23 +59,12 @@ watch: { reconnectMaxSeconds: 1, keepaliveSeconds: ${row.keepaliveSeconds}, keep
 outbox: { retryBaseSeconds: 0.05, retryMaxSeconds: 0.2, drainSeconds: 5 }
 status: { listen: 0, reconnectBudgetSeconds: ${RECONNECT_BUDGET_SECONDS} }
 accounts:
-  - name: acct
-    host: ${server.host}
-    port: ${server.port}
-    ca: ${server.caFile}
-    user: ${server.user}
-    pass: ${server.pass}
-    mailboxes: [INBOX]
-targets:
+${accountYaml({ name: "acct", host: server.host, port: server.port, caFile: server.caFile, user: server.user, pass: server.pass })}targets:
   - { name: hook, type: webhook, url: "${receiver.url("/hook")}", rateLimit: { perSecond: 1000, burst: 1000 } }
 rules:
   - name: receipt
     match: { from: googleplay-noreply@google.com }
-    extract:
-      amount: { regex: "^(?:合計|Total):?\\\\s*(?<value>[^\\\\r\\\\n]+)", flags: m, as: money }
-      item: { regex: "^(?:商品名|Item):\\\\s*(?<value>[^\\\\r\\\\n(]+?)\\\\s*(?:\\\\(|$)", flags: m }
-    total: { sum: amount, per: month, timezone: Asia/Tokyo }
-    notify: [hook]
+${PLAY_RECEIPT_FIELDS}    notify: [hook]
     template: "{{item}}: {{amount}}, {{total}} this month"
   - name: all
     notify: [hook]

@@ -200,7 +200,7 @@ export async function stopGroup(group: ServerGroup, opts: StopOptions & { graceM
  * the group; `ready` waits until it serves (when that fails, the group is killed).
  */
 export interface GroupLifecycle {
-  /** Hard by default in the harness's callers; see StopOptions. Nothing to do while stopped. */
+  /** The server's own shutdown unless `hard` (see StopOptions); nothing to do while stopped. */
   stop(opts?: StopOptions): Promise<void>;
   /** After a stop, the port may still be held for a moment by sessions on their way out: up to 5 tries. */
   start(): Promise<void>;

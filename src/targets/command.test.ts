@@ -306,7 +306,6 @@ describe("command config", () => {
   it("describes itself without env values", () => {
     const d = create({ command: ["/usr/local/bin/notify", "--quiet"], env: { API_KEY: "s3cret" } }).describe();
     assert.equal(d, "command /usr/local/bin/notify (+1 arg(s)), timeout 30s, 1 env var(s), values hidden");
-    assert.deepEqual(commandModule.secrets, ["env"]);
   });
 });
 

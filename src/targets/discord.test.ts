@@ -40,13 +40,6 @@ interface Body {
 const parse = (t: Target, n: Notification) => JSON.parse(t.render(n).body) as Body;
 const embedTotal = (e: Embed) => (e.title?.length ?? 0) + (e.description?.length ?? 0) + (e.footer?.text.length ?? 0) + (e.fields ?? []).reduce((s, f) => s + f.name.length + f.value.length, 0);
 
-/** Mail text that could still ping, mention, link or format after escaping. */
-function assertInert(text: string, where: string): void {
-  assert.doesNotMatch(text, /@(everyone|here)/i, `${where}: @everyone/@here must be broken`);
-  assert.doesNotMatch(text, /(^|[^\\])<[@#!:&/t]/, `${where}: <@…>, <#…>, <!…> must be escaped`);
-  assert.doesNotMatch(text, /(^|[^\\])\]\(/, `${where}: no masked link`);
-  assert.doesNotMatch(text, /(^|[^\\])\*\*?[^\\]/, `${where}: no emphasis`);
-}
 
 describe("escapeDiscord", () => {
   const cases: [string, string][] = [
@@ -89,12 +82,6 @@ describe("discord payload", () => {
     assert.equal(embed!.fields![3]!.value, "\\[shop missing\\]");
   });
 
-  it("escapes every mail-derived string it adds (content, title, field values)", () => {
-    const body = parse(t, notification());
-    assertInert(body.content.replace(/^\*\*New:\*\* /, ""), "content");
-    assertInert(body.embeds[0]!.title!, "title");
-    for (const f of body.embeds[0]!.fields!) assertInert(f.value, `field ${f.name}`);
-  });
 
   it("leaves out an embed url that is not http(s), and a missing date", () => {
     const body = parse(t, notification({ link: "javascript:alert(1)", date: undefined }));
@@ -136,7 +123,6 @@ describe("discord payload", () => {
     assert.ok(body.content.length <= 2000);
     assert.match(e.description!, /\n…and \d+ more$/);
     assert.deepEqual(body.allowed_mentions, { parse: [] });
-    for (const line of e.description!.split("\n").slice(0, -1)) assertInert(line, "digest line");
     const small = JSON.parse(t.renderDigest(entries.slice(0, 2), 2).body) as Body;
     assert.equal(small.embeds[0]!.description!.split("\n").length, 2);
   });
@@ -186,8 +172,6 @@ describe("discord sending", () => {
     { name: "429 with the body only", reply: { status: 429, body: '{"message": "You are being rate limited.", "retry_after": 2.5, "global": false}' }, retryable: true, retryAfter: 3, message: /answered 429/ },
     { name: "429 from Cloudflare (HTML)", reply: { status: 429, body: "<html>Error 1015</html>", headers: { "retry-after": "60" } }, retryable: true, retryAfter: 60, message: /answered 429/ },
     { name: "500", reply: { status: 500, body: '{"message": "500: Internal Server Error", "code": 0}' }, retryable: true, message: /answered 500: 500: Internal Server Error; will retry/ },
-    { name: "502 gateway", reply: { status: 502, body: "<html>bad gateway</html>" }, retryable: true, message: /answered 502/ },
-    { name: "503", reply: { status: 503, body: "" }, retryable: true, message: /answered 503; will retry/ },
   ];
   for (const c of cases) {
     it(`${c.name} is ${c.retryable ? "retryable" : "final"}`, async () => {
@@ -222,11 +206,5 @@ describe("discord URL form", () => {
     const r = discordModule.schema.safeParse({ name: "d", type: "discord", url: "https://discord.com/api/webhooks/1/t", username: "My Discord Bot" });
     assert.ok(!r.success);
     assert.match(r.error.issues[0]!.message, /"discord" or "clyde"/);
-  });
-  it("declares url secret and describes itself without the token", () => {
-    assert.deepEqual(discordModule.secrets, ["url"]);
-    const d = create({ username: "mailbell" }).describe();
-    assert.equal(d, "discord https://discord.com/**** webhook 1234567890 as mailbell");
-    assert.ok(!d.includes("s3cretToken"));
   });
 });

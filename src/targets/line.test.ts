@@ -124,10 +124,8 @@ describe("line sending", () => {
     },
     { name: "403 not allowed", reply: { status: 403, body: '{"message":"Access to this API is not available for your account"}' }, retryable: false, message: /not available for your account/ },
     { name: "429 rate limit", reply: { status: 429, body: '{"message":"The API rate limit has been exceeded. Try again later."}' }, retryable: true, message: /answered 429: The API rate limit has been exceeded\. Try again later\.; will retry\./ },
-    { name: "429 with Retry-After", reply: { status: 429, body: '{"message":"The API rate limit has been exceeded. Try again later."}', headers: { "retry-after": "30" } }, retryable: true, retryAfter: 30, message: /will retry/ },
     { name: "429 monthly quota", reply: { status: 429, body: '{"message":"You have reached your monthly limit."}' }, retryable: false, message: /monthly message quota is used up; it refills at the start of next month/ },
     { name: "500", reply: { status: 500, body: '{"message":"An error occurred in the backend"}' }, retryable: true, message: /answered 500: An error occurred in the backend; will retry/ },
-    { name: "503 (not JSON)", reply: { status: 503, body: "Service Unavailable" }, retryable: true, message: /answered 503: Service Unavailable; will retry/ },
   ];
   for (const c of cases) {
     it(`${c.name} is ${c.retryable ? "retryable" : "final"}`, async () => {
@@ -167,11 +165,5 @@ describe("line URL form", () => {
     const r = lineModule.schema.safeParse({ name: "l", type: "line", ...lineModule.fromUrl(new URL("line://tok/my-line-id")) });
     assert.ok(!r.success);
     assert.match(r.error.issues[0]!.message, /U, C or R and 32 hex digits/);
-  });
-  it("declares token secret and describes itself without it", () => {
-    assert.deepEqual(lineModule.secrets, ["token"]);
-    const d = create().describe();
-    assert.equal(d, `line push to ${to} token S3cr****`);
-    assert.ok(!d.includes(token));
   });
 });

@@ -35,12 +35,6 @@ interface Body {
 }
 const cardOf = (t: Target, n: Notification) => (JSON.parse(t.render(n).body) as Body).attachments[0]!.content;
 
-/** Mail text that could still link or format after escaping. */
-function assertInert(text: string, where: string): void {
-  assert.doesNotMatch(text, /\]\(/, `${where}: no [text](url) link, even where backslashes are ignored`);
-  assert.doesNotMatch(text, /(^|[^\\])[*_]/, `${where}: no emphasis`);
-  assert.doesNotMatch(text, /^\s*(-|\d+\.)\s/m, `${where}: no list`);
-}
 
 describe("escapeTeams", () => {
   const cases: [string, string][] = [
@@ -78,12 +72,6 @@ describe("teams payload", () => {
     assert.deepEqual(card.actions, [{ type: "Action.OpenUrl", title: "Open mail", url: "https://mail.google.com/mail/u/0/#search/rfc822msgid%3Am%40x" }]);
   });
 
-  it("escapes every mail-derived string (title, text, fact values)", () => {
-    const card = cardOf(t, notification());
-    assertInert(card.body[0]!.text!, "title");
-    assertInert(card.body[1]!.text!.replace(/^\*\*New:\*\* /, ""), "text");
-    for (const f of card.body[2]!.facts!) assertInert(f.value, `fact ${f.title}`);
-  });
 
   it("drops a link that is not http(s)", () => {
     assert.equal(cardOf(t, notification({ link: "javascript:alert(1)" })).actions, undefined);
@@ -119,7 +107,6 @@ describe("teams payload", () => {
     assert.equal(card.body.length, 1 + 20 + 1);
     assert.match(card.body[0]!.text!, /^\*\*57 mails\*\*/);
     assert.equal(card.body.at(-1)!.text, "…and 37 more");
-    for (const b of card.body.slice(1, -1)) assertInert(b.text!.replace(/^• /, ""), "digest line");
     const huge = entries.map((e) => ({ ...e, summary: "あ".repeat(3000) }));
     const fitted = t.renderDigest(huge, 20);
     assert.ok(Buffer.byteLength(fitted.body) <= 24 * 1024);
@@ -156,8 +143,6 @@ describe("teams sending", () => {
     { name: "413 too large", reply: { status: 413, body: "Request Entity Too Large" }, retryable: false, message: /answered 413: Request Entity Too Large; the card is larger/ },
     { name: "429 throttled", reply: { status: 429, body: error("WorkflowRequestsThrottled", "Number of requests exceeded the limit."), headers: { "retry-after": "17" } }, retryable: true, retryAfter: 17, message: /answered 429: WorkflowRequestsThrottled: .*; will retry\./ },
     { name: "500", reply: { status: 500, body: error("InternalServerError", "Encountered an internal server error.") }, retryable: true, message: /answered 500/ },
-    { name: "502", reply: { status: 502, body: "<html>Bad Gateway</html>" }, retryable: true, message: /answered 502/ },
-    { name: "504", reply: { status: 504, body: "" }, retryable: true, message: /answered 504; will retry/ },
   ];
   for (const c of cases) {
     it(`${c.name} is ${c.retryable ? "retryable" : "final"}`, async () => {
@@ -203,8 +188,4 @@ describe("teams URL form", () => {
     assert.match(r.error.issues[0]!.message, /retired.*Workflows/);
   });
 
-  it("declares url secret and describes itself without path or signature", () => {
-    assert.deepEqual(teamsModule.secrets, ["url"]);
-    assert.equal(create().describe(), "teams (Workflows) https://prod-161.westeurope.logic.azure.com/****");
-  });
 });

@@ -147,7 +147,6 @@ describe("telegram sending", () => {
     { status: 403, body: error(403, "Forbidden: bot was blocked by the user"), retryable: false, says: /bot was blocked by the user; the bot cannot post/ },
     { status: 404, body: error(404, "Not Found"), retryable: false, says: /Not Found; check the bot token/ },
     { status: 500, body: error(500, "Internal Server Error"), retryable: true, says: /Internal Server Error; will retry/ },
-    { status: 502, body: "Bad Gateway", retryable: true, says: /answered 502: "Bad Gateway"; will retry/ },
   ];
   for (const c of cases) {
     it(`${c.status} ${JSON.stringify(c.body).slice(0, 60)} is ${c.retryable ? "retryable" : "final"}`, async () => {
@@ -188,12 +187,6 @@ describe("telegram config", () => {
     });
   }
 
-  it("describes itself with the token masked", () => {
-    const d = create({ threadId: 3 }).describe();
-    assert.equal(d, "telegram chat -1001234567890 topic 3 via https://api.telegram.org (bot token 1234****)");
-    assert.ok(!d.includes("AAHd"));
-    assert.deepEqual(telegramModule.secrets, ["token"]);
-  });
 });
 
 describe("telegram URL form", () => {

@@ -4,7 +4,6 @@ import type { IncomingHttpHeaders } from "node:http";
 import { after, describe, it } from "node:test";
 import { startReceiver } from "../../test/support/receiver.ts";
 import { amountField, notificationWith } from "../../test/support/targets.ts";
-import { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import type { Target } from "./types.ts";
 import { checkBody, signatureHeaders, webhookModule, type WebhookBody } from "./webhook.ts";
@@ -171,42 +170,6 @@ describe("webhook sending", () => {
     assert.equal((JSON.parse(req.body.toString()) as { t: string }).t, `Paid ${shown}`);
   });
 
-  const cases = [
-    { status: 400, body: "bad request", retryable: false },
-    { status: 401, body: "unauthorized", retryable: false },
-    { status: 404, body: "", retryable: false },
-    { status: 408, body: "timeout", retryable: true },
-    { status: 500, body: "oops", retryable: true },
-    { status: 503, body: "", retryable: true },
-  ];
-  for (const method of ["POST", "PUT"]) {
-    for (const c of cases) {
-      it(`${method} answered ${c.status} is ${c.retryable ? "retryable" : "final"}`, async () => {
-        receiver.reply({ status: c.status, body: c.body });
-        const t = create({ url: receiver.url("/secret-path"), method });
-        const err = await t.send(t.render(notification())).then(
-          () => undefined,
-          (e: unknown) => e,
-        );
-        assert.ok(err instanceof TargetError);
-        assert.equal(err.status, c.status);
-        assert.equal(err.retryable, c.retryable);
-        assert.match(err.message, new RegExp(`answered ${c.status}${c.body ? `: ${c.body}` : ""}${c.retryable ? "; will retry" : ""}\\.$`));
-        assert.ok(!err.message.includes("secret-path"));
-      });
-    }
-    it(`${method} answered 429 is retryable with Retry-After`, async () => {
-      receiver.reply({ status: 429, body: "slow down", headers: { "retry-after": "30" } });
-      const t = create({ url: receiver.url("/x"), method });
-      await assert.rejects(t.send(t.render(notification())), (err: unknown) => err instanceof TargetError && err.retryable && err.retryAfterSeconds === 30);
-    });
-    it(`${method} to a closed port is retryable`, async () => {
-      const closed = await startReceiver();
-      await closed.close();
-      const t = create({ url: `http://127.0.0.1:${closed.port}/x`, method });
-      await assert.rejects(t.send(t.render(notification())), (err: unknown) => err instanceof TargetError && err.retryable && /ECONNREFUSED/.test(err.message));
-    });
-  }
 });
 
 describe("webhook config", () => {
@@ -226,7 +189,6 @@ describe("webhook config", () => {
   it("describes itself without the secret, header values or the URL path", () => {
     const d = create({ url: "https://hooks.example/abc/secret-token", method: "PUT", secret: "s".repeat(20), headers: { A: "b" }, body: "{}" }).describe();
     assert.equal(d, "webhook PUT https://hooks.example/**** (+1 header(s), values hidden, signed, custom body)");
-    assert.deepEqual(webhookModule.secrets, ["url", "headers", "secret"]);
   });
 
   it("keeps the json:// URL form", () => {

@@ -12,7 +12,7 @@ import { evaluateRules } from "../rules/rules.ts";
 import type { RuleInput, RunningTotal } from "../rules/types.ts";
 import { State } from "../store/state.ts";
 import { createTargets } from "../targets/index.ts";
-import { escapeTerminal } from "../targets/text.ts";
+import { escapeTerminal, renderMessage } from "../targets/text.ts";
 import type { CliIO } from "./io.ts";
 
 export interface TestCommandOptions {
@@ -87,7 +87,7 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
             total: match.total
               ? { add: match.total.amount ? moneyToDecimalString(match.total.amount) : null, currency: match.total.amount?.currency ?? null, period: match.total.period.key, periodLabel: match.total.period.label, runningTotal: notification.total }
               : null,
-            message: notification.render((s) => s),
+            message: renderMessage(notification.message, (s) => s),
             targets: rendered.map((r) => ({ target: r.target, type: r.type, payload: parseBody(r.payload.body) })),
           }),
         );
@@ -106,7 +106,7 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
           io.out(`  total: would add ${formatMoney(match.total.amount, rule.locale)} to ${match.total.period.key} (${match.total.period.label}) → ${formatMoney(total.money, rule.locale)}${state ? "" : " (no state file yet)"}`);
         } else io.out(`  total: nothing to add (${match.total.field} is missing)`);
       }
-      io.out(`  message: ${notification.render(escapeTerminal)}`);
+      io.out(`  message: ${renderMessage(notification.message, escapeTerminal)}`);
       for (const r of rendered) io.out(`  → ${r.target} (${r.type}): ${escapeTerminal(r.payload.body)}`);
     }
     if (!options.json && matches.length === 0) io.out("No rule matched.");

@@ -51,8 +51,12 @@ export function setAsideNotification(event: SetAsideAnnouncement): Notification 
     fields: {},
     total: null,
     link: undefined,
-    render: (escape) =>
-      `1 mail could not be read in ${escape(where)} (UID ${event.uid}) after ${event.attempts} attempts: ${escape(event.reason)}. ` +
-      `It was set aside so the mail after it goes on; \`mailbell unreadable\` lists it and can read it again.`,
+    message: [
+      { literal: "1 mail could not be read in " },
+      { fromMail: where },
+      { literal: ` (UID ${event.uid}) after ${event.attempts} attempts: ` },
+      { fromMail: event.reason },
+      { literal: ". It was set aside so the mail after it goes on; `mailbell unreadable` lists it and can read it again." },
+    ],
   };
 }

@@ -1,8 +1,9 @@
 import { formatAddress } from "../rules/match.ts";
 import { formatMoney, moneyToDecimalString } from "../rules/money.ts";
-import { renderRuleMessage, type CompiledRule } from "../rules/rules.ts";
+import { templateValues, type CompiledRule } from "../rules/rules.ts";
+import { renderTemplate, type CompiledTemplate, type TemplateValues } from "../rules/template.ts";
 import type { RuleInput, RuleMatch, RunningTotal } from "../rules/types.ts";
-import type { Notification, NotificationField } from "../targets/types.ts";
+import type { MessageSegment, Notification, NotificationField } from "../targets/types.ts";
 
 export interface MailRef {
   uidValidity: number;
@@ -42,6 +43,14 @@ export function buildNotification(rule: CompiledRule, match: RuleMatch, input: R
     total,
     period: match.total?.period.key,
     link: extras.link,
-    render: (escape) => renderRuleMessage(rule, match, input, extras, escape),
+    message: messageSegments(rule.template, templateValues(rule, match, input, extras)),
   };
+}
+
+/**
+ * The template filled in, as segments: its literal text as written, each placeholder's value as
+ * a mail-derived segment (the "[amount missing]" stand-ins too: what is not literal is escaped).
+ */
+export function messageSegments(template: CompiledTemplate, values: TemplateValues): MessageSegment[] {
+  return template.parts.map((part) => (part.kind === "text" ? { literal: part.text } : { fromMail: renderTemplate({ source: "", parts: [part] }, values, (s) => s) }));
 }

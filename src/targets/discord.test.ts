@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { startReceiver, type Reply } from "../../test/support/receiver.ts";
-import { amountField, assertFailure, gmailLink, notificationWith, sendResult } from "../../test/support/targets.ts";
+import { amountField, assertFailure, gmailLink, notificationWith, sendResult, type NotificationOverrides } from "../../test/support/targets.ts";
 import type { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { discordModule, escapeDiscord } from "./discord.ts";
@@ -90,7 +90,7 @@ describe("discord payload", () => {
     assert.equal(parse(t, notification({ rule: "" })).embeds[0]!.footer, undefined, "Discord refuses an empty footer");
   });
 
-  const limits: { name: string; n: Partial<Notification>; check: (b: Body) => void }[] = [
+  const limits: { name: string; n: NotificationOverrides; check: (b: Body) => void }[] = [
     { name: "content at 2,000", n: { render: (e) => e("x".repeat(5000)) }, check: (b) => assert.equal(b.content.length, 2000) },
     { name: "content of escaped text at 2,000", n: { render: (e) => e("*".repeat(1500)) }, check: (b) => assert.ok(b.content.length <= 2000 && b.content.endsWith("…")) },
     { name: "title at 256", n: { subject: "s".repeat(300) }, check: (b) => assert.equal(b.embeds[0]!.title!.length, 256) },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { startReceiver, type Reply } from "../../test/support/receiver.ts";
-import { amountField, assertFailure, gmailLink, notificationWith, sendResult } from "../../test/support/targets.ts";
+import { amountField, assertFailure, gmailLink, notificationWith, sendResult, type NotificationOverrides } from "../../test/support/targets.ts";
 import type { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { iftttModule } from "./ifttt.ts";
@@ -33,7 +33,7 @@ interface Body {
 const values = (t: Target, n: Notification) => JSON.parse(t.render(n).body) as Body;
 
 describe("ifttt payload", () => {
-  const cases: { name: string; config?: Record<string, unknown>; n?: Partial<Notification>; expected: Body }[] = [
+  const cases: { name: string; config?: Record<string, unknown>; n?: NotificationOverrides; expected: Body }[] = [
     { name: "defaults: message, subject, first extracted field", expected: { value1: `Google Play: ${hostile}`, value2: hostile, value3: "¥480" } },
     { name: "defaults: the running total when the rule keeps one", n: { total }, expected: { value1: `Google Play: ${hostile}`, value2: hostile, value3: "¥960" } },
     { name: "defaults with no fields and no total", n: { fields: {} }, expected: { value1: `Google Play: ${hostile}`, value2: hostile, value3: "" } },

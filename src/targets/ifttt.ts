@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
-import { fitLines, notificationForPeople } from "./text.ts";
+import { fitLines, notificationForPeople, renderMessage } from "./text.ts";
 import { ServiceTarget } from "./service.ts";
 import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 
@@ -79,7 +79,7 @@ export class IftttWebhookTarget extends ServiceTarget<IftttTargetConfig> {
 function valueOf(n: Notification, name: string): string {
   switch (name) {
     case "message":
-      return n.render((s) => s).trim();
+      return renderMessage(n.message, (s) => s).trim();
     case "subject":
       return n.subject;
     case "from":

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { startReceiver, type Reply } from "../../test/support/receiver.ts";
-import { amountField, assertFailure, notificationWith, sendResult } from "../../test/support/targets.ts";
+import { amountField, assertFailure, notificationWith, sendResult, type NotificationOverrides } from "../../test/support/targets.ts";
 import type { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { lineModule, lineRetryKey } from "./line.ts";
 import { TargetUrlError } from "./module.ts";
-import type { DigestEntry, Notification, Target } from "./types.ts";
+import type { DigestEntry, Target } from "./types.ts";
 
 const hostile = "@everyone <@123> [x](https://evil) <!channel> **bold**";
 const to = "U0123456789abcdef0123456789abcdef";
@@ -38,7 +38,7 @@ describe("line payload", () => {
     assert.equal(parse(create({ silent: true }).render(notification()).body).notificationDisabled, true);
   });
 
-  const limits: { name: string; n: Partial<Notification>; check: (text: string) => void }[] = [
+  const limits: { name: string; n: NotificationOverrides; check: (text: string) => void }[] = [
     { name: "cuts text at 5,000", n: { render: (e) => e("x".repeat(9000)) }, check: (s) => assert.equal(s.length, 5000) },
     { name: "never splits a surrogate pair", n: { render: (e) => e("😀".repeat(3000)) }, check: (s) => assert.ok(s.length <= 5000 && !/[\ud800-\udbff]…$/.test(s)) },
     { name: "never sends empty text (LINE refuses it)", n: { render: () => " \n " }, check: (s) => assert.equal(s, "(empty message)") },

@@ -1,5 +1,5 @@
 import type { Pacing, TargetDefinition } from "./module.ts";
-import { notificationForPeople, truncate } from "./text.ts";
+import { notificationForPeople, renderMessage, truncate } from "./text.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "./types.ts";
 
 type Config = { name: string; type: string };
@@ -46,7 +46,7 @@ export abstract class ServiceTarget<C extends Config> implements Target {
 
   /** The rule's message as this service shows it: mail text readable() and then escaped. */
   protected ruleText(n: Notification): string {
-    return notificationForPeople(n).render((s) => this.#definition.escape(s));
+    return renderMessage(notificationForPeople(n).message, this.#definition.escape);
   }
 
   /** One line per mail in a digest: the message on one line, cut to the summary limit. */

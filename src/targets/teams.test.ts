@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { startReceiver, type Reply } from "../../test/support/receiver.ts";
-import { amountField, assertFailure, gmailLink, notificationWith, sendResult } from "../../test/support/targets.ts";
+import { amountField, assertFailure, gmailLink, notificationWith, sendResult, type NotificationOverrides } from "../../test/support/targets.ts";
 import type { TargetError } from "../errors.ts";
 import { memoryTargetState } from "../store/target-state.ts";
 import { TargetUrlError } from "./module.ts";
@@ -77,7 +77,7 @@ describe("teams payload", () => {
     assert.equal(cardOf(t, notification({ link: "javascript:alert(1)" })).actions, undefined);
   });
 
-  const sizes: { name: string; n: Partial<Notification> }[] = [
+  const sizes: { name: string; n: NotificationOverrides }[] = [
     { name: "a 100,000-character message", n: { render: (e) => e("x".repeat(100_000)) } },
     { name: "a message of 3-byte characters", n: { render: (e) => e("あ".repeat(20_000)) } },
     { name: "a message of characters JSON escapes", n: { render: (e) => e('"\\'.repeat(20_000)) } },

@@ -1,4 +1,4 @@
-import type { Notification } from "./types.ts";
+import type { MessageSegment, Notification } from "./types.ts";
 
 /**
  * Cuts text to at most `max` UTF-16 units without splitting a surrogate pair or an HTML-style
@@ -77,7 +77,15 @@ export function readable(text: string): string {
 export function notificationForPeople(n: Notification): Notification {
   const fields: Notification["fields"] = {};
   for (const [name, field] of Object.entries(n.fields)) fields[name] = field && { ...field, text: readable(field.text), raw: readable(field.raw) };
-  return { ...n, from: readable(n.from), subject: readable(n.subject), fields, render: (escape) => n.render((s) => escape(readable(s))) };
+  const message = n.message.map((s) => ("fromMail" in s ? { fromMail: readable(s.fromMail) } : s));
+  return { ...n, from: readable(n.from), subject: readable(n.subject), fields, message };
+}
+
+/** The message as text: literal segments as written, every mail-derived one through `escape`. */
+export function renderMessage(message: readonly MessageSegment[], escape: (text: string) => string): string {
+  let out = "";
+  for (const s of message) out += "literal" in s ? s.literal : escape(s.fromMail);
+  return out;
 }
 
 /**

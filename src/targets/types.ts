@@ -20,9 +20,17 @@ export interface NotificationTotal {
 }
 
 /**
- * What one rule has to say about one mail, independent of where it goes. Targets turn it into
- * their own payload; `render` fills the rule's template, passing every mail-derived value through
- * the target's escaping so mail content cannot become markup.
+ * A piece of a rule's rendered template: the user's literal text, which may use the target's
+ * markup and goes out as written, or a value from the mail, which anyone can send and so each
+ * target escapes (text.ts renderMessage) when it builds its payload.
+ */
+export type MessageSegment = { literal: string } | { fromMail: string };
+
+/**
+ * What one rule has to say about one mail, independent of where it goes: plain data, so it can
+ * be stored and turned into any target's payload later. Targets build their payload from it; the
+ * message's mail-derived segments go through the target's escaping, so mail content cannot
+ * become markup.
  */
 export interface Notification {
   rule: string;
@@ -41,7 +49,8 @@ export interface Notification {
   /** The key of the period the rule counts in ("2026-11"), even when this mail's amount is missing. */
   period?: string | undefined;
   link: string | undefined;
-  render: (escape: (text: string) => string) => string;
+  /** The rule's template, filled in. */
+  message: readonly MessageSegment[];
 }
 
 /** A request body ready to send; serialisable, so it can be queued and sent later. */

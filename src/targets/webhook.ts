@@ -2,7 +2,7 @@ import { createHmac } from "node:crypto";
 import { z } from "zod";
 import { maskUrl, postPayload } from "./http.ts";
 import { httpUrl, query, targetBase, type TargetModule } from "./module.ts";
-import { notificationForPeople } from "./text.ts";
+import { notificationForPeople, renderMessage } from "./text.ts";
 import { ServiceTarget } from "./service.ts";
 import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
 
@@ -230,7 +230,7 @@ export function notificationBody(n: Notification): WebhookBody {
     fields: n.fields,
     total: n.total,
     link: n.link ?? null,
-    text: n.render((s) => s),
+    text: renderMessage(n.message, (s) => s),
   };
 }
 

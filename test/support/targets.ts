@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { TargetError } from "../../src/errors.ts";
-import type { Notification, NotificationField, SendOptions, Target } from "../../src/targets/types.ts";
+import type { MessageSegment, Notification, NotificationField, SendOptions, Target } from "../../src/targets/types.ts";
 
 /** The extracted amount most sample mails carry. */
 export const amountField: NotificationField = { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" };
@@ -13,8 +13,28 @@ export const amountField: NotificationField = { text: "¥480", raw: "￥480", am
 /** A Gmail search link, as the rules build it for a message ID. */
 export const gmailLink = "https://mail.google.com/mail/u/0/#search/rfc822msgid%3Am%40x";
 
+/** A message written as the template's renderer writes it: `escape` marks the mail-derived parts. */
+export type MessageWriter = (escape: (text: string) => string) => string;
+
+/**
+ * The segments of a message written as a function of `escape`, so a test can say
+ * ``(e) => `*New:* ${e(subject)}` `` for [{ literal: "*New:* " }, { fromMail: subject }].
+ */
+export function segments(write: MessageWriter): MessageSegment[] {
+  const values: string[] = [];
+  // Private-use markers around each value's index; test text never contains them.
+  const text = write((value) => `\uE000${values.push(value) - 1}\uE001`);
+  return text
+    .split(/\uE000(\d+)\uE001/)
+    .flatMap((part, i): MessageSegment[] => (i % 2 === 1 ? [{ fromMail: values[Number(part)]! }] : part === "" ? [] : [{ literal: part }]));
+}
+
+/** A notification's keys, with its message also writable as a function of `escape` (`render`). */
+export type NotificationOverrides = Partial<Notification> & { render?: MessageWriter };
+
 /** One mail as a rule hands it to the targets; `overrides` replace whole keys. */
-export function sampleNotification(overrides: Partial<Notification> = {}): Notification {
+export function sampleNotification(overrides: NotificationOverrides = {}): Notification {
+  const { render, ...rest } = overrides;
   return {
     rule: "receipts",
     account: "a",
@@ -28,8 +48,9 @@ export function sampleNotification(overrides: Partial<Notification> = {}): Notif
     fields: {},
     total: null,
     link: undefined,
-    render: (escape) => `New: ${escape("Your receipt")}`,
-    ...overrides,
+    message: [{ literal: "New: " }, { fromMail: "Your receipt" }],
+    ...rest,
+    ...(render ? { message: segments(render) } : {}),
   };
 }
 
@@ -37,8 +58,8 @@ export function sampleNotification(overrides: Partial<Notification> = {}): Notif
  * A test file's own builder: its sample mail (usually one whose text attacks that service's
  * markup) as `defaults`, and per test `overrides` on top.
  */
-export function notificationWith(defaults: Partial<Notification>): (overrides?: Partial<Notification>) => Notification {
-  return (overrides = {}) => sampleNotification({ ...defaults, ...overrides });
+export function notificationWith(defaults: NotificationOverrides): (overrides?: NotificationOverrides) => Notification {
+  return (overrides = {}) => sampleNotification({ ...defaults, ...overrides, ...(overrides.message ? { render: undefined } : {}) });
 }
 
 /** Waits for a send: undefined when it resolved, else the TargetError it failed with (anything else fails the test). */

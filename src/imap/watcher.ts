@@ -1,3 +1,14 @@
+/**
+ * The watcher of one mailbox: this loop, and parts with one job each.
+ * - session.ts: opens the connection, EXAMINE, and says where to start (resync.ts plans it: a first
+ *   start, going on after the checkpoint, or reading again after a renumbering);
+ * - mail-source.ts: one round of reading (on which connection, UID SEARCH, mail that used up its
+ *   attempts set aside, the rest in UID order up to the first that cannot be read);
+ * - retry.ts: set-aside mail a person asked to read again;
+ * - wait.ts: IDLE with a keepalive, or a poll, until there is mail to look for;
+ * - reconnect-policy.ts: how long to wait after a session ended, and what to say (pure);
+ * - unreadable.ts: failed reads counted per UID, and which mail a broken connection blames.
+ */
 import type { ImapFlow } from "imapflow";
 import { ImapError, MailbellError } from "../errors.ts";
 import { MemoryCheckpoints } from "../store/checkpoints.ts";

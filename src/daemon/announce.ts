@@ -27,8 +27,7 @@ export function announceSetAside(event: SetAsideAnnouncement, deps: { names: rea
     const target = deps.targets.get(name);
     if (!target) return [];
     queued.add(name);
-    const payload = target.render(notification);
-    return [{ target: name, rule, account, mailbox, uidValidity, uid, messageId, subject, contentType: payload.contentType, body: payload.body, summary: target.summarize(notification) }];
+    return [{ target: name, rule, account, mailbox, uidValidity, uid, messageId, subject, notification }];
   });
   deps.outbox.enqueue(rows);
   deps.logger.info({ account: event.account, mailbox: event.mailbox, uid: event.uid, targets: [...queued] }, "announced the mail set aside");

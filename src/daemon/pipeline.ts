@@ -96,7 +96,6 @@ function queueMail(watched: WatchedMail, deps: PipelineDeps): { targets: Set<str
         log.info({ rule: match.rule, target: targetName, identity: seen.identity, first: claim.earlier }, "already notified; not again");
         continue;
       }
-      const payload = target.render(notification);
       rows.push({
         target: targetName,
         rule: match.rule,
@@ -106,9 +105,7 @@ function queueMail(watched: WatchedMail, deps: PipelineDeps): { targets: Set<str
         uid: watched.uid,
         messageId: watched.mail.messageId,
         subject: watched.mail.subject,
-        contentType: payload.contentType,
-        body: payload.body,
-        summary: target.summarize(notification),
+        notification,
         digestGroup,
         notBefore,
       });

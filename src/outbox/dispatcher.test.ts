@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, it } from "node:test";
 import { TargetError } from "../errors.ts";
 import { silentLogger } from "../log.ts";
 import type { NewOutboxRow } from "../store/outbox.ts";
 import { State } from "../store/state.ts";
-import type { DigestEntry, SendOptions, Target, TargetPayload } from "../targets/types.ts";
+import { sampleNotification } from "../../test/support/targets.ts";
+import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "../targets/types.ts";
 import { Dispatcher, pageSize, type TargetPacing } from "./dispatcher.ts";
 
 interface Sent {
@@ -24,11 +28,11 @@ class FakeTarget implements Target {
   constructor(name: string) {
     this.name = name;
   }
-  render(): TargetPayload {
-    throw new Error("not used");
+  render(n: Notification): TargetPayload {
+    return { contentType: "text/plain", body: `body ${n.uid}` };
   }
-  summarize(): string {
-    return "";
+  summarize(n: Notification): string {
+    return `sum${n.uid}`;
   }
   describe(): string {
     return `fake ${this.name}`;
@@ -44,8 +48,10 @@ class FakeTarget implements Target {
   }
 }
 
+/** A row as the pipeline queues it: the notification for mail UID n, which the target renders at send time. */
 function row(n: number, overrides: Partial<NewOutboxRow> = {}): NewOutboxRow {
-  return { target: "t", rule: "r", account: "a", mailbox: "INBOX", uidValidity: 1, uid: n, messageId: `m${n}@x`, subject: `s${n}`, contentType: "text/plain", body: `body ${n}`, summary: `sum${n}`, ...overrides };
+  const mail = { rule: "r", account: "a", mailbox: "INBOX", uidValidity: 1, uid: n, messageId: `m${n}@x`, subject: `s${n}` };
+  return { target: "t", ...mail, notification: sampleNotification(mail), ...overrides } as NewOutboxRow;
 }
 
 const fast: TargetPacing = { perSecond: 1000, burst: 1000, overflow: "paced", digestAfter: 5 };
@@ -323,5 +329,48 @@ describe("Dispatcher", () => {
     assert.ok(performance.now() - started < 1500, "drain does not wait out a Retry-After beyond its deadline");
     assert.equal(result.left, 1, "the row it could not send before the deadline is reported");
     assert.equal(second.state.outbox.get("a/INBOX/1/1/r/t")!.state, "pending", "nothing is lost: the row stays queued");
+  });
+});
+
+describe("rows queued before schema 7, their payload rendered then", () => {
+  /** A row written the way mailbell queued it before: the payload and its digest line, no notification. */
+  const queuedBefore = (n: number, overrides: Partial<NewOutboxRow> = {}): NewOutboxRow => {
+    const { notification: _notification, ...place } = row(n) as NewOutboxRow & { notification: Notification };
+    return { ...place, contentType: "application/json", body: `{"text":"queued ${n}"}`, summary: `queued line ${n}`, ...overrides } as NewOutboxRow;
+  };
+
+  it("are sent as they were queued, and listed in a digest by their stored line beside rows rendered now", async () => {
+    const t = new FakeTarget("t");
+    const { state, dispatcher } = setup([t]);
+    state.outbox.enqueue([queuedBefore(1), queuedBefore(2, { digestGroup: "g" }), row(3, { digestGroup: "g" })]);
+    dispatcher.start();
+    await until(() => t.sent.length === 2);
+    await dispatcher.stop();
+    assert.deepEqual(
+      t.sent.map((s) => s.payload),
+      [
+        { contentType: "application/json", body: '{"text":"queued 1"}' },
+        { contentType: "text/plain", body: "digest 2: queued line 2,sum3" },
+      ],
+    );
+  });
+
+  it("a state file of schema 5 upgrades, and its pending row is sent as queued", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "mailbell-dispatch-v5-"));
+    const file = path.join(dir, "state.db");
+    copyFileSync(path.resolve(import.meta.dirname, "../../test/fixtures/state-v5.sqlite"), file);
+    const state = State.open(file);
+    const team = new FakeTarget("team");
+    const dispatcher = new Dispatcher({ outbox: state.outbox, targets: new Map([["team", team]]), pacing: new Map([["team", fast]]), retry: { baseMs: 20, capMs: 40, maxAttempts: 5 }, logger: silentLogger });
+    try {
+      dispatcher.start();
+      await until(() => team.sent.length === 1);
+      await dispatcher.stop();
+      assert.deepEqual(team.sent[0]!.payload, { contentType: "application/json", body: '{"text":"order 2"}' });
+      assert.equal(state.outbox.get("alice/INBOX/1700000000/11/shop/team")!.state, "done");
+    } finally {
+      state.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -2,7 +2,7 @@ import { TargetError } from "../errors.ts";
 import { Backoff } from "../imap/backoff.ts";
 import type { Logger } from "../log.ts";
 import type { Outbox, OutboxRow } from "../store/outbox.ts";
-import type { Target, TargetPayload } from "../targets/types.ts";
+import type { DigestEntry, Target, TargetPayload } from "../targets/types.ts";
 
 export interface RetryPolicy {
   /** First retry delay; doubles per attempt, with jitter. */
@@ -248,10 +248,11 @@ class TargetLoop {
     const ids = rows.map((r) => r.id);
     // A backlog group is always a digest, even if only one of its rows is left to send.
     const single = rows.length === 1 && !rows[0]!.digestGroup;
-    const payload: TargetPayload = single ? { contentType: rows[0]!.contentType, body: rows[0]!.body } : this.#target.renderDigest(rows.slice(0, digestListMax), rows.length);
     const idempotencyKey = single ? rows[0]!.id : `digest:${ids[0]}:${rows.length}`;
     const ref = single ? { id: ids[0], rule: rows[0]!.rule, uid: rows[0]!.uid, account: rows[0]!.account, mailbox: rows[0]!.mailbox } : { digest: rows.length, first: ids[0] };
     try {
+      // Rendered here, at send time, from the stored notification: the payload is never stored.
+      const payload = single ? payloadOf(this.#target, rows[0]!) : this.#target.renderDigest(rows.slice(0, digestListMax).map((r) => digestEntryOf(this.#target, r)), rows.length);
       await this.#target.send(payload, { signal: this.#abort.signal, idempotencyKey });
     } catch (err) {
       if (this.#abort.signal.aborted) return "stopped";
@@ -315,4 +316,15 @@ class TargetLoop {
       this.#wake = done;
     });
   }
+}
+
+/** The row's payload: its notification rendered by the target, or the payload a row queued before schema 7 carries. */
+function payloadOf(target: Target, row: OutboxRow): TargetPayload {
+  return row.notification ? target.render(row.notification) : { contentType: row.contentType, body: row.body };
+}
+
+/** How a digest lists the row: from its notification, or by what a row queued before schema 7 carries. */
+function digestEntryOf(target: Target, row: OutboxRow): DigestEntry {
+  if (!row.notification) return { rule: row.rule, subject: row.subject, summary: row.summary, body: row.body };
+  return { rule: row.rule, subject: row.subject, summary: target.summarize(row.notification), body: target.render(row.notification).body };
 }

@@ -111,6 +111,9 @@ const migrations: readonly string[] = [
      retry_requested INTEGER NOT NULL DEFAULT 0 CHECK (retry_requested IN (0, 1)),
      PRIMARY KEY (account, mailbox, uid_validity, uid)
    ) STRICT;`,
+  // A row holds its notification as data (JSON), rendered by the target when it is sent. Rows
+  // queued before keep the payload rendered then (content_type, body, summary) and are sent as it.
+  `ALTER TABLE outbox ADD COLUMN notification TEXT;`,
 ];
 
 export const schemaVersion = migrations.length;

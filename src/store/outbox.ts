@@ -1,10 +1,22 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { Notification } from "../targets/types.ts";
 import { transaction } from "./db.ts";
 
 export type OutboxState = "pending" | "done" | "dead";
 
-/** What the pipeline writes: one notification for one target. */
-export interface NewOutboxRow {
+/**
+ * A payload rendered when its row was queued, as mailbell did before schema 7 (and as rows it
+ * queued then still are): sent as it is, and listed in a digest by its summary.
+ */
+export interface QueuedPayload {
+  contentType: string;
+  body: string;
+  /** One line, already escaped for the target, used when rows are sent as a digest. */
+  summary: string;
+}
+
+/** Where a row's notification came from and how it is queued. */
+interface RowPlace {
   target: string;
   rule: string;
   account: string;
@@ -13,17 +25,25 @@ export interface NewOutboxRow {
   uid: number;
   messageId: string | undefined;
   subject: string;
-  contentType: string;
-  body: string;
-  /** One line, already escaped for the target, used when rows are sent as a digest. */
-  summary: string;
   /** Rows sharing a group are sent as one digest message (a long backlog). */
   digestGroup?: string;
   /** Not sent before this time (ms); default: at once. */
   notBefore?: number;
 }
 
-export interface OutboxRow extends NewOutboxRow {
+/**
+ * What the pipeline writes: one notification for one target, stored as data and rendered by the
+ * target when it is sent. A QueuedPayload instead is a row written the way mailbell did before.
+ */
+export type NewOutboxRow = RowPlace & ({ notification: Notification } | QueuedPayload);
+
+export interface OutboxRow extends RowPlace {
+  /** The notification to render at send time; undefined for a row queued before schema 7. */
+  notification: Notification | undefined;
+  /** The payload of a row queued before schema 7 ("" for later rows). */
+  contentType: string;
+  body: string;
+  summary: string;
   id: string;
   seq: number;
   state: OutboxState;
@@ -44,7 +64,7 @@ export function outboxId(row: Pick<NewOutboxRow, "account" | "mailbox" | "uidVal
 }
 
 const columns = `rowid AS seq, id, target, rule, account, mailbox, uid_validity AS uidValidity, uid, message_id AS messageId, subject,
-  content_type AS contentType, body, summary, digest_group AS digestGroup, state, attempts, next_attempt_at AS nextAttemptAt,
+  content_type AS contentType, body, summary, notification, digest_group AS digestGroup, state, attempts, next_attempt_at AS nextAttemptAt,
   last_error AS lastError, created_at AS createdAt, updated_at AS updatedAt`;
 
 /** What the pipeline does with the outbox: queue rows, and hold or release a backlog digest. */
@@ -71,8 +91,8 @@ export class Outbox implements OutboxWriter {
   constructor(db: DatabaseSync) {
     this.#db = db;
     this.#insert = db.prepare(
-      `INSERT OR IGNORE INTO outbox (id, target, rule, account, mailbox, uid_validity, uid, message_id, subject, content_type, body, summary, digest_group, state, attempts, next_attempt_at, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO outbox (id, target, rule, account, mailbox, uid_validity, uid, message_id, subject, content_type, body, summary, notification, digest_group, state, attempts, next_attempt_at, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`,
     );
     // INDEXED BY: walking the queue in rowid order beats sorting every pending row per send (a
     // backlog of thousands made each send cost half a millisecond).
@@ -93,7 +113,8 @@ export class Outbox implements OutboxWriter {
     let added = 0;
     transaction(this.#db, () => {
       for (const r of rows) {
-        const res = this.#insert.run(outboxId(r), r.target, r.rule, r.account, r.mailbox, r.uidValidity, r.uid, r.messageId ?? null, r.subject, r.contentType, r.body, r.summary, r.digestGroup ?? null, r.notBefore ?? now, now, now);
+        const [contentType, body, summary, notification] = "notification" in r ? ["", "", "", JSON.stringify(r.notification)] : [r.contentType, r.body, r.summary, null];
+        const res = this.#insert.run(outboxId(r), r.target, r.rule, r.account, r.mailbox, r.uidValidity, r.uid, r.messageId ?? null, r.subject, contentType, body, summary, notification, r.digestGroup ?? null, r.notBefore ?? now, now, now);
         added += Number(res.changes);
       }
     });
@@ -102,7 +123,7 @@ export class Outbox implements OutboxWriter {
 
   /** Pending rows of a target that are due, oldest first. */
   ready(target: string, now: number, limit: number): OutboxRow[] {
-    return (this.#ready.all(target, now, limit) as unknown as OutboxRow[]).map(normalize);
+    return (this.#ready.all(target, now, limit) as unknown as StoredRow[]).map(normalize);
   }
 
   readyCount(target: string, now: number): number {
@@ -116,7 +137,7 @@ export class Outbox implements OutboxWriter {
   }
 
   pendingInGroup(target: string, group: string): OutboxRow[] {
-    return (this.#group.all(target, group) as unknown as OutboxRow[]).map(normalize);
+    return (this.#group.all(target, group) as unknown as StoredRow[]).map(normalize);
   }
 
   /** Makes every pending row of a digest group due now (the group is complete). */
@@ -149,7 +170,7 @@ export class Outbox implements OutboxWriter {
   }
 
   get(id: string): OutboxRow | undefined {
-    const row = this.#byId.get(id) as unknown as OutboxRow | undefined;
+    const row = this.#byId.get(id) as unknown as StoredRow | undefined;
     return row ? normalize(row) : undefined;
   }
 
@@ -172,7 +193,7 @@ export class Outbox implements OutboxWriter {
   list(states: readonly OutboxState[], limit = 1000): OutboxRow[] {
     const placeholders = states.map(() => "?").join(", ");
     const rows = this.#db.prepare(`SELECT ${columns} FROM outbox WHERE state IN (${placeholders}) ORDER BY rowid LIMIT ?`).all(...states, limit);
-    return (rows as unknown as OutboxRow[]).map(normalize);
+    return (rows as unknown as StoredRow[]).map(normalize);
   }
 
   /**
@@ -204,9 +225,13 @@ export class Outbox implements OutboxWriter {
   }
 }
 
-function normalize(row: OutboxRow): OutboxRow {
+/** A row as SQLite hands it over: the notification still JSON. */
+type StoredRow = Omit<OutboxRow, "notification"> & { notification: string | null };
+
+function normalize(row: StoredRow): OutboxRow {
   return {
     ...row,
+    notification: row.notification === null ? undefined : (JSON.parse(row.notification) as Notification),
     seq: Number(row.seq),
     uidValidity: Number(row.uidValidity),
     uid: Number(row.uid),

@@ -4,7 +4,8 @@ import type { ImapFlow } from "imapflow";
 import { StateError } from "../errors.ts";
 import { silentLogger } from "../log.ts";
 import type { FetchedMessage } from "./fetch.ts";
-import { describeUids, exhaustedFirst, MailSource, readyBefore, ReaderConnection, retryDelayMs } from "./mail-source.ts";
+import { describeUids, exhaustedFirst, MailSource, readyBefore, retryDelayMs } from "./mail-source.ts";
+import { ReaderConnection } from "./reader.ts";
 import { ReadFailures } from "./unreadable.ts";
 
 /** UIDs 5 and 9 used up their attempts; 7 was set aside earlier. */

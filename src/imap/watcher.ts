@@ -4,6 +4,7 @@
  *   start, going on after the checkpoint, or reading again after a renumbering);
  * - mail-source.ts: one round of reading (on which connection, UID SEARCH, mail that used up its
  *   attempts set aside, the rest in UID order up to the first that cannot be read);
+ * - reader.ts: the second connection that reads mail IDLE announced (readerConnection);
  * - retry.ts: set-aside mail a person asked to read again;
  * - wait.ts: IDLE with a keepalive, or a poll, until there is mail to look for;
  * - reconnect-policy.ts: how long to wait after a session ended, and what to say (pure);
@@ -15,7 +16,8 @@ import { MemoryCheckpoints } from "../store/checkpoints.ts";
 import { sleep } from "./backoff.ts";
 import { classifyImapError, closeQuietly } from "./client.ts";
 import { watchContext, type Watch } from "./context.ts";
-import { MailSource, openReader, readRound, ReaderConnection, type Position } from "./mail-source.ts";
+import { MailSource, readRound, type Position } from "./mail-source.ts";
+import { openReader, ReaderConnection } from "./reader.ts";
 import { reconnectPlan } from "./reconnect-policy.ts";
 import { retriesAsked, retrySetAside, retryWaiting } from "./retry.ts";
 import { createWatchingClient, openMailbox, reconcile } from "./session.ts";

@@ -88,7 +88,7 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
               ? { add: match.total.amount ? moneyToDecimalString(match.total.amount) : null, currency: match.total.amount?.currency ?? null, period: match.total.period.key, periodLabel: match.total.period.label, runningTotal: notification.total }
               : null,
             message: renderMessage(notification.message, (s) => s),
-            targets: rendered.map((r) => ({ target: r.target, type: r.type, payload: parseBody(r.payload.body) })),
+            targets: rendered.map((r) => ({ target: r.target, type: r.type, payload: parseBody(r.payload.body), ...(r.payload.thread !== undefined ? { thread: r.payload.thread } : {}) })),
           }),
         );
         continue;
@@ -107,7 +107,7 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
         } else io.out(`  total: nothing to add (${match.total.field} is missing)`);
       }
       io.out(`  message: ${renderMessage(notification.message, escapeTerminal)}`);
-      for (const r of rendered) io.out(`  → ${r.target} (${r.type}): ${escapeTerminal(r.payload.body)}`);
+      for (const r of rendered) io.out(`  → ${r.target} (${r.type})${r.payload.thread !== undefined ? ` thread ${escapeTerminal(r.payload.thread)}` : ""}: ${escapeTerminal(r.payload.body)}`);
     }
     if (!options.json && matches.length === 0) io.out("No rule matched.");
   } finally {

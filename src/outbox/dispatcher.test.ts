@@ -332,6 +332,26 @@ describe("Dispatcher", () => {
   });
 });
 
+describe("digests from stored notifications", () => {
+  it("list each row by the target's summarize, with its rendered body and thread", async () => {
+    class ThreadedTarget extends FakeTarget {
+      override render(n: Notification): TargetPayload {
+        return { contentType: "text/plain", body: `body ${n.uid}`, thread: `thread ${n.uid % 2}` };
+      }
+      override renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
+        return { contentType: "text/plain", body: `digest ${total}: ${entries.map((e) => `${e.summary}|${e.body}|${e.thread}`).join(",")}` };
+      }
+    }
+    const t = new ThreadedTarget("t");
+    const { state, dispatcher } = setup([t]);
+    state.outbox.enqueue([row(1, { digestGroup: "g" }), row(2, { digestGroup: "g" })]);
+    dispatcher.start();
+    await until(() => t.sent.length === 1);
+    await dispatcher.stop();
+    assert.equal(t.sent[0]!.payload.body, "digest 2: sum1|body 1|thread 1,sum2|body 2|thread 0");
+  });
+});
+
 describe("rows queued before schema 7, their payload rendered then", () => {
   /** A row written the way mailbell queued it before: the payload and its digest line, no notification. */
   const queuedBefore = (n: number, overrides: Partial<NewOutboxRow> = {}): NewOutboxRow => {

@@ -326,5 +326,6 @@ function payloadOf(target: Target, row: OutboxRow): TargetPayload {
 /** How a digest lists the row: from its notification, or by what a row queued before schema 7 carries. */
 function digestEntryOf(target: Target, row: OutboxRow): DigestEntry {
   if (!row.notification) return { rule: row.rule, subject: row.subject, summary: row.summary, body: row.body };
-  return { rule: row.rule, subject: row.subject, summary: target.summarize(row.notification), body: target.render(row.notification).body };
+  const payload = target.render(row.notification);
+  return { rule: row.rule, subject: row.subject, summary: target.summarize(row.notification), body: payload.body, ...(payload.thread !== undefined ? { thread: payload.thread } : {}) };
 }

@@ -9,7 +9,7 @@ import { memoryTargetState, type TargetStateStore } from "../store/target-state.
 import { createTargets } from "./index.ts";
 import { TargetUrlError } from "./module.ts";
 import { escapeSlack, slackModule, slackSchema, threadField } from "./slack.ts";
-import type { Notification, NotificationTotal, Target } from "./types.ts";
+import type { DigestEntry, Notification, NotificationTotal, Target } from "./types.ts";
 
 const token = "xoxb-_fake_test_token_0987654321";
 
@@ -210,12 +210,13 @@ describe("slack Web API: threads", () => {
     return seen().slice(before);
   }
 
-  it("puts the thread key into the stored payload and never sends it", async () => {
+  it("carries the thread key beside the body, never in it, and never sends it", async () => {
     const t = apiTarget({ thread: true });
-    const payload = JSON.parse(t.render(notification({ total: total("2026-11") })).body) as Record<string, unknown>;
-    assert.equal(payload[threadField], "receipts/2026-11");
-    assert.equal(JSON.parse(t.render(notification()).body)[threadField], "receipts");
-    assert.equal(JSON.parse(apiTarget().render(notification()).body)[threadField], undefined, "no key without thread: true");
+    const payload = t.render(notification({ total: total("2026-11") }));
+    assert.equal(payload.thread, "receipts/2026-11");
+    assert.equal((JSON.parse(payload.body) as Record<string, unknown>)[threadField], undefined);
+    assert.equal(t.render(notification()).thread, "receipts");
+    assert.equal(apiTarget().render(notification()).thread, undefined, "no key without thread: true");
     const [req] = await post(t, notification({ total: total("2026-11") }));
     assert.equal(req!.body[threadField], undefined);
     assert.equal(req!.body.thread_ts, undefined);
@@ -326,19 +327,38 @@ describe("slack Web API: threads", () => {
 
   it("a digest joins a thread only when all its rows share it", () => {
     const t = apiTarget({ thread: true });
-    const entry = (n: Notification) => ({ rule: n.rule, subject: n.subject, summary: "x", body: t.render(n).body });
+    const entry = (n: Notification): DigestEntry => {
+      const payload = t.render(n);
+      return { rule: n.rule, subject: n.subject, summary: "x", body: payload.body, thread: payload.thread };
+    };
     const nov = entry(notification({ total: total("2026-11") }));
     const dec = entry(notification({ total: total("2026-12") }));
-    const key = (entries: (typeof nov)[]) => JSON.parse(t.renderDigest(entries, entries.length).body)[threadField] as unknown;
+    // A row queued before schema 7: its key inside its stored body.
+    const novQueuedBefore = { ...nov, thread: undefined, body: JSON.stringify({ ...(JSON.parse(nov.body) as object), [threadField]: "receipts/2026-11" }) };
+    const key = (entries: DigestEntry[]) => t.renderDigest(entries, entries.length).thread;
     assert.equal(key([nov, nov]), "receipts/2026-11");
     assert.equal(key([nov, dec]), undefined);
-    assert.equal(key([nov, { ...nov, body: "not json" }]), undefined);
+    assert.equal(key([nov, novQueuedBefore]), "receipts/2026-11");
+    assert.equal(key([nov, { ...nov, thread: undefined, body: "not json" }]), undefined);
+  });
+
+  it("a row queued before schema 7, its key inside its body, joins its thread and the key is not sent", async () => {
+    const state = memoryTargetState();
+    const t = apiTarget({ thread: true }, state);
+    const [first] = await post(t, notification());
+    const rendered = t.render(notification());
+    const queuedBefore = { contentType: rendered.contentType, body: JSON.stringify({ ...(JSON.parse(rendered.body) as object), [threadField]: "receipts" }) };
+    await t.send(queuedBefore);
+    const req = seen().at(-1)!;
+    assert.equal(req.body.thread_ts, first!.ts);
+    assert.equal(req.body[threadField], undefined);
   });
 });
 
 describe("slack webhook mode next to the Web API", () => {
-  it("strips a thread key left in a row queued under the Web API", async () => {
-    const queued = apiTarget({ thread: true }).render(notification());
+  it("strips a thread key left in a row queued under the Web API before schema 7", async () => {
+    const rendered = apiTarget({ thread: true }).render(notification());
+    const queued = { contentType: rendered.contentType, body: JSON.stringify({ ...(JSON.parse(rendered.body) as object), [threadField]: "receipts" }) };
     const hook = createTargets([targetSchema.parse({ name: "hook", type: "slack", url: receiver.url("/services/T/B/x") })]).get("hook")!;
     await hook.send(queued);
     assert.equal(seen()[0]!.path, "/services/T/B/x");

@@ -76,9 +76,10 @@ export type SlackTargetConfig = z.infer<typeof slackSchema>;
 
 
 /**
- * Rows are rendered once at enqueue time and sent later, so the thread a message belongs to has
- * to travel inside the stored payload. It rides as this private field and is stripped before the
- * body reaches Slack; `mailbell test` shows it, which explains where a message would go.
+ * Rows queued before schema 7 were rendered at enqueue time, so the thread a message belonged to
+ * travelled inside the stored body as this private field. Such a row still carries it: it is read
+ * as the row's thread and stripped before the body reaches Slack. Payloads rendered now carry the
+ * key beside the body (TargetPayload.thread).
  */
 export const threadField = "_mailbell_thread";
 
@@ -275,14 +276,14 @@ export class SlackApiTarget extends SlackTarget {
    */
   renderDigest(entries: readonly DigestEntry[], total: number): TargetPayload {
     const { text, blocks } = this.digestBlocks(entries, total);
-    const keys = new Set(entries.map((e) => parseObject(e.body)?.[threadField]));
+    const keys = new Set(entries.map((e) => e.thread ?? parseObject(e.body)?.[threadField]));
     const [only] = keys;
     return this.#payload(text, blocks, this.config.thread && keys.size === 1 && typeof only === "string" ? only : undefined);
   }
 
   #payload(text: string, blocks: unknown[], thread: string | undefined): TargetPayload {
-    const message = { channel: this.#channel, ...this.slackMessage(text, blocks) };
-    return jsonPayload(thread === undefined ? message : { ...message, [threadField]: thread });
+    const payload = jsonPayload({ channel: this.#channel, ...this.slackMessage(text, blocks) });
+    return thread === undefined ? payload : { ...payload, thread };
   }
 
   /**
@@ -292,7 +293,7 @@ export class SlackApiTarget extends SlackTarget {
   async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
     const message = parseObject(payload.body);
     if (!message) throw new TargetError(this.name, `target "${this.name}": the queued message is not a JSON object; it cannot be sent.`, { retryable: false });
-    const thread = message[threadField];
+    const thread = payload.thread ?? message[threadField];
     delete message[threadField];
     delete message.thread_ts;
     // Where to post is the config's say at send time, like a webhook's url: a row queued before a

@@ -53,10 +53,12 @@ export interface Notification {
   message: readonly MessageSegment[];
 }
 
-/** A request body ready to send; serialisable, so it can be queued and sent later. */
+/** A request body ready to send, rendered from a notification just before it is sent. */
 export interface TargetPayload {
   contentType: string;
   body: string;
+  /** Where in the service it goes, beside the body: Slack's thread key (rule and period). */
+  thread?: string;
 }
 
 /** A queued notification as a digest lists it. */
@@ -66,6 +68,8 @@ export interface DigestEntry {
   /** One line, already escaped for this target (from `summarize`). */
   summary: string;
   body: string;
+  /** The row's thread key (TargetPayload.thread), for a digest that may join that thread. */
+  thread?: string;
 }
 
 export interface SendOptions {

@@ -1,5 +1,5 @@
 import { MailbellError, UsageError } from "../errors.ts";
-import type { OutboxRow } from "../store/outbox.ts";
+import type { OutboxRow } from "../outbox/store.ts";
 import type { State } from "../store/state.ts";
 import { escapeTerminal } from "../targets/text.ts";
 import type { CliIO } from "./io.ts";

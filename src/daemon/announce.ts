@@ -1,5 +1,5 @@
 import type { Logger } from "../log.ts";
-import type { OutboxWriter } from "../store/outbox.ts";
+import type { OutboxWriter } from "../outbox/store.ts";
 import type { Notification, Target } from "../targets/types.ts";
 
 /** The rule name set-aside announcements are queued under; not a valid rule name, so it cannot clash. */

@@ -6,7 +6,7 @@ import { mailIdentity } from "../mail/identity.ts";
 import { buildNotification } from "../outbox/notification.ts";
 import { evaluateRules, type CompiledRule } from "../rules/rules.ts";
 import type { RuleInput, RunningTotal } from "../rules/types.ts";
-import type { NewOutboxRow } from "../store/outbox.ts";
+import type { NewOutboxRow } from "../outbox/store.ts";
 import { placeOf, type SeenMail } from "../store/seen.ts";
 import type { MailStore } from "../store/state.ts";
 import type { Target } from "../targets/types.ts";

@@ -5,7 +5,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { TargetError } from "../errors.ts";
 import { silentLogger } from "../log.ts";
-import type { NewOutboxRow } from "../store/outbox.ts";
+import type { NewOutboxRow } from "./store.ts";
 import { State } from "../store/state.ts";
 import { sampleNotification } from "../../test/support/targets.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "../targets/types.ts";

@@ -1,7 +1,7 @@
 import { TargetError } from "../errors.ts";
 import { Backoff } from "../imap/backoff.ts";
 import type { Logger } from "../log.ts";
-import type { Outbox, OutboxRow } from "../store/outbox.ts";
+import type { OutboxQueue, OutboxRow } from "./store.ts";
 import type { DigestEntry, Target, TargetPayload } from "../targets/types.ts";
 
 export interface RetryPolicy {
@@ -25,7 +25,7 @@ export interface TargetPacing {
 export type DeliveryOutcome = "delivered" | "retry" | "dead";
 
 export interface DispatcherOptions {
-  outbox: Outbox;
+  outbox: OutboxQueue;
   targets: ReadonlyMap<string, Target>;
   pacing: ReadonlyMap<string, TargetPacing>;
   retry: RetryPolicy;

@@ -1,80 +1,17 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { outboxId, type NewOutboxRow, type OutboxRow, type OutboxState, type OutboxStore } from "../outbox/store.ts";
 import type { Notification } from "../targets/types.ts";
 import { transaction } from "./db.ts";
 
-export type OutboxState = "pending" | "done" | "dead";
-
-/**
- * A payload rendered when its row was queued, as mailbell did before schema 7 (and as rows it
- * queued then still are): sent as it is, and listed in a digest by its summary.
- */
-export interface QueuedPayload {
-  contentType: string;
-  body: string;
-  /** One line, already escaped for the target, used when rows are sent as a digest. */
-  summary: string;
-}
-
-/** Where a row's notification came from and how it is queued. */
-interface RowPlace {
-  target: string;
-  rule: string;
-  account: string;
-  mailbox: string;
-  uidValidity: number;
-  uid: number;
-  messageId: string | undefined;
-  subject: string;
-  /** Rows sharing a group are sent as one digest message (a long backlog). */
-  digestGroup?: string;
-  /** Not sent before this time (ms); default: at once. */
-  notBefore?: number;
-}
-
-/**
- * What the pipeline writes: one notification for one target, stored as data and rendered by the
- * target when it is sent. A QueuedPayload instead is a row written the way mailbell did before.
- */
-export type NewOutboxRow = RowPlace & ({ notification: Notification } | QueuedPayload);
-
-export interface OutboxRow extends RowPlace {
-  /** The notification to render at send time; undefined for a row queued before schema 7. */
-  notification: Notification | undefined;
-  /** The payload of a row queued before schema 7 ("" for later rows). */
-  contentType: string;
-  body: string;
-  summary: string;
-  id: string;
-  seq: number;
-  state: OutboxState;
-  attempts: number;
-  nextAttemptAt: number;
-  lastError: string | undefined;
-  createdAt: number;
-  updatedAt: number;
-}
-
-/**
- * The row id names the mail by its place on the server and the rule and target, so processing the
- * same mail again (after a crash before the checkpoint moved) cannot queue it twice. The same mail
- * at another place is kept from being queued again by the NotificationLog.
- */
-export function outboxId(row: Pick<NewOutboxRow, "account" | "mailbox" | "uidValidity" | "uid" | "rule" | "target">): string {
-  return [row.account, row.mailbox, row.uidValidity, row.uid, row.rule, row.target].map((p) => encodeURIComponent(String(p))).join("/");
-}
+// The outbox's types live with the outbox (src/outbox/store.ts); these names are kept for importers of this file.
+export { outboxId, type NewOutboxRow, type OutboxRow, type OutboxState, type OutboxWriter, type QueuedPayload } from "../outbox/store.ts";
 
 const columns = `rowid AS seq, id, target, rule, account, mailbox, uid_validity AS uidValidity, uid, message_id AS messageId, subject,
   content_type AS contentType, body, summary, notification, digest_group AS digestGroup, state, attempts, next_attempt_at AS nextAttemptAt,
   last_error AS lastError, created_at AS createdAt, updated_at AS updatedAt`;
 
-/** What the pipeline does with the outbox: queue rows, and hold or release a backlog digest. */
-export interface OutboxWriter {
-  enqueue(rows: readonly NewOutboxRow[], now?: number): number;
-  releaseGroup(group: string, now?: number): void;
-  holdGroup(group: string, until: number): void;
-}
-
-export class Outbox implements OutboxWriter {
+/** The outbox kept in SQLite (table outbox). */
+export class Outbox implements OutboxStore {
   readonly #db: DatabaseSync;
   readonly #insert: StatementSync;
   readonly #ready: StatementSync;

@@ -38,7 +38,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import type { Logger } from "../src/log.ts";
 import { Dispatcher } from "../src/outbox/dispatcher.ts";
-import type { NewOutboxRow } from "../src/store/outbox.ts";
+import type { NewOutboxRow } from "../src/outbox/store.ts";
 import { State } from "../src/store/state.ts";
 import { memoryTargetState } from "../src/store/target-state.ts";
 import { SlackApiTarget } from "../src/targets/slack.ts";
@@ -144,8 +144,9 @@ function makeTarget(kind: TargetKind, port: number): Target {
 function rows(target: Target, n: number): NewOutboxRow[] {
   return Array.from({ length: n }, (_, i) => {
     const subject = `Your receipt #${i + 1}`;
-    const payload = target.render(sampleNotification({ uid: i + 1, subject, render: (e) => `Google Play: ¥480 — ${e(subject)}` }));
-    return { target: target.name, rule: "r", account: "a", mailbox: "INBOX", uidValidity: 1, uid: i + 1, messageId: `m${i + 1}@bench`, subject, contentType: payload.contentType, body: payload.body, summary: subject };
+    // As the pipeline queues it: the notification, which the target renders when it sends the row.
+    const notification = sampleNotification({ uid: i + 1, subject, render: (e) => `Google Play: ¥480 — ${e(subject)}` });
+    return { target: target.name, rule: "r", account: "a", mailbox: "INBOX", uidValidity: 1, uid: i + 1, messageId: `m${i + 1}@bench`, subject, notification };
   });
 }
 

@@ -23,7 +23,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { createLogger, type Logger } from "../src/log.ts";
 import { Dispatcher } from "../src/outbox/dispatcher.ts";
-import type { NewOutboxRow } from "../src/store/outbox.ts";
+import type { NewOutboxRow } from "../src/outbox/store.ts";
+import type { Notification } from "../src/targets/types.ts";
 import { State } from "../src/store/state.ts";
 import { WebhookTarget } from "../src/targets/webhook.ts";
 import { startReceiver } from "../test/support/receiver.ts";
@@ -184,11 +185,11 @@ async function once(dir: string, rows: number, port: number, level: string, rate
   };
 }
 
-/** A row as the pipeline queues it for a webhook target: the generic JSON body, ~1.3 KB. */
+/** A row as the pipeline queues it for a webhook target: its notification, rendered at send time into the generic JSON body, ~1.3 KB. */
 function queued(n: number): NewOutboxRow {
   const subject = `Your Google Play order receipt from Nov ${(n % 28) + 1}, 2026 (#${n})`;
   const text = `Google Play: ¥480 (マンスリーパス) — ¥${480 * n} so far in November. ${"Order details follow. ".repeat(20)}`;
-  const body = JSON.stringify({
+  const notification: Notification = {
     rule: "play-receipts",
     account: "personal",
     mailbox: "INBOX",
@@ -201,8 +202,8 @@ function queued(n: number): NewOutboxRow {
     fields: { amount: { text: "¥480", raw: "￥480（税込）", amount: "480", currency: "JPY" }, item: { text: "マンスリーパス", raw: "マンスリーパス" } },
     total: { amount: String(480 * n), currency: "JPY", text: `¥${480 * n}`, period: "2026-11", periodLabel: "November" },
     link: `https://mail.google.com/mail/u/0/#search/rfc822msgid%3Areceipt-${n}%40google.com`,
-    text,
-  });
+    message: [{ literal: "Google Play: " }, { fromMail: text.slice("Google Play: ".length) }],
+  };
   return {
     target: "hook",
     rule: "play-receipts",
@@ -212,9 +213,7 @@ function queued(n: number): NewOutboxRow {
     uid: n,
     messageId: `<receipt-${n}@google.com>`,
     subject,
-    contentType: "application/json; charset=utf-8",
-    body,
-    summary: text.slice(0, 80),
+    notification,
   };
 }
 

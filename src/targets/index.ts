@@ -13,7 +13,7 @@ import { teamsModule } from "./teams.ts";
 import type { Target } from "./types.ts";
 import { webhookModule } from "./webhook.ts";
 
-/** Every service mailbell can post to. Adding one: its module, and one entry here. */
+/** Every service mailbell can post to. Adding one: its file (a TargetDefinition), one entry here, and its rows in contract.test.ts. */
 export const targetModules = [slackModule, webhookModule, discordModule, teamsModule, lineModule, iftttModule, ntfyModule, telegramModule, commandModule, stdoutModule] as const;
 
 type Module = (typeof targetModules)[number];

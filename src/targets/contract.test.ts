@@ -15,7 +15,7 @@ import { failureOf, notificationWith, sendResult } from "../../test/support/targ
 import { createTargets, targetModules, targetSchema } from "./index.ts";
 import type { TargetDefinition } from "./module.ts";
 import { readable, truncate } from "./text.ts";
-import type { DigestEntry, Target, TargetPayload } from "./types.ts";
+import type { DigestEntry, Notification, Target, TargetPayload } from "./types.ts";
 import type { WebhookBody } from "./webhook.ts";
 
 interface Row {
@@ -277,6 +277,14 @@ for (const row of rows) {
         texts.some((t) => unescape(t).includes(row.shown)),
         `none of the payload's texts shows ${JSON.stringify(row.shown)}: ${JSON.stringify(texts)}`,
       );
+    });
+
+    it("renders the same payload from the notification as the outbox stores it (JSON)", () => {
+      const n = notificationWith({ total: { amount: "960", currency: "JPY", text: "¥960", period: "2026-11", periodLabel: "November" }, period: "2026-11", link: "https://mail.example/m" })();
+      const stored = JSON.parse(JSON.stringify(n)) as Notification;
+      const t = target(row);
+      assert.deepEqual(t.render(stored), t.render(n));
+      assert.equal(t.summarize(stored), t.summarize(n));
     });
 
     it("a digest line is readable too", () => {

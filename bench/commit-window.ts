@@ -40,7 +40,7 @@ import type { Logger } from "../src/log.ts";
 import { Dispatcher } from "../src/outbox/dispatcher.ts";
 import type { NewOutboxRow } from "../src/outbox/store.ts";
 import { State } from "../src/store/state.ts";
-import { memoryTargetState } from "../src/store/target-state.ts";
+import { memoryTargetState } from "../src/targets/state.ts";
 import { SlackApiTarget } from "../src/targets/slack.ts";
 import type { Target } from "../src/targets/types.ts";
 import { WebhookTarget } from "../src/targets/webhook.ts";

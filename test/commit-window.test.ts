@@ -10,7 +10,7 @@ import { silentLogger } from "../src/log.ts";
 import { Dispatcher } from "../src/outbox/dispatcher.ts";
 import { outboxId, type NewOutboxRow, type OutboxRow } from "../src/store/outbox.ts";
 import { State } from "../src/store/state.ts";
-import { memoryTargetState } from "../src/store/target-state.ts";
+import { memoryTargetState } from "../src/targets/state.ts";
 import { SlackApiTarget } from "../src/targets/slack.ts";
 import type { Target } from "../src/targets/types.ts";
 import { WebhookTarget } from "../src/targets/webhook.ts";

@@ -1,11 +1,7 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { TargetStateStore } from "../targets/state.ts";
 
-/** A target's own key-value store (e.g. "thread for rule X" → Slack ts), kept across restarts. */
-export interface TargetStateStore {
-  get(key: string): string | undefined;
-  set(key: string, value: string): void;
-}
-
+/** Targets' key-value stores (TargetStateStore, owned by targets/) in the state database. */
 export class TargetState {
   readonly #get: StatementSync;
   readonly #set: StatementSync;
@@ -24,10 +20,4 @@ export class TargetState {
       set: (key, value) => void this.#set.run(target, key, value, Date.now()),
     };
   }
-}
-
-/** For `mailbell test` and unit tests: the same interface, in memory. */
-export function memoryTargetState(): TargetStateStore {
-  const map = new Map<string, string>();
-  return { get: (k) => map.get(k), set: (k, v) => void map.set(k, v) };
 }

@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { amountField, notificationWith } from "../../test/support/targets.ts";
 import { TargetError } from "../errors.ts";
-import { memoryTargetState } from "../store/target-state.ts";
+import { memoryTargetState } from "./state.ts";
 import { commandModule, stderrTail, type CommandDigest } from "./command.ts";
 import { TargetUrlError } from "./module.ts";
 import type { Notification, Target } from "./types.ts";

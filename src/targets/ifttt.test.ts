@@ -3,7 +3,7 @@ import { after, describe, it } from "node:test";
 import { startReceiver, type Reply } from "../../test/support/receiver.ts";
 import { amountField, assertFailure, gmailLink, notificationWith, sendResult, type NotificationOverrides } from "../../test/support/targets.ts";
 import type { TargetError } from "../errors.ts";
-import { memoryTargetState } from "../store/target-state.ts";
+import { memoryTargetState } from "./state.ts";
 import { iftttModule } from "./ifttt.ts";
 import { TargetUrlError } from "./module.ts";
 import type { DigestEntry, Notification, Target } from "./types.ts";

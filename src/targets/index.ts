@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { memoryTargetState, type TargetStateStore } from "../store/target-state.ts";
+import { memoryTargetState, type TargetStateStore } from "./state.ts";
 import { TargetUrlError, type TargetDeps, type TargetModule } from "./module.ts";
 import { discordModule } from "./discord.ts";
 import { iftttModule } from "./ifttt.ts";

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { identifier } from "../settings.ts";
-import type { TargetStateStore } from "../store/target-state.ts";
+import type { TargetStateStore } from "./state.ts";
 import type { Target } from "./types.ts";
 
 /** How fast a service may be sent to: sustained sends per second, and the burst allowed at once. */

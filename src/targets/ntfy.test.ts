@@ -3,7 +3,7 @@ import { after, describe, it } from "node:test";
 import { startReceiver, type Reply } from "../../test/support/receiver.ts";
 import { notificationWith, sendResult } from "../../test/support/targets.ts";
 import type { TargetError } from "../errors.ts";
-import { memoryTargetState } from "../store/target-state.ts";
+import { memoryTargetState } from "./state.ts";
 import { TargetUrlError } from "./module.ts";
 import { ntfyModule, truncateUtf8, type NtfyMessage } from "./ntfy.ts";
 import type { DigestEntry, Target } from "./types.ts";

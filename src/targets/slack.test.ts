@@ -5,7 +5,7 @@ import { startReceiver, type Reply } from "../../test/support/receiver.ts";
 import { failureOf, notificationWith } from "../../test/support/targets.ts";
 import { targetSchema } from "./index.ts";
 import type { TargetError } from "../errors.ts";
-import { memoryTargetState, type TargetStateStore } from "../store/target-state.ts";
+import { memoryTargetState, type TargetStateStore } from "./state.ts";
 import { createTargets } from "./index.ts";
 import { TargetUrlError } from "./module.ts";
 import { escapeSlack, slackModule, slackSchema, threadField } from "./slack.ts";

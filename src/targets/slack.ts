@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { TargetError } from "../errors.ts";
-import { memoryTargetState, type TargetStateStore } from "../store/target-state.ts";
+import { memoryTargetState, type TargetStateStore } from "./state.ts";
 import { maskUrl, postForReply, postPayload, summarize } from "./http.ts";
 import { httpUrl, maskSecret, query, segments, targetBase, TargetUrlError, type TargetModule } from "./module.ts";
 import { ServiceTarget } from "./service.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { amountField, notificationWith } from "../../test/support/targets.ts";
-import { memoryTargetState } from "../store/target-state.ts";
+import { memoryTargetState } from "./state.ts";
 import { TargetUrlError } from "./module.ts";
 import { stdoutModule } from "./stdout.ts";
 import { escapeTerminal } from "./text.ts";

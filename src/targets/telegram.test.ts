@@ -3,7 +3,7 @@ import { after, describe, it } from "node:test";
 import { startReceiver } from "../../test/support/receiver.ts";
 import { notificationWith, sendResult } from "../../test/support/targets.ts";
 import type { TargetError } from "../errors.ts";
-import { memoryTargetState } from "../store/target-state.ts";
+import { memoryTargetState } from "./state.ts";
 import { TargetUrlError } from "./module.ts";
 import { escapeTelegram, telegramModule, truncateTelegramHtml } from "./telegram.ts";
 import type { DigestEntry, Target } from "./types.ts";

@@ -4,7 +4,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { after, describe, it } from "node:test";
 import { startReceiver } from "../../test/support/receiver.ts";
 import { amountField, notificationWith } from "../../test/support/targets.ts";
-import { memoryTargetState } from "../store/target-state.ts";
+import { memoryTargetState } from "./state.ts";
 import type { Target } from "./types.ts";
 import { checkBody, signatureHeaders, webhookModule, type WebhookBody } from "./webhook.ts";
 

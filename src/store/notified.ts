@@ -12,6 +12,8 @@ export type Claim = { claimed: true } | { claimed: false; earlier: string };
 export interface NotificationLog {
   /** Records the mail for (rule, target) and says so, or says where it was queued from before. */
   claim(rule: string, target: string, mail: SeenMail, now?: number): Claim;
+  /** Where the mail was queued from for (rule, target), if it was; records nothing. */
+  notifiedAt(rule: string, target: string, mail: SeenMail): string | undefined;
 }
 
 export class SqliteNotified implements NotificationLog {
@@ -31,11 +33,16 @@ export class SqliteNotified implements NotificationLog {
   }
 
   claim(rule: string, target: string, mail: SeenMail, now: number = Date.now()): Claim {
-    const earlier = (this.#byIdentity.get(rule, target, mail.identity) ??
-      this.#byPlace.get(rule, target, mail.place) ??
-      (mail.messageId === undefined ? undefined : this.#byMessageIdBefore.get(rule, target, mail.messageId, mail.mailboxKey, mail.receivedAt.getTime()))) as { place: string } | undefined;
-    if (earlier) return { claimed: false, earlier: earlier.place };
+    const earlier = this.notifiedAt(rule, target, mail);
+    if (earlier !== undefined) return { claimed: false, earlier };
     this.#insert.run(rule, target, mail.place, mail.mailboxKey, mail.identity, mail.messageId ?? null, now);
     return { claimed: true };
+  }
+
+  notifiedAt(rule: string, target: string, mail: SeenMail): string | undefined {
+    const row = (this.#byIdentity.get(rule, target, mail.identity) ??
+      this.#byPlace.get(rule, target, mail.place) ??
+      (mail.messageId === undefined ? undefined : this.#byMessageIdBefore.get(rule, target, mail.messageId, mail.mailboxKey, mail.receivedAt.getTime()))) as { place: string } | undefined;
+    return row?.place;
   }
 }

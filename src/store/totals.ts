@@ -13,6 +13,8 @@ export interface TotalsStore {
   add(rule: string, mail: SeenMail, period: string, amount: Money): Counted;
   get(rule: string, period: string, currency: string): Money | undefined;
   isCounted(rule: string, mail: SeenMail): boolean;
+  /** Where this mail was counted for this rule (a place), if it was. */
+  countedAt(rule: string, mail: SeenMail): string | undefined;
 }
 
 /**
@@ -49,7 +51,7 @@ export class Totals implements TotalsStore {
   add(rule: string, mail: SeenMail, period: string, amount: Money): Counted {
     return transaction(this.#db, () => {
       const current = this.get(rule, period, amount.currency);
-      const earlier = this.#countedAt(rule, mail);
+      const earlier = this.countedAt(rule, mail);
       if (earlier !== undefined) return { total: current ?? zero(amount.currency), added: false, earlier };
       const units = amount.units.toString();
       const inserted = this.#insertEntry.run(rule, mail.place, period, amount.currency, units, amount.scale, new Date().toISOString(), mail.messageId ?? null, mail.mailboxKey, mail.identity);
@@ -67,11 +69,10 @@ export class Totals implements TotalsStore {
   }
 
   isCounted(rule: string, mail: SeenMail): boolean {
-    return this.#countedAt(rule, mail) !== undefined;
+    return this.countedAt(rule, mail) !== undefined;
   }
 
-  /** Where this mail was counted for this rule, if it was. */
-  #countedAt(rule: string, mail: SeenMail): string | undefined {
+  countedAt(rule: string, mail: SeenMail): string | undefined {
     const row = (this.#byIdentity.get(rule, mail.identity) ??
       this.#byPlace.get(rule, mail.place) ??
       (mail.messageId === undefined ? undefined : this.#byMessageIdBefore.get(rule, mail.messageId, mail.mailboxKey, mail.receivedAt.toISOString()))) as { place: string } | undefined;

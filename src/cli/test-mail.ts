@@ -2,16 +2,15 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { loadConfig } from "../config/load.ts";
 import { compileConfigRules } from "../config/validate.ts";
-import { messageLink, seenMail } from "../daemon/pipeline.ts";
 import { MailbellError } from "../errors.ts";
 import { rfc822Size } from "../mail/identity.ts";
 import { normalizeMail } from "../mail/normalize.ts";
-import { buildNotification } from "../outbox/notification.ts";
-import { addMoney, formatMoney, moneyToDecimalString } from "../rules/money.ts";
-import { evaluateRules } from "../rules/rules.ts";
-import type { RuleInput, RunningTotal } from "../rules/types.ts";
+import { nothingSeen, planMail, type MailAt, type MatchPlan } from "../plan/plan.ts";
+import { formatMoney, moneyToDecimalString } from "../rules/money.ts";
+import type { CompiledRule } from "../rules/rules.ts";
 import { State } from "../store/state.ts";
 import { createTargets } from "../targets/index.ts";
+import type { Target, TargetPayload } from "../targets/types.ts";
 import { escapeTerminal, renderMessage } from "../targets/text.ts";
 import type { CliIO } from "./io.ts";
 
@@ -46,74 +45,93 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
   const firstAccount = loaded.config.accounts[0];
   const account = options.account ?? firstAccount?.name ?? "test";
   const mailbox = options.mailbox ?? firstAccount?.mailboxes[0] ?? "INBOX";
-  const input: RuleInput = { mail, account, mailbox, receivedAt };
-  const matches = evaluateRules(rules, input);
+  const accounts = new Map(loaded.config.accounts.map((a) => [a.name, a]));
   const state = existsSync(loaded.statePath) ? State.open(loaded.statePath, { readOnly: true }) : undefined;
   try {
+    // UID 0: the mail is in no mailbox; its identity finds what the daemon did with the same mail.
+    const at: MailAt = { account, mailbox, uidValidity: 0, uid: 0, mail, size: rfc822Size(raw), receivedAt };
+    const plan = planMail(at, { rules, targets, accounts, backlogLimit: Infinity, now: Date.now() }, state ?? nothingSeen);
     if (!options.json) {
       io.out(`${options.file}: from ${escapeTerminal(mail.from.map((a) => a.address).join(", ")) || "(none)"}, subject "${escapeTerminal(mail.subject)}", received ${receivedAt.toISOString()}`);
       for (const warning of mail.warnings) io.out(`  warning: ${escapeTerminal(warning)}`);
     }
-    const ref = { uidValidity: 0, uid: 0 };
-    const counted = seenMail({ account, mailbox, uidValidity: 0, uid: 0, mail, size: rfc822Size(raw), receivedAt });
-    const accountConfig = loaded.config.accounts.find((a) => a.name === account);
-    const link = messageLink(accountConfig, { account, mailbox, uid: 0, mail });
-    for (const rule of rules) {
-      const match = matches.find((m) => m.rule === rule.name);
-      if (!match) {
-        if (options.json) io.out(JSON.stringify({ rule: rule.name, matched: false }));
-        else io.out(`rule ${rule.name}: no match`);
-        continue;
-      }
-      let total: RunningTotal | undefined;
-      if (match.total?.amount) {
-        const current = state?.totals.get(rule.name, match.total.period.key, match.total.amount.currency);
-        const alreadyCounted = state?.totals.isCounted(rule.name, counted) ?? false;
-        const money = current ? (alreadyCounted ? current : addMoney(current, match.total.amount)) : match.total.amount;
-        total = { money, period: match.total.period };
-      }
-      const notification = buildNotification(rule, match, input, ref, { total, link });
-      const rendered = match.notify.flatMap((name) => {
-        const target = targets.get(name);
-        return target ? [{ target: name, type: target.type, payload: target.render(notification) }] : [];
-      });
-      if (options.json) {
-        io.out(
-          JSON.stringify({
-            rule: rule.name,
-            matched: true,
-            fields: notification.fields,
-            missing: match.missing,
-            total: match.total
-              ? { add: match.total.amount ? moneyToDecimalString(match.total.amount) : null, currency: match.total.amount?.currency ?? null, period: match.total.period.key, periodLabel: match.total.period.label, runningTotal: notification.total }
-              : null,
-            message: renderMessage(notification.message, (s) => s),
-            targets: rendered.map((r) => ({ target: r.target, type: r.type, payload: parseBody(r.payload.body), ...(r.payload.thread !== undefined ? { thread: r.payload.thread } : {}) })),
-          }),
-        );
-        continue;
-      }
-      io.out(`rule ${rule.name}: matched`);
-      for (const [name, field] of Object.entries(notification.fields)) {
-        io.out(
-          field
-            ? `  ${name}: ${escapeTerminal(field.text)}${field.raw !== field.text ? `  (captured "${escapeTerminal(field.raw)}")` : ""}`
-            : `  ${name}: MISSING — ${escapeTerminal(match.missing.find((m) => m.field === name)?.reason ?? "")}`,
-        );
-      }
-      if (match.total) {
-        if (match.total.amount && total) {
-          io.out(`  total: would add ${formatMoney(match.total.amount, rule.locale)} to ${match.total.period.key} (${match.total.period.label}) → ${formatMoney(total.money, rule.locale)}${state ? "" : " (no state file yet)"}`);
-        } else io.out(`  total: nothing to add (${match.total.field} is missing)`);
-      }
-      io.out(`  message: ${renderMessage(notification.message, escapeTerminal)}`);
-      for (const r of rendered) io.out(`  → ${r.target} (${r.type})${r.payload.thread !== undefined ? ` thread ${escapeTerminal(r.payload.thread)}` : ""}: ${escapeTerminal(r.payload.body)}`);
+    for (const rulePlan of plan.rules) {
+      const rule = rules.find((r) => r.name === rulePlan.rule)!;
+      if (options.json) io.out(JSON.stringify(rulePlan.matched ? planJson(rulePlan, targets) : { rule: rule.name, matched: false }));
+      else if (!rulePlan.matched) io.out(`rule ${rule.name}: no match`);
+      else printPlan(rulePlan, rule, targets, state !== undefined, io);
     }
-    if (!options.json && matches.length === 0) io.out("No rule matched.");
+    if (!options.json && plan.matches.length === 0) io.out("No rule matched.");
   } finally {
     state?.close();
   }
   return 0;
+}
+
+interface RenderedDelivery {
+  target: string;
+  type: string;
+  payload: TargetPayload;
+  /** Where the same mail was queued from for this rule and target before: the daemon would not post it again. */
+  earlier: string | undefined;
+}
+
+/** Each planned delivery as its target renders it. */
+function rendered(plan: MatchPlan, targets: ReadonlyMap<string, Target>): RenderedDelivery[] {
+  return plan.deliveries.map((d) => {
+    const target = targets.get(d.target)!;
+    return { target: d.target, type: target.type, payload: target.render(plan.notification), earlier: "earlier" in d ? d.earlier : undefined };
+  });
+}
+
+function planJson(plan: MatchPlan, targets: ReadonlyMap<string, Target>): object {
+  const { match, notification, total } = plan;
+  return {
+    rule: plan.rule,
+    matched: true,
+    fields: notification.fields,
+    missing: match.missing,
+    total: match.total
+      ? {
+          add: match.total.amount ? moneyToDecimalString(match.total.amount) : null,
+          currency: match.total.amount?.currency ?? null,
+          period: match.total.period.key,
+          periodLabel: match.total.period.label,
+          runningTotal: notification.total,
+          ...(total?.kind === "counted" ? { alreadyCounted: total.earlier } : {}),
+        }
+      : null,
+    message: renderMessage(notification.message, (s) => s),
+    targets: rendered(plan, targets).map((r) => ({
+      target: r.target,
+      type: r.type,
+      payload: parseBody(r.payload.body),
+      ...(r.payload.thread !== undefined ? { thread: r.payload.thread } : {}),
+      ...(r.earlier !== undefined ? { alreadyNotified: r.earlier } : {}),
+    })),
+  };
+}
+
+function printPlan(plan: MatchPlan, rule: CompiledRule, targets: ReadonlyMap<string, Target>, hasState: boolean, io: CliIO): void {
+  const { match, notification, total } = plan;
+  io.out(`rule ${rule.name}: matched`);
+  for (const [name, field] of Object.entries(notification.fields)) {
+    io.out(
+      field
+        ? `  ${name}: ${escapeTerminal(field.text)}${field.raw !== field.text ? `  (captured "${escapeTerminal(field.raw)}")` : ""}`
+        : `  ${name}: MISSING — ${escapeTerminal(match.missing.find((m) => m.field === name)?.reason ?? "")}`,
+    );
+  }
+  if (total?.kind === "add") {
+    io.out(`  total: would add ${formatMoney(total.amount, rule.locale)} to ${total.period.key} (${total.period.label}) → ${formatMoney(total.after, rule.locale)}${hasState ? "" : " (no state file yet)"}`);
+  } else if (total?.kind === "counted") {
+    io.out(`  total: already counted (from ${escapeTerminal(total.earlier)}); ${total.period.key} (${total.period.label}) stays ${formatMoney(total.after, rule.locale)}`);
+  } else if (total) io.out(`  total: nothing to add (${total.field} is missing)`);
+  io.out(`  message: ${renderMessage(notification.message, escapeTerminal)}`);
+  for (const r of rendered(plan, targets)) {
+    io.out(`  → ${r.target} (${r.type})${r.payload.thread !== undefined ? ` thread ${escapeTerminal(r.payload.thread)}` : ""}: ${escapeTerminal(r.payload.body)}`);
+    if (r.earlier !== undefined) io.out(`    already notified (from ${escapeTerminal(r.earlier)}); not posted again`);
+  }
 }
 
 function parseBody(body: string): unknown {

@@ -14,6 +14,11 @@ export interface NotificationLog {
   claim(rule: string, target: string, mail: SeenMail, now?: number): Claim;
   /** Where the mail was queued from for (rule, target), if it was; records nothing. */
   notifiedAt(rule: string, target: string, mail: SeenMail): string | undefined;
+  /**
+   * Records the mail for (rule, target) after notifiedAt() found it free, in the same transaction
+   * (the pipeline's commit of a plan); false when its place or identity was recorded meanwhile.
+   */
+  record(rule: string, target: string, mail: SeenMail, now?: number): boolean;
 }
 
 export class SqliteNotified implements NotificationLog {
@@ -29,14 +34,17 @@ export class SqliteNotified implements NotificationLog {
     this.#byMessageIdBefore = db.prepare(
       "SELECT place FROM notified WHERE rule = ? AND target = ? AND message_id = ? AND identity IS NULL AND (mailbox_key IS NOT ? OR created_at >= ?) LIMIT 1",
     );
-    this.#insert = db.prepare("INSERT INTO notified (rule, target, place, mailbox_key, identity, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    this.#insert = db.prepare("INSERT OR IGNORE INTO notified (rule, target, place, mailbox_key, identity, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
   }
 
   claim(rule: string, target: string, mail: SeenMail, now: number = Date.now()): Claim {
     const earlier = this.notifiedAt(rule, target, mail);
     if (earlier !== undefined) return { claimed: false, earlier };
-    this.#insert.run(rule, target, mail.place, mail.mailboxKey, mail.identity, mail.messageId ?? null, now);
-    return { claimed: true };
+    return this.record(rule, target, mail, now) ? { claimed: true } : { claimed: false, earlier: mail.place };
+  }
+
+  record(rule: string, target: string, mail: SeenMail, now: number = Date.now()): boolean {
+    return Number(this.#insert.run(rule, target, mail.place, mail.mailboxKey, mail.identity, mail.messageId ?? null, now).changes) > 0;
   }
 
   notifiedAt(rule: string, target: string, mail: SeenMail): string | undefined {

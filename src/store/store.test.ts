@@ -87,6 +87,26 @@ describe("totals", () => {
   });
 });
 
+describe("reading before writing, as a plan is committed", () => {
+  it("countedAt and notifiedAt say where a mail was counted or queued from; record writes once and refuses a repeat", () => {
+    const { totals, notified } = State.open(":memory:");
+    const receipt = { identity: "<receipt@x> 0123", messageId: "receipt@x" };
+    assert.equal(totals.countedAt("play", at(1, receipt)), undefined);
+    assert.equal(notified.notifiedAt("play", "team", at(1, receipt)), undefined);
+    assert.deepEqual(totals.record("play", at(1, receipt), "2026-11", jpy(480n)), jpy(480n));
+    assert.deepEqual(totals.record("play", at(2), "2026-11", jpy(20n)), jpy(500n), "the period's total moves on");
+    assert.equal(totals.record("play", at(3, receipt), "2026-11", jpy(480n)), undefined, "the same identity again adds nothing");
+    assert.equal(totals.record("play", at(1, { identity: "read differently" }), "2026-11", jpy(480n)), undefined, "nor the same place");
+    assert.deepEqual(totals.get("play", "2026-11", "JPY"), jpy(500n));
+    assert.equal(totals.countedAt("play", at(9, { ...receipt, mailbox: "a/Archive/4" })), "a/INBOX/1/1");
+    assert.equal(notified.record("play", "team", at(1, receipt)), true);
+    assert.equal(notified.record("play", "team", at(1, receipt)), false, "a target named twice is queued once");
+    assert.equal(notified.record("play", "team", at(4, receipt)), false);
+    assert.equal(notified.notifiedAt("play", "team", at(4, receipt)), "a/INBOX/1/1");
+    assert.equal(notified.notifiedAt("play", "hook", at(4, receipt)), undefined, "another target");
+  });
+});
+
 describe("notified", () => {
   it("lets a mail be queued once per rule and target, wherever it comes back from", () => {
     const { notified } = State.open(":memory:");

@@ -15,6 +15,12 @@ export interface TotalsStore {
   isCounted(rule: string, mail: SeenMail): boolean;
   /** Where this mail was counted for this rule (a place), if it was. */
   countedAt(rule: string, mail: SeenMail): string | undefined;
+  /**
+   * Adds `amount` for a mail countedAt() found not counted, in the same transaction (the
+   * pipeline's commit of a plan); returns the total after, or undefined when its place or identity
+   * was recorded meanwhile and nothing was added.
+   */
+  record(rule: string, mail: SeenMail, period: string, amount: Money): Money | undefined;
 }
 
 /**
@@ -50,16 +56,21 @@ export class Totals implements TotalsStore {
 
   add(rule: string, mail: SeenMail, period: string, amount: Money): Counted {
     return transaction(this.#db, () => {
-      const current = this.get(rule, period, amount.currency);
       const earlier = this.countedAt(rule, mail);
-      if (earlier !== undefined) return { total: current ?? zero(amount.currency), added: false, earlier };
-      const units = amount.units.toString();
-      const inserted = this.#insertEntry.run(rule, mail.place, period, amount.currency, units, amount.scale, new Date().toISOString(), mail.messageId ?? null, mail.mailboxKey, mail.identity);
-      if (Number(inserted.changes) === 0) return { total: current ?? zero(amount.currency), added: false, earlier: mail.place };
-      const entries = current ? this.#entries(rule, period, amount.currency) + 1 : 1;
-      const total = current ? addMoney(current, amount) : amount;
-      this.#putTotal.run(rule, period, amount.currency, total.units.toString(), total.scale, entries);
-      return { total, added: true };
+      const total = earlier === undefined ? this.record(rule, mail, period, amount) : undefined;
+      if (total) return { total, added: true };
+      return { total: this.get(rule, period, amount.currency) ?? zero(amount.currency), added: false, earlier: earlier ?? mail.place };
+    });
+  }
+
+  record(rule: string, mail: SeenMail, period: string, amount: Money): Money | undefined {
+    return transaction(this.#db, () => {
+      const inserted = this.#insertEntry.run(rule, mail.place, period, amount.currency, amount.units.toString(), amount.scale, new Date().toISOString(), mail.messageId ?? null, mail.mailboxKey, mail.identity);
+      if (Number(inserted.changes) === 0) return undefined;
+      const row = this.#getTotal.get(rule, period, amount.currency) as { units: string; scale: number; entries: number } | undefined;
+      const total = row ? addMoney({ units: BigInt(row.units), scale: Number(row.scale), currency: amount.currency }, amount) : amount;
+      this.#putTotal.run(rule, period, amount.currency, total.units.toString(), total.scale, row ? Number(row.entries) + 1 : 1);
+      return total;
     });
   }
 
@@ -77,11 +88,6 @@ export class Totals implements TotalsStore {
       this.#byPlace.get(rule, mail.place) ??
       (mail.messageId === undefined ? undefined : this.#byMessageIdBefore.get(rule, mail.messageId, mail.mailboxKey, mail.receivedAt.toISOString()))) as { place: string } | undefined;
     return row?.place;
-  }
-
-  #entries(rule: string, period: string, currency: string): number {
-    const row = this.#getTotal.get(rule, period, currency) as { entries: number } | undefined;
-    return row ? Number(row.entries) : 0;
   }
 }
 

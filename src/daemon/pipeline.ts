@@ -3,8 +3,24 @@ import type { WatchedMail } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
 import { digestGroupOf, digestHoldMs, planMail, type MailPlan } from "../plan/plan.ts";
 import type { CompiledRule } from "../rules/rules.ts";
-import type { MailStore } from "../store/state.ts";
+import type { OutboxWriter } from "../outbox/store.ts";
+import type { NotificationLog, TotalsStore } from "../plan/store.ts";
+import type { Checkpoint, CheckpointStore } from "../store/checkpoints.ts";
 import type { Target } from "../targets/types.ts";
+
+/**
+ * What the pipeline needs of the state, whatever keeps it: a round's totals, notifications and
+ * checkpoint are written together or not at all. SQLite here (State); another database can be
+ * put behind the same interface.
+ */
+export interface MailStore {
+  transaction<T>(fn: () => T): T;
+  /** Also the watcher's; saved within the round's transaction, so at once. */
+  readonly checkpoints: CheckpointStore & { save(account: string, mailbox: string, checkpoint: Checkpoint): void };
+  readonly totals: TotalsStore;
+  readonly notified: NotificationLog;
+  readonly outbox: OutboxWriter;
+}
 
 export interface PipelineDeps {
   rules: readonly CompiledRule[];

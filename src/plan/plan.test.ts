@@ -7,7 +7,7 @@ import { addr, googlePlayBody, googlePlayMail, mail } from "../rules/fixtures.te
 import { formatMoney } from "../rules/money.ts";
 import { compileRules, type CompiledRule } from "../rules/rules.ts";
 import type { Money } from "../rules/types.ts";
-import type { SeenMail } from "../store/seen.ts";
+import type { SeenMail } from "./store.ts";
 import { digestHoldMs, nothingSeen, planMail, seenMail, type MailAt, type MailPlan, type PlanReads } from "./plan.ts";
 
 function compiled(raw: unknown[]): CompiledRule[] {

@@ -14,7 +14,7 @@ import type { NewOutboxRow } from "../outbox/store.ts";
 import { addMoney } from "../rules/money.ts";
 import { evaluateRules, type CompiledRule } from "../rules/rules.ts";
 import type { Money, PeriodKey, RuleInput, RuleMatch } from "../rules/types.ts";
-import { placeOf, type SeenMail } from "../store/seen.ts";
+import { placeOf, type SeenMail } from "./store.ts";
 import type { Notification } from "../targets/types.ts";
 
 /** Longest a backlog digest waits for the rest of its catch-up. */

@@ -1,25 +1,5 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { SeenMail } from "./seen.ts";
-
-/** The answer to "may this mail be queued for this rule and target?". */
-export type Claim = { claimed: true } | { claimed: false; earlier: string };
-
-/**
- * Which mail was queued for which rule and target, for good: each mail is posted once per rule and
- * target, however it comes back (see SeenMail). A notification that went to the dead letters is
- * retried with `mailbell outbox retry`, not by the mail showing up again.
- */
-export interface NotificationLog {
-  /** Records the mail for (rule, target) and says so, or says where it was queued from before. */
-  claim(rule: string, target: string, mail: SeenMail, now?: number): Claim;
-  /** Where the mail was queued from for (rule, target), if it was; records nothing. */
-  notifiedAt(rule: string, target: string, mail: SeenMail): string | undefined;
-  /**
-   * Records the mail for (rule, target) after notifiedAt() found it free, in the same transaction
-   * (the pipeline's commit of a plan); false when its place or identity was recorded meanwhile.
-   */
-  record(rule: string, target: string, mail: SeenMail, now?: number): boolean;
-}
+import type { Claim, NotificationLog, SeenMail } from "../plan/store.ts";
 
 export class SqliteNotified implements NotificationLog {
   readonly #byIdentity: StatementSync;

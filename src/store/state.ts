@@ -1,25 +1,12 @@
 import type { DatabaseSync } from "node:sqlite";
-import { SqliteCheckpoints, type Checkpoint, type CheckpointStore } from "./checkpoints.ts";
+import type { MailStore } from "../daemon/pipeline.ts";
+import { SqliteCheckpoints } from "./checkpoints.ts";
 import { openDatabase, transaction } from "./db.ts";
-import { SqliteNotified, type NotificationLog } from "./notified.ts";
-import { Outbox, type OutboxWriter } from "./outbox.ts";
+import { SqliteNotified } from "./notified.ts";
+import { Outbox } from "./outbox.ts";
 import { SqliteSetAside } from "./set-aside.ts";
 import { TargetState } from "./target-state.ts";
-import { Totals, type TotalsStore } from "./totals.ts";
-
-/**
- * What the pipeline needs of the state, whatever keeps it: a round's totals, notifications and
- * checkpoint are written together or not at all. SQLite here (State); another database can be
- * put behind the same interface.
- */
-export interface MailStore {
-  transaction<T>(fn: () => T): T;
-  /** Also the watcher's; saved within the round's transaction, so at once. */
-  readonly checkpoints: CheckpointStore & { save(account: string, mailbox: string, checkpoint: Checkpoint): void };
-  readonly totals: TotalsStore;
-  readonly notified: NotificationLog;
-  readonly outbox: OutboxWriter;
-}
+import { Totals } from "./totals.ts";
 
 /** Everything mailbell keeps between runs, in one SQLite file. */
 export class State implements MailStore {

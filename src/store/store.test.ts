@@ -6,7 +6,7 @@ import { DatabaseSync } from "node:sqlite";
 import { describe, it } from "node:test";
 import { MailbellError } from "../errors.ts";
 import { openDatabase, schemaVersion } from "./db.ts";
-import type { SeenMail } from "./seen.ts";
+import type { SeenMail } from "../plan/store.ts";
 import { State } from "./state.ts";
 
 const jpy = (units: bigint) => ({ units, scale: 0, currency: "JPY" });

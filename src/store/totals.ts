@@ -2,26 +2,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { addMoney } from "../rules/money.ts";
 import type { Money } from "../rules/types.ts";
 import { transaction } from "./db.ts";
-import type { SeenMail } from "./seen.ts";
-
-/** What adding a mail's amount did: added, or not, because the mail was counted before at `earlier` (a place). */
-export type Counted = { total: Money; added: true } | { total: Money; added: false; earlier: string };
-
-/** Running sums per rule, period and currency; each mail counts once per rule (see SeenMail). */
-export interface TotalsStore {
-  /** Adds `amount` unless this mail was counted for this rule before; returns the running total either way. */
-  add(rule: string, mail: SeenMail, period: string, amount: Money): Counted;
-  get(rule: string, period: string, currency: string): Money | undefined;
-  isCounted(rule: string, mail: SeenMail): boolean;
-  /** Where this mail was counted for this rule (a place), if it was. */
-  countedAt(rule: string, mail: SeenMail): string | undefined;
-  /**
-   * Adds `amount` for a mail countedAt() found not counted, in the same transaction (the
-   * pipeline's commit of a plan); returns the total after, or undefined when its place or identity
-   * was recorded meanwhile and nothing was added.
-   */
-  record(rule: string, mail: SeenMail, period: string, amount: Money): Money | undefined;
-}
+import type { Counted, SeenMail, TotalsStore } from "../plan/store.ts";
 
 /**
  * Running sums per (rule, period, currency) in SQLite. The entry row is the proof a mail was

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { schemaVersion } from "./db.ts";
-import type { SeenMail } from "./seen.ts";
+import type { SeenMail } from "../plan/store.ts";
 import { State } from "./state.ts";
 
 const fixture = path.resolve(import.meta.dirname, "../../test/fixtures/state-v5.sqlite");

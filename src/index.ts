@@ -9,7 +9,8 @@ export { watchMailbox, type WatchOptions, type WatchedMail, type WatchEvent } fr
 export type { ImapAccount } from "./imap/client.ts";
 export { normalizeMail } from "./mail/normalize.ts";
 export type { NormalizedMail, MailAddress } from "./mail/types.ts";
-export { MemoryCheckpoints, SqliteCheckpoints, type Checkpoint, type CheckpointStore } from "./store/checkpoints.ts";
+export { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./imap/checkpoints.ts";
+export { SqliteCheckpoints } from "./store/checkpoints.ts";
 export { MailbellError, ImapError, ConfigError, TargetError } from "./errors.ts";
 export type { Logger } from "./log.ts";
 import { SqliteCheckpoints } from "./store/checkpoints.ts";

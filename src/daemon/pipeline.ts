@@ -5,7 +5,7 @@ import { digestGroupOf, digestHoldMs, planMail, type MailPlan } from "../plan/pl
 import type { CompiledRule } from "../rules/rules.ts";
 import type { OutboxWriter } from "../outbox/store.ts";
 import type { NotificationLog, TotalsStore } from "../plan/store.ts";
-import type { Checkpoint, CheckpointStore } from "../store/checkpoints.ts";
+import type { Checkpoint, CheckpointStore } from "../imap/checkpoints.ts";
 import type { Target } from "../targets/types.ts";
 
 /**

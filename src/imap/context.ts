@@ -1,7 +1,7 @@
 /** What every part of one mailbox's watcher shares, settled once from its options. */
 import { silentLogger, type Logger } from "../log.ts";
 import type { NormalizedMail } from "../mail/types.ts";
-import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "../store/checkpoints.ts";
+import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./checkpoints.ts";
 import { accountName, replyLimits, type ReplyLimits } from "./client.ts";
 import { defaultMaxHeaderBytes, type FetchedMessage, type FetchOptions } from "./fetch.ts";
 import { bugIfThrows } from "./ours.ts";

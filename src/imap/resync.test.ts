@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { planStart, resyncMarginMs, type StartPlan } from "./resync.ts";
-import type { Checkpoint } from "../store/checkpoints.ts";
+import type { Checkpoint } from "./checkpoints.ts";
 
 describe("planStart", () => {
   const savedAt = Date.UTC(2026, 11, 6, 12);

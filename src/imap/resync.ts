@@ -7,7 +7,7 @@
  * daemon: src/mail/identity.ts). The new checkpoint is saved only after that, so a crash repeats
  * the recovery.
  */
-import type { Checkpoint } from "../store/checkpoints.ts";
+import type { Checkpoint } from "./checkpoints.ts";
 
 /** Mail read again after a renumbering. */
 export interface Resync {

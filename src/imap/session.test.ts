@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { StateError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Checkpoint, CheckpointStore } from "../store/checkpoints.ts";
+import type { Checkpoint, CheckpointStore } from "./checkpoints.ts";
 import type { EndProbe, OpenedMailbox } from "./mailbox-end.ts";
 import { reconcile } from "./session.ts";
 import type { WatchEvent } from "./types.ts";

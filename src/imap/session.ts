@@ -3,7 +3,7 @@
  * checkpoint (a first start, going on, or a resync after the server renumbered the mailbox).
  */
 import type { ImapFlow } from "imapflow";
-import type { Checkpoint, CheckpointStore } from "../store/checkpoints.ts";
+import type { Checkpoint, CheckpointStore } from "./checkpoints.ts";
 import { createImapClient } from "./client.ts";
 import type { Watch } from "./context.ts";
 import { lastUidOf, uidValidityOf, type EndProbe, type OpenedMailbox } from "./mailbox-end.ts";

@@ -2,7 +2,7 @@
 import type { ImapError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { NormalizedMail } from "../mail/types.ts";
-import type { Checkpoint, CheckpointStore } from "../store/checkpoints.ts";
+import type { Checkpoint, CheckpointStore } from "./checkpoints.ts";
 import type { ImapAccount } from "./client.ts";
 import type { DecodeParts } from "./fetch.ts";
 import type { SetAsideStore } from "./unreadable.ts";

@@ -12,7 +12,7 @@
  */
 import type { ImapFlow } from "imapflow";
 import { ImapError, MailbellError } from "../errors.ts";
-import { MemoryCheckpoints } from "../store/checkpoints.ts";
+import { MemoryCheckpoints } from "./checkpoints.ts";
 import { sleep } from "./backoff.ts";
 import { classifyImapError, closeQuietly } from "./client.ts";
 import { watchContext, type Watch } from "./context.ts";

@@ -39,7 +39,7 @@ import { parseArgs } from "node:util";
 import type { Logger } from "../src/log.ts";
 import { Dispatcher } from "../src/outbox/dispatcher.ts";
 import type { NewOutboxRow } from "../src/outbox/store.ts";
-import { State } from "../src/store/state.ts";
+import { State } from "../src/store/sqlite/state.ts";
 import { memoryTargetState } from "../src/targets/state.ts";
 import { SlackApiTarget } from "../src/targets/slack.ts";
 import type { Target } from "../src/targets/types.ts";

@@ -25,7 +25,7 @@ import { createLogger, type Logger } from "../src/log.ts";
 import { Dispatcher } from "../src/outbox/dispatcher.ts";
 import type { NewOutboxRow } from "../src/outbox/store.ts";
 import type { Notification } from "../src/targets/types.ts";
-import { State } from "../src/store/state.ts";
+import { State } from "../src/store/sqlite/state.ts";
 import { WebhookTarget } from "../src/targets/webhook.ts";
 import { startReceiver } from "../test/support/receiver.ts";
 

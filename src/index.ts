@@ -10,11 +10,11 @@ export type { ImapAccount } from "./imap/client.ts";
 export { normalizeMail } from "./mail/normalize.ts";
 export type { NormalizedMail, MailAddress } from "./mail/types.ts";
 export { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./imap/checkpoints.ts";
-export { SqliteCheckpoints } from "./store/checkpoints.ts";
+export { SqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
 export { MailbellError, ImapError, ConfigError, TargetError } from "./errors.ts";
 export type { Logger } from "./log.ts";
-import { SqliteCheckpoints } from "./store/checkpoints.ts";
-import { openDatabase } from "./store/db.ts";
+import { SqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
+import { openDatabase } from "./store/sqlite/db.ts";
 
 /**
  * Checkpoints kept in a SQLite file, so mail that arrives while your program is down is not missed.

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { State } from "../store/state.ts";
+import { State } from "../store/sqlite/state.ts";
 import type { CliIO } from "./io.ts";
 import { main } from "./main.ts";
 

@@ -1,6 +1,6 @@
 import { MailbellError, UsageError } from "../errors.ts";
 import type { OutboxRow } from "../outbox/store.ts";
-import type { State } from "../store/state.ts";
+import type { State } from "../store/sqlite/state.ts";
 import { escapeTerminal } from "../targets/text.ts";
 import type { CliIO } from "./io.ts";
 import { withState } from "./state.ts";

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { loadConfig } from "../config/load.ts";
 import { MailbellError } from "../errors.ts";
-import { State } from "../store/state.ts";
+import { State } from "../store/sqlite/state.ts";
 import type { CliIO } from "./io.ts";
 
 /**

@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 import { rfc822Size } from "../mail/identity.ts";
 import { normalizeMail } from "../mail/normalize.ts";
 import { seenMail } from "../plan/plan.ts";
-import { State } from "../store/state.ts";
+import { State } from "../store/sqlite/state.ts";
 import type { CliIO } from "./io.ts";
 import { main } from "./main.ts";
 

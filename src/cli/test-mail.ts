@@ -8,7 +8,7 @@ import { normalizeMail } from "../mail/normalize.ts";
 import { nothingSeen, planMail, type MailAt, type MatchPlan } from "../plan/plan.ts";
 import { formatMoney, moneyToDecimalString } from "../rules/money.ts";
 import type { CompiledRule } from "../rules/rules.ts";
-import { State } from "../store/state.ts";
+import { State } from "../store/sqlite/state.ts";
 import { createTargets } from "../targets/index.ts";
 import type { Target, TargetPayload } from "../targets/types.ts";
 import { escapeTerminal, renderMessage } from "../targets/text.ts";

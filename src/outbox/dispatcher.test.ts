@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 import { TargetError } from "../errors.ts";
 import { silentLogger } from "../log.ts";
 import type { NewOutboxRow } from "./store.ts";
-import { State } from "../store/state.ts";
+import { State } from "../store/sqlite/state.ts";
 import { sampleNotification } from "../../test/support/targets.ts";
 import type { DigestEntry, Notification, SendOptions, Target, TargetPayload } from "../targets/types.ts";
 import { Dispatcher, pageSize, type TargetPacing } from "./dispatcher.ts";

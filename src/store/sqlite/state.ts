@@ -1,5 +1,5 @@
 import type { DatabaseSync } from "node:sqlite";
-import type { MailStore } from "../daemon/pipeline.ts";
+import type { MailStore } from "../../daemon/pipeline.ts";
 import { SqliteCheckpoints } from "./checkpoints.ts";
 import { openDatabase, transaction } from "./db.ts";
 import { SqliteNotified } from "./notified.ts";

@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { MailbellError } from "../errors.ts";
+import { MailbellError } from "../../errors.ts";
 
 /**
  * Each entry migrates the schema from version i to i+1. Append only: a released migration never

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { MailbellError } from "../errors.ts";
+import { MailbellError } from "../../errors.ts";
 import { lockState } from "./lock.ts";
 
 describe("lockState", () => {

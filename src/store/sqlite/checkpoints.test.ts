@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { InternalError } from "../errors.ts";
-import { MemoryCheckpoints } from "../imap/checkpoints.ts";
+import { InternalError } from "../../errors.ts";
+import { MemoryCheckpoints } from "../../imap/checkpoints.ts";
 import { State } from "./state.ts";
 
 describe("checkpoints refuse values that are not UIDs", () => {

@@ -1,8 +1,8 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { addMoney } from "../rules/money.ts";
-import type { Money } from "../rules/types.ts";
+import { addMoney } from "../../rules/money.ts";
+import type { Money } from "../../rules/types.ts";
 import { transaction } from "./db.ts";
-import type { Counted, SeenMail, TotalsStore } from "../plan/store.ts";
+import type { Counted, SeenMail, TotalsStore } from "../../plan/store.ts";
 
 /**
  * Running sums per (rule, period, currency) in SQLite. The entry row is the proof a mail was

@@ -1,6 +1,6 @@
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
-import { MailbellError } from "../errors.ts";
+import { MailbellError } from "../../errors.ts";
 
 /**
  * One daemon per state file: two would both send every queued notification. The lock is a file

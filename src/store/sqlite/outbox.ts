@@ -1,10 +1,10 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { outboxId, type NewOutboxRow, type OutboxRow, type OutboxState, type OutboxStore } from "../outbox/store.ts";
-import type { Notification } from "../targets/types.ts";
+import { outboxId, type NewOutboxRow, type OutboxRow, type OutboxState, type OutboxStore } from "../../outbox/store.ts";
+import type { Notification } from "../../targets/types.ts";
 import { transaction } from "./db.ts";
 
 // The outbox's types live with the outbox (src/outbox/store.ts); these names are kept for importers of this file.
-export { outboxId, type NewOutboxRow, type OutboxRow, type OutboxState, type OutboxWriter, type QueuedPayload } from "../outbox/store.ts";
+export { outboxId, type NewOutboxRow, type OutboxRow, type OutboxState, type OutboxWriter, type QueuedPayload } from "../../outbox/store.ts";
 
 const columns = `rowid AS seq, id, target, rule, account, mailbox, uid_validity AS uidValidity, uid, message_id AS messageId, subject,
   content_type AS contentType, body, summary, notification, digest_group AS digestGroup, state, attempts, next_attempt_at AS nextAttemptAt,

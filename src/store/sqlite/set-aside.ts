@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { SetAsideMail, SetAsideStore } from "../imap/unreadable.ts";
+import type { SetAsideMail, SetAsideStore } from "../../imap/unreadable.ts";
 
 /** One row of `mailbell unreadable`. */
 export interface SetAsideRow extends SetAsideMail {

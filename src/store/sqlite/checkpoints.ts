@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { assertValidCheckpoint, type Checkpoint, type CheckpointStore } from "../imap/checkpoints.ts";
+import { assertValidCheckpoint, type Checkpoint, type CheckpointStore } from "../../imap/checkpoints.ts";
 
 export class SqliteCheckpoints implements CheckpointStore {
   readonly #get: StatementSync;

@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { TargetStateStore } from "../targets/state.ts";
+import type { TargetStateStore } from "../../targets/state.ts";
 
 /** Targets' key-value stores (TargetStateStore, owned by targets/) in the state database. */
 export class TargetState {

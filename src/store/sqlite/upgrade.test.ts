@@ -9,10 +9,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { schemaVersion } from "./db.ts";
-import type { SeenMail } from "../plan/store.ts";
+import type { SeenMail } from "../../plan/store.ts";
 import { State } from "./state.ts";
 
-const fixture = path.resolve(import.meta.dirname, "../../test/fixtures/state-v5.sqlite");
+const fixture = path.resolve(import.meta.dirname, "../../../test/fixtures/state-v5.sqlite");
 const inbox = "alice/INBOX/1700000000";
 const jpy = (units: bigint) => ({ units, scale: 0, currency: "JPY" });
 

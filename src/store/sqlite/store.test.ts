@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, it } from "node:test";
-import { MailbellError } from "../errors.ts";
+import { MailbellError } from "../../errors.ts";
 import { openDatabase, schemaVersion } from "./db.ts";
-import type { SeenMail } from "../plan/store.ts";
+import type { SeenMail } from "../../plan/store.ts";
 import { State } from "./state.ts";
 
 const jpy = (units: bigint) => ({ units, scale: 0, currency: "JPY" });

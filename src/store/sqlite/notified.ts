@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { Claim, NotificationLog, SeenMail } from "../plan/store.ts";
+import type { Claim, NotificationLog, SeenMail } from "../../plan/store.ts";
 
 export class SqliteNotified implements NotificationLog {
   readonly #byIdentity: StatementSync;

@@ -9,11 +9,11 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { main } from "../src/cli/main.ts";
 import { StateError } from "../src/errors.ts";
 import type { WatchEvent } from "../src/imap/watcher.ts";
 import { watchMailbox } from "../src/index.ts";
 import type { WebhookBody } from "../src/targets/webhook.ts";
+import { runCli } from "./support/cli.ts";
 import { startMailbell, writeConfig, type RunningMailbell } from "./support/daemon.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
 import {
@@ -246,31 +246,26 @@ describe("one mail that cannot be read", () => {
         const url = String((await mailbell.logger.waitFor(/status server listening/)).fields.address);
         assert.match(await (await fetch(`${url}/metrics`)).text(), new RegExp(`^mailbell_mails_set_aside_total\\{account="${c.user}",mailbox="INBOX"\\} 1$`, "m"));
 
-        const out: string[] = [];
-        const io = { out: (l: string) => out.push(l), err: (l: string) => out.push(l), env: {} };
-        assert.equal(await main(["unreadable", "--config", file], io), 0);
-        assert.match(out.join("\n"), new RegExp(`${c.user}/INBOX UID 2 \\(UIDVALIDITY \\d+\\): 3 failed read\\(s\\)`));
+        const listed = await runCli(["unreadable", "--config", file]);
+        assert.equal(listed.code, 0);
+        assert.match(listed.out, new RegExp(`${c.user}/INBOX UID 2 \\(UIDVALIDITY \\d+\\): 3 failed read\\(s\\)`));
 
         if (c.retryWhileBroken) {
           // Asked to read it again while it still breaks the connection: tried once, not by every
           // new session, and the mail after it still flows.
           const tries = proxy.applied.length;
-          assert.equal(await main(["unreadable", "retry", "2", "--config", file], io), 0);
+          assert.equal((await runCli(["unreadable", "retry", "2", "--config", file])).code, 0);
           await until(() => proxy.applied.length > tries, 10_000);
           await dovecot.append(c.user, "INBOX", mail(`${c.user} after the retry`));
           await waitForSubjects(p, [`${c.user} after the retry`], 20_000);
-          out.length = 0;
-          await main(["unreadable", "--config", file], io);
-          assert.match(out.join("\n"), /UID 2 .*set aside/);
+          assert.match((await runCli(["unreadable", "--config", file])).out, /UID 2 .*set aside/);
           assert.equal(proxy.applied.length, tries + 1, "one try");
         }
         // Mended: asked to read it again, the running daemon posts it at its next keepalive.
         proxy.setRules([]);
-        assert.equal(await main(["unreadable", "retry", "2", "--config", file], io), 0);
+        assert.equal((await runCli(["unreadable", "retry", "2", "--config", file])).code, 0);
         await waitForSubjects(p, [`${c.user} broken`], 15_000);
-        out.length = 0;
-        await main(["unreadable", "--config", file], io);
-        assert.match(out[0]!, /^0 mail\(s\) set aside/);
+        assert.match((await runCli(["unreadable", "--config", file])).out, /^0 mail\(s\) set aside/);
         assert.equal(subjects(p).length, c.retryWhileBroken ? 4 : 3, "each mail once");
         if (c.announce) {
           const told = posts(`${p}/ops`);

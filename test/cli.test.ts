@@ -5,8 +5,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { CliIO } from "../src/cli/io.ts";
-import { main } from "../src/cli/main.ts";
+import { runCli } from "./support/cli.ts";
 import { writeConfig } from "./support/daemon.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
 import { buildMail } from "./support/mail.ts";
@@ -46,12 +45,7 @@ rules:
   );
 }
 
-async function cli(args: string[], pass = "alicepw"): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const io: CliIO = { out: (t) => void (out += `${t}\n`), err: (t) => void (err += `${t}\n`), env: { MAILBELL_TEST_PASS: pass } };
-  return { code: await main(args, io), out, err };
-}
+const cli = (args: string[], pass = "alicepw") => runCli(args, { MAILBELL_TEST_PASS: pass });
 
 describe("mailbell check", () => {
   it("validates, logs in, confirms every mailbox, and masks the target", async () => {

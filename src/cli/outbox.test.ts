@@ -4,8 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { State } from "../store/sqlite/state.ts";
-import type { CliIO } from "./io.ts";
-import { main } from "./main.ts";
+import { runCli } from "../../test/support/cli.ts";
 
 function setup() {
   const dir = mkdtempSync(path.join(tmpdir(), "mailbell-outbox-cli-"));
@@ -20,12 +19,7 @@ function setup() {
   return { file, statePath: path.join(dir, "state.db") };
 }
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const io: CliIO = { out: (t) => void (out += `${t}\n`), err: (t) => void (err += `${t}\n`), env: {} };
-  return { code: await main(args, io), out, err };
-}
+const cli = (args: string[]) => runCli(args);
 
 describe("mailbell outbox", () => {
   it("lists dead rows with their reason, and retry ID re-queues exactly that one", async () => {

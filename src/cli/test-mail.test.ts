@@ -7,8 +7,7 @@ import { rfc822Size } from "../mail/identity.ts";
 import { normalizeMail } from "../mail/normalize.ts";
 import { seenMail } from "../plan/plan.ts";
 import { State } from "../store/sqlite/state.ts";
-import type { CliIO } from "./io.ts";
-import { main } from "./main.ts";
+import { runCli } from "../../test/support/cli.ts";
 
 const receipt = path.resolve(import.meta.dirname, "../../test/fixtures/google-play-ja-iso2022jp.eml");
 
@@ -32,11 +31,7 @@ rules:
   return { file, statePath: path.join(dir, "state.db") };
 }
 
-async function cli(args: string[]): Promise<{ code: number; out: string }> {
-  let out = "";
-  const io: CliIO = { out: (t) => void (out += `${t}\n`), err: () => {}, env: {} };
-  return { code: await main(args, io), out };
-}
+const cli = (args: string[]) => runCli(args);
 
 /** The receipt as the daemon would have seen it at a place in a mailbox: the same identity as the file's. */
 async function receiptAt(uid: number) {

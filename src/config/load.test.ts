@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError } from "../errors.ts";
 import { parseConfig } from "./load.ts";
-import { readerConnectionsFor } from "./validate.ts";
+import { readerConnectionsFor } from "../imap/config.ts";
 
 const env = { GMAIL_APP_PASSWORD: "app-pass-1234", SLACK_WEBHOOK_URL: "https://hooks.example.test/services/T000/B000/XXXX" };
 

@@ -1,6 +1,6 @@
 import { ConfigError, type ConfigIssue } from "../errors.ts";
 import { compileRules, type CompiledRule } from "../rules/rules.ts";
-import type { AccountConfig } from "../imap/config.ts";
+import { connectionLimit, gmailConnectionLimit, isGmail } from "../imap/config.ts";
 import type { Config } from "./schema.ts";
 
 /** Checks that need the whole file: unique names, rules naming real targets, rules that compile. */
@@ -58,12 +58,6 @@ export function compileConfigRules(loaded: { file: string; config: Config }): Co
   return compiled.rules;
 }
 
-const gmailConnectionLimit = 15;
-
-export function isGmail(host: string): boolean {
-  return /(^|\.)(gmail|googlemail)\.com$/i.test(host);
-}
-
 function uniqueNames(items: readonly { name: string }[], key: string, what: string, issues: ConfigIssue[]): void {
   const seen = new Map<string, number>();
   items.forEach((item, i) => {
@@ -74,12 +68,3 @@ function uniqueNames(items: readonly { name: string }[], key: string, what: stri
   });
 }
 
-/** Connections an account may open: maxConnections, about 15 on Gmail, else Dovecot's default of 10 per user and address. */
-function connectionLimit(account: Pick<AccountConfig, "maxConnections" | "host">): number {
-  return account.maxConnections ?? (isGmail(account.host) ? gmailConnectionLimit : 10);
-}
-
-/** Whether the account's mailboxes read new mail on a second connection (readerConnections, or room for two each). */
-export function readerConnectionsFor(account: Pick<AccountConfig, "maxConnections" | "host" | "mailboxes" | "readerConnections">): boolean {
-  return account.readerConnections ?? account.mailboxes.length * 2 <= connectionLimit(account);
-}

@@ -1,14 +1,13 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { LoadedConfig } from "../config/load.ts";
-import type { AccountConfig } from "../imap/config.ts";
 import type { Config } from "../config/schema.ts";
 import { credentialsFor } from "../auth/credentials.ts";
 import type { RefreshTokenStore } from "../auth/oauth2.ts";
-import { compileConfigRules, readerConnectionsFor } from "../config/validate.ts";
+import { compileConfigRules } from "../config/validate.ts";
+import { readerConnectionsFor, type AccountConfig } from "../imap/config.ts";
 import { ConfigError, InternalError, MailbellError } from "../errors.ts";
-import { Backoff } from "../imap/backoff.ts";
-import { sleep } from "../imap/backoff.ts";
+import { Backoff, sleep } from "../imap/backoff.ts";
 import { ConnectGate } from "../imap/connect-gate.ts";
 import type { ImapAccount } from "../imap/client.ts";
 import type { DecodeParts } from "../imap/fetch.ts";

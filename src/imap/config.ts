@@ -73,3 +73,20 @@ export const watchSchema = z.strictObject({
 
 export type AccountConfig = z.infer<typeof accountSchema>;
 export type WatchConfig = z.infer<typeof watchSchema>;
+
+/** About how many IMAP connections Gmail allows one account at once. */
+export const gmailConnectionLimit = 15;
+
+export function isGmail(host: string): boolean {
+  return /(^|\.)(gmail|googlemail)\.com$/i.test(host);
+}
+
+/** Connections an account may open: maxConnections, about 15 on Gmail, else Dovecot's default of 10 per user and address. */
+export function connectionLimit(account: Pick<AccountConfig, "maxConnections" | "host">): number {
+  return account.maxConnections ?? (isGmail(account.host) ? gmailConnectionLimit : 10);
+}
+
+/** Whether the account's mailboxes read new mail on a second connection (readerConnections, or room for two each). */
+export function readerConnectionsFor(account: Pick<AccountConfig, "maxConnections" | "host" | "mailboxes" | "readerConnections">): boolean {
+  return account.readerConnections ?? account.mailboxes.length * 2 <= connectionLimit(account);
+}

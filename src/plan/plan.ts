@@ -5,8 +5,7 @@
  * transaction (src/daemon/pipeline.ts); `mailbell test` prints one (src/cli/test-mail.ts), so
  * what it shows is what the daemon would do.
  */
-import { isGmail } from "../config/validate.ts";
-import type { AccountConfig } from "../imap/config.ts";
+import { isGmail, type AccountConfig } from "../imap/config.ts";
 import { mailIdentity } from "../mail/identity.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import { buildNotification } from "../outbox/notification.ts";

@@ -211,3 +211,42 @@ describe("integration harness", () => {
     assert.equal(rx.requests.length, 0);
   });
 });
+
+describe("integration harness with the ACL plugin", () => {
+  let dc: Dovecot;
+
+  before(async () => {
+    dc = await startDovecot({ acl: true });
+  });
+
+  after(async () => {
+    await dc?.dispose();
+  });
+
+  test("readOnlyMailbox: SELECT says READ-ONLY, MOVE is refused, FETCH works, other mailboxes stay writable", async () => {
+    const frozenUid = await dc.append("alice", "Frozen", mail("frozen"));
+    const openUid = await dc.append("alice", "Open", mail("open"));
+    await dc.readOnlyMailbox("alice", "Frozen");
+
+    await dc.withClient("alice", async (c) => {
+      const frozen = await c.mailboxOpen("Frozen");
+      assert.equal(frozen.readOnly, true);
+      assert.equal(frozen.permanentFlags?.size, 0);
+      const got = await c.fetchOne(String(frozenUid), { envelope: true, flags: true }, { uid: true });
+      assert.ok(got);
+      assert.equal(got.envelope?.subject, "frozen");
+      // imapflow does not even send STORE to a read-only mailbox; Dovecot would answer OK and change nothing
+      assert.equal(await c.messageFlagsAdd(String(frozenUid), ["\\Seen"], { uid: true }), false);
+      // MOVE is sent and answered "NO [NOPERM] Permission denied"
+      assert.equal(await c.messageMove(String(frozenUid), "Open", { uid: true }), false);
+      const st = await c.status("Frozen", { messages: true });
+      assert.ok(st && st.messages === 1, "the refused MOVE took mail out of Frozen");
+
+      const open = await c.mailboxOpen("Open");
+      assert.equal(open.readOnly, false);
+      assert.equal(await c.messageFlagsAdd(String(openUid), ["\\Seen"], { uid: true }), true);
+      const flagged = await c.fetchOne(String(openUid), { flags: true }, { uid: true });
+      assert.ok(flagged && flagged.flags?.has("\\Seen"));
+    });
+  });
+});

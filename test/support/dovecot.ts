@@ -34,6 +34,12 @@ export interface DovecotOptions {
   oauth2Introspection?: string;
   /** How long to wait for the IMAP greeting; default 10 000 ms. */
   startTimeoutMs?: number;
+  /**
+   * Turns on the ACL plugin (per-mailbox `dovecot-acl` files, read afresh on every access), which
+   * `readOnlyMailbox` needs. Off by default: without a `dovecot-acl` file the owner keeps all rights
+   * anyway, but the plugin adds the ACL capability and MYRIGHTS/GETACL to every session.
+   */
+  acl?: boolean;
 }
 
 export interface StopOptions {
@@ -90,6 +96,13 @@ export interface Dovecot {
   /** Delivers over LMTP to INBOX of each recipient; resolves with the per-recipient final replies, throws on any non-2xx. */
   deliverLmtp(user: string | readonly string[], raw: Buffer | string, opts?: LmtpOptions): Promise<string[]>;
   createMailbox(user: string, name: string): Promise<void>;
+  /**
+   * Creates the mailbox when missing and leaves its owner only the rights `lr` (needs `acl: true`).
+   * Dovecot then answers SELECT with `OK [READ-ONLY]` and PERMANENTFLAGS (), MOVE/APPEND with
+   * `NO [NOPERM] Permission denied`; STORE and EXPUNGE still answer OK but change nothing.
+   * FETCH, EXAMINE and COPY out of it work. Applies to the next command of sessions already open too.
+   */
+  readOnlyMailbox(user: string, name: string): Promise<void>;
   deleteMailbox(user: string, name: string): Promise<void>;
   /** `doveadm kick`: closes the user's sessions at once (clients get "close"). */
   kick(user: string): Promise<void>;
@@ -260,6 +273,9 @@ function renderConf({ dir, id, imapPort, imapsPort, lmtpPort, options }: ConfInp
   const sep = options.separator ?? "/";
   const idle = options.idleCheckInterval ?? 30;
   const oauth = options.oauth2Introspection;
+  const acl = options.acl ?? false;
+  // per-mailbox dovecot-acl files; cache_secs=0: a change counts at once instead of after up to 30 s
+  const aclPlugin = acl ? "mail_plugins = $mail_plugins acl\nplugin {\n  acl = vfile::cache_secs=0\n}\n" : "";
   const extra = typeof options.extraConfig === "string" ? [options.extraConfig] : [...(options.extraConfig ?? [])];
   // One file per user: Dovecot re-reads a passwd-file at most once per second, but a file it has
   // never seen is read at once, so addUser works for the very next login.
@@ -295,7 +311,7 @@ userdb {
   args = uid=${id.mailUser} gid=${id.mailGroup} home=${dir}/mail/%u
 }
 mail_location = maildir:${dir}/mail/%u/Maildir${sep === "/" ? ":LAYOUT=fs" : ""}
-# test mail is disposable; fsync only slows every APPEND down
+${aclPlugin}# test mail is disposable; fsync only slows every APPEND down
 mail_fsync = never
 postmaster_address = postmaster@localhost
 
@@ -328,7 +344,7 @@ mailbox_idle_check_interval = ${typeof idle === "number" ? `${idle} secs` : idle
 protocol imap {
   # the default of 10 per user and IP is quickly reached by parallel test clients
   mail_max_userip_connections = 100
-}
+${acl ? "  mail_plugins = $mail_plugins imap_acl\n" : ""}}
 
 service imap-login {
   chroot =
@@ -765,6 +781,16 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
         await withClient(user, async (c) => {
           await c.mailboxCreate(name);
         });
+      },
+
+      async readOnlyMailbox(user, name) {
+        if (!options.acl) throw new Error("readOnlyMailbox needs startDovecot({ acl: true })");
+        await dc.createMailbox(user, name);
+        const folder = (await dc.doveadm("mailbox", "path", "-u", user, name)).trim();
+        const aclFile = path.join(folder, "dovecot-acl");
+        // without an entry for "owner" the owner would keep all rights
+        await writeFile(aclFile, "owner lr\n");
+        if (id.root) chownSync(aclFile, id.mailUid, id.mailGid);
       },
 
       async deleteMailbox(user, name) {

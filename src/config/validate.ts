@@ -1,5 +1,5 @@
 import { ConfigError, type ConfigIssue } from "../errors.ts";
-import { compileRules, type CompiledRule } from "../rules/rules.ts";
+import { appliesIn, compileRules, type CompiledRule } from "../rules/rules.ts";
 import { connectionLimit, gmailConnectionLimit, isGmail } from "../imap/config.ts";
 import type { Config } from "./schema.ts";
 
@@ -48,7 +48,25 @@ export function validateConfig(config: Config): ConfigIssue[] {
 
   const compiled = compileRules(config.rules, { locale: config.locale });
   if (!compiled.ok) issues.push(...compiled.issues);
+  else compiled.rules.forEach((rule, i) => issues.push(...labelsOutsideGmail(rule, i, config)));
   return issues;
+}
+
+/**
+ * Labels are Gmail's (X-GM-LABELS, offered with X-GM-EXT-1): a rule that labels mail may only
+ * reach Gmail accounts. Checked by host here; the watcher checks the server's capability too.
+ */
+function labelsOutsideGmail(rule: CompiledRule, index: number, config: Config): ConfigIssue[] {
+  if (!rule.then || rule.then.labels.length === 0) return [];
+  const elsewhere = config.accounts.filter((a) => !isGmail(a.host) && a.mailboxes.some((mailbox) => appliesIn(rule, { account: a.name, mailbox })));
+  if (elsewhere.length === 0) return [];
+  const which = elsewhere.map((a) => `"${a.name}" (${a.host})`).join(", ");
+  return [
+    {
+      path: `rules[${index}].then.label`,
+      message: `labels exist only on Gmail (its IMAP extension X-GM-EXT-1), and this rule also reaches ${which}. Use flag: (a keyword such as $Receipts) or move: there instead, or limit the rule to Gmail accounts with match.account.`,
+    },
+  ];
 }
 
 /** The config's rules, compiled. The config was validated when loaded, so this cannot fail then. */

@@ -117,6 +117,9 @@ describe("createMailbellMetrics", () => {
     metrics.sessionFailed("work", "Billing", new ImapError("IMAP_SERVER", "work", "Billing", "no UIDVALIDITY"));
     metrics.sessionFailed("work", "Billing", new ImapError("IMAP_SERVER", "work", "Billing", "no UIDVALIDITY"));
     metrics.sessionFailed("work", "Billing", new StateError("disk full"));
+    metrics.mailActions("personal", "INBOX", "done", 3);
+    metrics.mailActions("personal", "INBOX", "refused", 2, "move");
+    metrics.mailActions("personal", "INBOX", "given_up", 1);
 
     assert.equal(
       registry.render(),
@@ -127,6 +130,14 @@ describe("createMailbellMetrics", () => {
         'mailbell_deliveries_total{target="slack",outcome="dead"} 0',
         'mailbell_deliveries_total{target="slack",outcome="delivered"} 5',
         'mailbell_deliveries_total{target="slack",outcome="retry"} 0',
+        "# HELP mailbell_mail_action_refusals_total Mails an action of the rules (then:) was refused for, by action: seen, flag, label or move; each refusal is logged at warn with the server's reason.",
+        "# TYPE mailbell_mail_action_refusals_total counter",
+        'mailbell_mail_action_refusals_total{account="personal",mailbox="INBOX",action="move"} 2',
+        "# HELP mailbell_mail_actions_total Mails the rules' actions (then:) were done to, by result: done, refused (the server said no; tried again later) or given_up (the mail left the mailbox, or it was renumbered).",
+        "# TYPE mailbell_mail_actions_total counter",
+        'mailbell_mail_actions_total{account="personal",mailbox="INBOX",result="done"} 3',
+        'mailbell_mail_actions_total{account="personal",mailbox="INBOX",result="given_up"} 1',
+        'mailbell_mail_actions_total{account="personal",mailbox="INBOX",result="refused"} 2',
         "# HELP mailbell_mailbox_last_event_age_seconds Seconds since the watcher last reported anything for the mailbox; absent before its first event.",
         "# TYPE mailbell_mailbox_last_event_age_seconds gauge",
         'mailbell_mailbox_last_event_age_seconds{account="personal",mailbox="INBOX"} 10.5',

@@ -204,6 +204,11 @@ export interface MailbellMetrics {
   /** A watching session ended in failure; `error` undefined when the server simply closed it. */
   sessionFailed(account: string, mailbox: string, error: { code: string } | undefined): void;
   ruleMatched(rule: string): void;
+  /**
+   * Rules' actions on `count` mails: done, refused by the server (tried again later; `action` says
+   * which one) or given up (the mail is gone or renumbered).
+   */
+  mailActions(account: string, mailbox: string, result: "done" | "refused" | "given_up", count: number, action?: string): void;
   /** `rows` > 1 when one send carried a digest of several outbox rows; each row is counted. */
   delivery(target: string, outcome: DeliveryOutcome, rows?: number): void;
 }
@@ -255,6 +260,12 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
   const setAside = registry.counter("mailbell_mails_set_aside_total", "Mails that could not be read after watch.maxReadAttempts tries and were set aside (see mailbell unreadable).", ["account", "mailbox"]);
   const processed = registry.counter("mailbell_mails_processed_total", "Mails read from the mailbox and run through the rules.", ["account", "mailbox"]);
   const matches = registry.counter("mailbell_rule_matches_total", "Mails that matched the rule.", ["rule"]);
+  const actions = registry.counter(
+    "mailbell_mail_actions_total",
+    "Mails the rules' actions (then:) were done to, by result: done, refused (the server said no; tried again later) or given_up (the mail left the mailbox, or it was renumbered).",
+    ["account", "mailbox", "result"],
+  );
+  const refusals = registry.counter("mailbell_mail_action_refusals_total", "Mails an action of the rules (then:) was refused for, by action: seen, flag, label or move; each refusal is logged at warn with the server's reason.", ["account", "mailbox", "action"]);
   const deliveries = registry.counter("mailbell_deliveries_total", "Outbox rows sent by target and outcome: delivered, retry (failed, will be tried again) or dead (given up).", ["target", "outcome"]);
 
   for (const { account, mailbox } of known.mailboxes ?? []) {
@@ -269,6 +280,10 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
     mailSetAside: (account, mailbox) => setAside.inc({ account, mailbox }),
     sessionFailed: (account, mailbox, error) => sessionFailures.inc({ account, mailbox, reason: failureReason(error) }),
     ruleMatched: (rule) => matches.inc({ rule }),
+    mailActions: (account, mailbox, result, count, action) => {
+      actions.inc({ account, mailbox, result }, count);
+      if (result === "refused") refusals.inc({ account, mailbox, action: action ?? "unknown" }, count);
+    },
     delivery: (target, outcome, rows = 1) => {
       if (!deliveryOutcomes.includes(outcome)) throw new Error(`mailbell_deliveries_total: outcome ${JSON.stringify(outcome)} is not one of ${deliveryOutcomes.join(", ")}`);
       deliveries.inc({ target, outcome }, rows);

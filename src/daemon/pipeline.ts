@@ -4,7 +4,7 @@ import type { Logger } from "../log.ts";
 import { digestGroupOf, digestHoldMs, planMail, type MailPlan } from "../plan/plan.ts";
 import type { CompiledRule } from "../rules/rules.ts";
 import type { OutboxWriter } from "../outbox/store.ts";
-import type { NotificationLog, TotalsStore } from "../plan/store.ts";
+import type { ActionLog, NotificationLog, TotalsStore } from "../plan/store.ts";
 import type { Checkpoint, CheckpointStore } from "../imap/checkpoints.ts";
 import type { Target } from "../targets/types.ts";
 
@@ -20,6 +20,8 @@ export interface MailStore {
   readonly totals: TotalsStore;
   readonly notified: NotificationLog;
   readonly outbox: OutboxWriter;
+  /** Actions on the mail, done by its watcher after this commit. */
+  readonly actions: ActionLog;
 }
 
 export interface PipelineDeps {
@@ -53,7 +55,7 @@ export function handleMails(round: readonly WatchedMail[], deps: PipelineDeps): 
     const perMail = round.map((watched) => {
       const plan = planMail(watched, { ...deps, now: Date.now() }, deps.state);
       logPlan(plan, watched, deps.logger);
-      return { plan, targets: commitPlan(plan, deps.state) };
+      return { plan, targets: commitPlan(plan, watched, deps.state) };
     });
     holdOrReleaseDigests(round, perMail.map((q) => q.plan), deps);
     deps.state.checkpoints.save(last.account, last.mailbox, last.checkpoint);
@@ -68,7 +70,7 @@ export function handleMails(round: readonly WatchedMail[], deps: PipelineDeps): 
 }
 
 /** Writes what a plan decided, inside the caller's transaction; returns the targets with new rows. */
-function commitPlan(plan: MailPlan, state: MailStore): Set<string> {
+function commitPlan(plan: MailPlan, watched: WatchedMail, state: MailStore): Set<string> {
   const queuedFor = new Set<string>();
   for (const match of plan.matches) {
     // The plan read the store in this transaction, so what it found free still is; record()
@@ -77,6 +79,12 @@ function commitPlan(plan: MailPlan, state: MailStore): Set<string> {
     const rows = match.deliveries.flatMap((d) => ("row" in d && state.notified.record(match.rule, d.target, plan.seen) ? [d.row] : []));
     state.outbox.enqueue(rows);
     for (const row of rows) queuedFor.add(row.target);
+  }
+  // In the same transaction as the notifications: the watcher does the actions only once this
+  // commit has put the notifications in the outbox, and repeats them after a crash until done.
+  if (plan.actions?.kind === "act") {
+    const { account, mailbox, uidValidity, uid } = watched;
+    state.actions.record(plan.seen, { account, mailbox, uidValidity, uid, actions: plan.actions.actions, rules: plan.actions.rules });
   }
   return queuedFor;
 }
@@ -92,6 +100,9 @@ function logPlan(plan: MailPlan, watched: WatchedMail, logger: Logger): void {
       if ("earlier" in d) log.info({ rule: match.rule, target: d.target, identity, first: d.earlier }, "already notified; not again");
     }
   }
+  const actions = plan.actions;
+  if (actions?.kind === "acted") log.info({ rules: actions.rules, identity, first: actions.earlier }, "already acted on; its actions are not done again");
+  for (const note of actions?.notes ?? []) log.warn({ rules: actions!.rules }, `action left out: ${note}`);
 }
 
 /**

@@ -12,9 +12,10 @@ import { ConnectGate } from "../imap/connect-gate.ts";
 import type { ImapAccount } from "../imap/client.ts";
 import type { DecodeParts } from "../imap/fetch.ts";
 import type { SetAsideStore } from "../imap/unreadable.ts";
+import type { ActionQueue } from "../imap/actions.ts";
 import { watchMailboxBatches, type WatchOptions } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
-import { bodyNeedIn, needsBody, type CompiledRule } from "../rules/rules.ts";
+import { actsIn, bodyNeedIn, needsBody, type CompiledRule } from "../rules/rules.ts";
 import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/dispatcher.ts";
 import { lockState } from "../store/sqlite/lock.ts";
 import { State } from "../store/sqlite/state.ts";
@@ -84,6 +85,9 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     onWatchEvent: (account, mailbox, event) => {
       health.onEvent(account, mailbox, event, Date.now());
       if (event.type === "disconnected" || event.type === "failed") metrics.sessionFailed(account, mailbox, event.error);
+      if (event.type === "actions-done") metrics.mailActions(account, mailbox, "done", event.count);
+      if (event.type === "action-failed") metrics.mailActions(account, mailbox, "refused", event.count, event.action);
+      if (event.type === "actions-dropped") metrics.mailActions(account, mailbox, "given_up", event.count);
       if (event.type === "set-aside") {
         metrics.mailSetAside(account, mailbox);
         const names = config.watch.announceUnreadable;
@@ -126,7 +130,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
     const connectGate = new ConnectGate({ concurrency: connectConcurrency });
     const watches = config.accounts.flatMap((account) =>
-      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside })),
+      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside, actions: state.actions })),
     );
     const pending = state.outbox.counts().filter((c) => c.state !== "done");
     log.info({ mailboxes: watches.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
@@ -212,11 +216,13 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
   }
 }
 
-/** What every mailbox's watcher shares: the connection gate, the decoding thread, the set-aside store. */
+/** What every mailbox's watcher shares: the connection gate, the decoding thread, the set-aside and action stores. */
 interface SharedByWatchers {
   connectGate: ConnectGate;
   decode: DecodeParts;
   setAside: SetAsideStore;
+  /** Also says whether actions wait in a mailbox no rule acts on any more. */
+  actions: ActionQueue & { pendingIn(account: string, mailbox: string): boolean };
 }
 
 function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, shared: SharedByWatchers): WatchOptions {
@@ -242,6 +248,10 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
     decode: shared.decode,
     ...bodyReading(deps.rules, account.name, mailbox),
     readerConnection: readerConnectionsFor(account),
+    // Read-write only where a rule acts, or actions queued under an earlier config still wait.
+    ...(actsIn(deps.rules, { account: account.name, mailbox }) || shared.actions.pendingIn(account.name, mailbox)
+      ? { actions: shared.actions, actionRetry: { baseMs: watch.actionRetrySeconds * 1000, capMs: watch.actionRetryMaxSeconds * 1000 } }
+      : {}),
   };
 }
 

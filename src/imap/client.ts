@@ -76,6 +76,7 @@ export function replyLimits(maxHeaderBytes: number, maxTextBytes: number): Reply
 }
 
 export function createImapClient(account: ImapAccount, options: ClientOptions, credentials: Credentials = { pass: account.pass ?? "" }): ImapFlow {
+  const refusal: { last: CommandRefusal | undefined } = { last: undefined };
   const tls = account.tls ?? "implicit";
   const imapOptions: ImapFlowOptions = {
     host: account.host,
@@ -101,9 +102,35 @@ export function createImapClient(account: ImapAccount, options: ClientOptions, c
     maxIdleTime: options.idleRestartMs ?? 10 * 60_000,
     ...imapLimits(options.limits ?? replyLimits(256 * 1024, 256 * 1024)),
     ...(options.socketTimeoutMs ? { socketTimeout: options.socketTimeoutMs } : {}),
-    logger: imapLogger(options.logger),
+    logger: imapLogger(options.logger, refusal),
   };
-  return new ImapFlow(imapOptions);
+  const client = new ImapFlow(imapOptions);
+  refusals.set(client, refusal);
+  return client;
+}
+
+/** The server's answer to a command it refused (NO or BAD), as imapflow reported it. */
+export interface CommandRefusal {
+  /** The text after NO/BAD. */
+  text: string;
+  /** The response code, e.g. TRYCREATE, NONEXISTENT, NOPERM, READ-ONLY. */
+  code: string | undefined;
+}
+
+/**
+ * imapflow answers `false` when the server refuses a STORE, MOVE or COPY, and reports the
+ * server's words only to its logger; they are kept here, so an action that failed can say why.
+ */
+const refusals = new WeakMap<ImapFlow, { last: CommandRefusal | undefined }>();
+
+/** The last command refusal on this connection since clearRefusal(), if any. */
+export function lastRefusal(client: ImapFlow): CommandRefusal | undefined {
+  return refusals.get(client)?.last;
+}
+
+export function clearRefusal(client: ImapFlow): void {
+  const holder = refusals.get(client);
+  if (holder) holder.last = undefined;
 }
 
 function imapLimits(limits: ReplyLimits): Pick<ImapFlowOptions, "maxLiteralSize" | "maxLineLength" | "maxResponseSize"> {
@@ -131,7 +158,7 @@ function isIpAddress(host: string): boolean {
 }
 
 /** imapflow logs every protocol step at info; that is debug detail for a daemon. */
-function imapLogger(logger: Logger): ImapFlowOptions["logger"] {
+function imapLogger(logger: Logger, refusal: { last: CommandRefusal | undefined }): ImapFlowOptions["logger"] {
   const quiet = (obj: object) => logger.trace(strip(obj));
   // Ours for each of imapflow's levels. imapflow asks before it serialises a command or a server
   // reply for its log; without an answer it serialises every reply, FETCH replies with their mail
@@ -145,10 +172,19 @@ function imapLogger(logger: Logger): ImapFlowOptions["logger"] {
     trace: () => {},
     debug: quiet,
     info: quiet,
-    warn: (obj: object) => logger.debug(strip(obj)),
+    warn: (obj: object) => {
+      keepRefusal(obj, refusal);
+      logger.debug(strip(obj));
+    },
     error: (obj: object) => logger.debug(strip(obj)),
     fatal: (obj: object) => logger.warn(strip(obj)),
   } as unknown as ImapFlowOptions["logger"];
+}
+
+function keepRefusal(obj: object, refusal: { last: CommandRefusal | undefined }): void {
+  const err = (obj as { err?: { responseStatus?: string; responseText?: string; serverResponseCode?: string; message?: string } }).err;
+  if (!err || (err.responseStatus !== "NO" && err.responseStatus !== "BAD")) return;
+  refusal.last = { text: err.responseText || err.message || `${err.responseStatus}`, code: err.serverResponseCode };
 }
 
 function strip(obj: object): object {

@@ -67,6 +67,12 @@ export const watchSchema = z.strictObject({
    * lists it and can retry it.
    */
   maxReadAttempts: z.number().int().min(1).max(100).default(3),
+  /**
+   * A rule's action (then:) the server refused is tried again after this long, doubling each time
+   * up to actionRetryMaxSeconds; it is looked for at each keepalive (or poll) and after each mail.
+   */
+  actionRetrySeconds: seconds(0.1, 3600).default(60),
+  actionRetryMaxSeconds: seconds(0.1, 86_400).default(3600),
   /** Targets told "1 mail could not be read" when a mail is set aside; none by default. */
   announceUnreadable: z.array(z.string().min(1)).default([]),
 });

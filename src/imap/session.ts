@@ -30,13 +30,19 @@ export async function createWatchingClient(w: Watch, refusedLast: boolean): Prom
   return createImapClient(account, { logger: w.log, idleRestartMs: w.options.idleRestartMs, socketTimeoutMs: 2 * w.keepaliveMs + w.keepaliveTimeoutMs, limits: w.limits }, credentials);
 }
 
-/** Connects (through the connect gate, when there is one) and opens the mailbox read-only. */
+/**
+ * Connects (through the connect gate, when there is one) and opens the mailbox: read-only
+ * (EXAMINE), or read-write (SELECT) when the watcher has actions to do on its mail.
+ */
 export async function openMailbox(w: Watch, client: ImapFlow): Promise<OpenedMailbox> {
+  const acting = w.options.actions !== undefined;
   const open = async () => {
     await client.connect();
-    return client.mailboxOpen(w.mailbox, { readOnly: true });
+    return client.mailboxOpen(w.mailbox, { readOnly: !acting });
   };
-  return w.options.connectGate ? w.options.connectGate.run(open, w.signal) : open();
+  const opened = await (w.options.connectGate ? w.options.connectGate.run(open, w.signal) : open());
+  if (acting && opened.readOnly) w.log.warn({}, "the server opened this mailbox read-only (this login may not change it): the rules' actions (then:) will fail here until it has write rights; watching goes on");
+  return opened;
 }
 
 /** What reconcile() needs beside the connection. */

@@ -2,6 +2,7 @@
 import type { ImapError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { NormalizedMail } from "../mail/types.ts";
+import type { ActionKind, ActionQueue } from "./actions.ts";
 import type { Checkpoint, CheckpointStore } from "./checkpoints.ts";
 import type { ImapAccount } from "./client.ts";
 import type { DecodeParts } from "./fetch.ts";
@@ -41,6 +42,15 @@ export interface WatchOptions {
   maxReadAttempts?: number;
   /** Where set-aside mail is recorded and retries are asked for; by default only in memory. */
   setAside?: SetAsideStore;
+  /**
+   * Actions on mail (mark read, flag, label, move) that the consumer queued there for mail it
+   * handed over: done on the watching connection at the start of each session and after each round,
+   * so only after the consumer committed what the mail led to. With a queue the mailbox is opened
+   * read-write (SELECT); without one, read-only (EXAMINE).
+   */
+  actions?: ActionQueue;
+  /** Retries of refused actions: exponential with jitter from baseMs up to capMs (default 1 min … 1 h). */
+  actionRetry?: { baseMs: number; capMs: number };
   /** Stop watching: the iterator ends after the message in hand. */
   signal?: AbortSignal;
   logger?: Logger;
@@ -82,6 +92,12 @@ export type WatchEvent =
   | { type: "uidvalidity-changed"; previous: number; current: number }
   /** A mail could not be read after maxReadAttempts tries and was set aside; the mailbox goes on. */
   | { type: "set-aside"; uidValidity: number; uid: number; reason: string; attempts: number }
+  /** Actions on `count` mails were done. */
+  | { type: "actions-done"; count: number }
+  /** The server refused an action on `count` mails; tried again after retryInMs. */
+  | { type: "action-failed"; action: ActionKind; count: number; reason: string; retryInMs: number }
+  /** Actions on `count` mails were given up: the mail is gone, or renumbered. */
+  | { type: "actions-dropped"; count: number; reason: string }
   | { type: "disconnected"; error: ImapError | undefined; retryInMs: number };
 
 /** A message that arrived after the checkpoint. */

@@ -8,10 +8,12 @@
  * - retry.ts: set-aside mail a person asked to read again;
  * - wait.ts: IDLE with a keepalive, or a poll, until there is mail to look for;
  * - reconnect-policy.ts: how long to wait after a session ended, and what to say (pure);
- * - unreadable.ts: failed reads counted per UID, and which mail a broken connection blames.
+ * - unreadable.ts: failed reads counted per UID, and which mail a broken connection blames;
+ * - actions.ts: the rules' actions on mail (mark read, flag, label, move), after it is committed.
  */
 import type { ImapFlow } from "imapflow";
 import { ImapError, MailbellError } from "../errors.ts";
+import { actionsWaiting, runDueActions } from "./actions.ts";
 import { MemoryCheckpoints } from "./checkpoints.ts";
 import { sleep } from "./backoff.ts";
 import { classifyImapError, closeQuietly } from "./client.ts";
@@ -108,6 +110,8 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
   // Mail a person asked to read again (`mailbell unreadable retry`): looked for now and at each keepalive.
   let retryDue = true;
   while (!w.signal.aborted && events.open) {
+    // What the consumer committed from the last round (and a crash left undone, at the start).
+    await runDueActions(w, client, pos.uidValidity);
     events.roundStarts();
     if (retryDue && !pos.resync) {
       retryDue = false;
@@ -122,7 +126,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     if (end === "again" || events.news) continue;
     const first = s.watchingSince === undefined;
     s.watchingSince ??= Date.now();
-    const woken = await waitForMail(client, events, { ...w, polling, first, retryWaiting: () => retryWaiting(w, pos.uidValidity), where: w });
+    const woken = await waitForMail(client, events, { ...w, polling, first, retryWaiting: async () => (await retryWaiting(w, pos.uidValidity)) || (await actionsWaiting(w)), where: w });
     retryDue ||= woken.retryDue;
     source.watchingIdles = woken.why === "mail";
   }

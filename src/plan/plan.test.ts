@@ -41,7 +41,7 @@ function at(m: NormalizedMail, over: Partial<MailAt> = {}): MailAt {
 const yen = (units: bigint): Money => ({ units, scale: 0, currency: "JPY" });
 
 /** A store that knows the given totals, and that the mail of `identity` was counted and notified where said. */
-function knows(facts: { totals?: Record<string, Money>; counted?: Record<string, string>; notified?: Record<string, string>; identity: string }): PlanReads {
+function knows(facts: { totals?: Record<string, Money>; counted?: Record<string, string>; notified?: Record<string, string>; acted?: string; identity: string }): PlanReads {
   const mine = (mail: SeenMail): boolean => mail.identity === facts.identity;
   return {
     totals: {
@@ -49,6 +49,7 @@ function knows(facts: { totals?: Record<string, Money>; counted?: Record<string,
       countedAt: (rule, mail) => (mine(mail) ? facts.counted?.[rule] : undefined),
     },
     notified: { notifiedAt: (rule, target, mail) => (mine(mail) ? facts.notified?.[`${rule}/${target}`] : undefined) },
+    actions: { actedAt: (mail) => (mine(mail) ? facts.acted : undefined) },
   };
 }
 
@@ -172,5 +173,43 @@ describe("planMail", () => {
     const delivery = plan.matches[0]?.deliveries[0];
     assert.ok(delivery && "row" in delivery);
     assert.equal(delivery.row.notBefore, now + digestHoldMs);
+  });
+});
+
+describe("planMail: the rules' actions (then:)", () => {
+  const acting = compiled([
+    { name: "play", match: { from: "googleplay-noreply@google.com" }, notify: ["hook"], then: { seen: true, flag: "$Notified", move: "Receipts/2026" } },
+    { name: "google", match: { from: "/@google\\.com$/" }, then: { flag: ["\\flagged", "$Notified"], move: "Google" } },
+    { name: "filed", match: { from: "googleplay-noreply@google.com" }, then: { move: "INBOX" } },
+    { name: "quiet", match: { subject: "invoice" }, notify: ["hook"] },
+  ]);
+  const actingContext = { ...context, rules: acting };
+
+  test("every matched rule's actions merged: flags add up, the first move wins, and why the rest were left out", () => {
+    const plan = planMail(play, actingContext, nothingSeen);
+    assert.deepEqual(plan.actions, {
+      kind: "act",
+      actions: { seen: true, flags: ["$Notified", "\\Flagged"], labels: [], move: "Receipts/2026" },
+      rules: ["play", "google", "filed"],
+      notes: ["rule google: not moved to Google: rule play moves it to Receipts/2026 first", "rule filed: not moved to INBOX: the mail is already there"],
+    });
+  });
+
+  test("the same mail acted on before (it came back): not again, with where", () => {
+    const plan = planMail(at(googlePlayMail, { mailbox: "Receipts/2026", uid: 3 }), actingContext, knows({ identity: playIdentity, acted: "personal/INBOX/7/42" }));
+    assert.equal(plan.actions?.kind, "acted");
+    assert.equal(plan.actions?.kind === "acted" && plan.actions.earlier, "personal/INBOX/7/42");
+  });
+
+  test("only a move into the mailbox the mail is in: nothing to do", () => {
+    const only = compiled([{ name: "filed", match: { from: "googleplay-noreply@google.com" }, then: { move: "Receipts" } }]);
+    const plan = planMail(at(googlePlayMail, { mailbox: "Receipts" }), { ...context, rules: only }, nothingSeen);
+    assert.equal(plan.actions?.kind, "nothing");
+    assert.deepEqual(plan.actions?.notes, ["rule filed: not moved to Receipts: the mail is already there"]);
+  });
+
+  test("no matched rule acts: no actions", () => {
+    assert.equal(planMail(invoice, actingContext, nothingSeen).actions, undefined);
+    assert.equal(planMail(play, context, nothingSeen).actions, undefined);
   });
 });

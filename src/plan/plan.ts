@@ -10,9 +10,10 @@ import { mailIdentity } from "../mail/identity.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import { buildNotification } from "../outbox/notification.ts";
 import type { NewOutboxRow } from "../outbox/store.ts";
+import { hasActions, mergeActions } from "../rules/actions.ts";
 import { addMoney } from "../rules/money.ts";
 import { evaluateRules, type CompiledRule } from "../rules/rules.ts";
-import type { Money, PeriodKey, RuleInput, RuleMatch } from "../rules/types.ts";
+import type { MailActions, Money, PeriodKey, RuleInput, RuleMatch } from "../rules/types.ts";
 import { placeOf, type SeenMail } from "./store.ts";
 import type { Notification } from "../targets/types.ts";
 
@@ -44,12 +45,17 @@ export interface PlanReads {
     /** Where this mail was queued from for this rule and target, if it was. */
     notifiedAt(rule: string, target: string, mail: SeenMail): string | undefined;
   };
+  readonly actions: {
+    /** Where actions were queued for this mail (a place), if they were. */
+    actedAt(mail: SeenMail): string | undefined;
+  };
 }
 
 /** A store that has seen nothing: `mailbell test` without a state file. */
 export const nothingSeen: PlanReads = {
   totals: { get: () => undefined, countedAt: () => undefined },
   notified: { notifiedAt: () => undefined },
+  actions: { actedAt: () => undefined },
 };
 
 export interface PlanContext {
@@ -87,6 +93,17 @@ export interface MatchPlan {
 
 export type RulePlan = { rule: string; matched: false } | MatchPlan;
 
+/**
+ * What the matched rules' `then:` do to the mail on the server, once its notifications are queued:
+ * queued as `actions`, or not, because actions were queued for the same mail before, at `earlier`
+ * (it came back: moved into a watched folder, or moved back by a person, who decides where it stays).
+ */
+export type ActionPlan =
+  | { kind: "act"; actions: MailActions; rules: string[]; notes: string[] }
+  | { kind: "acted"; actions: MailActions; rules: string[]; notes: string[]; earlier: string }
+  /** Everything was left out (a move into the mailbox the mail is in); `notes` says why. */
+  | { kind: "nothing"; actions: MailActions; rules: string[]; notes: string[] };
+
 export interface MailPlan {
   /** The mail as the stores remember it. */
   seen: SeenMail;
@@ -97,6 +114,8 @@ export interface MailPlan {
   matches: MatchPlan[];
   /** Set when the mail goes out in a backlog digest. */
   digestGroup: string | undefined;
+  /** Undefined when no matched rule acts on the mail. */
+  actions: ActionPlan | undefined;
 }
 
 /** Plans one mail against what the store knows. */
@@ -115,7 +134,22 @@ export function planMail(at: MailAt, context: PlanContext, reads: PlanReads): Ma
     const deliveries = match.notify.filter((t) => context.targets.has(t)).map((target) => planDelivery(target, match.rule, notification, queue, reads));
     return { rule: rule.name, matched: true, match, total, notification, deliveries };
   });
-  return { seen, input, rules, matches: rules.filter((r): r is MatchPlan => r.matched), digestGroup };
+  const matches = rules.filter((r): r is MatchPlan => r.matched);
+  return { seen, input, rules, matches, digestGroup, actions: planActions(matches, context.rules, at.mailbox, seen, reads) };
+}
+
+/** The matched rules' actions, merged (rules/actions.ts), unless the same mail was acted on before. */
+function planActions(matches: readonly MatchPlan[], rules: readonly CompiledRule[], mailbox: string, seen: SeenMail, reads: PlanReads): ActionPlan | undefined {
+  const byName = new Map(rules.map((r) => [r.name, r]));
+  const acting = matches.flatMap((m) => {
+    const then = byName.get(m.rule)?.then;
+    return then ? [{ rule: m.rule, actions: then }] : [];
+  });
+  if (acting.length === 0) return undefined;
+  const merged = mergeActions(acting, mailbox);
+  const earlier = reads.actions.actedAt(seen);
+  if (earlier !== undefined) return { kind: "acted", ...merged, earlier };
+  return { kind: hasActions(merged.actions) ? "act" : "nothing", ...merged };
 }
 
 function planTotal(match: RuleMatch, seen: SeenMail, reads: PlanReads): TotalPlan | undefined {

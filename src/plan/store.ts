@@ -1,4 +1,4 @@
-import type { Money } from "../rules/types.ts";
+import type { MailActions, Money } from "../rules/types.ts";
 
 /**
  * What planning and committing a mail need to know and record, owned here by plan/ and the
@@ -72,4 +72,28 @@ export interface NotificationLog {
    * (the pipeline's commit of a plan); false when its place or identity was recorded meanwhile.
    */
   record(rule: string, target: string, mail: SeenMail, now?: number): boolean;
+}
+
+/** A mail's actions as queued for the watcher: where the mail is, what to do, and which rules asked. */
+export interface QueuedActions {
+  account: string;
+  mailbox: string;
+  uidValidity: number;
+  uid: number;
+  actions: MailActions;
+  rules: readonly string[];
+}
+
+/**
+ * Actions queued for mail, to be done by the mailbox's watcher once committed; also the record
+ * that a mail was acted on, so it is acted on once however it comes back (see SeenMail).
+ */
+export interface ActionLog {
+  /** Where actions were queued for this mail (a place), if they were; records nothing. */
+  actedAt(mail: SeenMail): string | undefined;
+  /**
+   * Queues the actions after actedAt() found the mail free, in the same transaction (the
+   * pipeline's commit of a plan); false when its place or identity was recorded meanwhile.
+   */
+  record(mail: SeenMail, queued: QueuedActions, now?: number): boolean;
 }

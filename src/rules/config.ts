@@ -44,12 +44,33 @@ export const totalSchema = z.strictObject({
   timezone: z.string().min(1).default("UTC"),
 });
 
+const oneOrMore = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+
+/**
+ * What to do to the mail on the server once its notifications are safely queued (rules/actions.ts
+ * checks the values; the watcher does it). Any of these, in this order: flags, labels, move.
+ */
+export const thenSchema = z
+  .strictObject({
+    /** Mark the mail read (\Seen). */
+    seen: z.literal(true).optional(),
+    /** Flags or keywords to add: "\Flagged", "$Notified". */
+    flag: oneOrMore.optional(),
+    /** Gmail labels to add (Gmail only: X-GM-LABELS). */
+    label: oneOrMore.optional(),
+    /** The mailbox to move it to, e.g. "Receipts/2026". */
+    move: z.string().min(1).optional(),
+  })
+  .refine((t) => t.seen !== undefined || t.flag !== undefined || t.label !== undefined || t.move !== undefined, "give at least one of seen: true, flag, label or move");
+
 export const ruleSchema = z.strictObject({
   name: identifier,
   match: matchSchema.default({}),
   extract: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "field names are letters, digits and _"), extractSchema).default({}),
   total: totalSchema.optional(),
-  notify: z.array(z.string().min(1)).min(1),
+  /** Target names; may be empty only when the rule acts on the mail (then:). */
+  notify: z.array(z.string().min(1)).default([]),
+  then: thenSchema.optional(),
   template: z.string().min(1).default("{{from}}: {{subject}}"),
   /** Locale for money amounts and period names, e.g. en-US or ja-JP. Defaults to the top-level `locale`. */
   locale: z.string().min(2).optional(),
@@ -59,4 +80,5 @@ export type RuleConfig = z.infer<typeof ruleSchema>;
 export type MatchConfig = z.infer<typeof matchSchema>;
 export type ExtractConfig = z.infer<typeof extractSchema>;
 export type TotalConfig = z.infer<typeof totalSchema>;
+export type ThenConfig = z.infer<typeof thenSchema>;
 export type Period = (typeof periods)[number];

@@ -1,6 +1,7 @@
 import type { RuleConfig, TotalConfig } from "./config.ts";
 import type { ConfigIssue } from "../errors.ts";
 import { emptyMail } from "../mail/types.ts";
+import { compileActions } from "./actions.ts";
 import { compileExtract, extractFields } from "./extract.ts";
 import type { CompiledExtract } from "./extract.ts";
 import { underPath } from "./issues.ts";
@@ -9,7 +10,7 @@ import type { CompiledMatch } from "./match.ts";
 import { periodOf, validateLocale, validateTimeZone } from "./period.ts";
 import { compileTemplate, renderTemplate } from "./template.ts";
 import type { CompiledTemplate, TemplateValues } from "./template.ts";
-import type { RuleInput, RuleMatch, RunningTotal } from "./types.ts";
+import type { MailActions, RuleInput, RuleMatch, RunningTotal } from "./types.ts";
 
 export interface CompiledRule {
   readonly name: string;
@@ -21,6 +22,8 @@ export interface CompiledRule {
   readonly match: CompiledMatch;
   readonly extract: CompiledExtract;
   readonly template: CompiledTemplate;
+  /** What to do to the mail on the server once it is queued (`then:`). */
+  readonly then: MailActions | undefined;
 }
 
 function checkTotal(rule: RuleConfig, total: TotalConfig): ConfigIssue[] {
@@ -53,8 +56,11 @@ function compileRule(rule: RuleConfig, defaultLocale: string): CompiledRule | Co
   if (rule.total) issues.push(...checkTotal(rule, rule.total));
   const template = compileTemplate(rule.template, Object.keys(rule.extract));
   if (Array.isArray(template)) issues.push(...template);
-  if (issues.length > 0 || Array.isArray(match) || Array.isArray(extract) || Array.isArray(template)) return issues;
-  return { name: rule.name, notify: [...rule.notify], locale: rule.locale ?? defaultLocale, total: rule.total, match, extract, template };
+  const then = rule.then ? compileActions(rule.then) : undefined;
+  if (Array.isArray(then)) issues.push(...then);
+  if (rule.notify.length === 0 && !rule.then) issues.push({ path: "notify", message: "the rule neither notifies nor acts: name a target (notify: [slack]) or say what to do to the mail (then: { seen: true })" });
+  if (issues.length > 0 || Array.isArray(match) || Array.isArray(extract) || Array.isArray(template) || Array.isArray(then)) return issues;
+  return { name: rule.name, notify: [...rule.notify], locale: rule.locale ?? defaultLocale, total: rule.total, match, extract, template, then };
 }
 
 /**
@@ -110,11 +116,21 @@ export function needsBody(rules: readonly CompiledRule[], headerOnly: RuleInput)
  * rule reads a body there, else "depends" (ask needsBody per mail, after reading its header).
  */
 export function bodyNeedIn(rules: readonly CompiledRule[], place: { account: string; mailbox: string }): "always" | "never" | "depends" {
-  // Place conditions read only account and mailbox; the mail in the probe is never looked at.
-  const probe: RuleInput = { account: place.account, mailbox: place.mailbox, receivedAt: new Date(0), mail: { ...emptyMail(), warnings: [] } };
-  const here = rules.filter((rule) => readsBody(rule) && rule.match.conditions.every((c) => c.reads !== "place" || c.holds(probe)));
+  const here = rules.filter((rule) => readsBody(rule) && appliesIn(rule, place));
   if (here.length === 0) return "never";
   return here.some((rule) => rule.match.conditions.every((c) => c.reads !== "header")) ? "always" : "depends";
+}
+
+/** Whether some rule that can match mail in this mailbox acts on it: then the mailbox is opened read-write. */
+export function actsIn(rules: readonly CompiledRule[], place: { account: string; mailbox: string }): boolean {
+  return rules.some((rule) => rule.then !== undefined && appliesIn(rule, place));
+}
+
+/** Whether the rule's account and mailbox conditions let it match mail in this mailbox. */
+export function appliesIn(rule: CompiledRule, place: { account: string; mailbox: string }): boolean {
+  // Place conditions read only account and mailbox; the mail in the probe is never looked at.
+  const probe: RuleInput = { account: place.account, mailbox: place.mailbox, receivedAt: new Date(0), mail: { ...emptyMail(), warnings: [] } };
+  return rule.match.conditions.every((c) => c.reads !== "place" || c.holds(probe));
 }
 
 function readsBody(rule: CompiledRule): boolean {

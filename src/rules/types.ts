@@ -56,3 +56,19 @@ export interface RunningTotal {
   money: Money;
   period: PeriodKey;
 }
+
+/**
+ * What a rule's `then:` does to a mail on the server after its notifications are queued, in this
+ * order: flags (with \Seen), Gmail labels, then the move (which takes it out of the mailbox).
+ * Plain data: planned with the mail, stored with its outbox rows, done by the watcher.
+ */
+export interface MailActions {
+  /** Mark it read (\Seen). */
+  seen: boolean;
+  /** Flags and keywords to add; system flags in their canonical case ("\Flagged"). */
+  flags: string[];
+  /** Gmail labels to add (X-GM-LABELS). */
+  labels: string[];
+  /** The mailbox to move it to. */
+  move: string | undefined;
+}

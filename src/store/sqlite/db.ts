@@ -114,6 +114,27 @@ const migrations: readonly string[] = [
   // A row holds its notification as data (JSON), rendered by the target when it is sent. Rows
   // queued before keep the payload rendered then (content_type, body, summary) and are sent as it.
   `ALTER TABLE outbox ADD COLUMN notification TEXT;`,
+  // Rules' actions on mail (then:), queued with the mail's notifications and done by its watcher
+  // (src/imap/actions.ts). Rows stay after they are done: they record that the mail was acted on,
+  // so it is acted on once however it comes back (by place and by identity, as notified does).
+  `CREATE TABLE actions (
+     id           INTEGER PRIMARY KEY,
+     account      TEXT NOT NULL,
+     mailbox      TEXT NOT NULL,
+     uid_validity INTEGER NOT NULL,
+     uid          INTEGER NOT NULL,
+     place        TEXT NOT NULL UNIQUE,
+     identity     TEXT NOT NULL UNIQUE,
+     actions      TEXT NOT NULL,
+     rules        TEXT NOT NULL,
+     state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'dropped')),
+     attempts     INTEGER NOT NULL DEFAULT 0,
+     next_at      INTEGER NOT NULL,
+     last_error   TEXT,
+     created_at   INTEGER NOT NULL,
+     finished_at  INTEGER
+   ) STRICT;
+   CREATE INDEX actions_due ON actions (account, mailbox, next_at) WHERE state = 'pending';`,
 ];
 
 export const schemaVersion = migrations.length;

@@ -1,5 +1,6 @@
 import type { DatabaseSync } from "node:sqlite";
 import type { MailStore } from "../../daemon/pipeline.ts";
+import { SqliteActions } from "./actions.ts";
 import { SqliteCheckpoints } from "./checkpoints.ts";
 import { openDatabase, transaction } from "./db.ts";
 import { SqliteNotified } from "./notified.ts";
@@ -17,6 +18,7 @@ export class State implements MailStore {
   readonly outbox: Outbox;
   readonly targetState: TargetState;
   readonly setAside: SqliteSetAside;
+  readonly actions: SqliteActions;
 
   constructor(db: DatabaseSync) {
     this.db = db;
@@ -26,6 +28,7 @@ export class State implements MailStore {
     this.outbox = new Outbox(db);
     this.targetState = new TargetState(db);
     this.setAside = new SqliteSetAside(db);
+    this.actions = new SqliteActions(db);
   }
 
   static open(file: string, options: { readOnly?: boolean } = {}): State {

@@ -1,0 +1,218 @@
+/**
+ * Rules' actions on mail (`then:` — mark read, flag, label, move), done by the mailbox's watcher on
+ * its own connection once the mail's plan is committed: at the start of each session (what a crash
+ * left undone) and after every round. Mail with the same actions goes in one command. A refusal
+ * (folder missing, no permission, read-only mailbox) is logged, reported and retried with backoff;
+ * it never stops watching. A lost connection leaves the actions due for the next session.
+ */
+import type { ImapFlow } from "imapflow";
+import { describeActions, actionsKey } from "../rules/actions.ts";
+import type { MailActions } from "../rules/types.ts";
+import { backoffDelay } from "./backoff.ts";
+import { clearRefusal, lastRefusal } from "./client.ts";
+import type { Watch } from "./context.ts";
+import { ours } from "./ours.ts";
+
+export type { MailActions } from "../rules/types.ts";
+
+/** One mail's actions, waiting to be done. */
+export interface DueActions {
+  id: number;
+  uidValidity: number;
+  uid: number;
+  actions: MailActions;
+  /** Failed tries so far. */
+  attempts: number;
+}
+
+/**
+ * Where the watcher finds the actions to do and records what came of them; owned here, store/
+ * implements it (the daemon's pipeline queues the actions in the same transaction as the mail's
+ * notifications).
+ */
+export interface ActionQueue {
+  /** Actions for this mailbox due at `now` (not waiting for a retry), oldest first, at most `limit`. */
+  due(account: string, mailbox: string, now: number, limit: number): readonly DueActions[] | Promise<readonly DueActions[]>;
+  done(ids: readonly number[], now: number): void | Promise<void>;
+  /** Tried and refused: tried again from `retryAt`. */
+  failed(ids: readonly number[], reason: string, retryAt: number): void | Promise<void>;
+  /** Given up: the mail is gone from the mailbox, or its UID names other mail after a renumbering. */
+  dropped(ids: readonly number[], reason: string, now: number): void | Promise<void>;
+}
+
+/** Which action a refusal stopped at (the metric's label). */
+export type ActionKind = "seen" | "flag" | "label" | "move";
+
+export interface ActionRefusal {
+  action: ActionKind;
+  reason: string;
+}
+
+/** Retries of refused actions: 1 minute, doubling, up to an hour. */
+export const defaultActionRetry = { baseMs: 60_000, capMs: 60 * 60_000 };
+
+/** Actions read from the queue at a time, so a catch-up of thousands is done in a few commands without holding them all. */
+const batchLimit = 1000;
+
+/** Does the actions due for this mailbox, on the watching connection (selected read-write). */
+export async function runDueActions(w: Watch, client: ImapFlow, uidValidity: number): Promise<void> {
+  const queue = w.options.actions;
+  if (!queue) return;
+  for (;;) {
+    const due = await ours("read the actions due", () => queue.due(w.account, w.mailbox, Date.now(), batchLimit));
+    if (due.length === 0) return;
+    const renumbered = due.filter((a) => a.uidValidity !== uidValidity);
+    if (renumbered.length > 0) await drop(w, queue, renumbered, "the server renumbered the mailbox (UIDVALIDITY changed) since, so the UID no longer names this mail");
+    for (const group of groupBySameActions(due.filter((a) => a.uidValidity === uidValidity))) await runGroup(w, client, queue, group);
+    // Refused ones wait for their retry now, so the next look finds only what is left.
+    if (due.length < batchLimit) return;
+  }
+}
+
+/** Whether actions are due now: the watcher looks at each keepalive, so retries do not wait for new mail. */
+export async function actionsWaiting(w: Pick<Watch, "options" | "account" | "mailbox">): Promise<boolean> {
+  const queue = w.options.actions;
+  if (!queue) return false;
+  return (await ours("read the actions due", () => queue.due(w.account, w.mailbox, Date.now(), 1))).length > 0;
+}
+
+interface ActionGroup {
+  actions: MailActions;
+  /** The queue's rows, and their mails' UIDs, in UID order: ids[i] is the row of uids[i]. */
+  ids: number[];
+  uids: number[];
+  /** The most failed tries of any of them: decides the next wait. */
+  attempts: number;
+}
+
+/** Mail that needs the same actions, in UID order: one command does them all. */
+export function groupBySameActions(due: readonly DueActions[]): ActionGroup[] {
+  const groups = new Map<string, ActionGroup>();
+  for (const a of [...due].sort((x, y) => x.uid - y.uid)) {
+    const key = actionsKey(a.actions);
+    const group = groups.get(key) ?? { actions: a.actions, ids: [], uids: [], attempts: 0 };
+    group.ids.push(a.id);
+    group.uids.push(a.uid);
+    group.attempts = Math.max(group.attempts, a.attempts);
+    groups.set(key, group);
+  }
+  return [...groups.values()];
+}
+
+async function runGroup(w: Watch, client: ImapFlow, queue: ActionQueue, group: ActionGroup): Promise<void> {
+  // A retry first asks which of its mails are still here: one a person moved away meanwhile is done with.
+  if (group.attempts > 0) group = await leaveOutGone(w, client, queue, group);
+  if (group.ids.length === 0) return;
+  const refused = await applyActions(client, group.uids, group.actions);
+  if (!refused) {
+    await ours("record actions done", () => queue.done(group.ids, Date.now()));
+    w.log.debug({ uids: sample(group.uids), actions: describeActions(group.actions) }, "actions done");
+    w.emit({ type: "actions-done", count: group.ids.length });
+    return;
+  }
+  const retryInMs = backoffDelay(group.attempts, w.options.actionRetry ?? defaultActionRetry, Math.random());
+  await ours("record actions refused", () => queue.failed(group.ids, refused.reason, Date.now() + retryInMs));
+  w.log.warn(
+    { uids: sample(group.uids), mails: group.ids.length, action: refused.action, actions: describeActions(group.actions), reason: refused.reason, attempts: group.attempts + 1, retryInMs },
+    `could not ${verbOf(refused.action, group.actions)}: ${refused.reason}; the notifications went out, and this is tried again later (fix the rule's then:, or move the mail yourself: mailbell stops trying once it has left the mailbox)`,
+  );
+  w.emit({ type: "action-failed", action: refused.action, count: group.ids.length, reason: refused.reason, retryInMs });
+}
+
+async function leaveOutGone(w: Watch, client: ImapFlow, queue: ActionQueue, group: ActionGroup): Promise<ActionGroup> {
+  const found = await client.search({ uid: uidSet(group.uids) }, { uid: true });
+  if (!Array.isArray(found)) return group; // refused or cut off: try them all, which says more
+  const here = new Set(found);
+  const goneIds = group.ids.filter((_, i) => !here.has(group.uids[i]!));
+  if (goneIds.length === 0) return group;
+  await drop(w, queue, group.ids.flatMap((id, i) => (here.has(group.uids[i]!) ? [] : [{ id, uid: group.uids[i]! }])), "the mail is no longer in the mailbox (moved or deleted by someone else)");
+  const keep = group.uids.map((uid, i) => ({ uid, id: group.ids[i]! })).filter((m) => here.has(m.uid));
+  return { ...group, ids: keep.map((m) => m.id), uids: keep.map((m) => m.uid) };
+}
+
+async function drop(w: Watch, queue: ActionQueue, mails: readonly { id: number; uid: number }[], reason: string): Promise<void> {
+  await ours("record actions given up", () => queue.dropped(mails.map((m) => m.id), reason, Date.now()));
+  w.log.warn({ uids: sample(mails.map((m) => m.uid)), mails: mails.length, reason }, "actions given up: " + reason);
+  w.emit({ type: "actions-dropped", count: mails.length, reason });
+}
+
+/**
+ * Does the actions to these mails of the selected mailbox, in order: flags, labels, move. Returns
+ * the first refusal, or undefined when all were done. Throws when the connection is lost, so the
+ * session ends and the actions stay due.
+ */
+export async function applyActions(client: ImapFlow, uids: readonly number[], actions: MailActions): Promise<ActionRefusal | undefined> {
+  const range = uidSet(uids);
+  const flags = [...(actions.seen ? ["\\Seen"] : []), ...actions.flags];
+  const mailbox = client.mailbox || undefined;
+  if (mailbox?.readOnly) return { action: firstAction(actions), reason: "the server opened the mailbox read-only: this login may read it but not change it (ask for write rights, or remove the rule's then:)" };
+  if (flags.length > 0) {
+    const flagAction = actions.flags.length > 0 ? "flag" : "seen";
+    const unkept = flags.filter((f) => mailbox?.permanentFlags && !mailbox.permanentFlags.has("\\*") && !mailbox.permanentFlags.has(f));
+    if (unkept.length > 0) return { action: flagAction, reason: `the mailbox does not keep ${unkept.join(" ")} (it keeps ${[...mailbox!.permanentFlags!].join(" ") || "no flags"})` };
+    const refused = await command(client, () => client.messageFlagsAdd(range, flags, { uid: true }));
+    if (refused) return { action: flagAction, reason: refused };
+  }
+  if (actions.labels.length > 0) {
+    if (!client.capabilities.has("X-GM-EXT-1")) return { action: "label", reason: "the server does not offer Gmail's labels (X-GM-EXT-1)" };
+    const refused = await command(client, () => client.messageFlagsAdd(range, actions.labels, { uid: true, useLabels: true }));
+    if (refused) return { action: "label", reason: refused };
+  }
+  if (actions.move !== undefined) {
+    // Without either, imapflow would COPY and then EXPUNGE every mail marked deleted in the mailbox.
+    if (!client.capabilities.has("MOVE") && !client.capabilities.has("UIDPLUS")) {
+      return { action: "move", reason: "the server offers neither MOVE nor UIDPLUS, and moving there would also expunge every other mail marked deleted in this mailbox" };
+    }
+    const refused = await command(client, () => client.messageMove(range, actions.move!, { uid: true }));
+    if (refused) return { action: "move", reason: refused.includes("TRYCREATE") || /doesn't exist|does not exist/i.test(refused) ? `folder "${actions.move}" does not exist (${refused}); create it, or fix the rule's then.move` : refused };
+  }
+  return undefined;
+}
+
+/** Runs one imapflow command that answers false on refusal; returns the server's reason, or undefined when done. */
+async function command(client: ImapFlow, run: () => Promise<unknown>): Promise<string | undefined> {
+  clearRefusal(client);
+  const result = await run();
+  if (result !== false && result !== undefined) return undefined;
+  if (!client.usable) throw Object.assign(new Error("the connection closed while acting on mail"), { code: "NoConnection" });
+  const refusal = lastRefusal(client);
+  if (!refusal) return "the server refused it";
+  return `the server said: ${refusal.code ? `[${refusal.code}] ` : ""}${refusal.text}`;
+}
+
+function firstAction(actions: MailActions): ActionKind {
+  if (actions.seen && actions.flags.length === 0) return "seen";
+  if (actions.flags.length > 0) return "flag";
+  if (actions.labels.length > 0) return "label";
+  return "move";
+}
+
+function verbOf(action: ActionKind, actions: MailActions): string {
+  switch (action) {
+    case "seen":
+      return "mark mail read";
+    case "flag":
+      return `flag mail ${[...(actions.seen ? ["\\Seen"] : []), ...actions.flags].join(" ")}`;
+    case "label":
+      return `label mail ${actions.labels.join(", ")}`;
+    case "move":
+      return `move mail to ${actions.move}`;
+  }
+}
+
+/** "3:5,9": UIDs in order as an IMAP sequence set. */
+export function uidSet(uids: readonly number[]): string {
+  const sorted = [...new Set(uids)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(i === j ? String(sorted[i]) : `${sorted[i]}:${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(",");
+}
+
+function sample(uids: readonly number[]): number[] {
+  return uids.slice(0, 20);
+}

@@ -22,7 +22,7 @@ after(async () => {
   await Promise.all([dovecot?.dispose(), receiver?.close()]);
 });
 
-function config(opts: { pass?: string; mailboxes?: string[]; tls?: string; port?: number; ca?: boolean } = {}): string {
+function config(opts: { pass?: string; mailboxes?: string[]; tls?: string; port?: number; ca?: boolean; then?: string } = {}): string {
   const dir = mkdtempSync(path.join(tmpdir(), "mailbell-cli-"));
   return writeConfig(
     `state: ${dir}/state.db
@@ -40,7 +40,7 @@ rules:
   - name: everything
     notify: [team]
     template: "{{from}}: {{subject}}"
-`,
+${opts.then ? `    then: ${opts.then}\n` : ""}`,
     dir,
   );
 }
@@ -72,6 +72,22 @@ describe("mailbell check", () => {
     assert.equal(r.code, 3);
     assert.match(r.out, /✓ alice\/INBOX/);
     assert.match(r.out, /✗ alice\/Nope: .*mailbox "Nope" does not exist/);
+  });
+
+  it("names a folder a rule moves mail to that does not exist, and confirms one that does", async () => {
+    await dovecot.createMailbox("alice", "Filed");
+    const missing = await cli(["check", "--config", config({ then: "{ move: Filde }" })]);
+    assert.equal(missing.code, 3);
+    assert.match(missing.out, /✗ alice\/Filde: rule everything moves mail there \(then\.move\), but the folder does not exist: create it, or fix the name/);
+    const there = await cli(["check", "--config", config({ then: "{ move: Filed }" })]);
+    assert.equal(there.code, 0, there.out + there.err);
+    assert.match(there.out, /✓ alice\/Filed: exists \(rule everything moves mail there\)/);
+  });
+
+  it("refuses a Gmail label on a server that is not Gmail, with the fix", async () => {
+    const r = await cli(["check", "--config", config({ then: "{ label: Receipts }" })]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.err, /rules\[0\]\.then\.label: labels exist only on Gmail .*"alice" \(127\.0\.0\.1\).*Use flag:/);
   });
 
   it("refuses a server certificate it cannot verify", async () => {

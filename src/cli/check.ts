@@ -1,5 +1,7 @@
 import type { ImapFlow } from "imapflow";
 import { loadConfig } from "../config/load.ts";
+import { compileConfigRules } from "../config/validate.ts";
+import { appliesIn, type CompiledRule } from "../rules/rules.ts";
 import { toImapAccount } from "../daemon/run.ts";
 import { classifyImapError, createImapClient, defaultPort } from "../imap/client.ts";
 import { silentLogger } from "../log.ts";
@@ -14,6 +16,7 @@ export async function checkCommand(options: { config: string }, io: CliIO): Prom
   const loaded = await loadConfig(options.config, io.env);
   const { config } = loaded;
   io.out(`✓ ${loaded.file}: valid (${config.accounts.length} account(s), ${config.rules.length} rule(s), ${config.targets.length} target(s))`);
+  const rules = compileConfigRules(loaded);
   let failures = 0;
   for (const [i, account] of config.accounts.entries()) {
     const where = `${account.host}:${account.port ?? defaultPort(account.tls)} (${account.tls})`;
@@ -41,6 +44,14 @@ export async function checkCommand(options: { config: string }, io: CliIO): Prom
         io.out(`✗ ${account.name}/${mailbox}: ${classifyImapError(err, account.name, mailbox).message}`);
       }
     }
+    for (const [folder, rule] of moveTargets(rules, account.name, account.mailboxes)) {
+      const status = await client.status(folder, { messages: true }).catch(() => undefined);
+      if (status) io.out(`✓ ${account.name}/${folder}: exists (rule ${rule} moves mail there)`);
+      else {
+        failures++;
+        io.out(`✗ ${account.name}/${folder}: rule ${rule} moves mail there (then.move), but the folder does not exist: create it, or fix the name`);
+      }
+    }
     await client.logout().catch(() => client?.close());
   }
   for (const target of createTargets(config.targets).values()) io.out(`· target ${target.name}: ${target.describe()} (not contacted)`);
@@ -50,4 +61,14 @@ export async function checkCommand(options: { config: string }, io: CliIO): Prom
   }
   io.out("All checks passed.");
   return 0;
+}
+
+/** The folders rules move this account's mail to, each with the first rule that does. */
+function moveTargets(rules: readonly CompiledRule[], account: string, mailboxes: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const rule of rules) {
+    const move = rule.then?.move;
+    if (move !== undefined && !out.has(move) && mailboxes.some((mailbox) => appliesIn(rule, { account, mailbox }))) out.set(move, rule.name);
+  }
+  return out;
 }

@@ -11,7 +11,15 @@ import { runCli } from "../../test/support/cli.ts";
 
 const receipt = path.resolve(import.meta.dirname, "../../test/fixtures/google-play-ja-iso2022jp.eml");
 
-function setup(): { file: string; statePath: string } {
+const playRule = `  - name: play
+    match: { from: googleplay-noreply@google.com }
+    extract: { amount: { regex: "合計:\\\\s*(?<value>[^\\\\r\\\\n]+)", as: money } }
+    total: { sum: amount, per: month, timezone: Asia/Tokyo }
+    notify: [hook]
+    template: "Play: {{amount}}, {{total}} in {{period}}"
+`;
+
+function setup(rules: string = playRule): { file: string; statePath: string } {
   const dir = mkdtempSync(path.join(tmpdir(), "mailbell-test-cli-"));
   const file = path.join(dir, "mailbell.yaml");
   writeFileSync(
@@ -20,16 +28,17 @@ function setup(): { file: string; statePath: string } {
 targets:
   - { name: hook, type: webhook, url: "http://127.0.0.1:9/x" }
 rules:
-  - name: play
-    match: { from: googleplay-noreply@google.com }
-    extract: { amount: { regex: "合計:\\\\s*(?<value>[^\\\\r\\\\n]+)", as: money } }
-    total: { sum: amount, per: month, timezone: Asia/Tokyo }
-    notify: [hook]
-    template: "Play: {{amount}}, {{total}} in {{period}}"
-`,
+${rules}`,
   );
   return { file, statePath: path.join(dir, "state.db") };
 }
+
+/** play notifies and acts; google only acts, and its move loses to play's, which comes first. */
+const actingRules = `${playRule}    then: { seen: true, flag: $Notified, move: Receipts/2026 }
+  - name: google
+    match: { from: "@google.com" }
+    then: { move: Google }
+`;
 
 const cli = (args: string[]) => runCli(args);
 
@@ -68,5 +77,73 @@ describe("mailbell test with a state file", () => {
     assert.equal(json.total.alreadyCounted, "personal/INBOX/1/5");
     assert.equal(json.total.runningTotal.text, "¥3,680");
     assert.equal(json.targets[0]?.alreadyNotified, "personal/INBOX/1/5");
+  });
+});
+
+describe("mailbell test with rules that act on the mail", () => {
+  it("shows what then: would do, once for the mail, after the rules, and what was left out", async () => {
+    const { file } = setup(actingRules);
+    const { code, out } = await cli(["test", "--config", file, receipt]);
+    assert.equal(code, 0);
+    assert.match(out, /rule play: matched\n(?: {2}.*\n)+rule google: matched\n(?: {2}.*\n)*then: /);
+    assert.match(
+      out,
+      /\nthen: would mark read, flag \$Notified, move to Receipts\/2026 \(rules: play, google; mailbell test changes nothing\)\n {2}rule google: not moved to Google: rule play moves it to Receipts\/2026 first\n$/,
+    );
+  });
+
+  it("gives the actions in --json a line of their own after the rule lines", async () => {
+    const { file } = setup(actingRules);
+    const lines = (await cli(["test", "--config", file, "--json", receipt])).out.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.deepEqual(
+      lines.map((l) => l.rule ?? "then"),
+      ["play", "google", "then"],
+    );
+    assert.deepEqual(lines[2], {
+      then: {
+        kind: "act",
+        actions: { seen: true, flags: ["$Notified"], labels: [], move: "Receipts/2026" },
+        rules: ["play", "google"],
+        notes: ["rule google: not moved to Google: rule play moves it to Receipts/2026 first"],
+      },
+    });
+    assert.deepEqual((lines[1] as { targets: unknown[] }).targets, [], "google notifies nobody");
+  });
+
+  it("shows a rule with only then: (no notify), and nothing to do when it moves the mail where it is", async () => {
+    const { file } = setup(`  - name: label
+    match: { from: "@google.com" }
+    then: { flag: "\\\\Flagged", move: INBOX }
+`);
+    const text = await cli(["test", "--config", file, receipt]);
+    assert.match(text.out, /rule label: matched\n {2}notifies nobody; it only acts on the mail \(then:, below\)\n/);
+    assert.doesNotMatch(text.out, /→|message:/);
+    assert.match(text.out, /\nthen: would flag \\Flagged \(rules: label; mailbell test changes nothing\)\n {2}rule label: not moved to INBOX: the mail is already there\n$/);
+    const moved = await cli(["test", "--config", file, "--mailbox", "Archive", receipt]);
+    assert.match(moved.out, /\nthen: would flag \\Flagged, move to INBOX \(rules: label; mailbell test changes nothing\)\n$/);
+
+    const onlyMove = setup(`  - name: back
+    match: { from: "@google.com" }
+    then: { move: INBOX }
+`);
+    assert.match((await cli(["test", "--config", onlyMove.file, receipt])).out, /\nthen: nothing \(rule back: not moved to INBOX: the mail is already there\)\n$/);
+    const json = (await cli(["test", "--config", onlyMove.file, "--json", receipt])).out.trimEnd().split("\n");
+    assert.deepEqual(JSON.parse(json.at(-1)!), {
+      then: { kind: "nothing", actions: { seen: false, flags: [], labels: [], move: null }, rules: ["back"], notes: ["rule back: not moved to INBOX: the mail is already there"] },
+    });
+  });
+
+  it("says when the same mail was acted on before, from the state file", async () => {
+    const { file, statePath } = setup(actingRules);
+    const args = ["test", "--config", file, receipt];
+    const state = State.open(statePath);
+    const seen = await receiptAt(7);
+    const actions = { seen: true, flags: ["$Notified"], labels: [], move: "Receipts/2026" };
+    assert.ok(state.actions.record(seen, { account: "personal", mailbox: "INBOX", uidValidity: 1, uid: 7, actions, rules: ["play", "google"] }));
+    state.close();
+    const again = await cli(args);
+    assert.match(again.out, /\nthen: already acted on \(from personal\/INBOX\/1\/7\); not done again: mark read, flag \$Notified, move to Receipts\/2026 \(rules: play, google\)\n/);
+    const json = JSON.parse((await cli([...args, "--json"])).out.trimEnd().split("\n").at(-1)!) as { then: { kind: string; alreadyActed: string } };
+    assert.deepEqual([json.then.kind, json.then.alreadyActed], ["acted", "personal/INBOX/1/7"]);
   });
 });

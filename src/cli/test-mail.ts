@@ -5,7 +5,8 @@ import { compileConfigRules } from "../config/validate.ts";
 import { MailbellError } from "../errors.ts";
 import { rfc822Size } from "../mail/identity.ts";
 import { normalizeMail } from "../mail/normalize.ts";
-import { nothingSeen, planMail, type MailAt, type MatchPlan } from "../plan/plan.ts";
+import { nothingSeen, planMail, type ActionPlan, type MailAt, type MatchPlan } from "../plan/plan.ts";
+import { describeActions } from "../rules/actions.ts";
 import { formatMoney, moneyToDecimalString } from "../rules/money.ts";
 import type { CompiledRule } from "../rules/rules.ts";
 import { State } from "../store/sqlite/state.ts";
@@ -26,7 +27,8 @@ export interface TestCommandOptions {
 
 /**
  * `mailbell test`: runs the rules on a saved message and shows what would be sent where, without
- * sending or counting anything. Totals are read from the state file when it exists.
+ * sending, counting, or touching a mailbox (a rule's `then:` is shown, not done). Totals, posts and
+ * actions done before are read from the state file when it exists.
  */
 export async function testCommand(options: TestCommandOptions, io: CliIO): Promise<number> {
   const loaded = await loadConfig(options.config, io.env, { missingEnv: "placeholder" });
@@ -62,6 +64,11 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
       else printPlan(rulePlan, rule, targets, state !== undefined, io);
     }
     if (!options.json && plan.matches.length === 0) io.out("No rule matched.");
+    // The actions are the mail's, merged over every matched rule (one move wins), not any one rule's:
+    // so --json gives them a line of their own after the rule lines, { "then": … }, told apart from
+    // those by its key; it is left out, like the text line, when no matched rule has `then:`.
+    if (plan.actions && options.json) io.out(JSON.stringify({ then: actionsJson(plan.actions) }));
+    else if (plan.actions) printActions(plan.actions, io);
   } finally {
     state?.close();
   }
@@ -127,11 +134,35 @@ function printPlan(plan: MatchPlan, rule: CompiledRule, targets: ReadonlyMap<str
   } else if (total?.kind === "counted") {
     io.out(`  total: already counted (from ${escapeTerminal(total.earlier)}); ${total.period.key} (${total.period.label}) stays ${formatMoney(total.after, rule.locale)}`);
   } else if (total) io.out(`  total: nothing to add (${total.field} is missing)`);
-  io.out(`  message: ${renderMessage(notification.message, escapeTerminal)}`);
+  // A rule with only then: posts nothing; its message would only suggest that it does.
+  if (rule.notify.length === 0) io.out("  notifies nobody; it only acts on the mail (then:, below)");
+  else io.out(`  message: ${renderMessage(notification.message, escapeTerminal)}`);
   for (const r of rendered(plan, targets)) {
     io.out(`  → ${r.target} (${r.type})${r.payload.thread !== undefined ? ` thread ${escapeTerminal(r.payload.thread)}` : ""}: ${escapeTerminal(r.payload.body)}`);
     if (r.earlier !== undefined) io.out(`    already notified (from ${escapeTerminal(r.earlier)}); not posted again`);
   }
+}
+
+/** "then: would mark read, move to Receipts/2026 (rules: play; …)", then what was left out and why. */
+function printActions(plan: ActionPlan, io: CliIO): void {
+  const what = escapeTerminal(describeActions(plan.actions));
+  const rules = `rules: ${plan.rules.join(", ")}`;
+  if (plan.kind === "act") io.out(`then: would ${what} (${rules}; mailbell test changes nothing)`);
+  else if (plan.kind === "acted") io.out(`then: already acted on (from ${escapeTerminal(plan.earlier)}); not done again: ${what} (${rules})`);
+  else io.out(`then: nothing (${plan.notes.map(escapeTerminal).join("; ")})`);
+  if (plan.kind !== "nothing") for (const note of plan.notes) io.out(`  ${escapeTerminal(note)}`);
+}
+
+/** Stable: every key always present (move is null when there is none); alreadyActed only when acted on before. */
+function actionsJson(plan: ActionPlan): object {
+  const { seen, flags, labels, move } = plan.actions;
+  return {
+    kind: plan.kind,
+    actions: { seen, flags, labels, move: move ?? null },
+    rules: plan.rules,
+    notes: plan.notes,
+    ...(plan.kind === "acted" ? { alreadyActed: plan.earlier } : {}),
+  };
 }
 
 function parseBody(body: string): unknown {

@@ -161,6 +161,42 @@ describe("parseConfig", () => {
     assert.match(err.issues[0]!.message, /needs two connections per mailbox \(16\), more than the 15 .*remove readerConnections or raise maxConnections/);
   });
 
+  it("refuses a rule's then.label when the rule reaches an account that is not Gmail, and says how to fix it", () => {
+    const labelled = base.replace("notify: [team, hook]", "notify: [team, hook]\n    then: { label: Receipts }");
+    const err = issuesOf(labelled.replace("host: imap.gmail.com", "host: imap.fastmail.com"));
+    assert.equal(err.issues.length, 1);
+    assert.equal(err.issues[0]!.path, "rules[0].then.label");
+    assert.match(err.issues[0]!.message, /labels exist only on Gmail.*reaches "personal" \(imap\.fastmail\.com\)/);
+    assert.match(err.issues[0]!.message, /Use flag: .* or move: there instead, or limit the rule to Gmail accounts with match\.account/);
+
+    const { config } = parseConfig(labelled, "m.yaml", env);
+    assert.equal(config.rules[0]!.then?.label, "Receipts", "imap.gmail.com has labels");
+    const other = "  - { name: work, host: imap.fastmail.com, user: me@example.com, pass: x }\ntargets:";
+    const limited = labelled.replace("targets:", other).replace("match: { from:", "match: { account: personal, from:");
+    assert.equal(parseConfig(limited, "m.yaml", env).config.accounts.length, 2, "limited to the Gmail account with match.account");
+  });
+
+  it("takes a rule that only acts (then:, no notify), and refuses one that does neither", () => {
+    const { config } = parseConfig(base.replace("notify: [team, hook]", "then: { seen: true, move: Receipts/2026 }"), "m.yaml", env);
+    assert.deepEqual(config.rules[0]!.notify, []);
+    assert.deepEqual(config.rules[0]!.then, { seen: true, move: "Receipts/2026" });
+    const err = issuesOf(base.replace("    notify: [team, hook]\n", ""));
+    assert.equal(err.issues.length, 1);
+    assert.equal(err.issues[0]!.path, "rules[0].notify");
+    assert.match(err.issues[0]!.message, /neither notifies nor acts: name a target .* or say what to do to the mail \(then: /);
+  });
+
+  it("refuses a then: that deletes or does nothing", () => {
+    const deleted = issuesOf(base.replace("notify: [team, hook]", 'notify: [team, hook]\n    then: { flag: "\\\\Deleted" }'));
+    assert.equal(deleted.issues[0]!.path, "rules[0].then.flag");
+    assert.match(deleted.issues[0]!.message, /mailbell never deletes mail: \\Deleted is not allowed.*move it/);
+    const empty = issuesOf(base.replace("notify: [team, hook]", "notify: [team, hook]\n    then: {}"));
+    assert.equal(empty.issues.length, 1);
+    assert.equal(empty.issues[0]!.path, "rules[0].then");
+    assert.equal(empty.issues[0]!.line, 18, "the line of then:");
+    assert.match(empty.issues[0]!.message, /give at least one of seen: true, flag, label or move/);
+  });
+
   it("keeps $${ as a literal", () => {
     const { config } = parseConfig(base.replace('template: "Google Play:', () => 'template: "$${not a var} Google Play:'), "m.yaml", env);
     assert.match(config.rules[0]!.template, /^\$\{not a var\} Google Play/);

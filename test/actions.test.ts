@@ -43,15 +43,15 @@ interface Setup {
   user: string;
   mailboxes?: string[];
   then: string;
-  /** Extra YAML under watch:. */
-  watch?: string;
+  /** Settings under watch: over the test's own. */
+  watch?: Record<string, number>;
   hook: string;
 }
 
 function configYaml(o: Setup, dir: string, port = dovecot.imapsPort, tls = `ca: ${dovecot.caFile}`): string {
   return `state: ${dir}/state.db
 status: { listen: 0 }
-watch: { reconnectMaxSeconds: 1, keepaliveSeconds: 1, actionRetrySeconds: 0.2, actionRetryMaxSeconds: 0.5${o.watch ? `, ${o.watch}` : ""} }
+watch: ${JSON.stringify({ reconnectMaxSeconds: 1, keepaliveSeconds: 1, actionRetrySeconds: 0.2, actionRetryMaxSeconds: 0.5, ...o.watch })}
 outbox: { retryBaseSeconds: 0.05, retryMaxSeconds: 0.2 }
 accounts:
   - name: ${o.user}
@@ -231,6 +231,35 @@ describe("rules' actions on mail (then:)", () => {
     } finally {
       second.child.kill("SIGTERM");
       await second.exited;
+    }
+  });
+});
+
+describe("an action that breaks the connection every time", () => {
+  it("waits like a refused one after two broken sessions, so new mail is still read and the mailbox watched; done once the server mends", async () => {
+    const user = await newUser();
+    await dovecot.createMailbox(user, "Receipts");
+    const closeAtMove: ImapRule = { name: "closeAtMove", onCommand: (command) => (command.name === "UID MOVE" ? { drop: true, then: "close" } : undefined) };
+    await using proxy = await startImapProxy({ port: dovecot.imapPort, rules: [closeAtMove] });
+    const dir = mkdtempSync(path.join(tmpdir(), "mailbell-actions-"));
+    const yaml = configYaml({ user, hook: "/breaks", then: "{ move: Receipts }", watch: { actionRetrySeconds: 3, actionRetryMaxSeconds: 3 } }, dir, proxy.port, "tls: none");
+    const mailbell = startMailbell(writeConfig(yaml, dir), yaml);
+    try {
+      await waitUntilWatching(mailbell.logger);
+      await dovecot.append(user, "INBOX", receipt("receipt 9"));
+      const waiting = await mailbell.logger.waitFor(/^could not move mail to Receipts/, 15_000, "warn");
+      assert.match(String(waiting.fields.reason), /the connection broke each of the last 2 times this was tried/);
+      assert.equal(new Set(proxy.applied.filter((a) => a.rule === "closeAtMove").map((a) => a.session)).size, 2, "two sessions broke on it, then it waited");
+      // Meanwhile the mailbox goes on: the next mail is read and posted.
+      await dovecot.append(user, "INBOX", other("unrelated"));
+      await dovecot.append(user, "INBOX", receipt("receipt 10"));
+      await receiver.waitFor((r) => r.path === "/breaks" && (r.json as WebhookBody).subject === "receipt 10", 10_000);
+      proxy.setRules([]);
+      const filed = await until("both receipts moved once the server mends", () => mailIn(user, "Receipts"), (m) => m.length === 2, 15_000);
+      assert.deepEqual(filed.map((m) => m.subject).sort(), ["receipt 10", "receipt 9"]);
+      assert.deepEqual(posts("/breaks").map((p) => p.subject), ["receipt 9", "receipt 10"]);
+    } finally {
+      await mailbell.stop();
     }
   });
 });

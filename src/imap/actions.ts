@@ -54,6 +54,37 @@ export const defaultActionRetry = { baseMs: 60_000, capMs: 60 * 60_000 };
 /** Actions read from the queue at a time, so a catch-up of thousands is done in a few commands without holding them all. */
 const batchLimit = 1000;
 
+/** Connections an action may break before it waits like a refused one. */
+const maxBreaks = 2;
+
+/**
+ * Actions whose command was in flight when the connection broke, counted per queue row. A command
+ * that breaks the connection every time (a server that crashes on one mail) would otherwise end
+ * every session before it reads new mail: after maxBreaks it waits for its retry instead.
+ */
+export class ActionBreaks {
+  readonly #counts = new Map<number, number>();
+  /** The rows whose command is in flight now. */
+  inFlight: readonly number[] | undefined;
+
+  /** The session ended with a broken connection. */
+  broke(): void {
+    for (const id of this.inFlight ?? []) this.#counts.set(id, (this.#counts.get(id) ?? 0) + 1);
+    this.inFlight = undefined;
+  }
+
+  /** The rows that broke the connection maxBreaks times; their count starts again. */
+  takeExhausted(ids: readonly number[]): number[] {
+    const out = ids.filter((id) => (this.#counts.get(id) ?? 0) >= maxBreaks);
+    for (const id of out) this.#counts.delete(id);
+    return out;
+  }
+
+  forget(ids: readonly number[]): void {
+    for (const id of ids) this.#counts.delete(id);
+  }
+}
+
 /** Does the actions due for this mailbox, on the watching connection (selected read-write). */
 export async function runDueActions(w: Watch, client: ImapFlow, uidValidity: number): Promise<void> {
   const queue = w.options.actions;
@@ -63,7 +94,12 @@ export async function runDueActions(w: Watch, client: ImapFlow, uidValidity: num
     if (due.length === 0) return;
     const renumbered = due.filter((a) => a.uidValidity !== uidValidity);
     if (renumbered.length > 0) await drop(w, queue, renumbered, "the server renumbered the mailbox (UIDVALIDITY changed) since, so the UID no longer names this mail");
-    for (const group of groupBySameActions(due.filter((a) => a.uidValidity === uidValidity))) await runGroup(w, client, queue, group);
+    for (const group of groupBySameActions(due.filter((a) => a.uidValidity === uidValidity))) {
+      const breaking = w.actionBreaks.takeExhausted(group.ids);
+      if (breaking.length > 0) await refuse(w, queue, only(group, breaking), { action: firstAction(group.actions), reason: `the connection broke each of the last ${maxBreaks} times this was tried` });
+      const rest = group.ids.filter((id) => !breaking.includes(id));
+      if (rest.length > 0) await runGroup(w, client, queue, only(group, rest));
+    }
     // Refused ones wait for their retry now, so the next look finds only what is left.
     if (due.length < batchLimit) return;
   }
@@ -103,13 +139,21 @@ async function runGroup(w: Watch, client: ImapFlow, queue: ActionQueue, group: A
   // A retry first asks which of its mails are still here: one a person moved away meanwhile is done with.
   if (group.attempts > 0) group = await leaveOutGone(w, client, queue, group);
   if (group.ids.length === 0) return;
+  w.actionBreaks.inFlight = group.ids;
   const refused = await applyActions(client, group.uids, group.actions);
+  w.actionBreaks.inFlight = undefined;
+  w.actionBreaks.forget(group.ids);
   if (!refused) {
     await ours("record actions done", () => queue.done(group.ids, Date.now()));
     w.log.debug({ uids: sample(group.uids), actions: describeActions(group.actions) }, "actions done");
     w.emit({ type: "actions-done", count: group.ids.length });
     return;
   }
+  await refuse(w, queue, group, refused);
+}
+
+/** Records a refusal: logged, reported, and tried again after a backoff. */
+async function refuse(w: Watch, queue: ActionQueue, group: ActionGroup, refused: ActionRefusal): Promise<void> {
   const retryInMs = backoffDelay(group.attempts, w.options.actionRetry ?? defaultActionRetry, Math.random());
   await ours("record actions refused", () => queue.failed(group.ids, refused.reason, Date.now() + retryInMs));
   w.log.warn(
@@ -119,15 +163,21 @@ async function runGroup(w: Watch, client: ImapFlow, queue: ActionQueue, group: A
   w.emit({ type: "action-failed", action: refused.action, count: group.ids.length, reason: refused.reason, retryInMs });
 }
 
+/** The part of a group with these rows. */
+function only(group: ActionGroup, ids: readonly number[]): ActionGroup {
+  const keep = group.ids.map((id, i) => ({ id, uid: group.uids[i]! })).filter((m) => ids.includes(m.id));
+  return { ...group, ids: keep.map((m) => m.id), uids: keep.map((m) => m.uid) };
+}
+
 async function leaveOutGone(w: Watch, client: ImapFlow, queue: ActionQueue, group: ActionGroup): Promise<ActionGroup> {
   const found = await client.search({ uid: uidSet(group.uids) }, { uid: true });
   if (!Array.isArray(found)) return group; // refused or cut off: try them all, which says more
   const here = new Set(found);
-  const goneIds = group.ids.filter((_, i) => !here.has(group.uids[i]!));
-  if (goneIds.length === 0) return group;
-  await drop(w, queue, group.ids.flatMap((id, i) => (here.has(group.uids[i]!) ? [] : [{ id, uid: group.uids[i]! }])), "the mail is no longer in the mailbox (moved or deleted by someone else)");
-  const keep = group.uids.map((uid, i) => ({ uid, id: group.ids[i]! })).filter((m) => here.has(m.uid));
-  return { ...group, ids: keep.map((m) => m.id), uids: keep.map((m) => m.uid) };
+  const gone = group.ids.filter((_, i) => !here.has(group.uids[i]!));
+  if (gone.length === 0) return group;
+  const goneGroup = only(group, gone);
+  await drop(w, queue, goneGroup.ids.map((id, i) => ({ id, uid: goneGroup.uids[i]! })), "the mail is no longer in the mailbox (moved or deleted by someone else)");
+  return only(group, group.ids.filter((id) => !gone.includes(id)));
 }
 
 async function drop(w: Watch, queue: ActionQueue, mails: readonly { id: number; uid: number }[], reason: string): Promise<void> {

@@ -2,6 +2,7 @@
 import { silentLogger, type Logger } from "../log.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./checkpoints.ts";
+import { ActionBreaks } from "./actions.ts";
 import { accountName, replyLimits, type ReplyLimits } from "./client.ts";
 import { defaultMaxHeaderBytes, type FetchedMessage, type FetchOptions } from "./fetch.ts";
 import { bugIfThrows } from "./ours.ts";
@@ -24,6 +25,8 @@ export interface Watch {
   setAside: SetAsideStore;
   /** Failed reads per UID; lives across sessions, so a mail that breaks every connection is found. */
   failures: ReadFailures;
+  /** Actions whose command broke the connection; lives across sessions, so one cannot break every session. */
+  actionBreaks: ActionBreaks;
   fetchOptions: FetchOptions;
   limits: ReplyLimits;
   keepaliveMs: number;
@@ -55,6 +58,7 @@ export function watchContext(options: WatchOptions): Watch {
     commitAuto: (options.commit ?? "auto") === "auto",
     setAside: options.setAside ?? new MemorySetAside(),
     failures: new ReadFailures(options.maxReadAttempts ?? 3),
+    actionBreaks: new ActionBreaks(),
     fetchOptions: {
       maxTextBytes,
       maxHeaderBytes,

@@ -142,5 +142,6 @@ function sessionFailure(w: Watch, s: SessionParts, err: unknown): ImapError {
   const cause = (err as { code?: string }).code === "NoConnection" && s.events?.closeError ? s.events.closeError : err;
   const failure = classifyImapError(cause, w.account, w.mailbox);
   if (s.position?.reading) blameRead(w.failures, s.position.reading, failure, s.client?.byeReason, w.log);
+  w.actionBreaks.broke();
   return failure;
 }

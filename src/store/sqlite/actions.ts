@@ -61,7 +61,7 @@ export class SqliteActions implements ActionLog, ActionQueue {
       id: Number(r.id),
       uidValidity: Number(r.uidValidity),
       uid: Number(r.uid),
-      actions: JSON.parse(r.actions) as MailActions,
+      actions: parseActions(r.actions),
       attempts: Number(r.attempts),
     }));
   }
@@ -90,7 +90,7 @@ export class SqliteActions implements ActionLog, ActionQueue {
       mailbox: String(r.mailbox),
       uidValidity: Number(r.uidValidity),
       uid: Number(r.uid),
-      actions: JSON.parse(String(r.actions)) as MailActions,
+      actions: parseActions(String(r.actions)),
       rules: JSON.parse(String(r.rules)) as string[],
       state: r.state as ActionRow["state"],
       attempts: Number(r.attempts),
@@ -103,4 +103,10 @@ export class SqliteActions implements ActionLog, ActionQueue {
   #each(ids: readonly number[], run: (id: number) => unknown): void {
     if (ids.length > 0) transaction(this.#db, () => ids.forEach(run));
   }
+}
+
+/** Stored as JSON, which leaves out `move` when there is none. */
+function parseActions(json: string): MailActions {
+  const parsed = JSON.parse(json) as Partial<MailActions>;
+  return { seen: parsed.seen === true, flags: parsed.flags ?? [], labels: parsed.labels ?? [], move: parsed.move ?? undefined };
 }

@@ -10,6 +10,7 @@ export type { ImapAccount } from "./imap/client.ts";
 export { normalizeMail } from "./mail/normalize.ts";
 export type { NormalizedMail, MailAddress } from "./mail/types.ts";
 export { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./imap/checkpoints.ts";
+export type { ActionQueue, DueActions, MailActions, ActionKind } from "./imap/actions.ts";
 export { SqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
 export { MailbellError, ImapError, ConfigError, TargetError } from "./errors.ts";
 export type { Logger } from "./log.ts";

@@ -117,7 +117,8 @@ async function metricsOf(mailbell: RunningMailbell): Promise<string> {
 describe("rules' actions on mail (then:)", () => {
   it("marks read, flags and moves a matched mail after posting it; other mail stays unread where it is", async () => {
     const user = await newUser();
-    const mailbell = await watch({ user, hook: "/each", then: `{ seen: true, flag: ["$Notified", "\\\\Flagged"], move: Receipts }` });
+    // A keepalive far longer than the test: the actions must follow the round, not the next keepalive.
+    const mailbell = await watch({ user, hook: "/each", then: `{ seen: true, flag: ["$Notified", "\\\\Flagged"], move: Receipts }`, watch: { keepaliveSeconds: 600 } });
     try {
       await dovecot.createMailbox(user, "Receipts");
       await dovecot.append(user, "INBOX", other("hello"));
@@ -197,6 +198,30 @@ describe("rules' actions on mail (then:)", () => {
       assert.deepEqual(await mailIn(user, "Frozen"), [{ subject: "receipt 6", flags: [] }]);
       assert.match(await metricsOf(mailbell), /mailbell_mail_action_refusals_total\{account="act\d+",mailbox="Frozen",action="seen"\} [1-9]/);
       assert.match(await metricsOf(mailbell), /mailbell_mailbox_up\{account="act\d+",mailbox="Frozen"\} 1/);
+    } finally {
+      await mailbell.stop();
+    }
+  });
+
+  it("actions waiting when the server renumbers the mailbox are done on the mail read again under its new UID, which is not posted again", async () => {
+    const user = await newUser();
+    await dovecot.createMailbox(user, "Renum");
+    const setup = { user, hook: "/renum", mailboxes: ["Renum"], then: "{ move: Later }" };
+    const first = await watch(setup);
+    const mail = receipt("receipt 11");
+    await dovecot.append(user, "Renum", mail);
+    await first.logger.waitFor(/^could not move mail to Later/, 10_000, "warn");
+    await first.stop();
+    await dovecot.deleteMailbox(user, "Renum");
+    await dovecot.append(user, "Renum", mail);
+    await dovecot.createMailbox(user, "Later");
+    const yaml = configYaml(setup, first.dir);
+    const mailbell = startMailbell(writeConfig(yaml, first.dir), yaml);
+    try {
+      await mailbell.logger.waitFor(/waiting from before the server renumbered/, 10_000, "warn");
+      await until("the mail moved under its new UID", () => mailIn(user, "Later"), (m) => m.length === 1);
+      await mailbell.logger.waitFor(/^already notified; not again$/, 5_000, "info");
+      assert.deepEqual(posts("/renum").map((p) => p.subject), ["receipt 11"]);
     } finally {
       await mailbell.stop();
     }
@@ -302,15 +327,16 @@ describe("applyActions on a live connection", () => {
     assert.deepEqual(flags, [[], ["Receipts"]]);
   });
 
-  it("a server with neither MOVE nor UIDPLUS: the move is refused rather than expunging other deleted mail", async () => {
+  it("a server without MOVE: the move is refused rather than copied and deleted, which could leave copies behind", async () => {
     const user = await newUser();
-    const noMove: ImapRule = { name: "noMove", onReply: (reply) => (/CAPABILITY /i.test(reply.line) && reply.complete ? { replace: reply.text.replace(/ (MOVE|UIDPLUS)\b/gi, "") } : undefined) };
+    const noMove: ImapRule = { name: "noMove", onReply: (reply) => (/CAPABILITY /i.test(reply.line) && reply.complete ? { replace: reply.text.replace(/ MOVE\b/gi, "") } : undefined) };
     await using proxy = await startImapProxy({ port: dovecot.imapPort, rules: [noMove] });
     const { client, uid } = await selected(user, proxy.port);
     try {
       const refused = await applyActions(client, [uid], { seen: false, flags: [], labels: [], move: "Archive" });
       assert.equal(refused?.action, "move");
-      assert.match(refused!.reason, /neither MOVE nor UIDPLUS/);
+      assert.match(refused!.reason, /does not offer MOVE \(RFC 6851\)/);
+      assert.ok(!proxy.commands.some((c) => /COPY|EXPUNGE|STORE/.test(c.name)), "nothing was copied, marked or expunged");
     } finally {
       await client.logout();
     }

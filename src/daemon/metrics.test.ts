@@ -133,7 +133,7 @@ describe("createMailbellMetrics", () => {
         "# HELP mailbell_mail_action_refusals_total Mails an action of the rules (then:) was refused for, by action: seen, flag, label or move; each refusal is logged at warn with the server's reason.",
         "# TYPE mailbell_mail_action_refusals_total counter",
         'mailbell_mail_action_refusals_total{account="personal",mailbox="INBOX",action="move"} 2',
-        "# HELP mailbell_mail_actions_total Mails the rules' actions (then:) were done to, by result: done, refused (the server said no; tried again later) or given_up (the mail left the mailbox, or it was renumbered).",
+        "# HELP mailbell_mail_actions_total Mails the rules' actions (then:) were done to, by result: done, refused (the server said no; tried again later, and each refused try counts) or given_up (the mail left the mailbox before it could be done).",
         "# TYPE mailbell_mail_actions_total counter",
         'mailbell_mail_actions_total{account="personal",mailbox="INBOX",result="done"} 3',
         'mailbell_mail_actions_total{account="personal",mailbox="INBOX",result="given_up"} 1',

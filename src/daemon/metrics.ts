@@ -262,7 +262,7 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
   const matches = registry.counter("mailbell_rule_matches_total", "Mails that matched the rule.", ["rule"]);
   const actions = registry.counter(
     "mailbell_mail_actions_total",
-    "Mails the rules' actions (then:) were done to, by result: done, refused (the server said no; tried again later) or given_up (the mail left the mailbox, or it was renumbered).",
+    "Mails the rules' actions (then:) were done to, by result: done, refused (the server said no; tried again later, and each refused try counts) or given_up (the mail left the mailbox before it could be done).",
     ["account", "mailbox", "result"],
   );
   const refusals = registry.counter("mailbell_mail_action_refusals_total", "Mails an action of the rules (then:) was refused for, by action: seen, flag, label or move; each refusal is logged at warn with the server's reason.", ["account", "mailbox", "action"]);

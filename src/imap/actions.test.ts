@@ -12,12 +12,12 @@ test("uidSet: ascending runs as ranges, duplicates once", () => {
 
 test("groupBySameActions: one group per set of actions, in UID order with each row beside its UID, the most attempts decide the wait", () => {
   const due: DueActions[] = [
-    { id: 1, uidValidity: 1, uid: 20, actions: seen, attempts: 0 },
-    { id: 2, uidValidity: 1, uid: 21, actions: moved, attempts: 2 },
-    { id: 3, uidValidity: 1, uid: 10, actions: { ...seen }, attempts: 1 },
+    { id: 1, uidValidity: 1, uid: 20, actions: seen, rules: ["a"], attempts: 0 },
+    { id: 2, uidValidity: 1, uid: 21, actions: moved, rules: ["b"], attempts: 2 },
+    { id: 3, uidValidity: 1, uid: 10, actions: { ...seen }, rules: ["c", "a"], attempts: 1 },
   ];
   assert.deepEqual(groupBySameActions(due), [
-    { actions: seen, ids: [3, 1], uids: [10, 20], attempts: 1 },
-    { actions: moved, ids: [2], uids: [21], attempts: 2 },
+    { actions: seen, ids: [3, 1], uids: [10, 20], attempts: 1, rules: ["c", "a"] },
+    { actions: moved, ids: [2], uids: [21], attempts: 2, rules: ["b"] },
   ]);
 });

@@ -21,6 +21,8 @@ export interface DueActions {
   uidValidity: number;
   uid: number;
   actions: MailActions;
+  /** The rules whose then: these are, for the log. */
+  rules: readonly string[];
   /** Failed tries so far. */
   attempts: number;
 }
@@ -36,8 +38,13 @@ export interface ActionQueue {
   done(ids: readonly number[], now: number): void | Promise<void>;
   /** Tried and refused: tried again from `retryAt`. */
   failed(ids: readonly number[], reason: string, retryAt: number): void | Promise<void>;
-  /** Given up: the mail is gone from the mailbox, or its UID names other mail after a renumbering. */
+  /** Given up: the mail left the mailbox (a person moved or deleted it); it still counts as acted on. */
   dropped(ids: readonly number[], reason: string, now: number): void | Promise<void>;
+  /**
+   * The mailbox was renumbered: these UIDs no longer name their mail. Forgotten, so the mail is
+   * acted on when the watcher reads it again under its new UID (reading again after a renumbering).
+   */
+  forget(ids: readonly number[]): void | Promise<void>;
 }
 
 /** Which action a refusal stopped at (the metric's label). */
@@ -85,23 +92,33 @@ export class ActionBreaks {
   }
 }
 
-/** Does the actions due for this mailbox, on the watching connection (selected read-write). */
-export async function runDueActions(w: Watch, client: ImapFlow, uidValidity: number): Promise<void> {
+/**
+ * Does the actions due for this mailbox, on the watching connection (selected read-write). Returns
+ * whether it sent the server anything: that ended the watching connection's IDLE.
+ */
+export async function runDueActions(w: Watch, client: ImapFlow, uidValidity: number): Promise<boolean> {
   const queue = w.options.actions;
-  if (!queue) return;
+  if (!queue) return false;
+  let sent = false;
   for (;;) {
     const due = await ours("read the actions due", () => queue.due(w.account, w.mailbox, Date.now(), batchLimit));
-    if (due.length === 0) return;
+    if (due.length === 0) return sent;
     const renumbered = due.filter((a) => a.uidValidity !== uidValidity);
-    if (renumbered.length > 0) await drop(w, queue, renumbered, "the server renumbered the mailbox (UIDVALIDITY changed) since, so the UID no longer names this mail");
+    if (renumbered.length > 0) {
+      await ours("forget actions of a renumbered mailbox", () => queue.forget(renumbered.map((a) => a.id)));
+      w.log.warn({ mails: renumbered.length }, "actions waiting from before the server renumbered this mailbox were set aside: the old UIDs name other mail now; mail read again under its new UID is acted on then");
+    }
     for (const group of groupBySameActions(due.filter((a) => a.uidValidity === uidValidity))) {
       const breaking = w.actionBreaks.takeExhausted(group.ids);
       if (breaking.length > 0) await refuse(w, queue, only(group, breaking), { action: firstAction(group.actions), reason: `the connection broke each of the last ${maxBreaks} times this was tried` });
       const rest = group.ids.filter((id) => !breaking.includes(id));
-      if (rest.length > 0) await runGroup(w, client, queue, only(group, rest));
+      if (rest.length > 0) {
+        sent = true;
+        await runGroup(w, client, queue, only(group, rest));
+      }
     }
     // Refused ones wait for their retry now, so the next look finds only what is left.
-    if (due.length < batchLimit) return;
+    if (due.length < batchLimit) return sent;
   }
 }
 
@@ -119,6 +136,8 @@ interface ActionGroup {
   uids: number[];
   /** The most failed tries of any of them: decides the next wait. */
   attempts: number;
+  /** The rules that asked, for the log. */
+  rules: string[];
 }
 
 /** Mail that needs the same actions, in UID order: one command does them all. */
@@ -126,10 +145,11 @@ export function groupBySameActions(due: readonly DueActions[]): ActionGroup[] {
   const groups = new Map<string, ActionGroup>();
   for (const a of [...due].sort((x, y) => x.uid - y.uid)) {
     const key = actionsKey(a.actions);
-    const group = groups.get(key) ?? { actions: a.actions, ids: [], uids: [], attempts: 0 };
+    const group = groups.get(key) ?? { actions: a.actions, ids: [], uids: [], attempts: 0, rules: [] };
     group.ids.push(a.id);
     group.uids.push(a.uid);
     group.attempts = Math.max(group.attempts, a.attempts);
+    for (const rule of a.rules) if (!group.rules.includes(rule)) group.rules.push(rule);
     groups.set(key, group);
   }
   return [...groups.values()];
@@ -145,7 +165,7 @@ async function runGroup(w: Watch, client: ImapFlow, queue: ActionQueue, group: A
   w.actionBreaks.forget(group.ids);
   if (!refused) {
     await ours("record actions done", () => queue.done(group.ids, Date.now()));
-    w.log.debug({ uids: sample(group.uids), actions: describeActions(group.actions) }, "actions done");
+    w.log.debug({ uids: sample(group.uids), rules: group.rules, actions: describeActions(group.actions) }, "actions done");
     w.emit({ type: "actions-done", count: group.ids.length });
     return;
   }
@@ -157,8 +177,8 @@ async function refuse(w: Watch, queue: ActionQueue, group: ActionGroup, refused:
   const retryInMs = backoffDelay(group.attempts, w.options.actionRetry ?? defaultActionRetry, Math.random());
   await ours("record actions refused", () => queue.failed(group.ids, refused.reason, Date.now() + retryInMs));
   w.log.warn(
-    { uids: sample(group.uids), mails: group.ids.length, action: refused.action, actions: describeActions(group.actions), reason: refused.reason, attempts: group.attempts + 1, retryInMs },
-    `could not ${verbOf(refused.action, group.actions)}: ${refused.reason}; the notifications went out, and this is tried again later (fix the rule's then:, or move the mail yourself: mailbell stops trying once it has left the mailbox)`,
+    { uids: sample(group.uids), mails: group.ids.length, rules: group.rules, action: refused.action, actions: describeActions(group.actions), reason: refused.reason, attempts: group.attempts + 1, retryInMs },
+    `could not ${verbOf(refused.action, group.actions)}: ${refused.reason}; its notifications are queued all the same, and this is tried again later (fix then: of rule ${group.rules.join(", ")}, or move the mail yourself: mailbell stops trying once it has left the mailbox)`,
   );
   w.emit({ type: "action-failed", action: refused.action, count: group.ids.length, reason: refused.reason, retryInMs });
 }
@@ -209,10 +229,9 @@ export async function applyActions(client: ImapFlow, uids: readonly number[], ac
     if (refused) return { action: "label", reason: refused };
   }
   if (actions.move !== undefined) {
-    // Without either, imapflow would COPY and then EXPUNGE every mail marked deleted in the mailbox.
-    if (!client.capabilities.has("MOVE") && !client.capabilities.has("UIDPLUS")) {
-      return { action: "move", reason: "the server offers neither MOVE nor UIDPLUS, and moving there would also expunge every other mail marked deleted in this mailbox" };
-    }
+    // imapflow would fall back to COPY, STORE \Deleted and EXPUNGE: a retry after a failure half way
+    // through would copy the mail again, and without UIDPLUS the EXPUNGE takes every deleted mail.
+    if (!client.capabilities.has("MOVE")) return { action: "move", reason: "the server does not offer MOVE (RFC 6851); mailbell does not copy and delete instead, which could leave copies behind when it fails half way. Use flag: or label: there" };
     const refused = await command(client, () => client.messageMove(range, actions.move!, { uid: true }));
     if (refused) return { action: "move", reason: refused.includes("TRYCREATE") || /doesn't exist|does not exist/i.test(refused) ? `folder "${actions.move}" does not exist (${refused}); create it, or fix the rule's then.move` : refused };
   }

@@ -46,7 +46,9 @@ export interface WatchOptions {
    * Actions on mail (mark read, flag, label, move) that the consumer queued there for mail it
    * handed over: done on the watching connection at the start of each session and after each round,
    * so only after the consumer committed what the mail led to. With a queue the mailbox is opened
-   * read-write (SELECT); without one, read-only (EXAMINE).
+   * read-write (SELECT); without one, read-only (EXAMINE). With commit "auto" and
+   * watchMailboxBatches(), a round's actions may run before its checkpoint is saved (the next round
+   * saves it): after a crash then, that mail is handed over again, as commit "auto" allows.
    */
   actions?: ActionQueue;
   /** Retries of refused actions: exponential with jitter from baseMs up to capMs (default 1 min … 1 h). */

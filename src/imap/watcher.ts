@@ -110,8 +110,8 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
   // Mail a person asked to read again (`mailbell unreadable retry`): looked for now and at each keepalive.
   let retryDue = true;
   while (!w.signal.aborted && events.open) {
-    // What the consumer committed from the last round (and a crash left undone, at the start).
-    await runDueActions(w, client, pos.uidValidity);
+    // What a crash left undone (at the start), and what came due meanwhile.
+    if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
     events.roundStarts();
     if (retryDue && !pos.resync) {
       retryDue = false;
@@ -124,6 +124,9 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     const end = yield* readRound(w, source, pos, events);
     if (end === "stopped") return undefined;
     if (end === "again" || events.news) continue;
+    // The round's mail is committed now (the consumer asked for more): its actions, before waiting.
+    if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
+    if (events.news) continue;
     const first = s.watchingSince === undefined;
     s.watchingSince ??= Date.now();
     const woken = await waitForMail(client, events, { ...w, polling, first, retryWaiting: async () => (await retryWaiting(w, pos.uidValidity)) || (await actionsWaiting(w)), where: w });

@@ -64,7 +64,7 @@ export function mergeActions(byRule: readonly { rule: string; actions: MailActio
     merged.flags = unique([...merged.flags, ...actions.flags]);
     merged.labels = unique([...merged.labels, ...actions.labels]);
     if (actions.move === undefined) continue;
-    if (actions.move === mailbox) notes.push(`rule ${rule}: not moved to ${actions.move}: the mail is already there`);
+    if (sameMailbox(actions.move, mailbox)) notes.push(`rule ${rule}: not moved to ${actions.move}: the mail is already there`);
     else if (merged.move === undefined) {
       merged.move = actions.move;
       movedBy = rule;
@@ -90,6 +90,11 @@ export function describeActions(actions: MailActions): string {
 /** The same actions, compared by what they do (the watcher does identical ones in one command). */
 export function actionsKey(actions: MailActions): string {
   return JSON.stringify([actions.seen, [...actions.flags].sort(), [...actions.labels].sort(), actions.move ?? null]);
+}
+
+/** INBOX is the one mailbox name servers treat case-insensitively (RFC 9051 §5.1). */
+function sameMailbox(a: string, b: string): boolean {
+  return a === b || (a.toUpperCase() === "INBOX" && b.toUpperCase() === "INBOX");
 }
 
 function listOf(value: string | string[] | undefined): string[] {

@@ -98,7 +98,7 @@ describe("SqliteActions", () => {
       assert.deepEqual(actions.due("c", "INBOX", 3000, 100), []);
 
       const [first] = actions.due("a", "INBOX", 2000, 1);
-      assert.deepEqual({ ...first, id: undefined, actions: asRead(first!.actions) }, { id: undefined, uidValidity: 1, uid: 5, actions: fileAway, attempts: 0 });
+      assert.deepEqual({ ...first, id: undefined, actions: asRead(first!.actions) }, { id: undefined, uidValidity: 1, uid: 5, actions: fileAway, rules: ["receipts"], attempts: 0 });
       assert.equal(typeof first!.id, "number");
       const [, second] = actions.due("a", "INBOX", 2000, 100);
       assert.deepEqual(asRead(second!.actions), seenOnly);
@@ -244,5 +244,27 @@ describe("SqliteActions", () => {
       assert.equal(state.actions.record(receipt, { account: "alice", mailbox: "INBOX", uidValidity: 1700000000, uid: 13, actions: fileAway, rules: ["google-play"] }, 1000), true);
       assert.deepEqual(state.actions.due("alice", "INBOX", 1000, 10).map((d) => [d.uidValidity, d.uid, d.actions, d.attempts]), [[1700000000, 13, fileAway, 0]]);
     }, file);
+  });
+
+  it("forget: a renumbered mail's row is deleted, so the mail is acted on when read again under its new UID", () => {
+    withState((state) => {
+      queue(state, mailAt(5), 1000);
+      const [row] = state.actions.due("a", "INBOX", 1000, 1);
+      state.actions.forget([row!.id]);
+      assert.deepEqual(state.actions.due("a", "INBOX", 2000, 10), []);
+      assert.equal(state.actions.actedAt(mailAt(5).seen), undefined);
+    });
+  });
+
+  it("a row whose stored actions cannot be read is given up with the reason, not thrown at the watcher", () => {
+    withState((state) => {
+      queue(state, mailAt(5), 1000);
+      queue(state, mailAt(6), 1000);
+      state.db.prepare("UPDATE actions SET actions = '{oops' WHERE uid = 5").run();
+      assert.deepEqual(state.actions.due("a", "INBOX", 1000, 10).map((d) => d.uid), [6]);
+      const broken = state.actions.list().find((r) => r.uid === 5)!;
+      assert.equal(broken.state, "dropped");
+      assert.match(broken.lastError ?? "", /the stored actions cannot be read/);
+    });
   });
 });

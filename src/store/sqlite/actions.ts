@@ -25,6 +25,7 @@ export class SqliteActions implements ActionLog, ActionQueue {
   readonly #failed: StatementSync;
   readonly #dropped: StatementSync;
   readonly #pendingIn: StatementSync;
+  readonly #forget: StatementSync;
   readonly #list: StatementSync;
 
   constructor(db: DatabaseSync) {
@@ -35,11 +36,12 @@ export class SqliteActions implements ActionLog, ActionQueue {
       "INSERT OR IGNORE INTO actions (account, mailbox, uid_validity, uid, place, identity, actions, rules, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     this.#due = db.prepare(
-      "SELECT id, uid_validity AS uidValidity, uid, actions, attempts FROM actions WHERE account = ? AND mailbox = ? AND state = 'pending' AND next_at <= ? ORDER BY id LIMIT ?",
+      "SELECT id, uid_validity AS uidValidity, uid, actions, rules, attempts FROM actions WHERE account = ? AND mailbox = ? AND state = 'pending' AND next_at <= ? ORDER BY id LIMIT ?",
     );
     this.#done = db.prepare("UPDATE actions SET state = 'done', finished_at = ?, last_error = NULL WHERE id = ? AND state = 'pending'");
     this.#failed = db.prepare("UPDATE actions SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ? AND state = 'pending'");
     this.#dropped = db.prepare("UPDATE actions SET state = 'dropped', finished_at = ?, last_error = ? WHERE id = ? AND state = 'pending'");
+    this.#forget = db.prepare("DELETE FROM actions WHERE id = ? AND state = 'pending'");
     this.#pendingIn = db.prepare("SELECT 1 FROM actions WHERE account = ? AND mailbox = ? AND state = 'pending' LIMIT 1");
     this.#list = db.prepare(
       "SELECT id, account, mailbox, uid_validity AS uidValidity, uid, actions, rules, state, attempts, last_error AS lastError, next_at AS nextAt FROM actions ORDER BY id",
@@ -57,13 +59,21 @@ export class SqliteActions implements ActionLog, ActionQueue {
   }
 
   due(account: string, mailbox: string, now: number, limit: number): DueActions[] {
-    return (this.#due.all(account, mailbox, now, limit) as { id: number; uidValidity: number; uid: number; actions: string; attempts: number }[]).map((r) => ({
-      id: Number(r.id),
-      uidValidity: Number(r.uidValidity),
-      uid: Number(r.uid),
-      actions: parseActions(r.actions),
-      attempts: Number(r.attempts),
-    }));
+    const rows = this.#due.all(account, mailbox, now, limit) as { id: number; uidValidity: number; uid: number; actions: string; rules: string; attempts: number }[];
+    return rows.flatMap((r) => {
+      const id = Number(r.id);
+      let actions: MailActions;
+      let rules: string[];
+      try {
+        actions = parseActions(r.actions);
+        rules = JSON.parse(r.rules) as string[];
+      } catch (err) {
+        // A row nobody can read (edited by hand) must not stop its mailbox's watcher for good.
+        this.dropped([id], `the stored actions cannot be read (${(err as Error).message})`, now);
+        return [];
+      }
+      return [{ id, uidValidity: Number(r.uidValidity), uid: Number(r.uid), actions, rules, attempts: Number(r.attempts) }];
+    });
   }
 
   done(ids: readonly number[], now: number): void {
@@ -78,6 +88,10 @@ export class SqliteActions implements ActionLog, ActionQueue {
     this.#each(ids, (id) => this.#dropped.run(now, reason, id));
   }
 
+  forget(ids: readonly number[]): void {
+    this.#each(ids, (id) => this.#forget.run(id));
+  }
+
   /** Whether actions wait in this mailbox: its watcher then opens it read-write even if no rule acts there any more. */
   pendingIn(account: string, mailbox: string): boolean {
     return this.#pendingIn.get(account, mailbox) !== undefined;
@@ -90,8 +104,8 @@ export class SqliteActions implements ActionLog, ActionQueue {
       mailbox: String(r.mailbox),
       uidValidity: Number(r.uidValidity),
       uid: Number(r.uid),
-      actions: parseActions(String(r.actions)),
-      rules: JSON.parse(String(r.rules)) as string[],
+      actions: readable(() => parseActions(String(r.actions)), { seen: false, flags: [], labels: [], move: undefined }),
+      rules: readable(() => JSON.parse(String(r.rules)) as string[], []),
       state: r.state as ActionRow["state"],
       attempts: Number(r.attempts),
       lastError: r.lastError === null ? undefined : String(r.lastError),
@@ -107,6 +121,17 @@ export class SqliteActions implements ActionLog, ActionQueue {
 
 /** Stored as JSON, which leaves out `move` when there is none. */
 function parseActions(json: string): MailActions {
-  const parsed = JSON.parse(json) as Partial<MailActions>;
-  return { seen: parsed.seen === true, flags: parsed.flags ?? [], labels: parsed.labels ?? [], move: parsed.move ?? undefined };
+  const parsed = JSON.parse(json) as Partial<MailActions> | null;
+  if (typeof parsed !== "object" || parsed === null) throw new Error(`not an object: ${json.slice(0, 40)}`);
+  const strings = (v: unknown): string[] => (Array.isArray(v) && v.every((x) => typeof x === "string") ? v : []);
+  return { seen: parsed.seen === true, flags: strings(parsed.flags), labels: strings(parsed.labels), move: typeof parsed.move === "string" ? parsed.move : undefined };
+}
+
+/** For listing: a row that cannot be read shows as empty (due() gives it up with the reason). */
+function readable<T>(parse: () => T, otherwise: T): T {
+  try {
+    return parse();
+  } catch {
+    return otherwise;
+  }
 }

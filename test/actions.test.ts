@@ -203,6 +203,24 @@ describe("rules' actions on mail (then:)", () => {
     }
   });
 
+  it("opens read-write (SELECT) only the mailboxes where a rule acts, the others read-only (EXAMINE)", async () => {
+    const user = await newUser();
+    await dovecot.createMailbox(user, "Quiet");
+    await using proxy = await startImapProxy({ port: dovecot.imapPort });
+    const dir = mkdtempSync(path.join(tmpdir(), "mailbell-actions-"));
+    const yaml = configYaml({ user, hook: "/rw", mailboxes: ["INBOX", "Quiet"], then: "{ seen: true }" }, dir, proxy.port, "tls: none").replace("match: { from: shop@example.com }", "match: { from: shop@example.com, mailbox: INBOX }");
+    const mailbell = startMailbell(writeConfig(yaml, dir), yaml);
+    try {
+      await waitUntilWatching(mailbell.logger, 2);
+      const opens = proxy.commands.filter((c) => c.name === "SELECT" || c.name === "EXAMINE").map((c) => `${c.name} ${c.args.replace(/ \(.*$/, "")}`);
+      assert.ok(opens.includes("SELECT INBOX"), JSON.stringify(opens));
+      assert.ok(opens.includes('EXAMINE Quiet') || opens.includes('EXAMINE "Quiet"'), JSON.stringify(opens));
+      assert.ok(!opens.some((o) => /^SELECT "?Quiet/.test(o)), JSON.stringify(opens));
+    } finally {
+      await mailbell.stop();
+    }
+  });
+
   it("actions waiting when the server renumbers the mailbox are done on the mail read again under its new UID, which is not posted again", async () => {
     const user = await newUser();
     await dovecot.createMailbox(user, "Renum");

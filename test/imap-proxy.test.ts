@@ -279,8 +279,9 @@ describe("IMAP proxy in front of Dovecot", () => {
     t = performance.now();
     await c.noop();
     const held = performance.now() - t;
-    // Each reply is held 80 ms from when it came, not 80 ms more than the one before it.
-    assert.ok(held >= 80 && held < 80 + direct + 400, `NOOP took ${held.toFixed(0)} ms`);
+    // Each reply is held 80 ms from when it came, not 80 ms more than the one before it. libuv
+    // timers count whole milliseconds, so one can fire up to a millisecond early.
+    assert.ok(held >= 78 && held < 80 + direct + 400, `NOOP took ${held.toFixed(1)} ms`);
   });
 
   it("hugeLiteralFor: imapflow with a low maxLiteralSize fails with LiteralTooLarge", async () => {

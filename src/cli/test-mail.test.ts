@@ -147,3 +147,37 @@ describe("mailbell test with rules that act on the mail", () => {
     assert.deepEqual([json.then.kind, json.then.alreadyActed], ["acted", "personal/INBOX/1/7"]);
   });
 });
+
+describe("mailbell test: a plain part that says less than its HTML alternative", () => {
+  const shortPlain = path.resolve(import.meta.dirname, "../../test/fixtures/receipt-short-plain.eml");
+  const fullPlain = path.resolve(import.meta.dirname, "../../test/fixtures/receipt-full-plain.eml");
+  const shopRule = (extra = "") => `  - name: shop
+    match: { from: receipts@shop.example, body: "/Total/" }
+    extract:
+      amount: { regex: "Total:?\\\\s*(?<value>\\\\$[\\\\d.]+)", as: money${extra} }
+    total: { sum: amount, per: month }
+    notify: [hook]
+    template: "Shop: {{amount}}, {{total}} in {{period}}"
+`;
+  const amountOf = async (rules: string, file: string): Promise<unknown> => {
+    const { file: config } = setup(rules);
+    const lines = (await cli(["test", "--json", "--config", config, file])).out.trim().split("\n").map((l) => JSON.parse(l) as { matched: boolean; fields?: Record<string, { text: string } | null>; missing?: unknown[] });
+    const [rule] = lines;
+    return rule?.matched ? (rule.fields?.["amount"]?.text ?? rule.missing) : "no match";
+  };
+
+  it("in: body (the default) finds the amount in the HTML when the plain part lacks it, as the daemon does", async () => {
+    assert.equal(await amountOf(shopRule(), shortPlain), "$12.34");
+    const { file } = setup(shopRule());
+    assert.match((await cli(["test", "--config", file, shortPlain])).out, /total: would add \$12\.34 to 2026-11/);
+  });
+
+  it("in: body keeps to the plain part when it has the amount", async () => {
+    assert.equal(await amountOf(shopRule(), fullPlain), "$99.00");
+  });
+
+  it("in: html reads the HTML part's text", async () => {
+    assert.equal(await amountOf(shopRule(", in: html"), shortPlain), "$12.34");
+    assert.equal(await amountOf(shopRule(", in: html"), fullPlain), "$99.00");
+  });
+});

@@ -15,7 +15,7 @@ import type { SetAsideStore } from "../imap/unreadable.ts";
 import type { ActionQueue } from "../imap/actions.ts";
 import { watchMailboxBatches, type WatchOptions } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
-import { actsIn, bodyNeedIn, needsBody, type CompiledRule } from "../rules/rules.ts";
+import { actsIn, bodyNeedIn, needsBody, needsHtml, type CompiledRule } from "../rules/rules.ts";
 import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/dispatcher.ts";
 import { lockState } from "../store/sqlite/lock.ts";
 import { State } from "../store/sqlite/state.ts";
@@ -175,16 +175,18 @@ const connectConcurrency = 16;
 /**
  * Mail whose body no rule reads is never fetched beyond its header. Where that does not depend on
  * the mail (a rule reads every body here, or none does), nothing needs asking per mail: asking
- * means decoding the header before the text is fetched, and again with it.
+ * means decoding the header before the text is fetched, and again with it. An HTML alternative is
+ * read only for mail a rule needs it for, asked per mail once its plain text is read.
  */
-function bodyReading(rules: readonly CompiledRule[], account: string, mailbox: string): Pick<WatchOptions, "needsBody"> {
+function bodyReading(rules: readonly CompiledRule[], account: string, mailbox: string): Pick<WatchOptions, "needsBody" | "needsHtml"> {
+  const html: Pick<WatchOptions, "needsHtml"> = { needsHtml: (mail, where) => needsHtml(rules, { mail, ...where }) };
   switch (bodyNeedIn(rules, { account, mailbox })) {
     case "always":
-      return {};
+      return html;
     case "never":
       return { needsBody: () => false };
     case "depends":
-      return { needsBody: (mail, where) => needsBody(rules, { mail, ...where }) };
+      return { needsBody: (mail, where) => needsBody(rules, { mail, ...where }), ...html };
   }
 }
 

@@ -41,6 +41,7 @@ export function watchContext(options: WatchOptions): Watch {
   const maxTextBytes = options.maxTextBytes ?? 256 * 1024;
   const maxHeaderBytes = options.maxHeaderBytes ?? defaultMaxHeaderBytes;
   const needsBody = options.needsBody;
+  const needsHtml = options.needsHtml;
   return {
     options,
     account,
@@ -65,6 +66,7 @@ export function watchContext(options: WatchOptions): Watch {
       decode: options.decode ? bugIfThrows("decoding mail", options.decode) : undefined,
       onGone: (uids: number[]) => log.warn({ uids }, "mail expunged or moved before it could be read (the server no longer lists it); left out"),
       ...(needsBody ? { needsBody: bugIfThrows("asking the rules whether to read the body", (mail: NormalizedMail, m: { internalDate: Date }) => needsBody(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),
+      ...(needsHtml ? { needsHtml: bugIfThrows("asking the rules whether to read the HTML", (mail: NormalizedMail, m: { internalDate: Date }) => needsHtml(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),
     },
     // What one reply may make a watcher's connection hold: no more than it asks for, and a margin.
     limits: replyLimits(maxHeaderBytes, maxTextBytes),

@@ -58,3 +58,63 @@ describe("fetchMessages when text parts come back NIL", () => {
     assert.deepEqual(calls, ["FETCH header 1", "FETCH text 1"]);
   });
 });
+
+/**
+ * Mail 1..n, each a multipart/alternative of a plain part ("1") and HTML ("2"). The plain part of
+ * the UIDs in `short` says "view in a browser"; every HTML part has the amount.
+ */
+function alternativeServer(short: number[]): { client: ImapFlow; calls: string[] } {
+  const calls: string[] = [];
+  const header = (uid: number): Buffer => Buffer.from(`From: shop@example.com\r\nSubject: mail ${uid}\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n`);
+  const leaf = (type: string, part: string) => ({ type, part, parameters: { charset: "utf-8" }, encoding: "7bit", size: 40 });
+  const structure = { type: "multipart/alternative", parameters: { boundary: "b" }, childNodes: [leaf("text/plain", "1"), leaf("text/html", "2")] };
+  const client = {
+    async fetchAll(range: string, query: { bodyParts?: (string | { key: string })[] }) {
+      const keys = (query.bodyParts ?? []).map((k) => (typeof k === "string" ? k : k.key));
+      calls.push(`FETCH ${keys.join(" ")} ${range}`);
+      const uids = range.split(",").map(Number);
+      if (keys.includes("HEADER")) return uids.map((uid) => ({ uid, internalDate: new Date(0), size: 100, headers: header(uid), bodyStructure: structure }));
+      const body = (uid: number, key: string): Buffer => Buffer.from(key === "2" ? `<table><tr><td>Total</td><td>$${uid}.00</td></tr></table>` : short.includes(uid) ? "View this mail in a browser\r\n" : `Total $${uid}.50\r\n`);
+      return uids.map((uid) => ({ uid, bodyParts: new Map(keys.map((key) => [key, body(uid, key)])) }));
+    },
+  };
+  return { client: client as unknown as ImapFlow, calls };
+}
+
+describe("fetchMessages: an HTML alternative only when needed", () => {
+  const wantsAmount = (mail: { text: string }): boolean => !/Total/.test(mail.text);
+
+  it("fetches the HTML parts of the mail needsHtml says yes to, in one more FETCH for those alone", async () => {
+    const { client, calls } = alternativeServer([2, 4]);
+    const asked: number[] = [];
+    const fetched = [];
+    for await (const m of fetchMessages(client, [1, 2, 3, 4], { maxTextBytes: 4096, needsHtml: (mail, { uid }) => (asked.push(uid), wantsAmount(mail)) })) fetched.push(m);
+    assert.deepEqual(calls, ["FETCH HEADER 1,2,3,4", "FETCH 1 1,2,3,4", "FETCH 2 2,4"]);
+    assert.deepEqual(asked, [1, 2, 3, 4]);
+    assert.deepEqual(
+      fetched.map((m) => [m.uid, m.mail.text.trim(), m.mail.html]),
+      [
+        [1, "Total $1.50", undefined],
+        [2, "View this mail in a browser", "<table><tr><td>Total</td><td>$2.00</td></tr></table>"],
+        [3, "Total $3.50", undefined],
+        [4, "View this mail in a browser", "<table><tr><td>Total</td><td>$4.00</td></tr></table>"],
+      ],
+    );
+  });
+
+  it("costs what it did when no mail needs its HTML, or nothing asks", async () => {
+    for (const needsHtml of [() => false, undefined]) {
+      const { client, calls } = alternativeServer([1, 2]);
+      for await (const m of fetchMessages(client, [1, 2], { maxTextBytes: 4096, ...(needsHtml ? { needsHtml } : {}) })) assert.equal(m.mail.html, undefined);
+      assert.deepEqual(calls, ["FETCH HEADER 1,2", "FETCH 1 1,2"]);
+    }
+  });
+
+  it("never asks about mail whose body was not read", async () => {
+    const { client, calls } = alternativeServer([1]);
+    let asked = 0;
+    for await (const m of fetchMessages(client, [1], { maxTextBytes: 4096, needsBody: () => false, needsHtml: () => (asked++, true) })) assert.equal(m.bodyRead, false);
+    assert.equal(asked, 0);
+    assert.deepEqual(calls, ["FETCH HEADER 1"]);
+  });
+});

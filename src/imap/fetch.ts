@@ -1,5 +1,5 @@
 import type { FetchMessageObject, ImapFlow } from "imapflow";
-import { planTextParts, readFetchedParts, type FetchedParts, type TextPartPlan } from "../mail/parts.ts";
+import { htmlAlternativesPlan, planTextParts, readFetchedParts, type FetchedParts, type TextPartPlan } from "../mail/parts.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 
 /** One new message as read from the server: metadata plus its header and text parts, decoded. */
@@ -37,6 +37,13 @@ export interface FetchOptions {
    * asks its rules, so mail that no rule reads the body of costs one FETCH of headers and nothing more.
    */
   needsBody?: (headerOnly: NormalizedMail, message: { uid: number; internalDate: Date }) => boolean;
+  /**
+   * Asked for each message whose text was read and whose multipart/alternative also has HTML (not
+   * fetched with the text), given the mail decoded with its plain text: read the HTML too? Those
+   * said yes to have their HTML parts fetched in one more FETCH (for them alone) and are decoded
+   * again with it. Without it, such HTML is never read.
+   */
+  needsHtml?: (withoutHtml: NormalizedMail, message: { uid: number; internalDate: Date }) => boolean;
   /** Told of mail asked for that the server no longer has (expunged or moved meanwhile, confirmed by a UID SEARCH), which is left out. */
   onGone?: (uids: number[]) => void;
 }
@@ -237,6 +244,15 @@ async function readMails(client: ImapFlow, planned: Planned[], options: FetchOpt
   const decoded = whole.length > 0 ? await decode(whole.map((p) => parts(p, p.plan, bodies.get(p.uid) ?? new Map()))) : [];
   whole.forEach((p, i) => mails.set(p.uid, decoded[i]!));
   const read = new Set(withText.map((p) => p.uid));
+  if (options.needsHtml) {
+    const needsHtml = options.needsHtml;
+    const withHtml = withText.filter((p) => p.plan && p.plan.alternatives.length > 0 && needsHtml(mails.get(p.uid)!, { uid: p.uid, internalDate: arrived.get(p.uid)! }));
+    if (withHtml.length > 0) {
+      const again = await readHtmlAlternatives(client, withHtml, bodies);
+      const redecoded = await decode(withHtml.map((p) => parts(p, p.plan, again.get(p.uid) ?? new Map())));
+      withHtml.forEach((p, i) => mails.set(p.uid, redecoded[i]!));
+    }
+  }
   return {
     mails: found.map((p) => ({ uid: p.uid, internalDate: arrived.get(p.uid)!, size: p.meta.size ?? 0, mail: mails.get(p.uid)!, bodyRead: read.has(p.uid) || !hasText(p) })),
     gone,
@@ -272,6 +288,16 @@ async function readTextBodies(client: ImapFlow, withText: readonly Planned[]): P
   return { bodies, unsure: [...unsure] };
 }
 
+/**
+ * The HTML alternatives of mail a rule wants them for, added to its text bodies: one more FETCH per
+ * set of parts, for this mail alone. A part that comes back NIL (the mail expunged meanwhile, or an
+ * empty part) reads as no HTML: the mail stays read from its plain text.
+ */
+async function readHtmlAlternatives(client: ImapFlow, withHtml: readonly Planned[], bodies: ReadonlyMap<number, ReadonlyMap<string, Buffer>>): Promise<Map<number, Map<string, Buffer>>> {
+  const { bodies: html } = await readTextBodies(client, withHtml.map((p) => ({ ...p, plan: htmlAlternativesPlan(p.plan!) })));
+  return new Map(withHtml.map((p) => [p.uid, new Map([...(bodies.get(p.uid) ?? []), ...(html.get(p.uid) ?? [])])]));
+}
+
 /** The plan with its text parts left out: decoding it reads the header alone. */
 /**
  * Which of these UIDs the server no longer has. The NOOP first: a session is told of another's
@@ -284,7 +310,7 @@ async function goneOf(client: ImapFlow, uids: number[]): Promise<number[]> {
 }
 
 function headerOnly(plan: TextPartPlan): TextPartPlan {
-  return { ...plan, parts: [], omitted: [], fetch: [] };
+  return { ...plan, parts: [], omitted: [], fetch: [], alternatives: [] };
 }
 
 /**

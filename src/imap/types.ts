@@ -31,6 +31,12 @@ export interface WatchOptions {
    * "", no html); default: always. The daemon asks its rules: most mail then costs its header only.
    */
   needsBody?: (headerOnly: NormalizedMail, where: { account: string; mailbox: string; receivedAt: Date }) => boolean;
+  /**
+   * For mail whose text was read and whose multipart/alternative also has HTML: read that HTML too
+   * when this says yes for the mail decoded with its plain text (one more FETCH for that mail only).
+   * Default: never. The daemon asks its rules (a body rule the plain part does not satisfy).
+   */
+  needsHtml?: (withoutHtml: NormalizedMail, where: { account: string; mailbox: string; receivedAt: Date }) => boolean;
   /** The header is read up to this many bytes (default 256 KiB); a longer one is cut, with a warning on the mail. */
   maxHeaderBytes?: number;
   /**

@@ -167,16 +167,48 @@ export function buildMail(fields: readonly RawHeaderField[], parsed: DecodedBody
   const trimmedHtml = parsed.html?.replace(/^(?:<br\/>\n)+|(?:<br\/>\n)+$/g, "");
   const html = trimmedHtml !== undefined && trimmedHtml.trim() !== "" ? trimmedHtml : undefined;
   let text = (parsed.text ?? "").replace(/^\uFEFF/, "");
+  let textFromHtml = false;
   if (parsed.conversionError) {
     warnings.push(`HTML not converted to text: ${parsed.conversionError.message}`);
   } else if (text.trim() === "" && html !== undefined) {
     text = htmlToText(html, warnings);
+    textFromHtml = true;
   }
 
   const replaced = countReplacementChars(text) + countReplacementChars(subject);
   if (replaced) warnings.push(`${replaced} undecodable character(s) replaced by U+FFFD (wrong or missing charset?)`);
 
-  return { messageId, from, to, cc, subject, date, headers, text, html, warnings };
+  return { messageId, from, to, cc, subject, date, headers, text, html, ...(textFromHtml ? { textFromHtml } : {}), warnings };
+}
+
+/** htmlText() conversions, once per mail: a rule that falls back to the HTML and another that reads it pay one conversion. */
+const htmlTexts = new WeakMap<NormalizedMail, string>();
+
+/**
+ * The text of the mail's HTML body, made as for HTML-only mail (the same html-to-text settings, the
+ * same table-cell spacing), so a rule reads an amount from it as it would from an HTML-only receipt.
+ * For HTML-only mail that is `text` itself; undefined when the mail has no HTML, or its HTML
+ * alternative was not read (over IMAP it is fetched only when a rule needs it). Converted lazily and
+ * once: most mail with an HTML alternative is matched on its plain part alone.
+ */
+export function htmlText(mail: NormalizedMail): string | undefined {
+  if (mail.textFromHtml) return mail.text;
+  if (mail.html === undefined) return undefined;
+  let converted = htmlTexts.get(mail);
+  if (converted === undefined) {
+    // Its warnings (an HTML body cut before conversion) are the ones the same HTML gives as the only body.
+    converted = htmlToText(mail.html, []);
+    htmlTexts.set(mail, converted);
+  }
+  return converted;
+}
+
+/**
+ * Whether the mail has HTML beside its plain text, whose text may say more than the plain part does
+ * ("view this mail in a browser"): then a body rule that finds nothing in `text` looks there too.
+ */
+export function hasHtmlAlternative(mail: NormalizedMail): boolean {
+  return mail.html !== undefined && !mail.textFromHtml;
 }
 
 /**

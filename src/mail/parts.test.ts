@@ -4,8 +4,8 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import type { MessageStructureObject } from "imapflow";
 import { findHeaderEnd, splitHeaderFields } from "./header-block.ts";
-import { normalizeMail } from "./normalize.ts";
-import { planTextParts, readTextParts } from "./parts.ts";
+import { htmlText, normalizeMail } from "./normalize.ts";
+import { htmlAlternativesPlan, planTextParts, readTextParts } from "./parts.ts";
 import type { NormalizedMail } from "./types.ts";
 
 const fixtures = path.resolve(import.meta.dirname, "../../test/fixtures");
@@ -412,6 +412,44 @@ describe("round trip: fetch as planned and read = normalize the whole message", 
       assert.deepEqual(comparable(readTextParts(view.header, plan, fetchFrom(view, plan))), comparable(await normalizeMail(original)));
     });
   }
+
+  // The HTML alternative is fetched in a second step, for the mail a rule needs it for: with it the
+  // mail reads as the whole .eml does (html and its text too), without it as before (no html).
+  for (const name of ["receipt-short-plain.eml", "receipt-full-plain.eml", "apple-receipt-en-multipart.eml"]) {
+    test(`${name}: its HTML alternative, fetched afterwards, reads as in the whole message`, async () => {
+      const original = readFileSync(path.join(fixtures, name));
+      const whole = await normalizeMail(original);
+      const view = imapView(original);
+      const plan = planTextParts(view.structure, 256 * 1024);
+      const plain = fetchFrom(view, plan);
+      const withoutHtml = readTextParts(view.header, plan, plain);
+      assert.equal(withoutHtml.html, undefined);
+      const htmlPlan = htmlAlternativesPlan(plan);
+      assert.ok(htmlPlan);
+      assert.deepEqual(keysOf(htmlPlan.fetch), plan.alternatives.map((p) => p.part));
+      const withHtml = readTextParts(view.header, plan, new Map([...plain, ...fetchFrom(view, htmlPlan)]));
+      assert.deepEqual(comparable(withHtml), comparable(whole));
+      assert.equal(withHtml.html, whole.html);
+      assert.equal(htmlText(withHtml), htmlText(whole));
+    });
+  }
+
+  test("the short-plain receipt: the plain part lacks the amount, its HTML alternative has it", () => {
+    const view = imapView(readFileSync(path.join(fixtures, "receipt-short-plain.eml")));
+    const plan = planTextParts(view.structure, 4096);
+    assert.deepEqual(keysOf(plan.fetch), ["1"]);
+    assert.deepEqual(plan.alternatives.map((p) => [p.part, p.type]), [["2", "text/html"]]);
+    assert.deepEqual(htmlAlternativesPlan(plan)?.fetch, [{ key: "2", maxLength: 4096 }], "capped like every text part");
+    const mail = readTextParts(view.header, plan, new Map([...fetchFrom(view, plan), ...fetchFrom(view, htmlAlternativesPlan(plan)!)]));
+    assert.doesNotMatch(mail.text, /\$12\.34/);
+    assert.match(htmlText(mail) ?? "", /^Total \$12\.34$/m);
+  });
+
+  test("mail without an HTML alternative has nothing more to fetch", () => {
+    for (const name of ["google-play-ja-iso2022jp.eml", "latin1-qp.eml"]) {
+      assert.equal(htmlAlternativesPlan(planTextParts(imapView(readFileSync(path.join(fixtures, name))).structure, 4096)), undefined, name);
+    }
+  });
 
   test("the test's IMAP stand-in numbers parts like a server", () => {
     const view = imapView(readFileSync(path.join(fixtures, "apple-receipt-en-multipart.eml")));

@@ -44,6 +44,13 @@ export interface TextPartPlan {
   omitted: string[];
   /** Keys for imapflow's fetch query `bodyParts` (alongside `headers: true` for the message header). */
   fetch: Array<string | FetchBodyPartQuery>;
+  /**
+   * HTML parts left out of `parts` because their multipart/alternative has text/plain too. Their
+   * text may say more than the plain part (a receipt's "view this mail in a browser"): they are
+   * fetched, after the plain text, only for mail a rule needs them for (htmlAlternativesPlan()), and
+   * readTextParts() decodes them into `html` when they were.
+   */
+  alternatives: PlannedTextPart[];
 }
 
 export const DEFAULT_MAX_TEXT_PARTS = 50;
@@ -54,8 +61,9 @@ export const DEFAULT_MAX_TEXT_PARTS = 50;
  * one), text/html leaves only where the enclosing multipart/alternative offers no text/plain
  * (HTML-only mail), and the same inside a forwarded message/rfc822 marked inline.
  *
- * Known differences: in a multipart/alternative with text/plain the HTML is not fetched (rules
- * never read it), so `html` stays empty and a broken text/plain is not made up for by it; and the
+ * Known differences: in a multipart/alternative with text/plain the HTML is not fetched with it
+ * (it is listed in `alternatives`, fetched later when a rule needs it), so `html` stays empty until
+ * then and a broken text/plain is not made up for by it; and the
  * From/Subject lines mailparser writes before a forwarded message's text are not added.
  */
 export function planTextParts(structure: MessageStructureObject, maxTextBytes: number, maxParts = DEFAULT_MAX_TEXT_PARTS): TextPartPlan {
@@ -65,13 +73,15 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   const singlePart = !isMultipart(structure);
   const parts: PlannedTextPart[] = [];
   const omitted: string[] = [];
+  const alternatives: PlannedTextPart[] = [];
 
-  const take = (node: MessageStructureObject, part: string): void => {
-    if (parts.length >= maxParts) {
-      omitted.push(part);
+  const take = (node: MessageStructureObject, part: string, into = parts): void => {
+    if (into.length >= maxParts) {
+      // Alternatives are a fallback, fetched only on demand: one too many is simply not offered.
+      if (into === parts) omitted.push(part);
       return;
     }
-    parts.push({
+    into.push({
       part,
       type: node.type,
       size: node.size,
@@ -99,14 +109,21 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
     }
     if (isAttachment(node)) return;
     if (node.type === "text/plain") take(node, part);
-    else if (node.type === "text/html" && !(alternative && hasPlainText(alternative))) take(node, part);
+    else if (node.type === "text/html") take(node, part, alternative && hasPlainText(alternative) ? alternatives : parts);
   };
   visit(structure, singlePart ? "1" : "", undefined);
 
   const fetch: Array<string | FetchBodyPartQuery> = [];
   // No "1.2.MIME" headers: BODYSTRUCTURE already carries each part's charset and encoding.
   for (const planned of parts) fetch.push({ key: planned.part, maxLength: maxTextBytes });
-  return { singlePart, maxTextBytes, parts, omitted, fetch };
+  return { singlePart, maxTextBytes, parts, omitted, fetch, alternatives };
+}
+
+/** The plan for fetching a mail's HTML alternatives alone (its plain text was read already); undefined when it has none. */
+export function htmlAlternativesPlan(plan: TextPartPlan): TextPartPlan | undefined {
+  if (plan.alternatives.length === 0) return undefined;
+  const fetch = plan.alternatives.map((p) => ({ key: p.part, maxLength: plan.maxTextBytes }));
+  return { ...plan, parts: plan.alternatives, omitted: [], fetch, alternatives: [] };
 }
 
 function childPart(parent: string, index: number): string {
@@ -154,6 +171,12 @@ export function readTextParts(header: Uint8Array, plan: TextPartPlan, fetched: R
     }
     bodies.push({ type: planned.type, content: decodePart(planned, capBody(planned, body, plan.maxTextBytes, warnings), warnings) });
   }
+  // An HTML alternative is decoded when it was fetched (a rule needed it), and silently left out when not.
+  const alternativeHtml: string[] = [];
+  for (const planned of plan.alternatives) {
+    const body = got.get(planned.part.toLowerCase());
+    if (body) alternativeHtml.push(decodePart(planned, capBody(planned, body, plan.maxTextBytes, warnings), warnings));
+  }
   if (plan.omitted.length) {
     warnings.push(`${plan.omitted.length} more text part(s) not fetched (${plan.omitted.slice(0, 5).join(", ")}${plan.omitted.length > 5 ? ", …" : ""})`);
   }
@@ -175,6 +198,8 @@ export function readTextParts(header: Uint8Array, plan: TextPartPlan, fetched: R
       html.push(content);
     }
   }
+  // mailparser puts an alternative's HTML in `html` only, never in `text`: so here.
+  html.unshift(...alternativeHtml.filter((content) => content !== ""));
   return buildMail(fields, { text: text.length ? text.join("\n") : undefined, html: html.length ? html.join("<br/>\n") : undefined }, warnings);
 }
 

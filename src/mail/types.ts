@@ -22,8 +22,13 @@ export interface NormalizedMail {
   headers: ReadonlyMap<string, readonly string[]>;
   /** Plain text body: the text/plain parts, or text made from the HTML when the mail has only HTML. */
   text: string;
-  /** Decoded HTML body, when the mail has one. */
+  /** Decoded HTML body, when the mail has one (over IMAP, an HTML alternative to a plain part only when a rule needed it). */
   html: string | undefined;
+  /**
+   * True when `text` was made from the HTML because the mail has no plain text: its HTML then says
+   * nothing `text` does not. Absent or false when `text` is the plain part (see htmlText() in normalize.ts).
+   */
+  textFromHtml?: boolean;
   /** What could not be read cleanly (bad charset, truncated part…); the rest is still usable. */
   warnings: string[];
 }

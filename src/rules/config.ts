@@ -28,8 +28,11 @@ export const extractSchema = z.strictObject({
   /** Regex flags, e.g. "i". The `/regex/flags` form is accepted in `regex` too. */
   flags: z.string().regex(/^[dgimsuvy]*$/, "valid flags are d g i m s u v y").optional(),
   as: z.enum(["text", "money"]).default("text"),
-  /** Where to look: the plain-text body (default) or the subject. */
-  in: z.enum(["body", "subject", "from"]).default("body"),
+  /**
+   * Where to look. body (default): the plain text, and when the field is not found there and the
+   * mail has an HTML alternative, that HTML's text. html: the HTML part's text only. subject, from.
+   */
+  in: z.enum(["body", "html", "subject", "from"]).default("body"),
   /** For `as: money` when the text has no currency sign, e.g. "JPY". */
   currency: z.string().regex(/^[A-Z]{3}$/, "use a three-letter ISO 4217 code such as JPY, USD or EUR").optional(),
 });

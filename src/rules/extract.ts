@@ -1,5 +1,6 @@
 import type { ExtractConfig } from "./config.ts";
 import type { ConfigIssue } from "../errors.ts";
+import { hasHtmlAlternative, htmlText } from "../mail/normalize.ts";
 import { childPath } from "./issues.ts";
 import { formatAddress } from "./match.ts";
 import { findMoney } from "./money.ts";
@@ -23,7 +24,7 @@ export interface CompiledExtract {
   readonly fields: readonly CompiledField[];
 }
 
-const sourceNames: Record<Source, string> = { body: "the body", subject: "the subject", from: "the From address" };
+const sourceNames: Record<Source, string> = { body: "the body", html: "the HTML part's text", subject: "the subject", from: "the From address" };
 
 /** `/regex/flags` as it reads in messages. */
 function shown(re: RegExp): string {
@@ -69,10 +70,12 @@ export function compileExtract(fields: Readonly<Record<string, ExtractConfig>>, 
   return issues.length > 0 ? issues : { fields: compiled };
 }
 
-function sourceText(source: Source, input: RuleInput): string {
+function sourceText(source: Source, input: RuleInput): string | undefined {
   switch (source) {
     case "body":
       return input.mail.text;
+    case "html":
+      return htmlText(input.mail);
     case "subject":
       return input.mail.subject;
     case "from": {
@@ -90,9 +93,23 @@ export function snippet(text: string, max = 60): string {
 
 type FieldResult = { value: FieldValue } | { reason: string };
 
+/**
+ * A field from where it says. `in: body` reads the plain text, and when that yields nothing and the
+ * mail has an HTML alternative (a plain part that says "view this mail in a browser"), the HTML's
+ * text: so a rule written against one receipt works whichever part carries the amount.
+ */
 function extractOne(field: CompiledField, input: RuleInput): FieldResult {
-  const where = sourceNames[field.in];
-  const m = execFromStart(field.regex, sourceText(field.in, input));
+  const found = extractFrom(field, field.in, input);
+  if ("value" in found || field.in !== "body" || !hasHtmlAlternative(input.mail)) return found;
+  const fromHtml = extractFrom(field, "html", input);
+  return "value" in fromHtml ? fromHtml : { reason: `${found.reason}; ${fromHtml.reason}` };
+}
+
+function extractFrom(field: CompiledField, source: Source, input: RuleInput): FieldResult {
+  const where = sourceNames[source];
+  const text = sourceText(source, input);
+  if (text === undefined) return { reason: `the mail has no HTML part to look in (in: html); use in: body for its plain text` };
+  const m = execFromStart(field.regex, text);
   if (!m) return { reason: `regex ${shown(field.regex)} found nothing in ${where}` };
   const captured = field.group === "value" ? m.groups?.["value"] : m[field.group];
   const raw = captured?.trim() ?? "";

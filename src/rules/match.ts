@@ -1,5 +1,6 @@
 import type { MatchConfig } from "./config.ts";
 import type { ConfigIssue } from "../errors.ts";
+import { hasHtmlAlternative, htmlText } from "../mail/normalize.ts";
 import type { MailAddress } from "../mail/types.ts";
 import { childPath } from "./issues.ts";
 import { compilePattern, isPatternError, parseRegexLiteral } from "./pattern.ts";
@@ -102,8 +103,9 @@ export function compileMatch(m: MatchConfig, path = "match"): CompiledMatch | Co
     add(where, p, (pattern, input) => (input.mail.headers.get(lower) ?? []).some((v) => pattern.test(v)));
   }
 
-  // Last, because the body is the longest text to search.
-  if (m.body !== undefined) add(childPath(path, "body"), m.body, (pattern, input) => pattern.test(input.mail.text), "body");
+  // Last, because the body is the longest text to search. A plain part that says less than its HTML
+  // alternative ("view this mail in a browser") is not the end: the HTML's text is tried too.
+  if (m.body !== undefined) add(childPath(path, "body"), m.body, (pattern, input) => pattern.test(input.mail.text) || (hasHtmlAlternative(input.mail) && pattern.test(htmlText(input.mail)!)), "body");
 
   return issues.length > 0 ? issues : { conditions };
 }

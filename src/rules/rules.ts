@@ -134,7 +134,26 @@ export function appliesIn(rule: CompiledRule, place: { account: string; mailbox:
 }
 
 function readsBody(rule: CompiledRule): boolean {
-  return rule.match.conditions.some((c) => c.reads === "body") || rule.extract.fields.some((f) => f.in === "body");
+  return rule.match.conditions.some((c) => c.reads === "body") || rule.extract.fields.some((f) => f.in === "body" || f.in === "html");
+}
+
+/**
+ * Whether any rule would read this mail's HTML alternative, judged from the mail with its plain
+ * text read and the HTML not yet (the caller knows it has one): a rule whose header conditions hold
+ * and that extracts `in: html`, or whose body condition fails on the plain text (it is tried on the
+ * HTML next), or a field `in: body` the plain text does not yield. When not, evaluateRules() on the
+ * mail without its HTML gives what it would give with it: the HTML is never fetched.
+ */
+export function needsHtml(rules: readonly CompiledRule[], withoutHtml: RuleInput): boolean {
+  return rules.some((rule) => readsBody(rule) && matchesWithoutBody(rule.match, withoutHtml) && wouldReadHtml(rule, withoutHtml));
+}
+
+function wouldReadHtml(rule: CompiledRule, withoutHtml: RuleInput): boolean {
+  if (rule.extract.fields.some((f) => f.in === "html")) return true;
+  // The header conditions hold (see needsHtml), so a rule that does not match failed on the body.
+  if (!matches(rule.match, withoutHtml)) return true;
+  const byName = new Map(rule.extract.fields.map((f) => [f.name, f]));
+  return extractFields(rule.extract, withoutHtml).missing.some((m) => byName.get(m.field)?.in === "body");
 }
 
 /** One RuleMatch per rule whose match holds, in rule order; every matching rule, not only the first. */

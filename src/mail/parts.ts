@@ -4,6 +4,7 @@ import libmime from "libmime";
 import { decode as decodeCharset } from "libmime/lib/charset.js";
 import libqp from "libqp";
 import { capHeader, findHeaderEnd, splitHeaderFields } from "./header-block.ts";
+import { charsetHint } from "./header-charset.ts";
 import { decodeJapanese } from "./japanese.ts";
 import { buildMail } from "./normalize.ts";
 import type { NormalizedMail } from "./types.ts";
@@ -44,6 +45,12 @@ export interface TextPartPlan {
   omitted: string[];
   /** Keys for imapflow's fetch query `bodyParts` (alongside `headers: true` for the message header). */
   fetch: Array<string | FetchBodyPartQuery>;
+  /**
+   * The charset of the first text part that declares one past UTF-8 (charsetHint): how header
+   * values in raw 8-bit bytes are read first. Part of the plan, so a header decoded before (or
+   * without) its text parts reads the same as with them.
+   */
+  charset?: string | undefined;
 }
 
 export const DEFAULT_MAX_TEXT_PARTS = 50;
@@ -106,7 +113,8 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   const fetch: Array<string | FetchBodyPartQuery> = [];
   // No "1.2.MIME" headers: BODYSTRUCTURE already carries each part's charset and encoding.
   for (const planned of parts) fetch.push({ key: planned.part, maxLength: maxTextBytes });
-  return { singlePart, maxTextBytes, parts, omitted, fetch };
+  const charset = parts.map((p) => charsetHint(param(p.parameters, "charset"))).find((c) => c !== undefined);
+  return { singlePart, maxTextBytes, parts, omitted, fetch, ...(charset ? { charset } : {}) };
 }
 
 function childPart(parent: string, index: number): string {
@@ -175,7 +183,7 @@ export function readTextParts(header: Uint8Array, plan: TextPartPlan, fetched: R
       html.push(content);
     }
   }
-  return buildMail(fields, { text: text.length ? text.join("\n") : undefined, html: html.length ? html.join("<br/>\n") : undefined }, warnings);
+  return buildMail(fields, { text: text.length ? text.join("\n") : undefined, html: html.length ? html.join("<br/>\n") : undefined, charset: plan.charset }, warnings);
 }
 
 /** What one message's FETCH brought back, ready to decode (anywhere: it is plain data, so it can cross to a worker thread). */

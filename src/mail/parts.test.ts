@@ -453,6 +453,35 @@ describe("header values in raw bytes of a legacy charset, as fetched over IMAP",
     );
     assert.equal(plan.charset, "Shift_JIS");
     assert.equal(planTextParts(leaf("text/plain", undefined), 4096).charset, undefined);
+    // As mailparser sees it: the HTML alternative counts though it is not fetched, an attachment does not.
+    const alternative = planTextParts(
+      multi("multipart/mixed", undefined, [
+        leaf("text/plain", "1", { disposition: "attachment", parameters: { charset: "koi8-r" } }),
+        multi("multipart/alternative", "2", [leaf("text/plain", "2.1"), leaf("text/html", "2.2", { parameters: { charset: "euc-jp" } })]),
+      ]),
+      4096,
+    );
+    assert.deepEqual(keysOf(alternative.fetch), ["2.1"]);
+    assert.equal(alternative.charset, "euc-jp");
+  });
+
+  test("a UTF-8 plain part and an EUC-JP HTML alternative: EUC-JP on both ways in", async () => {
+    const subject = Buffer.from("a5c6a5b9a5c8", "hex"); // テスト in EUC-JP
+    const raw = Buffer.concat([
+      Buffer.from("Subject: "),
+      subject,
+      Buffer.from("\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n--b\r\nContent-Type: text/html; charset=euc-jp\r\n\r\n<p>"),
+      subject,
+      Buffer.from("</p>\r\n--b--\r\n"),
+    ]);
+    const view = imapView(raw);
+    const plan = planTextParts(view.structure, 4096);
+    const overImap = readTextParts(view.header, plan, fetchFrom(view, plan));
+    const whole = await normalizeMail(raw);
+    assert.equal(overImap.subject, "テスト");
+    assert.equal(whole.subject, "テスト");
+    assert.deepEqual(overImap.warnings, ["header Subject in raw 8-bit bytes without RFC 2047 encoding: read as euc-jp (the charset the body declares)"]);
+    assert.deepEqual(whole.warnings, overImap.warnings);
   });
 
   test("without BODYSTRUCTURE: the message's own Content-Type charset, else detection", () => {

@@ -46,9 +46,9 @@ export interface TextPartPlan {
   /** Keys for imapflow's fetch query `bodyParts` (alongside `headers: true` for the message header). */
   fetch: Array<string | FetchBodyPartQuery>;
   /**
-   * The charset of the first text part that declares one past UTF-8 (charsetHint): how header
-   * values in raw 8-bit bytes are read first. Part of the plan, so a header decoded before (or
-   * without) its text parts reads the same as with them.
+   * The charset of the first text part (plain or HTML, fetched or not) that declares one past
+   * UTF-8 (charsetHint): how header values in raw 8-bit bytes are read first. Part of the plan, so
+   * a header decoded before (or without) its text parts reads the same as with them.
    */
   charset?: string | undefined;
 }
@@ -72,6 +72,7 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   const singlePart = !isMultipart(structure);
   const parts: PlannedTextPart[] = [];
   const omitted: string[] = [];
+  let charset: string | undefined;
 
   const take = (node: MessageStructureObject, part: string): void => {
     if (parts.length >= maxParts) {
@@ -105,6 +106,8 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
       return;
     }
     if (isAttachment(node)) return;
+    // Every text part mailparser decodes counts, fetched or not (an HTML alternative), as its Iconv hook sees them.
+    if (node.type === "text/plain" || node.type === "text/html") charset ??= charsetHint(param(node.parameters ?? {}, "charset"));
     if (node.type === "text/plain") take(node, part);
     else if (node.type === "text/html" && !(alternative && hasPlainText(alternative))) take(node, part);
   };
@@ -113,7 +116,6 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   const fetch: Array<string | FetchBodyPartQuery> = [];
   // No "1.2.MIME" headers: BODYSTRUCTURE already carries each part's charset and encoding.
   for (const planned of parts) fetch.push({ key: planned.part, maxLength: maxTextBytes });
-  const charset = parts.map((p) => charsetHint(param(p.parameters, "charset"))).find((c) => c !== undefined);
   return { singlePart, maxTextBytes, parts, omitted, fetch, ...(charset ? { charset } : {}) };
 }
 

@@ -56,6 +56,12 @@ describe("detectJapanese", () => {
     ["Latin-1 'Formação'", Buffer.from("Formação", "latin1").toString("hex"), undefined],
     ["Latin-1 'Straße'", "53747261df65", undefined],
     ["half-width katakana alone", "b1b2b3", undefined],
+    ["Latin-1 'Réservation confirmée'", Buffer.from("Réservation confirmée", "latin1").toString("hex"), undefined],
+    ["Latin-1 'Größe Müller'", Buffer.from("Größe Müller", "latin1").toString("hex"), undefined],
+    ["Latin-1 'Ñandú'", Buffer.from("Ñandú", "latin1").toString("hex"), undefined],
+    ["Windows-1252 'it’s'", "6974927320", undefined],
+    ["Shift_JIS 'PDFファイル' (a kana after an ASCII letter)", "504446837483408343838b", "shift_jis"],
+    ["Shift_JIS 'Re: 山田様'", "52653a208e529363976c", "shift_jis"],
     ["invalid in both", "ff80ff", undefined],
   ];
   for (const [name, hex, expected] of cases) test(name, () => assert.equal(detectJapanese(Buffer.from(hex, "hex")), expected));

@@ -188,7 +188,8 @@ function readUtf8(bytes: Buffer): string | undefined {
  *   Latin-1 or the other Japanese charset mostly turns into;
  * - Latin-1 scores 1 per byte of an accented letter (0xC0–0xFF) standing in a run of one or two
  *   such bytes next to an ASCII letter, as in "Formação" or "Verão", which also happen to be
- *   valid Shift_JIS (two rare kanji).
+ *   valid Shift_JIS (two rare kanji), and 1 per Windows-1252 punctuation byte (0x80–0x9F) alone
+ *   between two ASCII letters ("it’s", one kanji in Shift_JIS).
  * The best Japanese candidate must score above 0 and above Latin-1. Real Japanese Shift_JIS text
  * is mostly bytes 0x81–0x9F (kana and common kanji), which are no letters in Latin-1; EUC-JP text
  * is runs of high bytes, never one or two between letters.
@@ -229,6 +230,8 @@ function latinScore(bytes: Buffer): number {
     const run = bytes.subarray(i, end);
     const letters = run.every((b) => b >= 0xc0 && b !== 0xd7 && b !== 0xf7);
     if (run.length <= 2 && letters && (isAsciiLetter(bytes[i - 1]) || isAsciiLetter(bytes[end]))) score += run.length;
+    // Windows-1252 punctuation between letters, as the apostrophe in "it’s" (0x92).
+    else if (run.length === 1 && run[0]! <= 0x9f && isAsciiLetter(bytes[i - 1]) && isAsciiLetter(bytes[end])) score += 1;
     i = end;
   }
   return score;

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
+import { rawHeaderCases, readRawHeaderFixture } from "../../test/support/raw-headers.ts";
 import { normalizeMail } from "./normalize.ts";
 
 const fixtures = path.resolve(import.meta.dirname, "../../test/fixtures");
@@ -138,11 +139,11 @@ describe("headers", () => {
     assert.equal(m.subject, "Re: TEST テストテスト");
   });
 
-  test("raw 8-bit Latin-1 in a header is read as Latin-1, not replaced", async () => {
+  test("raw 8-bit Latin-1 in a header is read as Latin-1, not replaced (nor taken for Shift_JIS, which it also is)", async () => {
     const raw = Buffer.concat([Buffer.from("Subject: Forma"), Buffer.from([0xe7, 0xe3]), Buffer.from("o\r\n\r\nx")]);
     const m = await normalizeMail(raw);
     assert.equal(m.subject, "Formação");
-    assert.deepEqual(m.warnings, []);
+    assert.deepEqual(m.warnings, ["header Subject in raw 8-bit bytes without RFC 2047 encoding: read as ISO-8859-1 (not UTF-8, Shift_JIS or EUC-JP)"]);
   });
 
   test("RFC 6532 UTF-8 headers", async () => {
@@ -157,6 +158,38 @@ describe("headers", () => {
     assert.equal(m.messageId, undefined);
     assert.equal(m.date, undefined);
     assert.deepEqual(m.warnings, []);
+  });
+});
+
+describe("header values in raw bytes of a legacy charset (no RFC 2047)", () => {
+  for (const c of rawHeaderCases) {
+    test(c.file, async () => {
+      const m = await normalizeMail(readRawHeaderFixture(c));
+      assert.equal(m.subject, c.subject);
+      assert.deepEqual(m.from, c.from);
+      for (const [name, value] of Object.entries(c.headers ?? {})) assert.equal(m.headers.get(name)?.[0], value);
+      assert.equal(m.headers.get("subject")?.[0], c.subject);
+      assert.deepEqual(m.warnings, c.warnings);
+    });
+  }
+
+  test("the charset of the first text part that declares one, past a UTF-8 part", async () => {
+    const sjisSubject = Buffer.from("836583588367", "hex"); // テスト
+    const raw = Buffer.concat([
+      Buffer.from("Subject: "),
+      sjisSubject,
+      Buffer.from("\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n--b\r\nContent-Type: text/plain; charset=Shift_JIS\r\n\r\n"),
+      sjisSubject,
+      Buffer.from("\r\n--b--\r\n"),
+    ]);
+    const m = await normalizeMail(raw);
+    assert.equal(m.subject, "テスト");
+    assert.deepEqual(m.warnings, ["header Subject in raw 8-bit bytes without RFC 2047 encoding: read as Shift_JIS (the charset the body declares)"]);
+  });
+
+  test("raw bytes and an encoded word in one value: both decoded", async () => {
+    const raw = Buffer.concat([Buffer.from("Subject: "), Buffer.from("836583588367", "hex"), Buffer.from(" =?UTF-8?B?44GK55+l44KJ44Gb?=\r\nContent-Type: text/plain; charset=shift_jis\r\n\r\nx")]);
+    assert.equal((await normalizeMail(raw)).subject, "テスト お知らせ");
   });
 });
 

@@ -6,6 +6,7 @@ import { createDecodeStream, decode as decodeCharset } from "libmime/lib/charset
 import { Transform, type TransformCallback } from "node:stream";
 import { findHeaderEnd, isValidHeaderName, splitHeaderFields } from "./header-block.ts";
 import type { RawHeaderField } from "./header-block.ts";
+import { decodeRawHeaderValues } from "./header-charset.ts";
 import { decodeJapanese, decodesJapanese } from "./japanese.ts";
 import { emptyMail, type MailAddress, type NormalizedMail } from "./types.ts";
 
@@ -36,7 +37,8 @@ const PARSER_OPTIONS: MailParserOptions = {
   // The IMAP path (parts.ts) fetches only text/plain and text/html, so DSN status fields must not
   // reach `text` here either, or the same mail would read differently depending on how it arrived.
   keepDeliveryStatus: true,
-  // Japanese bodies decode as on the IMAP path (japanese.ts), every other charset as without it.
+  // Japanese bodies decode as on the IMAP path (japanese.ts), every other charset as without it;
+  // normalize() wraps it to note the charsets.
   Iconv: bodyCharsetDecoder as unknown as NonNullable<MailParserOptions["Iconv"]>,
 };
 
@@ -110,7 +112,14 @@ async function normalize(raw: Uint8Array, timeoutMs: number, warnings: string[])
     return { ...emptyMail(), warnings };
   }
 
-  const parsed = await runParser(input, PARSER_OPTIONS, timeoutMs);
+  // The hook sees the charset of each text part mailparser decodes, past UTF-8, US-ASCII and the
+  // ones it refuses: the first is the hint for header values in raw 8-bit bytes.
+  const charsets: string[] = [];
+  const Iconv = function (charset: string): NodeJS.ReadWriteStream {
+    charsets.push(charset);
+    return bodyCharsetDecoder(charset);
+  } as unknown as NonNullable<MailParserOptions["Iconv"]>;
+  const parsed = await runParser(input, { ...PARSER_OPTIONS, Iconv }, timeoutMs);
   for (const error of parsed.errors) warnings.push(`parser: ${error}`);
   if (!parsed.finished && parsed.errors.length === 0) warnings.push("parser: stopped before the end of the message");
 
@@ -124,12 +133,17 @@ async function normalize(raw: Uint8Array, timeoutMs: number, warnings: string[])
     if (fields.length) warnings.push("header read without the MIME parser; body not decoded");
   }
   restoreLeadingFrom(input, fields);
-  return buildMail(fields, parsed, warnings);
+  return buildMail(fields, { ...parsed, charset: charsets[0] }, warnings);
 }
 
 /** The decoded body as mailparser leaves it: text and HTML parts joined, before our own clean-up. */
 export interface DecodedBody {
   text: string | undefined;
+  /**
+   * The charset the first text part declares, past UTF-8 and US-ASCII: how header values in raw
+   * 8-bit bytes are read first (header-charset.ts). Without it, the message's Content-Type charset.
+   */
+  charset?: string | undefined;
   html: string | undefined;
   conversionError?: Error | undefined;
 }
@@ -141,16 +155,16 @@ export interface DecodedBody {
 export function buildMail(fields: readonly RawHeaderField[], parsed: DecodedBody, warnings: string[]): NormalizedMail {
   const headers = new Map<string, string[]>();
   const unfolded = new Map<string, string[]>();
-  let badLines = 0;
-  for (const field of fields) {
-    if (!isValidHeaderName(field.key)) {
-      badLines++;
-      continue;
-    }
-    const value = unfoldValue(field.line);
+  const named = fields.filter((field) => isValidHeaderName(field.key));
+  const badLines = fields.length - named.length;
+  const raw = named.map((field) => ({ name: field.line.slice(0, field.line.indexOf(":")).trim(), binary: libmime.decodeHeader(field.line).value }));
+  const decoded = decodeRawHeaderValues(raw, parsed.charset ?? declaredCharset(named, raw));
+  warnings.push(...decoded.warnings);
+  named.forEach((field, i) => {
+    const value = decoded.values[i]!;
     pushTo(unfolded, field.key, value);
     pushTo(headers, field.key, decodeWords(value));
-  }
+  });
   if (badLines) warnings.push(`${badLines} header line(s) without a valid field name ignored`);
   if (headers.size === 0) warnings.push("no header fields found: the input may not be a mail message");
 
@@ -315,12 +329,12 @@ function restoreLeadingFrom(input: Buffer, fields: RawHeaderField[]): void {
   if (first && first.key === "from" && fields[0]?.line !== first.line) fields.unshift(first);
 }
 
-/** The value of a header line: name and colon removed, folding undone, raw UTF-8 bytes decoded. */
-function unfoldValue(line: string): string {
-  const value = libmime.decodeHeader(line).value;
-  const utf8 = Buffer.from(value, "latin1").toString("utf8");
-  // Raw 8-bit bytes that are not UTF-8 are most likely Latin-1 (what mailsplit assumes too).
-  return utf8.includes("\uFFFD") && !value.includes("\uFFFD") ? value : utf8;
+/** The charset parameter of the message's own Content-Type, for a message whose text parts are not known. */
+function declaredCharset(named: readonly RawHeaderField[], raw: ReadonlyArray<{ binary: string }>): string | undefined {
+  const at = named.findIndex((field) => field.key === "content-type");
+  if (at < 0) return undefined;
+  const charset = libmime.parseHeaderValue(raw[at]!.binary).params.charset;
+  return typeof charset === "string" && charset.trim() !== "" ? charset.trim() : undefined;
 }
 
 function decodeWords(value: string): string {

@@ -4,8 +4,9 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import type { MessageStructureObject } from "imapflow";
 import { findHeaderEnd, splitHeaderFields } from "./header-block.ts";
+import { rawHeaderCases, readRawHeaderFixture } from "../../test/support/raw-headers.ts";
 import { htmlText, normalizeMail } from "./normalize.ts";
-import { htmlAlternativesPlan, planTextParts, readTextParts } from "./parts.ts";
+import { htmlAlternativesPlan, planTextParts, readFetchedParts, readTextParts } from "./parts.ts";
 import type { NormalizedMail } from "./types.ts";
 
 const fixtures = path.resolve(import.meta.dirname, "../../test/fixtures");
@@ -402,6 +403,7 @@ describe("round trip: fetch as planned and read = normalize the whole message", 
     ["euc-jp-notice.eml", ["1"]],
     ["latin1-qp.eml", ["1"]],
     ["hostile-slack.eml", ["1"]],
+    ...rawHeaderCases.map((c): [string, string[]] => [c.file, c.parts]),
   ];
   for (const [name, keys] of cases) {
     test(name, async () => {
@@ -461,5 +463,76 @@ describe("round trip: fetch as planned and read = normalize the whole message", 
       ],
     );
     assert.equal(view.sections.get("2")?.toString("latin1").slice(0, 8), "JVBERi0x");
+  });
+});
+
+describe("header values in raw bytes of a legacy charset, as fetched over IMAP", () => {
+  for (const c of rawHeaderCases) {
+    test(c.file, () => {
+      const view = imapView(readRawHeaderFixture(c));
+      const plan = planTextParts(view.structure, 256 * 1024);
+      const mail = readTextParts(view.header, plan, fetchFrom(view, plan));
+      assert.equal(mail.subject, c.subject);
+      assert.deepEqual(mail.from, c.from);
+      for (const [name, value] of Object.entries(c.headers ?? {})) assert.equal(mail.headers.get(name)?.[0], value);
+      assert.deepEqual(mail.warnings, c.warnings);
+      // The daemon decodes the header alone first (to ask its rules whether the text is needed):
+      // the plan keeps the body's charset, so the subject reads the same before the text is fetched.
+      const headerOnly = readTextParts(view.header, { ...plan, parts: [], omitted: [], fetch: [] }, new Map());
+      assert.equal(headerOnly.subject, c.subject);
+      assert.deepEqual(headerOnly.warnings, c.warnings);
+    });
+  }
+
+  test("the plan carries the first declared charset past UTF-8 and UTF-7", () => {
+    const plan = planTextParts(
+      multi("multipart/mixed", undefined, [leaf("text/plain", "1"), leaf("text/plain", "2", { parameters: { charset: "UTF-7" } }), leaf("text/plain", "3", { parameters: { CHARSET: "Shift_JIS" } }), leaf("text/plain", "4", { parameters: { charset: "euc-jp" } })]),
+      4096,
+    );
+    assert.equal(plan.charset, "Shift_JIS");
+    assert.equal(planTextParts(leaf("text/plain", undefined), 4096).charset, undefined);
+    // As mailparser sees it: the HTML alternative counts though it is not fetched, an attachment does not.
+    const alternative = planTextParts(
+      multi("multipart/mixed", undefined, [
+        leaf("text/plain", "1", { disposition: "attachment", parameters: { charset: "koi8-r" } }),
+        multi("multipart/alternative", "2", [leaf("text/plain", "2.1"), leaf("text/html", "2.2", { parameters: { charset: "euc-jp" } })]),
+      ]),
+      4096,
+    );
+    assert.deepEqual(keysOf(alternative.fetch), ["2.1"]);
+    assert.equal(alternative.charset, "euc-jp");
+  });
+
+  test("a UTF-8 plain part and an EUC-JP HTML alternative: EUC-JP on both ways in", async () => {
+    const subject = Buffer.from("a5c6a5b9a5c8", "hex"); // テスト in EUC-JP
+    const raw = Buffer.concat([
+      Buffer.from("Subject: "),
+      subject,
+      Buffer.from("\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n--b\r\nContent-Type: text/html; charset=euc-jp\r\n\r\n<p>"),
+      subject,
+      Buffer.from("</p>\r\n--b--\r\n"),
+    ]);
+    const view = imapView(raw);
+    const plan = planTextParts(view.structure, 4096);
+    const overImap = readTextParts(view.header, plan, fetchFrom(view, plan));
+    const whole = await normalizeMail(raw);
+    assert.equal(overImap.subject, "テスト");
+    assert.equal(whole.subject, "テスト");
+    assert.deepEqual(overImap.warnings, ["header Subject in raw 8-bit bytes without RFC 2047 encoding: read as euc-jp (the charset the body declares)"]);
+    assert.deepEqual(whole.warnings, overImap.warnings);
+  });
+
+  test("without BODYSTRUCTURE: the message's own Content-Type charset, else detection", () => {
+    const read = (file: string) => {
+      const view = imapView(readFileSync(path.join(fixtures, file)));
+      return readFetchedParts({ uid: 7, header: view.header, plan: undefined, bodies: new Map() });
+    };
+    const euc = read("raw-header-euc-jp.eml");
+    assert.equal(euc.subject, "会議のお知らせ（第3回）");
+    assert.match(euc.warnings.at(-1) ?? "", /read as EUC-JP \(the charset the body declares\)$/);
+    // multipart/alternative: the charset is on the parts, which are not known here.
+    const sjis = read("raw-header-shift-jis.eml");
+    assert.equal(sjis.subject, "【重要】ご注文確認 合計 1,280円");
+    assert.match(sjis.warnings.at(-1) ?? "", /read as Shift_JIS \(detected; the body declares no legacy charset\)$/);
   });
 });

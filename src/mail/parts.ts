@@ -4,6 +4,7 @@ import libmime from "libmime";
 import { decode as decodeCharset } from "libmime/lib/charset.js";
 import libqp from "libqp";
 import { capHeader, findHeaderEnd, splitHeaderFields } from "./header-block.ts";
+import { charsetHint } from "./header-charset.ts";
 import { decodeJapanese } from "./japanese.ts";
 import { buildMail } from "./normalize.ts";
 import type { NormalizedMail } from "./types.ts";
@@ -51,6 +52,12 @@ export interface TextPartPlan {
    * readTextParts() decodes them into `html` when they were.
    */
   alternatives: PlannedTextPart[];
+  /**
+   * The charset of the first text part (plain or HTML, fetched or not) that declares one past
+   * UTF-8 (charsetHint): how header values in raw 8-bit bytes are read first. Part of the plan, so
+   * a header decoded before (or without) its text parts reads the same as with them.
+   */
+  charset?: string | undefined;
 }
 
 export const DEFAULT_MAX_TEXT_PARTS = 50;
@@ -74,6 +81,7 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   const parts: PlannedTextPart[] = [];
   const omitted: string[] = [];
   const alternatives: PlannedTextPart[] = [];
+  let charset: string | undefined;
 
   const take = (node: MessageStructureObject, part: string, into = parts): void => {
     if (into.length >= maxParts) {
@@ -108,6 +116,8 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
       return;
     }
     if (isAttachment(node)) return;
+    // Every text part mailparser decodes counts, fetched or not (an HTML alternative), as its Iconv hook sees them.
+    if (node.type === "text/plain" || node.type === "text/html") charset ??= charsetHint(param(node.parameters ?? {}, "charset"));
     if (node.type === "text/plain") take(node, part);
     else if (node.type === "text/html") take(node, part, alternative && hasPlainText(alternative) ? alternatives : parts);
   };
@@ -116,7 +126,7 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   const fetch: Array<string | FetchBodyPartQuery> = [];
   // No "1.2.MIME" headers: BODYSTRUCTURE already carries each part's charset and encoding.
   for (const planned of parts) fetch.push({ key: planned.part, maxLength: maxTextBytes });
-  return { singlePart, maxTextBytes, parts, omitted, fetch, alternatives };
+  return { singlePart, maxTextBytes, parts, omitted, fetch, alternatives, ...(charset ? { charset } : {}) };
 }
 
 /** The plan for fetching a mail's HTML alternatives alone (its plain text was read already); undefined when it has none. */
@@ -200,7 +210,7 @@ export function readTextParts(header: Uint8Array, plan: TextPartPlan, fetched: R
   }
   // mailparser puts an alternative's HTML in `html` only, never in `text`: so here.
   html.unshift(...alternativeHtml.filter((content) => content !== ""));
-  return buildMail(fields, { text: text.length ? text.join("\n") : undefined, html: html.length ? html.join("<br/>\n") : undefined }, warnings);
+  return buildMail(fields, { text: text.length ? text.join("\n") : undefined, html: html.length ? html.join("<br/>\n") : undefined, charset: plan.charset }, warnings);
 }
 
 /** What one message's FETCH brought back, ready to decode (anywhere: it is plain data, so it can cross to a worker thread). */

@@ -18,7 +18,10 @@ export interface NormalizedMail {
   subject: string;
   /** The Date header, when present and valid. */
   date: Date | undefined;
-  /** Every header, name lower-cased, values decoded (RFC 2047) and unfolded, in order of appearance. */
+  /**
+   * Every header, name lower-cased, values decoded and unfolded, in order of appearance: raw 8-bit
+   * or ISO-2022-JP bytes by header-charset.ts (with a warning when a charset was assumed), then RFC 2047.
+   */
   headers: ReadonlyMap<string, readonly string[]>;
   /** Plain text body: the text/plain parts, or text made from the HTML when the mail has only HTML. */
   text: string;

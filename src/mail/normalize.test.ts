@@ -59,7 +59,10 @@ describe("fixtures decode exactly", () => {
     assert.ok(m.text.includes("\nSome App Pro (Monthly)  $14.15\n"));
     assert.ok(!m.text.includes("%PDF") && !m.text.includes("JVBER"), "attachment content is not in the text");
     assert.ok(!JSON.stringify([...m.headers]).includes("JVBER"));
-    assert.deepEqual(Object.keys(m).sort(), ["cc", "date", "from", "headers", "html", "messageId", "subject", "text", "to", "warnings"]);
+    assert.deepEqual(Object.keys(m).sort(), ["attachments", "cc", "date", "from", "headers", "html", "messageId", "subject", "text", "to", "warnings"]);
+    // Named and sized from the structure; the content itself is discarded.
+    assert.deepEqual(m.attachments, [{ filename: "Receipt_MQ4X7Y2Z9.pdf", contentType: "application/pdf", size: m.attachments[0]?.size }]);
+    assert.ok(m.attachments[0]!.size > 0);
     assert.deepEqual(m.warnings, []);
   });
 

@@ -6,7 +6,7 @@ import libqp from "libqp";
 import { capHeader, findHeaderEnd, splitHeaderFields } from "./header-block.ts";
 import { decodeJapanese } from "./japanese.ts";
 import { buildMail } from "./normalize.ts";
-import type { NormalizedMail } from "./types.ts";
+import type { MailAttachment, NormalizedMail } from "./types.ts";
 
 /**
  * Fetching only what rules read: the message header, its text parts (capped) and never an
@@ -44,6 +44,8 @@ export interface TextPartPlan {
   omitted: string[];
   /** Keys for imapflow's fetch query `bodyParts` (alongside `headers: true` for the message header). */
   fetch: Array<string | FetchBodyPartQuery>;
+  /** What BODYSTRUCTURE says of the attached files (never fetched), for `NormalizedMail.attachments`. */
+  attachments: MailAttachment[];
 }
 
 export const DEFAULT_MAX_TEXT_PARTS = 50;
@@ -65,6 +67,7 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   const singlePart = !isMultipart(structure);
   const parts: PlannedTextPart[] = [];
   const omitted: string[] = [];
+  const attachments: MailAttachment[] = [];
 
   const take = (node: MessageStructureObject, part: string): void => {
     if (parts.length >= maxParts) {
@@ -87,7 +90,10 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
       // mailsplit reads a forwarded message as part of this one only when it is marked inline and
       // not transfer-encoded; anything else is an attachment.
       const encoding = (node.encoding ?? "7bit").toLowerCase();
-      if (node.disposition?.toLowerCase() !== "inline" || !["7bit", "8bit", "binary"].includes(encoding) || !inner) return;
+      if (node.disposition?.toLowerCase() !== "inline" || !["7bit", "8bit", "binary"].includes(encoding) || !inner) {
+        attachments.push(describeAttachment(node));
+        return;
+      }
       // imapflow numbers the encapsulated message like its wrapper ("2"); a single-part one's body is "2.1".
       visit(inner, isMultipart(inner) ? part : `${part}.1`, undefined);
       return;
@@ -97,7 +103,11 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
       (node.childNodes ?? []).forEach((child, i) => visit(child, child.part ?? childPart(part, i), enclosing));
       return;
     }
-    if (isAttachment(node)) return;
+    // mailparser's rule: any leaf but an inline text/plain or text/html is an attachment.
+    if (isAttachment(node) || (node.type !== "text/plain" && node.type !== "text/html")) {
+      attachments.push(describeAttachment(node));
+      return;
+    }
     if (node.type === "text/plain") take(node, part);
     else if (node.type === "text/html" && !(alternative && hasPlainText(alternative))) take(node, part);
   };
@@ -106,7 +116,26 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   const fetch: Array<string | FetchBodyPartQuery> = [];
   // No "1.2.MIME" headers: BODYSTRUCTURE already carries each part's charset and encoding.
   for (const planned of parts) fetch.push({ key: planned.part, maxLength: maxTextBytes });
-  return { singlePart, maxTextBytes, parts, omitted, fetch };
+  return { singlePart, maxTextBytes, parts, omitted, fetch, attachments };
+}
+
+/**
+ * An attachment as mailparser describes it, from BODYSTRUCTURE alone: imapflow has already decoded
+ * the RFC 2231 / RFC 2047 file name; a generic type is guessed from the name, as mailparser does.
+ */
+function describeAttachment(node: MessageStructureObject): MailAttachment {
+  const filename = param(node.dispositionParameters ?? {}, "filename") ?? param(node.parameters ?? {}, "name") ?? "";
+  let contentType = (node.type || "application/octet-stream").toLowerCase();
+  if (contentType === "application/octet-stream" && filename !== "") contentType = libmime.detectMimeType(filename) || contentType;
+  return { filename, contentType, size: decodedSize(node.size ?? 0, node.encoding) };
+}
+
+/**
+ * The decoded size from the encoded one BODYSTRUCTURE gives: base64 lines of 76 characters and
+ * CRLF (78 bytes) carry 57 bytes each. Other encodings are taken as they are.
+ */
+function decodedSize(encodedSize: number, encoding: string | undefined): number {
+  return encoding?.toLowerCase() === "base64" ? Math.floor((encodedSize * 57) / 78) : encodedSize;
 }
 
 function childPart(parent: string, index: number): string {
@@ -175,7 +204,7 @@ export function readTextParts(header: Uint8Array, plan: TextPartPlan, fetched: R
       html.push(content);
     }
   }
-  return buildMail(fields, { text: text.length ? text.join("\n") : undefined, html: html.length ? html.join("<br/>\n") : undefined }, warnings);
+  return buildMail(fields, { text: text.length ? text.join("\n") : undefined, html: html.length ? html.join("<br/>\n") : undefined, attachments: plan.attachments }, warnings);
 }
 
 /** What one message's FETCH brought back, ready to decode (anywhere: it is plain data, so it can cross to a worker thread). */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { MatchConfig } from "./config.ts";
 import { addr, appleMail, googlePlayMail, input, mail } from "./fixtures.test.ts";
-import { addressPatternWarning, compileMatch, failedConditions, formatAddress, matches } from "./match.ts";
+import { addressPatternWarning, compileMatch, failedConditions, formatAddress, formatAttachments, matches } from "./match.ts";
 import type { CompiledMatch } from "./match.ts";
 import type { RuleInput } from "./types.ts";
 
@@ -115,7 +115,7 @@ describe("from/to/cc: the address only (the spoofs of issue 15)", () => {
     ["the real sender", "googleplay-noreply@google.com", "googleplay-noreply@google.com", "Google Play", true],
     ["the address as display name of another address", "googleplay-noreply@google.com", "attacker@evil.example", "googleplay-noreply@google.com", false],
     ["the address as display name, domain form", "@google.com", "attacker@evil.example", "x@google.com", false],
-    ["the address as display name, regex", "/^googleplay-noreply@google\.com$/", "attacker@evil.example", "googleplay-noreply@google.com", false],
+    ["the address as display name, regex", "/^googleplay-noreply@google\\.com$/", "attacker@evil.example", "googleplay-noreply@google.com", false],
     ["the address with a domain appended", "googleplay-noreply@google.com", "googleplay-noreply@google.com.evil.example", "", false],
     ["the address with a prefix", "googleplay-noreply@google.com", "x-googleplay-noreply@google.com", "", false],
     ["case does not matter", "googleplay-noreply@google.com", "GooglePlay-NoReply@GOOGLE.COM", "", true],
@@ -126,7 +126,7 @@ describe("from/to/cc: the address only (the spoofs of issue 15)", () => {
     ["domain: ends with the same letters", "@google.com", "x@notgoogle.com", "", false],
     ["domain: in the local part", "@google.com", "google.com@evil.example", "", false],
     ["domain: the local part holds an @ (quoted)", "@google.com", '"a@google.com"@evil.example', "", false],
-    ["regex on the address only", "/google\.com$/", "x@google.com", "", true],
+    ["regex on the address only", "/google\\.com$/", "x@google.com", "", true],
     ["regex does not see the name", "/Play/", "x@google.com", "Google Play", false],
   ];
   for (const [name, pattern, address, displayName, expected] of cases) {
@@ -179,6 +179,11 @@ describe("attachment", () => {
       assert.equal(matches(compiled({ attachment: pattern }), i), expected);
     });
   }
+
+  test("{{attachments}}: names, or the type when there is none", () => {
+    assert.equal(formatAttachments([pdf, logo]), "Receipt_MQ4X7Y2Z9.pdf, [image/png]");
+    assert.equal(formatAttachments([]), "");
+  });
 });
 
 describe("addresses", () => {

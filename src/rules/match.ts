@@ -1,6 +1,6 @@
 import type { MatchConfig } from "./config.ts";
 import type { ConfigIssue } from "../errors.ts";
-import type { MailAddress } from "../mail/types.ts";
+import type { MailAddress, MailAttachment } from "../mail/types.ts";
 import { childPath } from "./issues.ts";
 import { compilePattern, isPatternError, parseRegexLiteral } from "./pattern.ts";
 import type { CompiledPattern } from "./pattern.ts";
@@ -30,6 +30,14 @@ interface Condition {
 
 export interface CompiledMatch {
   readonly conditions: readonly Condition[];
+}
+
+/**
+ * "invoice.pdf, logo.png": each attachment's file name, or its type in brackets when it has none
+ * ("[image/png]"); "" when there are none. What {{attachments}} shows.
+ */
+export function formatAttachments(attachments: readonly MailAttachment[]): string {
+  return attachments.map((a) => a.filename || `[${a.contentType}]`).join(", ");
 }
 
 /** "Name <address>", or the address alone when the mail gives no name. */

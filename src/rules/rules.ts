@@ -5,7 +5,7 @@ import { compileActions } from "./actions.ts";
 import { compileExtract, extractFields } from "./extract.ts";
 import type { CompiledExtract } from "./extract.ts";
 import { underPath } from "./issues.ts";
-import { compileMatch, formatAddress, matches, matchesWithoutBody } from "./match.ts";
+import { compileMatch, formatAddress, formatAttachments, matches, matchesWithoutBody } from "./match.ts";
 import type { CompiledMatch } from "./match.ts";
 import { periodOf, validateLocale, validateTimeZone } from "./period.ts";
 import { compileTemplate, renderTemplate } from "./template.ts";
@@ -168,6 +168,7 @@ export function templateValues(rule: CompiledRule, match: RuleMatch, input: Rule
     subject: input.mail.subject,
     from: first ? formatAddress(first) : "",
     to: input.mail.to.map(formatAddress).join(", "),
+    attachments: formatAttachments(input.mail.attachments),
     date: input.mail.date ?? input.receivedAt,
     total: extras.total,
     period: extras.total?.period ?? match.total?.period,

@@ -214,6 +214,12 @@ describe("mailbell test: attachments, from the .eml's structure", () => {
     assert.ok((listed?.size ?? 0) > 0);
   });
 
+  it("the text report lists each attachment's name, type and size", async () => {
+    const { file } = setup(rules);
+    const { out } = await cli(["test", "--config", file, apple]);
+    assert.match(out, /^.*apple-receipt-en-multipart\.eml: from no_reply@email\.apple\.com, .*\n {2}attachment: Receipt_MQ4X7Y2Z9\.pdf \(application\/pdf, \d+ bytes\)\nrule with-pdf: matched\n/);
+  });
+
   it("a mail without attachments does not match", async () => {
     const { file } = setup(rules);
     const lines = (await cli(["test", "--config", file, "--json", receipt])).out.trimEnd().split("\n").map((line) => JSON.parse(line) as { matched: boolean });

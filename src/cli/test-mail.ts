@@ -58,6 +58,8 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
     if (!options.json) {
       io.out(`${options.file}: from ${escapeTerminal(mail.from.map((a) => a.address).join(", ")) || "(none)"}, subject "${escapeTerminal(mail.subject)}", received ${receivedAt.toISOString()}`);
       for (const warning of mail.warnings) io.out(`  warning: ${escapeTerminal(warning)}`);
+      // What an attachment: condition is tested against, so a rule can be written from it.
+      for (const file of mail.attachments) io.out(`  attachment: ${escapeTerminal(file.filename || "(no name)")} (${escapeTerminal(file.contentType)}, ${file.size} bytes)`);
     }
     for (const rulePlan of plan.rules) {
       const rule = rules.find((r) => r.name === rulePlan.rule)!;

@@ -275,6 +275,39 @@ describe("fixes on top of mailparser", () => {
     assert.equal(m.html, "<p>html body</p>");
   });
 
+  test("attachments: RFC 2231 and RFC 2047 names decoded, octet-stream typed by its name, inline images too, sizes decoded", async () => {
+    const pdf = Buffer.alloc(1000, 0x25).toString("base64");
+    const m = await normalizeMail(
+      mail(
+        "Content-Type: multipart/mixed; boundary=b",
+        "",
+        "--b",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        "Invoice attached.",
+        "--b",
+        "Content-Type: application/octet-stream",
+        "Content-Disposition: attachment; filename*=UTF-8''%E8%AB%8B%E6%B1%82%E6%9B%B8.pdf",
+        "Content-Transfer-Encoding: base64",
+        "",
+        pdf,
+        "--b",
+        'Content-Type: image/png; name="=?UTF-8?B?44Ot44K0LnBuZw==?="',
+        "Content-Disposition: inline",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "iVBORw0KGgo=",
+        "--b--",
+        "",
+      ),
+    );
+    assert.equal(m.text.trim(), "Invoice attached.");
+    assert.deepEqual(m.attachments, [
+      { filename: "請求書.pdf", contentType: "application/pdf", size: 1000 },
+      { filename: "ロゴ.png", contentType: "image/png", size: 8 },
+    ]);
+  });
+
   test("message/delivery-status stays out of the text, as on the IMAP path", async () => {
     const m = await normalizeMail(
       mail(

@@ -15,7 +15,7 @@ export interface MailAttachment {
   contentType: string;
   /**
    * Size in bytes once decoded. On the IMAP path it is estimated from the transfer-encoded size the
-   * server reports (base64: ×3/4, less its line breaks), so it may differ by a few bytes.
+   * server reports (base64: ×3/4, less its line breaks), so it may differ by a few percent.
    */
   size: number;
 }

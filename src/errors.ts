@@ -43,11 +43,14 @@ export interface ConfigIssue {
   message: string;
 }
 
+/** "mailbell.yaml:12: rules[0].match.from: …": one issue (or warning) of the config, located. */
+export function formatConfigIssue(file: string, issue: ConfigIssue): string {
+  const where = `${file}${issue.line ? `:${issue.line}` : ""}`;
+  return issue.path ? `${where}: ${issue.path}: ${issue.message}` : `${where}: ${issue.message}`;
+}
+
 function formatConfigIssues(file: string, issues: readonly ConfigIssue[]): string {
-  const lines = issues.map((issue) => {
-    const where = `${file}${issue.line ? `:${issue.line}` : ""}`;
-    return issue.path ? `${where}: ${issue.path}: ${issue.message}` : `${where}: ${issue.message}`;
-  });
+  const lines = issues.map((issue) => formatConfigIssue(file, issue));
   return lines.length === 1 ? lines[0]! : `${issues.length} problems in the config:\n${lines.map((l) => `  - ${l}`).join("\n")}`;
 }
 

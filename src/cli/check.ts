@@ -1,6 +1,7 @@
 import type { ImapFlow } from "imapflow";
 import { loadConfig } from "../config/load.ts";
 import { compileConfigRules } from "../config/validate.ts";
+import { formatConfigIssue } from "../errors.ts";
 import { appliesIn, type CompiledRule } from "../rules/rules.ts";
 import { toImapAccount } from "../daemon/run.ts";
 import { classifyImapError, createImapClient, defaultPort } from "../imap/client.ts";
@@ -16,6 +17,8 @@ export async function checkCommand(options: { config: string }, io: CliIO): Prom
   const loaded = await loadConfig(options.config, io.env);
   const { config } = loaded;
   io.out(`✓ ${loaded.file}: valid (${config.accounts.length} account(s), ${config.rules.length} rule(s), ${config.targets.length} target(s))`);
+  // Warnings do not fail the check: the config is valid, only probably not what was meant.
+  for (const warning of loaded.warnings) io.out(`! warning: ${formatConfigIssue(loaded.file, warning)}`);
   const rules = compileConfigRules(loaded);
   let failures = 0;
   for (const [i, account] of config.accounts.entries()) {

@@ -181,3 +181,82 @@ describe("mailbell test: a plain part that says less than its HTML alternative",
     assert.equal(await amountOf(shopRule(", in: html"), fullPlain), "$99.00");
   });
 });
+
+describe("mailbell test: from matches the address, never the display name (issue 15)", () => {
+  /** The receipt, with its From line replaced: what anyone can send. */
+  function withFrom(from: string): string {
+    const dir = mkdtempSync(path.join(tmpdir(), "mailbell-spoof-"));
+    const eml = path.join(dir, "spoof.eml");
+    writeFileSync(eml, readFileSync(receipt, "latin1").replace(/^From: .*$/m, `From: ${from}`), "latin1");
+    return eml;
+  }
+  const spoofs: [name: string, from: string][] = [
+    ["the address as display name of another address", `"googleplay-noreply@google.com" <attacker@evil.example>`],
+    ["the address as an unquoted display name", `googleplay-noreply@google.com <attacker@evil.example>`],
+    ["the address with a domain appended", "Google Play <googleplay-noreply@google.com.evil.example>"],
+  ];
+  for (const [name, from] of spoofs) {
+    it(`${name}: "matched": false`, async () => {
+      const { file } = setup();
+      const { code, out } = await cli(["test", "--config", file, "--json", withFrom(from)]);
+      assert.equal(code, 0);
+      assert.deepEqual(JSON.parse(out), { rule: "play", matched: false });
+    });
+  }
+
+  it("the real sender still matches", async () => {
+    const { file } = setup();
+    assert.equal((JSON.parse((await cli(["test", "--config", file, "--json", receipt])).out) as { matched: boolean }).matched, true);
+  });
+
+  it("a from: without @ is warned about on stderr, with the fix, and matches nothing; fromName: matches the name", async () => {
+    const { file } = setup(`  - name: byname
+    match: { from: Google Play }
+    notify: [hook]
+  - name: fromname
+    match: { fromName: Google Play }
+    notify: [hook]
+`);
+    const { code, out, err } = await cli(["test", "--config", file, "--json", receipt]);
+    assert.equal(code, 0);
+    assert.match(err, /^warning: .*mailbell\.yaml:6: rules\[0\]\.match\.from: "Google Play" has no @: it matches whole addresses now, so this rule matches nothing; write fromName: "Google Play" for the display name/m);
+    assert.deepEqual(
+      out.trimEnd().split("\n").map((line) => (JSON.parse(line) as { rule: string; matched: boolean }).matched),
+      [false, true],
+    );
+  });
+});
+
+describe("mailbell test: attachments, from the .eml's structure", () => {
+  const apple = path.resolve(import.meta.dirname, "../../test/fixtures/apple-receipt-en-multipart.eml");
+  const rules = `  - name: with-pdf
+    match: { attachment: "/\\\\.pdf$/i" }
+    notify: [hook]
+    template: "{{subject}} ({{attachments}})"
+  - name: with-zip
+    match: { attachment: application/zip }
+    notify: [hook]
+`;
+
+  it("matches on the file name, lists it in {{attachments}} and in the webhook payload", async () => {
+    const { file } = setup(rules);
+    const lines = (await cli(["test", "--config", file, "--json", apple])).out.trimEnd().split("\n").map((line) => JSON.parse(line) as { rule: string; matched: boolean; message?: string; targets?: { payload: { attachments: unknown } }[] });
+    assert.deepEqual(lines.map((l) => [l.rule, l.matched]), [["with-pdf", true], ["with-zip", false]]);
+    assert.equal(lines[0]!.message, "Your receipt from Apple. (Receipt_MQ4X7Y2Z9.pdf)");
+    const [listed] = lines[0]!.targets![0]!.payload.attachments as { filename: string; contentType: string; size: number }[];
+    assert.deepEqual([listed?.filename, listed?.contentType], ["Receipt_MQ4X7Y2Z9.pdf", "application/pdf"]);
+    assert.ok((listed?.size ?? 0) > 0);
+  });
+
+  it("the text report lists each attachment's name, type and size", async () => {
+    const { file } = setup(rules);
+    const { out } = await cli(["test", "--config", file, apple]);
+    assert.match(out, /^.*apple-receipt-en-multipart\.eml: from no_reply@email\.apple\.com, .*\n {2}attachment: Receipt_MQ4X7Y2Z9\.pdf \(application\/pdf, \d+ bytes\)\nrule with-pdf: matched\n/);
+  });
+
+  it("a mail without attachments does not match", async () => {
+    const { file } = setup(rules);
+    const lines = (await cli(["test", "--config", file, "--json", receipt])).out.trimEnd().split("\n").map((line) => JSON.parse(line) as { matched: boolean });
+    assert.deepEqual(lines.map((l) => l.matched), [false, false]);
+  });
+});

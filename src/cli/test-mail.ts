@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { loadConfig } from "../config/load.ts";
 import { compileConfigRules } from "../config/validate.ts";
-import { MailbellError } from "../errors.ts";
+import { formatConfigIssue, MailbellError } from "../errors.ts";
 import { rfc822Size } from "../mail/identity.ts";
 import { normalizeMail } from "../mail/normalize.ts";
 import { nothingSeen, planMail, type ActionPlan, type MailAt, type MatchPlan } from "../plan/plan.ts";
@@ -33,6 +33,8 @@ export interface TestCommandOptions {
 export async function testCommand(options: TestCommandOptions, io: CliIO): Promise<number> {
   const loaded = await loadConfig(options.config, io.env, { missingEnv: "placeholder" });
   if (loaded.placeholders.length > 0 && !options.json) io.err(`note: ${loaded.placeholders.join(", ")} not set; using placeholders (mailbell test sends nothing).`);
+  // On stderr even with --json: stdout stays the JSON lines, and a rule that matches nothing says why.
+  for (const warning of loaded.warnings) io.err(`warning: ${formatConfigIssue(loaded.file, warning)}`);
   const rules = compileConfigRules(loaded);
   const targets = createTargets(loaded.config.targets);
   let raw: Buffer;
@@ -56,6 +58,8 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
     if (!options.json) {
       io.out(`${options.file}: from ${escapeTerminal(mail.from.map((a) => a.address).join(", ")) || "(none)"}, subject "${escapeTerminal(mail.subject)}", received ${receivedAt.toISOString()}`);
       for (const warning of mail.warnings) io.out(`  warning: ${escapeTerminal(warning)}`);
+      // What an attachment: condition is tested against, so a rule can be written from it.
+      for (const file of mail.attachments) io.out(`  attachment: ${escapeTerminal(file.filename || "(no name)")} (${escapeTerminal(file.contentType)}, ${file.size} bytes)`);
     }
     for (const rulePlan of plan.rules) {
       const rule = rules.find((r) => r.name === rulePlan.rule)!;

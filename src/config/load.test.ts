@@ -202,3 +202,23 @@ describe("parseConfig", () => {
     assert.match(config.rules[0]!.template, /^\$\{not a var\} Google Play/);
   });
 });
+
+describe("config warnings", () => {
+  it("a valid config has none", () => {
+    assert.deepEqual(parseConfig(base, "mailbell.yaml", env).warnings, []);
+  });
+
+  it("a from/to/cc that can match nothing loads, with a warning at its line; an error elsewhere still refuses the file", () => {
+    const text = base.replace("match: { from: googleplay-noreply@google.com,", "match: { from: Google Play, to: google.com,");
+    const { warnings } = parseConfig(text, "mailbell.yaml", env);
+    assert.deepEqual(
+      warnings.map((w) => [w.path, w.line]),
+      [
+        ["rules[0].match.from", 12],
+        ["rules[0].match.to", 12],
+      ],
+    );
+    assert.match(warnings[1]!.message, /"google\.com" has no @.*write "@google\.com"/);
+    assert.throws(() => parseConfig(`${text}    locale: x\n`, "mailbell.yaml", env), ConfigError);
+  });
+});

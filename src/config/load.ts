@@ -16,6 +16,12 @@ export interface LoadedConfig {
   statePath: string;
   /** Environment variables that were unset and replaced by placeholders (only with missingEnv: "placeholder"). */
   placeholders: string[];
+  /**
+   * Valid settings that are surely not what was meant (a from: that can match nothing), with path
+   * and line as an error's. Every command says them (configWarningText): the daemon logs them at
+   * start (warn), `mailbell check` prints them, `mailbell test` writes them to stderr.
+   */
+  warnings: ConfigIssue[];
 }
 
 export interface LoadOptions {
@@ -84,14 +90,10 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const issues = [...envIssues, ...schemaIssues.filter((i) => !envPaths.has(i.path))];
   if (!parsed.success || issues.length > 0) throw new ConfigError(file, sortByLine(issues));
   const semantic = validateConfig(parsed.data);
-  if (semantic.length > 0) {
-    throw new ConfigError(
-      file,
-      semantic.map((i) => ({ ...i, line: i.line ?? lineOf(parsePath(i.path)) })),
-    );
-  }
+  const located = (list: ConfigIssue[]): ConfigIssue[] => list.map((i) => ({ ...i, line: i.line ?? lineOf(parsePath(i.path)) }));
+  if (semantic.issues.length > 0) throw new ConfigError(file, located(semantic.issues));
   const dir = path.dirname(path.resolve(file));
-  return { file, dir, config: parsed.data, statePath: path.resolve(dir, parsed.data.state), placeholders };
+  return { file, dir, config: parsed.data, statePath: path.resolve(dir, parsed.data.state), placeholders, warnings: sortByLine(located(semantic.warnings)) };
 }
 
 const envPattern = /\$\{([^}]*)\}/g;

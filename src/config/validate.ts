@@ -3,8 +3,11 @@ import { appliesIn, compileRules, type CompiledRule } from "../rules/rules.ts";
 import { connectionLimit, gmailConnectionLimit, isGmail } from "../imap/config.ts";
 import type { Config } from "./schema.ts";
 
-/** Checks that need the whole file: unique names, rules naming real targets, rules that compile. */
-export function validateConfig(config: Config): ConfigIssue[] {
+/**
+ * Checks that need the whole file: unique names, rules naming real targets, rules that compile.
+ * `issues` refuse the file; `warnings` are valid settings that are surely not what was meant.
+ */
+export function validateConfig(config: Config): { issues: ConfigIssue[]; warnings: ConfigIssue[] } {
   const issues: ConfigIssue[] = [];
   uniqueNames(config.accounts, "accounts", "account", issues);
   uniqueNames(config.targets, "targets", "target", issues);
@@ -49,7 +52,7 @@ export function validateConfig(config: Config): ConfigIssue[] {
   const compiled = compileRules(config.rules, { locale: config.locale });
   if (!compiled.ok) issues.push(...compiled.issues);
   else compiled.rules.forEach((rule, i) => issues.push(...labelsOutsideGmail(rule, i, config)));
-  return issues;
+  return { issues, warnings: compiled.warnings };
 }
 
 /**

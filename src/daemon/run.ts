@@ -48,6 +48,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
   const { config } = loaded;
   const log = options.logger;
   const rules = compileConfigRules(loaded);
+  for (const warning of loaded.warnings) log.warn({ config: loaded.file, path: warning.path, line: warning.line }, `config: ${warning.path}: ${warning.message}`);
   const lock = lockState(loaded.statePath);
   let state: State;
   let accounts: Map<string, ImapAccount>;

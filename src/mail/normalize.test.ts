@@ -60,7 +60,10 @@ describe("fixtures decode exactly", () => {
     assert.ok(m.text.includes("\nSome App Pro (Monthly)  $14.15\n"));
     assert.ok(!m.text.includes("%PDF") && !m.text.includes("JVBER"), "attachment content is not in the text");
     assert.ok(!JSON.stringify([...m.headers]).includes("JVBER"));
-    assert.deepEqual(Object.keys(m).sort(), ["cc", "date", "from", "headers", "html", "messageId", "subject", "text", "to", "warnings"]);
+    assert.deepEqual(Object.keys(m).sort(), ["attachments", "cc", "date", "from", "headers", "html", "messageId", "subject", "text", "to", "warnings"]);
+    // Named and sized from the structure; the content itself is discarded.
+    assert.deepEqual(m.attachments, [{ filename: "Receipt_MQ4X7Y2Z9.pdf", contentType: "application/pdf", size: m.attachments[0]?.size }]);
+    assert.ok(m.attachments[0]!.size > 0);
     assert.deepEqual(m.warnings, []);
   });
 
@@ -303,6 +306,39 @@ describe("fixes on top of mailparser", () => {
     );
     assert.equal(m.text.trim(), "plain body");
     assert.equal(m.html, "<p>html body</p>");
+  });
+
+  test("attachments: RFC 2231 and RFC 2047 names decoded, octet-stream typed by its name, inline images too, sizes decoded", async () => {
+    const pdf = Buffer.alloc(1000, 0x25).toString("base64");
+    const m = await normalizeMail(
+      mail(
+        "Content-Type: multipart/mixed; boundary=b",
+        "",
+        "--b",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        "Invoice attached.",
+        "--b",
+        "Content-Type: application/octet-stream",
+        "Content-Disposition: attachment; filename*=UTF-8''%E8%AB%8B%E6%B1%82%E6%9B%B8.pdf",
+        "Content-Transfer-Encoding: base64",
+        "",
+        pdf,
+        "--b",
+        'Content-Type: image/png; name="=?UTF-8?B?44Ot44K0LnBuZw==?="',
+        "Content-Disposition: inline",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "iVBORw0KGgo=",
+        "--b--",
+        "",
+      ),
+    );
+    assert.equal(m.text.trim(), "Invoice attached.");
+    assert.deepEqual(m.attachments, [
+      { filename: "請求書.pdf", contentType: "application/pdf", size: 1000 },
+      { filename: "ロゴ.png", contentType: "image/png", size: 8 },
+    ]);
   });
 
   test("message/delivery-status stays out of the text, as on the IMAP path", async () => {

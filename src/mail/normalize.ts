@@ -1,6 +1,6 @@
 import { compile as compileHtmlToText } from "html-to-text";
 import { MailParser, parseAddressHeader } from "mailparser";
-import type { EmailAddress, HeaderLines, MailParserOptions } from "mailparser";
+import type { AttachmentStream, EmailAddress, HeaderLines, MailParserOptions } from "mailparser";
 import libmime from "libmime";
 import { createDecodeStream, decode as decodeCharset } from "libmime/lib/charset.js";
 import { Transform, type TransformCallback } from "node:stream";
@@ -8,7 +8,7 @@ import { findHeaderEnd, isValidHeaderName, splitHeaderFields } from "./header-bl
 import type { RawHeaderField } from "./header-block.ts";
 import { decodeRawHeaderValues } from "./header-charset.ts";
 import { decodeJapanese, decodesJapanese } from "./japanese.ts";
-import { emptyMail, type MailAddress, type NormalizedMail } from "./types.ts";
+import { emptyMail, type MailAddress, type MailAttachment, type NormalizedMail } from "./types.ts";
 
 export interface NormalizeOptions {
   /**
@@ -86,6 +86,8 @@ interface ParseOutcome {
   text: string | undefined;
   html: string | undefined;
   conversionError: Error | undefined;
+  /** The attachments as the parser announced them; their size is known once their content has flowed past. */
+  attachments: AttachmentStream[];
   /** The parser reached its end; false after a fatal error or a timeout. */
   finished: boolean;
   errors: string[];
@@ -133,7 +135,7 @@ async function normalize(raw: Uint8Array, timeoutMs: number, warnings: string[])
     if (fields.length) warnings.push("header read without the MIME parser; body not decoded");
   }
   restoreLeadingFrom(input, fields);
-  return buildMail(fields, { ...parsed, charset: charsets[0] }, warnings);
+  return buildMail(fields, { ...parsed, charset: charsets[0], attachments: parsed.attachments.map(describeAttachment) }, warnings);
 }
 
 /** The decoded body as mailparser leaves it: text and HTML parts joined, before our own clean-up. */
@@ -146,6 +148,8 @@ export interface DecodedBody {
   charset?: string | undefined;
   html: string | undefined;
   conversionError?: Error | undefined;
+  /** What the MIME structure says of the attached files; none when left out. */
+  attachments?: MailAttachment[];
 }
 
 /**
@@ -192,7 +196,7 @@ export function buildMail(fields: readonly RawHeaderField[], parsed: DecodedBody
   const replaced = countReplacementChars(text) + countReplacementChars(subject);
   if (replaced) warnings.push(`${replaced} undecodable character(s) replaced by U+FFFD (wrong or missing charset?)`);
 
-  return { messageId, from, to, cc, subject, date, headers, text, html, ...(textFromHtml ? { textFromHtml } : {}), warnings };
+  return { messageId, from, to, cc, subject, date, headers, text, html, ...(textFromHtml ? { textFromHtml } : {}), attachments: parsed.attachments ?? [], warnings };
 }
 
 /** htmlText() conversions, once per mail: a rule that falls back to the HTML and another that reads it pay one conversion. */
@@ -226,12 +230,20 @@ export function hasHtmlAlternative(mail: NormalizedMail): boolean {
 }
 
 /**
+ * An attachment as the parser saw it: its name and type from the part's header, its size counted
+ * as its (discarded) content flowed past. The same fields parts.ts reads from BODYSTRUCTURE.
+ */
+function describeAttachment(item: AttachmentStream): MailAttachment {
+  return { filename: item.filename ?? "", contentType: (item.contentType || "application/octet-stream").toLowerCase(), size: item.size ?? 0 };
+}
+
+/**
  * Runs MailParser (not simpleParser, which buffers every attachment and inlines cid: images) and
  * settles exactly once: on `end`, on `close` after a fatal error, or on timeout. Never rejects.
  */
 function runParser(input: Buffer, options: MailParserOptions, timeoutMs: number): Promise<ParseOutcome> {
   return new Promise((resolve) => {
-    const outcome: ParseOutcome = { headerLines: undefined, text: undefined, html: undefined, conversionError: undefined, finished: false, errors: [] };
+    const outcome: ParseOutcome = { headerLines: undefined, text: undefined, html: undefined, conversionError: undefined, attachments: [], finished: false, errors: [] };
     let settled = false;
     let timer: NodeJS.Timeout | undefined = undefined;
     const settle = (): void => {
@@ -259,6 +271,7 @@ function runParser(input: Buffer, options: MailParserOptions, timeoutMs: number)
     parser.on("readable", () => {
       for (let item = parser.read(); item !== null; item = parser.read()) {
         if (item.type === "attachment") {
+          outcome.attachments.push(item);
           // An unhandled 'error' on the content stream (bad base64…) would crash the process.
           item.content.on("error", (err: unknown) => outcome.errors.push(`attachment: ${describe(err)}`));
           // Flowing with no listener discards the content; the parser waits for release() before going on.

@@ -75,6 +75,30 @@ describe("planTextParts", () => {
       4096,
     );
     assert.deepEqual(keysOf(plan.fetch), ["1", "3", "5", "6"]);
+    // Every leaf not fetched as text is an attachment, named or not; base64 sizes are estimated decoded.
+    assert.deepEqual(plan.attachments, [
+      { filename: "receipt.pdf", contentType: "application/pdf", size: Math.floor((900_000 * 57) / 78) },
+      { filename: "", contentType: "text/plain", size: 1000 },
+      { filename: "", contentType: "image/png", size: Math.floor((1000 * 57) / 78) },
+    ]);
+  });
+
+  test("attachments: octet-stream typed by its file name, the name from Content-Type when no disposition names it, an encoded message/rfc822", () => {
+    const plan = planTextParts(
+      multi("multipart/mixed", undefined, [
+        leaf("text/plain", "1"),
+        leaf("application/octet-stream", "2", { encoding: "base64", size: 78, disposition: "attachment", dispositionParameters: { filename: "請求書.pdf" } }),
+        leaf("Application/Zip", "3", { encoding: "7bit", size: 10, parameters: { name: "logs.zip" } }),
+        { type: "message/rfc822", part: "4", encoding: "base64", size: 100, disposition: "attachment", dispositionParameters: { filename: "fwd.eml" }, childNodes: [leaf("text/plain", "4.1")] },
+      ]),
+      4096,
+    );
+    assert.deepEqual(keysOf(plan.fetch), ["1"]);
+    assert.deepEqual(plan.attachments, [
+      { filename: "請求書.pdf", contentType: "application/pdf", size: 57 },
+      { filename: "logs.zip", contentType: "application/zip", size: 10 },
+      { filename: "fwd.eml", contentType: "message/rfc822", size: 73 },
+    ]);
   });
 
   test("nested mixed → alternative → related: plain from the alternative, nothing else", () => {
@@ -390,6 +414,8 @@ const comparable = (mail: NormalizedMail) => ({
   date: mail.date,
   headers: [...mail.headers].filter(([key]) => !CONTENT_FIELDS.has(key)),
   text: mail.text,
+  // Sizes are estimated from the encoded size over IMAP; compared apart, with a tolerance.
+  attachments: mail.attachments.map(({ filename, contentType }) => ({ filename, contentType })),
   warnings: mail.warnings,
 });
 
@@ -451,6 +477,15 @@ describe("round trip: fetch as planned and read = normalize the whole message", 
     for (const name of ["google-play-ja-iso2022jp.eml", "latin1-qp.eml"]) {
       assert.equal(htmlAlternativesPlan(planTextParts(imapView(readFileSync(path.join(fixtures, name))).structure, 4096)), undefined, name);
     }
+  });
+
+  test("an attachment's size estimated from BODYSTRUCTURE is within a line of the decoded size", async () => {
+    const original = readFileSync(path.join(fixtures, "apple-receipt-en-multipart.eml"));
+    const view = imapView(original);
+    const [overImap] = planTextParts(view.structure, 256 * 1024).attachments;
+    const [whole] = (await normalizeMail(original)).attachments;
+    assert.ok(overImap && whole);
+    assert.ok(Math.abs(overImap.size - whole.size) <= 57, `${overImap.size} vs ${whole.size}`);
   });
 
   test("the test's IMAP stand-in numbers parts like a server", () => {

@@ -7,7 +7,7 @@ import { capHeader, findHeaderEnd, splitHeaderFields } from "./header-block.ts";
 import { charsetHint } from "./header-charset.ts";
 import { decodeJapanese } from "./japanese.ts";
 import { buildMail } from "./normalize.ts";
-import type { NormalizedMail } from "./types.ts";
+import type { MailAttachment, NormalizedMail } from "./types.ts";
 
 /**
  * Fetching only what rules read: the message header, its text parts (capped) and never an
@@ -58,6 +58,8 @@ export interface TextPartPlan {
    * a header decoded before (or without) its text parts reads the same as with them.
    */
   charset?: string | undefined;
+  /** What BODYSTRUCTURE says of the attached files (never fetched), for `NormalizedMail.attachments`. */
+  attachments: MailAttachment[];
 }
 
 export const DEFAULT_MAX_TEXT_PARTS = 50;
@@ -82,6 +84,7 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   const omitted: string[] = [];
   const alternatives: PlannedTextPart[] = [];
   let charset: string | undefined;
+  const attachments: MailAttachment[] = [];
 
   const take = (node: MessageStructureObject, part: string, into = parts): void => {
     if (into.length >= maxParts) {
@@ -105,7 +108,10 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
       // mailsplit reads a forwarded message as part of this one only when it is marked inline and
       // not transfer-encoded; anything else is an attachment.
       const encoding = (node.encoding ?? "7bit").toLowerCase();
-      if (node.disposition?.toLowerCase() !== "inline" || !["7bit", "8bit", "binary"].includes(encoding) || !inner) return;
+      if (node.disposition?.toLowerCase() !== "inline" || !["7bit", "8bit", "binary"].includes(encoding) || !inner) {
+        attachments.push(describeAttachment(node));
+        return;
+      }
       // imapflow numbers the encapsulated message like its wrapper ("2"); a single-part one's body is "2.1".
       visit(inner, isMultipart(inner) ? part : `${part}.1`, undefined);
       return;
@@ -115,9 +121,13 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
       (node.childNodes ?? []).forEach((child, i) => visit(child, child.part ?? childPart(part, i), enclosing));
       return;
     }
-    if (isAttachment(node)) return;
+    // mailparser's rule: any leaf but an inline text/plain or text/html is an attachment.
+    if (isAttachment(node) || (node.type !== "text/plain" && node.type !== "text/html")) {
+      attachments.push(describeAttachment(node));
+      return;
+    }
     // Every text part mailparser decodes counts, fetched or not (an HTML alternative), as its Iconv hook sees them.
-    if (node.type === "text/plain" || node.type === "text/html") charset ??= charsetHint(param(node.parameters ?? {}, "charset"));
+    charset ??= charsetHint(param(node.parameters ?? {}, "charset"));
     if (node.type === "text/plain") take(node, part);
     else if (node.type === "text/html") take(node, part, alternative && hasPlainText(alternative) ? alternatives : parts);
   };
@@ -126,7 +136,7 @@ export function planTextParts(structure: MessageStructureObject, maxTextBytes: n
   const fetch: Array<string | FetchBodyPartQuery> = [];
   // No "1.2.MIME" headers: BODYSTRUCTURE already carries each part's charset and encoding.
   for (const planned of parts) fetch.push({ key: planned.part, maxLength: maxTextBytes });
-  return { singlePart, maxTextBytes, parts, omitted, fetch, alternatives, ...(charset ? { charset } : {}) };
+  return { singlePart, maxTextBytes, parts, omitted, fetch, alternatives, attachments, ...(charset ? { charset } : {}) };
 }
 
 /** The plan for fetching a mail's HTML alternatives alone (its plain text was read already); undefined when it has none. */
@@ -134,6 +144,25 @@ export function htmlAlternativesPlan(plan: TextPartPlan): TextPartPlan | undefin
   if (plan.alternatives.length === 0) return undefined;
   const fetch = plan.alternatives.map((p) => ({ key: p.part, maxLength: plan.maxTextBytes }));
   return { ...plan, parts: plan.alternatives, omitted: [], fetch, alternatives: [] };
+}
+
+/**
+ * An attachment as mailparser describes it, from BODYSTRUCTURE alone: imapflow has already decoded
+ * the RFC 2231 / RFC 2047 file name; a generic type is guessed from the name, as mailparser does.
+ */
+function describeAttachment(node: MessageStructureObject): MailAttachment {
+  const filename = param(node.dispositionParameters ?? {}, "filename") ?? param(node.parameters ?? {}, "name") ?? "";
+  let contentType = (node.type || "application/octet-stream").toLowerCase();
+  if (contentType === "application/octet-stream" && filename !== "") contentType = libmime.detectMimeType(filename) || contentType;
+  return { filename, contentType, size: decodedSize(node.size ?? 0, node.encoding) };
+}
+
+/**
+ * The decoded size from the encoded one BODYSTRUCTURE gives: base64 lines of 76 characters and
+ * CRLF (78 bytes) carry 57 bytes each. Other encodings are taken as they are.
+ */
+function decodedSize(encodedSize: number, encoding: string | undefined): number {
+  return encoding?.toLowerCase() === "base64" ? Math.floor((encodedSize * 57) / 78) : encodedSize;
 }
 
 function childPart(parent: string, index: number): string {
@@ -210,7 +239,7 @@ export function readTextParts(header: Uint8Array, plan: TextPartPlan, fetched: R
   }
   // mailparser puts an alternative's HTML in `html` only, never in `text`: so here.
   html.unshift(...alternativeHtml.filter((content) => content !== ""));
-  return buildMail(fields, { text: text.length ? text.join("\n") : undefined, html: html.length ? html.join("<br/>\n") : undefined, charset: plan.charset }, warnings);
+  return buildMail(fields, { text: text.length ? text.join("\n") : undefined, html: html.length ? html.join("<br/>\n") : undefined, charset: plan.charset, attachments: plan.attachments }, warnings);
 }
 
 /** What one message's FETCH brought back, ready to decode (anywhere: it is plain data, so it can cross to a worker thread). */

@@ -5,6 +5,22 @@ export interface MailAddress {
 }
 
 /**
+ * A file attached to the mail, as its MIME structure describes it: the content is never read. Every
+ * leaf that is not a text body part counts (mailparser's rule), inline images included.
+ */
+export interface MailAttachment {
+  /** Decoded file name (Content-Disposition filename, else Content-Type name); "" when the part has none. */
+  filename: string;
+  /** Lower-cased MIME type, e.g. "application/pdf"; application/octet-stream with a known file name extension is guessed from it. */
+  contentType: string;
+  /**
+   * Size in bytes once decoded. On the IMAP path it is estimated from the transfer-encoded size the
+   * server reports (base64: ×3/4, less its line breaks), so it may differ by a few percent.
+   */
+  size: number;
+}
+
+/**
  * A message turned into what rules need: decoded headers and one plain-text body. Produced by
  * `normalizeMail` from raw bytes (a whole .eml, or the header and text parts fetched over IMAP).
  */
@@ -32,11 +48,13 @@ export interface NormalizedMail {
    * nothing `text` does not. Absent or false when `text` is the plain part (see htmlText() in normalize.ts).
    */
   textFromHtml?: boolean;
+  /** Attached files, in MIME order, from the structure alone (BODYSTRUCTURE over IMAP). */
+  attachments: MailAttachment[];
   /** What could not be read cleanly (bad charset, truncated part…); the rest is still usable. */
   warnings: string[];
 }
 
 /** A mail with nothing in it: what is returned when nothing could be read. */
 export function emptyMail(): Omit<NormalizedMail, "warnings"> {
-  return { messageId: undefined, from: [], to: [], cc: [], subject: "", date: undefined, headers: new Map(), text: "", html: undefined };
+  return { messageId: undefined, from: [], to: [], cc: [], subject: "", date: undefined, headers: new Map(), text: "", html: undefined, attachments: [] };
 }

@@ -40,6 +40,7 @@ export function buildNotification(rule: CompiledRule, match: RuleMatch, input: R
     subject: input.mail.subject,
     date: input.mail.date?.toISOString(),
     fields,
+    attachments: input.mail.attachments.map(({ filename, contentType, size }) => ({ filename, contentType, size })),
     total,
     period: match.total?.period.key,
     link: extras.link,

@@ -8,9 +8,17 @@ const pattern = z.string().min(1);
 const patterns = z.union([pattern, z.array(pattern).min(1)]);
 
 export const matchSchema = z.strictObject({
+  /**
+   * Tested against the bare address only (user@domain), never the display name: a whole address
+   * (case-insensitive), `@example.com` for a domain and its subdomains, or `/regex/flags`.
+   */
   from: pattern.optional(),
   to: pattern.optional(),
   cc: pattern.optional(),
+  /** The From display name ("Google Play"): a substring or /regex/, as subject. Anyone can write any name. */
+  fromName: pattern.optional(),
+  /** Any attachment whose file name or content type matches ("/\\.pdf$/i", "application/pdf"); never downloaded. */
+  attachment: pattern.optional(),
   subject: pattern.optional(),
   body: pattern.optional(),
   /** Any header by name: `{ "List-Id": "/receipts/" }`. */

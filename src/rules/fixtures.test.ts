@@ -13,6 +13,7 @@ export function mail(overrides: Partial<Omit<NormalizedMail, "headers">> & { hea
     date: undefined,
     text: "",
     html: undefined,
+    attachments: [],
     warnings: [],
     ...rest,
     headers: new Map(Object.entries(headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),

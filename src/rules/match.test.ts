@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { MatchConfig } from "./config.ts";
 import { addr, appleMail, googlePlayMail, input, mail } from "./fixtures.test.ts";
-import { addressForms, compileMatch, failedConditions, formatAddress, matches } from "./match.ts";
+import { addressPatternWarning, compileMatch, failedConditions, formatAddress, formatAttachments, matches } from "./match.ts";
 import type { CompiledMatch } from "./match.ts";
 import type { RuleInput } from "./types.ts";
 
@@ -27,16 +27,21 @@ const multi = input(
 describe("matches", () => {
   const cases: [name: string, m: MatchConfig, i: RuleInput, expected: boolean][] = [
     ["an empty match holds for every mail", {}, gp, true],
-    ["bare address as substring", { from: "googleplay-noreply@google.com" }, gp, true],
-    ["address substring is case-insensitive", { from: "GooglePlay-NoReply@Google.com" }, gp, true],
+    ["whole address", { from: "googleplay-noreply@google.com" }, gp, true],
+    ["whole address is case-insensitive", { from: "GooglePlay-NoReply@Google.com" }, gp, true],
     ["regex anchored on the bare address", { from: "/@google\\.com$/" }, gp, true],
     ["regex anchored on the bare address, other domain", { from: "/@google\\.com$/" }, apple, false],
-    ["display name", { from: "Google Play" }, gp, true],
-    ["Name <address> form", { from: "/^Google Play <googleplay-noreply@/" }, gp, true],
-    ["<address> form without a name", { to: "<bob@example.com>" }, multi, true],
+    ["a display name is not an address", { from: "Google Play" }, gp, false],
+    ["a regex never sees the display name", { from: "/^Google Play/" }, gp, false],
+    ["<address> is not the bare address", { to: "<bob@example.com>" }, multi, false],
+    ["a part of the address is not the address", { from: "google.com" }, gp, false],
+    ["fromName: substring of the display name", { fromName: "google play" }, gp, true],
+    ["fromName: regex on the display name", { fromName: "/^Google Play$/" }, gp, true],
+    ["fromName: not the address", { fromName: "googleplay-noreply" }, gp, false],
     ["any To address is enough", { to: "/@shop\\.example$/" }, multi, true],
-    ["cc", { cc: "dave@" }, multi, true],
-    ["cc does not look at To", { cc: "bob@" }, multi, false],
+    ["To, whole address", { to: "carol@shop.example" }, multi, true],
+    ["cc, domain", { cc: "@example.org" }, multi, true],
+    ["cc does not look at To", { cc: "bob@example.com" }, multi, false],
     ["no From at all fails", { from: "/.*/" }, input(mail()), false],
     ["subject substring", { subject: "ご注文明細" }, gp, true],
     ["subject regex", { subject: "/^Your receipt from Apple\\.$/" }, apple, true],
@@ -48,8 +53,8 @@ describe("matches", () => {
     ["header name as written", { headers: { "List-Id": "/<receipts\\./" } }, gp, true],
     ["any value of a repeated header", { headers: { Received: "from b" } }, gp, true],
     ["an absent header fails", { headers: { "X-Mailer": "/.*/" } }, gp, false],
-    ["all conditions must hold (AND), all true", { from: "google.com", subject: "Google Play", body: "￥480" }, gp, true],
-    ["all conditions must hold (AND), one false", { from: "google.com", subject: "Google Play", body: "$15.14" }, gp, false],
+    ["all conditions must hold (AND), all true", { from: "@google.com", subject: "Google Play", body: "￥480" }, gp, true],
+    ["all conditions must hold (AND), one false", { from: "@google.com", subject: "Google Play", body: "$15.14" }, gp, false],
     ["account exact", { account: "personal" }, gp, true],
     ["account exact is not a substring", { account: "person" }, gp, false],
     ["account is case-sensitive", { account: "Personal" }, gp, false],
@@ -98,18 +103,90 @@ describe("compileMatch errors", () => {
 
 describe("failedConditions", () => {
   test("names the conditions that do not hold", () => {
-    const c = compiled({ from: "google.com", subject: "invoice", mailbox: "Receipts" });
+    const c = compiled({ from: "@google.com", subject: "invoice", mailbox: "Receipts" });
     assert.deepEqual(failedConditions(c, gp), ["match.mailbox", "match.subject"]);
-    assert.deepEqual(failedConditions(compiled({ from: "google.com" }), gp), []);
+    assert.deepEqual(failedConditions(compiled({ from: "@google.com" }), gp), []);
+  });
+});
+
+describe("from/to/cc: the address only (the spoofs of issue 15)", () => {
+  const from = (address: string, name = "") => input(mail({ from: [addr(address, name)] }));
+  const cases: [name: string, pattern: string, address: string, displayName: string, expected: boolean][] = [
+    ["the real sender", "googleplay-noreply@google.com", "googleplay-noreply@google.com", "Google Play", true],
+    ["the address as display name of another address", "googleplay-noreply@google.com", "attacker@evil.example", "googleplay-noreply@google.com", false],
+    ["the address as display name, domain form", "@google.com", "attacker@evil.example", "x@google.com", false],
+    ["the address as display name, regex", "/^googleplay-noreply@google\\.com$/", "attacker@evil.example", "googleplay-noreply@google.com", false],
+    ["the address with a domain appended", "googleplay-noreply@google.com", "googleplay-noreply@google.com.evil.example", "", false],
+    ["the address with a prefix", "googleplay-noreply@google.com", "x-googleplay-noreply@google.com", "", false],
+    ["case does not matter", "googleplay-noreply@google.com", "GooglePlay-NoReply@GOOGLE.COM", "", true],
+    ["domain: itself", "@google.com", "x@google.com", "", true],
+    ["domain: a subdomain", "@google.com", "x@mail.google.com", "", true],
+    ["domain: case does not matter", "@Google.COM", "x@Mail.Google.com", "", true],
+    ["domain: appended to", "@google.com", "x@google.com.evil.example", "", false],
+    ["domain: ends with the same letters", "@google.com", "x@notgoogle.com", "", false],
+    ["domain: in the local part", "@google.com", "google.com@evil.example", "", false],
+    ["domain: the local part holds an @ (quoted)", "@google.com", '"a@google.com"@evil.example', "", false],
+    ["regex on the address only", "/google\\.com$/", "x@google.com", "", true],
+    ["regex does not see the name", "/Play/", "x@google.com", "Google Play", false],
+  ];
+  for (const [name, pattern, address, displayName, expected] of cases) {
+    test(name, () => {
+      assert.equal(matches(compiled({ from: pattern }), from(address, displayName)), expected);
+    });
+  }
+});
+
+describe("address pattern warnings", () => {
+  const cases: [pattern: string, key: "from" | "to" | "cc", expected: RegExp | undefined][] = [
+    ["googleplay-noreply@google.com", "from", undefined],
+    ["@google.com", "from", undefined],
+    ["/google/i", "from", undefined],
+    ["Google Play", "from", /^"Google Play" has no @: it matches whole addresses now, so this rule matches nothing; write fromName: "Google Play" for the display name, @example\.com for a domain/],
+    ["google.com", "from", /has no @.*\(for the domain, write "@google\.com"\)/],
+    ["Bob", "to", /write headers: \{ To: "Bob" \} for the display name/],
+    ["dave@", "cc", /is neither a whole address \(user@example\.com\) nor a domain/],
+    ["<bob@example.com>", "to", /is neither a whole address/],
+    ["@", "from", /is neither a whole address/],
+  ];
+  for (const [pattern, key, expected] of cases) {
+    test(`${key}: ${pattern}`, () => {
+      const warning = addressPatternWarning(key, pattern);
+      if (expected === undefined) assert.equal(warning, undefined);
+      else assert.match(warning ?? "", expected);
+    });
+  }
+
+  test("compileMatch collects them under the condition's path", () => {
+    const warnings: { path: string; message: string }[] = [];
+    assert.ok(!Array.isArray(compileMatch({ from: "Google Play", to: "@example.com" }, "rules[0].match", warnings)));
+    assert.deepEqual(warnings.map((w) => w.path), ["rules[0].match.from"]);
+  });
+});
+
+describe("attachment", () => {
+  const pdf = { filename: "Receipt_MQ4X7Y2Z9.pdf", contentType: "application/pdf", size: 2048 };
+  const logo = { filename: "", contentType: "image/png", size: 900 };
+  const withFiles = (...attachments: (typeof pdf)[]) => input(mail({ attachments }));
+  const cases: [name: string, pattern: string, i: RuleInput, expected: boolean][] = [
+    ["file name regex", "/\\.pdf$/i", withFiles(logo, pdf), true],
+    ["file name substring, case-insensitive", "receipt_", withFiles(pdf), true],
+    ["content type", "application/pdf", withFiles({ ...pdf, filename: "receipt" }), true],
+    ["no attachment matches", "/\\.pdf$/i", withFiles(logo), false],
+    ["no attachments at all", "/.*/", withFiles(), false],
+  ];
+  for (const [name, pattern, i, expected] of cases) {
+    test(name, () => {
+      assert.equal(matches(compiled({ attachment: pattern }), i), expected);
+    });
+  }
+
+  test("{{attachments}}: names, or the type when there is none", () => {
+    assert.equal(formatAttachments([pdf, logo]), "Receipt_MQ4X7Y2Z9.pdf, [image/png]");
+    assert.equal(formatAttachments([]), "");
   });
 });
 
 describe("addresses", () => {
-  test("forms tested", () => {
-    assert.deepEqual(addressForms(addr("a@x.example", "A")), ["a@x.example", "A <a@x.example>"]);
-    assert.deepEqual(addressForms(addr("a@x.example")), ["a@x.example", "<a@x.example>"]);
-  });
-
   test("display form", () => {
     assert.equal(formatAddress(addr("a@x.example", "A")), "A <a@x.example>");
     assert.equal(formatAddress(addr("a@x.example")), "a@x.example");

@@ -59,7 +59,7 @@ describe("compileRules", () => {
   });
 
   test("an empty rule list compiles", () => {
-    assert.deepEqual(compileRules([], { locale: "en-US" }), { ok: true, rules: [] });
+    assert.deepEqual(compileRules([], { locale: "en-US" }), { ok: true, rules: [], warnings: [] });
   });
 
   test("collects every issue, with full paths", () => {
@@ -210,7 +210,7 @@ describe("renderRuleMessage", () => {
     const [r] = compiled([
       rule({
         name: "alerts",
-        match: { from: "example.com" },
+        match: { from: "@example.com" },
         extract: { amount: { regex: "Total: (.+)", as: "money" } },
         notify: ["slack-main"],
         template: "<!here> *New mail* from {{from}}: {{subject}} — {{amount.raw}} <{{link}}|open>",

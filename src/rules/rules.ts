@@ -5,7 +5,7 @@ import { compileActions } from "./actions.ts";
 import { compileExtract, extractFields } from "./extract.ts";
 import type { CompiledExtract } from "./extract.ts";
 import { underPath } from "./issues.ts";
-import { compileMatch, formatAddress, matches, matchesWithoutBody } from "./match.ts";
+import { compileMatch, formatAddress, formatAttachments, matches, matchesWithoutBody } from "./match.ts";
 import type { CompiledMatch } from "./match.ts";
 import { periodOf, validateLocale, validateTimeZone } from "./period.ts";
 import { compileTemplate, renderTemplate } from "./template.ts";
@@ -43,13 +43,13 @@ function checkTotal(rule: RuleConfig, total: TotalConfig): ConfigIssue[] {
   return issues;
 }
 
-function compileRule(rule: RuleConfig, defaultLocale: string): CompiledRule | ConfigIssue[] {
+function compileRule(rule: RuleConfig, defaultLocale: string, warnings: ConfigIssue[]): CompiledRule | ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   if (rule.locale !== undefined) {
     const localeError = validateLocale(rule.locale);
     if (localeError) issues.push({ path: "locale", message: localeError });
   }
-  const match = compileMatch(rule.match);
+  const match = compileMatch(rule.match, "match", warnings);
   if (Array.isArray(match)) issues.push(...match);
   const extract = compileExtract(rule.extract);
   if (Array.isArray(extract)) issues.push(...extract);
@@ -66,22 +66,26 @@ function compileRule(rule: RuleConfig, defaultLocale: string): CompiledRule | Co
 /**
  * Compiles every rule, or returns all problems at once with paths such as
  * `rules[2].extract.amount.regex`, so one edit of the config can fix them all. An invalid
- * top-level locale is reported once, at `locale`.
+ * top-level locale is reported once, at `locale`. `warnings` are for what is valid but surely not
+ * what was meant (a from: that can match nothing): said at start, never refused.
  */
-export type CompileRulesResult = { ok: true; rules: CompiledRule[] } | { ok: false; issues: ConfigIssue[] };
+export type CompileRulesResult = { ok: true; rules: CompiledRule[]; warnings: ConfigIssue[] } | { ok: false; issues: ConfigIssue[]; warnings: ConfigIssue[] };
 
 export function compileRules(rules: readonly RuleConfig[], defaults: { locale: string }): CompileRulesResult {
   const issues: ConfigIssue[] = [];
   const localeError = validateLocale(defaults.locale);
   if (localeError) issues.push({ path: "locale", message: localeError });
+  const warnings: ConfigIssue[] = [];
   const compiled: CompiledRule[] = [];
   // Unique rule names and known notify targets are checked in config/validate.ts, with the whole file.
   rules.forEach((rule, i) => {
-    const result = compileRule(rule, defaults.locale);
+    const ruleWarnings: ConfigIssue[] = [];
+    const result = compileRule(rule, defaults.locale, ruleWarnings);
+    warnings.push(...underPath(`rules[${i}]`, ruleWarnings));
     if (Array.isArray(result)) issues.push(...underPath(`rules[${i}]`, result));
     else compiled.push(result);
   });
-  return issues.length > 0 ? { ok: false, issues } : { ok: true, rules: compiled };
+  return issues.length > 0 ? { ok: false, issues, warnings } : { ok: true, rules: compiled, warnings };
 }
 
 /** What one rule makes of the mail, or undefined when its match does not hold. */
@@ -183,6 +187,7 @@ export function templateValues(rule: CompiledRule, match: RuleMatch, input: Rule
     subject: input.mail.subject,
     from: first ? formatAddress(first) : "",
     to: input.mail.to.map(formatAddress).join(", "),
+    attachments: formatAttachments(input.mail.attachments),
     date: input.mail.date ?? input.receivedAt,
     total: extras.total,
     period: extras.total?.period ?? match.total?.period,

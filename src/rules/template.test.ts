@@ -20,6 +20,7 @@ const values: TemplateValues = {
   subject: "Google Play のご注文明細",
   from: "Google Play <googleplay-noreply@google.com>",
   to: "a@x.example, B <b@x.example>",
+  attachments: "Receipt.pdf, [image/png]",
   date: new Date("2026-11-23T10:04:11Z"),
   total: { money: { units: 3200n, scale: 0, currency: "JPY" }, period: { per: "month", key: "2026-11", label: "November" } },
   link: "https://mail.google.com/mail/u/0/#search/rfc822msgid%3Aabc",
@@ -37,6 +38,8 @@ describe("renderTemplate", () => {
     ["{{subject}}", "«Google Play のご注文明細»"],
     ["{{from}} → {{to}}", "«Google Play <googleplay-noreply@google.com>» → «a@x.example, B <b@x.example>»"],
     ["{{date}}", "«Nov 23, 2026, 7:04 PM»"],
+    ["with {{attachments}}", "with «Receipt.pdf, [image/png]»"],
+    ["with {{attachments}}", "with «»", { attachments: "" }],
     ["{{date}}", "«2026/11/23 19:04»", { locale: "ja-JP" }],
     ["{{date}}", "«[no date]»", { date: undefined }],
     ["{{link}}", "«https://mail.google.com/mail/u/0/#search/rfc822msgid%3Aabc»"],
@@ -74,7 +77,7 @@ describe("renderTemplate", () => {
 
 describe("compileTemplate errors", () => {
   const cases: [source: string, fields: string[], message: RegExp][] = [
-    ["{{amout}}", ["amount"], /^unknown placeholder \{\{amout\}\} \(did you mean \{\{amount\}\}\?\): valid names are amount, subject, from, to, date, total, period, link, rule, account, mailbox; \{\{amount\.raw\}\} gives the text as captured$/],
+    ["{{amout}}", ["amount"], /^unknown placeholder \{\{amout\}\} \(did you mean \{\{amount\}\}\?\): valid names are amount, subject, from, to, date, total, period, link, rule, account, mailbox, attachments; \{\{amount\.raw\}\} gives the text as captured$/],
     ["{{ nope }}", [], /^unknown placeholder \{\{ nope \}\}: valid names are subject, from/],
     ["{{subjct}}", [], /did you mean \{\{subject\}\}/],
     ["{{subject.raw}}", ["amount"], /^\{\{subject\.raw\}\}: subject is built in, not an extracted field; \.raw works on amount$/],

@@ -11,7 +11,7 @@ import type { FieldValue, PeriodKey, RunningTotal } from "./types.ts";
  */
 
 /** Names every template knows, besides the rule's extracted fields. */
-export const builtinNames = ["subject", "from", "to", "date", "total", "period", "link", "rule", "account", "mailbox"] as const;
+export const builtinNames = ["subject", "from", "to", "date", "total", "period", "link", "rule", "account", "mailbox", "attachments"] as const;
 export type BuiltinName = (typeof builtinNames)[number];
 
 const builtinSet: ReadonlySet<string> = new Set(builtinNames);
@@ -36,6 +36,8 @@ export interface TemplateValues {
   from: string;
   /** Every To address, in the same form, joined with ", ". */
   to: string;
+  /** The attachments' file names (formatAttachments); "" when there are none. */
+  attachments: string;
   /** The mail's Date header, else when it was received; undefined renders "[no date]". */
   date: Date | undefined;
   /** The running total after this mail; undefined renders "[no total]". */
@@ -145,6 +147,8 @@ function builtinText(name: BuiltinName, values: TemplateValues): string {
       return values.account;
     case "mailbox":
       return values.mailbox;
+    case "attachments":
+      return values.attachments;
   }
 }
 

@@ -45,12 +45,24 @@ export interface Notification {
   /** ISO 8601 Date header, when the mail had a valid one. */
   date: string | undefined;
   fields: Record<string, NotificationField | null>;
+  /**
+   * The mail's attachments, as its structure describes them (never downloaded). Absent in
+   * notifications queued by a mailbell that did not know them: read as none.
+   */
+  attachments?: NotificationAttachment[] | undefined;
   total: NotificationTotal | null;
   /** The key of the period the rule counts in ("2026-11"), even when this mail's amount is missing. */
   period?: string | undefined;
   link: string | undefined;
   /** The rule's template, filled in. */
   message: readonly MessageSegment[];
+}
+
+/** One attachment of the mail: its file name ("" when it has none), type and decoded size in bytes. */
+export interface NotificationAttachment {
+  filename: string;
+  contentType: string;
+  size: number;
 }
 
 /** A request body ready to send, rendered from a notification just before it is sent. */

@@ -4,7 +4,7 @@ import { maskUrl, postPayload } from "./http.ts";
 import { httpUrl, query, targetBase, type TargetModule } from "./module.ts";
 import { notificationForPeople, renderMessage } from "./text.ts";
 import { ServiceTarget } from "./service.ts";
-import type { DigestEntry, Notification, SendOptions, TargetPayload } from "./types.ts";
+import type { DigestEntry, Notification, NotificationAttachment, SendOptions, TargetPayload } from "./types.ts";
 
 /*
  * Generic webhook. By default it POSTs the JSON below (WebhookBody) with an Idempotency-Key header
@@ -48,6 +48,7 @@ export const bodyPlaceholders = [
   "period",
   "periodLabel",
   "count",
+  "attachments",
 ] as const;
 const bodyPlaceholderSet: ReadonlySet<string> = new Set(bodyPlaceholders);
 const fieldPlaceholder = /^fields\.([A-Za-z_][A-Za-z0-9_]*)(?:\.(raw|amount|currency))?$/;
@@ -137,6 +138,9 @@ function notificationValues(n: Notification, text: string): BodyValues {
         return n.uidValidity;
       case "messageId":
         return n.messageId ?? null;
+      case "attachments":
+        // As {{attachments}} in a rule's template (rules/match.ts formatAttachments).
+        return (n.attachments ?? []).map((a) => a.filename || `[${a.contentType}]`).join(", ");
       case "total":
         return n.total?.text ?? null;
       case "totalAmount":
@@ -207,6 +211,8 @@ export interface WebhookBody {
   subject: string;
   date: string | null;
   fields: Notification["fields"];
+  /** Every attachment (file name, "" when it has none; content type; decoded size), never its content. */
+  attachments: NotificationAttachment[];
   total: Notification["total"];
   link: string | null;
   text: string;
@@ -228,6 +234,7 @@ export function notificationBody(n: Notification): WebhookBody {
     subject: n.subject,
     date: n.date ?? null,
     fields: n.fields,
+    attachments: n.attachments ?? [],
     total: n.total,
     link: n.link ?? null,
     text: renderMessage(n.message, (s) => s),

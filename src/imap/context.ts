@@ -41,6 +41,7 @@ export function watchContext(options: WatchOptions): Watch {
   const maxTextBytes = options.maxTextBytes ?? 256 * 1024;
   const maxHeaderBytes = options.maxHeaderBytes ?? defaultMaxHeaderBytes;
   const needsBody = options.needsBody;
+  const whole = options.whole;
   return {
     options,
     account,
@@ -63,6 +64,7 @@ export function watchContext(options: WatchOptions): Watch {
       maxTextBytes,
       maxHeaderBytes,
       decode: options.decode ? bugIfThrows("decoding mail", options.decode) : undefined,
+      ...(whole ? { whole: { wanted: bugIfThrows("asking the rules whether to read the whole mail", (mail: NormalizedMail, m: { internalDate: Date }) => whole.wanted(mail, { account, mailbox, receivedAt: m.internalDate })), read: whole.read } } : {}),
       onGone: (uids: number[]) => log.warn({ uids }, "mail expunged or moved before it could be read (the server no longer lists it); left out"),
       ...(needsBody ? { needsBody: bugIfThrows("asking the rules whether to read the body", (mail: NormalizedMail, m: { internalDate: Date }) => needsBody(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),
     },
@@ -76,7 +78,7 @@ export function watchContext(options: WatchOptions): Watch {
 
 /** A fetched mail as handed over, acknowledged by `ack`. */
 export function toWatched(w: Watch, uidValidity: number, fetched: FetchedMessage, ack: Checkpoint, catchUp: WatchedMail["catchUp"]): WatchedMail {
-  const { uid, internalDate, size, mail, bodyRead } = fetched;
+  const { uid, internalDate, size, mail, bodyRead, dkim } = fetched;
   if (mail.warnings.length > 0) w.log.warn({ uid, warnings: mail.warnings }, "message read with warnings");
-  return { account: w.account, mailbox: w.mailbox, uidValidity, uid, receivedAt: internalDate, size, mail, bodyRead, checkpoint: ack, ...(catchUp ? { catchUp } : {}) };
+  return { account: w.account, mailbox: w.mailbox, uidValidity, uid, receivedAt: internalDate, size, mail, bodyRead, ...(dkim ? { dkim } : {}), checkpoint: ack, ...(catchUp ? { catchUp } : {}) };
 }

@@ -17,7 +17,7 @@ import { watchMailboxBatches, type WatchOptions } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
 import { actsIn, bodyNeedIn, needsBody, needsWhole, verifiesDkimIn, type CompiledRule } from "../rules/rules.ts";
 import { cachedResolver } from "../verify/dns.ts";
-import { dkimVerifier, type DkimVerifier } from "../verify/dkim.ts";
+import { dkimVerifier, keyLookupFailed, type DkimVerifier } from "../verify/dkim.ts";
 import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/dispatcher.ts";
 import { lockState } from "../store/sqlite/lock.ts";
 import { State } from "../store/sqlite/state.ts";
@@ -136,6 +136,11 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     const watches = config.accounts.flatMap((account) =>
       account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside, actions: state.actions, dkim })),
     );
+    // Mail set aside because a DKIM key could not be looked up is read again every 10 minutes, so it
+    // is counted once DNS works again without anyone asking (`mailbell unreadable retry` asks at once).
+    const recheck = dkim ? setInterval(() => retryKeyLookups(state, log), recheckMs) : undefined;
+    recheck?.unref();
+    signalStops(options.signal, () => clearInterval(recheck));
     const pending = state.outbox.counts().filter((c) => c.state !== "done");
     log.info({ mailboxes: watches.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
     if (watches.length === 0) log.warn({}, "no accounts configured: nothing to watch. Add one under accounts:.");
@@ -171,6 +176,22 @@ function pacingOf(config: Config, targets: ReadonlyMap<string, Target>): Map<str
       return [t.name, { perSecond: t.rateLimit?.perSecond ?? defaults.perSecond, burst: t.rateLimit?.burst ?? defaults.burst, overflow: t.overflow, digestAfter: t.digestAfter }];
     }),
   );
+}
+
+const recheckMs = 10 * 60_000;
+
+function retryKeyLookups(state: State, log: Logger): void {
+  try {
+    const asked = state.setAside.requestRetryWhereReason(keyLookupFailed);
+    if (asked > 0) log.info({ mails: asked }, "reading again mail set aside because a DKIM key could not be looked up");
+  } catch (err) {
+    log.error({ err: (err as Error).message }, "could not ask to read again mail set aside for a DKIM key lookup; `mailbell unreadable retry --all` does it by hand");
+  }
+}
+
+function signalStops(signal: AbortSignal, stop: () => void): void {
+  if (signal.aborted) stop();
+  else signal.addEventListener("abort", stop, { once: true });
 }
 
 /** Connections set up at once: 1,000 mailboxes start as fast as with no cap (2 cores), and 8 saved no more memory. */

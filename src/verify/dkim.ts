@@ -9,6 +9,9 @@ import { ReadAgainLater } from "../imap/fetch.ts";
 import type { DkimSignature } from "../rules/types.ts";
 import type { TxtResolver } from "./dns.ts";
 
+/** In the reason of mail set aside because a key lookup failed: the daemon asks to read such mail again now and then. */
+export const keyLookupFailed = "the key's DNS lookup failed";
+
 export interface DkimVerifier {
   /** The message's signatures; throws ReadAgainLater when a key lookup failed (a DNS failure is not a verdict). */
   verify(message: Readable | Buffer): Promise<DkimSignature[]>;
@@ -21,7 +24,7 @@ export function dkimVerifier(resolve: TxtResolver): DkimVerifier {
       const result = await dkimVerify(message, { resolver: resolve as never });
       const signatures = result.results.map(toSignature);
       const failed = signatures.find((s) => s.result === "temperror");
-      if (failed) throw new ReadAgainLater(`its DKIM signature (d=${failed.domain}) could not be checked: the key's DNS lookup failed (${failed.comment ?? "temperror"}); checked again shortly`);
+      if (failed) throw new ReadAgainLater(`its DKIM signature (d=${failed.domain}) could not be checked: ${keyLookupFailed} (${failed.comment ?? "temperror"}); checked again shortly`);
       return signatures;
     },
   };

@@ -11,6 +11,8 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { State } from "../src/store/sqlite/state.ts";
 import type { WebhookBody } from "../src/targets/webhook.ts";
+import { writeFileSync } from "node:fs";
+import { runCli } from "./support/cli.ts";
 import { startMailbell, waitUntilWatching, writeConfig, type RunningMailbell } from "./support/daemon.ts";
 import { dkimRecordName, makeDkimKey, signMail, type DkimKey } from "./support/dkim.ts";
 import { startDnsServer, type DnsServer } from "./support/dns.ts";
@@ -172,5 +174,21 @@ describe("verify: the sender", () => {
     } finally {
       await mailbell.stop();
     }
+  });
+
+  it("mailbell test verifies a saved mail the same way, through dns.servers, and says why one fails", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "mailbell-verify-"));
+    const config = writeConfig(configYaml("test", "/cli", dir), dir);
+    const good = path.join(dir, "good.eml");
+    const spoof = path.join(dir, "spoof.eml");
+    writeFileSync(good, await sign(mail("signed good")));
+    writeFileSync(spoof, await sign(mail("signed spoof", "googleplay-noreply@shop.example.evil.example")));
+    const ok = await runCli(["test", "--config", config, good]);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /rule signed: matched, sender verified \(DKIM shop\.example\)/);
+    const refused = await runCli(["test", "--config", config, spoof, "--json"]);
+    const signed = refused.out.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>).find((r) => r.rule === "signed");
+    assert.deepEqual({ matched: signed?.matched, unverified: signed?.unverified }, { matched: false, unverified: "not_aligned" });
+    assert.match(String(signed?.reason), /signed by shop\.example, but From is shop\.example\.evil\.example/);
   });
 });

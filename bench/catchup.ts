@@ -9,6 +9,8 @@
  *   node bench/catchup.ts --json           the CatchUpResult as JSON instead of a table
  *   node bench/catchup.ts --no-script      mailbell only
  *   node bench/catchup.ts --read-every-body   a rule reads every mail's body, so every text is fetched and decoded
+ *   node bench/catchup.ts --then           the every-mail rule also has then: { seen: true, flag: $Notified }: every
+ *                                          mail is marked read and flagged; also times until the last action is done
  *   node bench/catchup.ts --no-script --delivery-rate 0.1   diagnostic: the target paced to 0.1/s, as a slow
  *                                          target would be (delivery not waited for, no drain on stop)
  *   node bench/catchup.ts --node-arg=--trace-gc --keep-log /tmp/mb.log   experiments on the timed mailbell run
@@ -75,6 +77,12 @@ export interface CatchUpOptions {
    * decoded (the worst case). By default only the receipt rule reads bodies, of Google Play mail.
    */
   readEveryBody?: boolean;
+  /**
+   * The every-mail rule also has `then: { seen: true, flag: $Notified }`, so every mail is marked
+   * read and flagged on the server (mailbox opened read-write). Also times until the last action is
+   * done and checks with Dovecot that every mail has \Seen and $Notified.
+   */
+  then?: boolean;
 }
 
 export interface ProfileSummary {
@@ -94,6 +102,8 @@ export interface CatchUpResult {
   mails: number;
   /** The rules read every mail's body (CatchUpOptions.readEveryBody). */
   readEveryBody: boolean;
+  /** The every-mail rule marks and flags every mail (CatchUpOptions.then). */
+  then: boolean;
   seed: number;
   corpusMb: number;
   attachments: number;
@@ -136,6 +146,8 @@ export interface CatchUpResult {
     otherCores: number;
     /** Most outbox rows waiting to be sent at once while catching up (how far delivery lagged). */
     maxPending: number;
+    /** With CatchUpOptions.then: the rules' actions on the mail. */
+    actions?: ActionsResult;
     /** Main thread and decoding thread while the backlog was being queued, then the main thread's whole run. */
     profiles?: ProfileSummary[];
   };
@@ -161,7 +173,28 @@ export interface CatchUpResult {
   machine: string;
 }
 
+export interface ActionsResult {
+  /** Spawn → the last action recorded done in the state file (actions.finished_at). */
+  startToDoneMs: number;
+  /** All queued → the last action done. */
+  queuedToDoneMs: number;
+  /** Spawn → Dovecot first reported no unseen mail in INBOX (polled every ACTIONS_POLL_MS, so a little late). */
+  startToUnseenZeroMs: number;
+  /** CPU of the mailbell process until Dovecot reported no unseen mail. */
+  cpuSeconds: number;
+  /** Action rows in the state file by state. */
+  rowsDone: number;
+  rowsPending: number;
+  rowsDropped: number;
+  /** Dovecot at the end: mails in INBOX with \Seen, with the $Notified keyword, without \Seen. */
+  seen: number;
+  flagged: number;
+  unseen: number;
+}
+
 const ACCOUNT = "bench";
+const ACTIONS_FLAG = "$Notified";
+const ACTIONS_POLL_MS = 100;
 const MAILBELL_USER = "alice";
 const SCRIPT_USER = "bob";
 
@@ -169,7 +202,7 @@ function log(verbose: boolean | undefined, msg: string): void {
   if (verbose) process.stderr.write(`[catchup] ${msg}\n`);
 }
 
-function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean): string {
+function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean, then: boolean): string {
   return `state: ${JSON.stringify(statePath)}
 locale: en-US
 log: { level: info }
@@ -183,7 +216,7 @@ ${accountYaml({ name: ACCOUNT, host: dc.host, port: dc.imapsPort, caFile: dc.caF
     rateLimit: { perSecond: ${perSecond}, burst: ${Math.max(1, Math.min(1000, Math.floor(perSecond)))} }
 rules:
   - name: every-mail
-    notify: [hook]${readEveryBody ? '\n    extract: { word: { regex: "(?<value>\\\\S+)" } }' : ""}
+    notify: [hook]${readEveryBody ? '\n    extract: { word: { regex: "(?<value>\\\\S+)" } }' : ""}${then ? `\n    then: { seen: true, flag: "${ACTIONS_FLAG}" }` : ""}
     template: "{{from}}: {{subject}}"
   - name: play-receipts
     match: { from: googleplay-noreply@google.com, subject: "/Google Play/i" }
@@ -205,6 +238,29 @@ async function mailboxStatus(dc: Dovecot, user: string): Promise<{ messages: num
   const out = await dc.doveadm("-f", "flow", "mailbox", "status", "-u", user, "messages uidnext uidvalidity", "INBOX");
   const num = (k: string): number => Number(new RegExp(`${k}=(\\d+)`).exec(out)?.[1] ?? NaN);
   return { messages: num("messages"), uidnext: num("uidnext"), uidvalidity: num("uidvalidity") };
+}
+
+async function unseenCount(dc: Dovecot, user: string): Promise<number> {
+  const out = await dc.doveadm("-f", "flow", "mailbox", "status", "-u", user, "unseen", "INBOX");
+  return Number(/unseen=(\d+)/.exec(out)?.[1] ?? NaN);
+}
+
+/** How many mails of `user`'s INBOX match a doveadm search query (one line per mail). */
+async function searchCount(dc: Dovecot, user: string, ...query: string[]): Promise<number> {
+  const out = await dc.doveadm("search", "-u", user, "mailbox", "INBOX", ...query);
+  return out.split("\n").filter((l) => l.trim() !== "").length;
+}
+
+/**
+ * Polls Dovecot until no mail of `user`'s INBOX is unseen (every action done: each mail's actions
+ * include \Seen), or the deadline. Resolves with when that was seen and the CPU mailbell had used.
+ */
+async function untilAllSeen(dc: Dovecot, user: string, mailbellCpu: () => number, deadline: number): Promise<{ at: number; cpuSeconds: number } | undefined> {
+  for (;;) {
+    if ((await unseenCount(dc, user)) === 0) return { at: performance.now(), cpuSeconds: mailbellCpu() };
+    if (performance.now() > deadline) return undefined;
+    await sleep(ACTIONS_POLL_MS);
+  }
 }
 
 interface Backlog {
@@ -437,7 +493,8 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
   const receiver = await startReceiver();
   const statePath = path.join(work, "mailbell.db");
   const perSecond = options.deliveryRate ?? 1000;
-  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond, options.readEveryBody ?? false);
+  const then = options.then ?? false;
+  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond, options.readEveryBody ?? false, then);
   const env = { BENCH_IMAP_PASS: dc.auth(MAILBELL_USER).pass };
   let mb: MailbellProcess | undefined;
   try {
@@ -513,7 +570,11 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
       }
     }
     mb ??= await started;
-    log(verbose, `queued all ${mails} after ${((queuedEpoch - spawnEpoch) / 1000).toFixed(2)} s; waiting for delivery`);
+    log(verbose, `queued all ${mails} after ${((queuedEpoch - spawnEpoch) / 1000).toFixed(2)} s; waiting for delivery${then ? " and the actions" : ""}`);
+    // The actions follow each committed round, so they end after the last round is queued: watched
+    // from here, beside the delivery.
+    const running = mb;
+    const allSeen = then ? untilAllSeen(dc, MAILBELL_USER, () => running.cpuSeconds(), performance.now() + Math.max(120_000, mails * 20)) : undefined;
 
     // 4. delivery of every notification
     const wantReceipts = backlog.receipts;
@@ -527,6 +588,8 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
     }
     const deliveredAt = tally.lastAt;
     const cpuSecondsDelivered = mb.cpuSeconds();
+    const seenAll = await allSeen;
+    if (then) log(verbose, seenAll ? `no unseen mail after ${((seenAll.at - spawnPerf) / 1000).toFixed(2)} s` : "some mail still unseen at the deadline");
     await sleep(500); // anything sent twice would arrive now
     tally.update();
     const peakRssKb = mb.peakRssKb();
@@ -540,7 +603,25 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
     const state = new DatabaseSync(statePath, { readOnly: true });
     const rows = state.prepare("SELECT rule, count(*) AS n FROM outbox GROUP BY rule").all() as { rule: string; n: number }[];
     const totals = state.prepare("SELECT units, scale FROM totals WHERE rule = 'play-receipts' AND currency = 'JPY'").all() as { units: string; scale: number }[];
+    const actionRows = then ? (state.prepare("SELECT state, count(*) AS n, max(finished_at) AS lastAt FROM actions GROUP BY state").all() as { state: string; n: number; lastAt: number | null }[]) : [];
     state.close();
+    let actions: ActionsResult | undefined;
+    if (then) {
+      const rowOf = (st: string): { n: number; lastAt: number | null } | undefined => actionRows.find((r) => r.state === st);
+      const lastDoneEpoch = Number(rowOf("done")?.lastAt ?? NaN);
+      actions = {
+        startToDoneMs: lastDoneEpoch - spawnEpoch,
+        queuedToDoneMs: lastDoneEpoch - queuedEpoch,
+        startToUnseenZeroMs: seenAll ? seenAll.at - spawnPerf : NaN,
+        cpuSeconds: seenAll?.cpuSeconds ?? NaN,
+        rowsDone: Number(rowOf("done")?.n ?? 0),
+        rowsPending: Number(rowOf("pending")?.n ?? 0),
+        rowsDropped: Number(rowOf("dropped")?.n ?? 0),
+        seen: await searchCount(dc, MAILBELL_USER, "SEEN"),
+        flagged: await searchCount(dc, MAILBELL_USER, "KEYWORD", ACTIONS_FLAG),
+        unseen: await unseenCount(dc, MAILBELL_USER),
+      };
+    }
     const totalYen = totals.reduce((s, t) => s + Number(t.units) / 10 ** Number(t.scale), 0);
     const rowsOf = (rule: string): number => Number(rows.find((r) => r.rule === rule)?.n ?? 0);
 
@@ -612,6 +693,7 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
         errors,
         otherCores,
         maxPending,
+        ...(actions ? { actions } : {}),
         ...(profiles ? { profiles } : {}),
       },
     };
@@ -698,6 +780,7 @@ export async function runCatchUp(options: CatchUpOptions): Promise<CatchUpResult
     return {
       mails,
       readEveryBody: options.readEveryBody ?? false,
+      then: options.then ?? false,
       seed,
       corpusMb: backlog.bytes / 2 ** 20,
       attachments: backlog.attachments,
@@ -727,7 +810,7 @@ const mb = (kb: number): string => `${(kb / 1024).toFixed(0)} MB`;
 export function formatCatchUp(r: CatchUpResult, scriptOfAnotherRun?: CatchUpResult["script"]): string[][] {
   const m = r.mailbell;
   const name = `catch-up ${r.mails.toLocaleString("en-US")}`;
-  const who = r.readEveryBody ? "mailbell, rules read every body" : "mailbell";
+  const who = ["mailbell", ...(r.readEveryBody ? ["rules read every body"] : []), ...(r.then ? [`then: seen + ${ACTIONS_FLAG}`] : [])].join(", ");
   const versus = scriptOfAnotherRun ? `; ${(m.queuedPerSecond / scriptOfAnotherRun.perSecond).toFixed(1)}× the user script's rate above` : "";
   const rows: string[][] = [
     [
@@ -751,6 +834,19 @@ export function formatCatchUp(r: CatchUpResult, scriptOfAnotherRun?: CatchUpResu
       `up to ${m.maxPending} rows waiting; total ¥${m.totalYen} (expected ¥${m.expectedTotalYen}); ${m.receiptAmountsMissing} amounts missing; ${m.warnings} warnings, ${m.errors.length} errors`,
     ],
   ];
+  if (m.actions) {
+    const a = m.actions;
+    rows.push([
+      name,
+      `${who} (actions done)`,
+      sec(a.startToDoneMs),
+      (r.mails / (a.startToDoneMs / 1000)).toFixed(0),
+      "",
+      `${a.cpuSeconds.toFixed(1)} s`,
+      `${a.flagged}/${r.mails} ${ACTIONS_FLAG}, ${a.seen}/${r.mails} seen, ${a.unseen} unseen`,
+      `queued→last action ${sec(a.queuedToDoneMs)} (state file); Dovecot unseen=0 seen at ${sec(a.startToUnseenZeroMs)} (polled every ${ACTIONS_POLL_MS} ms); action rows ${a.rowsDone} done, ${a.rowsPending} pending, ${a.rowsDropped} dropped`,
+    ]);
+  }
   if (r.script) {
     const s = r.script;
     rows.push([
@@ -780,9 +876,10 @@ async function main(): Promise<void> {
       "keep-log": { type: "string" },
       "delivery-rate": { type: "string" },
       "read-every-body": { type: "boolean", default: false },
+      then: { type: "boolean", default: false },
     },
   });
-  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}), readEveryBody: values["read-every-body"] });
+  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}), readEveryBody: values["read-every-body"], then: values.then });
   if (values.json) {
     console.log(JSON.stringify(result, null, 2));
     return;

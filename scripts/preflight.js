@@ -159,6 +159,16 @@ function provideDovecot() {
   if (need.length > 0) fail([`still missing after apt-get: ${need.join(", ")}`]);
 }
 
+/**
+ * dnsmasq serves the DKIM keys of the verification tests on 127.0.0.1 (test/support/dns.ts).
+ * dnsmasq-base is the binary alone: the dnsmasq package would also start a system service on port 53.
+ */
+function provideDnsmasq() {
+  if (which("dnsmasq")) return;
+  install(["dnsmasq-base"], "the DKIM tests serve their keys from a real DNS server (dnsmasq) on 127.0.0.1");
+  if (!which("dnsmasq")) fail(["still missing after apt-get: dnsmasq (package dnsmasq-base)"]);
+}
+
 function provideInterop() {
   const missingTools = () => INTEROP_TOOLS.filter(([, file]) => !existsSync(file)).map(([pkg]) => pkg);
   let need = missingTools();
@@ -189,5 +199,6 @@ if (!/^2\.3\./.test(dovecotVersion)) {
 }
 
 provideInterop();
+provideDnsmasq();
 
-console.log(`preflight: ok — node ${process.version} (${process.execPath}), dovecot ${dovecotVersion}, ${which("openssl")}, cyrus-imapd and courier-imap in ${INTEROP_CACHE}`);
+console.log(`preflight: ok — node ${process.version} (${process.execPath}), dovecot ${dovecotVersion}, ${which("openssl")}, ${which("dnsmasq")}, cyrus-imapd and courier-imap in ${INTEROP_CACHE}`);

@@ -1,5 +1,7 @@
 /** The shipped example config, run with `mailbell test` on the hand-written receipt fixtures. */
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { main } from "../src/cli/main.ts";
@@ -8,6 +10,20 @@ import type { CliIO } from "../src/cli/io.ts";
 const root = path.resolve(import.meta.dirname, "..");
 const example = path.join(root, "examples/purchase-receipts.yaml");
 const fixture = (name: string): string => path.join(root, "test/fixtures", name);
+const stamped = mkdtempSync(path.join(tmpdir(), "mailbell-examples-"));
+
+/**
+ * The fixture as Gmail delivers it: with the Authentication-Results header mx.google.com puts on
+ * top, saying the sender's domain passed DMARC (the example's rules verify that).
+ */
+function asGmailDelivers(name: string, verdict = "pass"): string {
+  const raw = readFileSync(fixture(name));
+  const domain = /apple/.test(name) ? "email.apple.com" : "google.com";
+  const header = `Authentication-Results: mx.google.com;\r\n       dkim=${verdict} header.i=@${domain} header.s=sel;\r\n       dmarc=${verdict} (p=REJECT sp=REJECT dis=NONE) header.from=${domain}\r\n`;
+  const file = path.join(stamped, `${verdict}-${name}`);
+  writeFileSync(file, Buffer.concat([Buffer.from(header), raw]));
+  return file;
+}
 const env = { GMAIL_USER: "taro@example.com", GMAIL_APP_PASSWORD: "app-password", SLACK_WEBHOOK_URL: "https://hooks.example.test/services/T0/B0/x" };
 
 async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -28,7 +44,7 @@ interface RuleReport {
 }
 
 async function testJson(file: string): Promise<RuleReport[]> {
-  const { code, out, err } = await runCli(["test", "--config", example, fixture(file), "--json"]);
+  const { code, out, err } = await runCli(["test", "--config", example, file, "--json"]);
   assert.equal(code, 0, err);
   return out.trim().split("\n").map((line) => JSON.parse(line) as RuleReport);
 }
@@ -42,7 +58,7 @@ describe("examples/purchase-receipts.yaml", () => {
   ];
   for (const c of cases) {
     it(`reads ${c.file}: ${c.currency} ${c.amount}`, async () => {
-      const reports = await testJson(c.file);
+      const reports = await testJson(asGmailDelivers(c.file));
       const matched = reports.filter((r) => r.matched);
       assert.deepEqual(matched.map((r) => r.rule), [c.rule], "exactly one rule matches");
       const r = matched[0]!;
@@ -59,15 +75,26 @@ describe("examples/purchase-receipts.yaml", () => {
 
   it("ignores mail that is not a receipt", async () => {
     for (const file of ["shift-jis-notice.eml", "euc-jp-notice.eml", "latin1-qp.eml", "hostile-slack.eml"]) {
-      const reports = await testJson(file);
+      const reports = await testJson(asGmailDelivers(file));
       assert.deepEqual(reports.filter((r) => r.matched), [], file);
     }
   });
 
+  it("does not count a receipt whose sender Gmail did not verify, or one Gmail did not stamp, and says why", async () => {
+    for (const [file, reason] of [
+      [asGmailDelivers("google-play-en-utf8.eml", "fail"), "auth_results_fail"],
+      [fixture("apple-receipt-ja-utf8.eml"), "no_auth_results"],
+    ] as const) {
+      const reports = await testJson(file);
+      assert.deepEqual(reports.filter((r) => r.matched), [], file);
+      assert.equal(reports.find((r) => (r as { unverified?: string }).unverified)?.["unverified" as keyof RuleReport], reason);
+    }
+  });
+
   it("prints a readable report without --json", async () => {
-    const { code, out } = await runCli(["test", "--config", example, fixture("google-play-ja-iso2022jp.eml")]);
+    const { code, out } = await runCli(["test", "--config", example, asGmailDelivers("google-play-ja-iso2022jp.eml")]);
     assert.equal(code, 0);
-    assert.match(out, /rule google-play: matched/);
+    assert.match(out, /rule google-play: matched, sender verified \(DMARC pass by mx\.google\.com\)/);
     assert.match(out, /amount: ¥480 {2}\(captured "￥480（税込）"\)/);
     assert.match(out, /total: would add ¥480 to 2026-11 \(November\) → ¥480 \(no state file yet\)/);
     assert.match(out, /rule apple: no match/);
@@ -82,7 +109,7 @@ describe("examples/purchase-receipts.yaml", () => {
   it("needs no password or webhook URL to try a rule, and says it used placeholders", async () => {
     let out = "";
     let err = "";
-    const code = await main(["test", "--config", example, fixture("google-play-en-utf8.eml")], { out: (t) => void (out += t), err: (t) => void (err += t), env: {} });
+    const code = await main(["test", "--config", example, asGmailDelivers("google-play-en-utf8.eml")], { out: (t) => void (out += t), err: (t) => void (err += t), env: {} });
     assert.equal(code, 0, err);
     assert.match(out, /Google Play: \$4\.99/);
     assert.match(err, /GMAIL_USER, GMAIL_APP_PASSWORD, SLACK_WEBHOOK_URL not set; using placeholders/);

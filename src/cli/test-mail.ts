@@ -8,7 +8,11 @@ import { normalizeMail } from "../mail/normalize.ts";
 import { nothingSeen, planMail, type ActionPlan, type MailAt, type MatchPlan } from "../plan/plan.ts";
 import { describeActions } from "../rules/actions.ts";
 import { formatMoney, moneyToDecimalString } from "../rules/money.ts";
-import type { CompiledRule } from "../rules/rules.ts";
+import { needsWhole, type CompiledRule } from "../rules/rules.ts";
+import type { DkimSignature } from "../rules/types.ts";
+import { ReadAgainLater } from "../imap/fetch.ts";
+import { cachedResolver } from "../verify/dns.ts";
+import { dkimVerifier } from "../verify/dkim.ts";
 import { State } from "../store/sqlite/state.ts";
 import { createTargets } from "../targets/index.ts";
 import type { Target, TargetPayload } from "../targets/types.ts";
@@ -53,7 +57,8 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
   const state = existsSync(loaded.statePath) ? State.open(loaded.statePath, { readOnly: true }) : undefined;
   try {
     // UID 0: the mail is in no mailbox; its identity finds what the daemon did with the same mail.
-    const at: MailAt = { account, mailbox, uidValidity: 0, uid: 0, mail, size: rfc822Size(raw), receivedAt };
+    const dkim = await verifyDkim(raw, loaded.config.dns, rules, { mail, account, mailbox, receivedAt }, io, options.json);
+    const at: MailAt = { account, mailbox, uidValidity: 0, uid: 0, mail, size: rfc822Size(raw), receivedAt, dkim };
     const plan = planMail(at, { rules, targets, accounts, backlogLimit: Infinity, now: Date.now() }, state ?? nothingSeen);
     if (!options.json) {
       io.out(`${options.file}: from ${escapeTerminal(mail.from.map((a) => a.address).join(", ")) || "(none)"}, subject "${escapeTerminal(mail.subject)}", received ${receivedAt.toISOString()}`);
@@ -63,7 +68,8 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
     }
     for (const rulePlan of plan.rules) {
       const rule = rules.find((r) => r.name === rulePlan.rule)!;
-      if (options.json) io.out(JSON.stringify(rulePlan.matched ? planJson(rulePlan, targets) : { rule: rule.name, matched: false }));
+      if (options.json) io.out(JSON.stringify(rulePlan.matched ? planJson(rulePlan, targets) : { rule: rule.name, matched: false, ...(rulePlan.unverified ? { unverified: rulePlan.unverified.code, reason: rulePlan.unverified.reason } : {}) }));
+      else if (!rulePlan.matched && rulePlan.unverified) io.out(`rule ${rule.name}: no match: sender not verified: ${escapeTerminal(rulePlan.unverified.reason)}`);
       else if (!rulePlan.matched) io.out(`rule ${rule.name}: no match`);
       else printPlan(rulePlan, rule, targets, state !== undefined, io);
     }
@@ -77,6 +83,23 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
     state?.close();
   }
   return 0;
+}
+
+/**
+ * The mail's DKIM signatures, when a rule that verifies DKIM matches its header: looked up in DNS
+ * as the daemon would (dns: in the config). A failed lookup is said, and the rule then shows as
+ * not verified (the daemon would try again later).
+ */
+async function verifyDkim(raw: Buffer, dns: { servers?: string[] | undefined; cacheSeconds: number; timeoutSeconds: number }, rules: readonly CompiledRule[], input: Parameters<typeof needsWhole>[1], io: CliIO, json: boolean): Promise<DkimSignature[] | undefined> {
+  if (!needsWhole(rules, input)) return undefined;
+  const verifier = dkimVerifier(cachedResolver({ servers: dns.servers, cacheMs: 0, timeoutMs: dns.timeoutSeconds * 1000 }).resolve);
+  try {
+    return await verifier.verify(raw);
+  } catch (err) {
+    if (!(err instanceof ReadAgainLater)) throw err;
+    if (!json) io.err(`note: ${err.message.replace(/; checked again shortly$/, "")}; the daemon would read the mail again later.`);
+    return undefined;
+  }
 }
 
 interface RenderedDelivery {
@@ -100,6 +123,7 @@ function planJson(plan: MatchPlan, targets: ReadonlyMap<string, Target>): object
   return {
     rule: plan.rule,
     matched: true,
+    ...(match.verified ? { verified: match.verified.by } : {}),
     fields: notification.fields,
     missing: match.missing,
     total: match.total
@@ -125,7 +149,7 @@ function planJson(plan: MatchPlan, targets: ReadonlyMap<string, Target>): object
 
 function printPlan(plan: MatchPlan, rule: CompiledRule, targets: ReadonlyMap<string, Target>, hasState: boolean, io: CliIO): void {
   const { match, notification, total } = plan;
-  io.out(`rule ${rule.name}: matched`);
+  io.out(`rule ${rule.name}: matched${match.verified ? `, sender verified (${match.verified.by})` : ""}`);
   for (const [name, field] of Object.entries(notification.fields)) {
     io.out(
       field

@@ -4,6 +4,7 @@ import { statusSchema } from "../daemon/config.ts";
 import { accountSchema, watchSchema } from "../imap/config.ts";
 import { ruleSchema } from "../rules/config.ts";
 import { targetSchema } from "../targets/index.ts";
+import { dnsSchema } from "../verify/config.ts";
 
 /**
  * The config file's shape, composed from the parts each area owns (imap/config.ts: accounts and
@@ -24,6 +25,8 @@ export const configSchema = z.strictObject({
   watch: watchSchema.default(watchSchema.parse({})),
   outbox: outboxSchema.default(outboxSchema.parse({})),
   status: statusSchema.optional(),
+  /** Where DKIM keys are looked up (rules with verify.dkim). */
+  dns: dnsSchema.default(dnsSchema.parse({})),
   accounts: z.array(accountSchema).default([]),
   targets: z.array(targetSchema).default([]),
   rules: z.array(ruleSchema).default([]),

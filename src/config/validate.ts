@@ -1,6 +1,6 @@
 import { ConfigError, type ConfigIssue } from "../errors.ts";
 import { appliesIn, compileRules, type CompiledRule } from "../rules/rules.ts";
-import { connectionLimit, gmailConnectionLimit, isGmail } from "../imap/config.ts";
+import { connectionLimit, gmailConnectionLimit, isGmail, isMicrosoft365 } from "../imap/config.ts";
 import type { Config } from "./schema.ts";
 
 /**
@@ -51,8 +51,26 @@ export function validateConfig(config: Config): { issues: ConfigIssue[]; warning
 
   const compiled = compileRules(config.rules, { locale: config.locale });
   if (!compiled.ok) issues.push(...compiled.issues);
-  else compiled.rules.forEach((rule, i) => issues.push(...labelsOutsideGmail(rule, i, config)));
+  else compiled.rules.forEach((rule, i) => issues.push(...labelsOutsideGmail(rule, i, config), ...presetOutsideProvider(rule, i, config)));
   return { issues, warnings: compiled.warnings };
+}
+
+/**
+ * `authResults: gmail` / `microsoft` trust a header that provider's servers write: on another
+ * server, the topmost such header may be the sender's own, so the preset is refused there.
+ */
+function presetOutsideProvider(rule: CompiledRule, index: number, config: Config): ConfigIssue[] {
+  const source = rule.verify?.authResults;
+  if (!source || (source.kind === "authserv" && source.preset === undefined)) return [];
+  const [name, onProvider] = source.kind === "microsoft" ? ["microsoft", isMicrosoft365] : ["gmail", isGmail];
+  const elsewhere = config.accounts.filter((a) => !onProvider(a.host) && a.mailboxes.some((mailbox) => appliesIn(rule, { account: a.name, mailbox })));
+  if (elsewhere.length === 0) return [];
+  return [
+    {
+      path: `rules[${index}].verify.authResults`,
+      message: `authResults: ${name} trusts the Authentication-Results header ${name === "gmail" ? "Gmail (imap.gmail.com)" : "Microsoft 365 (outlook.office365.com)"} writes, and this rule also reaches ${elsewhere.map((a) => `"${a.name}" (${a.host})`).join(", ")}, where the topmost such header may be the sender's. Name your own server's authserv-id there (authResults: mx.example.org), use verify.dkim, or limit the rule with match.account.`,
+    },
+  ];
 }
 
 /**

@@ -117,6 +117,7 @@ describe("createMailbellMetrics", () => {
     metrics.sessionFailed("work", "Billing", new ImapError("IMAP_SERVER", "work", "Billing", "no UIDVALIDITY"));
     metrics.sessionFailed("work", "Billing", new ImapError("IMAP_SERVER", "work", "Billing", "no UIDVALIDITY"));
     metrics.sessionFailed("work", "Billing", new StateError("disk full"));
+    metrics.mailUnverified("receipts", "not_aligned");
     metrics.mailActions("personal", "INBOX", "done", 3);
     metrics.mailActions("personal", "INBOX", "refused", 2, "move");
     metrics.mailActions("personal", "INBOX", "given_up", 1);
@@ -151,6 +152,9 @@ describe("createMailbellMetrics", () => {
         "# HELP mailbell_mails_set_aside_total Mails that could not be read after watch.maxReadAttempts tries and were set aside (see mailbell unreadable).",
         "# TYPE mailbell_mails_set_aside_total counter",
         'mailbell_mails_set_aside_total{account="personal",mailbox="INBOX"} 0',
+        "# HELP mailbell_mails_unverified_total Mails a rule with verify: did not count or notify because the sender was not verified, by reason: not_signed, dkim_fail, other_domain, not_aligned, not_checked, no_auth_results, auth_results_fail.",
+        "# TYPE mailbell_mails_unverified_total counter",
+        'mailbell_mails_unverified_total{rule="receipts",reason="not_aligned"} 1',
         "# HELP mailbell_outbox_oldest_pending_age_seconds Seconds the oldest notification still waiting for the target has waited (0 when none waits); it grows while the target takes no posts, while pacing spreads out a flood, or while a catch-up's digest is gathered.",
         "# TYPE mailbell_outbox_oldest_pending_age_seconds gauge",
         'mailbell_outbox_oldest_pending_age_seconds{target="slack"} 10',

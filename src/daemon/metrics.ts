@@ -204,6 +204,8 @@ export interface MailbellMetrics {
   /** A watching session ended in failure; `error` undefined when the server simply closed it. */
   sessionFailed(account: string, mailbox: string, error: { code: string } | undefined): void;
   ruleMatched(rule: string): void;
+  /** A rule's conditions held but the mail's sender was not verified (verify:); `reason` is a short code. */
+  mailUnverified(rule: string, reason: string): void;
   /**
    * Rules' actions on `count` mails: done, refused by the server (tried again later; `action` says
    * which one) or given up (the mail is gone or renumbered).
@@ -260,6 +262,11 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
   const setAside = registry.counter("mailbell_mails_set_aside_total", "Mails that could not be read after watch.maxReadAttempts tries and were set aside (see mailbell unreadable).", ["account", "mailbox"]);
   const processed = registry.counter("mailbell_mails_processed_total", "Mails read from the mailbox and run through the rules.", ["account", "mailbox"]);
   const matches = registry.counter("mailbell_rule_matches_total", "Mails that matched the rule.", ["rule"]);
+  const unverified = registry.counter(
+    "mailbell_mails_unverified_total",
+    "Mails a rule with verify: did not count or notify because the sender was not verified, by reason: not_signed, dkim_fail, other_domain, not_aligned, not_checked, no_auth_results, auth_results_fail.",
+    ["rule", "reason"],
+  );
   const actions = registry.counter(
     "mailbell_mail_actions_total",
     "Mails the rules' actions (then:) were done to, by result: done, refused (the server said no; tried again later, and each refused try counts) or given_up (the mail left the mailbox before it could be done).",
@@ -280,6 +287,7 @@ export function createMailbellMetrics(registry: Metrics, sources: MailbellMetric
     mailSetAside: (account, mailbox) => setAside.inc({ account, mailbox }),
     sessionFailed: (account, mailbox, error) => sessionFailures.inc({ account, mailbox, reason: failureReason(error) }),
     ruleMatched: (rule) => matches.inc({ rule }),
+    mailUnverified: (rule, reason) => unverified.inc({ rule, reason }),
     mailActions: (account, mailbox, result, count, action) => {
       actions.inc({ account, mailbox, result }, count);
       if (result === "refused") refusals.inc({ account, mailbox, action: action ?? "unknown" }, count);

@@ -36,6 +36,8 @@ export interface PipelineDeps {
   onQueued: (targets: ReadonlySet<string>) => void;
   /** For metrics. */
   onProcessed?: (watched: WatchedMail, matchedRules: readonly string[]) => void;
+  /** A rule's conditions held but the sender was not verified (verify:): for metrics. */
+  onUnverified?: (rule: string, code: string) => void;
 }
 
 /**
@@ -64,7 +66,9 @@ export function handleMails(round: readonly WatchedMail[], deps: PipelineDeps): 
   const queuedFor = new Set<string>();
   round.forEach((watched, i) => {
     for (const target of queued[i]!.targets) queuedFor.add(target);
-    deps.onProcessed?.(watched, queued[i]!.plan.matches.map((m) => m.rule));
+    const plan = queued[i]!.plan;
+    deps.onProcessed?.(watched, plan.matches.map((m) => m.rule));
+    for (const r of plan.rules) if (!r.matched && r.unverified) deps.onUnverified?.(r.rule, r.unverified.code);
   });
   if (queuedFor.size > 0) deps.onQueued(queuedFor);
 }
@@ -93,6 +97,9 @@ function logPlan(plan: MailPlan, watched: WatchedMail, logger: Logger): void {
   const log = logger.child({ account: watched.account, mailbox: watched.mailbox, uid: watched.uid });
   const identity = plan.seen.identity;
   log.debug({ subject: watched.mail.subject, matched: plan.matches.map((m) => m.rule), bodyRead: watched.bodyRead }, "mail read");
+  for (const r of plan.rules) {
+    if (!r.matched && r.unverified) log.warn({ rule: r.rule, from: watched.mail.from[0]?.address, subject: watched.mail.subject, reason: r.unverified.code, why: r.unverified.reason }, "sender not verified: this rule does not count or notify the mail");
+  }
   for (const match of plan.matches) {
     for (const missing of match.match.missing) log.warn({ rule: match.rule, field: missing.field, reason: missing.reason }, "field not found; notifying with it marked missing");
     if (match.total?.kind === "counted") log.info({ rule: match.rule, identity, first: match.total.earlier }, "already counted; not again");

@@ -15,7 +15,9 @@ import type { SetAsideStore } from "../imap/unreadable.ts";
 import type { ActionQueue } from "../imap/actions.ts";
 import { watchMailboxBatches, type WatchOptions } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
-import { actsIn, bodyNeedIn, needsBody, needsHtml, type CompiledRule } from "../rules/rules.ts";
+import { actsIn, bodyNeedIn, needsBody, needsHtml, needsWhole, verifiesDkimIn, type CompiledRule } from "../rules/rules.ts";
+import { cachedResolver } from "../verify/dns.ts";
+import { dkimVerifier, keyLookupFailed, type DkimVerifier } from "../verify/dkim.ts";
 import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/dispatcher.ts";
 import { lockState } from "../store/sqlite/lock.ts";
 import { State } from "../store/sqlite/state.ts";
@@ -121,6 +123,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
       accounts: new Map(config.accounts.map((a) => [a.name, a])),
       backlogLimit: config.watch.backlogLimit,
       onQueued: (names) => dispatcher.kick(names),
+      onUnverified: (rule, code) => metrics.mailUnverified(rule, code),
       onProcessed: (watched, matched) => {
         metrics.mailProcessed(watched.account, watched.mailbox);
         for (const rule of matched) metrics.ruleMatched(rule);
@@ -130,9 +133,15 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     // Every watcher starts at once; setting up only a few connections at a time keeps RSS per
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
     const connectGate = new ConnectGate({ concurrency: connectConcurrency });
+    const dkim = rules.some((r) => r.verify?.dkim) ? dkimVerifier(cachedResolver({ servers: config.dns.servers, cacheMs: config.dns.cacheSeconds * 1000, timeoutMs: config.dns.timeoutSeconds * 1000 }).resolve) : undefined;
     const watches = config.accounts.flatMap((account) =>
-      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside, actions: state.actions })),
+      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside, actions: state.actions, dkim })),
     );
+    // Mail set aside because a DKIM key could not be looked up is read again every 10 minutes, so it
+    // is counted once DNS works again without anyone asking (`mailbell unreadable retry` asks at once).
+    const recheck = dkim ? setInterval(() => retryKeyLookups(state, log), recheckMs) : undefined;
+    recheck?.unref();
+    signalStops(options.signal, () => clearInterval(recheck));
     const pending = state.outbox.counts().filter((c) => c.state !== "done");
     log.info({ mailboxes: watches.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
     if (watches.length === 0) log.warn({}, "no accounts configured: nothing to watch. Add one under accounts:.");
@@ -168,6 +177,22 @@ function pacingOf(config: Config, targets: ReadonlyMap<string, Target>): Map<str
       return [t.name, { perSecond: t.rateLimit?.perSecond ?? defaults.perSecond, burst: t.rateLimit?.burst ?? defaults.burst, overflow: t.overflow, digestAfter: t.digestAfter }];
     }),
   );
+}
+
+const recheckMs = 10 * 60_000;
+
+function retryKeyLookups(state: State, log: Logger): void {
+  try {
+    const asked = state.setAside.requestRetryWhereReason(keyLookupFailed);
+    if (asked > 0) log.info({ mails: asked }, "reading again mail set aside because a DKIM key could not be looked up");
+  } catch (err) {
+    log.error({ err: (err as Error).message }, "could not ask to read again mail set aside for a DKIM key lookup; `mailbell unreadable retry --all` does it by hand");
+  }
+}
+
+function signalStops(signal: AbortSignal, stop: () => void): void {
+  if (signal.aborted) stop();
+  else signal.addEventListener("abort", stop, { once: true });
 }
 
 /** Connections set up at once: 1,000 mailboxes start as fast as with no cap (2 cores), and 8 saved no more memory. */
@@ -226,6 +251,8 @@ interface SharedByWatchers {
   setAside: SetAsideStore;
   /** Also says whether actions wait in a mailbox no rule acts on any more. */
   actions: ActionQueue & { pendingIn(account: string, mailbox: string): boolean };
+  /** Set when a rule verifies DKIM. */
+  dkim: DkimVerifier | undefined;
 }
 
 function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, shared: SharedByWatchers): WatchOptions {
@@ -250,6 +277,10 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
     connectGate: shared.connectGate,
     decode: shared.decode,
     ...bodyReading(deps.rules, account.name, mailbox),
+    // Read whole only where a rule verifies DKIM, and there only mail whose header matches such a rule.
+    ...(shared.dkim && verifiesDkimIn(deps.rules, { account: account.name, mailbox })
+      ? { whole: { wanted: (mail, where) => needsWhole(deps.rules, { mail, ...where }), read: (source) => shared.dkim!.verify(source) } }
+      : {}),
     readerConnection: readerConnectionsFor(account),
     // Read-write only where a rule acts, or actions queued under an earlier config still wait.
     ...(actsIn(deps.rules, { account: account.name, mailbox }) || shared.actions.pendingIn(account.name, mailbox)

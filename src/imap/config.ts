@@ -87,6 +87,11 @@ export function isGmail(host: string): boolean {
   return /(^|\.)(gmail|googlemail)\.com$/i.test(host);
 }
 
+/** Microsoft 365's IMAP hosts. */
+export function isMicrosoft365(host: string): boolean {
+  return /(^|\.)outlook\.office(365)?\.com$/i.test(host);
+}
+
 /** Connections an account may open: maxConnections, about 15 on Gmail, else Dovecot's default of 10 per user and address. */
 export function connectionLimit(account: Pick<AccountConfig, "maxConnections" | "host">): number {
   return account.maxConnections ?? (isGmail(account.host) ? gmailConnectionLimit : 10);

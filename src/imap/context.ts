@@ -42,6 +42,7 @@ export function watchContext(options: WatchOptions): Watch {
   const maxHeaderBytes = options.maxHeaderBytes ?? defaultMaxHeaderBytes;
   const needsBody = options.needsBody;
   const needsHtml = options.needsHtml;
+  const whole = options.whole;
   return {
     options,
     account,
@@ -64,6 +65,7 @@ export function watchContext(options: WatchOptions): Watch {
       maxTextBytes,
       maxHeaderBytes,
       decode: options.decode ? bugIfThrows("decoding mail", options.decode) : undefined,
+      ...(whole ? { whole: { wanted: bugIfThrows("asking the rules whether to read the whole mail", (mail: NormalizedMail, m: { internalDate: Date }) => whole.wanted(mail, { account, mailbox, receivedAt: m.internalDate })), read: whole.read } } : {}),
       onGone: (uids: number[]) => log.warn({ uids }, "mail expunged or moved before it could be read (the server no longer lists it); left out"),
       ...(needsBody ? { needsBody: bugIfThrows("asking the rules whether to read the body", (mail: NormalizedMail, m: { internalDate: Date }) => needsBody(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),
       ...(needsHtml ? { needsHtml: bugIfThrows("asking the rules whether to read the HTML", (mail: NormalizedMail, m: { internalDate: Date }) => needsHtml(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),
@@ -78,7 +80,7 @@ export function watchContext(options: WatchOptions): Watch {
 
 /** A fetched mail as handed over, acknowledged by `ack`. */
 export function toWatched(w: Watch, uidValidity: number, fetched: FetchedMessage, ack: Checkpoint, catchUp: WatchedMail["catchUp"]): WatchedMail {
-  const { uid, internalDate, size, mail, bodyRead } = fetched;
+  const { uid, internalDate, size, mail, bodyRead, dkim } = fetched;
   if (mail.warnings.length > 0) w.log.warn({ uid, warnings: mail.warnings }, "message read with warnings");
-  return { account: w.account, mailbox: w.mailbox, uidValidity, uid, receivedAt: internalDate, size, mail, bodyRead, checkpoint: ack, ...(catchUp ? { catchUp } : {}) };
+  return { account: w.account, mailbox: w.mailbox, uidValidity, uid, receivedAt: internalDate, size, mail, bodyRead, ...(dkim ? { dkim } : {}), checkpoint: ack, ...(catchUp ? { catchUp } : {}) };
 }

@@ -1,6 +1,8 @@
+import type { Readable } from "node:stream";
 import type { FetchMessageObject, ImapFlow } from "imapflow";
 import { htmlAlternativesPlan, planTextParts, readFetchedParts, type FetchedParts, type TextPartPlan } from "../mail/parts.ts";
 import type { NormalizedMail } from "../mail/types.ts";
+import type { DkimSignature } from "../rules/types.ts";
 
 /** One new message as read from the server: metadata plus its header and text parts, decoded. */
 export interface FetchedMessage {
@@ -13,7 +15,24 @@ export interface FetchedMessage {
   mail: NormalizedMail;
   /** False when needsBody said no: `mail.text` and `mail.html` are empty because they were not read. */
   bodyRead: boolean;
+  /** Its DKIM signatures, verified over the whole message, for mail WholeReading wanted. */
+  dkim?: readonly DkimSignature[];
 }
+
+/**
+ * Mail read whole, only where the caller asks: a DKIM signature's body hash covers every byte,
+ * attachments included. The message is streamed to `read` (imapflow fetches it in 64 KiB pieces),
+ * never held.
+ */
+export interface WholeReading {
+  /** Asked with the mail as decoded (its header, and its text when that was read). */
+  wanted(mail: NormalizedMail, message: { uid: number; internalDate: Date }): boolean;
+  /** Verifies the signatures; throws ReadAgainLater when it cannot decide yet (a DNS lookup failed). */
+  read(source: Readable): Promise<readonly DkimSignature[]>;
+}
+
+/** WholeReading.read cannot decide yet: the mail is left unread and read again later (then set aside). */
+export class ReadAgainLater extends Error {}
 
 /** Most bytes of text parts one FETCH may bring back, so a batch of huge mails cannot exhaust memory. */
 const fetchByteBudget = 16 * 1024 * 1024;
@@ -44,6 +63,8 @@ export interface FetchOptions {
    * again with it. Without it, such HTML is never read.
    */
   needsHtml?: (withoutHtml: NormalizedMail, message: { uid: number; internalDate: Date }) => boolean;
+  /** Mail to read whole as well (DKIM verification); none by default. */
+  whole?: WholeReading;
   /** Told of mail asked for that the server no longer has (expunged or moved meanwhile, confirmed by a UID SEARCH), which is left out. */
   onGone?: (uids: number[]) => void;
 }
@@ -52,6 +73,8 @@ export interface FetchOptions {
 export interface UnreadMail {
   uid: number;
   reason: string;
+  /** The mail was read, but a check on it could not be made yet (DNS down): tried again after a longer wait. */
+  checkLater?: true;
 }
 
 /** What one FETCH round brought: the mail read, in UID order, and what could not be read. */
@@ -141,7 +164,33 @@ async function readBatch(client: ImapFlow, asked: readonly number[], options: Fe
   const { planned, unread } = headers;
   const { mails, gone } = await readMails(client, planned, options);
   if (gone.length > 0) options.onGone?.(gone);
-  return { mails, unread, stray: headers.stray };
+  const whole = options.whole ? await readWholeMails(client, mails, options.whole) : { mails, unread: [] };
+  return { mails: whole.mails, unread: [...unread, ...whole.unread].sort((a, b) => a.uid - b.uid), stray: headers.stray };
+}
+
+/** Streams the mail `whole` wants through its read(); mail it cannot decide on yet is unread. */
+async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: WholeReading): Promise<{ mails: FetchedMessage[]; unread: UnreadMail[] }> {
+  const kept: FetchedMessage[] = [];
+  const unread: UnreadMail[] = [];
+  for (const m of mails) {
+    if (!whole.wanted(m.mail, m)) {
+      kept.push(m);
+      continue;
+    }
+    const download = await client.download(String(m.uid), undefined, { uid: true });
+    if (!download.content) {
+      unread.push({ uid: m.uid, reason: "the server did not return the whole message, which is needed to check its DKIM signature" });
+      continue;
+    }
+    try {
+      kept.push({ ...m, dkim: await whole.read(download.content) });
+    } catch (err) {
+      download.content.destroy();
+      if (!(err instanceof ReadAgainLater)) throw err;
+      unread.push({ uid: m.uid, reason: err.message, checkLater: true });
+    }
+  }
+  return { mails: kept, unread };
 }
 
 /**

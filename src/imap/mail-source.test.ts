@@ -48,7 +48,8 @@ describe("readyBefore", () => {
 });
 
 describe("retryDelayMs", () => {
-  it("1 s, doubling, at most 30 s", () => assert.deepEqual([1, 2, 3, 5, 6, 20].map(retryDelayMs), [1000, 2000, 4000, 16_000, 30_000, 30_000]));
+  it("1 s, doubling, at most 30 s", () => assert.deepEqual([1, 2, 3, 5, 6, 20].map((n) => retryDelayMs(n)), [1000, 2000, 4000, 16_000, 30_000, 30_000]));
+  it("for a check that could not be made yet: 15 s, doubling, at most 2 min", () => assert.deepEqual([1, 2, 3, 4, 9].map((n) => retryDelayMs(n, true)), [15_000, 30_000, 60_000, 120_000, 120_000]));
 });
 
 describe("describeUids", () => {

@@ -124,7 +124,7 @@ async function settle(w: Watch, pos: Position, events: Pausing, resync: Resync |
     else {
       const attempts = w.failures.attempts(stoppedAt.uid);
       w.log.warn({ uid: stoppedAt.uid, attempts, of: w.failures.maxAttempts, reason: stoppedAt.reason }, "mail could not be read; trying again");
-      await events.pause(retryDelayMs(attempts), { ignoreMail: true });
+      await events.pause(retryDelayMs(attempts, stoppedAt.checkLater), { ignoreMail: true });
     }
     return "again";
   }
@@ -137,8 +137,12 @@ async function settle(w: Watch, pos: Position, events: Pausing, resync: Resync |
   return read.moreOnReader ? "again" : "settled";
 }
 
-/** The wait before reading a mail that failed `attempts` times again: 1 s, doubling, at most 30 s. */
-export function retryDelayMs(attempts: number): number {
+/**
+ * The wait before reading a mail that failed `attempts` times again: 1 s, doubling, at most 30 s;
+ * for a check that could not be made (a DKIM key's DNS lookup failed), 15 s, doubling, at most 2 min.
+ */
+export function retryDelayMs(attempts: number, checkLater = false): number {
+  if (checkLater) return Math.min(15_000 * 2 ** (attempts - 1), 120_000);
   return Math.min(1000 * 2 ** (attempts - 1), 30_000);
 }
 

@@ -5,7 +5,8 @@ import type { NormalizedMail } from "../mail/types.ts";
 import type { ActionKind, ActionQueue } from "./actions.ts";
 import type { Checkpoint, CheckpointStore } from "./checkpoints.ts";
 import type { ImapAccount } from "./client.ts";
-import type { DecodeParts } from "./fetch.ts";
+import type { DecodeParts, WholeReading } from "./fetch.ts";
+import type { DkimSignature } from "../rules/types.ts";
 import type { SetAsideStore } from "./unreadable.ts";
 
 export interface WatchOptions {
@@ -37,6 +38,16 @@ export interface WatchOptions {
    * Default: never. The daemon asks its rules (a body rule the plain part does not satisfy).
    */
   needsHtml?: (withoutHtml: NormalizedMail, where: { account: string; mailbox: string; receivedAt: Date }) => boolean;
+  /**
+   * Mail to read whole as well, streamed to `whole.read` (the daemon verifies DKIM signatures, whose
+   * body hash covers attachments too): only mail `whole.wanted` says yes to. Its result rides along
+   * as WatchedMail.dkim. When read() throws ReadAgainLater the mail is read again later, like mail
+   * the server did not hand over, and set aside after maxReadAttempts.
+   */
+  whole?: {
+    wanted(mail: NormalizedMail, where: { account: string; mailbox: string; receivedAt: Date }): boolean;
+    read: WholeReading["read"];
+  };
   /** The header is read up to this many bytes (default 256 KiB); a longer one is cut, with a warning on the mail. */
   maxHeaderBytes?: number;
   /**
@@ -121,6 +132,8 @@ export interface WatchedMail {
   mail: NormalizedMail;
   /** False when needsBody said no: `mail.text` and `mail.html` are empty because they were not read. */
   bodyRead: boolean;
+  /** Its DKIM signatures verified over the whole message, when `whole` wanted it read whole. */
+  dkim?: readonly DkimSignature[];
   /** The checkpoint that acknowledges this message; save it for commit: "manual". */
   checkpoint: Checkpoint;
   /**

@@ -44,6 +44,7 @@ export function buildNotification(rule: CompiledRule, match: RuleMatch, input: R
     total,
     period: match.total?.period.key,
     link: extras.link,
+    ...(match.verified ? { verified: match.verified.by } : {}),
     message: messageSegments(rule.template, templateValues(rule, match, input, extras)),
   };
 }

@@ -12,8 +12,8 @@ import { buildNotification } from "../outbox/notification.ts";
 import type { NewOutboxRow } from "../outbox/store.ts";
 import { hasActions, mergeActions } from "../rules/actions.ts";
 import { addMoney } from "../rules/money.ts";
-import { evaluateRules, type CompiledRule } from "../rules/rules.ts";
-import type { MailActions, Money, PeriodKey, RuleInput, RuleMatch } from "../rules/types.ts";
+import { judgeRules, type CompiledRule } from "../rules/rules.ts";
+import type { DkimSignature, MailActions, Money, PeriodKey, RuleInput, RuleMatch, Verdict } from "../rules/types.ts";
 import { placeOf, type SeenMail } from "./store.ts";
 import type { Notification } from "../targets/types.ts";
 
@@ -32,6 +32,8 @@ export interface MailAt {
   size: number;
   mail: NormalizedMail;
   catchUp?: { id: string; index: number; count: number } | undefined;
+  /** Its DKIM signatures as verified over the whole message, when it was read whole. */
+  dkim?: readonly DkimSignature[] | undefined;
 }
 
 /** What the planner asks the store; MailStore and State answer it as they are. */
@@ -91,7 +93,8 @@ export interface MatchPlan {
   deliveries: Delivery[];
 }
 
-export type RulePlan = { rule: string; matched: false } | MatchPlan;
+/** A rule that did not match: its conditions do not hold, or they do but the sender is not verified. */
+export type RulePlan = { rule: string; matched: false; unverified?: Extract<Verdict, { verified: false }> } | MatchPlan;
 
 /**
  * What the matched rules' `then:` do to the mail on the server, once its notifications are queued:
@@ -120,15 +123,17 @@ export interface MailPlan {
 
 /** Plans one mail against what the store knows. */
 export function planMail(at: MailAt, context: PlanContext, reads: PlanReads): MailPlan {
-  const input: RuleInput = { mail: at.mail, account: at.account, mailbox: at.mailbox, receivedAt: at.receivedAt };
+  const input: RuleInput = { mail: at.mail, account: at.account, mailbox: at.mailbox, receivedAt: at.receivedAt, dkim: at.dkim };
   const seen = seenMail(at);
   const link = messageLink(context.accounts.get(at.account), at);
   const digestGroup = digestGroupOf(at, context.backlogLimit);
   const queue: Queueing = { at, seen, digestGroup, notBefore: digestGroup ? context.now + digestHoldMs : undefined };
-  const byRule = new Map(evaluateRules(context.rules, input).map((m) => [m.rule, m]));
+  const byRule = new Map(judgeRules(context.rules, input).map((o) => [o.rule, o]));
   const rules = context.rules.map((rule): RulePlan => {
-    const match = byRule.get(rule.name);
-    if (!match) return { rule: rule.name, matched: false };
+    const outcome = byRule.get(rule.name);
+    if (!outcome) return { rule: rule.name, matched: false };
+    if ("unverified" in outcome) return { rule: rule.name, matched: false, unverified: outcome.unverified };
+    const match = outcome.match;
     const total = planTotal(match, seen, reads);
     const notification = buildNotification(rule, match, input, at, { total: total && total.kind !== "missing" ? { money: total.after, period: total.period } : undefined, link });
     const deliveries = match.notify.filter((t) => context.targets.has(t)).map((target) => planDelivery(target, match.rule, notification, queue, reads));

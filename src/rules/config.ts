@@ -74,6 +74,25 @@ export const thenSchema = z
   })
   .refine((t) => t.seen !== undefined || t.flag !== undefined || t.label !== undefined || t.move !== undefined, "give at least one of seen: true, flag, label or move");
 
+const domainName = z
+  .string()
+  .min(1)
+  .regex(/^(?!-)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$/, "write a domain name such as google.com (no @, no scheme)");
+
+/**
+ * Mail must really come from who it claims (rules/verify.ts decides): a valid DKIM signature of
+ * one of these domains, aligned with From (checked by mailbell), and/or the verdict the user's own
+ * mail server wrote in its Authentication-Results header. Both given: both must hold.
+ */
+export const verifySchema = z
+  .strictObject({
+    /** Signing domains (d=), each with its subdomains: google.com. */
+    dkim: z.union([domainName, z.array(domainName).min(1)]).optional(),
+    /** The authserv-id of the user's server that stamps Authentication-Results (mx.google.com), or a preset: gmail, microsoft. */
+    authResults: z.string().min(1).optional(),
+  })
+  .refine((v) => v.dkim !== undefined || v.authResults !== undefined, "give dkim: (signing domains) or authResults: (your server's authserv-id, or gmail / microsoft)");
+
 export const ruleSchema = z.strictObject({
   name: identifier,
   match: matchSchema.default({}),
@@ -82,6 +101,7 @@ export const ruleSchema = z.strictObject({
   /** Target names; may be empty only when the rule acts on the mail (then:). */
   notify: z.array(z.string().min(1)).default([]),
   then: thenSchema.optional(),
+  verify: verifySchema.optional(),
   template: z.string().min(1).default("{{from}}: {{subject}}"),
   /** Locale for money amounts and period names, e.g. en-US or ja-JP. Defaults to the top-level `locale`. */
   locale: z.string().min(2).optional(),
@@ -92,4 +112,5 @@ export type MatchConfig = z.infer<typeof matchSchema>;
 export type ExtractConfig = z.infer<typeof extractSchema>;
 export type TotalConfig = z.infer<typeof totalSchema>;
 export type ThenConfig = z.infer<typeof thenSchema>;
+export type VerifyConfig = z.infer<typeof verifySchema>;
 export type Period = (typeof periods)[number];

@@ -10,7 +10,8 @@ import type { CompiledMatch } from "./match.ts";
 import { periodOf, validateLocale, validateTimeZone } from "./period.ts";
 import { compileTemplate, renderTemplate } from "./template.ts";
 import type { CompiledTemplate, TemplateValues } from "./template.ts";
-import type { MailActions, RuleInput, RuleMatch, RunningTotal } from "./types.ts";
+import type { MailActions, RuleInput, RuleMatch, RunningTotal, Verdict } from "./types.ts";
+import { checkVerify, compileVerify, type CompiledVerify } from "./verify.ts";
 
 export interface CompiledRule {
   readonly name: string;
@@ -24,6 +25,8 @@ export interface CompiledRule {
   readonly template: CompiledTemplate;
   /** What to do to the mail on the server once it is queued (`then:`). */
   readonly then: MailActions | undefined;
+  /** The mail must really come from who it claims (`verify:`). */
+  readonly verify: CompiledVerify | undefined;
 }
 
 function checkTotal(rule: RuleConfig, total: TotalConfig): ConfigIssue[] {
@@ -58,9 +61,11 @@ function compileRule(rule: RuleConfig, defaultLocale: string, warnings: ConfigIs
   if (Array.isArray(template)) issues.push(...template);
   const then = rule.then ? compileActions(rule.then) : undefined;
   if (Array.isArray(then)) issues.push(...then);
+  const verify = rule.verify ? compileVerify(rule.verify) : undefined;
+  if (Array.isArray(verify)) issues.push(...verify);
   if (rule.notify.length === 0 && !rule.then) issues.push({ path: "notify", message: "the rule neither notifies nor acts: name a target (notify: [slack]) or say what to do to the mail (then: { seen: true })" });
-  if (issues.length > 0 || Array.isArray(match) || Array.isArray(extract) || Array.isArray(template) || Array.isArray(then)) return issues;
-  return { name: rule.name, notify: [...rule.notify], locale: rule.locale ?? defaultLocale, total: rule.total, match, extract, template, then };
+  if (issues.length > 0 || Array.isArray(match) || Array.isArray(extract) || Array.isArray(template) || Array.isArray(then) || Array.isArray(verify)) return issues;
+  return { name: rule.name, notify: [...rule.notify], locale: rule.locale ?? defaultLocale, total: rule.total, match, extract, template, then, verify };
 }
 
 /**
@@ -88,9 +93,34 @@ export function compileRules(rules: readonly RuleConfig[], defaults: { locale: s
   return issues.length > 0 ? { ok: false, issues, warnings } : { ok: true, rules: compiled, warnings };
 }
 
-/** What one rule makes of the mail, or undefined when its match does not hold. */
-export function evaluateRule(rule: CompiledRule, input: RuleInput): RuleMatch | undefined {
+/** What one rule makes of the mail: matched, or its conditions held but the sender is not verified. */
+export type RuleOutcome = { rule: string; match: RuleMatch } | { rule: string; unverified: Extract<Verdict, { verified: false }> };
+
+/** judgeRule() for every rule, in rule order; rules whose conditions do not hold are left out. */
+export function judgeRules(rules: readonly CompiledRule[], input: RuleInput): RuleOutcome[] {
+  return rules.flatMap((rule) => {
+    const outcome = judgeRule(rule, input);
+    return outcome ? [outcome] : [];
+  });
+}
+
+/** Undefined when the rule's conditions do not hold for the mail. */
+export function judgeRule(rule: CompiledRule, input: RuleInput): RuleOutcome | undefined {
   if (!matches(rule.match, input)) return undefined;
+  const verdict = rule.verify ? checkVerify(rule.verify, input) : undefined;
+  if (verdict && !verdict.verified) return { rule: rule.name, unverified: verdict };
+  const match = matchOf(rule, input);
+  if (verdict) match.verified = verdict;
+  return { rule: rule.name, match };
+}
+
+/** What one rule makes of the mail, or undefined when its match does not hold (or its sender is not verified). */
+export function evaluateRule(rule: CompiledRule, input: RuleInput): RuleMatch | undefined {
+  const outcome = judgeRule(rule, input);
+  return outcome && "match" in outcome ? outcome.match : undefined;
+}
+
+function matchOf(rule: CompiledRule, input: RuleInput): RuleMatch {
   const { fields, missing } = extractFields(rule.extract, input);
   const result: RuleMatch = { rule: rule.name, fields, missing, notify: [...rule.notify] };
   if (rule.total) {
@@ -112,6 +142,19 @@ export function evaluateRule(rule: CompiledRule, input: RuleInput): RuleMatch | 
  */
 export function needsBody(rules: readonly CompiledRule[], headerOnly: RuleInput): boolean {
   return rules.some((rule) => readsBody(rule) && matchesWithoutBody(rule.match, headerOnly));
+}
+
+/**
+ * Whether the whole message must be read, to verify its DKIM signature (the body hash covers every
+ * byte, attachments included): only for mail whose header already matches a rule with verify.dkim.
+ */
+export function needsWhole(rules: readonly CompiledRule[], headerOnly: RuleInput): boolean {
+  return rules.some((rule) => rule.verify?.dkim !== undefined && matchesWithoutBody(rule.match, headerOnly));
+}
+
+/** Whether any rule that can match mail in this mailbox verifies DKIM (else no mail there is read whole). */
+export function verifiesDkimIn(rules: readonly CompiledRule[], place: { account: string; mailbox: string }): boolean {
+  return rules.some((rule) => rule.verify?.dkim !== undefined && appliesIn(rule, place));
 }
 
 /**
@@ -192,6 +235,7 @@ export function templateValues(rule: CompiledRule, match: RuleMatch, input: Rule
     total: extras.total,
     period: extras.total?.period ?? match.total?.period,
     link: extras.link,
+    verified: match.verified?.by,
     rule: rule.name,
     account: input.account,
     mailbox: input.mailbox,

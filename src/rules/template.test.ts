@@ -77,7 +77,7 @@ describe("renderTemplate", () => {
 
 describe("compileTemplate errors", () => {
   const cases: [source: string, fields: string[], message: RegExp][] = [
-    ["{{amout}}", ["amount"], /^unknown placeholder \{\{amout\}\} \(did you mean \{\{amount\}\}\?\): valid names are amount, subject, from, to, date, total, period, link, rule, account, mailbox, attachments; \{\{amount\.raw\}\} gives the text as captured$/],
+    ["{{amout}}", ["amount"], /^unknown placeholder \{\{amout\}\} \(did you mean \{\{amount\}\}\?\): valid names are amount, subject, from, to, date, total, period, link, rule, account, mailbox, attachments, verified; \{\{amount\.raw\}\} gives the text as captured$/],
     ["{{ nope }}", [], /^unknown placeholder \{\{ nope \}\}: valid names are subject, from/],
     ["{{subjct}}", [], /did you mean \{\{subject\}\}/],
     ["{{subject.raw}}", ["amount"], /^\{\{subject\.raw\}\}: subject is built in, not an extracted field; \.raw works on amount$/],

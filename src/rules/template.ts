@@ -11,7 +11,7 @@ import type { FieldValue, PeriodKey, RunningTotal } from "./types.ts";
  */
 
 /** Names every template knows, besides the rule's extracted fields. */
-export const builtinNames = ["subject", "from", "to", "date", "total", "period", "link", "rule", "account", "mailbox", "attachments"] as const;
+export const builtinNames = ["subject", "from", "to", "date", "total", "period", "link", "rule", "account", "mailbox", "attachments", "verified"] as const;
 export type BuiltinName = (typeof builtinNames)[number];
 
 const builtinSet: ReadonlySet<string> = new Set(builtinNames);
@@ -45,6 +45,8 @@ export interface TemplateValues {
   /** The total's period; falls back to total.period. */
   period?: PeriodKey | undefined;
   link?: string | undefined;
+  /** How the sender was verified ("DKIM google.com"), for a rule with verify:; undefined renders "[not verified]". */
+  verified?: string | undefined;
   rule: string;
   account: string;
   mailbox: string;
@@ -141,6 +143,8 @@ function builtinText(name: BuiltinName, values: TemplateValues): string {
     }
     case "link":
       return values.link ?? "[no link]";
+    case "verified":
+      return values.verified ?? "[not verified]";
     case "rule":
       return values.rule;
     case "account":

@@ -19,7 +19,28 @@ export interface RuleInput {
   mailbox: string;
   /** When the server received the mail (IMAP INTERNALDATE); decides the total's period. */
   receivedAt: Date;
+  /** The mail's DKIM signatures as mailbell verified them; undefined when it did not (the mail was not read whole). */
+  dkim?: readonly DkimSignature[] | undefined;
 }
+
+/** One DKIM-Signature of a mail, verified over the whole message (src/verify/dkim.ts). */
+export interface DkimSignature {
+  /** The signing domain (d=), lower case. */
+  domain: string;
+  /** pass, fail, neutral, policy, temperror, permerror or none (RFC 8601 dkim results). */
+  result: string;
+  /** Whether d= is aligned with the From address's domain (relaxed alignment, RFC 7489 §3.1.1). */
+  aligned: boolean;
+  /** Why it did not pass, when it did not ("body hash did not verify", "no key"). */
+  comment?: string | undefined;
+}
+
+/** Whether a mail really comes from who it claims, for a rule with verify:. */
+export type Verdict =
+  | { verified: true; /** "DKIM google.com", "DMARC by mx.google.com" */ by: string }
+  | { verified: false; /** A short, fixed code for the metric label. */ code: UnverifiedCode; /** For the log and mailbell test. */ reason: string };
+
+export type UnverifiedCode = "not_signed" | "dkim_fail" | "other_domain" | "not_aligned" | "not_checked" | "no_auth_results" | "auth_results_fail";
 
 export type FieldValue =
   | { kind: "text"; raw: string }
@@ -49,6 +70,8 @@ export interface RuleMatch {
   total?: { field: string; amount: Money | undefined; period: PeriodKey };
   /** Target names, in config order. */
   notify: string[];
+  /** Set when the rule has verify: and the mail passed it. */
+  verified?: Extract<Verdict, { verified: true }>;
 }
 
 /** A running total after this mail was counted (or would be, for `mailbell test`). */

@@ -80,12 +80,13 @@ describe("webhook payload", () => {
   const [hook] = createTargets([{ name: "hook", type: "webhook", url: "http://127.0.0.1:1/x", headers: { Authorization: "Bearer s3cret" } }]).values();
   it("is the documented JSON, unescaped", () => {
     const body = JSON.parse(hook!.render(notification()).body) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(body), ["rule", "account", "mailbox", "uidValidity", "uid", "messageId", "from", "subject", "date", "fields", "attachments", "total", "link", "text"]);
+    assert.deepEqual(Object.keys(body), ["rule", "account", "mailbox", "uidValidity", "uid", "messageId", "from", "subject", "date", "fields", "attachments", "total", "link", "verified", "text"]);
     assert.equal(body.text, "*New:* <@U1> & <https://evil|x>");
     // A notification queued before attachments were known reads as one without any.
     assert.deepEqual(body.attachments, []);
     assert.deepEqual(body.fields, { amount: { text: "¥480", raw: "￥480", amount: "480", currency: "JPY" }, item: null });
     assert.equal(body.link, null);
+    assert.equal(body.verified, null, "null when the rule does not verify the sender");
   });
 
   it("lists the attachments, never their content", () => {

@@ -54,6 +54,8 @@ export interface Notification {
   /** The key of the period the rule counts in ("2026-11"), even when this mail's amount is missing. */
   period?: string | undefined;
   link: string | undefined;
+  /** How the sender was verified ("DKIM google.com"), for a rule with verify:. */
+  verified?: string | undefined;
   /** The rule's template, filled in. */
   message: readonly MessageSegment[];
 }

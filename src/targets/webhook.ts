@@ -36,6 +36,7 @@ export const bodyPlaceholders = [
   "from",
   "date",
   "link",
+  "verified",
   "rule",
   "account",
   "mailbox",
@@ -126,6 +127,8 @@ function notificationValues(n: Notification, text: string): BodyValues {
         return n.date ?? null;
       case "link":
         return n.link ?? null;
+      case "verified":
+        return n.verified ?? null;
       case "rule":
         return n.rule;
       case "account":
@@ -215,6 +218,8 @@ export interface WebhookBody {
   attachments: NotificationAttachment[];
   total: Notification["total"];
   link: string | null;
+  /** How the sender was verified ("DKIM google.com") for a rule with verify:, else null. */
+  verified: string | null;
   text: string;
 }
 
@@ -237,6 +242,7 @@ export function notificationBody(n: Notification): WebhookBody {
     attachments: n.attachments ?? [],
     total: n.total,
     link: n.link ?? null,
+    verified: n.verified ?? null,
     text: renderMessage(n.message, (s) => s),
   };
 }

@@ -28,6 +28,7 @@ export class SqliteSetAside implements SetAsideStore {
   readonly #list: StatementSync;
   readonly #requestOne: StatementSync;
   readonly #requestAll: StatementSync;
+  readonly #requestLike: StatementSync;
 
   constructor(db: DatabaseSync) {
     // Set aside again (a retry that failed): attempts add up and the retry request is done.
@@ -45,6 +46,7 @@ export class SqliteSetAside implements SetAsideStore {
     );
     this.#requestOne = db.prepare(`UPDATE set_aside SET retry_requested = 1 WHERE account = ? AND mailbox = ? AND uid = ? AND ${current}`);
     this.#requestAll = db.prepare(`UPDATE set_aside SET retry_requested = 1 WHERE retry_requested = 0 AND ${current}`);
+    this.#requestLike = db.prepare(`UPDATE set_aside SET retry_requested = 1 WHERE retry_requested = 0 AND instr(reason, ?) > 0 AND ${current}`);
   }
 
   record(account: string, mailbox: string, mail: SetAsideMail): void {
@@ -75,6 +77,11 @@ export class SqliteSetAside implements SetAsideStore {
       retryRequested: Number(r.retryRequested) === 1,
       current: Number(r.current) === 1,
     }));
+  }
+
+  /** Asks the watchers to read again the mail set aside for a reason that contains `text`; returns how many. */
+  requestRetryWhereReason(text: string): number {
+    return Number(this.#requestLike.run(text).changes);
   }
 
   /** Asks the watcher to read mail again: one (by account, mailbox and UID) or all, of the current UIDVALIDITY; returns how many rows. */

@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { emptyMail, type NormalizedMail } from "../mail/types.ts";
+import { checkAuthResults, checkDkim, checkVerify, compileVerify, type CompiledVerify } from "./verify.ts";
+import type { DkimSignature } from "./types.ts";
+
+function mailFrom(address: string, authResults: string[] = []): NormalizedMail {
+  return { ...emptyMail(), from: [{ name: "Google Play", address }], headers: new Map(authResults.length ? [["authentication-results", authResults]] : []), warnings: [] };
+}
+
+const play = mailFrom("googleplay-noreply@google.com");
+const sig = (domain: string, result = "pass", aligned = true, comment?: string): DkimSignature => ({ domain, result, aligned, ...(comment ? { comment } : {}) });
+
+describe("checkDkim: a valid signature of the domain, aligned with From", () => {
+  const rows: { name: string; signatures: DkimSignature[] | undefined; mail?: NormalizedMail; expect: string }[] = [
+    { name: "good signature of google.com", signatures: [sig("google.com")], expect: "verified DKIM google.com" },
+    { name: "a subdomain's signature counts as the domain's", signatures: [sig("mail.google.com")], expect: "verified DKIM mail.google.com" },
+    { name: "a look-alike domain does not", signatures: [sig("notgoogle.com")], expect: "other_domain" },
+    { name: "any good one among several", signatures: [sig("esp.example", "pass", false), sig("google.com")], expect: "verified DKIM google.com" },
+    { name: "body changed after signing", signatures: [sig("google.com", "neutral", true, "body hash did not verify")], expect: "dkim_fail: the DKIM signature of google.com did not verify: neutral (body hash did not verify)" },
+    { name: "signed by another domain", signatures: [sig("evil.example", "pass", true)], expect: "other_domain" },
+    { name: "google.com signs, but From is not aligned with it", signatures: [sig("google.com", "pass", false)], mail: mailFrom("billing@evil.example"), expect: "not_aligned: signed by google.com, but From is evil.example" },
+    { name: "no signature", signatures: [sig("", "none", false)], expect: "not_signed" },
+    { name: "not read whole", signatures: undefined, expect: "not_checked" },
+  ];
+  for (const row of rows) {
+    test(row.name, () => {
+      const v = checkDkim(["google.com"], row.signatures, row.mail ?? play);
+      const got = v.verified ? `verified ${v.by}` : `${v.code}: ${v.reason}`;
+      assert.ok(got.startsWith(row.expect), `${got} should start with ${row.expect}`);
+    });
+  }
+});
+
+describe("checkAuthResults: the verdict of the user's own server, in the topmost header only", () => {
+  const gmail = { kind: "authserv", id: "mx.google.com", preset: "gmail" } as const;
+  const real = "mx.google.com; dkim=pass header.i=@google.com header.s=20230601 header.b=abc; spf=pass smtp.mailfrom=googleplay-noreply@google.com; dmarc=pass (p=REJECT) header.from=google.com";
+  const failing = "mx.google.com; dkim=fail header.i=@google.com; spf=softfail smtp.mailfrom=evil.example; dmarc=fail (p=REJECT) header.from=google.com";
+  const forged = "mx.google.com; dkim=pass header.d=google.com; dmarc=pass header.from=google.com";
+  const rows: { name: string; headers: string[]; source?: CompiledVerify["authResults"]; expect: string }[] = [
+    { name: "Gmail says dmarc=pass", headers: [real], expect: "verified DMARC pass by mx.google.com" },
+    { name: "Gmail says dmarc=fail; a forged pass below it is ignored", headers: [failing, forged], expect: "auth_results_fail" },
+    { name: "no header at all", headers: [], expect: "no_auth_results" },
+    { name: "the topmost is another server's (the sender's own)", headers: ["evil.example; dmarc=pass header.from=google.com", real], expect: "no_auth_results: the topmost Authentication-Results header is by evil.example" },
+    { name: "aligned dkim=pass without a dmarc result", headers: ["mx.google.com; dkim=pass header.d=mail.google.com"], expect: "verified DKIM mail.google.com by mx.google.com" },
+    { name: "dkim=pass of an unaligned domain is not enough", headers: ["mx.google.com; dkim=pass header.d=esp.example; dmarc=none"], expect: "auth_results_fail" },
+    {
+      name: "Microsoft 365's form has no authserv-id",
+      headers: ["spf=pass (sender IP is 203.0.113.7) smtp.mailfrom=google.com; dkim=pass (signature was verified) header.d=google.com;dmarc=pass action=none header.from=google.com;compauth=pass reason=100"],
+      source: { kind: "microsoft" },
+      expect: "verified DMARC pass by Microsoft 365",
+    },
+    { name: "Microsoft 365: a header with an authserv-id on top is not Microsoft's", headers: ["mx.google.com; dmarc=pass header.from=google.com"], source: { kind: "microsoft" }, expect: "no_auth_results" },
+  ];
+  for (const row of rows) {
+    test(row.name, () => {
+      const v = checkAuthResults(row.source ?? gmail, mailFrom("googleplay-noreply@google.com", row.headers));
+      const got = v.verified ? `verified ${v.by}` : `${v.code}: ${v.reason}`;
+      assert.ok(got.startsWith(row.expect), `${got} should start with ${row.expect}`);
+    });
+  }
+});
+
+describe("compileVerify and checkVerify", () => {
+  test("presets and authserv-ids, lower case; anything else refused with the fix", () => {
+    assert.deepEqual(compileVerify({ authResults: "Gmail" }), { dkim: undefined, authResults: { kind: "authserv", id: "mx.google.com", preset: "gmail" } });
+    assert.deepEqual(compileVerify({ authResults: "Mx.Example.org", dkim: "Google.com" }), { dkim: ["google.com"], authResults: { kind: "authserv", id: "mx.example.org", preset: undefined } });
+    const refused = compileVerify({ authResults: "my server" });
+    assert.ok(Array.isArray(refused));
+    assert.match(refused[0]!.message, /neither a preset \(gmail, microsoft\) nor an authserv-id/);
+  });
+
+  test("both given: both must hold", () => {
+    const both = compileVerify({ dkim: "google.com", authResults: "gmail" }) as CompiledVerify;
+    const mail = mailFrom("googleplay-noreply@google.com", ["mx.google.com; dmarc=pass header.from=google.com"]);
+    assert.deepEqual(checkVerify(both, { mail, dkim: [sig("google.com")] }), { verified: true, by: "DKIM google.com and DMARC pass by mx.google.com" });
+    assert.equal(checkVerify(both, { mail, dkim: [sig("google.com", "fail")] }).verified, false);
+  });
+});

@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { dkimVectors } from "../../test/support/dkim.ts";
+import { ReadAgainLater } from "../imap/fetch.ts";
+import { cachedResolver } from "./dns.ts";
+import { dkimVerifier } from "./dkim.ts";
+
+/** A resolver that answers from a table, the way node:dns would: string chunks per record, ENOTFOUND otherwise. */
+function tableResolver(txt: Record<string, string>, fail?: string) {
+  return cachedResolver({
+    cacheMs: 60_000,
+    timeoutMs: 1000,
+    lookup: async (name) => {
+      if (fail) throw Object.assign(new Error(`queryTxt ${fail} ${name}`), { code: fail });
+      const value = txt[name];
+      if (value === undefined) throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: "ENOTFOUND" });
+      return [[value]];
+    },
+  });
+}
+
+describe("dkimVerifier on public test vectors (RFC 8463, dkimpy, Exim), signatures nobody here made", () => {
+  for (const vector of dkimVectors()) {
+    test(`${vector.file}: verifies as expected, and not once the body is altered`, async () => {
+      const verifier = dkimVerifier(tableResolver(vector.txt).resolve);
+      const got = await verifier.verify(vector.raw);
+      assert.deepEqual(
+        got.map((s) => [s.domain, s.result, s.aligned]),
+        vector.signatures.map((s) => [s.domain, s.result, s.aligned !== false]),
+      );
+      const altered = Buffer.from(vector.raw.toString("latin1").replace(vector.bodyChange.from, vector.bodyChange.to), "latin1");
+      assert.ok((await verifier.verify(altered)).every((s) => s.result !== "pass"));
+    });
+  }
+});
+
+describe("dkimVerifier and DNS", () => {
+  const [vector] = dkimVectors();
+
+  test("a key that does not exist is a verdict (no key), not a reason to wait", async () => {
+    const got = await dkimVerifier(tableResolver({}).resolve).verify(vector!.raw);
+    assert.ok(got.length > 0 && got.every((s) => s.result === "neutral" && /no key/.test(s.comment ?? "")), JSON.stringify(got));
+  });
+
+  for (const code of ["ETIMEOUT", "ESERVFAIL", "ECONNREFUSED", "EREFUSED"]) {
+    test(`a failed lookup (${code}) is no verdict: ReadAgainLater, with the reason`, async () => {
+      await assert.rejects(dkimVerifier(tableResolver(vector!.txt, code).resolve).verify(vector!.raw), (err: unknown) => err instanceof ReadAgainLater && /the key's DNS lookup failed/.test(err.message));
+    });
+  }
+
+  test("keys are cached: many mails of one sender cost one lookup per key; failures are not cached", async () => {
+    const resolver = tableResolver(vector!.txt);
+    const verifier = dkimVerifier(resolver.resolve);
+    await Promise.all(Array.from({ length: 50 }, () => verifier.verify(vector!.raw)));
+    assert.equal(resolver.lookups, Object.keys(vector!.txt).length);
+  });
+});
+
+describe("cachedResolver", () => {
+  test("found: kept for cacheMs; absent: for 5 minutes; failed: not kept", async () => {
+    let now = 0;
+    const asked: string[] = [];
+    const answers: Record<string, () => string[][]> = {
+      "a.example": () => [["v=DKIM1; p=x"]],
+      "gone.example": () => {
+        throw Object.assign(new Error("nx"), { code: "ENOTFOUND" });
+      },
+      "flaky.example": () => {
+        throw Object.assign(new Error("timeout"), { code: "ETIMEOUT" });
+      },
+    };
+    const r = cachedResolver({ cacheMs: 1000, timeoutMs: 1000, now: () => now, lookup: async (name) => (asked.push(name), answers[name]!()) });
+    await r.resolve("A.example", "TXT");
+    await r.resolve("a.example", "TXT");
+    now = 1001;
+    await r.resolve("a.example", "TXT");
+    await assert.rejects(r.resolve("gone.example", "TXT"));
+    await assert.rejects(r.resolve("gone.example", "TXT"));
+    await assert.rejects(r.resolve("flaky.example", "TXT"));
+    await assert.rejects(r.resolve("flaky.example", "TXT"));
+    assert.deepEqual(asked, ["a.example", "a.example", "gone.example", "flaky.example", "flaky.example"]);
+    await assert.rejects(r.resolve("a.example", "A"), /only TXT records/);
+  });
+});

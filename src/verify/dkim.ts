@@ -1,0 +1,40 @@
+/**
+ * DKIM verification of a whole message, streamed: mailauth (postalsys, the author of imapflow)
+ * checks the signatures (RFC 6376, 8301, 8463: RSA and Ed25519, both canonicalizations, l=, t= and
+ * x=) and their alignment with From (relaxed, as DMARC defines it); keys come through our cached
+ * resolver. mailauth is loaded only when a rule verifies DKIM.
+ */
+import type { Readable } from "node:stream";
+import { ReadAgainLater } from "../imap/fetch.ts";
+import type { DkimSignature } from "../rules/types.ts";
+import type { TxtResolver } from "./dns.ts";
+
+/** In the reason of mail set aside because a key lookup failed: the daemon asks to read such mail again now and then. */
+export const keyLookupFailed = "the key's DNS lookup failed";
+
+export interface DkimVerifier {
+  /** The message's signatures; throws ReadAgainLater when a key lookup failed (a DNS failure is not a verdict). */
+  verify(message: Readable | Buffer): Promise<DkimSignature[]>;
+}
+
+export function dkimVerifier(resolve: TxtResolver): DkimVerifier {
+  return {
+    async verify(message) {
+      const { dkimVerify } = await import("mailauth/lib/dkim/verify.js");
+      const result = await dkimVerify(message, { resolver: resolve as never });
+      const signatures = result.results.map(toSignature);
+      const failed = signatures.find((s) => s.result === "temperror");
+      if (failed) throw new ReadAgainLater(`its DKIM signature (d=${failed.domain}) could not be checked: ${keyLookupFailed} (${failed.comment ?? "temperror"}); checked again shortly`);
+      return signatures;
+    },
+  };
+}
+
+interface MailauthSignature {
+  signingDomain?: string;
+  status: { result: string; comment?: string; aligned?: string | false };
+}
+
+function toSignature(r: MailauthSignature): DkimSignature {
+  return { domain: (r.signingDomain ?? "").toLowerCase(), result: r.status.result, aligned: Boolean(r.status.aligned), ...(r.status.comment ? { comment: r.status.comment } : {}) };
+}

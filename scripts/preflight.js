@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs"
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-const MIN_NODE = [22, 13];
+const MIN_NODE = [22, 19];
 
 function fail(lines) {
   for (const l of lines) console.error(`preflight: ${l}`);

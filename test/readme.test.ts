@@ -44,7 +44,7 @@ describe("README", () => {
     assert.equal(stdout.trim(), `mailbell ${pkg.version}`);
   });
 
-  it("on a Node older than 22.13 the command says so instead of crashing", async (t) => {
+  it("on a Node older than 22.19 the command says so instead of crashing", async (t) => {
     // Debian's packaged Node (20 on this project's machines) is the old Node a newcomer may have.
     const old = "/usr/bin/node";
     const version = await run(old, ["--version"]).then((r) => r.stdout.trim(), () => "");
@@ -55,7 +55,7 @@ describe("README", () => {
       (err: { code: number; stderr: string }) => err,
     );
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /mailbell: needs Node\.js 22\.13 or newer .*this is v20/);
+    assert.match(result.stderr, /mailbell: needs Node\.js 22\.19 or newer .*this is v20/);
   });
 
   it('import { watchMailbox } from "mailbell" gives the library', async () => {

@@ -11,6 +11,9 @@
  *   node bench/catchup.ts --read-every-body   a rule reads every mail's body, so every text is fetched and decoded
  *   node bench/catchup.ts --then           the every-mail rule also has then: { seen: true, flag: $Notified }: every
  *                                          mail is marked read and flagged; also times until the last action is done
+ *   node bench/catchup.ts --verify         every mail is DKIM-signed (RSA-2048, d= its From domain) and the rules have
+ *                                          verify: { dkim: … }: every mail is read whole and its signature checked, keys
+ *                                          from a dnsmasq on 127.0.0.1 (dns: servers); counts verified posts and DNS queries
  *   node bench/catchup.ts --no-script --delivery-rate 0.1   diagnostic: the target paced to 0.1/s, as a slow
  *                                          target would be (delivery not waited for, no drain on stop)
  *   node bench/catchup.ts --node-arg=--trace-gc --keep-log /tmp/mb.log   experiments on the timed mailbell run
@@ -50,7 +53,9 @@ import { buildMail } from "../test/support/mail.ts";
 import { accountYaml, PLAY_RECEIPT_FIELDS } from "../test/support/config-yaml.ts";
 import { groupProcesses } from "../test/support/reaper.ts";
 import { startReceiver, type ReceivedRequest, type Receiver } from "../test/support/receiver.ts";
-import { corpus } from "./corpus-gen.ts";
+import { dkimRecordName, makeDkimKey, signMail, type DkimKey } from "../test/support/dkim.ts";
+import { startDnsServer, type DnsServer } from "../test/support/dns.ts";
+import { corpus, SENDER_DOMAINS } from "./corpus-gen.ts";
 import { machineInfo, processUsage, sleep, startMailbellProcess, startUserScript, Table, type MailbellProcess, type TrackedProcess } from "./lib.ts";
 
 export interface CatchUpOptions {
@@ -83,6 +88,27 @@ export interface CatchUpOptions {
    * done and checks with Dovecot that every mail has \Seen and $Notified.
    */
   then?: boolean;
+  /**
+   * Every mail is DKIM-signed as its sender would sign it (RSA-2048, d= the From address's domain,
+   * the corpus's fake signature replaced) and the rules have `verify: { dkim: … }`: every mail is
+   * downloaded whole and streamed through the verifier; the keys come from a dnsmasq on 127.0.0.1.
+   */
+  verify?: boolean;
+}
+
+export interface VerifyResult {
+  /** Distinct sender domains, each signing with its own published key (one key pair, one record per domain). */
+  domains: number;
+  keyType: string;
+  /** Time to sign the backlog (part of generate+write). */
+  signSeconds: number;
+  /** every-mail posts (distinct mails) that carried `verified`, and receipt posts that did. */
+  verifiedPosts: number;
+  verifiedReceipts: number;
+  /** Queries the DNS server saw during the timed run, in all and for the most-asked name. */
+  dnsQueries: number;
+  dnsNames: number;
+  dnsMaxPerName: number;
 }
 
 export interface ProfileSummary {
@@ -104,6 +130,8 @@ export interface CatchUpResult {
   readEveryBody: boolean;
   /** The every-mail rule marks and flags every mail (CatchUpOptions.then). */
   then: boolean;
+  /** Every mail signed and verified (CatchUpOptions.verify). */
+  verify: boolean;
   seed: number;
   corpusMb: number;
   attachments: number;
@@ -148,6 +176,8 @@ export interface CatchUpResult {
     maxPending: number;
     /** With CatchUpOptions.then: the rules' actions on the mail. */
     actions?: ActionsResult;
+    /** With CatchUpOptions.verify: what the verification saw. */
+    verification?: VerifyResult;
     /** Main thread and decoding thread while the backlog was being queued, then the main thread's whole run. */
     profiles?: ProfileSummary[];
   };
@@ -202,10 +232,13 @@ function log(verbose: boolean | undefined, msg: string): void {
   if (verbose) process.stderr.write(`[catchup] ${msg}\n`);
 }
 
-function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean, then: boolean): string {
+const DKIM_SELECTOR = "bench";
+
+function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean, then: boolean, dnsServer?: string): string {
+  const verify = (domains: readonly string[]): string => (dnsServer ? `\n    verify: { dkim: [${domains.join(", ")}] }` : "");
   return `state: ${JSON.stringify(statePath)}
 locale: en-US
-log: { level: info }
+log: { level: info }${dnsServer ? `\ndns: { servers: ["${dnsServer}"] }` : ""}
 watch: { backlogLimit: 100000 }
 outbox: { drainSeconds: ${perSecond < 1000 ? 0 : 30} }
 accounts:
@@ -216,10 +249,10 @@ ${accountYaml({ name: ACCOUNT, host: dc.host, port: dc.imapsPort, caFile: dc.caF
     rateLimit: { perSecond: ${perSecond}, burst: ${Math.max(1, Math.min(1000, Math.floor(perSecond)))} }
 rules:
   - name: every-mail
-    notify: [hook]${readEveryBody ? '\n    extract: { word: { regex: "(?<value>\\\\S+)" } }' : ""}${then ? `\n    then: { seen: true, flag: "${ACTIONS_FLAG}" }` : ""}
+    notify: [hook]${verify(SENDER_DOMAINS)}${readEveryBody ? '\n    extract: { word: { regex: "(?<value>\\\\S+)" } }' : ""}${then ? `\n    then: { seen: true, flag: "${ACTIONS_FLAG}" }` : ""}
     template: "{{from}}: {{subject}}"
   - name: play-receipts
-    match: { from: googleplay-noreply@google.com, subject: "/Google Play/i" }
+    match: { from: googleplay-noreply@google.com, subject: "/Google Play/i" }${verify(["google.com"])}
 ${PLAY_RECEIPT_FIELDS}    notify: [hook]
     template: "Google Play: {{amount}} ({{item}}) — {{total}} so far in {{period}}"
 `;
@@ -271,6 +304,20 @@ interface Backlog {
   receipts: number;
   receiptYen: number;
   generateWriteSeconds: number;
+  /** Of generateWriteSeconds, signing (CatchUpOptions.verify). */
+  signSeconds: number;
+}
+
+/** The corpus's own DKIM-Signature header (random bytes that look like one), replaced when the mail is really signed. */
+const FAKE_SIGNATURE = /^DKIM-Signature:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*\r\n/m;
+
+/** Signs `raw` as its sender would: d= the From address's domain, the corpus's fake signature dropped. */
+async function signAsSender(raw: Buffer, key: DkimKey): Promise<Buffer> {
+  const head = raw.subarray(0, raw.indexOf("\r\n\r\n")).toString("latin1");
+  const domain = /^From:[^\r\n]*@([^>\s]+)>?\s*$/m.exec(head)?.[1];
+  if (!domain) throw new Error("a corpus mail without a From address");
+  const unsigned = Buffer.from(raw.toString("latin1").replace(FAKE_SIGNATURE, ""), "latin1");
+  return signMail(unsigned, { domain, selector: DKIM_SELECTOR, privateKey: key.privateKey });
 }
 
 /**
@@ -278,18 +325,21 @@ interface Backlog {
  * Names carry increasing timestamps so Dovecot numbers them in corpus order, and S=/W= sizes so
  * it need not stat them (the files have CRLF line ends, so both sizes are the file size).
  */
-function writeBacklog(maildirs: readonly string[], count: number, seed: number): Backlog {
+async function writeBacklog(maildirs: readonly string[], count: number, seed: number, signWith?: DkimKey): Promise<Backlog> {
   const t0 = performance.now();
   const owners = maildirs.map((d) => statSync(d));
   const asRoot = process.getuid?.() === 0;
-  const backlog: Backlog = { ids: [], bytes: 0, attachments: 0, receipts: 0, receiptYen: 0, generateWriteSeconds: 0 };
+  const backlog: Backlog = { ids: [], bytes: 0, attachments: 0, receipts: 0, receiptYen: 0, generateWriteSeconds: 0, signSeconds: 0 };
   const base = Math.floor(Date.now() / 1000) - count - 60;
   for (const m of corpus(count, { seed, to: "alice@bench.test" })) {
-    const size = m.raw.length;
+    const tSign = performance.now();
+    const raw = signWith ? await signAsSender(m.raw, signWith) : m.raw;
+    backlog.signSeconds += (performance.now() - tSign) / 1000;
+    const size = raw.length;
     const name = `${base + m.index}.M${m.index}P${process.pid}.bench,S=${size},W=${size}:2,`;
     maildirs.forEach((dir, i) => {
       const file = path.join(dir, "cur", name);
-      writeFileSync(file, m.raw, { mode: 0o600 });
+      writeFileSync(file, raw, { mode: 0o600 });
       if (asRoot) chownSync(file, owners[i]!.uid, owners[i]!.gid);
     });
     backlog.ids.push(stripBrackets(m.messageId));
@@ -451,6 +501,8 @@ export function summarizeProfile(file: string, title: string, options: { top?: n
 /** Notifications at the receiver, read incrementally. */
 class Tally {
   readonly perRule = new Map<string, Map<string, number>>();
+  /** Per rule, the mails whose post carried `verified`. */
+  readonly verified = new Map<string, Set<string>>();
   duplicates = 0;
   amountsMissing = 0;
   lastAt = 0;
@@ -465,9 +517,10 @@ class Tally {
     const reqs: readonly ReceivedRequest[] = this.receiver.requests;
     for (; this.#seen < reqs.length; this.#seen++) {
       const r = reqs[this.#seen]!;
-      const body = r.json as { rule?: string; messageId?: string; fields?: Record<string, unknown> } | undefined;
+      const body = r.json as { rule?: string; messageId?: string; fields?: Record<string, unknown>; verified?: string | null } | undefined;
       const rule = body?.rule ?? "script";
       const id = stripBrackets(body?.messageId);
+      if (body?.verified) this.verified.set(rule, (this.verified.get(rule) ?? new Set()).add(id));
       const ids = this.perRule.get(rule) ?? new Map<string, number>();
       const n = (ids.get(id) ?? 0) + 1;
       ids.set(id, n);
@@ -494,7 +547,11 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
   const statePath = path.join(work, "mailbell.db");
   const perSecond = options.deliveryRate ?? 1000;
   const then = options.then ?? false;
-  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond, options.readEveryBody ?? false, then);
+  // --verify: one key pair, published for every sender domain, as each sender publishes its own
+  const key = options.verify ? makeDkimKey("rsa", 2048) : undefined;
+  let dns: DnsServer | undefined;
+  if (key) dns = await startDnsServer({ txt: Object.fromEntries(SENDER_DOMAINS.map((d) => [dkimRecordName(DKIM_SELECTOR, d), key.txt])) });
+  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond, options.readEveryBody ?? false, then, dns?.server);
   const env = { BENCH_IMAP_PASS: dc.auth(MAILBELL_USER).pass };
   let mb: MailbellProcess | undefined;
   try {
@@ -509,7 +566,7 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
     // 2. the backlog, for mailbell (alice) and the script (bob)
     await mailboxStatus(dc, SCRIPT_USER); // creates bob's maildir
     log(verbose, `writing ${mails} mails into both maildirs`);
-    const backlog = writeBacklog([inboxMaildir(dc, MAILBELL_USER), inboxMaildir(dc, SCRIPT_USER)], mails, seed);
+    const backlog = await writeBacklog([inboxMaildir(dc, MAILBELL_USER), inboxMaildir(dc, SCRIPT_USER)], mails, seed, key);
     const tResync = performance.now();
     for (const user of [MAILBELL_USER, SCRIPT_USER]) await dc.doveadm("force-resync", "-u", user, "INBOX");
     const resyncSeconds = (performance.now() - tResync) / 1000;
@@ -518,7 +575,8 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
       throw new Error(`after filling: ${JSON.stringify(after)} (expected ${mails} messages, uidvalidity ${before.uidvalidity})`);
     }
     const lastUid = after.uidnext - 1;
-    log(verbose, `backlog ready: ${mails} mails, ${(backlog.bytes / 2 ** 20).toFixed(0)} MB, UIDs up to ${lastUid}; generate+write ${backlog.generateWriteSeconds.toFixed(1)} s, resync ${resyncSeconds.toFixed(1)} s`);
+    log(verbose, `backlog ready: ${mails} mails, ${(backlog.bytes / 2 ** 20).toFixed(0)} MB, UIDs up to ${lastUid}; generate+write ${backlog.generateWriteSeconds.toFixed(1)} s${key ? ` (of which signing ${backlog.signSeconds.toFixed(1)} s)` : ""}, resync ${resyncSeconds.toFixed(1)} s`);
+    dns?.resetQueries();
 
     // 3. the timed run
     const tally = new Tally(receiver);
@@ -694,13 +752,33 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
         otherCores,
         maxPending,
         ...(actions ? { actions } : {}),
+        ...(key && dns ? { verification: verification(tally, dns, backlog, key) } : {}),
         ...(profiles ? { profiles } : {}),
       },
     };
   } finally {
     await mb?.stop();
     await receiver.close();
+    await dns?.stop();
   }
+}
+
+function verification(tally: Tally, dns: DnsServer, backlog: Backlog, key: DkimKey): VerifyResult {
+  const queries = dns.queries();
+  const perName = new Map<string, number>();
+  for (const q of queries) perName.set(q, (perName.get(q) ?? 0) + 1);
+  const ids = new Set(backlog.ids);
+  const among = (rule: string): number => [...(tally.verified.get(rule) ?? [])].filter((id) => ids.has(id)).length;
+  return {
+    domains: SENDER_DOMAINS.length,
+    keyType: `${key.type === "rsa" ? "RSA-2048" : key.type}, rsa-sha256, relaxed/relaxed`,
+    signSeconds: backlog.signSeconds,
+    verifiedPosts: among("every-mail"),
+    verifiedReceipts: among("play-receipts"),
+    dnsQueries: queries.length,
+    dnsNames: perName.size,
+    dnsMaxPerName: Math.max(0, ...perName.values()),
+  };
 }
 
 async function runScript(dc: Dovecot, backlog: Backlog, options: CatchUpOptions): Promise<NonNullable<CatchUpResult["script"]>> {
@@ -781,6 +859,7 @@ export async function runCatchUp(options: CatchUpOptions): Promise<CatchUpResult
       mails,
       readEveryBody: options.readEveryBody ?? false,
       then: options.then ?? false,
+      verify: options.verify ?? false,
       seed,
       corpusMb: backlog.bytes / 2 ** 20,
       attachments: backlog.attachments,
@@ -810,7 +889,7 @@ const mb = (kb: number): string => `${(kb / 1024).toFixed(0)} MB`;
 export function formatCatchUp(r: CatchUpResult, scriptOfAnotherRun?: CatchUpResult["script"]): string[][] {
   const m = r.mailbell;
   const name = `catch-up ${r.mails.toLocaleString("en-US")}`;
-  const who = ["mailbell", ...(r.readEveryBody ? ["rules read every body"] : []), ...(r.then ? [`then: seen + ${ACTIONS_FLAG}`] : [])].join(", ");
+  const who = ["mailbell", ...(r.readEveryBody ? ["rules read every body"] : []), ...(r.then ? [`then: seen + ${ACTIONS_FLAG}`] : []), ...(r.verify ? ["verify: dkim"] : [])].join(", ");
   const versus = scriptOfAnotherRun ? `; ${(m.queuedPerSecond / scriptOfAnotherRun.perSecond).toFixed(1)}× the user script's rate above` : "";
   const rows: string[][] = [
     [
@@ -847,6 +926,19 @@ export function formatCatchUp(r: CatchUpResult, scriptOfAnotherRun?: CatchUpResu
       `queued→last action ${sec(a.queuedToDoneMs)} (state file); Dovecot unseen=0 seen at ${sec(a.startToUnseenZeroMs)} (polled every ${ACTIONS_POLL_MS} ms); action rows ${a.rowsDone} done, ${a.rowsPending} pending, ${a.rowsDropped} dropped`,
     ]);
   }
+  if (m.verification) {
+    const v = m.verification;
+    rows.push([
+      name,
+      `${who} (verified)`,
+      "",
+      "",
+      "",
+      "",
+      `${v.verifiedPosts}/${r.mails} + ${v.verifiedReceipts}/${r.receipts} receipts verified`,
+      `${v.dnsQueries} DNS queries for ${v.dnsNames} names (at most ${v.dnsMaxPerName} for one): ${v.domains} sender domains, each its own key record; ${v.keyType}; signing the backlog took ${v.signSeconds.toFixed(1)} s`,
+    ]);
+  }
   if (r.script) {
     const s = r.script;
     rows.push([
@@ -877,9 +969,10 @@ async function main(): Promise<void> {
       "delivery-rate": { type: "string" },
       "read-every-body": { type: "boolean", default: false },
       then: { type: "boolean", default: false },
+      verify: { type: "boolean", default: false },
     },
   });
-  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}), readEveryBody: values["read-every-body"], then: values.then });
+  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}), readEveryBody: values["read-every-body"], then: values.then, verify: values.verify });
   if (values.json) {
     console.log(JSON.stringify(result, null, 2));
     return;

@@ -295,6 +295,10 @@ const SENDERS_JA = [
   ["東京ニュース", "news@tokyo.example.jp"], ["経理部", "keiri@corp.example.co.jp"],
 ] as const;
 const SENDERS_LATIN = ["Müller GmbH <info@mueller.example.de>", "Librería Pérez <ventas@libreria.example.es>", "Café de Flore <contact@cafe.example.fr>"];
+/** Every domain a corpus mail comes from (its From address's), e.g. to sign each mail as its sender would. */
+export const SENDER_DOMAINS: readonly string[] = [
+  ...new Set([...SENDERS_EN, ...SENDERS_JA.map((s) => s[1]), ...SENDERS_LATIN, "googleplay-noreply@google.com"].map((a) => /@([^>]+)>?$/.exec(a)![1]!)),
+];
 const ITEMS = [["マンスリーパス", "Monthly pass"], ["追加ストレージ 100 GB", "100 GB storage"], ["プレミアム会員", "Premium membership"], ["ジェムパック", "Gem pack"], ["電子書籍", "E-book"]] as const;
 const PRICES = [120, 250, 300, 480, 610, 980, 1200, 1500, 2400, 3200, 4800, 9800];
 

@@ -100,9 +100,12 @@ describe("verify: the sender", () => {
     const mailbell = await watch(user, "/dkim");
     try {
       const good = await sign(mail("signed good"));
+      // Read whole in pieces no bigger than one reply may carry (a bigger one would break the connection).
+      const withPdf = await sign(buildMail({ from: "billing@shop.example", to: "x@example.com", subject: "signed with a 3 MB attachment", text: "Total: 480 JPY\r\n", attachments: [{ filename: "scan.pdf", contentType: "application/pdf", content: Buffer.alloc(3 * 1024 * 1024, 7) }] }));
       const altered = Buffer.from((await sign(mail("signed altered"))).toString().replace("Total: 480 JPY", "Total: 999 JPY"));
       await deliver(user, "/dkim", [
         good,
+        withPdf,
         altered,
         mail("signed unsigned"),
         sign(mail("signed by other", "billing@other.example"), "other.example", otherKey),
@@ -112,6 +115,7 @@ describe("verify: the sender", () => {
         posts("/dkim").map((p) => [p.text, p.verified]),
         [
           ["signed good (DKIM shop.example)", "DKIM shop.example"],
+          ["signed with a 3 MB attachment (DKIM shop.example)", "DKIM shop.example"],
           ["signed last (DKIM shop.example)", "DKIM shop.example"],
         ],
       );

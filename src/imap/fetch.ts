@@ -21,7 +21,7 @@ export interface FetchedMessage {
 
 /**
  * Mail read whole, only where the caller asks: a DKIM signature's body hash covers every byte,
- * attachments included. The message is streamed to `read` (imapflow fetches it in 64 KiB pieces),
+ * attachments included. The message is streamed to `read` (fetched in pieces of wholeChunkBytes),
  * never held.
  */
 export interface WholeReading {
@@ -164,12 +164,21 @@ async function readBatch(client: ImapFlow, asked: readonly number[], options: Fe
   const { planned, unread } = headers;
   const { mails, gone } = await readMails(client, planned, options);
   if (gone.length > 0) options.onGone?.(gone);
-  const whole = options.whole ? await readWholeMails(client, mails, options.whole) : { mails, unread: [] };
+  const whole = options.whole ? await readWholeMails(client, mails, options.whole, wholeChunkBytes(options)) : { mails, unread: [] };
   return { mails: whole.mails, unread: [...unread, ...whole.unread].sort((a, b) => a.uid - b.uid), stray: headers.stray };
 }
 
+/**
+ * Bytes of a whole message asked for per partial FETCH: as much as one reply may carry (the
+ * connection refuses a literal over max(maxHeaderBytes, maxTextBytes) and a margin, see
+ * replyLimits), so a 50 MB mail is ~200 round trips at the default 256 KiB, not ~800 at imapflow's 64 KiB.
+ */
+function wholeChunkBytes(options: Pick<FetchOptions, "maxTextBytes" | "maxHeaderBytes">): number {
+  return Math.max(64 * 1024, options.maxTextBytes, options.maxHeaderBytes ?? defaultMaxHeaderBytes);
+}
+
 /** Streams the mail `whole` wants through its read(); mail it cannot decide on yet is unread. */
-async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: WholeReading): Promise<{ mails: FetchedMessage[]; unread: UnreadMail[] }> {
+async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: WholeReading, chunkSize: number): Promise<{ mails: FetchedMessage[]; unread: UnreadMail[] }> {
   const kept: FetchedMessage[] = [];
   const unread: UnreadMail[] = [];
   for (const m of mails) {
@@ -177,7 +186,7 @@ async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: 
       kept.push(m);
       continue;
     }
-    const download = await client.download(String(m.uid), undefined, { uid: true });
+    const download = await client.download(String(m.uid), undefined, { uid: true, chunkSize });
     if (!download.content) {
       unread.push({ uid: m.uid, reason: "the server did not return the whole message, which is needed to check its DKIM signature" });
       continue;

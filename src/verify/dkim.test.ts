@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { dkimVectors } from "../../test/support/dkim.ts";
+import { dkimRecordName, dkimVectors, makeDkimKey, signMail } from "../../test/support/dkim.ts";
+import { buildMail } from "../../test/support/mail.ts";
 import { ReadAgainLater } from "../imap/fetch.ts";
 import { cachedResolver } from "./dns.ts";
 import { dkimVerifier } from "./dkim.ts";
@@ -80,5 +81,19 @@ describe("cachedResolver", () => {
     await assert.rejects(r.resolve("flaky.example", "TXT"));
     assert.deepEqual(asked, ["a.example", "a.example", "gone.example", "flaky.example", "flaky.example"]);
     await assert.rejects(r.resolve("a.example", "A"), /only TXT records/);
+  });
+});
+
+describe("dkimVerifier and l= (a signature over the start of the body only)", () => {
+  test("content appended after the signed part makes the signature count for nothing, even though it verifies", async () => {
+    const key = makeDkimKey("rsa");
+    const raw = buildMail({ from: "billing@shop.example", to: "x@example.com", subject: "receipt", text: "Thank you.\r\n" });
+    const signed = await signMail(raw, { domain: "shop.example", selector: "sel", privateKey: key.privateKey, bodyLength: 12 });
+    const verifier = dkimVerifier(tableResolver({ [dkimRecordName("sel", "shop.example")]: key.txt }).resolve);
+    assert.deepEqual((await verifier.verify(signed)).map((s) => s.result), ["pass"], "nothing appended: the whole body is signed");
+    const appended = Buffer.concat([signed, Buffer.from("Total: 99999 JPY\r\n")]);
+    const [sig] = await verifier.verify(appended);
+    assert.equal(sig?.result, "policy");
+    assert.match(sig?.comment ?? "", /^l= leaves \d+ bytes of the body unsigned$/);
   });
 });

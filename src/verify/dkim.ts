@@ -32,9 +32,16 @@ export function dkimVerifier(resolve: TxtResolver): DkimVerifier {
 
 interface MailauthSignature {
   signingDomain?: string;
-  status: { result: string; comment?: string; aligned?: string | false };
+  status: { result: string; comment?: string; aligned?: string | false; underSized?: number };
 }
 
 function toSignature(r: MailauthSignature): DkimSignature {
-  return { domain: (r.signingDomain ?? "").toLowerCase(), result: r.status.result, aligned: Boolean(r.status.aligned), ...(r.status.comment ? { comment: r.status.comment } : {}) };
+  const domain = (r.signingDomain ?? "").toLowerCase();
+  const aligned = Boolean(r.status.aligned);
+  // A signature with l= covers only the start of the body: anyone may append to a genuine receipt
+  // ("合計: ￥99,999" after the signed part) and it still verifies. What counts must be signed whole.
+  if (r.status.result === "pass" && (r.status.underSized ?? 0) > 0) {
+    return { domain, result: "policy", aligned, comment: `l= leaves ${r.status.underSized} bytes of the body unsigned` };
+  }
+  return { domain, result: r.status.result, aligned, ...(r.status.comment ? { comment: r.status.comment } : {}) };
 }

@@ -52,6 +52,8 @@ export interface SignOptions {
   canonicalization?: "relaxed/relaxed" | "simple/simple" | "relaxed/simple" | "simple/relaxed";
   signTime?: Date;
   expires?: Date;
+  /** l=: sign only this many bytes of the (canonicalized) body. */
+  bodyLength?: number;
 }
 
 /** `raw` with a DKIM-Signature header prepended; throws with mailauth's reason if it would not sign. */
@@ -61,6 +63,7 @@ export async function signMail(raw: string | Buffer, options: SignOptions): Prom
     selector: options.selector,
     privateKey: options.privateKey,
     ...(options.headers ? { headerList: options.headers } : {}),
+    ...(options.bodyLength !== undefined ? { maxBodyLength: options.bodyLength } : {}),
   };
   const result = await dkimSign(raw, {
     // mailauth 7.1.0's types require the signature's fields at the top too; its signer reads signatureData only

@@ -71,7 +71,7 @@ export async function runParseVerify(options: { seconds: number; keyType: DkimKe
   }
   const compiled = rules([...domains]);
   const resolver = cachedResolver({ cacheMs: 3_600_000, timeoutMs: 1000, lookup: async () => [[key.txt]] });
-  const verifier = dkimVerifier(resolver.resolve);
+  const verifier = dkimVerifier(resolver.resolve, [...domains]);
   const receivedAt = new Date();
   let verified = 0;
   const once = async (raw: Buffer): Promise<void> => {

@@ -133,7 +133,8 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     // Every watcher starts at once; setting up only a few connections at a time keeps RSS per
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
     const connectGate = new ConnectGate({ concurrency: connectConcurrency });
-    const dkim = rules.some((r) => r.verify?.dkim) ? dkimVerifier(cachedResolver({ servers: config.dns.servers, cacheMs: config.dns.cacheSeconds * 1000, timeoutMs: config.dns.timeoutSeconds * 1000 }).resolve) : undefined;
+    const trusted = rules.flatMap((r) => r.verify?.dkim ?? []);
+    const dkim = trusted.length > 0 ? dkimVerifier(cachedResolver({ servers: config.dns.servers, cacheMs: config.dns.cacheSeconds * 1000, timeoutMs: config.dns.timeoutSeconds * 1000 }).resolve, trusted) : undefined;
     const watches = config.accounts.flatMap((account) =>
       account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside, actions: state.actions, dkim })),
     );

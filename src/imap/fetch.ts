@@ -1,5 +1,6 @@
 import type { Readable } from "node:stream";
 import type { FetchMessageObject, ImapFlow } from "imapflow";
+import { headerCutWarning } from "../mail/header-block.ts";
 import { htmlAlternativesPlan, planTextParts, readFetchedParts, type FetchedParts, type TextPartPlan } from "../mail/parts.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import type { DkimSignature } from "../rules/types.ts";
@@ -168,6 +169,10 @@ async function readBatch(client: ImapFlow, asked: readonly number[], options: Fe
   return { mails: whole.mails, unread: [...unread, ...whole.unread].sort((a, b) => a.uid - b.uid), stray: headers.stray };
 }
 
+function headerWasCut(mail: NormalizedMail): boolean {
+  return mail.warnings.some((w) => w.startsWith(headerCutWarning));
+}
+
 /**
  * Bytes of a whole message asked for per partial FETCH: as much as one reply may carry (the
  * connection refuses a literal over max(maxHeaderBytes, maxTextBytes) and a margin, see
@@ -182,7 +187,8 @@ async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: 
   const kept: FetchedMessage[] = [];
   const unread: UnreadMail[] = [];
   for (const m of mails) {
-    if (!whole.wanted(m.mail, m)) {
+    // A mail whose header was cut is not read whole: the verifier would hold its endless header.
+    if (headerWasCut(m.mail) || !whole.wanted(m.mail, m)) {
       kept.push(m);
       continue;
     }
@@ -197,6 +203,8 @@ async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: 
       download.content.destroy();
       if (!(err instanceof ReadAgainLater)) throw err;
       unread.push({ uid: m.uid, reason: err.message, checkLater: true });
+      // The round stops at this mail anyway (the mail after it is handed over only after it): read no more whole.
+      break;
     }
   }
   return { mails: kept, unread };

@@ -4,6 +4,7 @@
  * came with the mail, and anyone can write one. Parsed with mailauth's RFC 8601 parser.
  */
 import headerParser from "mailauth/lib/parse-dkim-headers.js";
+import type { NormalizedMail } from "./types.ts";
 
 /** One method's result in an Authentication-Results header: `dkim=pass header.d=google.com`. */
 export interface AuthMethodResult {
@@ -17,11 +18,13 @@ export interface AuthResults {
   /** The authserv-id: who wrote it (mx.google.com); undefined when the header has none (Microsoft 365). */
   authservId: string | undefined;
   results: AuthMethodResult[];
+  /** How often each method appears in the header as written (the parser keeps one dmarc result only). */
+  occurrences: Record<string, number>;
 }
 
-/** The topmost Authentication-Results header of a mail (decoded headers, in order), parsed; undefined when it has none. */
-export function topmostAuthResults(headers: ReadonlyMap<string, readonly string[]>): AuthResults | undefined {
-  const value = headers.get("authentication-results")?.[0];
+/** The topmost Authentication-Results header of a mail, as written (never RFC 2047-decoded), parsed; undefined when it has none. */
+export function topmostAuthResults(mail: Pick<NormalizedMail, "authenticationResults">): AuthResults | undefined {
+  const value = mail.authenticationResults?.[0];
   return value === undefined ? undefined : parseAuthResults(value);
 }
 
@@ -36,7 +39,7 @@ export function parseAuthResults(value: string): AuthResults {
     }
   }
   const authservId = typeof parsed.value === "string" && parsed.value !== "" ? parsed.value.toLowerCase() : undefined;
-  return { authservId, results };
+  return { authservId, results, occurrences: countMethods(value) };
 }
 
 /** `{ header: { d: "x" } }` → `{ "header.d": "x" }`; the comment and the result itself left out. */
@@ -47,4 +50,15 @@ function flatProps(entry: Record<string, unknown>): Record<string, string> {
     for (const [property, v] of Object.entries(props)) if (typeof v === "string") out[`${ptype}.${property}`.toLowerCase()] = v;
   }
   return out;
+}
+
+/** `dmarc=` and the like as they occur in the header as written, comments left out. */
+function countMethods(value: string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  const withoutComments = value.replace(/\((?:[^()\\]|\\.)*\)/g, " ");
+  for (const m of withoutComments.matchAll(/(?:^|[;\s])([a-z][a-z0-9-]*)\s*=/gi)) {
+    const method = m[1]!.toLowerCase();
+    counts[method] = (counts[method] ?? 0) + 1;
+  }
+  return counts;
 }

@@ -54,6 +54,9 @@ export function isValidHeaderName(key: string): boolean {
  * reaching its end was cut: the last field may be incomplete, so it is dropped with everything after
  * it, and the warning says where. A header that ended within the limit comes back as it is.
  */
+/** How the warning on a mail whose header was cut begins. */
+export const headerCutWarning = "the message header is longer than";
+
 export function capHeader(header: Uint8Array, limit: number | undefined): { header: Uint8Array; warning?: string } {
   if (limit === undefined || header.length < limit) return { header };
   const { headerEnd } = findHeaderEnd(header);
@@ -69,7 +72,7 @@ export function capHeader(header: Uint8Array, limit: number | undefined): { head
   const field = fieldName(header.subarray(cut, cut + 80));
   return {
     header: header.subarray(0, cut),
-    warning: `the message header is longer than ${limit} bytes; it was read up to there and the rest left out${field ? ` (from the field ${field} on)` : ""}`,
+    warning: `${headerCutWarning} ${limit} bytes; it was read up to there and the rest left out${field ? ` (from the field ${field} on)` : ""}`,
   };
 }
 

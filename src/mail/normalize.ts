@@ -196,7 +196,8 @@ export function buildMail(fields: readonly RawHeaderField[], parsed: DecodedBody
   const replaced = countReplacementChars(text) + countReplacementChars(subject);
   if (replaced) warnings.push(`${replaced} undecodable character(s) replaced by U+FFFD (wrong or missing charset?)`);
 
-  return { messageId, from, to, cc, subject, date, headers, text, html, ...(textFromHtml ? { textFromHtml } : {}), attachments: parsed.attachments ?? [], warnings };
+  const authenticationResults = unfolded.get("authentication-results");
+  return { messageId, from, to, cc, subject, date, headers, ...(authenticationResults ? { authenticationResults } : {}), text, html, ...(textFromHtml ? { textFromHtml } : {}), attachments: parsed.attachments ?? [], warnings };
 }
 
 /** htmlText() conversions, once per mail: a rule that falls back to the HTML and another that reads it pay one conversion. */

@@ -35,6 +35,12 @@ export interface NormalizedMail {
   /** The Date header, when present and valid. */
   date: Date | undefined;
   /**
+   * The Authentication-Results headers as written, topmost first: unfolded but not RFC 2047-decoded,
+   * which they never use (decoding them could turn an encoded word in a sender's address, which the
+   * receiving server copies in, into a result of its own).
+   */
+  authenticationResults?: readonly string[];
+  /**
    * Every header, name lower-cased, values decoded and unfolded, in order of appearance: raw 8-bit
    * or ISO-2022-JP bytes by header-charset.ts (with a warning when a charset was assumed), then RFC 2047.
    */

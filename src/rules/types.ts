@@ -40,7 +40,7 @@ export type Verdict =
   | { verified: true; /** "DKIM google.com", "DMARC by mx.google.com" */ by: string }
   | { verified: false; /** A short, fixed code for the metric label. */ code: UnverifiedCode; /** For the log and mailbell test. */ reason: string };
 
-export type UnverifiedCode = "not_signed" | "dkim_fail" | "other_domain" | "not_aligned" | "not_checked" | "no_auth_results" | "auth_results_fail";
+export type UnverifiedCode = "not_signed" | "dkim_fail" | "other_domain" | "not_aligned" | "not_checked" | "no_auth_results" | "auth_results_fail" | "ambiguous_headers";
 
 export type FieldValue =
   | { kind: "text"; raw: string }

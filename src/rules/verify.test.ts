@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { normalizeMail } from "../mail/normalize.ts";
 import { emptyMail, type NormalizedMail } from "../mail/types.ts";
 import { checkAuthResults, checkDkim, checkVerify, compileVerify, type CompiledVerify } from "./verify.ts";
 import type { DkimSignature } from "./types.ts";
 
 function mailFrom(address: string, authResults: string[] = []): NormalizedMail {
-  return { ...emptyMail(), from: [{ name: "Google Play", address }], headers: new Map(authResults.length ? [["authentication-results", authResults]] : []), warnings: [] };
+  return { ...emptyMail(), from: [{ name: "Google Play", address }], headers: new Map([["from", [`Google Play <${address}>`]]]), authenticationResults: authResults, warnings: [] };
 }
 
 const play = mailFrom("googleplay-noreply@google.com");
@@ -75,5 +76,43 @@ describe("compileVerify and checkVerify", () => {
     const mail = mailFrom("googleplay-noreply@google.com", ["mx.google.com; dmarc=pass header.from=google.com"]);
     assert.deepEqual(checkVerify(both, { mail, dkim: [sig("google.com")] }), { verified: true, by: "DKIM google.com and DMARC pass by mx.google.com" });
     assert.equal(checkVerify(both, { mail, dkim: [sig("google.com", "fail")] }).verified, false);
+  });
+});
+
+describe("verify: tricks that must not pass", () => {
+  const gmail = compileVerify({ authResults: "gmail" }) as CompiledVerify;
+  const dkim = compileVerify({ dkim: "shop.example" }) as CompiledVerify;
+  const receipt = (top: string) => `${top}From: receipts@shop.example\r\nTo: x@example.com\r\nSubject: receipt\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@shop.example>\r\n\r\nTotal: 480 JPY\r\n`;
+
+  test("an encoded word in the sender's address that Gmail copies in cannot add a result: the header is read as written", async () => {
+    // shop.example publishes no DMARC policy: Gmail says dmarc=fail (or none) but copies the envelope sender verbatim.
+    const injected = "=?utf-8?q?x=3B_dkim=3Dpass_header=2Ed=3Dshop=2Eexample_?=@evil.example";
+    const mail = await normalizeMail(Buffer.from(receipt(`Authentication-Results: mx.google.com;\r\n       spf=pass smtp.mailfrom=${injected};\r\n       dmarc=fail (p=NONE) header.from=shop.example\r\n`)));
+    assert.equal(checkVerify(gmail, { mail }).verified, false);
+  });
+
+  test("two dmarc results in Gmail's header (one copied in from a quoted address): not verified", async () => {
+    const mail = await normalizeMail(Buffer.from(receipt(`Authentication-Results: mx.google.com; spf=pass smtp.mailfrom="a;dmarc=pass header.from=shop.example"@evil.example; dmarc=fail header.from=shop.example\r\n`)));
+    const v = checkVerify(gmail, { mail });
+    assert.equal(v.verified, false);
+  });
+
+  test("dmarc=pass for another domain than From's: not verified", async () => {
+    const mail = await normalizeMail(Buffer.from(receipt("Authentication-Results: mx.google.com; dmarc=pass header.from=evil.example\r\n")));
+    const v = checkVerify(gmail, { mail });
+    assert.equal(v.verified, false);
+    assert.match(v.verified ? "" : v.reason, /dmarc=pass for evil\.example, not for the From domain shop\.example/);
+  });
+
+  test("a second From (or Subject) put above a genuine signed mail: not verified, whatever the signature says", async () => {
+    const mail = await normalizeMail(Buffer.from(`From: googleplay-noreply@shop.example\r\nSubject: Your receipt\r\n${receipt("")}`));
+    const v = checkVerify(dkim, { mail, dkim: [sig("shop.example")] });
+    assert.deepEqual(v.verified ? v : { code: v.code }, { code: "ambiguous_headers" });
+  });
+
+  test("a From with two addresses: not verified", async () => {
+    const mail = await normalizeMail(Buffer.from(receipt("").replace("From: receipts@shop.example", "From: attacker@evil.example, receipts@shop.example")));
+    const v = checkVerify(dkim, { mail, dkim: [sig("shop.example")] });
+    assert.equal(v.verified ? "verified" : v.code, "ambiguous_headers");
   });
 });

@@ -42,12 +42,29 @@ export function compileVerify(verify: VerifyConfig): CompiledVerify | ConfigIssu
 
 /** The verdict on one mail; with both dkim and authResults, both must hold. */
 export function checkVerify(verify: CompiledVerify, input: Pick<RuleInput, "mail" | "dkim">): Verdict {
+  const ambiguous = ambiguousHeaders(input.mail);
+  if (ambiguous) return { verified: false, code: "ambiguous_headers", reason: ambiguous };
   const verdicts: Verdict[] = [];
   if (verify.dkim) verdicts.push(checkDkim(verify.dkim, input.dkim, input.mail));
   if (verify.authResults) verdicts.push(checkAuthResults(verify.authResults, input.mail));
   const failed = verdicts.find((v) => !v.verified);
   if (failed) return failed;
   return { verified: true, by: verdicts.map((v) => (v.verified ? v.by : "")).join(" and ") };
+}
+
+/**
+ * A signature covers the bottom copy of a header it signs, while mail programs (and mailbell) read
+ * the top one: a genuine signed mail with a second From or Subject put above it would verify. And a
+ * From with two addresses lets `from:` match one while the verdict covers the other. Such mail is
+ * not verified, whatever its signatures say.
+ */
+function ambiguousHeaders(mail: NormalizedMail): string | undefined {
+  for (const name of ["from", "subject", "date", "to", "cc", "message-id"]) {
+    const count = mail.headers.get(name)?.length ?? 0;
+    if (count > 1) return `the mail has ${count} ${name === "message-id" ? "Message-ID" : name[0]!.toUpperCase() + name.slice(1)} headers; a signature covers only one of them`;
+  }
+  if (mail.from.length !== 1) return mail.from.length === 0 ? "the mail has no From address" : `its From has ${mail.from.length} addresses; a verdict covers one`;
+  return undefined;
 }
 
 function fromDomainOf(mail: NormalizedMail): string | undefined {
@@ -79,17 +96,21 @@ export function checkDkim(domains: readonly string[], signatures: readonly DkimS
  * dkim=pass with a signing domain aligned with From. Headers further down came with the mail.
  */
 export function checkAuthResults(source: AuthResultsSource, mail: NormalizedMail): Verdict {
-  const top = topmostAuthResults(mail.headers);
+  const top = topmostAuthResults(mail);
   const expected = source.kind === "microsoft" ? "Microsoft 365's (no authserv-id)" : source.id;
   if (!top) return { verified: false, code: "no_auth_results", reason: `the mail has no Authentication-Results header; ${expected} did not stamp it` };
   const byExpected = source.kind === "microsoft" ? top.authservId === undefined : top.authservId === source.id;
   if (!byExpected) return { verified: false, code: "no_auth_results", reason: `the topmost Authentication-Results header is by ${top.authservId ?? "(no authserv-id)"}, not by ${expected}` };
   const by = source.kind === "microsoft" ? "Microsoft 365" : source.id;
-  if (top.results.some((r) => r.method === "dmarc" && r.result === "pass")) return { verified: true, by: `DMARC pass by ${by}` };
+  // One server writes one dmarc result; a second one came from text it copied in (a sender's address).
+  if ((top.occurrences["dmarc"] ?? 0) > 1) return { verified: false, code: "auth_results_fail", reason: `the topmost Authentication-Results header has ${top.occurrences["dmarc"]} dmarc results; one of them is not ${by}'s` };
+  const from = fromDomainOf(mail);
+  const dmarc = top.results.find((r) => r.method === "dmarc");
+  if (dmarc?.result === "pass" && dmarc.props["header.from"]?.toLowerCase() === from) return { verified: true, by: `DMARC pass by ${by}` };
   const aligned = alignedDkimPass(top, mail);
   if (aligned) return { verified: true, by: `DKIM ${aligned} by ${by}` };
-  const dmarc = top.results.find((r) => r.method === "dmarc");
-  return { verified: false, code: "auth_results_fail", reason: `${by} says ${dmarc ? `dmarc=${dmarc.result}` : "no dmarc result"} and no aligned dkim=pass` };
+  const said = dmarc ? `dmarc=${dmarc.result}${dmarc.result === "pass" ? ` for ${dmarc.props["header.from"] ?? "no header.from"}, not for the From domain ${from ?? "(none)"}` : ""}` : "no dmarc result";
+  return { verified: false, code: "auth_results_fail", reason: `${by} says ${said} and no aligned dkim=pass` };
 }
 
 function alignedDkimPass(top: AuthResults, mail: NormalizedMail): string | undefined {

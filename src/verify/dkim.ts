@@ -17,14 +17,21 @@ export interface DkimVerifier {
   verify(message: Readable | Buffer): Promise<DkimSignature[]>;
 }
 
-export function dkimVerifier(resolve: TxtResolver): DkimVerifier {
+/**
+ * `trusted`: the domains rules verify (verify.dkim). Only a failed lookup for one of them is worth
+ * waiting for, and only while no trusted, aligned signature passed already: a sender cannot make
+ * mailbell wait (and read a mail whole again and again) by signing with a domain whose DNS fails.
+ */
+export function dkimVerifier(resolve: TxtResolver, trusted: readonly string[]): DkimVerifier {
+  const isTrusted = (domain: string) => trusted.some((d) => domain === d || domain.endsWith(`.${d}`));
   return {
     async verify(message) {
       const { dkimVerify } = await import("mailauth/lib/dkim/verify.js");
       const result = await dkimVerify(message, { resolver: resolve as never });
       const signatures = result.results.map(toSignature);
-      const failed = signatures.find((s) => s.result === "temperror");
-      if (failed) throw new ReadAgainLater(`its DKIM signature (d=${failed.domain}) could not be checked: ${keyLookupFailed} (${failed.comment ?? "temperror"}); checked again shortly`);
+      const settled = signatures.some((s) => s.result === "pass" && s.aligned && isTrusted(s.domain));
+      const failed = signatures.find((s) => s.result === "temperror" && isTrusted(s.domain));
+      if (failed && !settled) throw new ReadAgainLater(`its DKIM signature (d=${failed.domain}) could not be checked: ${keyLookupFailed} (${failed.comment ?? "temperror"}); checked again shortly`);
       return signatures;
     },
   };

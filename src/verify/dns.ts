@@ -48,6 +48,8 @@ export function cachedResolver(options: CachedResolverOptions): CachedResolver {
       return records;
     } catch (err) {
       const code = (err as { code?: string }).code ?? "";
+      // A failure is not kept: the next try may work. (A batch stops at its first mail that waits for
+      // DNS, fetch.ts readWholeMails, so an outage costs one timeout per batch, not one per mail.)
       if (absent.has(code)) cache.set(key, { until: now() + absentCacheMs, answer });
       else cache.delete(key);
       throw err;

@@ -91,7 +91,7 @@ export async function testCommand(options: TestCommandOptions, io: CliIO): Promi
  * not verified (the daemon would try again later).
  */
 async function verifyDkim(raw: Buffer, dns: { servers?: string[] | undefined; cacheSeconds: number; timeoutSeconds: number }, rules: readonly CompiledRule[], input: Parameters<typeof needsWhole>[1], io: CliIO, json: boolean): Promise<DkimSignature[] | undefined> {
-  if (!needsWhole(rules, input)) return undefined;
+  if (!needsWhole(rules, input, true)) return undefined;
   const verifier = dkimVerifier(cachedResolver({ servers: dns.servers, cacheMs: 0, timeoutMs: dns.timeoutSeconds * 1000 }).resolve, rules.flatMap((r) => r.verify?.dkim ?? []));
   try {
     return await verifier.verify(raw);

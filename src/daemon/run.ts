@@ -280,7 +280,7 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
     ...bodyReading(deps.rules, account.name, mailbox),
     // Read whole only where a rule verifies DKIM, and there only mail whose header matches such a rule.
     ...(shared.dkim && verifiesDkimIn(deps.rules, { account: account.name, mailbox })
-      ? { whole: { wanted: (mail, where) => needsWhole(deps.rules, { mail, ...where }), read: (source) => shared.dkim!.verify(source) } }
+      ? { whole: { wanted: (mail, { bodyRead, ...where }) => needsWhole(deps.rules, { mail, ...where }, bodyRead), read: (source) => shared.dkim!.verify(source) } }
       : {}),
     readerConnection: readerConnectionsFor(account),
     // Read-write only where a rule acts, or actions queued under an earlier config still wait.

@@ -65,7 +65,7 @@ export function watchContext(options: WatchOptions): Watch {
       maxTextBytes,
       maxHeaderBytes,
       decode: options.decode ? bugIfThrows("decoding mail", options.decode) : undefined,
-      ...(whole ? { whole: { wanted: bugIfThrows("asking the rules whether to read the whole mail", (mail: NormalizedMail, m: { internalDate: Date }) => whole.wanted(mail, { account, mailbox, receivedAt: m.internalDate })), read: whole.read } } : {}),
+      ...(whole ? { whole: { wanted: bugIfThrows("asking the rules whether to read the whole mail", (mail: NormalizedMail, m: { internalDate: Date; bodyRead: boolean }) => whole.wanted(mail, { account, mailbox, receivedAt: m.internalDate, bodyRead: m.bodyRead })), read: whole.read } } : {}),
       onGone: (uids: number[]) => log.warn({ uids }, "mail expunged or moved before it could be read (the server no longer lists it); left out"),
       ...(needsBody ? { needsBody: bugIfThrows("asking the rules whether to read the body", (mail: NormalizedMail, m: { internalDate: Date }) => needsBody(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),
       ...(needsHtml ? { needsHtml: bugIfThrows("asking the rules whether to read the HTML", (mail: NormalizedMail, m: { internalDate: Date }) => needsHtml(mail, { account, mailbox, receivedAt: m.internalDate })) } : {}),

@@ -27,7 +27,7 @@ export interface FetchedMessage {
  */
 export interface WholeReading {
   /** Asked with the mail as decoded (its header, and its text when that was read). */
-  wanted(mail: NormalizedMail, message: { uid: number; internalDate: Date }): boolean;
+  wanted(mail: NormalizedMail, message: { uid: number; internalDate: Date; bodyRead: boolean }): boolean;
   /** Verifies the signatures; throws ReadAgainLater when it cannot decide yet (a DNS lookup failed). */
   read(source: Readable): Promise<readonly DkimSignature[]>;
 }
@@ -165,7 +165,7 @@ async function readBatch(client: ImapFlow, asked: readonly number[], options: Fe
   const { planned, unread } = headers;
   const { mails, gone } = await readMails(client, planned, options);
   if (gone.length > 0) options.onGone?.(gone);
-  const whole = options.whole ? await readWholeMails(client, mails, options.whole, wholeChunkBytes(options)) : { mails, unread: [] };
+  const whole = options.whole ? await readWholeMails(client, mails, options.whole, wholeChunkBytes(options), options.onGone) : { mails, unread: [] };
   return { mails: whole.mails, unread: [...unread, ...whole.unread].sort((a, b) => a.uid - b.uid), stray: headers.stray };
 }
 
@@ -183,7 +183,7 @@ function wholeChunkBytes(options: Pick<FetchOptions, "maxTextBytes" | "maxHeader
 }
 
 /** Streams the mail `whole` wants through its read(); mail it cannot decide on yet is unread. */
-async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: WholeReading, chunkSize: number): Promise<{ mails: FetchedMessage[]; unread: UnreadMail[] }> {
+async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: WholeReading, chunkSize: number, onGone: FetchOptions["onGone"]): Promise<{ mails: FetchedMessage[]; unread: UnreadMail[] }> {
   const kept: FetchedMessage[] = [];
   const unread: UnreadMail[] = [];
   for (const m of mails) {
@@ -194,6 +194,11 @@ async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: 
     }
     const download = await client.download(String(m.uid), undefined, { uid: true, chunkSize });
     if (!download.content) {
+      // Expunged or moved since its header was read: left out like other mail gone meanwhile.
+      if ((await goneOf(client, [m.uid])).length > 0) {
+        onGone?.([m.uid]);
+        continue;
+      }
       unread.push({ uid: m.uid, reason: "the server did not return the whole message, which is needed to check its DKIM signature" });
       continue;
     }

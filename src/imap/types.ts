@@ -45,7 +45,8 @@ export interface WatchOptions {
    * the server did not hand over, and set aside after maxReadAttempts.
    */
   whole?: {
-    wanted(mail: NormalizedMail, where: { account: string; mailbox: string; receivedAt: Date }): boolean;
+    /** `bodyRead`: the mail's text was read (its body conditions can be judged too). */
+    wanted(mail: NormalizedMail, where: { account: string; mailbox: string; receivedAt: Date; bodyRead: boolean }): boolean;
     read: WholeReading["read"];
   };
   /** The header is read up to this many bytes (default 256 KiB); a longer one is cut, with a warning on the mail. */

@@ -148,8 +148,10 @@ export function needsBody(rules: readonly CompiledRule[], headerOnly: RuleInput)
  * Whether the whole message must be read, to verify its DKIM signature (the body hash covers every
  * byte, attachments included): only for mail whose header already matches a rule with verify.dkim.
  */
-export function needsWhole(rules: readonly CompiledRule[], headerOnly: RuleInput): boolean {
-  return rules.some((rule) => rule.verify?.dkim !== undefined && matchesWithoutBody(rule.match, headerOnly));
+export function needsWhole(rules: readonly CompiledRule[], input: RuleInput, bodyRead = false): boolean {
+  // With the body read, the rule's body conditions are known too: a rule that tests only the body
+  // must not make every mail of the mailbox read whole.
+  return rules.some((rule) => rule.verify?.dkim !== undefined && (bodyRead ? matches(rule.match, input) : matchesWithoutBody(rule.match, input)));
 }
 
 /** Whether any rule that can match mail in this mailbox verifies DKIM (else no mail there is read whole). */

@@ -116,3 +116,16 @@ describe("verify: tricks that must not pass", () => {
     assert.equal(v.verified ? "verified" : v.code, "ambiguous_headers");
   });
 });
+
+describe("needsWhole: which mail is read whole", () => {
+  test("a rule that tests only the body: with the body read, only mail whose body matches", async () => {
+    const { compileRules, needsWhole } = await import("./rules.ts");
+    const { ruleSchema } = await import("./config.ts");
+    const compiled = compileRules([ruleSchema.parse({ name: "r", match: { body: "/Total: \\d+/" }, verify: { dkim: "shop.example" }, notify: ["hook"] })], { locale: "en-US" });
+    assert.ok(compiled.ok);
+    const input = (text: string) => ({ mail: { ...emptyMail(), text, warnings: [] }, account: "a", mailbox: "INBOX", receivedAt: new Date() });
+    assert.equal(needsWhole(compiled.rules, input(""), false), true, "header only: it might match");
+    assert.equal(needsWhole(compiled.rules, input("a newsletter"), true), false, "read, and it does not");
+    assert.equal(needsWhole(compiled.rules, input("Total: 480"), true), true);
+  });
+});

@@ -63,6 +63,10 @@ function compileRule(rule: RuleConfig, defaultLocale: string, warnings: ConfigIs
   if (Array.isArray(then)) issues.push(...then);
   const verify = rule.verify ? compileVerify(rule.verify) : undefined;
   if (Array.isArray(verify)) issues.push(...verify);
+  // A verdict says the mail comes from the domain in its From, whichever that is.
+  if (rule.verify && rule.match.from === undefined) {
+    warnings.push({ path: "verify", message: "verify: without match.from lets any sender whose own domain checks out match this rule; add the sender, e.g. from: \"@google.com\"" });
+  }
   if (rule.notify.length === 0 && !rule.then) issues.push({ path: "notify", message: "the rule neither notifies nor acts: name a target (notify: [slack]) or say what to do to the mail (then: { seen: true })" });
   if (issues.length > 0 || Array.isArray(match) || Array.isArray(extract) || Array.isArray(template) || Array.isArray(then) || Array.isArray(verify)) return issues;
   return { name: rule.name, notify: [...rule.notify], locale: rule.locale ?? defaultLocale, total: rule.total, match, extract, template, then, verify };

@@ -129,3 +129,14 @@ describe("needsWhole: which mail is read whole", () => {
     assert.equal(needsWhole(compiled.rules, input("Total: 480"), true), true);
   });
 });
+
+test("verify: without match.from is warned about at load, with the fix", async () => {
+  const { compileRules } = await import("./rules.ts");
+  const { ruleSchema } = await import("./config.ts");
+  const result = compileRules([ruleSchema.parse({ name: "r", match: { subject: "receipt" }, verify: { authResults: "gmail" }, notify: ["hook"] })], { locale: "en-US" });
+  assert.deepEqual(
+    result.warnings.map((w) => w.path),
+    ["rules[0].verify"],
+  );
+  assert.match(result.warnings[0]!.message, /add the sender, e\.g\. from: "@google\.com"/);
+});

@@ -9,22 +9,18 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { WebhookBody } from "../src/targets/webhook.ts";
+import { accountYaml } from "./support/config-yaml.ts";
 import { startMailbell, waitUntilWatching, writeConfig, type RunningMailbell } from "./support/daemon.ts";
-import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import type { Dovecot } from "./support/dovecot.ts";
 import { buildMail } from "./support/mail.ts";
-import { startReceiver, type Receiver } from "./support/receiver.ts";
+import type { Receiver } from "./support/receiver.ts";
+import { dovecotAndReceiverForFile } from "./support/servers.ts";
 
 let dovecot: Dovecot;
 let receiver: Receiver;
-
-before(async () => {
-  [dovecot, receiver] = await Promise.all([startDovecot(), startReceiver()]);
-});
-after(async () => {
-  await Promise.all([dovecot?.dispose(), receiver?.close()]);
-});
+dovecotAndReceiverForFile((started) => ({ dovecot, receiver } = started));
 
 async function watch(user: string, hookPath: string): Promise<RunningMailbell> {
   await dovecot.addUser(user, `${user}-pw`);
@@ -32,14 +28,7 @@ async function watch(user: string, hookPath: string): Promise<RunningMailbell> {
   const yaml = `state: ${dir}/state.db
 outbox: { retryBaseSeconds: 0.05, retryMaxSeconds: 0.2 }
 accounts:
-  - name: ${user}
-    host: 127.0.0.1
-    port: ${dovecot.imapsPort}
-    ca: ${dovecot.caFile}
-    user: ${user}
-    pass: ${user}-pw
-    mailboxes: [INBOX]
-targets:
+${accountYaml({ name: user, port: dovecot.imapsPort, caFile: dovecot.caFile, user, pass: `${user}-pw` })}targets:
   - { name: hook, type: webhook, url: "${receiver.url(hookPath)}", rateLimit: { perSecond: 1000, burst: 1000 } }
 rules:
   - name: play

@@ -4,10 +4,12 @@ export interface AccountYaml {
   name: string;
   /** Default 127.0.0.1. */
   host?: string;
-  /** An implicit-TLS port: the server's, or a proxy's in front of it. */
+  /** An implicit-TLS port (the server's, or a proxy's in front of it); with tls: none, a plain one. */
   port: number;
-  /** The server's certificate, trusted as the only CA. */
-  caFile: string;
+  /** Default implicit; none is for a test proxy's plain port in front of the server. */
+  tls?: "implicit" | "none";
+  /** The server's certificate, trusted as the only CA; left out with tls: none. */
+  caFile?: string;
   user: string;
   /** Literal, or a `${VAR}` reference the process's environment fills in. */
   pass: string;
@@ -15,16 +17,16 @@ export interface AccountYaml {
   mailboxes?: readonly string[];
 }
 
-/** One entry under `accounts:`, implicit TLS. */
+/** One entry under `accounts:`. */
 export function accountYaml(a: AccountYaml): string {
+  const ca = a.caFile === undefined ? "" : `\n    ca: ${JSON.stringify(a.caFile)}`;
   return `  - name: ${a.name}
     host: ${a.host ?? "127.0.0.1"}
     port: ${a.port}
-    tls: implicit
-    ca: ${JSON.stringify(a.caFile)}
+    tls: ${a.tls ?? "implicit"}${ca}
     user: ${a.user}
     pass: ${a.pass}
-    mailboxes: [${(a.mailboxes ?? ["INBOX"]).join(", ")}]
+    mailboxes: [${(a.mailboxes ?? ["INBOX"]).map((m) => JSON.stringify(m)).join(", ")}]
 `;
 }
 

@@ -7,42 +7,28 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
-import { ImapFlow } from "imapflow";
-import { fetchMessages, type FetchedMessage } from "../src/imap/fetch.ts";
+import { before, describe, it } from "node:test";
+import type { FetchedMessage } from "../src/imap/fetch.ts";
 import type { WebhookBody } from "../src/targets/webhook.ts";
 import { runCli } from "./support/cli.ts";
+import { accountYaml } from "./support/config-yaml.ts";
 import { startMailbell, waitUntilWatching, writeConfig } from "./support/daemon.ts";
-import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import type { Dovecot } from "./support/dovecot.ts";
+import { appendAndFetch } from "./support/fetch.ts";
 import { rawHeaderCases, readRawHeaderFixture } from "./support/raw-headers.ts";
-import { startReceiver, type Receiver } from "./support/receiver.ts";
+import type { Receiver } from "./support/receiver.ts";
+import { dovecotAndReceiverForFile } from "./support/servers.ts";
 
 let dovecot: Dovecot;
 let receiver: Receiver;
-
-before(async () => {
-  [dovecot, receiver] = await Promise.all([startDovecot(), startReceiver()]);
-});
-after(async () => {
-  await Promise.all([dovecot?.dispose(), receiver?.close()]);
-});
+dovecotAndReceiverForFile((started) => ({ dovecot, receiver } = started));
 
 describe("raw legacy-charset headers fetched from Dovecot", () => {
-  const read = async (needsBody: boolean): Promise<Map<string, FetchedMessage>> => {
-    const mailbox = needsBody ? "Raw" : "RawHeaderOnly";
-    const uids = await dovecot.appendMany("alice", mailbox, rawHeaderCases.map(readRawHeaderFixture));
-    const fileOf = new Map(uids.map((uid, i) => [uid, rawHeaderCases[i]!.file]));
-    const byFile = new Map<string, FetchedMessage>();
-    const client = new ImapFlow(dovecot.clientOptions("alice"));
-    await client.connect();
-    try {
-      await client.mailboxOpen(mailbox, { readOnly: true });
-      for await (const fetched of fetchMessages(client, uids, { maxTextBytes: 256 * 1024, needsBody: () => needsBody })) byFile.set(fileOf.get(fetched.uid)!, fetched);
-    } finally {
-      await client.logout();
-    }
-    return byFile;
-  };
+  const read = (needsBody: boolean): Promise<Map<string, FetchedMessage>> =>
+    appendAndFetch(dovecot, "alice", needsBody ? "Raw" : "RawHeaderOnly", new Map(rawHeaderCases.map((c) => [c.file, readRawHeaderFixture(c)])), {
+      maxTextBytes: 256 * 1024,
+      needsBody: () => needsBody,
+    });
 
   for (const needsBody of [true, false]) {
     it(needsBody ? "with their text parts" : "header only (no rule reads the body)", async () => {
@@ -69,15 +55,7 @@ describe("a subject rule on a raw Shift_JIS subject", () => {
     yaml = `
 state: ${dir}/state.db
 accounts:
-  - name: alice
-    host: 127.0.0.1
-    port: ${dovecot.imapsPort}
-    tls: implicit
-    ca: ${dovecot.caFile}
-    user: alice
-    pass: alicepw
-    mailboxes: [Orders]
-targets:
+${accountYaml({ name: "alice", port: dovecot.imapsPort, caFile: dovecot.caFile, user: "alice", pass: "alicepw", mailboxes: ["Orders"] })}targets:
   - { name: hook, type: webhook, url: "${receiver.url("/hook")}" }
 rules:
   - name: order

@@ -6,12 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { ImapFlow } from "imapflow";
-import { fetchMessages, type FetchedMessage } from "../src/imap/fetch.ts";
+import type { FetchedMessage } from "../src/imap/fetch.ts";
 import { normalizeMail } from "../src/mail/normalize.ts";
 import type { MailAttachment } from "../src/mail/types.ts";
 import { loadCorpus } from "./support/corpus.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import { appendAndFetch } from "./support/fetch.ts";
 
 const corpus = loadCorpus();
 
@@ -29,21 +29,13 @@ if ("missing" in corpus) {
 } else {
   describe("attachments over IMAP = attachments of the whole .eml", () => {
     let dovecot: Dovecot;
-    const byFile = new Map<string, FetchedMessage>();
+    let byFile = new Map<string, FetchedMessage>();
 
     before(async () => {
       dovecot = await startDovecot();
-      const uids = await dovecot.appendMany("alice", "Corpus", corpus.entries.map((entry) => corpus.read(entry)));
-      const client = new ImapFlow(dovecot.clientOptions("alice"));
-      await client.connect();
-      try {
-        await client.mailboxOpen("Corpus", { readOnly: true });
-        const fileOf = new Map(uids.map((uid, i) => [uid, corpus.entries[i]!.file]));
-        // needsBody: never, as for mail no rule reads the body of: the structure alone must tell.
-        for await (const fetched of fetchMessages(client, uids, { maxTextBytes: 256 * 1024, needsBody: () => false })) byFile.set(fileOf.get(fetched.uid)!, fetched);
-      } finally {
-        await client.logout();
-      }
+      const mails = new Map(corpus.entries.map((entry) => [entry.file, corpus.read(entry)]));
+      // needsBody: never, as for mail no rule reads the body of: the structure alone must tell.
+      byFile = await appendAndFetch(dovecot, "alice", "Corpus", mails, { maxTextBytes: 256 * 1024, needsBody: () => false });
     });
     after(async () => {
       await dovecot?.dispose();

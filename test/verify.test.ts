@@ -13,6 +13,7 @@ import { State } from "../src/store/sqlite/state.ts";
 import type { WebhookBody } from "../src/targets/webhook.ts";
 import { writeFileSync } from "node:fs";
 import { runCli } from "./support/cli.ts";
+import { accountYaml } from "./support/config-yaml.ts";
 import { startMailbell, waitUntilWatching, writeConfig, type RunningMailbell } from "./support/daemon.ts";
 import { dkimRecordName, makeDkimKey, signMail, type DkimKey } from "./support/dkim.ts";
 import { startDnsServer, type DnsServer } from "./support/dns.ts";
@@ -53,13 +54,7 @@ dns: { servers: ["${dns.server}"], timeoutSeconds: 1 }
 watch: { reconnectMaxSeconds: 1, keepaliveSeconds: 1, maxReadAttempts: 1 }
 outbox: { retryBaseSeconds: 0.05, retryMaxSeconds: 0.2 }
 accounts:
-  - name: ${user}
-    host: 127.0.0.1
-    port: ${dovecot.imapsPort}
-    ca: ${dovecot.caFile}
-    user: ${user}
-    pass: ${user}pw
-targets:
+${accountYaml({ name: user, port: dovecot.imapsPort, caFile: dovecot.caFile, user, pass: `${user}pw` })}targets:
   - { name: hook, type: webhook, url: "${receiver.url(hook)}", rateLimit: { perSecond: 1000, burst: 1000 } }
 rules:
   - name: signed

@@ -7,12 +7,14 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { WebhookBody } from "../src/targets/webhook.ts";
+import { accountYaml } from "./support/config-yaml.ts";
 import { startMailbell, waitUntilWatching, writeConfig } from "./support/daemon.ts";
-import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import type { Dovecot } from "./support/dovecot.ts";
 import { startImapProxy } from "./support/imap-proxy.ts";
-import { startReceiver, type Receiver } from "./support/receiver.ts";
+import type { Receiver } from "./support/receiver.ts";
+import { dovecotAndReceiverForFile } from "./support/servers.ts";
 
 const fixture = (name: string): Buffer => readFileSync(path.resolve(import.meta.dirname, "fixtures", name));
 const shortPlain = fixture("receipt-short-plain.eml");
@@ -21,20 +23,13 @@ const fullPlain = fixture("receipt-full-plain.eml");
 let dovecot: Dovecot;
 let receiver: Receiver;
 let users = 0;
-
-before(async () => {
-  [dovecot, receiver] = await Promise.all([startDovecot(), startReceiver()]);
-});
-after(async () => {
-  await Promise.all([dovecot?.dispose(), receiver?.close()]);
-});
+dovecotAndReceiverForFile((started) => ({ dovecot, receiver } = started));
 
 function configYaml(user: string, port: number, hook: string, extract: string): string {
   return `state: ${mkdtempSync(path.join(tmpdir(), "mailbell-html-"))}/state.db
 watch: { reconnectMaxSeconds: 1 }
 accounts:
-  - { name: ${user}, host: 127.0.0.1, port: ${port}, tls: none, user: ${user}, pass: ${user}pw, mailboxes: [INBOX] }
-targets:
+${accountYaml({ name: user, port, tls: "none", user, pass: `${user}pw` })}targets:
   - { name: hook, type: webhook, url: "${receiver.url(hook)}", rateLimit: { perSecond: 1000, burst: 1000 } }
 rules:
   - name: shop

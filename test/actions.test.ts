@@ -9,28 +9,24 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ImapFlow } from "imapflow";
 import { applyActions } from "../src/imap/actions.ts";
 import type { MailActions } from "../src/rules/types.ts";
 import type { WebhookBody } from "../src/targets/webhook.ts";
+import { accountYaml } from "./support/config-yaml.ts";
 import { startMailbell, waitUntilWatching, writeConfig, type RunningMailbell } from "./support/daemon.ts";
-import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import type { Dovecot } from "./support/dovecot.ts";
 import { startImapProxy, type ImapRule } from "./support/imap-proxy.ts";
 import { buildMail } from "./support/mail.ts";
 import { spawnMailbell } from "./support/process.ts";
-import { startReceiver, type Receiver } from "./support/receiver.ts";
+import type { Receiver } from "./support/receiver.ts";
+import { dovecotAndReceiverForFile } from "./support/servers.ts";
 
 let dovecot: Dovecot;
 let receiver: Receiver;
 let users = 0;
-
-before(async () => {
-  [dovecot, receiver] = await Promise.all([startDovecot({ acl: true }), startReceiver()]);
-});
-after(async () => {
-  await Promise.all([dovecot?.dispose(), receiver?.close()]);
-});
+dovecotAndReceiverForFile((started) => ({ dovecot, receiver } = started), { acl: true });
 
 /** A user of its own for each test. */
 async function newUser(): Promise<string> {
@@ -48,20 +44,15 @@ interface Setup {
   hook: string;
 }
 
-function configYaml(o: Setup, dir: string, port = dovecot.imapsPort, tls = `ca: ${dovecot.caFile}`): string {
+/** Over Dovecot's TLS port, or with `plainPort` a proxy's plain one in front of it. */
+function configYaml(o: Setup, dir: string, plainPort?: number): string {
+  const server = plainPort === undefined ? { port: dovecot.imapsPort, caFile: dovecot.caFile } : { port: plainPort, tls: "none" as const };
   return `state: ${dir}/state.db
 status: { listen: 0 }
 watch: ${JSON.stringify({ reconnectMaxSeconds: 1, keepaliveSeconds: 1, actionRetrySeconds: 0.2, actionRetryMaxSeconds: 0.5, ...o.watch })}
 outbox: { retryBaseSeconds: 0.05, retryMaxSeconds: 0.2 }
 accounts:
-  - name: ${o.user}
-    host: 127.0.0.1
-    port: ${port}
-    ${tls}
-    user: ${o.user}
-    pass: ${o.user}pw
-    mailboxes: [${(o.mailboxes ?? ["INBOX"]).map((m) => JSON.stringify(m)).join(", ")}]
-targets:
+${accountYaml({ name: o.user, ...server, user: o.user, pass: `${o.user}pw`, mailboxes: o.mailboxes })}targets:
   - { name: hook, type: webhook, url: "${receiver.url(o.hook)}", rateLimit: { perSecond: 1000, burst: 1000 } }
 rules:
   - name: receipts
@@ -208,7 +199,7 @@ describe("rules' actions on mail (then:)", () => {
     await dovecot.createMailbox(user, "Quiet");
     await using proxy = await startImapProxy({ port: dovecot.imapPort });
     const dir = mkdtempSync(path.join(tmpdir(), "mailbell-actions-"));
-    const yaml = configYaml({ user, hook: "/rw", mailboxes: ["INBOX", "Quiet"], then: "{ seen: true }" }, dir, proxy.port, "tls: none").replace("match: { from: shop@example.com }", "match: { from: shop@example.com, mailbox: INBOX }");
+    const yaml = configYaml({ user, hook: "/rw", mailboxes: ["INBOX", "Quiet"], then: "{ seen: true }" }, dir, proxy.port).replace("match: { from: shop@example.com }", "match: { from: shop@example.com, mailbox: INBOX }");
     const mailbell = startMailbell(writeConfig(yaml, dir), yaml);
     try {
       await waitUntilWatching(mailbell.logger, 2);
@@ -253,7 +244,7 @@ describe("rules' actions on mail (then:)", () => {
     const holdMove: ImapRule = { name: "holdMove", onCommand: (command, session) => (session.id === 1 && command.name === "UID MOVE" ? ((held = true), { drop: true }) : undefined) };
     await using proxy = await startImapProxy({ port: dovecot.imapPort, rules: [holdMove] });
     const dir = mkdtempSync(path.join(tmpdir(), "mailbell-actions-"));
-    const file = writeConfig(configYaml({ user, hook: "/crash", then: "{ seen: true, move: Receipts }" }, dir, proxy.port, "tls: none"), dir);
+    const file = writeConfig(configYaml({ user, hook: "/crash", then: "{ seen: true, move: Receipts }" }, dir, proxy.port), dir);
     const firstRun = spawnMailbell(file);
     await firstRun.waitForLog(/"msg":"watching"/);
     await dovecot.append(user, "INBOX", receipt("receipt 7"));
@@ -285,7 +276,7 @@ describe("an action that breaks the connection every time", () => {
     const closeAtMove: ImapRule = { name: "closeAtMove", onCommand: (command) => (command.name === "UID MOVE" ? { drop: true, then: "close" } : undefined) };
     await using proxy = await startImapProxy({ port: dovecot.imapPort, rules: [closeAtMove] });
     const dir = mkdtempSync(path.join(tmpdir(), "mailbell-actions-"));
-    const yaml = configYaml({ user, hook: "/breaks", then: "{ move: Receipts }", watch: { actionRetrySeconds: 3, actionRetryMaxSeconds: 3 } }, dir, proxy.port, "tls: none");
+    const yaml = configYaml({ user, hook: "/breaks", then: "{ move: Receipts }", watch: { actionRetrySeconds: 3, actionRetryMaxSeconds: 3 } }, dir, proxy.port);
     const mailbell = startMailbell(writeConfig(yaml, dir), yaml);
     try {
       await waitUntilWatching(mailbell.logger);

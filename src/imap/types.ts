@@ -101,7 +101,7 @@ export interface WatchOptions {
   /**
    * Shared by the watchers of one process (a ConnectGate) so that only a few connections are set
    * up at once: a thousand simultaneous handshakes leave memory behind that is never given back.
-   * Without it this watcher connects at once.
+   * Without it this watcher connects at once. `new ConnectGate({ concurrency: 4 })` is one.
    */
   connectGate?: { run<T>(connect: () => Promise<T>, signal?: AbortSignal): Promise<T> };
 }

@@ -5,15 +5,22 @@
  *     console.log(m.mail.subject);
  *   }
  */
+// Every type a public signature names is exported here (test/library-types.test.ts checks it).
 export { watchMailbox, type WatchOptions, type WatchedMail, type WatchEvent } from "./imap/watcher.ts";
-export type { ImapAccount } from "./imap/client.ts";
-export { normalizeMail } from "./mail/normalize.ts";
-export type { NormalizedMail, MailAddress } from "./mail/types.ts";
+export type { ImapAccount, Credentials } from "./imap/client.ts";
+export { ConnectGate, type ConnectGateOptions } from "./imap/connect-gate.ts";
+export { ReadAgainLater, type DecodeParts, type WholeReading } from "./imap/fetch.ts";
+export type { SetAsideStore, SetAsideMail } from "./imap/unreadable.ts";
+export { normalizeMail, type NormalizeOptions } from "./mail/normalize.ts";
+export type { NormalizedMail, MailAddress, MailAttachment } from "./mail/types.ts";
+export type { FetchedParts, TextPartPlan, PlannedTextPart } from "./mail/parts.ts";
+export type { DkimSignature } from "./rules/types.ts";
 export { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./imap/checkpoints.ts";
 export type { ActionQueue, DueActions, MailActions, ActionKind } from "./imap/actions.ts";
 export { SqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
-export { MailbellError, ImapError, ConfigError, TargetError } from "./errors.ts";
-export type { Logger } from "./log.ts";
+// ConfigError and TargetError are the daemon's (its config file, its targets); a watcher never throws them.
+export { MailbellError, ImapError, type ErrorCode } from "./errors.ts";
+export type { Logger, LogSink } from "./log.ts";
 import { SqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
 import { openDatabase } from "./store/sqlite/db.ts";
 

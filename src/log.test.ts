@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
-import { createLogger } from "./log.ts";
+import { asLogger, createLogger, type LogSink } from "./log.ts";
 
 describe("createLogger", () => {
   it("never writes a password, token, webhook URL or auth header, at the top level or one level down", () => {
@@ -21,5 +21,37 @@ describe("createLogger", () => {
     assert.equal((out.match(/\*\*\*\*/g) ?? []).length, 7);
     assert.match(out, /"account":"a"/);
     assert.match(out, /"account":"personal"/);
+  });
+});
+
+describe("asLogger", () => {
+  function consoleLike(): { sink: LogSink; said: unknown[][] } {
+    const said: unknown[][] = [];
+    const at = (level: string) => (...args: unknown[]) => void said.push([level, ...args]);
+    return { sink: { error: at("error"), warn: at("warn"), info: at("info"), debug: at("debug"), trace: at("trace") }, said };
+  }
+
+  it("passes a logger with child and trace (pino) through untouched", () => {
+    const pino = createLogger({ destination: new Writable({ write: (_c, _e, done) => done() }) });
+    assert.equal(asLogger(pino), pino);
+  });
+
+  const cases: { name: string; log: (l: ReturnType<typeof asLogger>) => void; said: unknown[][] }[] = [
+    { name: "a line keeps its object and message", log: (l) => l.warn({ uid: 3 }, "slow"), said: [["warn", { uid: 3 }, "slow"]] },
+    { name: "child bindings go into each line's object, nested ones too", log: (l) => l.child({ account: "a" }).child({ mailbox: "INBOX" }).error({ uid: 1 }, "x"), said: [["error", { account: "a", mailbox: "INBOX", uid: 1 }, "x"]] },
+    { name: "trace (the IMAP protocol) is dropped, even where the sink has one, like console", log: (l) => l.child({ a: 1 }).trace({ line: "A1 NOOP" }), said: [] },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const { sink, said } = consoleLike();
+      c.log(asLogger(sink));
+      assert.deepEqual(said, c.said);
+    });
+  }
+
+  it("says trace is off, so imapflow does not build protocol lines nobody sees; asks the sink for the rest", () => {
+    const log = asLogger({ ...consoleLike().sink, isLevelEnabled: (level) => level !== "debug" });
+    assert.deepEqual(["trace", "debug", "info"].map((level) => log.isLevelEnabled?.(level)), [false, false, true]);
+    assert.deepEqual(["trace", "debug"].map((level) => asLogger(console).isLevelEnabled?.(level)), [false, true]);
   });
 });

@@ -13,6 +13,43 @@ export interface Logger {
 }
 
 /**
+ * What a library user may pass as `logger`: pino (or anything with `child` and `trace`) is used as
+ * it is; `console`, or any object with these four levels, is wrapped by asLogger().
+ */
+export interface LogSink {
+  error(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+  trace?(obj: object, msg?: string): void;
+  child?(bindings: Record<string, unknown>): LogSink;
+  isLevelEnabled?(level: string): boolean;
+}
+
+/**
+ * A sink with `child` and `trace` is a Logger already (the daemon's pino passes through untouched).
+ * Any other gets the bindings merged into each line's object, and no trace lines: trace is the
+ * IMAP protocol, one line per command and reply, and console.trace prints a stack with each.
+ */
+export function asLogger(sink: LogSink): Logger {
+  if (typeof sink.child === "function" && typeof sink.trace === "function") return sink as Logger;
+  return withBindings(sink, {});
+}
+
+function withBindings(sink: LogSink, bindings: Record<string, unknown>): Logger {
+  const bound = (obj: object): object => ({ ...bindings, ...obj });
+  return {
+    error: (obj, msg) => sink.error(bound(obj), msg),
+    warn: (obj, msg) => sink.warn(bound(obj), msg),
+    info: (obj, msg) => sink.info(bound(obj), msg),
+    debug: (obj, msg) => sink.debug(bound(obj), msg),
+    trace() {},
+    child: (more) => withBindings(sink, { ...bindings, ...more }),
+    isLevelEnabled: (level) => level !== "trace" && (sink.isLevelEnabled?.(level) ?? true),
+  };
+}
+
+/**
  * Secrets never reach the log: the config's passwords, tokens and webhook URLs are redacted by key
  * wherever they appear in a logged object.
  */

@@ -46,6 +46,16 @@ describe("watchContext", () => {
     assert.match(said.join("\n"), /^error: an onEvent observer failed; the watcher goes on .*metric broke.*"event":"idle"/);
   });
 
+  it("takes console as its logger: account and mailbox ride in each line's object", () => {
+    const said: unknown[][] = [];
+    const consoleLike = { ...console, warn: (...args: unknown[]) => void said.push(args) };
+    const w = watchContext({ account, mailbox: "INBOX", logger: consoleLike });
+    w.log.warn({ uid: 4 }, "slow");
+    w.log.trace({ line: "A1 NOOP" });
+    assert.deepEqual(said, [[{ account: "u@127.0.0.1", mailbox: "INBOX", uid: 4 }, "slow"]]);
+    assert.doesNotThrow(() => watchContext({ account, mailbox: "INBOX", logger: console }));
+  });
+
   it("a needsBody that throws is a bug, asked with the account, the mailbox and the arrival time", () => {
     const asked: unknown[] = [];
     const w = watchContext({ account, mailbox: "INBOX", needsBody: (_mail, where) => (asked.push(where), true) });

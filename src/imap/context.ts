@@ -1,5 +1,5 @@
 /** What every part of one mailbox's watcher shares, settled once from its options. */
-import { silentLogger, type Logger } from "../log.ts";
+import { asLogger, silentLogger, type Logger } from "../log.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./checkpoints.ts";
 import { ActionBreaks } from "./actions.ts";
@@ -37,7 +37,7 @@ export interface Watch {
 export function watchContext(options: WatchOptions): Watch {
   const account = accountName(options.account);
   const mailbox = options.mailbox;
-  const log = (options.logger ?? silentLogger).child({ account, mailbox });
+  const log = asLogger(options.logger ?? silentLogger).child({ account, mailbox });
   const maxTextBytes = options.maxTextBytes ?? 256 * 1024;
   const maxHeaderBytes = options.maxHeaderBytes ?? defaultMaxHeaderBytes;
   const needsBody = options.needsBody;

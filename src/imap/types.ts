@@ -1,6 +1,6 @@
 /** The watcher's public shapes: what it is given, what it reports and what it hands over. */
 import type { ImapError } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import type { LogSink } from "../log.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import type { ActionKind, ActionQueue } from "./actions.ts";
 import type { Checkpoint, CheckpointStore } from "./checkpoints.ts";
@@ -73,7 +73,12 @@ export interface WatchOptions {
   actionRetry?: { baseMs: number; capMs: number };
   /** Stop watching: the iterator ends after the message in hand. */
   signal?: AbortSignal;
-  logger?: Logger;
+  /**
+   * Where the watcher logs: pino (or any logger with child and trace) as it is; console, or any
+   * object with error/warn/info/debug, gets account and mailbox in each line's object and no trace
+   * (IMAP protocol) lines. Default: nothing is logged.
+   */
+  logger?: LogSink;
   /** Reconnect delays: exponential with jitter from baseMs up to capMs (default 1 s … 60 s). */
   reconnect?: { baseMs?: number; capMs?: number; authFailureMs?: number };
   /** Restart IDLE at least this often (default 10 min). */
@@ -96,7 +101,7 @@ export interface WatchOptions {
   /**
    * Shared by the watchers of one process (a ConnectGate) so that only a few connections are set
    * up at once: a thousand simultaneous handshakes leave memory behind that is never given back.
-   * Without it this watcher connects at once.
+   * Without it this watcher connects at once. `new ConnectGate({ concurrency: 4 })` is one.
    */
   connectGate?: { run<T>(connect: () => Promise<T>, signal?: AbortSignal): Promise<T> };
 }

@@ -11,14 +11,16 @@ export { normalizeMail } from "./mail/normalize.ts";
 export type { NormalizedMail, MailAddress } from "./mail/types.ts";
 export { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./imap/checkpoints.ts";
 export type { ActionQueue, DueActions, MailActions, ActionKind } from "./imap/actions.ts";
-export { SqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
-export { MailbellError, ImapError, ConfigError, TargetError } from "./errors.ts";
+export { SqliteCheckpoints, sqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
+export { MailbellError, ImapError, StateError, UsageError, ConfigError, TargetError } from "./errors.ts";
 export type { Logger } from "./log.ts";
 import { SqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
 import { openDatabase } from "./store/sqlite/db.ts";
 
 /**
  * Checkpoints kept in a SQLite file, so mail that arrives while your program is down is not missed.
+ * The file is the daemon's state database (its other tables come along): give it a file of its
+ * own. To keep the checkpoint in your own database and transaction, use sqliteCheckpoints(db).
  * Call close() when you are done with it.
  */
 export function openCheckpoints(file: string): SqliteCheckpoints & { close(): void } {

@@ -81,10 +81,16 @@ export class ServerReplyError extends ImapError {
   }
 }
 
-/** The state database failed to read or write (a full disk, a locked or corrupt file). */
+/**
+ * The state database failed to read or write (a full disk, a locked or corrupt file), or a
+ * checkpoint store the caller passed failed: then `store` names it and `cause` is its error.
+ */
 export class StateError extends MailbellError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** The caller's checkpoint store that failed (its class name), when it was one. */
+  readonly store: string | undefined;
+  constructor(message: string, options?: { cause?: unknown; store?: string }) {
     super("STATE", message, options);
+    this.store = options?.store;
   }
 }
 

@@ -17,15 +17,17 @@ export type { FetchedParts, TextPartPlan, PlannedTextPart } from "./mail/parts.t
 export type { DkimSignature } from "./rules/types.ts";
 export { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./imap/checkpoints.ts";
 export type { ActionQueue, DueActions, MailActions, ActionKind } from "./imap/actions.ts";
-export { SqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
+export { SqliteCheckpoints, sqliteCheckpoints, type CheckpointTable } from "./store/sqlite/checkpoints.ts";
 // ConfigError and TargetError are the daemon's (its config file, its targets); a watcher never throws them.
-export { MailbellError, ImapError, type ErrorCode } from "./errors.ts";
+export { MailbellError, ImapError, StateError, UsageError, type ErrorCode } from "./errors.ts";
 export type { Logger, LogSink } from "./log.ts";
 import { SqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
 import { openDatabase } from "./store/sqlite/db.ts";
 
 /**
  * Checkpoints kept in a SQLite file, so mail that arrives while your program is down is not missed.
+ * The file is the daemon's state database (its other tables come along): give it a file of its
+ * own. To keep the checkpoint in your own database and transaction, use sqliteCheckpoints(db).
  * Call close() when you are done with it.
  */
 export function openCheckpoints(file: string): SqliteCheckpoints & { close(): void } {

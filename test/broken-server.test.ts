@@ -210,7 +210,7 @@ describe("errors that are not the network's", () => {
     });
     await assert.rejects(watch.next(), (err: unknown) => {
       assert.ok(err instanceof StateError, String(err));
-      assert.match(err.message, /could not save the checkpoint in the state database: disk I\/O error\. Check that the disk is not full/);
+      assert.match(err.message, /could not save the checkpoint for account "dbfail" mailbox "INBOX": the checkpoint store \(Object\) failed: disk I\/O error\. The watcher has stopped/);
       return true;
     });
     assert.ok(!events.includes("disconnected"), "not taken for a dropped connection");

@@ -61,7 +61,7 @@ describe("README", () => {
   it('import { watchMailbox } from "mailbell" gives the library', async () => {
     const name = "mailbell"; // resolved by package.json "exports", as a user's import would be
     const lib = (await import(name)) as Record<string, unknown>;
-    for (const name of ["watchMailbox", "openCheckpoints", "normalizeMail", "MemoryCheckpoints"]) assert.equal(typeof lib[name], "function", name);
+    for (const name of ["watchMailbox", "openCheckpoints", "normalizeMail", "MemoryCheckpoints", "sqliteCheckpoints"]) assert.equal(typeof lib[name], "function", name);
     const checkpoints = (lib.openCheckpoints as (f: string) => { save: (a: string, m: string, c: object) => void; load: (a: string, m: string) => unknown; close(): void })(
       path.join(mkdtempSync(path.join(tmpdir(), "mailbell-lib-")), "cp.db"),
     );

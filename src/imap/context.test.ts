@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { UsageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { NormalizedMail } from "../mail/types.ts";
+import { MemoryCheckpoints } from "./checkpoints.ts";
 import { toWatched, watchContext } from "./context.ts";
 import type { FetchedMessage } from "./fetch.ts";
 import type { WatchOptions } from "./types.ts";
@@ -20,10 +22,13 @@ describe("watchContext", () => {
     { name: "defaults", options: {}, expect: { account: "u@127.0.0.1", commitAuto: true, keepaliveMs: 120_000, keepaliveTimeoutMs: 15_000, pollMs: 60_000, maxAttempts: 3, maxTextBytes: 256 * 1024, maxHeaderBytes: 256 * 1024 } },
     {
       name: "as given",
-      options: { account: { ...account, name: "shop" }, commit: "manual", keepaliveMs: 5000, keepaliveTimeoutMs: 100, pollMs: 10, maxReadAttempts: 1, maxTextBytes: 10, maxHeaderBytes: 20 },
+      options: { account: { ...account, name: "shop" }, commit: "manual", checkpoints: new MemoryCheckpoints(), keepaliveMs: 5000, keepaliveTimeoutMs: 100, pollMs: 10, maxReadAttempts: 1, maxTextBytes: 10, maxHeaderBytes: 20 },
       expect: { account: "shop", commitAuto: false, keepaliveMs: 5000, keepaliveTimeoutMs: 100, pollMs: 10, maxAttempts: 1, maxTextBytes: 10, maxHeaderBytes: 20 },
     },
   ];
+  it('refuses commit "manual" without a checkpoints store, naming the option and the fix', () => {
+    assert.throws(() => watchContext({ account, mailbox: "INBOX", commit: "manual" }), (err: unknown) => err instanceof UsageError && /commit: "manual" needs a checkpoints store/.test(err.message) && /Pass checkpoints/.test(err.message));
+  });
   for (const c of cases) {
     it(c.name, () => {
       const w = watchContext({ account, mailbox: "INBOX", ...c.options });

@@ -1,4 +1,5 @@
 /** What every part of one mailbox's watcher shares, settled once from its options. */
+import { UsageError } from "../errors.ts";
 import { asLogger, silentLogger, type Logger } from "../log.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./checkpoints.ts";
@@ -35,6 +36,7 @@ export interface Watch {
 }
 
 export function watchContext(options: WatchOptions): Watch {
+  refuseManualWithoutStore(options);
   const account = accountName(options.account);
   const mailbox = options.mailbox;
   const log = asLogger(options.logger ?? silentLogger).child({ account, mailbox });
@@ -76,6 +78,16 @@ export function watchContext(options: WatchOptions): Watch {
     keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? defaultKeepaliveTimeoutMs,
     pollMs: options.pollMs ?? 60_000,
   };
+}
+
+/**
+ * commit "manual" means the caller saves the checkpoint; without a store of its own there is none
+ * to save to, and the in-memory default would hand mail over again after every reconnect.
+ */
+export function refuseManualWithoutStore(options: WatchOptions): void {
+  if (options.commit === "manual" && options.checkpoints === undefined) {
+    throw new UsageError('watchMailbox: commit: "manual" needs a checkpoints store to save m.checkpoint to (without one, mail is handed over again after every reconnect). Pass checkpoints (openCheckpoints(file), sqliteCheckpoints(db) or your own CheckpointStore), or leave commit at "auto".');
+  }
 }
 
 /** A fetched mail as handed over, acknowledged by `ack`. */

@@ -8,7 +8,7 @@ import { ImapError, MailbellError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { toWatched, type Watch } from "./context.ts";
 import { fetchBatches, listNewUids, listUidsSince, type FetchOptions, type FetchedMessage, type ReadRound, type UnreadMail } from "./fetch.ts";
-import { ours } from "./ours.ts";
+import { checkpointStep, ours } from "./ours.ts";
 import type { ReaderConnection } from "./reader.ts";
 import type { Resync } from "./resync.ts";
 import type { WatchedMail } from "./types.ts";
@@ -110,7 +110,7 @@ async function settle(w: Watch, pos: Position, events: Pausing, resync: Resync |
   const { account, mailbox } = w;
   const uidValidity = pos.uidValidity;
   if (resync && !stoppedAt) {
-    await ours("save the checkpoint", () => w.checkpoints.save(account, mailbox, { uidValidity, lastUid: pos.lastUid }));
+    await checkpointStep(w.checkpoints, "save the checkpoint", w, () => w.checkpoints.save(account, mailbox, { uidValidity, lastUid: pos.lastUid }));
     return "again"; // and now what arrived since SELECT
   }
   if (stoppedAt) {
@@ -132,7 +132,7 @@ async function settle(w: Watch, pos: Position, events: Pausing, resync: Resync |
   const highest = uids.at(-1);
   if (highest !== undefined && highest > pos.lastUid) {
     pos.lastUid = highest;
-    if (w.commitAuto) await ours("save the checkpoint", () => w.checkpoints.save(account, mailbox, { uidValidity, lastUid: pos.lastUid }));
+    if (w.commitAuto) await checkpointStep(w.checkpoints, "save the checkpoint", w, () => w.checkpoints.save(account, mailbox, { uidValidity, lastUid: pos.lastUid }));
   }
   return read.moreOnReader ? "again" : "settled";
 }
@@ -182,7 +182,7 @@ async function setAsideMail(w: Watch, pos: Position, uid: number, why: { attempt
   // Mail set aside during a resync lies below the new end: nothing to move.
   if (uid > pos.lastUid) {
     pos.lastUid = uid;
-    await ours("save the checkpoint", () => w.checkpoints.save(account, mailbox, { uidValidity, lastUid: uid }));
+    await checkpointStep(w.checkpoints, "save the checkpoint", w, () => w.checkpoints.save(account, mailbox, { uidValidity, lastUid: uid }));
   }
   w.emit({ type: "set-aside", uidValidity, uid, reason: why.reason, attempts: why.attempts });
 }

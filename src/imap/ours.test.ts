@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { InternalError, StateError } from "../errors.ts";
-import { bugIfThrows, ours } from "./ours.ts";
+import { MemoryCheckpoints } from "./checkpoints.ts";
+import { bugIfThrows, checkpointStep, ours } from "./ours.ts";
 
 describe("ours", () => {
   it("passes a result through", async () => assert.equal(await ours("load", () => 3), 3));
@@ -16,6 +17,35 @@ describe("ours", () => {
   it("leaves our own typed errors as they are", async () => {
     const own = new StateError("already ours");
     await assert.rejects(ours("x", () => Promise.reject(own)), (err: unknown) => err === own);
+  });
+});
+
+describe("checkpointStep", () => {
+  class MyStore extends MemoryCheckpoints {}
+  const where = { account: "me", mailbox: "INBOX" };
+  const cases: { name: string; step: () => unknown }[] = [
+    { name: "a throw", step: () => { throw new Error("SQLITE_BUSY"); } },
+    { name: "a rejection", step: () => Promise.reject(new Error("SQLITE_BUSY")) },
+  ];
+  for (const c of cases) {
+    it(`turns ${c.name} of the store into a StateError naming the store, the mailbox and the cause`, async () => {
+      await assert.rejects(checkpointStep(new MyStore(), "load the checkpoint", where, c.step), (err: unknown) => {
+        assert.ok(err instanceof StateError);
+        assert.equal(err.store, "MyStore");
+        assert.equal((err.cause as Error).message, "SQLITE_BUSY");
+        assert.match(err.message, /^could not load the checkpoint for account "me" mailbox "INBOX": the checkpoint store \(MyStore\) failed: SQLITE_BUSY\. The watcher has stopped/);
+        return true;
+      });
+    });
+  }
+  it('names a plain object store "Object"', async () => {
+    const plain = { load: () => undefined, save: () => undefined };
+    await assert.rejects(checkpointStep(plain, "save the checkpoint", where, () => { throw new Error("x"); }), (err: unknown) => err instanceof StateError && err.store === "Object");
+  });
+  it("passes results and our own typed errors through", async () => {
+    assert.equal(await checkpointStep(new MyStore(), "load", where, () => 3), 3);
+    const own = new StateError("already ours");
+    await assert.rejects(checkpointStep(new MyStore(), "load", where, () => Promise.reject(own)), (err: unknown) => err === own);
   });
 });
 

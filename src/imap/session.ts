@@ -7,7 +7,7 @@ import type { Checkpoint, CheckpointStore } from "./checkpoints.ts";
 import { createImapClient } from "./client.ts";
 import type { Watch } from "./context.ts";
 import { lastUidOf, uidValidityOf, type EndProbe, type OpenedMailbox } from "./mailbox-end.ts";
-import { ours } from "./ours.ts";
+import { checkpointStep } from "./ours.ts";
 import { planStart, type Resync } from "./resync.ts";
 import type { WatchEvent } from "./types.ts";
 import type { Logger } from "../log.ts";
@@ -58,7 +58,7 @@ export interface Reconciling {
 export async function reconcile(probe: EndProbe, opened: OpenedMailbox, w: Reconciling): Promise<SessionStart> {
   const where = { account: w.account, mailbox: w.mailbox };
   const uidValidity = uidValidityOf(opened, where);
-  const stored = await ours("load the checkpoint", () => w.checkpoints.load(w.account, w.mailbox));
+  const stored = await checkpointStep(w.checkpoints, "load the checkpoint", w, () => w.checkpoints.load(w.account, w.mailbox));
   const plan = planStart(stored, uidValidity);
   if (plan.from === "end" && plan.renumbered) {
     const since = plan.resync?.since;
@@ -73,7 +73,7 @@ export async function reconcile(probe: EndProbe, opened: OpenedMailbox, w: Recon
   else {
     checkpoint = { uidValidity, lastUid: await lastUidOf(probe, opened, where) };
     if (!plan.resync) {
-      await ours("save the checkpoint", () => w.checkpoints.save(w.account, w.mailbox, checkpoint));
+      await checkpointStep(w.checkpoints, "save the checkpoint", w, () => w.checkpoints.save(w.account, w.mailbox, checkpoint));
       w.log.info({ uidValidity, lastUid: checkpoint.lastUid }, "first start on this mailbox: announcing mail from now on");
     }
   }

@@ -17,8 +17,9 @@ import { actionsWaiting, runDueActions } from "./actions.ts";
 import { MemoryCheckpoints } from "./checkpoints.ts";
 import { sleep } from "./backoff.ts";
 import { classifyImapError, closeQuietly } from "./client.ts";
-import { watchContext, type Watch } from "./context.ts";
+import { refuseManualWithoutStore, watchContext, type Watch } from "./context.ts";
 import { MailSource, readRound, type Position } from "./mail-source.ts";
+import { checkpointStep } from "./ours.ts";
 import { openReader, ReaderConnection } from "./reader.ts";
 import { reconnectPlan } from "./reconnect-policy.ts";
 import { retriesAsked, retrySetAside, retryWaiting } from "./retry.ts";
@@ -36,15 +37,18 @@ const healthyAfterMs = 60_000;
  * Watches one mailbox with IDLE and yields every new message exactly in UID order, reconnecting
  * with backoff and catching up from the checkpoint after any interruption. It never throws for
  * connection trouble (that is reported through onEvent and the logger and retried); it ends when
- * `signal` aborts or the consumer stops iterating.
+ * `signal` aborts or the consumer stops iterating. It throws a StateError (with `store` and
+ * `cause`) when the checkpoint store fails, on load or on save alike, and a UsageError at the
+ * start for commit "manual" without a checkpoints store.
  */
 export async function* watchMailbox(options: WatchOptions): AsyncGenerator<WatchedMail, void, undefined> {
+  refuseManualWithoutStore(options);
   const checkpoints = options.checkpoints ?? new MemoryCheckpoints();
   const commitAuto = (options.commit ?? "auto") === "auto";
   for await (const batch of watchMailboxBatches({ ...options, checkpoints })) {
     for (const watched of batch) {
       yield watched;
-      if (commitAuto) await checkpoints.save(watched.account, watched.mailbox, watched.checkpoint);
+      if (commitAuto) await checkpointStep(checkpoints, "save the checkpoint", watched, () => checkpoints.save(watched.account, watched.mailbox, watched.checkpoint));
       if (options.signal?.aborted) return;
     }
   }

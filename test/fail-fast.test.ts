@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ImapError, TlsError, UsageError, watchMailbox, type ImapAccount, type WatchOptions } from "../src/index.ts";
+import { ImapError, TlsError, UsageError, watchMailbox, type ImapAccount, type WatchEvent, type WatchOptions } from "../src/index.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
 
 let dovecot: Dovecot;
@@ -104,6 +104,40 @@ describe("failFast", () => {
     assert.equal(error.code, "IMAP_CONNECT");
     assert.match(error.message, /TLS certificate check failed.*set ca:/);
   });
+
+  for (const mode of ["first-connect", "always"] as const) {
+    it(`${mode}: a mailbox deleted after it was opened is ${mode === "always" ? "thrown" : "retried"}`, async () => {
+      const box = `Gone-${mode}`;
+      await dovecot.createMailbox("carol", box);
+      const seen: WatchEvent[] = [];
+      const controller = new AbortController();
+      const done = (async () => {
+        for await (const _ of watchMailbox({ account: account("carol"), mailbox: box, signal: controller.signal, failFast: mode, onEvent: (e) => seen.push(e), reconnect: { baseMs: 10, capMs: 20 } })) {
+          // no mail expected
+        }
+      })().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      const until = async (ok: () => boolean): Promise<void> => {
+        const deadline = Date.now() + 8000;
+        while (!ok() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      };
+      await until(() => seen.some((e) => e.type === "idle"));
+      await dovecot.deleteMailbox("carol", box);
+      await dovecot.kick("carol");
+      const mailboxGone = (): boolean => seen.some((e) => e.type === "disconnected" && e.error?.code === "IMAP_MAILBOX");
+      if (mode === "always") {
+        const error = await done;
+        assert.ok(error instanceof ImapError && error.code === "IMAP_MAILBOX", String(error));
+      } else {
+        await until(() => seen.filter((e) => e.type === "connecting").length >= 4 && mailboxGone());
+        controller.abort();
+        assert.equal(await done, undefined);
+        assert.ok(mailboxGone(), seen.map((e) => e.type).join(", "));
+      }
+    });
+  }
 
   it("an unreachable server is retried even with failFast: the server may come back", async () => {
     const gate = countingGate();

@@ -82,6 +82,17 @@ export class ServerReplyError extends ImapError {
 }
 
 /**
+ * The TLS handshake cannot succeed as configured: the server's certificate failed the check, or
+ * starttls was asked for and the server does not offer it. Trying again on a new connection meets
+ * the same certificate; someone has to change the config (ca, tls) or the server.
+ */
+export class TlsError extends ImapError {
+  constructor(account: string, mailbox: string | undefined, message: string, options?: { cause?: unknown }) {
+    super("IMAP_CONNECT", account, mailbox, message, options);
+  }
+}
+
+/**
  * The state database failed to read or write (a full disk, a locked or corrupt file), or a
  * checkpoint store the caller passed failed: then `store` names it and `cause` is its error.
  */

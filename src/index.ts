@@ -9,6 +9,7 @@
 export { watchMailbox, type WatchOptions, type WatchedMail, type WatchEvent } from "./imap/watcher.ts";
 export type { ImapAccount, Credentials } from "./imap/client.ts";
 export { ConnectGate, type ConnectGateOptions } from "./imap/connect-gate.ts";
+export type { FailFast } from "./imap/reconnect-policy.ts";
 export { ReadAgainLater, type DecodeParts, type WholeReading } from "./imap/fetch.ts";
 export type { SetAsideStore, SetAsideMail } from "./imap/unreadable.ts";
 export { normalizeMail, type NormalizeOptions } from "./mail/normalize.ts";
@@ -19,7 +20,7 @@ export { MemoryCheckpoints, type Checkpoint, type CheckpointStore } from "./imap
 export type { ActionQueue, DueActions, MailActions, ActionKind } from "./imap/actions.ts";
 export { SqliteCheckpoints, sqliteCheckpoints, type CheckpointTable } from "./store/sqlite/checkpoints.ts";
 // ConfigError and TargetError are the daemon's (its config file, its targets); a watcher never throws them.
-export { MailbellError, ImapError, StateError, UsageError, type ErrorCode } from "./errors.ts";
+export { MailbellError, ImapError, TlsError, StateError, UsageError, type ErrorCode } from "./errors.ts";
 export type { Logger, LogSink } from "./log.ts";
 import { SqliteCheckpoints } from "./store/sqlite/checkpoints.ts";
 import { openDatabase } from "./store/sqlite/db.ts";

@@ -1,6 +1,6 @@
 import { createSecureContext, type SecureContext } from "node:tls";
 import { ImapFlow, type ImapFlowOptions } from "imapflow";
-import { ImapError, ServerReplyError } from "../errors.ts";
+import { ImapError, ServerReplyError, TlsError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { sleep } from "./backoff.ts";
 
@@ -203,8 +203,7 @@ export function classifyImapError(err: unknown, account: string, mailbox?: strin
   if (e.code === "ServerAnswer") return new ServerReplyError(account, mailbox, `account "${account}"${mailbox ? ` mailbox "${mailbox}"` : ""}: ${e.message}`, { cause: err });
   const code = e.code ?? "";
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME|altnames/i.test(`${code} ${e.message ?? ""}`)) {
-    return new ImapError(
-      "IMAP_CONNECT",
+    return new TlsError(
       account,
       mailbox,
       `account "${account}": TLS certificate check failed (${code || detail}). For a private server set ca: to its CA file; tlsVerify: false turns the check off (not recommended).`,
@@ -212,7 +211,7 @@ export function classifyImapError(err: unknown, account: string, mailbox?: strin
     );
   }
   if (/STARTTLS/i.test(detail)) {
-    return new ImapError("IMAP_CONNECT", account, mailbox, `account "${account}": ${detail}. The server does not offer STARTTLS; use tls: implicit on its TLS port, or tls: none if plaintext is truly intended.`, { cause: err });
+    return new TlsError(account, mailbox, `account "${account}": ${detail}. The server does not offer STARTTLS; use tls: implicit on its TLS port, or tls: none if plaintext is truly intended.`, { cause: err });
   }
   if (mailbox && (e.serverResponseCode === "NONEXISTENT" || /doesn't exist|does not exist|not found|unknown mailbox/i.test(detail))) {
     return new ImapError("IMAP_MAILBOX", account, mailbox, `account "${account}": mailbox "${mailbox}" does not exist (${detail}). Check the name in mailboxes: (Gmail labels look like "[Gmail]/All Mail").`, { cause: err });

@@ -29,6 +29,21 @@ describe("watchContext", () => {
   it('refuses commit "manual" without a checkpoints store, naming the option and the fix', () => {
     assert.throws(() => watchContext({ account, mailbox: "INBOX", commit: "manual" }), (err: unknown) => err instanceof UsageError && /commit: "manual" needs a checkpoints store/.test(err.message) && /Pass checkpoints/.test(err.message));
   });
+  const bad: { name: string; options: Partial<WatchOptions>; says: RegExp }[] = [
+    { name: 'host ""', options: { account: { ...account, host: "" } }, says: /account\.host "" is not a server name .*connect to this machine.*e\.g\. host: "imap\.example\.com"/ },
+    { name: "host of spaces", options: { account: { ...account, host: " " } }, says: /account\.host " "/ },
+    { name: "port 0", options: { account: { ...account, port: 0 } }, says: /account\.port 0 is not a TCP port \(1 to 65535\)\. Leave it out/ },
+    { name: "port 70000", options: { account: { ...account, port: 70_000 } }, says: /account\.port 70000/ },
+    { name: "an unknown tls", options: { account: { ...account, tls: "ssl" as "none" } }, says: /account\.tls "ssl" is not one of "implicit", "starttls", "none"/ },
+    { name: "empty user", options: { account: { ...account, user: "" } }, says: /account\.user "" is empty\. Pass the login name/ },
+    { name: "empty mailbox", options: { mailbox: "" }, says: /mailbox "" is empty\. Pass the mailbox to watch/ },
+    { name: "an unknown failFast", options: { failFast: "yes" as "always" }, says: /failFast "yes" is not one of "never", "first-connect", "always"/ },
+  ];
+  for (const c of bad) {
+    it(`refuses ${c.name} at the start, naming the option and the fix`, () => {
+      assert.throws(() => watchContext({ account, mailbox: "INBOX", ...c.options }), (err: unknown) => err instanceof UsageError && /^watchMailbox: /.test(err.message) && c.says.test(err.message));
+    });
+  }
   for (const c of cases) {
     it(c.name, () => {
       const w = watchContext({ account, mailbox: "INBOX", ...c.options });

@@ -7,6 +7,7 @@ import { ActionBreaks } from "./actions.ts";
 import { accountName, replyLimits, type ReplyLimits } from "./client.ts";
 import { defaultMaxHeaderBytes, type FetchedMessage, type FetchOptions } from "./fetch.ts";
 import { bugIfThrows } from "./ours.ts";
+import { failFastModes } from "./reconnect-policy.ts";
 import type { WatchEvent, WatchedMail, WatchOptions } from "./types.ts";
 import { MemorySetAside, ReadFailures, type SetAsideStore } from "./unreadable.ts";
 
@@ -36,7 +37,7 @@ export interface Watch {
 }
 
 export function watchContext(options: WatchOptions): Watch {
-  refuseManualWithoutStore(options);
+  refuseBadOptions(options);
   const account = accountName(options.account);
   const mailbox = options.mailbox;
   const log = asLogger(options.logger ?? silentLogger).child({ account, mailbox });
@@ -78,6 +79,25 @@ export function watchContext(options: WatchOptions): Watch {
     keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? defaultKeepaliveTimeoutMs,
     pollMs: options.pollMs ?? 60_000,
   };
+}
+
+/** Options that cannot work, refused at the start rather than retried as if the server failed. */
+export function refuseBadOptions(options: WatchOptions): void {
+  const problem = badOption(options);
+  if (problem) throw new UsageError(`watchMailbox: ${problem}`);
+  refuseManualWithoutStore(options);
+}
+
+/** What is wrong with the options (the option, what is valid, the fix), or undefined. */
+export function badOption(options: WatchOptions): string | undefined {
+  const { host, port, user, tls } = options.account;
+  if (typeof host !== "string" || host.trim() === "" || /\s/.test(host)) return `account.host ${JSON.stringify(host)} is not a server name (an empty host would connect to this machine). Pass the IMAP server's name or address, e.g. host: "imap.example.com".`;
+  if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535)) return `account.port ${JSON.stringify(port)} is not a TCP port (1 to 65535). Leave it out for the default (993 with tls "implicit", 143 otherwise).`;
+  if (tls !== undefined && !["implicit", "starttls", "none"].includes(tls)) return `account.tls ${JSON.stringify(tls)} is not one of "implicit", "starttls", "none".`;
+  if (typeof user !== "string" || user.trim() === "") return `account.user ${JSON.stringify(user)} is empty. Pass the login name (often the whole address, e.g. "me@example.com").`;
+  if (typeof options.mailbox !== "string" || options.mailbox === "") return `mailbox ${JSON.stringify(options.mailbox)} is empty. Pass the mailbox to watch, e.g. mailbox: "INBOX".`;
+  if (options.failFast !== undefined && !failFastModes.includes(options.failFast)) return `failFast ${JSON.stringify(options.failFast)} is not one of ${failFastModes.map((m) => `"${m}"`).join(", ")}.`;
+  return undefined;
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { reconnectPlan, type ReconnectPlan, type SessionEnd } from "./reconnect-policy.ts";
+import { ImapError, ServerReplyError, TlsError } from "../errors.ts";
+import { givesUp, reconnectPlan, retryCannotFix, type FailFast, type ReconnectPlan, type SessionEnd } from "./reconnect-policy.ts";
 
 const limits = { baseMs: 1000, capMs: 60_000, authFailureMs: 300_000, healthyAfterMs: 60_000 };
 const auth = { code: "IMAP_AUTH", message: "AUTHENTICATIONFAILED" };
@@ -30,6 +31,36 @@ describe("reconnectPlan", () => {
       if (level) assert.equal(plan.log.level, level);
       if (err) assert.equal(plan.log.err, err);
       if (message) assert.match(plan.log.message, message);
+    });
+  }
+});
+
+describe("retryCannotFix: what the daemon reports at error because a person must act", () => {
+  const cases: { name: string; failure: ImapError | undefined; cannotFix: boolean }[] = [
+    { name: "a refused login", failure: new ImapError("IMAP_AUTH", "a", "INBOX", "refused"), cannotFix: true },
+    { name: "a mailbox that does not exist", failure: new ImapError("IMAP_MAILBOX", "a", "Nope", "NONEXISTENT"), cannotFix: true },
+    { name: "a certificate that fails the check", failure: new TlsError("a", "INBOX", "self-signed"), cannotFix: true },
+    { name: "an unreachable or lost connection", failure: new ImapError("IMAP_CONNECT", "a", "INBOX", "ECONNREFUSED"), cannotFix: false },
+    { name: "an unusable answer (a new connection may get a good one)", failure: new ServerReplyError("a", "INBOX", "no UIDVALIDITY"), cannotFix: false },
+    { name: "a connection the server closed", failure: undefined, cannotFix: false },
+  ];
+  for (const c of cases) it(c.name, () => assert.equal(retryCannotFix(c.failure), c.cannotFix));
+});
+
+describe("givesUp", () => {
+  const auth = new ImapError("IMAP_AUTH", "a", "INBOX", "refused");
+  const lost = new ImapError("IMAP_CONNECT", "a", "INBOX", "ECONNRESET");
+  const cases: { mode: FailFast; failure: ImapError; openedBefore: boolean; promptRetry?: boolean; gives: boolean }[] = [
+    { mode: "never", failure: auth, openedBefore: false, gives: false },
+    { mode: "first-connect", failure: auth, openedBefore: false, gives: true },
+    { mode: "first-connect", failure: auth, openedBefore: true, gives: false },
+    { mode: "always", failure: auth, openedBefore: true, gives: true },
+    { mode: "always", failure: lost, openedBefore: false, gives: false },
+    { mode: "always", failure: auth, openedBefore: false, promptRetry: true, gives: false },
+  ];
+  for (const c of cases) {
+    it(`${c.mode}, ${c.failure.code}, ${c.openedBefore ? "opened before" : "never opened"}${c.promptRetry ? ", prompt retry due" : ""}: ${c.gives ? "throws" : "retries"}`, () => {
+      assert.equal(givesUp(c.failure, c.mode, { openedBefore: c.openedBefore, promptRetry: c.promptRetry ?? false }), c.gives);
     });
   }
 });

@@ -3,7 +3,36 @@
  * login earns one prompt retry. Pure: the backoff's state goes in and comes out as plain data.
  */
 
+import { TlsError, type ImapError } from "../errors.ts";
 import { backoffDelay } from "./backoff.ts";
+
+/**
+ * When a watcher stops retrying and throws a failure that retrying cannot fix (see retryCannotFix):
+ * never (default; the daemon's way), while the mailbox has not been opened once yet, or always.
+ */
+export type FailFast = "never" | "first-connect" | "always";
+
+export const failFastModes: readonly FailFast[] = ["never", "first-connect", "always"];
+
+/**
+ * The failures the daemon reports at error because a person has to act, and whose next try meets
+ * the same answer: a refused login (IMAP_AUTH), a mailbox that cannot be opened (IMAP_MAILBOX), a
+ * certificate that fails the check or a missing STARTTLS (TlsError, code IMAP_CONNECT). Not: a
+ * connection that could not be made or was lost (IMAP_CONNECT otherwise; the server may be
+ * restarting), nor an unusable answer (IMAP_SERVER; a new connection may get a good one).
+ */
+export function retryCannotFix(failure: ImapError | undefined): boolean {
+  return failure !== undefined && (failure.code === "IMAP_AUTH" || failure.code === "IMAP_MAILBOX" || failure instanceof TlsError);
+}
+
+/**
+ * Whether the watcher throws this session's failure instead of retrying. A refused login that
+ * earns a prompt retry with fresh credentials gets it first: a fresh token may well be accepted.
+ */
+export function givesUp(failure: ImapError | undefined, failFast: FailFast, state: { openedBefore: boolean; promptRetry: boolean }): boolean {
+  if (failFast === "never" || state.promptRetry || !retryCannotFix(failure)) return false;
+  return failFast === "always" || !state.openedBefore;
+}
 
 export interface ReconnectLimits {
   /** Reconnect delays: exponential with jitter from baseMs up to capMs. */

@@ -7,6 +7,7 @@ import type { Checkpoint, CheckpointStore } from "./checkpoints.ts";
 import type { ImapAccount } from "./client.ts";
 import type { DecodeParts, WholeReading } from "./fetch.ts";
 import type { DkimSignature } from "../rules/types.ts";
+import type { FailFast } from "./reconnect-policy.ts";
 import type { SetAsideStore } from "./unreadable.ts";
 
 export interface WatchOptions {
@@ -79,6 +80,17 @@ export interface WatchOptions {
    * (IMAP protocol) lines. Default: nothing is logged.
    */
   logger?: LogSink;
+  /**
+   * Stop retrying and throw the ImapError when retrying cannot fix the failure: a refused login
+   * (IMAP_AUTH), a mailbox that cannot be opened (IMAP_MAILBOX), a certificate that fails the check
+   * or a missing STARTTLS (IMAP_CONNECT, a TlsError). "never" (default): retry everything, as the
+   * daemon does, reporting through logger and onEvent. "first-connect": throw these until the
+   * mailbox has been opened once, retry them after. "always": throw them whenever they happen.
+   * A lost or unreachable connection (IMAP_CONNECT otherwise) and an unusable answer (IMAP_SERVER)
+   * are retried in every mode. With credentials(), a refused login is first tried once more with
+   * fresh ones.
+   */
+  failFast?: FailFast;
   /** Reconnect delays: exponential with jitter from baseMs up to capMs (default 1 s … 60 s). */
   reconnect?: { baseMs?: number; capMs?: number; authFailureMs?: number };
   /** Restart IDLE at least this often (default 10 min). */

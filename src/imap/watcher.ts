@@ -17,11 +17,11 @@ import { actionsWaiting, runDueActions } from "./actions.ts";
 import { MemoryCheckpoints } from "./checkpoints.ts";
 import { sleep } from "./backoff.ts";
 import { classifyImapError, closeQuietly } from "./client.ts";
-import { refuseManualWithoutStore, watchContext, type Watch } from "./context.ts";
+import { refuseBadOptions, watchContext, type Watch } from "./context.ts";
 import { MailSource, readRound, type Position } from "./mail-source.ts";
 import { checkpointStep } from "./ours.ts";
 import { openReader, ReaderConnection } from "./reader.ts";
-import { reconnectPlan } from "./reconnect-policy.ts";
+import { givesUp, reconnectPlan } from "./reconnect-policy.ts";
 import { retriesAsked, retrySetAside, retryWaiting } from "./retry.ts";
 import { createWatchingClient, openMailbox, reconcile } from "./session.ts";
 import type { WatchedMail, WatchOptions } from "./types.ts";
@@ -36,13 +36,15 @@ const healthyAfterMs = 60_000;
 /**
  * Watches one mailbox with IDLE and yields every new message exactly in UID order, reconnecting
  * with backoff and catching up from the checkpoint after any interruption. It never throws for
- * connection trouble (that is reported through onEvent and the logger and retried); it ends when
- * `signal` aborts or the consumer stops iterating. It throws a StateError (with `store` and
+ * connection trouble (that is reported through onEvent and the logger and retried) unless
+ * failFast asks it to throw the ImapError retrying cannot fix; it ends when `signal` aborts or the
+ * consumer stops iterating. It throws a StateError (with `store` and
  * `cause`) when the checkpoint store fails, on load or on save alike, and a UsageError at the
- * start for commit "manual" without a checkpoints store.
+ * start for options that cannot work (an empty host, user or mailbox, a port out of range, commit
+ * "manual" without a checkpoints store).
  */
 export async function* watchMailbox(options: WatchOptions): AsyncGenerator<WatchedMail, void, undefined> {
-  refuseManualWithoutStore(options);
+  refuseBadOptions(options);
   const checkpoints = options.checkpoints ?? new MemoryCheckpoints();
   const commitAuto = (options.commit ?? "auto") === "auto";
   for await (const batch of watchMailboxBatches({ ...options, checkpoints })) {
@@ -63,8 +65,10 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
 export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerator<WatchedMail[], void, undefined> {
   const w = watchContext(options);
   const { baseMs = 1000, capMs = 60_000, authFailureMs = 5 * 60_000 } = options.reconnect ?? {};
+  const failFast = options.failFast ?? "never";
   let refusedLast = false;
   let attempt = 0;
+  let openedBefore = false;
   while (!w.signal.aborted) {
     w.emit({ type: "connecting" });
     const s: SessionParts = {};
@@ -83,11 +87,29 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
     const watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
     const canRefreshCredentials = options.account.credentials !== undefined;
     const plan = reconnectPlan({ failure, refusedLast, canRefreshCredentials, watchedForMs, attempt, random: Math.random() }, { baseMs, capMs, authFailureMs, healthyAfterMs });
+    openedBefore ||= s.opened === true;
+    if (givesUp(failure, failFast, { openedBefore, promptRetry: plan.promptRetry })) {
+      w.log.error({ err: failure?.message, failFast }, "giving up: retrying cannot fix this (failFast)");
+      throw failure;
+    }
     ({ refused: refusedLast, attempt } = plan);
+    if (!options.logger && !options.onEvent) warnRetriesUnseen();
     w.log[plan.log.level]({ err: plan.log.err, retryInMs: plan.retryInMs }, plan.log.message);
     w.emit({ type: "disconnected", error: failure, retryInMs: plan.retryInMs });
     await sleep(plan.retryInMs, w.signal);
   }
+}
+
+let retriesUnseenWarned = false;
+
+/**
+ * Said once per process: without a logger or onEvent, failures are retried without a trace (a
+ * wrong password waits five minutes between tries), and a caller would see only that no mail comes.
+ */
+function warnRetriesUnseen(): void {
+  if (retriesUnseenWarned) return;
+  retriesUnseenWarned = true;
+  process.emitWarning("mailbell: a watcher's connection failed and is retried in silence, as neither logger nor onEvent was passed to watchMailbox. Pass logger (console will do) or onEvent to see why; failFast throws the failures retrying cannot fix.", { code: "MAILBELL_SILENT_RETRIES" });
 }
 
 /** What a session set up, for the cleanup and the failure's blame after it ends. */
@@ -96,6 +118,8 @@ interface SessionParts {
   events?: ConnectionEvents;
   source?: MailSource;
   position?: Position;
+  /** The mailbox was opened (login and SELECT or EXAMINE succeeded). */
+  opened?: boolean;
   /** When the session started really watching (in IDLE or polling): only that earns a fresh backoff. */
   watchingSince?: number;
 }
@@ -104,7 +128,9 @@ interface SessionParts {
 async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], ImapError | undefined, undefined> {
   const client = (s.client = await createWatchingClient(w, refusedLast));
   const events = (s.events = new ConnectionEvents(client, w.signal));
-  const start = await reconcile(client, await openMailbox(w, client), w);
+  const opened = await openMailbox(w, client);
+  s.opened = true;
+  const start = await reconcile(client, opened, w);
   const polling = !client.capabilities.has("IDLE");
   if (polling) w.log.warn({ pollMs: w.pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
   const pos: Position = (s.position = { ...start, firstRound: true, reading: undefined });

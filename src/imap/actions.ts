@@ -41,10 +41,11 @@ export interface ActionQueue {
   /** Given up: the mail left the mailbox (a person moved or deleted it); it still counts as acted on. */
   dropped(ids: readonly number[], reason: string, now: number): void | Promise<void>;
   /**
-   * The mailbox was renumbered: these UIDs no longer name their mail. Forgotten, so the mail is
-   * acted on when the watcher reads it again under its new UID (reading again after a renumbering).
+   * The mailbox was renumbered: actions waiting under any other UIDVALIDITY name other mail now.
+   * Forgotten (due or not), so the mail is acted on when the watcher reads it again under its new
+   * UID; returns how many.
    */
-  forget(ids: readonly number[]): void | Promise<void>;
+  forgetRenumbered(account: string, mailbox: string, uidValidity: number): number | Promise<number>;
 }
 
 /** Which action a refusal stopped at (the metric's label). */
@@ -100,14 +101,12 @@ export async function runDueActions(w: Watch, client: ImapFlow, uidValidity: num
   const queue = w.options.actions;
   if (!queue) return false;
   let sent = false;
+  // Before the resync reads the mail again: a row left waiting would make it "acted on before".
+  const renumbered = await ours("forget actions of a renumbered mailbox", () => queue.forgetRenumbered(w.account, w.mailbox, uidValidity));
+  if (renumbered > 0) w.log.warn({ mails: renumbered }, "actions waiting from before the server renumbered this mailbox were set aside: the old UIDs name other mail now; mail read again under its new UID is acted on then");
   for (;;) {
     const due = await ours("read the actions due", () => queue.due(w.account, w.mailbox, Date.now(), batchLimit));
     if (due.length === 0) return sent;
-    const renumbered = due.filter((a) => a.uidValidity !== uidValidity);
-    if (renumbered.length > 0) {
-      await ours("forget actions of a renumbered mailbox", () => queue.forget(renumbered.map((a) => a.id)));
-      w.log.warn({ mails: renumbered.length }, "actions waiting from before the server renumbered this mailbox were set aside: the old UIDs name other mail now; mail read again under its new UID is acted on then");
-    }
     for (const group of groupBySameActions(due.filter((a) => a.uidValidity === uidValidity))) {
       const breaking = w.actionBreaks.takeExhausted(group.ids);
       if (breaking.length > 0) await refuse(w, queue, only(group, breaking), { action: firstAction(group.actions), reason: `the connection broke each of the last ${maxBreaks} times this was tried` });

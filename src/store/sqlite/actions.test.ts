@@ -246,13 +246,18 @@ describe("SqliteActions", () => {
     }, file);
   });
 
-  it("forget: a renumbered mail's row is deleted, so the mail is acted on when read again under its new UID", () => {
+  it("forgetRenumbered: pending rows of another UIDVALIDITY are deleted, due or waiting for a retry, so the mail is acted on when read again under its new UID", () => {
     withState((state) => {
       queue(state, mailAt(5), 1000);
-      const [row] = state.actions.due("a", "INBOX", 1000, 1);
-      state.actions.forget([row!.id]);
-      assert.deepEqual(state.actions.due("a", "INBOX", 2000, 10), []);
+      queue(state, mailAt(6), 1000);
+      const [, six] = state.actions.due("a", "INBOX", 1000, 10);
+      state.actions.failed([six!.id], "TRYCREATE", 999_999);
+      assert.equal(state.actions.forgetRenumbered("a", "INBOX", 1), 0, "the current UIDVALIDITY is kept");
+      assert.equal(state.actions.forgetRenumbered("a", "Archive", 2), 0, "another mailbox is not touched");
+      assert.equal(state.actions.forgetRenumbered("a", "INBOX", 2), 2);
+      assert.deepEqual(state.actions.due("a", "INBOX", 2_000_000, 10), []);
       assert.equal(state.actions.actedAt(mailAt(5).seen), undefined);
+      assert.equal(state.actions.actedAt(mailAt(6).seen), undefined);
     });
   });
 

@@ -41,7 +41,7 @@ export class SqliteActions implements ActionLog, ActionQueue {
     this.#done = db.prepare("UPDATE actions SET state = 'done', finished_at = ?, last_error = NULL WHERE id = ? AND state = 'pending'");
     this.#failed = db.prepare("UPDATE actions SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ? AND state = 'pending'");
     this.#dropped = db.prepare("UPDATE actions SET state = 'dropped', finished_at = ?, last_error = ? WHERE id = ? AND state = 'pending'");
-    this.#forget = db.prepare("DELETE FROM actions WHERE id = ? AND state = 'pending'");
+    this.#forget = db.prepare("DELETE FROM actions WHERE account = ? AND mailbox = ? AND state = 'pending' AND uid_validity != ?");
     this.#pendingIn = db.prepare("SELECT 1 FROM actions WHERE account = ? AND mailbox = ? AND state = 'pending' LIMIT 1");
     this.#list = db.prepare(
       "SELECT id, account, mailbox, uid_validity AS uidValidity, uid, actions, rules, state, attempts, last_error AS lastError, next_at AS nextAt FROM actions ORDER BY id",
@@ -88,8 +88,8 @@ export class SqliteActions implements ActionLog, ActionQueue {
     this.#each(ids, (id) => this.#dropped.run(now, reason, id));
   }
 
-  forget(ids: readonly number[]): void {
-    this.#each(ids, (id) => this.#forget.run(id));
+  forgetRenumbered(account: string, mailbox: string, uidValidity: number): number {
+    return Number(this.#forget.run(account, mailbox, uidValidity).changes);
   }
 
   /** Whether actions wait in this mailbox: its watcher then opens it read-write even if no rule acts there any more. */

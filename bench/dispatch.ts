@@ -21,7 +21,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { createLogger, type Logger } from "../src/log.ts";
+import type { Logger } from "../src/log.ts";
+import { createLogger } from "../src/pino-logger.ts";
 import { Dispatcher } from "../src/outbox/dispatcher.ts";
 import type { NewOutboxRow } from "../src/outbox/store.ts";
 import type { Notification } from "../src/targets/types.ts";

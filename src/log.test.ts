@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
-import { asLogger, createLogger, type LogSink } from "./log.ts";
+import { asLogger, type LogSink } from "./log.ts";
+import { createLogger } from "./pino-logger.ts";
 
 describe("createLogger", () => {
   it("never writes a password, token, webhook URL or auth header, at the top level or one level down", () => {

@@ -1,6 +1,7 @@
-import pino from "pino";
-
-/** The logging surface mailbell's modules use; pino provides it, tests can pass a fake. */
+/**
+ * The logging surface mailbell's modules use; the daemon's pino (pino-logger.ts) provides it, tests
+ * can pass a fake. This file imports no pino: the library loads it, and a library user brings a logger.
+ */
 export interface Logger {
   error(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
@@ -47,27 +48,6 @@ function withBindings(sink: LogSink, bindings: Record<string, unknown>): Logger 
     child: (more) => withBindings(sink, { ...bindings, ...more }),
     isLevelEnabled: (level) => level !== "trace" && (sink.isLevelEnabled?.(level) ?? true),
   };
-}
-
-/**
- * Secrets never reach the log: the config's passwords, tokens and webhook URLs are redacted by key
- * wherever they appear in a logged object.
- */
-const secretKeys = ["pass", "password", "token", "accessToken", "refreshToken", "clientSecret", "secret", "key", "url", "webhook", "authorization"];
-export const redactPaths = [...secretKeys, ...secretKeys.map((k) => `*.${k}`), "headers.*", "*.headers.*"];
-
-export function createLogger(options: { level?: string; destination?: number | NodeJS.WritableStream } = {}): Logger {
-  const destination = options.destination ?? 2;
-  return pino(
-    {
-      level: options.level ?? "info",
-      base: undefined,
-      redact: { paths: redactPaths, censor: "****" },
-      timestamp: pino.stdTimeFunctions.isoTime,
-    },
-    // Synchronous, so the last lines before a crash or SIGKILL are not lost in a buffer.
-    typeof destination === "number" ? pino.destination({ fd: destination, sync: true }) : destination,
-  ) as unknown as Logger;
 }
 
 /** Discards everything; the default for library users who pass no logger. */

@@ -1,6 +1,7 @@
 import { loadConfig } from "../config/load.ts";
 import { runDaemon } from "../daemon/run.ts";
-import { createLogger, type Logger } from "../log.ts";
+import type { Logger } from "../log.ts";
+import { createLogger } from "../pino-logger.ts";
 
 export interface RunCommandOptions {
   config: string;

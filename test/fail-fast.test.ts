@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ImapError, TlsError, UsageError, watchMailbox, type ImapAccount, type WatchEvent, type WatchOptions } from "../src/index.ts";
-import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import { imapAccountOf, startDovecot, type Dovecot } from "./support/dovecot.ts";
 
 let dovecot: Dovecot;
 
@@ -17,9 +17,7 @@ after(async () => {
   await dovecot?.dispose();
 });
 
-function account(user: string): ImapAccount {
-  return { name: user, host: dovecot.host, port: dovecot.imapsPort, tls: "implicit", ca: dovecot.ca, user, pass: dovecot.users[user]! };
-}
+const account = (user: string): ImapAccount => imapAccountOf(dovecot, user);
 
 /** Counts connection attempts without a logger or onEvent: every session passes the gate once. */
 function countingGate(): { connects: number; run<T>(connect: () => Promise<T>): Promise<T> } {

@@ -8,7 +8,7 @@ import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import { MemoryCheckpoints, sqliteCheckpoints, StateError, UsageError, watchMailbox, type Checkpoint, type CheckpointStore, type WatchedMail, type WatchEvent } from "../src/index.ts";
 import type { ImapAccount } from "../src/imap/client.ts";
-import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import { imapAccountOf, startDovecot, type Dovecot } from "./support/dovecot.ts";
 import { buildMail } from "./support/mail.ts";
 
 let dovecot: Dovecot;
@@ -20,9 +20,7 @@ after(async () => {
   await dovecot?.dispose();
 });
 
-function account(user: string): ImapAccount {
-  return { name: user, host: dovecot.host, port: dovecot.imapsPort, tls: "implicit", ca: dovecot.ca, user, pass: dovecot.users[user]! };
-}
+const account = (user: string): ImapAccount => imapAccountOf(dovecot, user);
 
 const mail = (to: string, subject: string): string => buildMail({ from: "a@example.com", to: `${to}@example.com`, subject, text: subject });
 

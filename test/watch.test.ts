@@ -10,7 +10,7 @@ import { MemoryCheckpoints, normalizeMail, watchMailbox, type WatchedMail, type 
 import type { ImapAccount } from "../src/imap/client.ts";
 import { fetchMessages, listNewUids, type DecodeParts } from "../src/imap/fetch.ts";
 import { readFetchedParts } from "../src/mail/parts.ts";
-import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import { imapAccountOf, startDovecot, type Dovecot } from "./support/dovecot.ts";
 import { CaptureLogger } from "./support/logger.ts";
 import { buildMail } from "./support/mail.ts";
 
@@ -23,9 +23,7 @@ after(async () => {
   await dovecot?.dispose();
 });
 
-function account(user: string): ImapAccount {
-  return { name: user, host: dovecot.host, port: dovecot.imapsPort, tls: "implicit", ca: dovecot.ca, user, pass: dovecot.users[user]! };
-}
+const account = (user: string): ImapAccount => imapAccountOf(dovecot, user);
 
 /** Pulls from the iterator into an array in the background, so the test can append meanwhile. */
 function collect(iterator: AsyncGenerator<WatchedMail>): { mails: WatchedMail[]; waitFor(n: number, timeoutMs?: number): Promise<WatchedMail[]>; done: Promise<void> } {

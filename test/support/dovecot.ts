@@ -13,6 +13,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { ImapFlow } from "imapflow";
 import type { ImapFlowOptions } from "imapflow";
+import type { ImapAccount } from "../../src/imap/client.ts";
 import { selfSignedCertificate } from "./certificate.ts";
 import { readFirstLine } from "./loopback.ts";
 import { atExit, groupAlive, KILL_GROUP, killGroupSync, spawnWatchdog } from "./reaper.ts";
@@ -843,4 +844,9 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
     cleanupSync(entry);
     throw err;
   }
+}
+
+/** The library's account for `user` on this Dovecot (implicit TLS, trusting only its CA), as watchMailbox takes it. */
+export function imapAccountOf(dovecot: Dovecot, user: string): ImapAccount {
+  return { name: user, host: dovecot.host, port: dovecot.imapsPort, tls: "implicit", ca: dovecot.ca, user, pass: dovecot.auth(user).pass };
 }

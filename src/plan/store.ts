@@ -54,6 +54,27 @@ export interface TotalsStore {
   record(rule: string, mail: SeenMail, period: string, amount: Money): Money | undefined;
 }
 
+/** One running total as reports show it: the amount is an exact decimal string ("3200", "15.14"). */
+export interface TotalRow {
+  rule: string;
+  /** The period key: "2026-11-23", "2026-W48", "2026-11" or "2026". */
+  period: string;
+  currency: string;
+  amount: string;
+  /** How many mails were counted into it. */
+  mails: number;
+}
+
+/** What was counted, for `mailbell totals` and the status page. */
+export interface TotalsReport {
+  /**
+   * Rows ordered by rule, period, currency. `since` ("2026-11-01", "2026-11", "2026") keeps the
+   * periods that end on or after it: a period key is kept when it is not before `since` cut to the
+   * key's own length, so a month "2026-10" is dropped by since "2026-11-01" and "2026-11" is kept.
+   */
+  report(filter?: { rule?: string; since?: string }): TotalRow[];
+}
+
 /** The answer to "may this mail be queued for this rule and target?". */
 export type Claim = { claimed: true } | { claimed: false; earlier: string };
 

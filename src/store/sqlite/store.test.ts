@@ -87,6 +87,29 @@ describe("totals", () => {
   });
 });
 
+describe("totals report", () => {
+  it("lists rule, period, currency, exact amount and mail count, filtered by rule and since", () => {
+    const { totals } = State.open(":memory:");
+    totals.add("play", at(1), "2026-10", jpy(480n));
+    totals.add("play", at(2), "2026-11", jpy(480n));
+    totals.add("play", at(3), "2026-11", jpy(120n));
+    totals.add("play", at(4), "2026-11", { units: 1514n, scale: 2, currency: "USD" });
+    totals.add("weekly", at(5), "2026-W44", jpy(1n));
+    totals.add("weekly", at(6), "2026-W45", jpy(2n));
+    assert.deepEqual(totals.report({ rule: "play" }), [
+      { rule: "play", period: "2026-10", currency: "JPY", amount: "480", mails: 1 },
+      { rule: "play", period: "2026-11", currency: "JPY", amount: "600", mails: 2 },
+      { rule: "play", period: "2026-11", currency: "USD", amount: "15.14", mails: 1 },
+    ]);
+    const since = (day: string) => totals.report({ since: day }).map((r) => `${r.rule} ${r.period} ${r.currency}`);
+    assert.deepEqual(since("2026-11-01"), ["play 2026-11 JPY", "play 2026-11 USD", "weekly 2026-W44 JPY", "weekly 2026-W45 JPY"], "ISO week 44 of 2026 ends on Sunday 2026-11-01");
+    assert.deepEqual(since("2026-11-02"), ["play 2026-11 JPY", "play 2026-11 USD", "weekly 2026-W45 JPY"]);
+    assert.deepEqual(since("2026-11"), since("2026-11-01"), "a month as since means its first day");
+    assert.equal(totals.report().length, 5);
+    assert.deepEqual(totals.report({ rule: "none" }), []);
+  });
+});
+
 describe("reading before writing, as a plan is committed", () => {
   it("countedAt and notifiedAt say where a mail was counted or queued from; record writes once and refuses a repeat", () => {
     const { totals, notified } = State.open(":memory:");

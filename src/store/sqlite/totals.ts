@@ -1,14 +1,14 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { addMoney } from "../../rules/money.ts";
+import { addMoney, moneyToDecimalString } from "../../rules/money.ts";
 import type { Money } from "../../rules/types.ts";
 import { transaction } from "./db.ts";
-import type { Counted, SeenMail, TotalsStore } from "../../plan/store.ts";
+import type { Counted, SeenMail, TotalRow, TotalsReport, TotalsStore } from "../../plan/store.ts";
 
 /**
  * Running sums per (rule, period, currency) in SQLite. The entry row is the proof a mail was
  * counted, and the sum moves only when that row is new.
  */
-export class Totals implements TotalsStore {
+export class Totals implements TotalsStore, TotalsReport {
   readonly #db: DatabaseSync;
   readonly #insertEntry: StatementSync;
   readonly #getTotal: StatementSync;
@@ -16,6 +16,7 @@ export class Totals implements TotalsStore {
   readonly #byIdentity: StatementSync;
   readonly #byPlace: StatementSync;
   readonly #byMessageIdBefore: StatementSync;
+  readonly #report: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -28,11 +29,25 @@ export class Totals implements TotalsStore {
     this.#byMessageIdBefore = db.prepare(
       "SELECT message_key AS place FROM total_entries WHERE rule = ? AND message_id = ? AND identity IS NULL AND (mailbox_key IS NOT ? OR counted_at >= ?) LIMIT 1",
     );
+    this.#report = db.prepare("SELECT rule, period, currency, units, scale, entries FROM totals WHERE (? IS NULL OR rule = ?) ORDER BY rule, period, currency");
     this.#getTotal = db.prepare("SELECT units, scale, entries FROM totals WHERE rule = ? AND period = ? AND currency = ?");
     this.#putTotal = db.prepare(
       `INSERT INTO totals (rule, period, currency, units, scale, entries) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (rule, period, currency) DO UPDATE SET units = excluded.units, scale = excluded.scale, entries = excluded.entries`,
     );
+  }
+
+  report(filter: { rule?: string; since?: string } = {}): TotalRow[] {
+    const rows = this.#report.all(filter.rule ?? null, filter.rule ?? null) as { rule: string; period: string; currency: string; units: string; scale: number; entries: number }[];
+    return rows
+      .filter((row) => filter.since === undefined || !periodBefore(row.period, filter.since))
+      .map((row) => ({
+        rule: row.rule,
+        period: row.period,
+        currency: row.currency,
+        amount: moneyToDecimalString({ units: BigInt(row.units), scale: Number(row.scale), currency: row.currency }),
+        mails: Number(row.entries),
+      }));
   }
 
   add(rule: string, mail: SeenMail, period: string, amount: Money): Counted {
@@ -70,6 +85,24 @@ export class Totals implements TotalsStore {
       (mail.messageId === undefined ? undefined : this.#byMessageIdBefore.get(rule, mail.messageId, mail.mailboxKey, mail.receivedAt.toISOString()))) as { place: string } | undefined;
     return row?.place;
   }
+}
+
+/**
+ * Whether a period ends before the day `since` ("2026-11-01", or a shorter prefix). Day, month and
+ * year keys compare as text cut to the shorter length; a week "2026-W48" by its Sunday.
+ */
+export function periodBefore(period: string, since: string): boolean {
+  const week = /^(\d{4})-W(\d{2})$/.exec(period);
+  const end = week ? isoWeekSunday(Number(week[1]), Number(week[2])) : period;
+  const length = Math.min(end.length, since.length);
+  return end.slice(0, length) < since.slice(0, length);
+}
+
+function isoWeekSunday(year: number, week: number): string {
+  // ISO week 1 holds January 4th; its Monday is found from that day's weekday.
+  const jan4 = Date.UTC(year, 0, 4);
+  const monday = jan4 - ((new Date(jan4).getUTCDay() + 6) % 7) * 86_400_000;
+  return new Date(monday + ((week - 1) * 7 + 6) * 86_400_000).toISOString().slice(0, 10);
 }
 
 function zero(currency: string): Money {

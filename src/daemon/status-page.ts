@@ -42,6 +42,7 @@ const pageHtml = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>mailbell status</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="uplot.css">
 <link rel="stylesheet" href="status.css">
 <script src="uplot.js" defer></script>

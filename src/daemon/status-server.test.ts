@@ -160,7 +160,10 @@ describe("status server", () => {
 
   it("with a token: data and /metrics need it as a bearer (401 without or wrong), /healthz stays open and names nothing", async () => {
     const token = "s3cret-token-0123456789";
-    const server = await start({ token, health: () => sick });
+    const logger = new CaptureLogger();
+    const server = await start({ token, health: () => sick, logger });
+    assert.equal(logger.find(/\/status\.json and \/metrics require the token \(status\.token\)/, "info").length, 1, "start-up says the token is required");
+    assert.doesNotMatch(JSON.stringify(logger.entries), new RegExp(token), "the token itself is never logged");
     for (const path of ["/status.json", "/metrics"]) {
       const without = await fetchRaw(`${server.url}${path}`);
       assert.equal(without.status, 401, path);

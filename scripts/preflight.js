@@ -169,6 +169,18 @@ function provideDnsmasq() {
   if (!which("dnsmasq")) fail(["still missing after apt-get: dnsmasq (package dnsmasq-base)"]);
 }
 
+/**
+ * The status page is tested in a real browser: Debian's chromium, driven by playwright-core at
+ * /usr/bin/chromium (test/status-page.test.ts). Never a browser downloaded by Playwright.
+ */
+const CHROMIUM = "/usr/bin/chromium";
+
+function provideChromium() {
+  if (existsSync(CHROMIUM)) return;
+  install(["chromium"], "test/status-page.test.ts opens the status page in headless Chromium (" + CHROMIUM + ")");
+  if (!existsSync(CHROMIUM)) fail(["still missing after apt-get: " + CHROMIUM + " (package chromium)"]);
+}
+
 function provideInterop() {
   const missingTools = () => INTEROP_TOOLS.filter(([, file]) => !existsSync(file)).map(([pkg]) => pkg);
   let need = missingTools();
@@ -200,5 +212,6 @@ if (!/^2\.3\./.test(dovecotVersion)) {
 
 provideInterop();
 provideDnsmasq();
+provideChromium();
 
-console.log(`preflight: ok — node ${process.version} (${process.execPath}), dovecot ${dovecotVersion}, ${which("openssl")}, ${which("dnsmasq")}, cyrus-imapd and courier-imap in ${INTEROP_CACHE}`);
+console.log(`preflight: ok — node ${process.version} (${process.execPath}), dovecot ${dovecotVersion}, ${which("openssl")}, ${which("dnsmasq")}, ${CHROMIUM}, cyrus-imapd and courier-imap in ${INTEROP_CACHE}`);

@@ -29,6 +29,7 @@ import { createMailbellMetrics, Metrics } from "./metrics.ts";
 import { startDecoder, type Decoder } from "./decoder.ts";
 import { handleMails, type PipelineDeps } from "./pipeline.ts";
 import { startStatusServer, type StatusServer } from "./status-server.ts";
+import { collectStatus, type StatusSources } from "./status-view.ts";
 
 export interface RunOptions {
   logger: Logger;
@@ -103,7 +104,15 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
   let decoder: Decoder | undefined;
   try {
     if (config.status) {
-      status = await startStatusServer({ listen: config.status.listen, health: () => health.snapshot(Date.now()), metrics: () => registry.render(), logger: log });
+      const sources: StatusSources = {
+        health: () => health.snapshot(Date.now()),
+        checkpoints: state.checkpoints,
+        outbox: state.outbox,
+        totals: state.totals,
+        targets: [...targets.keys()],
+        totalRules: rules.flatMap((r) => (r.total ? [{ name: r.name, per: r.total.per }] : [])),
+      };
+      status = await startStatusServer({ listen: config.status.listen, token: config.status.token, health: sources.health, metrics: () => registry.render(), status: () => collectStatus(sources, Date.now()), logger: log });
     }
     for (const orphan of state.outbox.orphans([...targets.keys()])) {
       const reason = `target "${orphan.target}" is no longer in the config; add it back (or rename it back) and run mailbell outbox retry --all to send these`;

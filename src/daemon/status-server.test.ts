@@ -5,7 +5,8 @@ import { after, describe, it } from "node:test";
 import { CaptureLogger } from "../../test/support/logger.ts";
 import { MailbellError } from "../errors.ts";
 import type { HealthSnapshot } from "./health.ts";
-import { isLoopback, parseListen, startStatusServer, type StatusServer } from "./status-server.ts";
+import { bearerMatches, isLoopback, parseListen, startStatusServer, type StatusServer } from "./status-server.ts";
+import type { StatusView } from "./status-view.ts";
 
 const healthy: HealthSnapshot = {
   healthy: true,
@@ -16,10 +17,13 @@ const sick: HealthSnapshot = {
   mailboxes: [{ account: "a", mailbox: "INBOX", state: "disconnected", connected: false, lastEventAt: 1, lastRoundTripAt: 1, reconnects: 4, lastError: "connect ECONNREFUSED", healthy: false, reason: "has had no working connection for 300 s" }],
 };
 
+const view: StatusView = { generatedAt: 5, healthy: true, mailboxes: [], outbox: [{ target: "team", waiting: 1, dead: 0, sent: 2, oldestWaitingAt: 4 }], notifications: [], totals: [] };
+const noStatus = () => view;
+
 /** One request on a fresh connection, so no keep-alive socket outlives the test. */
-function fetchRaw(url: string, method = "GET"): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function fetchRaw(url: string, method = "GET", headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, agent: false }, (res) => {
+    const req = request(url, { method, agent: false, headers }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (d: string) => (body += d));
@@ -33,9 +37,11 @@ function fetchRaw(url: string, method = "GET"): Promise<{ status: number; header
 describe("status server", () => {
   const servers: StatusServer[] = [];
   after(() => Promise.all(servers.map((s) => s.close())));
-  async function start(overrides: { health?: () => HealthSnapshot; metrics?: () => string; logger?: CaptureLogger } = {}) {
+  async function start(overrides: { health?: () => HealthSnapshot; metrics?: () => string; logger?: CaptureLogger; token?: string } = {}) {
     const server = await startStatusServer({
       listen: "127.0.0.1:0",
+      status: noStatus,
+      token: overrides.token,
       health: overrides.health ?? (() => healthy),
       metrics: overrides.metrics ?? (() => "# HELP x y\n# TYPE x gauge\nx 1\n"),
       logger: overrides.logger ?? new CaptureLogger(),
@@ -73,7 +79,7 @@ describe("status server", () => {
 
   it("answers 404 for other paths and 405 for other methods", async () => {
     const server = await start();
-    assert.equal((await fetchRaw(`${server.url}/`)).status, 404);
+    assert.equal((await fetchRaw(`${server.url}/index.php`)).status, 404);
     assert.equal((await fetchRaw(`${server.url}/healthz/extra`)).status, 404);
     const post = await fetchRaw(`${server.url}/metrics`, "POST");
     assert.equal(post.status, 405);
@@ -98,7 +104,7 @@ describe("status server", () => {
     const first = await start();
     const port = new URL(first.url).port;
     await assert.rejects(
-      startStatusServer({ listen: `127.0.0.1:${port}`, health: () => healthy, metrics: () => "", logger: new CaptureLogger() }),
+      startStatusServer({ listen: `127.0.0.1:${port}`, health: () => healthy, metrics: () => "", status: noStatus, logger: new CaptureLogger() }),
       (err: unknown) => {
         assert.ok(err instanceof MailbellError);
         assert.equal(err.code, "CONFIG");
@@ -111,7 +117,7 @@ describe("status server", () => {
 
   it("does not warn on loopback, and close() is idempotent and ends keep-alive sockets", async () => {
     const logger = new CaptureLogger();
-    const server = await startStatusServer({ listen: "0", health: () => healthy, metrics: () => "", logger });
+    const server = await startStatusServer({ listen: "0", health: () => healthy, metrics: () => "", status: noStatus, logger });
     assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/, "a bare port listens on 127.0.0.1");
     assert.equal(logger.find(/non-loopback/).length, 0);
     assert.equal(logger.find(/status server listening/, "info").length, 1);
@@ -129,6 +135,69 @@ describe("status server", () => {
     await Promise.all([server.close(), server.close()]);
     await scraperClosed;
     await assert.rejects(fetchRaw(`${server.url}/healthz`), /ECONNREFUSED/);
+  });
+  it("serves the page, its files and /status.json, each with a CSP that allows no inline or foreign script", async () => {
+    const server = await start();
+    const page = await fetchRaw(`${server.url}/`);
+    assert.equal(page.status, 200);
+    assert.equal(page.headers["content-type"], "text/html; charset=utf-8");
+    assert.match(page.body, /<script src="status\.js" defer><\/script>/);
+    assert.doesNotMatch(page.body, /<script>|<style>| on\w+=|https?:\/\//, "no inline script or style, nothing from elsewhere");
+    const csp = String(page.headers["content-security-policy"]);
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /script-src 'self';/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    assert.equal(page.headers["x-content-type-options"], "nosniff");
+    const uplot = await fetchRaw(`${server.url}/uplot.js`);
+    assert.equal(uplot.headers["content-type"], "text/javascript; charset=utf-8");
+    assert.match(uplot.body, /uPlot/);
+    assert.ok(uplot.body.length > 20_000, "uPlot itself, served from node_modules");
+    for (const file of ["/status.js", "/status.css", "/uplot.css"]) assert.equal((await fetchRaw(`${server.url}${file}`)).status, 200, file);
+    const data = await fetchRaw(`${server.url}/status.json`);
+    assert.equal(data.status, 200);
+    assert.deepEqual(JSON.parse(data.body), view);
+  });
+
+  it("with a token: data and /metrics need it as a bearer (401 without or wrong), /healthz stays open and names nothing", async () => {
+    const token = "s3cret-token-0123456789";
+    const logger = new CaptureLogger();
+    const server = await start({ token, health: () => sick, logger });
+    assert.equal(logger.find(/\/status\.json and \/metrics require the token \(status\.token\)/, "info").length, 1, "start-up says the token is required");
+    assert.doesNotMatch(JSON.stringify(logger.entries), new RegExp(token), "the token itself is never logged");
+    for (const path of ["/status.json", "/metrics"]) {
+      const without = await fetchRaw(`${server.url}${path}`);
+      assert.equal(without.status, 401, path);
+      assert.equal(without.headers["www-authenticate"], 'Bearer realm="mailbell"');
+      assert.match(without.body, /needs the token set as status\.token/);
+      assert.equal((await fetchRaw(`${server.url}${path}`, "GET", { authorization: "Bearer wrong-token-0123456789" })).status, 401, path);
+      assert.equal((await fetchRaw(`${server.url}${path}?token=${token}`)).status, 401, "never taken from the URL");
+      assert.equal((await fetchRaw(`${server.url}${path}`, "GET", { authorization: `Bearer ${token}` })).status, 200, path);
+    }
+    // The page's files hold nothing of this mailbell: open, so the page can ask for the token.
+    assert.equal((await fetchRaw(`${server.url}/`)).status, 200);
+    const health = await fetchRaw(`${server.url}/healthz`);
+    assert.equal(health.status, 503);
+    assert.deepEqual(JSON.parse(health.body), { healthy: false, why: "1 of 1 mailbox unhealthy (1 disconnected); the status page or the log says which and why" });
+    assert.doesNotMatch(health.body, /INBOX|"a"|ECONNREFUSED/);
+    for (const reply of [health, await fetchRaw(`${server.url}/status.json`), await fetchRaw(`${server.url}/metrics`)]) assert.doesNotMatch(reply.body, new RegExp(token));
+  });
+
+  it("refuses a non-loopback listen without a token, naming status.token and the fix, before binding anything", async () => {
+    await assert.rejects(startStatusServer({ listen: "0.0.0.0:0", health: () => healthy, metrics: () => "", status: noStatus, logger: new CaptureLogger() }), (err: unknown) => {
+      assert.ok(err instanceof MailbellError);
+      assert.equal(err.code, "CONFIG");
+      assert.match(err.message, /status\.listen 0\.0\.0\.0:0 is reachable from other machines, so the status page and \/metrics need a token: set status\.token .* or listen on 127\.0\.0\.1:0/);
+      return true;
+    });
+  });
+});
+
+describe("bearerMatches", () => {
+  it("takes only the exact token after Bearer", () => {
+    const token = "0123456789abcdef";
+    assert.equal(bearerMatches(`Bearer ${token}`, token), true);
+    assert.equal(bearerMatches(`bearer ${token}`, token), true);
+    for (const header of [undefined, "", token, `Basic ${token}`, `Bearer ${token}x`, `Bearer ${token.slice(1)}`, "Bearer ", `Bearer ${token} extra`]) assert.equal(bearerMatches(header, token), false, String(header));
   });
 });
 

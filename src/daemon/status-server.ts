@@ -1,9 +1,12 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { isIP } from "node:net";
 import type { AddressInfo } from "node:net";
 import { MailbellError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { HealthSnapshot } from "./health.ts";
+import { configKey, hostPort, isLoopback, parseListen, tokenMissingMessage } from "./listen.ts";
+import { contentSecurityPolicy, loadPageAssets, type PageAssets } from "./status-page.ts";
+import { minimalHealth, type StatusView } from "./status-view.ts";
 
 export interface StatusServerOptions {
   /** `host:port`, `[ipv6]:port` or a bare port (host 127.0.0.1); the `status.listen` config key. */
@@ -11,6 +14,13 @@ export interface StatusServerOptions {
   health: () => HealthSnapshot;
   /** Prometheus text exposition (Metrics.render). */
   metrics: () => string;
+  /** What the status page shows (GET /status.json). */
+  status: () => StatusView;
+  /**
+   * `status.token`: when set, the page's data (/status.json) and /metrics need it as
+   * `Authorization: Bearer …`. Required when listening beyond loopback.
+   */
+  token?: string | undefined;
   logger: Logger;
 }
 
@@ -20,17 +30,23 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-const configKey = "status.listen";
+// For importers of this file; the address rules live in listen.ts, which config loading also reads.
+export { isLoopback, parseListen } from "./listen.ts";
 
 /**
- * Serves GET /healthz (200 or 503 with the health snapshot as JSON) and GET /metrics. Binds exactly
- * the address given; both endpoints are unauthenticated and name accounts and mailboxes, so any
- * host other than loopback is logged as a warning.
+ * Serves the status page (GET / and its files), its data (/status.json), /healthz (200 or 503) and
+ * /metrics. Binds exactly the address given. Beyond loopback a token is required (refused
+ * otherwise). With a token (wherever it listens), the data and /metrics need it, and /healthz says
+ * only up or down and why, in counts, naming no account or mailbox. The page's own files hold
+ * nothing of this mailbell and stay open, so a browser can load the page, which asks for the token once.
  */
 export async function startStatusServer(options: StatusServerOptions): Promise<StatusServer> {
   const { host, port } = parseListen(options.listen);
   const log = options.logger;
-  const server = createServer((req, res) => handle(req, res, options));
+  const token = options.token === undefined || options.token === "" ? undefined : options.token;
+  if (!isLoopback(host) && token === undefined) throw new MailbellError("CONFIG", tokenMissingMessage(host, port));
+  const access: Access = { token, assets: await loadPageAssets() };
+  const server = createServer((req, res) => handle(req, res, options, access));
   // Scrapes are tiny; a client that dribbles its headers must not hold a socket for minutes.
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
@@ -49,9 +65,11 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
   const bound = server.address() as AddressInfo;
   const url = `http://${bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}`;
   if (!isLoopback(host)) {
-    log.warn({ listen: hostPort(host, bound.port) }, `status server listens on a non-loopback address; /healthz and /metrics have no authentication and reveal account and mailbox names. Set ${configKey} to 127.0.0.1:${bound.port} unless other machines must scrape it`);
+    log.warn({ listen: hostPort(host, bound.port) }, `status server listens on a non-loopback address: the status page's data (/status.json) and /metrics require the token (status.token) as "Authorization: Bearer <token>", which the page asks for once; /healthz stays open and says only up or down and why. Set ${configKey} to 127.0.0.1:${bound.port} unless other machines must reach it`);
+  } else if (token !== undefined) {
+    log.info({}, "status server: /status.json and /metrics require the token (status.token)");
   }
-  log.info({ address: url }, "status server listening");
+  log.info({ address: url, page: `${url}/` }, "status server listening");
 
   let closing: Promise<void> | undefined;
   return {
@@ -67,17 +85,35 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
   };
 }
 
-function handle(req: IncomingMessage, res: ServerResponse, options: StatusServerOptions): void {
-  const path = (req.url ?? "/").split("?", 1)[0];
-  if (path !== "/healthz" && path !== "/metrics") return send(res, 404, "text/plain; charset=utf-8", "not found: try /healthz or /metrics\n");
+interface Access {
+  /** When set, the data needs it, and /healthz names no account or mailbox. */
+  token: string | undefined;
+  assets: PageAssets;
+}
+
+const endpoints = ["/healthz", "/metrics", "/status.json"];
+
+function handle(req: IncomingMessage, res: ServerResponse, options: StatusServerOptions, access: Access): void {
+  const path = (req.url ?? "/").split("?", 1)[0]!;
+  const asset = Object.hasOwn(access.assets, path) ? access.assets[path as keyof PageAssets] : undefined;
+  securityHeaders(res);
+  if (!asset && !endpoints.includes(path)) return send(res, 404, "text/plain; charset=utf-8", "not found: try / (the status page), /status.json, /healthz or /metrics\n");
   if (req.method !== "GET" && req.method !== "HEAD") {
     res.setHeader("Allow", "GET, HEAD");
     return send(res, 405, "text/plain; charset=utf-8", `method ${req.method ?? "?"} not allowed: use GET or HEAD\n`);
   }
+  if (asset) return send(res, 200, asset.contentType, asset.body);
+  if (path !== "/healthz" && access.token !== undefined && !bearerMatches(req.headers.authorization, access.token)) {
+    res.setHeader("WWW-Authenticate", 'Bearer realm="mailbell"');
+    return send(res, 401, "text/plain; charset=utf-8", `${path} needs the token set as status.token in mailbell's config: send "Authorization: Bearer <token>" (the page at / asks for it)\n`);
+  }
   try {
     if (path === "/healthz") {
       const snapshot = options.health();
-      send(res, snapshot.healthy ? 200 : 503, "application/json; charset=utf-8", `${JSON.stringify(snapshot, null, 2)}\n`);
+      const body = access.token !== undefined ? minimalHealth(snapshot) : snapshot;
+      send(res, snapshot.healthy ? 200 : 503, "application/json; charset=utf-8", `${JSON.stringify(body, null, 2)}\n`);
+    } else if (path === "/status.json") {
+      send(res, 200, "application/json; charset=utf-8", JSON.stringify(options.status()));
     } else {
       send(res, 200, "text/plain; version=0.0.4; charset=utf-8", options.metrics());
     }
@@ -87,6 +123,24 @@ function handle(req: IncomingMessage, res: ServerResponse, options: StatusServer
   }
 }
 
+function securityHeaders(res: ServerResponse): void {
+  res.setHeader("Content-Security-Policy", contentSecurityPolicy);
+  res.setHeader("X-Content-Type-Options", "nosniff");
+  res.setHeader("Referrer-Policy", "no-referrer");
+}
+
+/**
+ * Compares digests, which always have the same length, in constant time: neither the token's
+ * length nor how much of it matched shows in the time taken.
+ */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = /^Bearer +(\S+) *$/i.exec(header ?? "")?.[1];
+  const digest = (text: string) => createHash("sha256").update(text, "utf8").digest();
+  const same = timingSafeEqual(digest(given ?? ""), digest(token));
+  return given !== undefined && same;
+}
+
+
 function send(res: ServerResponse, status: number, contentType: string, body: string): void {
   res.statusCode = status;
   res.setHeader("Content-Type", contentType);
@@ -94,32 +148,6 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
   res.setHeader("Cache-Control", "no-store");
   // Node drops the body of a reply to HEAD itself, keeping the headers (and Content-Length).
   res.end(body);
-}
-
-/** Splits `status.listen` into host and port; a bare port means 127.0.0.1. */
-export function parseListen(listen: string | number): { host: string; port: number } {
-  const text = String(listen).trim();
-  const match = /^(\d+)$/.exec(text) ?? /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
-  const hint = `use host:port such as 127.0.0.1:9464, [::1]:9464, or just a port such as 9464 (which listens on 127.0.0.1)`;
-  if (!match) {
-    const why = /^:\d+$/.test(text) ? "has no host" : text.split(":").length > 2 ? "looks like an IPv6 address without brackets" : "is not host:port";
-    throw new MailbellError("CONFIG", `${configKey}: ${JSON.stringify(String(listen))} ${why}; ${hint}`);
-  }
-  const host = match.length === 2 ? "127.0.0.1" : match[1]!;
-  const port = Number(match.at(-1));
-  if (!Number.isInteger(port) || port > 65535) {
-    throw new MailbellError("CONFIG", `${configKey}: port ${match.at(-1)} in ${JSON.stringify(String(listen))} is out of range; use a port from 1 to 65535 (0 picks a free one)`);
-  }
-  if (match[0].startsWith("[") && isIP(host) !== 6) throw new MailbellError("CONFIG", `${configKey}: ${JSON.stringify(host)} in brackets is not an IPv6 address; ${hint}`);
-  return { host, port };
-}
-
-/** Whether `host` can only be reached from this machine. */
-export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase();
-  if (h === "localhost" || h === "::1") return true;
-  if (isIP(h) === 4) return h.startsWith("127.");
-  return /^::ffff:127\./.test(h);
 }
 
 function listenError(err: NodeJS.ErrnoException, host: string, port: number): MailbellError {
@@ -132,8 +160,4 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Ma
   };
   const why = fixes[err.code ?? ""] ?? `${err.message}; check ${configKey}`;
   return new MailbellError("CONFIG", `status server cannot listen on ${address} (${configKey}): ${why}`, { cause: err });
-}
-
-function hostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -60,4 +60,18 @@ describe("Outbox", () => {
     outbox.markDone([id(1)], 3000);
     assert.deepEqual([outbox.get(id(1))!.state, outbox.get(id(1))!.lastError], ["dead", "answered 404"]);
   });
+
+  it("recent: the latest queued rows first, with their outcome and no payload or error text", () => {
+    const { outbox } = State.open(":memory:");
+    outbox.enqueue([row(1), row(2)], 1000);
+    outbox.enqueue([row(3)], 1500);
+    outbox.markDone([id(1)], 2000);
+    outbox.markDead([id(2)], "POST https://hooks.slack.com/services/SECRET failed", 3000);
+    const recent = outbox.recent(2);
+    assert.deepEqual(recent, [
+      { rule: "r", target: "t", subject: "s3", state: "pending", attempts: 0, createdAt: 1500, updatedAt: 1500 },
+      { rule: "r", target: "t", subject: "s2", state: "dead", attempts: 1, createdAt: 1000, updatedAt: 3000 },
+    ]);
+    assert.doesNotMatch(JSON.stringify(outbox.recent(10)), /SECRET|body/);
+  });
 });

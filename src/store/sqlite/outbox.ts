@@ -1,5 +1,6 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { outboxId, type NewOutboxRow, type OutboxRow, type OutboxState, type OutboxStore } from "../../outbox/store.ts";
+import type { NotificationEntry, RecentNotifications } from "../../daemon/status-view.ts";
 import type { Notification } from "../../targets/types.ts";
 import { transaction } from "./db.ts";
 
@@ -11,7 +12,7 @@ const columns = `rowid AS seq, id, target, rule, account, mailbox, uid_validity 
   last_error AS lastError, created_at AS createdAt, updated_at AS updatedAt`;
 
 /** The outbox kept in SQLite (table outbox). */
-export class Outbox implements OutboxStore {
+export class Outbox implements OutboxStore, RecentNotifications {
   readonly #db: DatabaseSync;
   readonly #insert: StatementSync;
   readonly #ready: StatementSync;
@@ -154,6 +155,12 @@ export class Outbox implements OutboxStore {
   /** Per target with rows waiting, when the oldest of them was queued (epoch ms). */
   oldestPending(): { target: string; createdAt: number }[] {
     return (this.#oldestPending.all() as { target: string; at: number }[]).map((r) => ({ target: r.target, createdAt: Number(r.at) }));
+  }
+
+  /** The most recently queued rows, newest first, without payload or error text (for the status page). */
+  recent(limit: number): NotificationEntry[] {
+    const rows = this.#db.prepare("SELECT rule, target, subject, state, attempts, created_at AS createdAt, updated_at AS updatedAt FROM outbox ORDER BY rowid DESC LIMIT ?").all(limit);
+    return (rows as unknown as NotificationEntry[]).map((r) => ({ ...r, attempts: Number(r.attempts), createdAt: Number(r.createdAt), updatedAt: Number(r.updatedAt) }));
   }
 
   /** Forgets delivered rows older than the cutoff; pending and dead rows are kept. */

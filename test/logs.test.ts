@@ -66,7 +66,8 @@ const ansi = /\u001b\[[0-9;]*m/g;
 describe("mailbell run's log", () => {
   it("is JSON lines only when stderr is a pipe, levels as words, signals included; stdout stays empty", async () => {
     const child = spawn(process.execPath, [entry, "run", "--config", config("alice"), "--log-level", "debug"], {
-      env: { ...process.env, MAILBELL_TEST_PASS: "alicepw" },
+      // Makes Node warn (a process warning, printed as plain text by default) at the first TLS connection.
+      env: { ...process.env, MAILBELL_TEST_PASS: "alicepw", NODE_TLS_REJECT_UNAUTHORIZED: "0" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -98,6 +99,8 @@ describe("mailbell run's log", () => {
     assert.deepEqual(records.find((r) => r.signal === "SIGINT")?.level, "info");
     assert.match(records.find((r) => r.signal === "SIGINT")?.msg ?? "", /SIGINT received, stopping \(send it again to exit at once\)/);
     assert.equal(records.at(-1)?.msg, "mailbell stopped");
+    const warning = records.find((r) => /NODE_TLS_REJECT_UNAUTHORIZED/.test(r.msg ?? ""));
+    assert.equal(warning?.level, "warn", "Node's process warning is a log record");
     assert.equal(stdout, "", "nothing on stdout");
     assert.ok(!stderr.includes("alicepw") && !stderr.includes("alice-secret"), "no password or webhook URL");
   });

@@ -164,6 +164,7 @@ async function runWithSignals(options: { config: string; logLevel?: string; logF
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  const restoreWarnings = warningsAsLogRecords(log);
   try {
     return await runCommand({ ...options, signal: controller.signal, onLogger: (l) => (logger = l) });
   } catch (err) {
@@ -172,7 +173,24 @@ async function runWithSignals(options: { config: string; logLevel?: string; logF
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    restoreWarnings();
   }
+}
+
+/**
+ * Node prints a process warning (a deprecation in a dependency, MaxListenersExceeded, insecure TLS
+ * settings) as a plain "(node:PID) Warning: …" line on stderr through its own 'warning' listener.
+ * While run runs, that listener is replaced by a log record, so the log stays one format.
+ */
+function warningsAsLogRecords(log: () => Logger): () => void {
+  const printers = process.listeners("warning");
+  process.removeAllListeners("warning");
+  const onWarning = (warning: Error & { code?: string }) => log().warn({ warning: warning.name, code: warning.code }, warning.message);
+  process.on("warning", onWarning);
+  return () => {
+    process.off("warning", onWarning);
+    for (const printer of printers) process.on("warning", printer);
+  };
 }
 
 function version(): string {

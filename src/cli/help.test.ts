@@ -19,7 +19,8 @@ describe("mailbell help", () => {
     const help = await runCli(["help"]);
     assert.equal(help.code, 0);
     for (const c of commandHelp) assert.match(help.out, new RegExp(`^  ${c.name} +${c.summary.replace(/[()]/g, "\\$&")}$`, "m"));
-    assert.match(help.out, /--log-format FMT +json\|pretty\|auto/);
+    assert.match(help.out, /--log-format FMT +run's log: json\|pretty\|auto/);
+    assert.equal((await runCli(["help", "help"])).out, help.out);
     assert.match(help.out, /Exit codes: 0 ok/);
     assert.equal((await runCli(["--help"])).out, help.out);
     const bare = await runCli([]);

@@ -129,8 +129,8 @@ export const commandNames: readonly string[] = commandHelp.map((c) => c.name);
 
 const globalOptions: readonly (readonly [string, string])[] = [
   ["-c, --config FILE", "the YAML config (default: mailbell.yaml)"],
-  ["    --log-level LVL", "fatal|error|warn|info|debug|trace (overrides log.level)"],
-  ["    --log-format FMT", "json|pretty|auto (overrides log.format)"],
+  ["    --log-level LVL", "run's log: fatal|error|warn|info|debug|trace (overrides log.level)"],
+  ["    --log-format FMT", "run's log: json|pretty|auto (overrides log.format)"],
   ["-h, --help", "this text; mailbell COMMAND --help for one command"],
   ["-v, --version", "print the version"],
 ];
@@ -157,6 +157,7 @@ export function overviewHelp(): string {
 
 /** `mailbell help COMMAND`; an unknown command is a UsageError that lists the commands there are. */
 export function helpFor(name: string): string {
+  if (name === "help") return overviewHelp();
   const help = commandHelp.find((c) => c.name === name);
   if (!help) throw new UsageError(unknownCommand(name));
   return [

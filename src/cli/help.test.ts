@@ -44,6 +44,15 @@ describe("mailbell help", () => {
     assert.match(run.out, /--log-format FMT +json: one JSON object per line; pretty: readable lines/);
   });
 
+  it("refuses a log level or format that does not exist before starting, naming the valid ones", async () => {
+    const level = await runCli(["run", "--log-level", "loud", "--config", "/nonexistent/mailbell.yaml"]);
+    assert.equal(level.code, 2);
+    assert.match(level.err, /--log-level "loud" is not a log level: use one of fatal, error, warn, info, debug, trace/);
+    const format = await runCli(["run", "--log-format", "xml", "--config", "/nonexistent/mailbell.yaml"]);
+    assert.equal(format.code, 2);
+    assert.match(format.err, /--log-format "xml" is not a log format: use json .*, pretty .* or auto/);
+  });
+
   it("an unknown command is a usage error listing the commands there are", async () => {
     for (const args of [["help", "frobnicate"], ["frobnicate", "--help"], ["frobnicate"]]) {
       const r = await runCli(args);

@@ -95,7 +95,7 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
   switch (command) {
     case "run":
       expectNoMore(command, rest);
-      return runWithSignals({ config: values.config, logLevel: values["log-level"], logFormat: logFormatOf(values["log-format"]), env: io.env });
+      return runWithSignals({ config: values.config, logLevel: logLevelOf(values["log-level"]), logFormat: logFormatOf(values["log-format"]), env: io.env });
     case "check":
       expectNoMore(command, rest);
       return checkCommand({ config: values.config }, io);
@@ -138,6 +138,13 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
 
 function expectNoMore(command: string, rest: readonly string[]): void {
   if (rest.length > 0) throw new UsageError(`mailbell ${command} takes no arguments besides options (got "${rest.join(" ")}").`);
+}
+
+const logLevels = ["fatal", "error", "warn", "info", "debug", "trace"];
+
+function logLevelOf(value: string | undefined): string | undefined {
+  if (value === undefined || logLevels.includes(value)) return value;
+  throw new UsageError(`--log-level "${value}" is not a log level: use one of ${logLevels.join(", ")} (info is the default).`);
 }
 
 function logFormatOf(value: string | undefined): LogFormat | undefined {

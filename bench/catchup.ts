@@ -683,11 +683,11 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
     const totalYen = totals.reduce((s, t) => s + Number(t.units) / 10 ** Number(t.scale), 0);
     const rowsOf = (rule: string): number => Number(rows.find((r) => r.rule === rule)?.n ?? 0);
 
-    const entries = logText.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { msg?: string; level?: number; time?: string; err?: string });
+    const entries = logText.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { msg?: string; level?: string; time?: string; err?: string });
     const watching = entries.find((e) => e.msg === "watching");
     const watchingEpoch = watching?.time ? Date.parse(watching.time) : NaN;
-    const errors = entries.filter((e) => (e.level ?? 0) >= 50).map((e) => `${e.msg}${e.err ? `: ${e.err}` : ""}`);
-    const warnings = entries.filter((e) => e.level === 40).length;
+    const errors = entries.filter((e) => e.level === "error" || e.level === "fatal").map((e) => `${e.msg}${e.err ? `: ${e.err}` : ""}`);
+    const warnings = entries.filter((e) => e.level === "warn").length;
 
     const at = (fraction: number): number => {
       const target = Math.ceil(lastUid - mails + fraction * mails);

@@ -2,7 +2,18 @@ import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { asLogger, type LogSink } from "./log.ts";
-import { createLogger } from "./pino-logger.ts";
+import { createLogger, resolveLogFormat } from "./pino-logger.ts";
+
+function collect(): { sink: Writable; text: () => string } {
+  const chunks: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk.toString());
+      done();
+    },
+  });
+  return { sink, text: () => chunks.join("") };
+}
 
 describe("createLogger", () => {
   it("never writes a password, token, webhook URL or auth header, at the top level or one level down", () => {
@@ -22,6 +33,36 @@ describe("createLogger", () => {
     assert.equal((out.match(/\*\*\*\*/g) ?? []).length, 7);
     assert.match(out, /"account":"a"/);
     assert.match(out, /"account":"personal"/);
+  });
+});
+
+describe("log formats", () => {
+  it("json: one object per line with the level as a word", () => {
+    const { sink, text } = collect();
+    const log = createLogger({ level: "debug", format: "json", destination: sink });
+    log.info({ account: "a" }, "watching");
+    log.child({ mailbox: "INBOX" }).error({ pass: "hunter2" }, "failed");
+    const lines = text().trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(lines.map((l) => [l.level, l.msg]), [["info", "watching"], ["error", "failed"]]);
+    assert.equal(lines[1]!.pass, "****");
+  });
+
+  it("pretty: a readable line per record, not JSON, secrets still masked", () => {
+    const { sink, text } = collect();
+    const log = createLogger({ format: "pretty", destination: sink });
+    log.warn({ account: "a", token: "xoxb-1" }, "slow server");
+    const out = text();
+    assert.equal(out.trimEnd().split("\n").length, 1, out);
+    assert.match(out, /^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}\] WARN: slow server \{"account":"a","token":"\*\*\*\*"\}\n$/);
+    assert.ok(!out.includes("xoxb-1"));
+  });
+
+  it("auto is pretty on a terminal and json anywhere else; an explicit format wins", () => {
+    assert.deepEqual([resolveLogFormat("auto", true), resolveLogFormat("auto", false)], ["pretty", "json"]);
+    assert.deepEqual([resolveLogFormat("json", true), resolveLogFormat("pretty", false)], ["json", "pretty"]);
+    const { sink, text } = collect();
+    createLogger({ destination: sink }).info({}, "to a pipe");
+    assert.equal((JSON.parse(text()) as { level: string }).level, "info", "a stream that is not a terminal gets JSON");
   });
 });
 

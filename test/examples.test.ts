@@ -1,11 +1,13 @@
-/** The shipped example config, run with `mailbell test` on the hand-written receipt fixtures. */
+/** The shipped examples: the config, run with `mailbell test` on the hand-written receipt fixtures; the systemd unit, against the README. */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { main } from "../src/cli/main.ts";
 import type { CliIO } from "../src/cli/io.ts";
+import { configSchema } from "../src/config/schema.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
 const example = path.join(root, "examples/purchase-receipts.yaml");
@@ -120,5 +122,68 @@ describe("examples/purchase-receipts.yaml", () => {
     const code = await main(["check", "--config", example], { out: () => {}, err: (t) => void (err += t), env: {} });
     assert.equal(code, 2);
     assert.match(err, /purchase-receipts\.yaml:10: accounts\[0\]\.user: environment variable GMAIL_USER is not set/);
+  });
+});
+
+/**
+ * examples/mailbell.service against the README's "Running as a service": the same clone, user,
+ * config, state and secrets paths, a command line mailbell accepts, and a unit systemd accepts.
+ */
+describe("examples/mailbell.service", () => {
+  const unitText = readFileSync(path.join(root, "examples/mailbell.service"), "utf8");
+  const readme = readFileSync(path.join(root, "README.md"), "utf8");
+  const section = /^## Running as a service\n([\s\S]*?)^## /m.exec(readme)?.[1] ?? "";
+  const unit = new Map(
+    unitText
+      .split("\n")
+      .filter((line) => /^[A-Za-z]+=/.test(line))
+      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)] as const),
+  );
+  const fromReadme = (pattern: RegExp, what: string): string => {
+    const m = pattern.exec(section);
+    assert.ok(m, `the README's "Running as a service" says ${what} (${pattern})`);
+    return m[1]!;
+  };
+  const cloneDir = fromReadme(/git clone \S+ (\/\S+)/, "where the clone goes");
+  const execStart = unit.get("ExecStart")!.split(" ");
+
+  it("starts the clone's command the README installs, directly (no npx), with a command line mailbell accepts", async () => {
+    assert.ok(!unit.get("ExecStart")!.includes("npx"));
+    assert.equal(execStart[0], `${cloneDir}/bin/mailbell.js`);
+    assert.match(section, new RegExp(`cd ${cloneDir} && npm (install|ci)`), "the README installs the clone's dependencies and dist/");
+    const command = path.join(root, execStart[0]!.slice(cloneDir.length + 1));
+    assert.ok((statSync(command).mode & 0o111) !== 0, `${command} is executable`);
+    assert.match(readFileSync(command, "utf8"), /^#!\/usr\/bin\/env node\n/);
+    assert.equal(execStart[execStart.indexOf("--config") + 1], fromReadme(/cp mailbell\.yaml (\S+)/, "where the config goes"));
+    // The unit's arguments, asking for help: a command or option mailbell does not know fails here.
+    const help = await runCli([...execStart.slice(1), "--help"]);
+    assert.equal(help.code, 0, help.err);
+    assert.match(help.out, new RegExp(`^mailbell ${execStart[1]}: `));
+  });
+
+  it("runs as the user the README creates, with the state folder, config and secrets where the README puts them", () => {
+    const user = fromReadme(/useradd .* (\S+)\n/, "which user to create");
+    assert.equal(unit.get("User"), user);
+    const stateDir = `/var/lib/${unit.get("StateDirectory")}`;
+    assert.equal(unit.get("WorkingDirectory"), stateDir);
+    assert.equal(fromReadme(/useradd .*--home-dir (\S+)/, "the user's home"), stateDir);
+    assert.equal(path.posix.dirname(fromReadme(/state: (\S+)/, "the state file's path")), stateDir);
+    assert.equal(unit.get("EnvironmentFile"), fromReadme(/install -m 0600 \/dev\/null (\S+)/, "where the secrets go"));
+    assert.match(section, /cp examples\/mailbell\.service \/etc\/systemd\/system\//);
+  });
+
+  it("reloads with SIGHUP and waits out the outbox drain when stopping", () => {
+    assert.equal(unit.get("ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert.ok(Number(unit.get("TimeoutStopSec")) > configSchema.parse({}).outbox.drainSeconds);
+    assert.equal(unit.get("Restart"), "always");
+  });
+
+  it("is a unit systemd accepts (systemd-analyze verify, with the clone here)", (t) => {
+    const analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].find((p) => existsSync(p));
+    if (!analyze) return t.skip("systemd-analyze is not installed (Debian package systemd)");
+    const copy = path.join(stamped, "mailbell.service");
+    writeFileSync(copy, unitText.replaceAll(`${cloneDir}/`, `${root}/`));
+    const result = spawnSync(analyze, ["verify", copy], { encoding: "utf8" });
+    assert.equal(result.status, 0, `${result.stdout}${result.stderr}`);
   });
 });

@@ -3,37 +3,15 @@ import { parseArgs } from "node:util";
 import { ConfigError, MailbellError, UsageError } from "../errors.ts";
 import { authCommand } from "./auth.ts";
 import { checkCommand } from "./check.ts";
+import { helpFor, overviewHelp, unknownCommand } from "./help.ts";
 import { processIO, type CliIO } from "./io.ts";
 import { outboxCommand } from "./outbox.ts";
 import { unreadableCommand } from "./unreadable.ts";
 import { runCommand } from "./run.ts";
 import { testCommand } from "./test-mail.ts";
-
-const usage = `Usage: mailbell <command> [options]
-
-Commands:
-  run   --config FILE              watch the mailboxes and notify (until SIGINT/SIGTERM)
-  check --config FILE              validate the config, log in to every account, check every mailbox
-  test  --config FILE MAIL.eml     run the rules on a saved message and show what would be sent
-        [--json] [--received-at ISO-DATE] [--account NAME] [--mailbox NAME]
-  outbox --config FILE [--json]   list notifications waiting to be sent and those that gave up
-  outbox retry ID|--all           put dead notifications back in the queue
-  unreadable --config FILE [--json]
-                                   list mail set aside because it could not be read
-  unreadable retry UID|--all      ask the running mailbell to read it again
-        [--account NAME] [--mailbox NAME]
-  auth google|microsoft|custom    sign in once with OAuth2 and print the refresh token
-        --client-id ID [--client-secret S] [--tenant T] [--flow device|redirect]
-        [--token-url U] [--authorize-url U] [--device-url U] [--scope S]
-
-Options:
-  -c, --config FILE     the YAML config (default: mailbell.yaml)
-      --log-level LVL   fatal|error|warn|info|debug|trace (overrides log.level)
-  -h, --help            this text
-  -v, --version         print the version
-
-Exit codes: 0 ok, 2 bad command line or config, 3 a check failed (login, mailbox),
-4 state database problem, 70 internal error.`;
+import { totalsCommand } from "./totals.ts";
+import type { Logger } from "../log.ts";
+import { createLogger, logFormats, type LogFormat } from "../pino-logger.ts";
 
 /** Exit code for each error kind; the only place that decides how mailbell ends. */
 const exitCodes: Record<MailbellError["code"], number> = {
@@ -53,14 +31,21 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
   try {
     return await dispatch(argv, io);
   } catch (err) {
-    if (err instanceof MailbellError) {
-      io.err(err instanceof ConfigError ? `mailbell: config error: ${err.message}` : `mailbell: ${err.message}`);
-      if (err instanceof UsageError) io.err("Run `mailbell --help` for usage.");
-      return exitCodes[err.code];
-    }
-    io.err(`mailbell: internal error: ${(err as Error).stack ?? String(err)}\nThis is a bug; please report it with the lines above.`);
-    return 70;
+    io.err(failureMessage(err));
+    if (err instanceof UsageError) io.err("Run `mailbell help` for usage.");
+    return exitCodeOf(err);
   }
+}
+
+/** How a failure is put to the user, on stderr or (while `run` logs) as a log record. */
+function failureMessage(err: unknown): string {
+  if (err instanceof ConfigError) return `mailbell: config error: ${err.message}`;
+  if (err instanceof MailbellError) return `mailbell: ${err.message}`;
+  return `mailbell: internal error: ${(err as Error).stack ?? String(err)}\nThis is a bug; please report it with the lines above.`;
+}
+
+function exitCodeOf(err: unknown): number {
+  return err instanceof MailbellError ? exitCodes[err.code] : 70;
 }
 
 async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
@@ -76,6 +61,10 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
         account: { type: "string" },
         mailbox: { type: "string" },
         "log-level": { type: "string" },
+        "log-format": { type: "string" },
+        rule: { type: "string" },
+        since: { type: "string" },
+        csv: { type: "boolean", default: false },
         all: { type: "boolean", default: false },
         "client-id": { type: "string" },
         "client-secret": { type: "string" },
@@ -98,14 +87,15 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
     io.out(version());
     return 0;
   }
-  if (values.help || command === undefined || command === "help") {
-    io.out(usage);
+  if (command === "help" || values.help || command === undefined) {
+    const topic = command === "help" ? rest[0] : command;
+    io.out(topic === undefined ? overviewHelp() : helpFor(topic));
     return command === undefined && !values.help ? 2 : 0;
   }
   switch (command) {
     case "run":
       expectNoMore(command, rest);
-      return runWithSignals(values.config, values["log-level"], io);
+      return runWithSignals({ config: values.config, logLevel: logLevelOf(values["log-level"]), logFormat: logFormatOf(values["log-format"]), env: io.env });
     case "check":
       expectNoMore(command, rest);
       return checkCommand({ config: values.config }, io);
@@ -137,8 +127,12 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
       return outboxCommand({ config: values.config, args: rest, all: values.all, json: values.json }, io);
     case "unreadable":
       return unreadableCommand({ config: values.config, args: rest, all: values.all, json: values.json, account: values.account, mailbox: values.mailbox }, io);
+    case "totals":
+      if (rest[0] === "rebuild") throw new UsageError("totals rebuild is not in this build yet (it arrives with mailbell backfill); mailbell totals lists what was counted.");
+      expectNoMore(command, rest);
+      return totalsCommand({ config: values.config, rule: values.rule, since: values.since, json: values.json, csv: values.csv }, io);
     default:
-      throw new UsageError(`unknown command "${command}". Commands: run, check, test, outbox, unreadable, auth.`);
+      throw new UsageError(unknownCommand(command));
   }
 }
 
@@ -146,25 +140,64 @@ function expectNoMore(command: string, rest: readonly string[]): void {
   if (rest.length > 0) throw new UsageError(`mailbell ${command} takes no arguments besides options (got "${rest.join(" ")}").`);
 }
 
-/** SIGINT/SIGTERM stop gracefully; a second signal ends the process at once. */
-async function runWithSignals(config: string, logLevel: string | undefined, io: CliIO): Promise<number> {
+const logLevels = ["fatal", "error", "warn", "info", "debug", "trace"];
+
+function logLevelOf(value: string | undefined): string | undefined {
+  if (value === undefined || logLevels.includes(value)) return value;
+  throw new UsageError(`--log-level "${value}" is not a log level: use one of ${logLevels.join(", ")} (info is the default).`);
+}
+
+function logFormatOf(value: string | undefined): LogFormat | undefined {
+  if (value === undefined || (logFormats as readonly string[]).includes(value)) return value as LogFormat | undefined;
+  throw new UsageError(`--log-format "${value}" is not a log format: use json (one JSON object per line), pretty (readable lines) or auto (pretty on a terminal, else json).`);
+}
+
+/**
+ * SIGINT/SIGTERM stop gracefully; a second signal ends the process at once. While it runs, what
+ * mailbell says about signals and a failure is a log record, so a JSON log stays JSON only.
+ */
+async function runWithSignals(options: { config: string; logLevel?: string; logFormat?: LogFormat; env: NodeJS.ProcessEnv }): Promise<number> {
+  let logger: Logger | undefined;
+  // Until the config is read, the command line alone says how to log (a config error needs a logger too).
+  const log = (): Logger => (logger ??= createLogger({ level: options.logLevel ?? "info", format: options.logFormat }));
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
-      io.err(`mailbell: ${signal} again, exiting now`);
+      log().warn({ signal }, `${signal} again, exiting now`);
       process.exit(130);
     }
-    io.err(`mailbell: ${signal} received, stopping (send it again to exit at once)`);
+    log().info({ signal }, `${signal} received, stopping (send it again to exit at once)`);
     controller.abort();
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  const restoreWarnings = warningsAsLogRecords(log);
   try {
-    return await runCommand({ config, logLevel, signal: controller.signal, env: io.env });
+    return await runCommand({ ...options, signal: controller.signal, onLogger: (l) => (logger = l) });
+  } catch (err) {
+    log().error({ code: err instanceof MailbellError ? err.code : "INTERNAL", exitCode: exitCodeOf(err) }, failureMessage(err));
+    return exitCodeOf(err);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    restoreWarnings();
   }
+}
+
+/**
+ * Node prints a process warning (a deprecation in a dependency, MaxListenersExceeded, insecure TLS
+ * settings) as a plain "(node:PID) Warning: …" line on stderr through its own 'warning' listener.
+ * While run runs, that listener is replaced by a log record, so the log stays one format.
+ */
+function warningsAsLogRecords(log: () => Logger): () => void {
+  const printers = process.listeners("warning");
+  process.removeAllListeners("warning");
+  const onWarning = (warning: Error & { code?: string }) => log().warn({ warning: warning.name, code: warning.code }, warning.message);
+  process.on("warning", onWarning);
+  return () => {
+    process.off("warning", onWarning);
+    for (const printer of printers) process.on("warning", printer);
+  };
 }
 
 function version(): string {

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { loadConfig } from "../config/load.ts";
+import { loadConfig, type LoadedConfig } from "../config/load.ts";
 import { MailbellError } from "../errors.ts";
 import { State } from "../store/sqlite/state.ts";
 import type { CliIO } from "./io.ts";
@@ -9,14 +9,14 @@ import type { CliIO } from "./io.ts";
  * without its secrets (unset `${VAR}`s become placeholders), and a state file that does not exist
  * yet is an error rather than a new empty one.
  */
-export async function withState<T>(config: string, io: CliIO, fn: (state: State) => T | Promise<T>): Promise<T> {
+export async function withState<T>(config: string, io: CliIO, fn: (state: State, loaded: LoadedConfig) => T | Promise<T>): Promise<T> {
   const loaded = await loadConfig(config, io.env, { missingEnv: "placeholder" });
   if (!existsSync(loaded.statePath)) {
     throw new MailbellError("STATE", `no state database at ${loaded.statePath} yet: mailbell has not run with this config (or state: points elsewhere).`);
   }
   const state = State.open(loaded.statePath);
   try {
-    return await fn(state);
+    return await fn(state, loaded);
   } finally {
     state.close();
   }

@@ -20,8 +20,10 @@ export const configSchema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+      /** json: one JSON object per line; pretty: readable lines; auto: pretty on a terminal, else json. */
+      format: z.enum(["json", "pretty", "auto"]).default("auto"),
     })
-    .default({ level: "info" }),
+    .default({ level: "info", format: "auto" }),
   watch: watchSchema.default(watchSchema.parse({})),
   outbox: outboxSchema.default(outboxSchema.parse({})),
   status: statusSchema.optional(),

@@ -181,6 +181,19 @@ function provideChromium() {
   if (!existsSync(CHROMIUM)) fail(["still missing after apt-get: " + CHROMIUM + " (package chromium)"]);
 }
 
+/**
+ * test/examples.test.ts checks the service unit in examples/ with `systemd-analyze verify`, the way
+ * systemd itself would read it. Debian's systemd package carries the tool (it starts no service
+ * when installed in a container).
+ */
+const SYSTEMD_ANALYZE = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"];
+
+function provideSystemdAnalyze() {
+  if (SYSTEMD_ANALYZE.some((p) => existsSync(p))) return;
+  install(["systemd"], "test/examples.test.ts verifies examples/mailbell.service with systemd-analyze");
+  if (!SYSTEMD_ANALYZE.some((p) => existsSync(p))) fail(["still missing after apt-get: systemd-analyze (package systemd)"]);
+}
+
 function provideInterop() {
   const missingTools = () => INTEROP_TOOLS.filter(([, file]) => !existsSync(file)).map(([pkg]) => pkg);
   let need = missingTools();
@@ -213,5 +226,6 @@ if (!/^2\.3\./.test(dovecotVersion)) {
 provideInterop();
 provideDnsmasq();
 provideChromium();
+provideSystemdAnalyze();
 
 console.log(`preflight: ok — node ${process.version} (${process.execPath}), dovecot ${dovecotVersion}, ${which("openssl")}, ${which("dnsmasq")}, ${CHROMIUM}, cyrus-imapd and courier-imap in ${INTEROP_CACHE}`);

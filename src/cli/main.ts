@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, MailbellError, UsageError } from "../errors.ts";
 import { authCommand } from "./auth.ts";
 import { checkCommand } from "./check.ts";
+import { initCommand } from "./init.ts";
 import { processIO, type CliIO } from "./io.ts";
 import { outboxCommand } from "./outbox.ts";
 import { unreadableCommand } from "./unreadable.ts";
@@ -12,6 +13,7 @@ import { testCommand } from "./test-mail.ts";
 const usage = `Usage: mailbell <command> [options]
 
 Commands:
+  init  [--dir DIR] [--force]      ask a few questions and write a first config (mailbell init --help)
   run   --config FILE              watch the mailboxes and notify (until SIGINT/SIGTERM)
   check --config FILE              validate the config, log in to every account, check every mailbox
   test  --config FILE MAIL.eml     run the rules on a saved message and show what would be sent
@@ -64,6 +66,8 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
 }
 
 async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
+  // init has a flag for each of its questions, so it reads its own options.
+  if (argv[0] === "init") return initCommand(argv.slice(1), io);
   let parsed;
   try {
     parsed = parseArgs({
@@ -138,7 +142,7 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
     case "unreadable":
       return unreadableCommand({ config: values.config, args: rest, all: values.all, json: values.json, account: values.account, mailbox: values.mailbox }, io);
     default:
-      throw new UsageError(`unknown command "${command}". Commands: run, check, test, outbox, unreadable, auth.`);
+      throw new UsageError(`unknown command "${command}". Commands: init, run, check, test, outbox, unreadable, auth.`);
   }
 }
 

@@ -24,6 +24,13 @@ const freshDir = (): string => mkdtempSync(path.join(tmpdir(), "mailbell-init-")
 /** The child's environment: no secrets of the test runner's, so check's findings are ours. */
 const bareEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: tmpdir(), TERM: "xterm", LANG: "C.UTF-8", TZ: "Asia/Tokyo" };
 
+// Started at once, so Dovecot comes up while the terminal tests run.
+const servers = Promise.all([startDovecot(), startReceiver()]);
+after(async () => {
+  const [dovecot, receiver] = await servers;
+  await Promise.all([dovecot.dispose(), receiver.close()]);
+});
+
 /** `mailbell init` on a pseudo-terminal: waits for each question's text before typing the answer. */
 class TerminalSession {
   readonly child: ChildProcess;
@@ -117,6 +124,27 @@ describe("mailbell init on a terminal", { concurrency: 2 }, () => {
     assert.match(yaml, /timezone: Asia\/Tokyo/);
     assert.match(yaml, /type: ntfy\n\s+server: https:\/\/ntfy\.sh.*\n\s+topic: "\$\{NTFY_TOPIC\}"/);
   });
+
+  it("for another server asks host, TLS and port, asks again for a wrong port, and on Ctrl-C stops writing nothing", async () => {
+    const dir = freshDir();
+    const term = new TerminalSession(["--dir", dir]);
+    try {
+      await term.answer("Which mail provider?", "Choose 1-6 [1]: ", "6");
+      await term.answer("IMAP server host name", ": ", "mail.example.org");
+      await term.answer("How does the server use TLS?", "Choose 1-3 [1]: ", "2"); // STARTTLS
+      await term.answer("Port [143]", ": ", "99999");
+      await term.answer("not a port number; use 1–65535", "Port [143]: ", "");
+      await term.answer("Your address", ": ", "me");
+      await term.waitFor("How does mailbell sign in?");
+      await term.waitFor("Choose 1-2 [1]: "); // no OAuth2 offered for an unknown server
+      term.child.stdin!.write("\x03");
+      assert.equal(await term.exit, 2, term.screen);
+    } finally {
+      term.child.kill();
+    }
+    assert.match(term.screen, /stopped before every question was answered; nothing was written/);
+    assert.equal(existsSync(path.join(dir, "mailbell.yaml")), false);
+  });
 });
 
 describe("mailbell init with flags only", () => {
@@ -143,14 +171,19 @@ describe("mailbell init with flags only", () => {
     assert.match(readFileSync(path.join(dir, "mailbell.yaml"), "utf8"), /host: imap\.fastmail\.com/);
   });
 
-  it("as its own process without a terminal, names every missing answer's flag, and writes nothing", async () => {
+  it("without a terminal, names every missing answer's flag, and writes nothing", async () => {
     const dir = freshDir();
-    const r = await runProcess(["init", "--dir", dir, "--provider", "other", "--user", "me"]);
+    const r = await runCli(["init", "--dir", dir, "--provider", "other", "--user", "me"]);
     assert.equal(r.code, 2);
     assert.match(r.err, /no terminal to ask on, and these answers are missing: --host, --target, --rule\. Give them as flags/);
     assert.equal(existsSync(path.join(dir, "mailbell.yaml")), false);
     const wrong = await runCli(["init", "--dir", dir, "--provider", "hotmail"]);
     assert.match(wrong.err, /--provider hotmail is not one of: gmail, microsoft365, icloud, fastmail, yahoo, other/);
+    const flags = ["init", "--dir", dir, "--provider", "other", "--host", "h.example", "--user", "me", "--target", "slack", "--rule", "apple"];
+    assert.match((await runCli([...flags, "--port", "0"])).err, /--port 0: not a port number; use 1–65535/);
+    assert.match((await runCli([...flags, "--auth", "oauth2"])).err, /--auth oauth2 is not one of: app-password, password-command/);
+    assert.match((await runCli([...flags, "--timezone", "Mars/Olympus"])).err, /--timezone Mars\/Olympus: not a time zone/);
+    assert.equal(existsSync(path.join(dir, "mailbell.yaml")), false);
   });
 });
 
@@ -158,10 +191,7 @@ describe("the config init writes, against a real server", () => {
   let dovecot: Dovecot;
   let receiver: Receiver;
   before(async () => {
-    [dovecot, receiver] = await Promise.all([startDovecot(), startReceiver()]);
-  });
-  after(async () => {
-    await Promise.all([dovecot?.dispose(), receiver?.close()]);
+    [dovecot, receiver] = await servers;
   });
 
   it("passes check with the secrets set (from .env), fails naming a variable unset, and posts a first mail", async () => {
@@ -208,14 +238,3 @@ describe("the config init writes, against a real server", () => {
     }
   });
 });
-
-/** `mailbell ARGS` as its own process, stdin and stdout not a terminal. */
-async function runProcess(args: readonly string[]): Promise<{ code: number; out: string; err: string }> {
-  const child = spawn(process.execPath, [entry, ...args], { stdio: ["ignore", "pipe", "pipe"], env: bareEnv });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (c: Buffer) => void (out += c.toString("utf8")));
-  child.stderr.on("data", (c: Buffer) => void (err += c.toString("utf8")));
-  const code = await new Promise<number>((resolve) => child.on("close", (c) => resolve(c ?? -1)));
-  return { code, out, err };
-}

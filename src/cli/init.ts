@@ -102,54 +102,86 @@ function parseInitArgs(argv: readonly string[], presets: Presets): Flags {
   }
 }
 
+interface Question<T extends string> {
+  flag: string;
+  question: string;
+  /** Numbered choices; without them the answer is free text. */
+  choices?: readonly { value: T; title: string }[];
+  /** Enter takes it on a terminal (default: the first choice); without a terminal it is used when the flag is left out… */
+  preset?: T;
+  /** …unless needed: then the flag must be given (the choice is the user's, not ours). */
+  needed?: boolean;
+  /** What is wrong with a free-text answer, if anything: asked again on a terminal, refused as a flag. */
+  problem?: (answer: string) => string | undefined;
+}
+
+type Answer = <T extends string>(q: Question<T>) => Promise<T>;
+
 /**
  * One answer per question: the flag when given (checked), else the terminal's answer, else the
- * default. Without a terminal, every question without a default must have its flag; those
- * missing are named together.
+ * default. Without a terminal, the flags missing are named together.
  */
 async function collectAnswers(presets: Presets, flags: Flags, asker: Asker | undefined): Promise<InitAnswers> {
   const missing: string[] = [];
-  // `needed`: without a terminal the flag must be given even though the terminal offers a default.
-  const answer: Answer = async <T extends string>(flag: string, valid: readonly { value: T; title: string }[] | undefined, question: string, preset?: T, needed = false): Promise<T> => {
-    const given = flags[flag];
+  const answer: Answer = async <T extends string>(q: Question<T>): Promise<T> => {
+    const given = flags[q.flag];
     if (typeof given === "string") {
-      if (valid && !valid.some((c) => c.value === given)) throw new UsageError(`--${flag} ${given} is not one of: ${valid.map((c) => c.value).join(", ")}.`);
+      if (q.choices && !q.choices.some((c) => c.value === given)) throw new UsageError(`--${q.flag} ${given} is not one of: ${q.choices.map((c) => c.value).join(", ")}.`);
+      const problem = q.problem?.(given);
+      if (problem) throw new UsageError(`--${q.flag} ${given}: ${problem}`);
       return given as T;
     }
-    if (asker) return valid ? asker.choose(question, valid, preset ?? valid[0]!.value) : ((await asker.text(question, preset)) as T);
-    if (preset !== undefined && !needed) return preset;
-    missing.push(`--${flag}`);
-    return (valid?.[0]?.value ?? "") as T;
+    // A list's first choice is its default.
+    const preset = q.preset ?? q.choices?.[0]?.value;
+    if (asker && q.choices) return asker.choose(q.question, q.choices, preset!);
+    if (asker) return (await asker.text(q.question, preset, q.problem)) as T;
+    if (preset !== undefined && !q.needed) return preset;
+    missing.push(`--${q.flag}`);
+    return (preset ?? "") as T;
   };
   const providerChoices = [...presets.providers.map((p) => ({ value: p.name, title: p.title })), { value: "other", title: "Other (host, port, TLS)" }];
-  const providerName = await answer("provider", providerChoices, "Which mail provider?", providerChoices[0]!.value, true);
+  const providerName = await answer({ flag: "provider", question: "Which mail provider?", choices: providerChoices, needed: true });
   const provider = presets.providers.find((p) => p.name === providerName);
   const server: Server = provider ? { host: provider.host, port: provider.port, tls: provider.tls } : await askServer(answer);
   if (typeof flags.ca === "string") server.ca = path.resolve(flags.ca);
-  const user = await answer("user", undefined, "Your address (the IMAP user name)");
+  const user = await answer({ flag: "user", question: "Your address (the IMAP user name)" });
   const signInChoices = (provider?.signIn ?? signInMethods.filter((m) => m !== "oauth2")).map((m) => ({ value: m, title: signInTitles[m] }));
-  const signIn = await answer<SignIn>("auth", signInChoices, "How does mailbell sign in?", signInChoices[0]!.value);
-  const passCommand = signIn === "password-command" ? (await answer("pass-command", undefined, "Command that prints the password (run without a shell)", `pass show mail/${user}`)).split(/\s+/) : undefined;
-  const folder = await answer("folder", undefined, "Which folder to watch", "INBOX");
-  const target = await answer<TargetKind>("target", targetKinds.map((t) => ({ value: t, title: targetChoices[t].title })), "Where should notifications go?", "slack", true);
-  const ruleName = await answer("rule", presets.rules.map((r) => ({ value: r.name, title: r.title })), "A first rule to start from:", presets.rules[0]!.name, true);
+  const signIn = await answer<SignIn>({ flag: "auth", question: "How does mailbell sign in?", choices: signInChoices });
+  const passCommand = signIn === "password-command" ? (await answer({ flag: "pass-command", question: "Command that prints the password (run without a shell)", preset: `pass show mail/${user}` })).split(/\s+/) : undefined;
+  const folder = await answer({ flag: "folder", question: "Which folder to watch", preset: "INBOX" });
+  const target = await answer<TargetKind>({ flag: "target", question: "Where should notifications go?", choices: targetKinds.map((t) => ({ value: t, title: targetChoices[t].title })), needed: true });
+  const ruleName = await answer({ flag: "rule", question: "A first rule to start from:", choices: presets.rules.map((r) => ({ value: r.name, title: r.title })), needed: true });
   const rule = presets.rules.find((r) => r.name === ruleName)!;
   const params: Record<string, string> = {};
-  for (const param of rule.params) params[param.name] = await answer(param.name, undefined, param.question);
+  for (const param of rule.params) params[param.name] = await answer({ flag: param.name, question: param.question });
   if (missing.length > 0) {
     throw new UsageError(`mailbell init has no terminal to ask on, and these answers are missing: ${missing.join(", ")}. Give them as flags (mailbell init --help), or run it in a terminal.`);
   }
+  // Not asked: this machine's zone is right for most, and the flag or the file changes it.
   const timezone = typeof flags.timezone === "string" ? flags.timezone : Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const zoneProblem = timeZoneProblem(timezone);
+  if (zoneProblem) throw new UsageError(`--timezone ${timezone}: ${zoneProblem}`);
   return { provider, server, user, signIn, passCommand, folder, target, rule, params, timezone };
 }
 
-type Answer = <T extends string>(flag: string, valid: readonly { value: T; title: string }[] | undefined, question: string, preset?: T, needed?: boolean) => Promise<T>;
-
 async function askServer(answer: Answer): Promise<Server> {
-  const host = await answer("host", undefined, "IMAP server host name");
-  const tls = await answer("tls", tlsModes.map((m) => ({ value: m, title: { implicit: "TLS from the first byte (usually port 993)", starttls: "STARTTLS (usually port 143)", none: "No TLS (only on a trusted network)" }[m] })), "How does the server use TLS?", "implicit");
-  const portText = await answer("port", undefined, "Port", tls === "implicit" ? "993" : "143");
-  const port = Number(portText);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port ${portText} is not a port number; use 1–65535 (993 for TLS, 143 for STARTTLS).`);
-  return { host, port, tls };
+  const host = await answer({ flag: "host", question: "IMAP server host name", problem: (h) => (/^[A-Za-z0-9.:[\]-]+$/.test(h) ? undefined : "write a host name or IP address, such as imap.example.org") });
+  const modes = { implicit: "TLS from the first byte (usually port 993)", starttls: "STARTTLS (usually port 143)", none: "No TLS (only on a trusted network)" };
+  const tls = await answer({ flag: "tls", question: "How does the server use TLS?", choices: tlsModes.map((m) => ({ value: m, title: modes[m] })) });
+  const port = await answer({ flag: "port", question: "Port", preset: tls === "implicit" ? "993" : "143", problem: portProblem });
+  return { host, port: Number(port), tls };
+}
+
+function portProblem(text: string): string | undefined {
+  const port = Number(text);
+  return Number.isInteger(port) && port >= 1 && port <= 65535 ? undefined : "not a port number; use 1–65535 (993 for TLS, 143 for STARTTLS).";
+}
+
+function timeZoneProblem(zone: string): string | undefined {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return undefined;
+  } catch {
+    return "not a time zone; use an IANA name such as Europe/Berlin, Asia/Tokyo or UTC.";
+  }
 }

@@ -192,9 +192,21 @@ function unsetSummary(names: readonly string[], envFile: string): ConfigIssue[] 
   ];
 }
 
-/** A stand-in that passes validation where the variable is used: URLs must still look like URLs. */
+/**
+ * A stand-in that passes validation where the variable is used: URLs must still look like URLs,
+ * a Telegram bot token like one (123:abc) and its chat like a chat (@name).
+ */
 function placeholderFor(name: string, at: readonly PathSegment[]): string {
-  return at.at(-1) === "url" ? `https://${name.toLowerCase().replace(/_/g, "-")}.unset.invalid/` : `unset-${name}`;
+  switch (at.at(-1)) {
+    case "url":
+      return `https://${name.toLowerCase().replace(/_/g, "-")}.unset.invalid/`;
+    case "token":
+      return `0:unset-${name}`;
+    case "chatId":
+      return `@unset_${name}`;
+    default:
+      return `unset-${name}`;
+  }
 }
 
 function sortByLine(issues: ConfigIssue[]): ConfigIssue[] {

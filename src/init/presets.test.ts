@@ -110,3 +110,14 @@ describe("the config init writes", () => {
     assert.deepEqual(config.accounts[0]!.mailboxes, ["Receipts/2026"]);
   });
 });
+
+describe("the config init writes, before any secret is set", () => {
+  it("loads with placeholders for every target, so mailbell test can try the rule at once", () => {
+    for (const target of targetKinds) {
+      const rule = presets.rules[0]!;
+      const answers: InitAnswers = { provider: presets.providers[0], server: { host: "imap.gmail.com", port: 993, tls: "implicit" }, user: "me@gmail.com", signIn: "app-password", folder: "INBOX", target, rule, params: {}, timezone: "UTC" };
+      const loaded = parseConfig(initFiles(answers).yaml, "mailbell.yaml", {}, { missingEnv: "placeholder" });
+      assert.ok(loaded.placeholders.includes("IMAP_PASSWORD"), target);
+    }
+  });
+});

@@ -177,6 +177,10 @@ describe("mailbell init with flags only", () => {
     assert.equal(r.code, 2);
     assert.match(r.err, /no terminal to ask on, and these answers are missing: --host, --target, --rule\. Give them as flags/);
     assert.equal(existsSync(path.join(dir, "mailbell.yaml")), false);
+    const help = await runCli(["init", "--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.out, /--provider gmail\|microsoft365\|icloud\|fastmail\|yahoo\|other\n/);
+    assert.match(help.out, /--rule google-play\|apple\|amazon\|from-sender\|subject-keyword\n\s+--sender ANSWER +\(for --rule from-sender\)[^\n]*\n\s+--keyword ANSWER/);
     const wrong = await runCli(["init", "--dir", dir, "--provider", "hotmail"]);
     assert.match(wrong.err, /--provider hotmail is not one of: gmail, microsoft365, icloud, fastmail, yahoo, other/);
     const flags = ["init", "--dir", dir, "--provider", "other", "--host", "h.example", "--user", "me", "--target", "slack", "--rule", "apple"];

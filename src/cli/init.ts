@@ -10,23 +10,24 @@ import { checkCommand } from "./check.ts";
 import type { CliIO } from "./io.ts";
 import { processTerminal, terminalAsker, type Asker, type Terminal } from "./prompt.ts";
 
-export const initUsage = `Usage: mailbell init [--dir DIR] [--force] [--no-check] [answers as flags]
+/** The help text; the provider and rule lists come from the presets. */
+export const initUsage = (presets: Presets): string => `Usage: mailbell init [--dir DIR] [--force] [--no-check] [answers as flags]
 
 Asks, one question at a time, for what a first config needs, writes DIR/mailbell.yaml (with a
 \${VAR} for every secret) and DIR/.env.example, then runs mailbell check on it. Every question
 has a flag, which skips the question:
-  --provider gmail|microsoft365|icloud|fastmail|yahoo|other
+  --provider ${[...presets.providers.map((p) => p.name), "other"].join("|")}
   --host HOST --port N --tls implicit|starttls|none [--ca PEM-FILE]   (for --provider other)
   --user ADDRESS                 the IMAP user name, usually your address
   --auth app-password|oauth2|password-command   (default: the provider's first)
   --pass-command "pass show mail/me"            (for --auth password-command; run without a shell)
   --folder NAME                  the mailbox to watch (default INBOX)
-  --target slack|discord|teams|ntfy|telegram|webhook
-  --rule google-play|apple|amazon|from-sender|subject-keyword
-  --sender ADDRESS|@DOMAIN       (for --rule from-sender)
-  --keyword WORD|/REGEX/         (for --rule subject-keyword)
+  --target ${targetKinds.join("|")}
+  --rule ${presets.rules.map((r) => r.name).join("|")}
+${presets.rules.flatMap((r) => r.params.map((p) => `  ${`--${p.name} ANSWER`.padEnd(30)} (for --rule ${r.name}) ${p.question}`)).join("\n")}
   --timezone ZONE                where a month starts for totals (default: this machine's)
-Without a terminal, --provider, --user, --target and --rule are needed (and --host for other).
+Without a terminal, --provider, --user, --target and --rule are needed (and --host for other,
+and the rule's own flag above).
 --force replaces existing files; --no-check skips the check.`;
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -36,7 +37,7 @@ export async function initCommand(argv: readonly string[], io: CliIO, terminal: 
   const presets = await loadPresets();
   const flags = parseInitArgs(argv, presets);
   if (flags.help) {
-    io.out(initUsage);
+    io.out(initUsage(presets));
     return 0;
   }
   const dir = path.resolve(typeof flags.dir === "string" ? flags.dir : ".");

@@ -3,10 +3,12 @@
  * combination of answers init can be given makes a config that loads.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { parseConfig } from "../config/load.ts";
+import { ConfigError } from "../errors.ts";
 import { normalizeMail } from "../mail/normalize.ts";
 import { moneyToDecimalString } from "../rules/money.ts";
 import { ruleSchema } from "../rules/config.ts";
@@ -119,5 +121,18 @@ describe("the config init writes, before any secret is set", () => {
       const loaded = parseConfig(initFiles(answers).yaml, "mailbell.yaml", {}, { missingEnv: "placeholder" });
       assert.ok(loaded.placeholders.includes("IMAP_PASSWORD"), target);
     }
+  });
+});
+
+describe("loadPresets", () => {
+  it("refuses a preset file with a mistake, naming the file and the key", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "mailbell-presets-"));
+    mkdirSync(path.join(dir, "providers"));
+    mkdirSync(path.join(dir, "rules"));
+    writeFileSync(path.join(dir, "providers/mine.yaml"), "name: mine\ntitle: Mine\norder: 1\nhost: imap.example.org\nport: 993\ntls: ssl\nsignIn: [app-password]\n");
+    await assert.rejects(loadPresets(dir), (err: unknown) => err instanceof ConfigError && err.file.endsWith("providers/mine.yaml") && /tls/.test(err.message));
+    writeFileSync(path.join(dir, "providers/mine.yaml"), "name: mine\ntitle: Mine\norder: 1\nhost: imap.example.org\nport: 993\ntls: implicit\nsignIn: [app-password]\n");
+    writeFileSync(path.join(dir, "rules/bad.yaml"), "name: bad\ntitle: Bad\norder: 1\nrule: { match: { form: x@example.org } }\nsamples: [{ file: a.eml, matched: true }, { file: b.eml, matched: false }]\n");
+    await assert.rejects(loadPresets(dir), (err: unknown) => err instanceof ConfigError && err.file.endsWith("rules/bad.yaml") && /form/.test(err.message));
   });
 });

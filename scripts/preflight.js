@@ -38,6 +38,8 @@ function missing() {
   if (!which("dovecot") || !which("doveadm") || !hasHelper("imap")) out.push("dovecot-imapd");
   if (!hasHelper("lmtp")) out.push("dovecot-lmtpd");
   if (!which("openssl")) out.push("openssl");
+  // test/init.test.ts and test/logs.test.ts answer prompts in a real terminal made by util-linux script.
+  if (!which("script")) out.push("bsdutils");
   return out;
 }
 

@@ -93,6 +93,7 @@ describe("installing mailbell into a fresh project", () => {
     const files = packed[0]!.files.map((f) => f.path);
     assert.ok(files.includes("dist/index.js") && files.includes("dist/index.d.ts") && files.includes("bin/mailbell.js"), `the tarball holds the build: ${files.slice(0, 10).join(", ")}…`);
     assert.ok(!files.some((f) => f.startsWith("src/") || f.startsWith("test/")), "and no sources or tests");
+    assert.ok(["presets/providers/gmail.yaml", "presets/rules/google-play.yaml"].every((f) => files.includes(f)), "and the presets mailbell init reads");
     assert.ok(!files.some((f) => f.endsWith(".map")), "nor source maps, which would point at the sources it leaves out");
 
     const fromTarball = freshProject("from-tarball");

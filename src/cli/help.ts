@@ -92,9 +92,13 @@ export const commandHelp: readonly CommandHelp[] = [
   {
     name: "init",
     summary: "write a first mailbell.yaml by answering a few questions",
-    usage: ["init [--config FILE] [flags for every question, to run without a terminal]"],
-    options: [],
-    examples: ["mailbell init", "mailbell init --config mailbell.yaml"],
+    usage: ["init [--dir DIR] [--force] [--no-check] [a flag for every question, to run without a terminal]"],
+    options: [
+      ["--dir DIR", "where to write mailbell.yaml and .env.example (default: here)"],
+      ["--force", "overwrite files that exist"],
+      ["--no-check", "do not run check afterwards"],
+    ],
+    examples: ["mailbell init", "mailbell init --provider gmail --user me@gmail.com --target slack --rule google-play"],
     notes: ["Writes a commented config with ${VAR}s for every secret and a .env.example, then runs check."],
   },
   {

@@ -4,6 +4,7 @@ import { ConfigError, MailbellError, UsageError } from "../errors.ts";
 import { authCommand } from "./auth.ts";
 import { checkCommand } from "./check.ts";
 import { helpFor, overviewHelp, unknownCommand } from "./help.ts";
+import { initCommand } from "./init.ts";
 import { processIO, type CliIO } from "./io.ts";
 import { outboxCommand } from "./outbox.ts";
 import { unreadableCommand } from "./unreadable.ts";
@@ -49,6 +50,8 @@ function exitCodeOf(err: unknown): number {
 }
 
 async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
+  // init has a flag for each of its questions, so it reads its own options.
+  if (argv[0] === "init") return initCommand(argv.slice(1), io);
   let parsed;
   try {
     parsed = parseArgs({
@@ -89,6 +92,8 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
   }
   if (command === "help" || values.help || command === undefined) {
     const topic = command === "help" ? rest[0] : command;
+    // init's flags come from its presets; it prints them itself.
+    if (topic === "init") return initCommand(["--help"], io);
     io.out(topic === undefined ? overviewHelp() : helpFor(topic));
     return command === undefined && !values.help ? 2 : 0;
   }

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, it } from "node:test";
 import { ConfigError } from "../errors.ts";
-import { parseConfig } from "./load.ts";
+import { loadConfig, parseConfig } from "./load.ts";
 import { readerConnectionsFor } from "../imap/config.ts";
 
 const env = { GMAIL_APP_PASSWORD: "app-pass-1234", SLACK_WEBHOOK_URL: "https://hooks.example.test/services/T000/B000/XXXX" };
@@ -220,5 +223,57 @@ describe("config warnings", () => {
     );
     assert.match(warnings[1]!.message, /"google\.com" has no @.*write "@google\.com"/);
     assert.throws(() => parseConfig(`${text}    locale: x\n`, "mailbell.yaml", env), ConfigError);
+  });
+});
+
+describe("unset variables and the .env file beside the config", () => {
+  const withDir = (envText?: string, mode = 0o600): string => {
+    const dir = mkdtempSync(path.join(tmpdir(), "mailbell-dotenv-"));
+    writeFileSync(path.join(dir, "mailbell.yaml"), base);
+    if (envText !== undefined) {
+      writeFileSync(path.join(dir, ".env"), envText);
+      chmodSync(path.join(dir, ".env"), mode);
+    }
+    return path.join(dir, "mailbell.yaml");
+  };
+  const loadError = async (file: string, e: NodeJS.ProcessEnv): Promise<ConfigError> => {
+    const err = await loadConfig(file, e).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err;
+  };
+
+  it("names every unset variable in one message, with export lines and the .env lines as the fix", () => {
+    const err = issuesOf(base, {});
+    const summary = err.issues.at(-1)!;
+    assert.match(summary.message, /^2 environment variables are not set: GMAIL_APP_PASSWORD, SLACK_WEBHOOK_URL\./);
+    assert.match(summary.message, /export GMAIL_APP_PASSWORD=…\n\s+export SLACK_WEBHOOK_URL=…/);
+    assert.match(summary.message, /put these lines in \.env \(then chmod 600 \.env\):\n\s+GMAIL_APP_PASSWORD=…\n\s+SLACK_WEBHOOK_URL=…/);
+  });
+
+  it("reads variables from .env beside the config; the environment wins", async () => {
+    const file = withDir(`GMAIL_APP_PASSWORD=from-file\nSLACK_WEBHOOK_URL="https://hooks.example.test/services/T/B/file"\n`);
+    const loaded = await loadConfig(file, { GMAIL_APP_PASSWORD: "from-env" });
+    assert.equal(loaded.config.accounts[0]!.pass, "from-env");
+    assert.equal((loaded.config.targets[0] as { url: string }).url, "https://hooks.example.test/services/T/B/file");
+    assert.equal(loaded.envFile, path.join(path.dirname(file), ".env"));
+  });
+
+  it("without a .env file, an unset variable is still an error naming the .env it would be read from", async () => {
+    const file = withDir();
+    const err = await loadError(file, { SLACK_WEBHOOK_URL: env.SLACK_WEBHOOK_URL });
+    assert.match(err.message, /GMAIL_APP_PASSWORD is not set\. Set it: export GMAIL_APP_PASSWORD=… before starting mailbell, or add the line GMAIL_APP_PASSWORD=… to .*mailbell-dotenv-[^/]+\/\.env/);
+  });
+
+  it("refuses a .env file that group or others can read, naming it and chmod 600 as the fix", async () => {
+    for (const mode of [0o640, 0o604, 0o644]) {
+      const file = withDir("GMAIL_APP_PASSWORD=x\n", mode);
+      const envFile = path.join(path.dirname(file), ".env");
+      const err = await loadError(file, env);
+      assert.equal(err.file, envFile);
+      assert.match(err.message, new RegExp(`group or others may read it \\(mode ${mode.toString(8)}\\)\\. Make it private: chmod 600 ${envFile.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}`));
+    }
   });
 });

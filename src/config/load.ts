@@ -1,5 +1,6 @@
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
+import { parseEnv } from "node:util";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from "yaml";
 import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "../errors.ts";
@@ -16,6 +17,8 @@ export interface LoadedConfig {
   statePath: string;
   /** Environment variables that were unset and replaced by placeholders (only with missingEnv: "placeholder"). */
   placeholders: string[];
+  /** The `.env` file beside the config that filled in variables, when there was one. */
+  envFile?: string;
   /**
    * Valid settings that are surely not what was meant (a from: that can match nothing), with path
    * and line as an error's. Every command says them (configWarningText): the daemon logs them at
@@ -34,7 +37,10 @@ export interface LoadOptions {
 
 type PathSegment = string | number;
 
-/** Reads, substitutes `${VAR}`s, validates. Every problem found is reported at once, with its line. */
+/**
+ * Reads, substitutes `${VAR}`s, validates. Every problem found is reported at once, with its line.
+ * Variables come from `env`, then from a `.env` file beside the config when there is one.
+ */
 export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): Promise<LoadedConfig> {
   let text: string;
   try {
@@ -43,7 +49,44 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
     const reason = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message;
     throw new ConfigError(file, [{ path: "", message: `cannot read the config file (${reason}). Pass an existing YAML file with --config, e.g. --config mailbell.yaml (see examples/).` }]);
   }
-  return parseConfig(text, file, env, options);
+  const envFile = path.join(path.dirname(file), ".env");
+  const fromFile = await readEnvFile(envFile);
+  if (fromFile === undefined) return parseConfig(text, file, env, options);
+  return { ...parseConfig(text, file, withEnvFile(env, fromFile), options), envFile };
+}
+
+/**
+ * The `.env` file's variables, or undefined when there is none. It holds secrets, so it is refused
+ * when group or others may read it, as ssh refuses a private key that others can read.
+ */
+export async function readEnvFile(file: string): Promise<Record<string, string> | undefined> {
+  let mode: number;
+  try {
+    mode = (await stat(file)).mode;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new ConfigError(file, [{ path: "", message: `cannot read the .env file beside the config (${(err as Error).message}). Make it readable by the user mailbell runs as, or remove it.` }]);
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new ConfigError(file, [
+      {
+        path: "",
+        message: `this .env file holds secrets but group or others may read it (mode ${(mode & 0o777).toString(8)}). Make it private: chmod 600 ${file}`,
+      },
+    ]);
+  }
+  try {
+    return parseEnv(await readFile(file, "utf8")) as Record<string, string>;
+  } catch (err) {
+    throw new ConfigError(file, [{ path: "", message: `cannot read the .env file beside the config (${(err as Error).message}). Make it readable by the user mailbell runs as, or remove it.` }]);
+  }
+}
+
+/** The environment wins: a variable set (and not empty) there is kept, the file fills in the rest. */
+export function withEnvFile(env: NodeJS.ProcessEnv, fromFile: Record<string, string>): NodeJS.ProcessEnv {
+  const merged: NodeJS.ProcessEnv = { ...env };
+  for (const [name, value] of Object.entries(fromFile)) if (merged[name] === undefined || merged[name] === "") merged[name] = value;
+  return merged;
 }
 
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): LoadedConfig {
@@ -67,6 +110,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   // to find the file's other mistakes.
   const envIssues: ConfigIssue[] = [];
   const placeholders: string[] = [];
+  const unset = new Set<string>();
+  const envFile = path.join(path.dirname(file), ".env");
   const substituted = substituteEnv(
     raw,
     [],
@@ -74,7 +119,10 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     (p, message) => envIssues.push({ path: formatPath(p), line: lineOf(p), message }),
     (name, at, message) => {
       if (options.missingEnv === "placeholder") placeholders.push(name);
-      else envIssues.push({ path: formatPath(at), line: lineOf(at), message });
+      else {
+        envIssues.push({ path: formatPath(at), line: lineOf(at), message: `${message} Set it: export ${name}=… before starting mailbell, or add the line ${name}=… to ${envFile} (chmod 600).` });
+        unset.add(name);
+      }
       return placeholderFor(name, at);
     },
   );
@@ -88,7 +136,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       });
   const envPaths = new Set(envIssues.map((i) => i.path));
   const issues = [...envIssues, ...schemaIssues.filter((i) => !envPaths.has(i.path))];
-  if (!parsed.success || issues.length > 0) throw new ConfigError(file, sortByLine(issues));
+  if (!parsed.success || issues.length > 0) throw new ConfigError(file, [...sortByLine(issues), ...unsetSummary([...unset], envFile)]);
   const semantic = validateConfig(parsed.data);
   const located = (list: ConfigIssue[]): ConfigIssue[] => list.map((i) => ({ ...i, line: i.line ?? lineOf(parsePath(i.path)) }));
   if (semantic.issues.length > 0) throw new ConfigError(file, located(semantic.issues));
@@ -117,7 +165,7 @@ function substituteEnv(
           }
           const v = env[name];
           if (v === undefined || v === "") {
-            return onMissing(name, at, `environment variable ${name} is not set. Set it before starting mailbell (export ${name}=…) or write the value into the file.`);
+            return onMissing(name, at, `environment variable ${name} is not set.`);
           }
           return v;
         }),
@@ -133,9 +181,32 @@ function substituteEnv(
   return value;
 }
 
-/** A stand-in that passes validation where the variable is used: URLs must still look like URLs. */
+/** With two or more variables unset, one issue that names them all and how to set them at once. */
+function unsetSummary(names: readonly string[], envFile: string): ConfigIssue[] {
+  if (names.length < 2) return [];
+  return [
+    {
+      path: "",
+      message: `${names.length} environment variables are not set: ${names.join(", ")}. Set them before starting mailbell:\n${names.map((n) => `      export ${n}=…`).join("\n")}\n    or put these lines in ${envFile} (then chmod 600 ${envFile}):\n${names.map((n) => `      ${n}=…`).join("\n")}`,
+    },
+  ];
+}
+
+/**
+ * A stand-in that passes validation where the variable is used: URLs must still look like URLs,
+ * a Telegram bot token like one (123:abc) and its chat like a chat (@name).
+ */
 function placeholderFor(name: string, at: readonly PathSegment[]): string {
-  return at.at(-1) === "url" ? `https://${name.toLowerCase().replace(/_/g, "-")}.unset.invalid/` : `unset-${name}`;
+  switch (at.at(-1)) {
+    case "url":
+      return `https://${name.toLowerCase().replace(/_/g, "-")}.unset.invalid/`;
+    case "token":
+      return `0:unset-${name}`;
+    case "chatId":
+      return `@unset_${name}`;
+    default:
+      return `unset-${name}`;
+  }
 }
 
 function sortByLine(issues: ConfigIssue[]): ConfigIssue[] {

@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ConfigError, MailbellError, UsageError } from "../errors.ts";
 import { authCommand } from "./auth.ts";
+import { backfillCommand } from "./backfill.ts";
+import { totalsRebuildCommand } from "./totals-rebuild.ts";
 import { checkCommand } from "./check.ts";
 import { processIO, type CliIO } from "./io.ts";
 import { outboxCommand } from "./outbox.ts";
@@ -22,6 +24,10 @@ Commands:
                                    list mail set aside because it could not be read
   unreadable retry UID|--all      ask the running mailbell to read it again
         [--account NAME] [--mailbox NAME]
+  backfill --config FILE --since DATE [--until DATE] [--rule NAME] [--notify none|digest] [--actions]
+                                   count the mail already in the mailboxes in that range, once
+  totals rebuild --rule NAME [--since DATE]
+                                   count a rule again from the mail on the server, replacing its totals
   auth google|microsoft|custom    sign in once with OAuth2 and print the refresh token
         --client-id ID [--client-secret S] [--tenant T] [--flow device|redirect]
         [--token-url U] [--authorize-url U] [--device-url U] [--scope S]
@@ -85,6 +91,11 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
         "authorize-url": { type: "string" },
         "device-url": { type: "string" },
         scope: { type: "string" },
+        since: { type: "string" },
+        until: { type: "string" },
+        rule: { type: "string" },
+        notify: { type: "string" },
+        actions: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "v", default: false },
       },
@@ -137,8 +148,15 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
       return outboxCommand({ config: values.config, args: rest, all: values.all, json: values.json }, io);
     case "unreadable":
       return unreadableCommand({ config: values.config, args: rest, all: values.all, json: values.json, account: values.account, mailbox: values.mailbox }, io);
+    case "backfill":
+      expectNoMore(command, rest);
+      return backfillCommand({ config: values.config, since: values.since, until: values.until, rule: values.rule, notify: values.notify, actions: values.actions, logLevel: values["log-level"] }, io);
+    case "totals":
+      // `mailbell totals` (the listing) is another command's; `totals rebuild` is handled here.
+      if (rest[0] === "rebuild" && rest.length === 1) return totalsRebuildCommand({ config: values.config, rule: values.rule, since: values.since, logLevel: values["log-level"] }, io);
+      throw new UsageError(`mailbell totals ${rest.join(" ")}: the sub-command is rebuild, e.g. mailbell totals rebuild --rule NAME.`);
     default:
-      throw new UsageError(`unknown command "${command}". Commands: run, check, test, outbox, unreadable, auth.`);
+      throw new UsageError(`unknown command "${command}". Commands: run, check, test, outbox, unreadable, backfill, totals, auth.`);
   }
 }
 

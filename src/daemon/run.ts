@@ -170,7 +170,8 @@ function staleAfterMs(config: Config): number {
   return (2 * Math.max(w.keepaliveSeconds, w.pollSeconds) + w.keepaliveTimeoutSeconds) * 1000;
 }
 
-function pacingOf(config: Config, targets: ReadonlyMap<string, Target>): Map<string, TargetPacing> {
+/** Each target's pacing: its rateLimit, else the service's own default. */
+export function pacingOf(config: Config, targets: ReadonlyMap<string, Target>): Map<string, TargetPacing> {
   return new Map(
     config.targets.map((t) => {
       const defaults = targets.get(t.name)!.defaultPacing;

@@ -57,9 +57,11 @@ function plainProgress(what: string, options: ProgressOptions): Progress {
   let done = 0;
   let startedAt = now();
   let lastAt = 0;
+  let saidDone = -1;
   let stopped = false;
   const say = () => {
     lastAt = now();
+    saidDone = done;
     const seconds = (lastAt - startedAt) / 1000;
     const rate = seconds > 0 ? done / seconds : 0;
     const left = rate > 0 && total > done ? `, about ${Math.ceil((total - done) / rate)} s left` : "";
@@ -78,7 +80,7 @@ function plainProgress(what: string, options: ProgressOptions): Progress {
     stop() {
       if (stopped) return;
       stopped = true;
-      say();
+      if (saidDone !== done) say();
     },
   };
 }

@@ -11,11 +11,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { backfill } from "../src/backfill/backfill.ts";
-import { arrivalRange } from "../src/backfill/range.ts";
-import { parseConfig } from "../src/config/load.ts";
-import { compileConfigRules } from "../src/config/validate.ts";
-import { toImapAccount } from "../src/daemon/run.ts";
+import { backfillCommand } from "../src/cli/backfill.ts";
+import type { CliIO } from "../src/cli/io.ts";
 import { State } from "../src/store/sqlite/state.ts";
 import { runCli } from "./support/cli.ts";
 import { accountYaml } from "./support/config-yaml.ts";
@@ -23,8 +20,7 @@ import { startMailbell, waitUntilWatching, writeConfig } from "./support/daemon.
 import { dkimRecordName, makeDkimKey, signMail } from "./support/dkim.ts";
 import { startDnsServer, type DnsServer } from "./support/dns.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
-import { startImapProxy, type ImapProxy } from "./support/imap-proxy.ts";
-import { CaptureLogger } from "./support/logger.ts";
+import { startImapProxy, type ImapProxy, type ImapRule } from "./support/imap-proxy.ts";
 import { buildMail } from "./support/mail.ts";
 import { startReceiver, type Receiver } from "./support/receiver.ts";
 
@@ -172,32 +168,38 @@ describe("mailbell backfill", () => {
     assert.equal(posts(s.hook).length, 4, "the daemon posted its four new mails; backfill posted nothing (--notify none)");
   });
 
-  it("interrupted, commits whole batches; run again, counts the rest once", async () => {
+  it("stopped by SIGINT, commits whole batches and exits 130; run again, counts the rest once", async () => {
     const user = await newUser();
-    const s = setup(user);
     const at = new Date(Date.now() - 86_400_000);
-    await dovecot.appendMany(user, "INBOX", Array.from({ length: 9 }, (_, i) => receipt(`Receipt ${i}`, i + 1)), { internalDate: at });
-    const loaded = parseConfig(s.yaml, s.file, {});
-    const rules = compileConfigRules(loaded);
-    const accounts = new Map([[user, await toImapAccount(loaded.config.accounts[0]!, loaded, 0)]]);
-    const range = arrivalRange({ year: at.getUTCFullYear() - 1, month: 1, day: 1 }, undefined, "UTC");
-    const run = async (stopAfter: number | undefined) => {
-      const controller = new AbortController();
-      const state = State.open(loaded.statePath);
-      try {
-        return await backfill({ loaded, state, accounts, rules, dkim: undefined, range, notify: "none", actions: false, logger: new CaptureLogger(), signal: controller.signal, batchSize: 2, progress: { onRead: (n) => n >= (stopAfter ?? Infinity) && controller.abort() } });
-      } finally {
-        state.close();
-      }
-    };
-    const stopped = await run(4);
-    assert.equal(stopped.interrupted, true);
-    assert.equal(stopped.counted, 4, "two batches of two, committed");
-    assert.equal(sumOf(totals(s)), 1 + 2 + 3 + 4);
-    const rest = await run(undefined);
-    assert.equal(rest.counted, 5);
-    assert.equal(rest.alreadyCounted, 4);
-    assert.equal(sumOf(totals(s)), 45);
+    await dovecot.appendMany(user, "INBOX", Array.from({ length: 20 }, (_, i) => receipt(`Receipt ${i}`, i + 1)), { internalDate: at });
+    const proxy = await startImapProxy({ port: dovecot.imapPort, rules: [slowFetch(200)] });
+    const s = setup(user, { port: proxy.port, tls: "none" });
+    const since = new Date(at.getTime() - 86_400_000).toISOString().slice(0, 10);
+    const { io, printed } = collector();
+    let harness = new Set<unknown>();
+    try {
+      harness = new Set(process.listeners("SIGINT"));
+      const running = backfillCommand({ config: s.file, since, until: undefined, rule: undefined, notify: undefined, actions: false, tty: false, batchSize: 5 }, io);
+      await waitFor(() => (counted(s) > 0 ? true : undefined), 20_000);
+      // As a terminal's Ctrl-C, but to backfill's listener only: the harness's own would stop Dovecot.
+      const ours = process.listeners("SIGINT").filter((l) => !harness.has(l));
+      assert.equal(ours.length, 1);
+      ours[0]!("SIGINT");
+      assert.equal(await running, 130, printed.out + printed.err);
+    } finally {
+      await proxy.close();
+    }
+    assert.match(printed.err, /SIGINT received, stopping after this batch/);
+    assert.match(printed.out, /INTERRUPTED: what is below was committed/);
+    const part = counted(s);
+    assert.ok(part > 0 && part < 20 && part % 5 === 0, `whole batches of 5: ${part}`);
+    assert.equal(line(printed.out, "counted"), part);
+    const again = await cli(["backfill", "--config", setup(user, { dir: s.dir }).file, "--since", since]);
+    assert.equal(again.code, 0, again.out + again.err);
+    assert.equal(line(again.out, "counted"), 20 - part);
+    assert.equal(line(again.out, "already counted"), part);
+    assert.equal(sumOf(totals(s)), 210);
+    assert.ok(process.listeners("SIGINT").every((l) => harness.has(l)), "its signal handler is gone");
   });
 
   it("killed with SIGKILL mid-run and run again, counts every mail once", async () => {
@@ -205,7 +207,7 @@ describe("mailbell backfill", () => {
     const at = new Date(Date.now() - 86_400_000);
     await dovecot.appendMany(user, "INBOX", Array.from({ length: 150 }, (_, i) => receipt(`Receipt ${i}`, 1)), { internalDate: at });
     // Each FETCH's completion a little late, so the process is still reading after its first commit.
-    const proxy = await startImapProxy({ port: dovecot.imapPort, rules: [{ name: "slowFetch", onReply: (reply) => (reply.tag !== "*" && reply.tag !== "+" && reply.command?.name === "UID FETCH" ? { delayMs: 300 } : undefined) }] });
+    const proxy = await startImapProxy({ port: dovecot.imapPort, rules: [slowFetch(300)] });
     const s = setup(user, { port: proxy.port, tls: "none" });
     const since = new Date(at.getTime() - 86_400_000).toISOString().slice(0, 10);
     try {
@@ -373,6 +375,17 @@ describe("mailbell totals rebuild", () => {
     assert.match((await cli(["totals", "rebuild", "--config", s.file])).err, /needs --rule NAME/);
   });
 });
+
+/** Each FETCH's completion `ms` late: a run is still reading after its first commit. */
+function slowFetch(ms: number): ImapRule {
+  return { name: "slowFetch", onReply: (reply) => (reply.tag !== "*" && reply.tag !== "+" && reply.command?.name === "UID FETCH" ? { delayMs: ms } : undefined) };
+}
+
+/** A CliIO that keeps what a command printed. */
+function collector(): { io: CliIO; printed: { out: string; err: string } } {
+  const printed = { out: "", err: "" };
+  return { io: { out: (t) => void (printed.out += `${t}\n`), err: (t) => void (printed.err += `${t}\n`), env: {} }, printed };
+}
 
 function uidsOf(args: string): number[] {
   const set = /^(\S+)/.exec(args)?.[1] ?? "";

@@ -91,8 +91,13 @@ export async function backfill(options: BackfillOptions): Promise<BackfillSummar
       tally.digestRows += c.targets.size;
     });
   };
-  const read = await readRange(options, options.range, { onBatch, ...options.progress });
-  for (const group of groups) state.outbox.releaseGroup(group);
+  let read: ReadTally;
+  try {
+    read = await readRange(options, options.range, { onBatch, ...options.progress });
+  } finally {
+    // What was counted goes out now, also when the run failed or was stopped half way.
+    for (const group of groups) state.outbox.releaseGroup(group);
+  }
   const digests = tally.digestRows > 0 ? await sendQueued(loaded, state, options.logger) : { sentBy: "nobody" as const };
   const { digestRows, ...counts } = tally;
   return { ...read, ...counts, digests: { rows: digestRows, ...digests }, interrupted: options.signal.aborted };

@@ -154,7 +154,7 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
     case "totals":
       // `mailbell totals` (the listing) is another command's; `totals rebuild` is handled here.
       if (rest[0] === "rebuild" && rest.length === 1) return totalsRebuildCommand({ config: values.config, rule: values.rule, since: values.since, logLevel: values["log-level"] }, io);
-      throw new UsageError(`mailbell totals ${rest.join(" ")}: the sub-command is rebuild, e.g. mailbell totals rebuild --rule NAME.`);
+      throw new UsageError(`mailbell totals ${JSON.stringify(rest.join(" "))}: the sub-command is rebuild, e.g. mailbell totals rebuild --rule NAME.`);
     default:
       throw new UsageError(`unknown command "${command}". Commands: run, check, test, outbox, unreadable, backfill, totals, auth.`);
   }

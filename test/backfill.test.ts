@@ -13,6 +13,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { backfillCommand } from "../src/cli/backfill.ts";
 import type { CliIO } from "../src/cli/io.ts";
+import { totalsRebuildCommand } from "../src/cli/totals-rebuild.ts";
 import { State } from "../src/store/sqlite/state.ts";
 import { runCli } from "./support/cli.ts";
 import { accountYaml } from "./support/config-yaml.ts";
@@ -132,6 +133,9 @@ describe("mailbell backfill", () => {
       const fetched = new Set(proxy.commands.filter((c) => c.name === "UID FETCH").flatMap((c) => uidsOf(c.args)));
       assert.deepEqual([...fetched].sort((a, b) => a - b), [2, 3, 4]);
       assert.ok(!proxy.commands.some((c) => c.name === "SELECT"), "mailboxes are opened read-only (EXAMINE)");
+      const state = State.open(path.join(s.dir, "state.db"), { readOnly: true });
+      assert.equal(state.checkpoints.load(user, "INBOX"), undefined, "no checkpoint is written");
+      state.close();
     } finally {
       await proxy.close();
     }
@@ -353,6 +357,12 @@ describe("mailbell totals rebuild", () => {
     assert.equal(first.code, 0, first.out + first.err);
     assert.deepEqual(totals(wrong), [["2026-10", "1 JPY", 1], ["2026-11", "5 JPY", 2]]);
     const postsBefore = posts(wrong.hook).length;
+    // Interrupted, a rebuild changes nothing.
+    const stopped = new AbortController();
+    stopped.abort();
+    const { io } = collector();
+    assert.equal(await totalsRebuildCommand({ config: wrong.file, rule: "shop", since: undefined, signal: stopped.signal, tty: false }, io), 130);
+    assert.deepEqual(totals(wrong), [["2026-10", "1 JPY", 1], ["2026-11", "5 JPY", 2]]);
     // Fixed; November rebuilt from the 15th: the whole month is counted again, October left as it was.
     writeFileSync(wrong.file, wrong.yaml.replace("(?<value>¥\\\\d)", "(?<value>[^\\\\r\\\\n]+)"));
     const rebuilt = await cli(["totals", "rebuild", "--config", wrong.file, "--rule", "shop", "--since", "2026-11-15"]);

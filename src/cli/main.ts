@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ConfigError, MailbellError, UsageError } from "../errors.ts";
 import { authCommand } from "./auth.ts";
+import { backfillCommand } from "./backfill.ts";
+import { totalsRebuildCommand } from "./totals-rebuild.ts";
 import { checkCommand } from "./check.ts";
 import { helpFor, overviewHelp, unknownCommand } from "./help.ts";
 import { initCommand } from "./init.ts";
@@ -77,6 +79,9 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
         "authorize-url": { type: "string" },
         "device-url": { type: "string" },
         scope: { type: "string" },
+        until: { type: "string" },
+        notify: { type: "string" },
+        actions: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "v", default: false },
       },
@@ -132,8 +137,15 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
       return outboxCommand({ config: values.config, args: rest, all: values.all, json: values.json }, io);
     case "unreadable":
       return unreadableCommand({ config: values.config, args: rest, all: values.all, json: values.json, account: values.account, mailbox: values.mailbox }, io);
+    case "backfill":
+      expectNoMore(command, rest);
+      return backfillCommand({ config: values.config, since: values.since, until: values.until, rule: values.rule, notify: values.notify, actions: values.actions, logLevel: values["log-level"] }, io);
     case "totals":
-      if (rest[0] === "rebuild") throw new UsageError("totals rebuild is not in this build yet (it arrives with mailbell backfill); mailbell totals lists what was counted.");
+      // `mailbell totals` (the listing) is another command's; `totals rebuild` is handled here.
+      if (rest[0] === "rebuild") {
+        expectNoMore("totals rebuild", rest.slice(1));
+        return totalsRebuildCommand({ config: values.config, rule: values.rule, since: values.since, logLevel: values["log-level"] }, io);
+      }
       expectNoMore(command, rest);
       return totalsCommand({ config: values.config, rule: values.rule, since: values.since, json: values.json, csv: values.csv }, io);
     default:

@@ -1,7 +1,7 @@
 import type { AccountConfig } from "../imap/config.ts";
 import type { WatchedMail } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
-import { digestGroupOf, digestHoldMs, planMail, type MailPlan } from "../plan/plan.ts";
+import { digestGroupOf, digestHoldMs, planMail, type MailAt, type MailPlan, type PlanContext } from "../plan/plan.ts";
 import type { CompiledRule } from "../rules/rules.ts";
 import type { OutboxWriter } from "../outbox/store.ts";
 import type { ActionLog, NotificationLog, TotalsStore } from "../plan/store.ts";
@@ -52,13 +52,7 @@ export function handleMails(round: readonly WatchedMail[], deps: PipelineDeps): 
   const last = round.at(-1);
   if (!last) return;
   const queued = deps.state.transaction(() => {
-    // Planned inside the transaction, one mail after the other: each plan reads what the mails
-    // before it in the round committed (a total that grew, a copy already notified).
-    const perMail = round.map((watched) => {
-      const plan = planMail(watched, { ...deps, now: Date.now() }, deps.state);
-      logPlan(plan, watched, deps.logger);
-      return { plan, targets: commitPlan(plan, watched, deps.state) };
-    });
+    const perMail = planAndCommit(round, { ...deps, now: Date.now() }, deps.state, deps.logger);
     holdOrReleaseDigests(round, perMail.map((q) => q.plan), deps);
     deps.state.checkpoints.save(last.account, last.mailbox, last.checkpoint);
     return perMail;
@@ -73,8 +67,30 @@ export function handleMails(round: readonly WatchedMail[], deps: PipelineDeps): 
   if (queuedFor.size > 0) deps.onQueued(queuedFor);
 }
 
+/** What committing one mail's plan did: the plan as committed, and the targets it queued rows for. */
+export interface Committed {
+  plan: MailPlan;
+  targets: Set<string>;
+}
+
+/**
+ * Plans each mail of a round and commits its plan, inside the caller's transaction: the daemon's
+ * step, and `mailbell backfill`'s, so both count and queue alike. Planned one mail after the
+ * other: each plan reads what the mails before it committed (a total that grew, a copy already
+ * notified). `adjust` changes a plan before it is committed (backfill: no notifications, or a
+ * digest; no actions unless asked for).
+ */
+export function planAndCommit(round: readonly MailAt[], context: PlanContext, state: Omit<MailStore, "checkpoints" | "transaction">, logger: Logger, adjust?: (plan: MailPlan) => MailPlan): Committed[] {
+  return round.map((at) => {
+    const planned = planMail(at, context, state);
+    const plan = adjust ? adjust(planned) : planned;
+    logPlan(plan, at, logger);
+    return { plan, targets: commitPlan(plan, at, state) };
+  });
+}
+
 /** Writes what a plan decided, inside the caller's transaction; returns the targets with new rows. */
-function commitPlan(plan: MailPlan, watched: WatchedMail, state: MailStore): Set<string> {
+function commitPlan(plan: MailPlan, at: MailAt, state: Omit<MailStore, "checkpoints" | "transaction">): Set<string> {
   const queuedFor = new Set<string>();
   for (const match of plan.matches) {
     // The plan read the store in this transaction, so what it found free still is; record()
@@ -87,13 +103,13 @@ function commitPlan(plan: MailPlan, watched: WatchedMail, state: MailStore): Set
   // In the same transaction as the notifications: the watcher does the actions only once this
   // commit has put the notifications in the outbox, and repeats them after a crash until done.
   if (plan.actions?.kind === "act") {
-    const { account, mailbox, uidValidity, uid } = watched;
+    const { account, mailbox, uidValidity, uid } = at;
     state.actions.record(plan.seen, { account, mailbox, uidValidity, uid, actions: plan.actions.actions, rules: plan.actions.rules });
   }
   return queuedFor;
 }
 
-function logPlan(plan: MailPlan, watched: WatchedMail, logger: Logger): void {
+function logPlan(plan: MailPlan, watched: MailAt & { bodyRead?: boolean }, logger: Logger): void {
   const log = logger.child({ account: watched.account, mailbox: watched.mailbox, uid: watched.uid });
   const identity = plan.seen.identity;
   log.debug({ subject: watched.mail.subject, matched: plan.matches.map((m) => m.rule), bodyRead: watched.bodyRead }, "mail read");

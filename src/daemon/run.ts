@@ -142,8 +142,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     // Every watcher starts at once; setting up only a few connections at a time keeps RSS per
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
     const connectGate = new ConnectGate({ concurrency: connectConcurrency });
-    const trusted = rules.flatMap((r) => r.verify?.dkim ?? []);
-    const dkim = trusted.length > 0 ? dkimVerifier(cachedResolver({ servers: config.dns.servers, cacheMs: config.dns.cacheSeconds * 1000, timeoutMs: config.dns.timeoutSeconds * 1000 }).resolve, trusted) : undefined;
+    const dkim = dkimVerifierFor(config, rules);
     const watches = config.accounts.flatMap((account) =>
       account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside, actions: state.actions, dkim })),
     );
@@ -180,7 +179,8 @@ function staleAfterMs(config: Config): number {
   return (2 * Math.max(w.keepaliveSeconds, w.pollSeconds) + w.keepaliveTimeoutSeconds) * 1000;
 }
 
-function pacingOf(config: Config, targets: ReadonlyMap<string, Target>): Map<string, TargetPacing> {
+/** Each target's pacing: its rateLimit, else the service's own default. */
+export function pacingOf(config: Config, targets: ReadonlyMap<string, Target>): Map<string, TargetPacing> {
   return new Map(
     config.targets.map((t) => {
       const defaults = targets.get(t.name)!.defaultPacing;
@@ -224,6 +224,25 @@ function bodyReading(rules: readonly CompiledRule[], account: string, mailbox: s
     case "depends":
       return { needsBody: (mail, where) => needsBody(rules, { mail, ...where }), ...html };
   }
+}
+
+/**
+ * What of a mail is read in this mailbox: its text only where a rule needs it, whole only where a
+ * rule verifies DKIM and there only mail whose header matches such a rule. The daemon's watchers
+ * and `mailbell backfill` read alike.
+ */
+export function mailReading(rules: readonly CompiledRule[], account: string, mailbox: string, dkim: DkimVerifier | undefined): Pick<WatchOptions, "needsBody" | "needsHtml" | "whole"> {
+  return {
+    ...bodyReading(rules, account, mailbox),
+    ...(dkim && verifiesDkimIn(rules, { account, mailbox }) ? { whole: { wanted: (mail, { bodyRead, ...where }) => needsWhole(rules, { mail, ...where }, bodyRead), read: (source) => dkim.verify(source) } } : {}),
+  };
+}
+
+/** The DKIM verifier, when a rule verifies DKIM (verify.dkim), with the config's DNS servers. */
+export function dkimVerifierFor(config: Config, rules: readonly CompiledRule[]): DkimVerifier | undefined {
+  const trusted = rules.flatMap((r) => r.verify?.dkim ?? []);
+  if (trusted.length === 0) return undefined;
+  return dkimVerifier(cachedResolver({ servers: config.dns.servers, cacheMs: config.dns.cacheSeconds * 1000, timeoutMs: config.dns.timeoutSeconds * 1000 }).resolve, trusted);
 }
 
 /**
@@ -286,11 +305,7 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
     onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
     connectGate: shared.connectGate,
     decode: shared.decode,
-    ...bodyReading(deps.rules, account.name, mailbox),
-    // Read whole only where a rule verifies DKIM, and there only mail whose header matches such a rule.
-    ...(shared.dkim && verifiesDkimIn(deps.rules, { account: account.name, mailbox })
-      ? { whole: { wanted: (mail, { bodyRead, ...where }) => needsWhole(deps.rules, { mail, ...where }, bodyRead), read: (source) => shared.dkim!.verify(source) } }
-      : {}),
+    ...mailReading(deps.rules, account.name, mailbox, shared.dkim),
     readerConnection: readerConnectionsFor(account),
     // Read-write only where a rule acts, or actions queued under an earlier config still wait.
     ...(actsIn(deps.rules, { account: account.name, mailbox }) || shared.actions.pendingIn(account.name, mailbox)

@@ -3,12 +3,13 @@ import { addMoney, moneyToDecimalString } from "../../rules/money.ts";
 import type { Money } from "../../rules/types.ts";
 import { transaction } from "./db.ts";
 import type { Counted, SeenMail, TotalRow, TotalsReport, TotalsStore } from "../../plan/store.ts";
+import type { RecountEntry, RecountScope, TotalsRecount } from "../../backfill/rebuild.ts";
 
 /**
  * Running sums per (rule, period, currency) in SQLite. The entry row is the proof a mail was
  * counted, and the sum moves only when that row is new.
  */
-export class Totals implements TotalsStore, TotalsReport {
+export class Totals implements TotalsStore, TotalsReport, TotalsRecount {
   readonly #db: DatabaseSync;
   readonly #insertEntry: StatementSync;
   readonly #getTotal: StatementSync;
@@ -68,6 +69,47 @@ export class Totals implements TotalsStore, TotalsReport {
       this.#putTotal.run(rule, period, amount.currency, total.units.toString(), total.scale, row ? Number(row.entries) + 1 : 1);
       return total;
     });
+  }
+
+  replaceRule(rule: string, scope: RecountScope, entries: readonly RecountEntry[]): { removed: number; added: number } {
+    const inScope = (period: string) => scope.since === undefined || !periodBefore(period, scope.since);
+    const keepIdentities = new Set(scope.keep.map((m) => m.identity));
+    const keepPlaces = new Set(scope.keep.map((m) => m.place));
+    const before = scope.countedBefore.toISOString();
+    return transaction(this.#db, () => {
+      const old = this.#db.prepare("SELECT message_key AS place, period, counted_at AS countedAt, identity FROM total_entries WHERE rule = ?").all(rule) as { place: string; period: string; countedAt: string; identity: string | null }[];
+      const remove = this.#db.prepare("DELETE FROM total_entries WHERE rule = ? AND message_key = ?");
+      let removed = 0;
+      for (const e of old) {
+        if (!inScope(e.period) || e.countedAt >= before || keepPlaces.has(e.place) || (e.identity !== null && keepIdentities.has(e.identity))) continue;
+        removed += Number(remove.run(rule, e.place).changes);
+      }
+      let added = 0;
+      const now = new Date().toISOString();
+      for (const { mail, period, amount } of entries) {
+        if (!inScope(period)) continue;
+        added += Number(this.#insertEntry.run(rule, mail.place, period, amount.currency, amount.units.toString(), amount.scale, now, mail.messageId ?? null, mail.mailboxKey, mail.identity).changes);
+      }
+      this.#resum(rule, inScope);
+      return { removed, added };
+    });
+  }
+
+  /** Sets the rule's sums in the periods `inScope` to the sum of its entries there. */
+  #resum(rule: string, inScope: (period: string) => boolean): void {
+    const sums = new Map<string, { period: string; money: Money; entries: number }>();
+    const rows = this.#db.prepare("SELECT period, currency, units, scale FROM total_entries WHERE rule = ?").all(rule) as { period: string; currency: string; units: string; scale: number }[];
+    for (const r of rows) {
+      if (!inScope(r.period)) continue;
+      const key = `${r.period}\u0000${r.currency}`;
+      const amount = { units: BigInt(r.units), scale: Number(r.scale), currency: r.currency };
+      const sum = sums.get(key);
+      sums.set(key, sum ? { ...sum, money: addMoney(sum.money, amount), entries: sum.entries + 1 } : { period: r.period, money: amount, entries: 1 });
+    }
+    const periods = this.#db.prepare("SELECT period, currency FROM totals WHERE rule = ?").all(rule) as { period: string; currency: string }[];
+    const drop = this.#db.prepare("DELETE FROM totals WHERE rule = ? AND period = ? AND currency = ?");
+    for (const p of periods) if (inScope(p.period)) drop.run(rule, p.period, p.currency);
+    for (const s of sums.values()) this.#putTotal.run(rule, s.period, s.money.currency, s.money.units.toString(), s.money.scale, s.entries);
   }
 
   get(rule: string, period: string, currency: string): Money | undefined {

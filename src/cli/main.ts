@@ -12,7 +12,8 @@ import { testCommand } from "./test-mail.ts";
 const usage = `Usage: mailbell <command> [options]
 
 Commands:
-  run   --config FILE              watch the mailboxes and notify (until SIGINT/SIGTERM)
+  run   --config FILE              watch the mailboxes and notify (until SIGINT/SIGTERM;
+                                   SIGHUP reads the config again and applies what changed)
   check --config FILE              validate the config, log in to every account, check every mailbox
   test  --config FILE MAIL.eml     run the rules on a saved message and show what would be sent
         [--json] [--received-at ISO-DATE] [--account NAME] [--mailbox NAME]
@@ -146,9 +147,12 @@ function expectNoMore(command: string, rest: readonly string[]): void {
   if (rest.length > 0) throw new UsageError(`mailbell ${command} takes no arguments besides options (got "${rest.join(" ")}").`);
 }
 
-/** SIGINT/SIGTERM stop gracefully; a second signal ends the process at once. */
+/** SIGINT/SIGTERM stop gracefully; a second signal ends the process at once. SIGHUP reloads the config. */
 async function runWithSignals(config: string, logLevel: string | undefined, io: CliIO): Promise<number> {
   const controller = new AbortController();
+  const reloads = new EventTarget();
+  const onHangup = () => reloads.dispatchEvent(new Event("reload"));
+  process.on("SIGHUP", onHangup);
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
       io.err(`mailbell: ${signal} again, exiting now`);
@@ -160,8 +164,9 @@ async function runWithSignals(config: string, logLevel: string | undefined, io: 
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
-    return await runCommand({ config, logLevel, signal: controller.signal, env: io.env });
+    return await runCommand({ config, logLevel, signal: controller.signal, env: io.env, reloads });
   } finally {
+    process.off("SIGHUP", onHangup);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }

@@ -1,5 +1,5 @@
 import { loadConfig } from "../config/load.ts";
-import { runDaemon } from "../daemon/run.ts";
+import { startDaemon } from "../daemon/run.ts";
 import type { Logger } from "../log.ts";
 import { createLogger } from "../pino-logger.ts";
 
@@ -9,12 +9,27 @@ export interface RunCommandOptions {
   signal: AbortSignal;
   logger?: Logger;
   env?: NodeJS.ProcessEnv;
+  /** Each "reload" event on it reads the config file again and applies it (SIGHUP). */
+  reloads?: EventTarget;
 }
 
-/** `mailbell run`: watch until SIGINT/SIGTERM. */
+/** `mailbell run`: watch until SIGINT/SIGTERM; a "reload" (SIGHUP) applies the edited config. */
 export async function runCommand(options: RunCommandOptions): Promise<number> {
-  const loaded = await loadConfig(options.config, options.env);
-  const logger = options.logger ?? createLogger({ level: options.logLevel ?? loaded.config.log.level });
-  await runDaemon(loaded, { logger, signal: options.signal });
-  return 0;
+  // Listening before the config is read: a SIGHUP sent while mailbell starts is not lost.
+  let asked = false;
+  let reload = (): void => void (asked = true);
+  const onReload = (): void => reload();
+  options.reloads?.addEventListener("reload", onReload);
+  try {
+    const loaded = await loadConfig(options.config, options.env);
+    const logger = options.logger ?? createLogger({ level: options.logLevel ?? loaded.config.log.level });
+    const daemon = startDaemon(loaded, { logger, signal: options.signal, reloadConfig: () => loadConfig(options.config, options.env) });
+    // The outcome is logged by the daemon, refused or applied.
+    reload = () => void daemon.reload();
+    if (asked) reload();
+    await daemon.done;
+    return 0;
+  } finally {
+    options.reloads?.removeEventListener("reload", onReload);
+  }
 }

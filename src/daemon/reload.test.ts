@@ -97,6 +97,7 @@ describe("configChanges (what a reload does)", () => {
     assert.match(c.needRestart[1]!.message, /changed from 9090 to 9091/);
     const budget = configChanges(running({ extra: "status: { listen: 9090 }" }), running({ extra: "status: { listen: 9090, reconnectBudgetSeconds: 60 }" }));
     assert.deepEqual(budget.needRestart, [], "the health limits are applied as they are");
+    assert.deepEqual(configChanges(running(), running({ extra: "status: { listen: 9090 }" })).needRestart.map((n) => n.path), ["status"]);
     assert.deepEqual(budget.settings, ["status"]);
   });
 });

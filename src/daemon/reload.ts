@@ -69,8 +69,8 @@ export function configChanges(before: RunningConfig, after: RunningConfig): Conf
 const otherSettings = ["locale", "watch", "outbox", "dns", "status", "log"] as const;
 
 /**
- * The state file holds the lock, checkpoints and totals of this process; the status server's
- * socket and the logger (whose children every watcher holds) are made once. Switching any of them
+ * The state file holds the lock, checkpoints and totals of this process; the status server (its
+ * socket and its settings) and the logger (whose children every watcher holds) are made once. Switching any of them
  * under a running daemon would be a restart in disguise, so the reload is refused and says so.
  */
 function needsRestart(before: RunningConfig, after: RunningConfig): { path: string; message: string }[] {
@@ -79,14 +79,30 @@ function needsRestart(before: RunningConfig, after: RunningConfig): { path: stri
   if (before.statePath !== after.statePath) {
     out.push({ path: "state", message: `changed from ${before.statePath} to ${after.statePath}; a running mailbell keeps its state file: ${restart}.` });
   }
-  const listen = (c: Config): string => (c.status ? String(c.status.listen) : "(no status server)");
-  if (listen(before.config) !== listen(after.config)) {
-    out.push({ path: "status.listen", message: `changed from ${listen(before.config)} to ${listen(after.config)}; the status server stays where it was started: ${restart}.` });
-  }
+  out.push(...statusChanges(before.config.status, after.config.status, restart));
   if (json(before.config.log) !== json(after.config.log)) {
     out.push({ path: "log", message: `changed from ${json(before.config.log)} to ${json(after.config.log)}; the logger is set up once, at start: ${restart}.` });
   }
   return out;
+}
+
+/** The status server's limits are read at each request; everything else under status: is the server's own. */
+const liveStatusKeys = new Set(["staleSeconds", "reconnectBudgetSeconds"]);
+
+function statusChanges(before: Config["status"], after: Config["status"], restart: string): { path: string; message: string }[] {
+  if ((before === undefined) !== (after === undefined)) {
+    return [{ path: "status", message: `${after ? "added" : "removed"}; the status server is started (or not) once, at start: ${restart}.` }];
+  }
+  if (!before || !after) return [];
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)].filter((k) => !liveStatusKeys.has(k)));
+  const at = (status: object, key: string): unknown => (status as Record<string, unknown>)[key];
+  return [...keys]
+    .filter((k) => json(at(before, k)) !== json(at(after, k)))
+    .map((k) => ({
+      path: `status.${k}`,
+      // Only the address is shown: another setting there may be a secret (a token).
+      message: `${k === "listen" ? `changed from ${json(before.listen)} to ${json(after.listen)}` : "changed"}; the status server keeps the settings it was started with: ${restart}.`,
+    }));
 }
 
 /**

@@ -178,6 +178,9 @@ async function runWithSignals(options: { config: string; logLevel?: string; logF
   // Until the config is read, the command line alone says how to log (a config error needs a logger too).
   const log = (): Logger => (logger ??= createLogger({ level: options.logLevel ?? "info", format: options.logFormat }));
   const controller = new AbortController();
+  const reloads = new EventTarget();
+  const onHangup = () => reloads.dispatchEvent(new Event("reload"));
+  process.on("SIGHUP", onHangup);
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
       log().warn({ signal }, `${signal} again, exiting now`);
@@ -190,11 +193,12 @@ async function runWithSignals(options: { config: string; logLevel?: string; logF
   process.on("SIGTERM", onSignal);
   const restoreWarnings = warningsAsLogRecords(log);
   try {
-    return await runCommand({ ...options, signal: controller.signal, onLogger: (l) => (logger = l) });
+    return await runCommand({ ...options, signal: controller.signal, onLogger: (l) => (logger = l), reloads });
   } catch (err) {
     log().error({ code: err instanceof MailbellError ? err.code : "INTERNAL", exitCode: exitCodeOf(err) }, failureMessage(err));
     return exitCodeOf(err);
   } finally {
+    process.off("SIGHUP", onHangup);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     restoreWarnings();

@@ -1,5 +1,5 @@
 import { loadConfig } from "../config/load.ts";
-import { runDaemon } from "../daemon/run.ts";
+import { startDaemon } from "../daemon/run.ts";
 import type { Logger } from "../log.ts";
 import { createLogger, type LogFormat } from "../pino-logger.ts";
 
@@ -14,13 +14,28 @@ export interface RunCommandOptions {
   env?: NodeJS.ProcessEnv;
   /** Told the logger once the config has chosen it, so the CLI logs signals and failures in the same stream. */
   onLogger?: (logger: Logger) => void;
+  /** Each "reload" event on it reads the config file again and applies it (SIGHUP). */
+  reloads?: EventTarget;
 }
 
-/** `mailbell run`: watch until SIGINT/SIGTERM. */
+/** `mailbell run`: watch until SIGINT/SIGTERM; a "reload" (SIGHUP) applies the edited config. */
 export async function runCommand(options: RunCommandOptions): Promise<number> {
-  const loaded = await loadConfig(options.config, options.env);
-  const logger = options.logger ?? createLogger({ level: options.logLevel ?? loaded.config.log.level, format: options.logFormat ?? loaded.config.log.format });
-  options.onLogger?.(logger);
-  await runDaemon(loaded, { logger, signal: options.signal });
-  return 0;
+  // Listening before the config is read: a SIGHUP sent while mailbell starts is not lost.
+  let asked = false;
+  let reload = (): void => void (asked = true);
+  const onReload = (): void => reload();
+  options.reloads?.addEventListener("reload", onReload);
+  try {
+    const loaded = await loadConfig(options.config, options.env);
+    const logger = options.logger ?? createLogger({ level: options.logLevel ?? loaded.config.log.level, format: options.logFormat ?? loaded.config.log.format });
+    options.onLogger?.(logger);
+    const daemon = startDaemon(loaded, { logger, signal: options.signal, reloadConfig: () => loadConfig(options.config, options.env) });
+    // The outcome is logged by the daemon, refused or applied.
+    reload = () => void daemon.reload();
+    if (asked) reload();
+    await daemon.done;
+    return 0;
+  } finally {
+    options.reloads?.removeEventListener("reload", onReload);
+  }
 }

@@ -260,3 +260,25 @@ describe("Health", () => {
     assert.throws(() => new Health({ staleAfterMs: stale, reconnectBudgetMs: Number.NaN }), /reconnectBudgetMs must be a positive number of milliseconds, got NaN/);
   });
 });
+
+describe("Health after a config reload", () => {
+  it("forgets a mailbox no longer watched, so it cannot hold /healthz down", () => {
+    const health = new Health({ staleAfterMs: 10 * budget, reconnectBudgetMs: budget });
+    health.register("a", "INBOX", 0);
+    health.register("a", "Old", 0);
+    health.onEvent("a", "INBOX", idle, 10);
+    assert.equal(health.snapshot(budget + 1).healthy, false, "Old never connected");
+    health.forget("a", "Old");
+    assert.deepEqual(one(health, budget + 1).mailbox, "INBOX");
+    assert.equal(health.snapshot(budget + 1).healthy, true);
+  });
+
+  it("takes new limits and keeps what each mailbox went through", () => {
+    const health = new Health({ staleAfterMs: stale, reconnectBudgetMs: budget });
+    health.register("a", "INBOX", 0);
+    health.onEvent("a", "INBOX", idle, 0);
+    assert.equal(one(health, 30_000).healthy, true);
+    health.setLimits({ staleAfterMs: 20_000, reconnectBudgetMs: budget });
+    assert.match(one(health, 30_000).reason ?? "", /has not answered for 30 s \(limit 20 s\)/);
+  });
+});

@@ -89,12 +89,17 @@ export const defaultSettleMs = 60_000;
  * keep failing uses up its budget instead of looking well between two failures.
  */
 export class Health {
-  readonly #staleAfterMs: number;
-  readonly #reconnectBudgetMs: number;
-  readonly #settleMs: number;
+  #staleAfterMs = 0;
+  #reconnectBudgetMs = 0;
+  #settleMs = 0;
   readonly #entries = new Map<string, Entry>();
 
   constructor(options: HealthOptions) {
+    this.setLimits(options);
+  }
+
+  /** New limits (a config reload); what each mailbox went through so far is kept. */
+  setLimits(options: HealthOptions): void {
     this.#staleAfterMs = positiveMs("staleAfterMs", options.staleAfterMs);
     this.#reconnectBudgetMs = positiveMs("reconnectBudgetMs", options.reconnectBudgetMs);
     // A budget shorter than a minute must still let a healthy reconnect end the trouble in time.
@@ -108,6 +113,11 @@ export class Health {
    */
   register(account: string, mailbox: string, now?: number): void {
     this.#entry(account, mailbox, now);
+  }
+
+  /** The mailbox is no longer watched (a config reload removed it): it no longer counts. */
+  forget(account: string, mailbox: string): void {
+    this.#entries.delete(JSON.stringify([account, mailbox]));
   }
 
   onEvent(account: string, mailbox: string, event: HealthEvent, now: number): void {

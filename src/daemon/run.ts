@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import type { LoadedConfig } from "../config/load.ts";
+import { loadConfig, type LoadedConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { credentialsFor } from "../auth/credentials.ts";
 import type { RefreshTokenStore } from "../auth/oauth2.ts";
@@ -18,16 +18,17 @@ import type { Logger } from "../log.ts";
 import { actsIn, bodyNeedIn, needsBody, needsHtml, needsWhole, verifiesDkimIn, type CompiledRule } from "../rules/rules.ts";
 import { cachedResolver } from "../verify/dns.ts";
 import { dkimVerifier, keyLookupFailed, type DkimVerifier } from "../verify/dkim.ts";
-import { Dispatcher, type DeliveryOutcome, type TargetPacing } from "../outbox/dispatcher.ts";
+import { Dispatcher, type DeliveryOutcome, type RetryPolicy, type TargetPacing } from "../outbox/dispatcher.ts";
 import { lockState } from "../store/sqlite/lock.ts";
 import { State } from "../store/sqlite/state.ts";
 import { createTargets } from "../targets/index.ts";
 import type { Target } from "../targets/types.ts";
 import { announceSetAside } from "./announce.ts";
-import { Health, type HealthEvent } from "./health.ts";
+import { Health, type HealthEvent, type HealthOptions } from "./health.ts";
 import { createMailbellMetrics, Metrics } from "./metrics.ts";
 import { startDecoder, type Decoder } from "./decoder.ts";
 import { handleMails, type PipelineDeps } from "./pipeline.ts";
+import { configChanges, describeChanges, placeKey, type ConfigChanges, type Place } from "./reload.ts";
 import { startStatusServer, type StatusServer } from "./status-server.ts";
 import { collectStatus, type StatusSources } from "./status-view.ts";
 
@@ -41,17 +42,80 @@ export interface RunOptions {
   onProcessed?: PipelineDeps["onProcessed"];
   /** Called once everything is started; `statusUrl` is set when status.listen is configured. */
   onStarted?: (parts: { state: State; statusUrl: string | undefined }) => void;
+  /** How reload() reads the config again; by default the same file, with process.env. */
+  reloadConfig?: () => Promise<LoadedConfig>;
 }
+
+/** A started daemon: `done` settles once it has stopped. */
+export interface RunningDaemon {
+  done: Promise<void>;
+  /**
+   * Reads the config again and applies what changed (SIGHUP in `mailbell run`). A config that is
+   * invalid, or that changes a setting only a restart can (state, status.listen, log), is refused
+   * and logged at error, and the running one stays. Reloads run one after the other; one asked
+   * for during the start waits for it.
+   */
+  reload(): Promise<ReloadOutcome>;
+}
+
+export type ReloadOutcome = { applied: true; loaded: LoadedConfig; changes: ConfigChanges } | { applied: false; reason: string };
 
 /**
  * Watches every configured (account, mailbox) until `signal` aborts, then lets the outbox drain.
  * Each mailbox runs on its own; one that cannot connect is retried without holding up the others.
  */
-export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Promise<void> {
+export function runDaemon(loaded: LoadedConfig, options: RunOptions): Promise<void> {
+  return startDaemon(loaded, options).done;
+}
+
+/** runDaemon(), with a handle to reload the config while it runs. */
+export function startDaemon(loaded: LoadedConfig, options: RunOptions): RunningDaemon {
+  let reload: (() => Promise<ReloadOutcome>) | undefined;
+  let ready!: () => void;
+  const started = new Promise<void>((resolve) => (ready = resolve));
+  const done = runUntilStopped(loaded, options, (fn) => {
+    reload = fn;
+    ready();
+  });
+  done.then(ready, ready);
+  return {
+    done,
+    async reload() {
+      await started;
+      return reload ? reload() : { applied: false, reason: "mailbell stopped before it had started" };
+    },
+  };
+}
+
+/**
+ * What one version of the config makes. A reload builds the next one; a watcher keeps the one it
+ * was started with until it is restarted, so a round is read and judged under the same rules.
+ */
+interface Generation {
+  loaded: LoadedConfig;
+  rules: CompiledRule[];
+  targets: Map<string, Target>;
+  accounts: Map<string, ImapAccount>;
+  dkim: DkimVerifier | undefined;
+  deps: PipelineDeps;
+}
+
+/** The pipeline's parts that stay whatever the config says. */
+type LastingDeps = Omit<PipelineDeps, "rules" | "targets" | "accounts" | "backlogLimit">;
+
+function generationOf(loaded: LoadedConfig, parts: Pick<Generation, "rules" | "targets" | "accounts">, lasting: LastingDeps): Generation {
+  const { config } = loaded;
+  const trusted = parts.rules.flatMap((r) => r.verify?.dkim ?? []);
+  const dkim = trusted.length > 0 ? dkimVerifier(cachedResolver({ servers: config.dns.servers, cacheMs: config.dns.cacheSeconds * 1000, timeoutMs: config.dns.timeoutSeconds * 1000 }).resolve, trusted) : undefined;
+  const deps: PipelineDeps = { ...lasting, rules: parts.rules, targets: parts.targets, accounts: new Map(config.accounts.map((a) => [a.name, a])), backlogLimit: config.watch.backlogLimit };
+  return { loaded, ...parts, dkim, deps };
+}
+
+async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onReloadable: (reload: () => Promise<ReloadOutcome>) => void): Promise<void> {
   const { config } = loaded;
   const log = options.logger;
   const rules = compileConfigRules(loaded);
-  for (const warning of loaded.warnings) log.warn({ config: loaded.file, path: warning.path, line: warning.line }, `config: ${warning.path}: ${warning.message}`);
+  logConfigWarnings(loaded, log);
   const lock = lockState(loaded.statePath);
   let state: State;
   let accounts: Map<string, ImapAccount>;
@@ -63,27 +127,41 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     throw err;
   }
   const targets = createTargets(config.targets, { stateFor: (name) => state.targetState.for(name) });
-  const mailboxes = config.accounts.flatMap((a) => a.mailboxes.map((mailbox) => ({ account: a.name, mailbox })));
-  const health = new Health({ staleAfterMs: staleAfterMs(config), reconnectBudgetMs: (config.status?.reconnectBudgetSeconds ?? 300) * 1000 });
+  const mailboxes = placesOf(config);
+  const health = new Health(healthLimits(config));
   for (const m of mailboxes) health.register(m.account, m.mailbox);
   const registry = new Metrics();
+  // Read again at each scrape; a reload puts the new names in.
+  const known = { mailboxes, rules: rules.map((r) => r.name), targets: [...targets.keys()] };
   const metrics = createMailbellMetrics(registry, {
     health: () => health.snapshot(Date.now()),
     outboxRows: () => state.outbox.counts(),
     outboxOldestPending: () => state.outbox.oldestPending(),
-    known: { mailboxes, rules: rules.map((r) => r.name), targets: [...targets.keys()] },
+    known,
   });
   const dispatcher = new Dispatcher({
     outbox: state.outbox,
     targets,
     pacing: pacingOf(config, targets),
-    retry: { baseMs: config.outbox.retryBaseSeconds * 1000, capMs: config.outbox.retryMaxSeconds * 1000, maxAttempts: config.outbox.maxAttempts },
+    retry: retryOf(config),
     logger: log,
     onOutcome: (target, outcome, rows) => {
       metrics.delivery(target, outcome, rows);
       options.onDelivery?.(target, outcome, rows);
     },
   });
+  const lasting: LastingDeps = {
+    state,
+    logger: log,
+    onQueued: (names) => dispatcher.kick(names),
+    onUnverified: (rule, code) => metrics.mailUnverified(rule, code),
+    onProcessed: (watched, matched) => {
+      metrics.mailProcessed(watched.account, watched.mailbox);
+      for (const rule of matched) metrics.ruleMatched(rule);
+      options.onProcessed?.(watched, matched);
+    },
+  };
+  let current = generationOf(loaded, { rules, targets, accounts }, lasting);
   const runOptions: RunOptions = {
     ...options,
     onWatchEvent: (account, mailbox, event) => {
@@ -94,8 +172,8 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
       if (event.type === "actions-dropped") metrics.mailActions(account, mailbox, "given_up", event.count);
       if (event.type === "set-aside") {
         metrics.mailSetAside(account, mailbox);
-        const names = config.watch.announceUnreadable;
-        if (names.length > 0) dispatcher.kick(announceSetAside({ account, mailbox, ...event }, { names, targets, outbox: state.outbox, logger: log }));
+        const names = current.loaded.config.watch.announceUnreadable;
+        if (names.length > 0) dispatcher.kick(announceSetAside({ account, mailbox, ...event }, { names, targets: current.targets, outbox: state.outbox, logger: log }));
       }
       options.onWatchEvent?.(account, mailbox, event);
     },
@@ -109,55 +187,55 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
         checkpoints: state.checkpoints,
         outbox: state.outbox,
         totals: state.totals,
-        targets: [...targets.keys()],
-        totalRules: rules.flatMap((r) => (r.total ? [{ name: r.name, per: r.total.per }] : [])),
+        // Read at each look: a reload (SIGHUP) may have changed them.
+        targets: () => [...current.targets.keys()],
+        totalRules: () => current.rules.flatMap((r) => (r.total ? [{ name: r.name, per: r.total.per }] : [])),
       };
       status = await startStatusServer({ listen: config.status.listen, token: config.status.token, health: sources.health, metrics: () => registry.render(), status: () => collectStatus(sources, Date.now()), logger: log });
     }
-    for (const orphan of state.outbox.orphans([...targets.keys()])) {
-      const reason = `target "${orphan.target}" is no longer in the config; add it back (or rename it back) and run mailbell outbox retry --all to send these`;
-      state.outbox.killTarget(orphan.target, reason);
-      log.warn({ target: orphan.target, rows: orphan.count }, "notifications queued for a target that is no longer configured were moved to the dead letters");
-    }
+    deadLetterOrphans(state, targets, log);
     const purged = state.outbox.purgeDone(Date.now() - config.outbox.keepDays * 86_400_000);
     if (purged > 0) log.debug({ purged }, "forgot old delivered notifications");
     dispatcher.start();
     decoder = startDecoder(log);
-    const decode = decoder.decode;
-    const deps: PipelineDeps = {
-      rules,
-      targets,
-      state,
-      logger: log,
-      accounts: new Map(config.accounts.map((a) => [a.name, a])),
-      backlogLimit: config.watch.backlogLimit,
-      onQueued: (names) => dispatcher.kick(names),
-      onUnverified: (rule, code) => metrics.mailUnverified(rule, code),
-      onProcessed: (watched, matched) => {
-        metrics.mailProcessed(watched.account, watched.mailbox);
-        for (const rule of matched) metrics.ruleMatched(rule);
-        options.onProcessed?.(watched, matched);
-      },
-    };
     // Every watcher starts at once; setting up only a few connections at a time keeps RSS per
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
-    const connectGate = new ConnectGate({ concurrency: connectConcurrency });
-    const dkim = dkimVerifierFor(config, rules);
-    const watches = config.accounts.flatMap((account) =>
-      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside, actions: state.actions, dkim })),
-    );
+    const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), decode: decoder.decode, setAside: state.setAside, actions: state.actions };
+    const watchers = new Watchers((gen, place, signal) => {
+      const account = gen.loaded.config.accounts.find((a) => a.name === place.account)!;
+      return superviseMailbox(gen.accounts.get(place.account)!, account, place.mailbox, gen.loaded.config, gen.deps, { ...runOptions, signal }, { ...shared, dkim: gen.dkim });
+    }, options.signal);
+    watchers.start(current, mailboxes);
     // Mail set aside because a DKIM key could not be looked up is read again every 10 minutes, so it
     // is counted once DNS works again without anyone asking (`mailbell unreadable retry` asks at once).
-    const recheck = dkim ? setInterval(() => retryKeyLookups(state, log), recheckMs) : undefined;
-    recheck?.unref();
+    const recheck = setInterval(() => {
+      if (current.dkim) retryKeyLookups(state, log);
+    }, recheckMs);
+    recheck.unref();
     signalStops(options.signal, () => clearInterval(recheck));
     const pending = state.outbox.counts().filter((c) => c.state !== "done");
-    log.info({ mailboxes: watches.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
-    if (watches.length === 0) log.warn({}, "no accounts configured: nothing to watch. Add one under accounts:.");
+    log.info({ mailboxes: mailboxes.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
+    if (mailboxes.length === 0) log.warn({}, "no accounts configured: nothing to watch. Add one under accounts:.");
+    const reloads = new Reloads();
+    const reloading: Reloading = { state, log, dispatcher, health, known, watchers, lasting, current: () => current, swap: (next) => (current = next) };
+    const read = options.reloadConfig ?? (() => loadConfig(loaded.file));
+    onReloadable(() =>
+      reloads.next(async () => {
+        if (options.signal.aborted || watchers.closed) {
+          log.warn({}, "config reload not done: mailbell is stopping");
+          return stopping;
+        }
+        return reloadConfig(reloading, read).catch((err: unknown): ReloadOutcome => {
+          log.error({ err: (err as Error).message, stack: (err as Error).stack }, "config reload failed half way (a bug); some changes may not have taken effect: restart mailbell");
+          return { applied: false, reason: (err as Error).message };
+        });
+      }),
+    );
     options.onStarted?.({ state, statusUrl: status?.url });
-    await Promise.all(watches);
-    log.info({ drainSeconds: config.outbox.drainSeconds }, "stopped watching; sending what is queued");
-    const { left } = await dispatcher.drain(config.outbox.drainSeconds * 1000);
+    await watchers.untilAllStopped(() => reloads.idle());
+    const drainSeconds = current.loaded.config.outbox.drainSeconds;
+    log.info({ drainSeconds }, "stopped watching; sending what is queued");
+    const { left } = await dispatcher.drain(drainSeconds * 1000);
     if (left > 0) log.warn({ left }, "notifications still queued; they are kept and sent on the next start");
   } finally {
     await dispatcher.stop();
@@ -167,6 +245,183 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     lock.release();
     log.info({}, "mailbell stopped");
   }
+}
+
+const stopping: ReloadOutcome = { applied: false, reason: "mailbell is stopping" };
+
+function logConfigWarnings(loaded: LoadedConfig, log: Logger): void {
+  for (const warning of loaded.warnings) log.warn({ config: loaded.file, path: warning.path, line: warning.line }, `config: ${warning.path}: ${warning.message}`);
+}
+
+function placesOf(config: Config): Place[] {
+  return config.accounts.flatMap((a) => [...new Set(a.mailboxes)].map((mailbox) => ({ account: a.name, mailbox })));
+}
+
+function healthLimits(config: Config): HealthOptions {
+  return { staleAfterMs: staleAfterMs(config), reconnectBudgetMs: (config.status?.reconnectBudgetSeconds ?? 300) * 1000 };
+}
+
+function retryOf(config: Config): RetryPolicy {
+  return { baseMs: config.outbox.retryBaseSeconds * 1000, capMs: config.outbox.retryMaxSeconds * 1000, maxAttempts: config.outbox.maxAttempts };
+}
+
+/** Rows queued for a target no longer in the config wait in the dead letters, where `outbox retry` finds them. */
+function deadLetterOrphans(state: State, targets: ReadonlyMap<string, Target>, log: Logger): void {
+  for (const orphan of state.outbox.orphans([...targets.keys()])) {
+    const reason = `target "${orphan.target}" is no longer in the config; add it back (or rename it back) and run mailbell outbox retry --all to send these`;
+    state.outbox.killTarget(orphan.target, reason);
+    log.warn({ target: orphan.target, rows: orphan.count }, "notifications queued for a target that is no longer configured were moved to the dead letters");
+  }
+}
+
+/** Runs reloads one after the other. */
+class Reloads {
+  #tail: Promise<unknown> = Promise.resolve();
+
+  next<T>(reload: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(reload);
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
+  /** Resolves once no reload runs, and whether one started meanwhile. */
+  async idle(): Promise<void> {
+    let tail;
+    do {
+      tail = this.#tail;
+      await tail;
+    } while (tail !== this.#tail);
+  }
+}
+
+/**
+ * The running watchers, one per (account, mailbox), each with its own stop: a reload stops and
+ * starts some while the others go on. Stopping waits until the watcher has returned: the round it
+ * was reading is either committed or left unread (its checkpoint unmoved), so the next watcher of
+ * that mailbox reads on from the checkpoint without a gap or a repeat.
+ */
+class Watchers {
+  readonly #running = new Map<string, { done: Promise<void>; stop: AbortController }>();
+  readonly #supervise: (gen: Generation, place: Place, signal: AbortSignal) => Promise<void>;
+  readonly #signal: AbortSignal;
+  /** Set once every watcher has ended; no reload starts any after that. */
+  closed = false;
+
+  constructor(supervise: (gen: Generation, place: Place, signal: AbortSignal) => Promise<void>, signal: AbortSignal) {
+    this.#supervise = supervise;
+    this.#signal = signal;
+  }
+
+  start(gen: Generation, places: readonly Place[]): void {
+    for (const place of places) {
+      const stop = new AbortController();
+      const done = this.#supervise(gen, place, AbortSignal.any([this.#signal, stop.signal]));
+      this.#running.set(placeKey(place), { done, stop });
+    }
+  }
+
+  async stop(places: readonly Place[]): Promise<void> {
+    const stopping = places.flatMap((place) => {
+      const watcher = this.#running.get(placeKey(place));
+      this.#running.delete(placeKey(place));
+      watcher?.stop.abort();
+      return watcher ? [watcher.done] : [];
+    });
+    await Promise.all(stopping);
+  }
+
+  /** Resolves when every watcher has ended, the ones reloads started included. */
+  async untilAllStopped(reloadsIdle: () => Promise<void>): Promise<void> {
+    for (;;) {
+      const watching = [...this.#running.values()];
+      await Promise.all(watching.map((w) => w.done));
+      await reloadsIdle();
+      if ([...this.#running.values()].every((w) => watching.includes(w))) break;
+    }
+    this.closed = true;
+  }
+}
+
+/** What a reload works on: the daemon's lasting parts and its current generation. */
+interface Reloading {
+  state: State;
+  log: Logger;
+  dispatcher: Dispatcher;
+  health: Health;
+  known: { mailboxes: Place[]; rules: string[]; targets: string[] };
+  watchers: Watchers;
+  lasting: LastingDeps;
+  current(): Generation;
+  swap(next: Generation): void;
+}
+
+/**
+ * Reads the config again and applies it; see RunningDaemon.reload. Everything that can fail (the
+ * file, its validation, a CA file) is done before anything is touched, so a refused reload leaves
+ * the running config whole. Then, in this order: the watchers that stop or restart finish their
+ * round; the new ones start from their checkpoints; the senders of removed and changed targets
+ * finish the post in flight and the new ones start; rows left for a removed target move to the
+ * dead letters (as at a start).
+ */
+async function reloadConfig(r: Reloading, read: () => Promise<LoadedConfig>): Promise<ReloadOutcome> {
+  const before = r.current();
+  let next: LoadedConfig;
+  let rules: CompiledRule[];
+  let accounts: Map<string, ImapAccount>;
+  let changes: ConfigChanges;
+  let targets: Map<string, Target>;
+  let gen: Generation;
+  try {
+    next = await read();
+    rules = compileConfigRules(next);
+    changes = configChanges({ ...before.loaded, rules: before.rules }, { ...next, rules });
+    if (changes.needRestart.length > 0) throw new ConfigError(next.file, changes.needRestart);
+    accounts = await reuseAccounts(before, next, r);
+    targets = reuseTargets(before, next.config, changes, r.state);
+    gen = generationOf(next, { rules, targets, accounts }, r.lasting);
+  } catch (err) {
+    const error = err instanceof MailbellError ? err : new InternalError(`reading the config again failed: ${(err as Error).message}`, { cause: err });
+    r.log.error({ config: before.loaded.file, code: error.code, err: error.message, stack: error === err ? undefined : (err as Error).stack }, `config reload refused; still running the config loaded before. ${error.message}`);
+    return { applied: false, reason: error.message };
+  }
+  logConfigWarnings(next, r.log);
+  const { config } = next;
+  const { started, stopped, restarted } = changes.mailboxes;
+  await r.watchers.stop([...stopped, ...restarted]);
+  for (const place of stopped) r.health.forget(place.account, place.mailbox);
+  for (const place of started) r.health.register(place.account, place.mailbox);
+  r.health.setLimits(healthLimits(config));
+  Object.assign(r.known, { mailboxes: placesOf(config), rules: rules.map((rule) => rule.name), targets: [...targets.keys()] });
+  r.swap(gen);
+  // Mail is read again at once; what it queues for a replaced target waits for the new sender.
+  r.watchers.start(gen, [...restarted, ...started]);
+  await r.dispatcher.reconfigure({ targets, pacing: pacingOf(config, targets), retry: retryOf(config) }, new Set(changes.restartSenders));
+  try {
+    // No watcher left can queue for a removed target: each one whose rules named it was restarted.
+    deadLetterOrphans(r.state, targets, r.log);
+  } catch (err) {
+    // Left pending, they are moved at the next start; the reload goes on.
+    r.log.error({ err: (err as Error).message }, "could not move the notifications of removed targets to the dead letters (state database?); the next start does it");
+  }
+  r.log.info({ config: next.file, rules: changes.rules, targets: changes.targets, mailboxes: changes.mailboxes, settings: changes.settings }, `config reloaded: ${describeChanges(changes)}`);
+  return { applied: true, loaded: next, changes };
+}
+
+/** The accounts of the new config: unchanged ones keep their connection settings and signed-in tokens. */
+async function reuseAccounts(before: Generation, next: LoadedConfig, r: Reloading): Promise<Map<string, ImapAccount>> {
+  const same = (a: AccountConfig): boolean => {
+    const old = before.loaded.config.accounts.find((o) => o.name === a.name);
+    return old !== undefined && JSON.stringify({ ...old, mailboxes: [] }) === JSON.stringify({ ...a, mailboxes: [] }) && before.loaded.dir === next.dir;
+  };
+  const fresh = await resolveAccounts(next, r.log, r.state.targetState.for("oauth2"), (a) => !same(a));
+  return new Map(next.config.accounts.map((a) => [a.name, fresh.get(a.name) ?? before.accounts.get(a.name)!]));
+}
+
+/** The new config's targets: unchanged ones keep their object (and its state); added and changed ones are made. */
+function reuseTargets(before: Generation, config: Config, changes: ConfigChanges, state: State): Map<string, Target> {
+  const remake = new Set([...changes.targets.added, ...changes.targets.changed]);
+  const made = createTargets(config.targets.filter((t) => remake.has(t.name)), { stateFor: (name) => state.targetState.for(name) });
+  return new Map(config.targets.map((t) => [t.name, made.get(t.name) ?? before.targets.get(t.name)!]));
 }
 
 /**
@@ -314,9 +569,11 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
   };
 }
 
-async function resolveAccounts(loaded: LoadedConfig, log: Logger, tokens: RefreshTokenStore): Promise<Map<string, ImapAccount>> {
+/** The accounts' connection settings (those `only` picks), with their CA files read. */
+async function resolveAccounts(loaded: LoadedConfig, log: Logger, tokens: RefreshTokenStore, only: (account: AccountConfig) => boolean = () => true): Promise<Map<string, ImapAccount>> {
   const out = new Map<string, ImapAccount>();
   for (const [i, account] of loaded.config.accounts.entries()) {
+    if (!only(account)) continue;
     if (account.tls === "none") log.warn({ account: account.name }, "tls: none — the password and all mail cross the network unencrypted");
     if (!account.tlsVerify) log.warn({ account: account.name }, "tlsVerify: false — the server's certificate is not checked; anyone on the path can read the password");
     out.set(account.name, await toImapAccount(account, loaded, i, tokens));

@@ -21,8 +21,8 @@ describe("collectStatus", () => {
         recent: (limit) => [{ rule: "r", target: "team", subject: "s", state: "done" as const, attempts: 1, createdAt: 1, updatedAt: 2 }].slice(0, limit),
       },
       totals: { report: () => [] },
-      targets: ["team", "quiet"],
-      totalRules: [],
+      targets: () => ["team", "quiet"],
+      totalRules: () => [],
     };
     const view = collectStatus(sources, 5000);
     assert.equal(view.generatedAt, 5000);

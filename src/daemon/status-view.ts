@@ -37,9 +37,9 @@ export interface StatusSources {
   outbox: OutboxCounts & RecentNotifications;
   totals: TotalsReport;
   /** Configured targets, so one with nothing queued yet is listed too. */
-  targets: readonly string[];
+  targets(): readonly string[];
   /** Rules that keep a total, and the period they keep it per. */
-  totalRules: readonly { name: string; per: string }[];
+  totalRules(): readonly { name: string; per: string }[];
 }
 
 export interface StatusView {
@@ -63,9 +63,9 @@ export function collectStatus(sources: StatusSources, now: number): StatusView {
       const saved = sources.checkpoints.load(m.account, m.mailbox);
       return { ...m, checkpoint: saved ? { uidValidity: saved.uidValidity, lastUid: saved.lastUid, savedAt: saved.savedAt ?? null } : null };
     }),
-    outbox: outboxByTarget(sources.outbox, sources.targets),
+    outbox: outboxByTarget(sources.outbox, sources.targets()),
     notifications: sources.outbox.recent(statusLimits.notifications),
-    totals: totalsByRule(sources.totals.report(), sources.totalRules),
+    totals: totalsByRule(sources.totals.report(), sources.totalRules()),
   };
 }
 

@@ -394,3 +394,40 @@ describe("rows queued before schema 7, their payload rendered then", () => {
     }
   });
 });
+
+describe("Dispatcher.reconfigure (config reload)", () => {
+  it("lets a replaced target's send in flight finish and commit, then sends the rest through the new one, each row once", async () => {
+    const old = new GatedTarget("t");
+    const { state, dispatcher } = setup([old]);
+    state.outbox.enqueue([row(1), row(2)]);
+    dispatcher.start();
+    await until(() => old.waiting === 1);
+    const replacement = new FakeTarget("t");
+    const switched = dispatcher.reconfigure({ targets: new Map([["t", replacement]]), pacing: new Map([["t", fast]]), retry: { baseMs: 20, capMs: 40, maxAttempts: 5 } }, new Set(["t"]));
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(replacement.sent.length, 0, "the new loop waits for the old one's send in flight");
+    old.release();
+    await switched;
+    await until(() => replacement.sent.length === 1);
+    await dispatcher.stop();
+    assert.deepEqual(old.sent.map((s) => s.payload.body), ["body 1"]);
+    assert.deepEqual(replacement.sent.map((s) => s.payload.body), ["body 2"]);
+    assert.deepEqual(state.outbox.counts(), [{ target: "t", state: "done", count: 2 }]);
+  });
+
+  it("starts a loop for an added target, stops a removed one's, and leaves an unchanged one running", async () => {
+    const kept = new FakeTarget("kept");
+    const gone = new FakeTarget("gone");
+    const { state, dispatcher } = setup([kept, gone]);
+    dispatcher.start();
+    const added = new FakeTarget("added");
+    await dispatcher.reconfigure({ targets: new Map([["kept", kept], ["added", added]]), pacing: new Map(), retry: { baseMs: 20, capMs: 40, maxAttempts: 5 } }, new Set());
+    state.outbox.enqueue([row(1, { target: "kept" }), row(2, { target: "added" }), row(3, { target: "gone" })]);
+    dispatcher.kick();
+    await until(() => kept.sent.length === 1 && added.sent.length === 1);
+    await new Promise((r) => setTimeout(r, 30));
+    await dispatcher.stop();
+    assert.equal(gone.sent.length, 0, "no loop sends for a removed target");
+    assert.equal(state.outbox.get("a/INBOX/1/3/r/gone")?.state, "pending");
+  });
+});

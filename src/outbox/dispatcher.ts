@@ -68,7 +68,7 @@ const pageMaxAgeMs = 1000;
  * bench/commit-window.ts measures it.
  */
 export class Dispatcher {
-  readonly #o: DispatcherOptions;
+  #o: DispatcherOptions;
   readonly #loops = new Map<string, TargetLoop>();
   readonly #now: () => number;
 
@@ -78,11 +78,28 @@ export class Dispatcher {
   }
 
   start(): void {
-    for (const target of this.#o.targets.values()) {
-      const loop = new TargetLoop(target, this.#o, this.#now);
-      this.#loops.set(target.name, loop);
-      loop.run().catch((err: unknown) => this.#o.logger.error({ target: target.name, err: (err as Error).stack }, "dispatcher loop crashed"));
-    }
+    for (const target of this.#o.targets.values()) this.#startLoop(target);
+  }
+
+  #startLoop(target: Target): void {
+    const loop = new TargetLoop(target, this.#o, this.#now);
+    this.#loops.set(target.name, loop);
+    loop.run().catch((err: unknown) => this.#o.logger.error({ target: target.name, err: (err as Error).stack }, "dispatcher loop crashed"));
+  }
+
+  /**
+   * Switches to the targets of a reloaded config. The loops of targets that are gone, or named in
+   * `replace`, finish the send in flight (its answer is committed, so it is never posted again) and
+   * stop; then new loops start for the new and replaced ones, and read their rows from the outbox.
+   * The other loops go on untouched, pacing and pauses included.
+   */
+  async reconfigure(next: Pick<DispatcherOptions, "targets" | "pacing" | "retry">, replace: ReadonlySet<string>): Promise<void> {
+    const ending = [...this.#loops].filter(([name]) => !next.targets.has(name) || replace.has(name));
+    for (const [, loop] of ending) loop.finishBy(this.#now());
+    await Promise.allSettled(ending.map(([, loop]) => loop.done));
+    for (const [name] of ending) this.#loops.delete(name);
+    this.#o = { ...this.#o, ...next };
+    for (const target of next.targets.values()) if (!this.#loops.has(target.name)) this.#startLoop(target);
   }
 
   /** New rows were queued: wake the loops that may have been sleeping. */

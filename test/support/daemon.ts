@@ -1,8 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { parseConfig } from "../../src/config/load.ts";
-import { runDaemon } from "../../src/daemon/run.ts";
+import { loadConfig, parseConfig } from "../../src/config/load.ts";
+import { startDaemon, type ReloadOutcome } from "../../src/daemon/run.ts";
 import { CaptureLogger } from "./logger.ts";
 
 export interface RunningMailbell {
@@ -10,6 +10,8 @@ export interface RunningMailbell {
   /** Resolves when the daemon has returned. */
   done: Promise<void>;
   stop(): Promise<void>;
+  /** Reads the config file again, as SIGHUP does. */
+  reload(): Promise<ReloadOutcome>;
 }
 
 /** A temp folder with mailbell.yaml written from `yaml`; returns its path. */
@@ -23,10 +25,12 @@ export function writeConfig(yaml: string, dir = mkdtempSync(path.join(tmpdir(), 
 export function startMailbell(configFile: string, yaml: string, env: NodeJS.ProcessEnv = {}, logger = new CaptureLogger()): RunningMailbell {
   const loaded = parseConfig(yaml, configFile, env);
   const controller = new AbortController();
-  const done = runDaemon(loaded, { logger, signal: controller.signal });
+  const daemon = startDaemon(loaded, { logger, signal: controller.signal, reloadConfig: () => loadConfig(configFile, env) });
+  const done = daemon.done;
   return {
     logger,
     done,
+    reload: () => daemon.reload(),
     async stop() {
       controller.abort();
       await done;

@@ -4,15 +4,16 @@ import type { LoadedConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { credentialsFor } from "../auth/credentials.ts";
 import type { RefreshTokenStore } from "../auth/oauth2.ts";
-import { compileConfigRules } from "../config/validate.ts";
+import { compileConfigRules, refuseNothingToWatch } from "../config/validate.ts";
 import { readerConnectionsFor, type AccountConfig } from "../imap/config.ts";
-import { ConfigError, InternalError, MailbellError } from "../errors.ts";
+import { ConfigError, ImapError, InternalError, MailbellError } from "../errors.ts";
 import { Backoff, sleep } from "../imap/backoff.ts";
 import { ConnectGate } from "../imap/connect-gate.ts";
 import type { ImapAccount } from "../imap/client.ts";
 import type { DecodeParts } from "../imap/fetch.ts";
 import type { SetAsideStore } from "../imap/unreadable.ts";
 import type { ActionQueue } from "../imap/actions.ts";
+import type { FailFast } from "../imap/reconnect-policy.ts";
 import { watchMailboxBatches, type WatchOptions } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
 import { actsIn, bodyNeedIn, needsBody, needsHtml, needsWhole, verifiesDkimIn, type CompiledRule } from "../rules/rules.ts";
@@ -24,6 +25,7 @@ import { State } from "../store/sqlite/state.ts";
 import { createTargets } from "../targets/index.ts";
 import type { Target } from "../targets/types.ts";
 import { announceSetAside } from "./announce.ts";
+import { CatchUpTally } from "./catch-up-log.ts";
 import { Health, type HealthEvent } from "./health.ts";
 import { createMailbellMetrics, Metrics } from "./metrics.ts";
 import { startDecoder, type Decoder } from "./decoder.ts";
@@ -49,6 +51,7 @@ export interface RunOptions {
 export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Promise<void> {
   const { config } = loaded;
   const log = options.logger;
+  refuseNothingToWatch(loaded.file, config);
   const rules = compileConfigRules(loaded);
   for (const warning of loaded.warnings) log.warn({ config: loaded.file, path: warning.path, line: warning.line }, `config: ${warning.path}: ${warning.message}`);
   const lock = lockState(loaded.statePath);
@@ -83,8 +86,11 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
       options.onDelivery?.(target, outcome, rows);
     },
   });
+  // The first watcher that gives up (a first start that cannot log in) stops the others.
+  const givenUp = new AbortController();
   const runOptions: RunOptions = {
     ...options,
+    signal: AbortSignal.any([options.signal, givenUp.signal]),
     onWatchEvent: (account, mailbox, event) => {
       health.onEvent(account, mailbox, event, Date.now());
       if (event.type === "disconnected" || event.type === "failed") metrics.sessionFailed(account, mailbox, event.error);
@@ -122,6 +128,7 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
       logger: log,
       accounts: new Map(config.accounts.map((a) => [a.name, a])),
       backlogLimit: config.watch.backlogLimit,
+      catchUps: new CatchUpTally(),
       onQueued: (names) => dispatcher.kick(names),
       onUnverified: (rule, code) => metrics.mailUnverified(rule, code),
       onProcessed: (watched, matched) => {
@@ -135,9 +142,10 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     const connectGate = new ConnectGate({ concurrency: connectConcurrency });
     const trusted = rules.flatMap((r) => r.verify?.dkim ?? []);
     const dkim = trusted.length > 0 ? dkimVerifier(cachedResolver({ servers: config.dns.servers, cacheMs: config.dns.cacheSeconds * 1000, timeoutMs: config.dns.timeoutSeconds * 1000 }).resolve, trusted) : undefined;
-    const watches = config.accounts.flatMap((account) =>
-      account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside, actions: state.actions, dkim })),
-    );
+    const watches = config.accounts.flatMap((account) => {
+      const failFast = firstStartFailFast(state, account);
+      return account.mailboxes.map((mailbox) => superviseMailbox(accounts.get(account.name)!, account, mailbox, config, deps, runOptions, { connectGate, decode, setAside: state.setAside, actions: state.actions, dkim, failFast }));
+    });
     // Mail set aside because a DKIM key could not be looked up is read again every 10 minutes, so it
     // is counted once DNS works again without anyone asking (`mailbell unreadable retry` asks at once).
     const recheck = dkim ? setInterval(() => retryKeyLookups(state, log), recheckMs) : undefined;
@@ -145,9 +153,8 @@ export async function runDaemon(loaded: LoadedConfig, options: RunOptions): Prom
     signalStops(options.signal, () => clearInterval(recheck));
     const pending = state.outbox.counts().filter((c) => c.state !== "done");
     log.info({ mailboxes: watches.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
-    if (watches.length === 0) log.warn({}, "no accounts configured: nothing to watch. Add one under accounts:.");
     options.onStarted?.({ state, statusUrl: status?.url });
-    await Promise.all(watches);
+    await allWatchers(watches, givenUp);
     log.info({ drainSeconds: config.outbox.drainSeconds }, "stopped watching; sending what is queued");
     const { left } = await dispatcher.drain(config.outbox.drainSeconds * 1000);
     if (left > 0) log.warn({ left }, "notifications still queued; they are kept and sent on the next start");
@@ -235,6 +242,8 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
       }
       return;
     } catch (err) {
+      // Thrown only by failFast: a first start that retrying cannot fix ends the run (exit 3).
+      if (err instanceof ImapError) throw err;
       const error = err instanceof MailbellError ? err : new InternalError(`handling mail of account "${account.name}" mailbox "${mailbox}" failed: ${(err as Error).message}`, { cause: err });
       if (Date.now() - startedAt > 10 * 60_000) backoff.reset();
       const retryInMs = backoff.next();
@@ -254,6 +263,31 @@ interface SharedByWatchers {
   actions: ActionQueue & { pendingIn(account: string, mailbox: string): boolean };
   /** Set when a rule verifies DKIM. */
   dkim: DkimVerifier | undefined;
+  /** "first-login" for an account never watched with this state file (firstStartFailFast). */
+  failFast: FailFast;
+}
+
+/**
+ * An account none of whose mailboxes has a checkpoint has never been logged in to with this state
+ * file: a refused login there is a setup mistake that retrying cannot fix (and a wrong password
+ * retried risks a lockout), so the run ends with it (exit 3), as `mailbell check` would. Once
+ * watched, a refused login is retried every watch.authRetryMinutes (a password changed under a
+ * running service should not make systemd restart it in a loop). Anything else, a missing mailbox
+ * or a port that does not answer, is retried and logged at each attempt, without holding up the
+ * other mailboxes.
+ */
+function firstStartFailFast(state: State, account: AccountConfig): FailFast {
+  return account.mailboxes.some((mailbox) => state.checkpoints.load(account.name, mailbox) !== undefined) ? "never" : "first-login";
+}
+
+/** Waits for every watcher; the first that throws stops the others, and its error ends the run. */
+async function allWatchers(watches: readonly Promise<void>[], stopOthers: AbortController): Promise<void> {
+  const failures: unknown[] = [];
+  await Promise.all(watches.map((watch) => watch.catch((err: unknown) => {
+    failures.push(err);
+    stopOthers.abort();
+  })));
+  if (failures.length > 0) throw failures[0];
 }
 
 function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, shared: SharedByWatchers): WatchOptions {
@@ -275,6 +309,7 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
     pollMs: watch.pollSeconds * 1000,
     reconnect: { capMs: watch.reconnectMaxSeconds * 1000, authFailureMs: watch.authRetryMinutes * 60_000 },
     onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
+    failFast: shared.failFast,
     connectGate: shared.connectGate,
     decode: shared.decode,
     ...bodyReading(deps.rules, account.name, mailbox),

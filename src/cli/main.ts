@@ -14,6 +14,7 @@ const usage = `Usage: mailbell <command> [options]
 Commands:
   run   --config FILE              watch the mailboxes and notify (until SIGINT/SIGTERM)
   check --config FILE              validate the config, log in to every account, check every mailbox
+        [--send]                   and post one sample notification to each target
   test  --config FILE MAIL.eml     run the rules on a saved message and show what would be sent
         [--json] [--received-at ISO-DATE] [--account NAME] [--mailbox NAME]
   outbox --config FILE [--json]   list notifications waiting to be sent and those that gave up
@@ -72,6 +73,7 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
       options: {
         config: { type: "string", short: "c", default: "mailbell.yaml" },
         json: { type: "boolean", default: false },
+        send: { type: "boolean", default: false },
         "received-at": { type: "string" },
         account: { type: "string" },
         mailbox: { type: "string" },
@@ -108,7 +110,7 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
       return runWithSignals(values.config, values["log-level"], io);
     case "check":
       expectNoMore(command, rest);
-      return checkCommand({ config: values.config }, io);
+      return checkCommand({ config: values.config, send: values.send }, io);
     case "test": {
       if (rest.length !== 1) throw new UsageError(`mailbell test needs exactly one message file, e.g. mailbell test --config mailbell.yaml receipt.eml (got ${rest.length}).`);
       return testCommand(

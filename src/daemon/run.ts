@@ -283,10 +283,11 @@ function firstStartFailFast(state: State, account: AccountConfig): FailFast {
 /** Waits for every watcher; the first that throws stops the others, and its error ends the run. */
 async function allWatchers(watches: readonly Promise<void>[], stopOthers: AbortController): Promise<void> {
   const failures: unknown[] = [];
-  await Promise.all(watches.map((watch) => watch.catch((err: unknown) => {
+  const stopAll = (err: unknown): void => {
     failures.push(err);
     stopOthers.abort();
-  })));
+  };
+  await Promise.all(watches.map((watch) => watch.catch(stopAll)));
   if (failures.length > 0) throw failures[0];
 }
 

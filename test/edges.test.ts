@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
+import { ImapError } from "../src/errors.ts";
 import { createLogger } from "../src/pino-logger.ts";
 import { State } from "../src/store/sqlite/state.ts";
 import { runCli } from "./support/cli.ts";
@@ -103,12 +104,15 @@ describe("a state database another user made", () => {
 
 describe("a first start", () => {
   it("ends with exit 3 when the login is refused on an account never watched, as check does", async () => {
-    const { file } = config();
+    const { file, yaml } = config();
     const started = Date.now();
     const r = await runCli(["run", "--config", file, "--log-level", "fatal"], { ALICE_PASS: "wrong" });
     assert.equal(r.code, 3, r.out + r.err);
-    assert.match(r.err, /mailbell: account \\?"alice\\?": the server refused the login .*Check user and pass/);
     assert.ok(Date.now() - started < 8000, "at once, not after the 5 minute wait");
+    // What it says (the CLI logs it): check's words, after the watcher's own line.
+    const mailbell = startMailbell(file, yaml, { ALICE_PASS: "wrong" });
+    await assert.rejects(mailbell.done, (err: unknown) => err instanceof ImapError && err.code === "IMAP_AUTH" && /^account "alice": the server refused the login .*Check user and pass/.test(err.message));
+    assert.equal(mailbell.logger.find(/^giving up: the login was refused and this mailbox was never opened/, "error").length, 1);
   });
 
   it("keeps retrying a refused login on an account watched before (its password changed under a running service)", async () => {

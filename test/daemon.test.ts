@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { WebhookBody } from "../src/targets/webhook.ts";
+import { State } from "../src/store/sqlite/state.ts";
 import { startMailbell, waitUntilWatching, writeConfig, type RunningMailbell } from "./support/daemon.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
 import { buildMail } from "./support/mail.ts";
@@ -75,6 +76,11 @@ rules:
     template: "*{{subject}}* from {{from}}: {{amount}}"
 `;
   configFile = writeConfig(yaml, dir);
+  // The broken account was watched before (its password changed since): a refused login is
+  // retried, not the end of the run as on an account's first start (test/edges.test.ts).
+  const seeded = State.open(`${dir}/state.db`);
+  seeded.checkpoints.save("broken", "INBOX", { uidValidity: 1, lastUid: 0 });
+  seeded.close();
 });
 
 after(async () => {

@@ -34,10 +34,10 @@ export const commandHelp: readonly CommandHelp[] = [
   {
     name: "check",
     summary: "validate the config, log in to every account, check every mailbox",
-    usage: ["check --config FILE"],
-    options: [],
-    examples: ["mailbell check --config mailbell.yaml"],
-    notes: ["Exit 0 when everything answered, 3 when a login or mailbox failed. Targets are not contacted."],
+    usage: ["check --config FILE [--send]"],
+    options: [["--send", "also post one sample notification to each target and show each service's answer"]],
+    examples: ["mailbell check --config mailbell.yaml", "mailbell check --config mailbell.yaml --send"],
+    notes: ["Exit 0 when everything answered, 2 for a config problem (an empty config included), 3 when a login, mailbox or (with --send) a target failed, 4 when the state file cannot be written. Without --send, targets are not contacted."],
   },
   {
     name: "test",

@@ -62,6 +62,7 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
       options: {
         config: { type: "string", short: "c", default: "mailbell.yaml" },
         json: { type: "boolean", default: false },
+        send: { type: "boolean", default: false },
         "received-at": { type: "string" },
         account: { type: "string" },
         mailbox: { type: "string" },
@@ -108,7 +109,7 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
       return runWithSignals({ config: values.config, logLevel: logLevelOf(values["log-level"]), logFormat: logFormatOf(values["log-format"]), env: io.env });
     case "check":
       expectNoMore(command, rest);
-      return checkCommand({ config: values.config }, io);
+      return checkCommand({ config: values.config, send: values.send }, io);
     case "test": {
       if (rest.length !== 1) throw new UsageError(`mailbell test needs exactly one message file, e.g. mailbell test --config mailbell.yaml receipt.eml (got ${rest.length}).`);
       return testCommand(

@@ -4,6 +4,20 @@ import { connectionLimit, gmailConnectionLimit, isGmail, isMicrosoft365 } from "
 import type { Config } from "./schema.ts";
 
 /**
+ * `run` and `check` need something to watch: a config without accounts is valid for `mailbell
+ * test` (rules on a saved mail), but a daemon with nothing to watch would only sit there.
+ */
+export function refuseNothingToWatch(file: string, config: Pick<Config, "accounts">): void {
+  if (config.accounts.length > 0) return;
+  throw new ConfigError(file, [
+    {
+      path: "accounts",
+      message: "no accounts: there is nothing to watch. Add one under accounts: (name, host, user, pass, mailboxes: [INBOX]); the README's example config shows one.",
+    },
+  ]);
+}
+
+/**
  * Checks that need the whole file: unique names, rules naming real targets, rules that compile.
  * `issues` refuse the file; `warnings` are valid settings that are surely not what was meant.
  */

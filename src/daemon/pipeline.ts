@@ -7,6 +7,7 @@ import type { OutboxWriter } from "../outbox/store.ts";
 import type { ActionLog, NotificationLog, TotalsStore } from "../plan/store.ts";
 import type { Checkpoint, CheckpointStore } from "../imap/checkpoints.ts";
 import type { Target } from "../targets/types.ts";
+import type { CatchUpTally } from "./catch-up-log.ts";
 
 /**
  * What the pipeline needs of the state, whatever keeps it: a round's totals, notifications and
@@ -38,6 +39,8 @@ export interface PipelineDeps {
   onProcessed?: (watched: WatchedMail, matchedRules: readonly string[]) => void;
   /** A rule's conditions held but the sender was not verified (verify:): for metrics. */
   onUnverified?: (rule: string, code: string) => void;
+  /** Says how each catch-up went, once its last mail is handled. */
+  catchUps: CatchUpTally;
 }
 
 /**
@@ -62,15 +65,17 @@ export function handleMails(round: readonly WatchedMail[], deps: PipelineDeps): 
     for (const target of queued[i]!.targets) queuedFor.add(target);
     const plan = queued[i]!.plan;
     deps.onProcessed?.(watched, plan.matches.map((m) => m.rule));
+    deps.catchUps.add(watched, { matched: plan.matches.length > 0, queued: queued[i]!.rows }, deps.logger);
     for (const r of plan.rules) if (!r.matched && r.unverified) deps.onUnverified?.(r.rule, r.unverified.code);
   });
   if (queuedFor.size > 0) deps.onQueued(queuedFor);
 }
 
-/** What committing one mail's plan did: the plan as committed, and the targets it queued rows for. */
+/** What committing one mail's plan did: the plan as committed, the targets it queued rows for, and how many rows. */
 export interface Committed {
   plan: MailPlan;
   targets: Set<string>;
+  rows: number;
 }
 
 /**
@@ -85,19 +90,21 @@ export function planAndCommit(round: readonly MailAt[], context: PlanContext, st
     const planned = planMail(at, context, state);
     const plan = adjust ? adjust(planned) : planned;
     logPlan(plan, at, logger);
-    return { plan, targets: commitPlan(plan, at, state) };
+    return { plan, ...commitPlan(plan, at, state) };
   });
 }
 
-/** Writes what a plan decided, inside the caller's transaction; returns the targets with new rows. */
-function commitPlan(plan: MailPlan, at: MailAt, state: Omit<MailStore, "checkpoints" | "transaction">): Set<string> {
+/** Writes what a plan decided, inside the caller's transaction; returns the targets with new rows, and how many. */
+function commitPlan(plan: MailPlan, at: MailAt, state: Omit<MailStore, "checkpoints" | "transaction">): { targets: Set<string>; rows: number } {
   const queuedFor = new Set<string>();
+  let queuedRows = 0;
   for (const match of plan.matches) {
     // The plan read the store in this transaction, so what it found free still is; record()
     // only refuses what the plan itself repeats (a target named twice in a rule's notify).
     if (match.total?.kind === "add") state.totals.record(match.rule, plan.seen, match.total.period.key, match.total.amount);
     const rows = match.deliveries.flatMap((d) => ("row" in d && state.notified.record(match.rule, d.target, plan.seen) ? [d.row] : []));
     state.outbox.enqueue(rows);
+    queuedRows += rows.length;
     for (const row of rows) queuedFor.add(row.target);
   }
   // In the same transaction as the notifications: the watcher does the actions only once this
@@ -106,12 +113,15 @@ function commitPlan(plan: MailPlan, at: MailAt, state: Omit<MailStore, "checkpoi
     const { account, mailbox, uidValidity, uid } = at;
     state.actions.record(plan.seen, { account, mailbox, uidValidity, uid, actions: plan.actions.actions, rules: plan.actions.rules });
   }
-  return queuedFor;
+  return { targets: queuedFor, rows: queuedRows };
 }
 
 function logPlan(plan: MailPlan, watched: MailAt & { bodyRead?: boolean }, logger: Logger): void {
   const log = logger.child({ account: watched.account, mailbox: watched.mailbox, uid: watched.uid });
   const identity = plan.seen.identity;
+  // Mail no rule matched is said at info, in one short line: "why was I not told?" is answered
+  // from the log without turning on debug. From and subject are fields, escaped by the logger.
+  if (plan.matches.length === 0) log.info({ from: watched.mail.from[0]?.address, subject: watched.mail.subject }, "no rule matched");
   log.debug({ subject: watched.mail.subject, matched: plan.matches.map((m) => m.rule), bodyRead: watched.bodyRead }, "mail read");
   for (const r of plan.rules) {
     if (!r.matched && r.unverified) log.warn({ rule: r.rule, from: watched.mail.from[0]?.address, subject: watched.mail.subject, reason: r.unverified.code, why: r.unverified.reason }, "sender not verified: this rule does not count or notify the mail");

@@ -4,15 +4,16 @@ import { loadConfig, type LoadedConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { credentialsFor } from "../auth/credentials.ts";
 import type { RefreshTokenStore } from "../auth/oauth2.ts";
-import { compileConfigRules } from "../config/validate.ts";
+import { compileConfigRules, refuseNothingToWatch } from "../config/validate.ts";
 import { readerConnectionsFor, type AccountConfig } from "../imap/config.ts";
-import { ConfigError, InternalError, MailbellError } from "../errors.ts";
+import { ConfigError, ImapError, InternalError, MailbellError } from "../errors.ts";
 import { Backoff, sleep } from "../imap/backoff.ts";
 import { ConnectGate } from "../imap/connect-gate.ts";
 import type { ImapAccount } from "../imap/client.ts";
 import type { DecodeParts } from "../imap/fetch.ts";
 import type { SetAsideStore } from "../imap/unreadable.ts";
 import type { ActionQueue } from "../imap/actions.ts";
+import type { FailFast } from "../imap/reconnect-policy.ts";
 import { watchMailboxBatches, type WatchOptions } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
 import { actsIn, bodyNeedIn, needsBody, needsHtml, needsWhole, verifiesDkimIn, type CompiledRule } from "../rules/rules.ts";
@@ -24,6 +25,7 @@ import { State } from "../store/sqlite/state.ts";
 import { createTargets } from "../targets/index.ts";
 import type { Target } from "../targets/types.ts";
 import { announceSetAside } from "./announce.ts";
+import { CatchUpTally } from "./catch-up-log.ts";
 import { Health, type HealthEvent, type HealthOptions } from "./health.ts";
 import { createMailbellMetrics, Metrics } from "./metrics.ts";
 import { startDecoder, type Decoder } from "./decoder.ts";
@@ -114,6 +116,7 @@ function generationOf(loaded: LoadedConfig, parts: Pick<Generation, "rules" | "t
 async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onReloadable: (reload: () => Promise<ReloadOutcome>) => void): Promise<void> {
   const { config } = loaded;
   const log = options.logger;
+  refuseNothingToWatch(loaded.file, config);
   const rules = compileConfigRules(loaded);
   logConfigWarnings(loaded, log);
   const lock = lockState(loaded.statePath);
@@ -150,9 +153,12 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
       options.onDelivery?.(target, outcome, rows);
     },
   });
+  // The first watcher that gives up (a first start that cannot log in) stops the others.
+  const givenUp = new AbortController();
   const lasting: LastingDeps = {
     state,
     logger: log,
+    catchUps: new CatchUpTally(),
     onQueued: (names) => dispatcher.kick(names),
     onUnverified: (rule, code) => metrics.mailUnverified(rule, code),
     onProcessed: (watched, matched) => {
@@ -164,6 +170,7 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
   let current = generationOf(loaded, { rules, targets, accounts }, lasting);
   const runOptions: RunOptions = {
     ...options,
+    signal: AbortSignal.any([options.signal, givenUp.signal]),
     onWatchEvent: (account, mailbox, event) => {
       health.onEvent(account, mailbox, event, Date.now());
       if (event.type === "disconnected" || event.type === "failed") metrics.sessionFailed(account, mailbox, event.error);
@@ -203,8 +210,9 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), decode: decoder.decode, setAside: state.setAside, actions: state.actions };
     const watchers = new Watchers((gen, place, signal) => {
       const account = gen.loaded.config.accounts.find((a) => a.name === place.account)!;
-      return superviseMailbox(gen.accounts.get(place.account)!, account, place.mailbox, gen.loaded.config, gen.deps, { ...runOptions, signal }, { ...shared, dkim: gen.dkim });
-    }, options.signal);
+      const failFast = firstStartFailFast(state, account);
+      return superviseMailbox(gen.accounts.get(place.account)!, account, place.mailbox, gen.loaded.config, gen.deps, { ...runOptions, signal }, { ...shared, dkim: gen.dkim, failFast });
+    }, runOptions.signal, () => givenUp.abort());
     watchers.start(current, mailboxes);
     // Mail set aside because a DKIM key could not be looked up is read again every 10 minutes, so it
     // is counted once DNS works again without anyone asking (`mailbell unreadable retry` asks at once).
@@ -304,18 +312,25 @@ class Watchers {
   readonly #running = new Map<string, { done: Promise<void>; stop: AbortController }>();
   readonly #supervise: (gen: Generation, place: Place, signal: AbortSignal) => Promise<void>;
   readonly #signal: AbortSignal;
+  readonly #onFailure: () => void;
+  /** Why watchers gave up (failFast): the first one ends the daemon once all have stopped. */
+  readonly #failures: unknown[] = [];
   /** Set once every watcher has ended; no reload starts any after that. */
   closed = false;
 
-  constructor(supervise: (gen: Generation, place: Place, signal: AbortSignal) => Promise<void>, signal: AbortSignal) {
+  constructor(supervise: (gen: Generation, place: Place, signal: AbortSignal) => Promise<void>, signal: AbortSignal, onFailure: () => void) {
     this.#supervise = supervise;
     this.#signal = signal;
+    this.#onFailure = onFailure;
   }
 
   start(gen: Generation, places: readonly Place[]): void {
     for (const place of places) {
       const stop = new AbortController();
-      const done = this.#supervise(gen, place, AbortSignal.any([this.#signal, stop.signal]));
+      const done = this.#supervise(gen, place, AbortSignal.any([this.#signal, stop.signal])).catch((err: unknown) => {
+        this.#failures.push(err);
+        this.#onFailure();
+      });
       this.#running.set(placeKey(place), { done, stop });
     }
   }
@@ -339,6 +354,7 @@ class Watchers {
       if ([...this.#running.values()].every((w) => watching.includes(w))) break;
     }
     this.closed = true;
+    if (this.#failures.length > 0) throw this.#failures[0];
   }
 }
 
@@ -518,6 +534,8 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
       }
       return;
     } catch (err) {
+      // Thrown only by failFast: a first start that retrying cannot fix ends the run (exit 3).
+      if (err instanceof ImapError) throw err;
       const error = err instanceof MailbellError ? err : new InternalError(`handling mail of account "${account.name}" mailbox "${mailbox}" failed: ${(err as Error).message}`, { cause: err });
       if (Date.now() - startedAt > 10 * 60_000) backoff.reset();
       const retryInMs = backoff.next();
@@ -537,8 +555,24 @@ interface SharedByWatchers {
   actions: ActionQueue & { pendingIn(account: string, mailbox: string): boolean };
   /** Set when a rule verifies DKIM. */
   dkim: DkimVerifier | undefined;
+  /** "first-login" for an account never watched with this state file (firstStartFailFast). */
+  failFast: FailFast;
 }
 
+/**
+ * An account none of whose mailboxes has a checkpoint has never been logged in to with this state
+ * file: a refused login there is a setup mistake that retrying cannot fix (and a wrong password
+ * retried risks a lockout), so the run ends with it (exit 3), as `mailbell check` would. Once
+ * watched, a refused login is retried every watch.authRetryMinutes (a password changed under a
+ * running service should not make systemd restart it in a loop). Anything else, a missing mailbox
+ * or a port that does not answer, is retried and logged at each attempt, without holding up the
+ * other mailboxes.
+ */
+function firstStartFailFast(state: State, account: AccountConfig): FailFast {
+  return account.mailboxes.some((mailbox) => state.checkpoints.load(account.name, mailbox) !== undefined) ? "never" : "first-login";
+}
+
+/** Waits for every watcher; the first that throws stops the others, and its error ends the run. */
 function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, shared: SharedByWatchers): WatchOptions {
   const watch = config.watch;
   return {
@@ -558,6 +592,7 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
     pollMs: watch.pollSeconds * 1000,
     reconnect: { capMs: watch.reconnectMaxSeconds * 1000, authFailureMs: watch.authRetryMinutes * 60_000 },
     onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
+    failFast: shared.failFast,
     connectGate: shared.connectGate,
     decode: shared.decode,
     ...mailReading(deps.rules, account.name, mailbox, shared.dkim),

@@ -3,6 +3,7 @@ import { ImapFlow, type ImapFlowOptions } from "imapflow";
 import { ImapError, ServerReplyError, TlsError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { sleep } from "./backoff.ts";
+import { describeCertificateError, describeTransportError, plainGreetingTimeoutMs, type Endpoint } from "./transport-errors.ts";
 
 /** How to reach and log in to one IMAP account. */
 export interface ImapAccount {
@@ -102,6 +103,8 @@ export function createImapClient(account: ImapAccount, options: ClientOptions, c
     maxIdleTime: options.idleRestartMs ?? 10 * 60_000,
     ...imapLimits(options.limits ?? replyLimits(256 * 1024, 256 * 1024)),
     ...(options.socketTimeoutMs ? { socketTimeout: options.socketTimeoutMs } : {}),
+    // A TLS port asked for plain text sends nothing: say so in seconds, not after imapflow's 16.
+    ...(tls === "implicit" ? {} : { greetingTimeout: plainGreetingTimeoutMs }),
     logger: imapLogger(options.logger, refusal),
   };
   const client = new ImapFlow(imapOptions);
@@ -192,8 +195,17 @@ function strip(obj: object): object {
   return { imap: msg, cid, ...(err ? { error: err.message } : {}) };
 }
 
-/** Turns imapflow's error into one that says what happened and what to do. */
-export function classifyImapError(err: unknown, account: string, mailbox?: string): ImapError {
+/** Where the account connects, as configured (the port defaulted by tls:). */
+export function endpointOf(account: Pick<ImapAccount, "host" | "port" | "tls">): Endpoint {
+  const tls = account.tls ?? "implicit";
+  return { host: account.host, port: account.port ?? defaultPort(tls), tls };
+}
+
+/**
+ * Turns imapflow's error into one that says what happened and what to do. With the endpoint, a
+ * socket or TLS failure names host:port and the setting that fixes it (transport-errors.ts).
+ */
+export function classifyImapError(err: unknown, account: string, mailbox?: string, endpoint?: Endpoint): ImapError {
   if (err instanceof ImapError) return err;
   const e = err as { message?: string; code?: string; authenticationFailed?: boolean; responseText?: string; serverResponseCode?: string };
   const detail = e.responseText || e.message || String(err);
@@ -202,11 +214,17 @@ export function classifyImapError(err: unknown, account: string, mailbox?: strin
   }
   if (e.code === "ServerAnswer") return new ServerReplyError(account, mailbox, `account "${account}"${mailbox ? ` mailbox "${mailbox}"` : ""}: ${e.message}`, { cause: err });
   const code = e.code ?? "";
+  const transport = endpoint ? describeTransportError(e, endpoint) : undefined;
+  if (transport) {
+    const message = `account "${account}": ${transport.message}`;
+    return transport.settled ? new TlsError(account, mailbox, message, { cause: err }) : new ImapError("IMAP_CONNECT", account, mailbox, message, { cause: err });
+  }
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME|altnames/i.test(`${code} ${e.message ?? ""}`)) {
+    const specific = endpoint ? describeCertificateError(code, endpoint) : undefined;
     return new TlsError(
       account,
       mailbox,
-      `account "${account}": TLS certificate check failed (${code || detail}). For a private server set ca: to its CA file; tlsVerify: false turns the check off (not recommended).`,
+      `account "${account}": TLS certificate check failed (${code || detail}). ${specific ? `${specific[0]!.toUpperCase()}${specific.slice(1)}.` : "For a private server set ca: to its CA file; tlsVerify: false turns the check off (not recommended)."}`,
       { cause: err },
     );
   }

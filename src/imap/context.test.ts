@@ -37,7 +37,7 @@ describe("watchContext", () => {
     { name: "an unknown tls", options: { account: { ...account, tls: "ssl" as "none" } }, says: /account\.tls "ssl" is not one of "implicit", "starttls", "none"/ },
     { name: "empty user", options: { account: { ...account, user: "" } }, says: /account\.user "" is empty\. Pass the login name/ },
     { name: "empty mailbox", options: { mailbox: "" }, says: /mailbox "" is empty\. Pass the mailbox to watch/ },
-    { name: "an unknown failFast", options: { failFast: "yes" as "always" }, says: /failFast "yes" is not one of "never", "first-connect", "always"/ },
+    { name: "an unknown failFast", options: { failFast: "yes" as "always" }, says: /failFast "yes" is not one of "never", "first-login", "first-connect", "always"/ },
   ];
   for (const c of bad) {
     it(`refuses ${c.name} at the start, naming the option and the fix`, () => {

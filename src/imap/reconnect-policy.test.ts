@@ -5,11 +5,11 @@ import { givesUp, reconnectPlan, retryCannotFix, type FailFast, type ReconnectPl
 
 const limits = { baseMs: 1000, capMs: 60_000, authFailureMs: 300_000, healthyAfterMs: 60_000 };
 const auth = { code: "IMAP_AUTH", message: "AUTHENTICATIONFAILED" };
-const base: SessionEnd = { failure: undefined, refusedLast: false, canRefreshCredentials: false, watchedForMs: undefined, attempt: 0, random: 1 };
+const base: SessionEnd = { failure: undefined, refusedLast: false, canRefreshCredentials: false, opened: true, openedBefore: true, watchedForMs: undefined, attempt: 0, random: 1 };
 
 describe("reconnectPlan", () => {
   const cases: { name: string; end: Partial<SessionEnd>; plan: Partial<ReconnectPlan> & { level?: string; message?: RegExp; err?: string } }[] = [
-    { name: "a closed connection: warn, the shortest delay", end: {}, plan: { retryInMs: 1000, attempt: 1, promptRetry: false, refused: false, level: "warn", err: "connection closed", message: /^disconnected; reconnecting$/ } },
+    { name: "a closed connection: warn, the shortest delay", end: {}, plan: { retryInMs: 1000, attempt: 1, promptRetry: false, refused: false, level: "warn", err: "connection closed", message: /^disconnected; reconnecting in 1 s$/ } },
     { name: "delays double per attempt", end: { attempt: 3 }, plan: { retryInMs: 8000, attempt: 4 } },
     { name: "up to the cap", end: { attempt: 12 }, plan: { retryInMs: 60_000, attempt: 13 } },
     { name: "never below a tenth of the ceiling", end: { attempt: 2, random: 0 }, plan: { retryInMs: 400 } },
@@ -21,7 +21,17 @@ describe("reconnectPlan", () => {
     { name: "but not twice in a row", end: { failure: auth, canRefreshCredentials: true, refusedLast: true }, plan: { retryInMs: 300_000, promptRetry: false, level: "error" } },
     { name: "a mailbox that cannot be opened: error", end: { failure: { code: "IMAP_MAILBOX", message: "NONEXISTENT" } }, plan: { retryInMs: 1000, refused: false, level: "error", err: "NONEXISTENT", message: /cannot open the mailbox/ } },
     { name: "an unusable answer: error", end: { failure: { code: "IMAP_SERVER", message: "no UIDVALIDITY" } }, plan: { level: "error", message: /the server's answer cannot be used/ } },
-    { name: "a connection failure: warn", end: { failure: { code: "IMAP_CONNECT", message: "ECONNRESET" } }, plan: { level: "warn", err: "ECONNRESET", message: /^disconnected; reconnecting$/ } },
+    { name: "a connection failure: warn", end: { failure: { code: "IMAP_CONNECT", message: "ECONNRESET" } }, plan: { level: "warn", err: "ECONNRESET", message: /^disconnected; reconnecting in 1 s$/ } },
+    {
+      name: "a first connection that fails is not a disconnection: error, with the next try",
+      end: { failure: { code: "IMAP_CONNECT", message: "nothing listens on h:143" }, opened: false, openedBefore: false, attempt: 3 },
+      plan: { retryInMs: 8000, level: "error", err: "nothing listens on h:143", message: /^cannot connect; never connected yet; retrying in 8 s$/ },
+    },
+    {
+      name: "a reconnect that cannot connect, after the mailbox was watched: warn, in words",
+      end: { failure: { code: "IMAP_CONNECT", message: "nothing listens on h:143" }, opened: false, openedBefore: true, attempt: 6 },
+      plan: { retryInMs: 60_000, level: "warn", message: /^cannot connect; retrying in 60 s$/ },
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -54,6 +64,11 @@ describe("givesUp", () => {
     { mode: "never", failure: auth, openedBefore: false, gives: false },
     { mode: "first-connect", failure: auth, openedBefore: false, gives: true },
     { mode: "first-connect", failure: auth, openedBefore: true, gives: false },
+    { mode: "first-login", failure: auth, openedBefore: false, gives: true },
+    { mode: "first-login", failure: auth, openedBefore: true, gives: false },
+    { mode: "first-login", failure: new ImapError("IMAP_MAILBOX", "a", "INBOX", "NONEXISTENT"), openedBefore: false, gives: false },
+    { mode: "first-login", failure: new TlsError("a", "INBOX", "certificate"), openedBefore: false, gives: false },
+    { mode: "first-login", failure: lost, openedBefore: false, gives: false },
     { mode: "always", failure: auth, openedBefore: true, gives: true },
     { mode: "always", failure: lost, openedBefore: false, gives: false },
     { mode: "always", failure: auth, openedBefore: false, promptRetry: true, gives: false },

@@ -8,11 +8,13 @@ import { backoffDelay } from "./backoff.ts";
 
 /**
  * When a watcher stops retrying and throws a failure that retrying cannot fix (see retryCannotFix):
- * never (default; the daemon's way), while the mailbox has not been opened once yet, or always.
+ * never (default), while the mailbox has not been opened once yet, or always. "first-login" throws
+ * only a refused login, and only before the mailbox was opened once (the daemon's way on a first
+ * start: a wrong password does not mend itself, and retrying it risks a lockout).
  */
-export type FailFast = "never" | "first-connect" | "always";
+export type FailFast = "never" | "first-login" | "first-connect" | "always";
 
-export const failFastModes: readonly FailFast[] = ["never", "first-connect", "always"];
+export const failFastModes: readonly FailFast[] = ["never", "first-login", "first-connect", "always"];
 
 /**
  * The failures the daemon reports at error because a person has to act, and whose next try meets
@@ -31,6 +33,7 @@ export function retryCannotFix(failure: ImapError | undefined): boolean {
  */
 export function givesUp(failure: ImapError | undefined, failFast: FailFast, state: { openedBefore: boolean; promptRetry: boolean }): boolean {
   if (failFast === "never" || state.promptRetry || !retryCannotFix(failure)) return false;
+  if (failFast === "first-login") return failure?.code === "IMAP_AUTH" && !state.openedBefore;
   return failFast === "always" || !state.openedBefore;
 }
 
@@ -51,6 +54,10 @@ export interface SessionEnd {
   refusedLast: boolean;
   /** The account's credentials come from a function that may hand out a fresh value. */
   canRefreshCredentials: boolean;
+  /** This session logged in and opened the mailbox. */
+  opened: boolean;
+  /** Some session of this watcher did, this one or an earlier one. */
+  openedBefore: boolean;
   /** How long the session watched (in IDLE or polling); undefined when it never got that far. */
   watchedForMs: number | undefined;
   /** Reconnects since the last healthy session. */
@@ -81,14 +88,26 @@ export function reconnectPlan(end: SessionEnd, limits: ReconnectLimits): Reconne
   // one prompt retry with a fresh value before the long wait.
   const promptRetry = refused && end.canRefreshCredentials && !end.refusedLast;
   const retryInMs = refused && !promptRetry ? Math.max(limits.authFailureMs, backoffMs) : backoffMs;
-  return { retryInMs, promptRetry, refused, attempt: attempt + 1, log: logLine(failure, refused, promptRetry) };
+  return { retryInMs, promptRetry, refused, attempt: attempt + 1, log: logLine(failure, refused, promptRetry, end, retryInMs) };
 }
 
-function logLine(failure: SessionEnd["failure"], refused: boolean, promptRetry: boolean): ReconnectPlan["log"] {
+function logLine(failure: SessionEnd["failure"], refused: boolean, promptRetry: boolean, end: SessionEnd, retryInMs: number): ReconnectPlan["log"] {
   const err = failure?.message ?? "connection closed";
   if (promptRetry) return { level: "warn", err, message: "login refused; trying once more with fresh credentials" };
   if (refused) return { level: "error", err, message: "login refused; waiting before trying again so the server does not lock the account" };
   if (failure?.code === "IMAP_MAILBOX") return { level: "error", err, message: "cannot open the mailbox; will try again" };
   if (failure?.code === "IMAP_SERVER") return { level: "error", err, message: "the server's answer cannot be used; will try again on a new connection" };
-  return { level: "warn", err, message: "disconnected; reconnecting" };
+  // A session that never connected was not disconnected: say that it cannot connect, each time, and
+  // at error while the mailbox has never been opened (a first start with a wrong host or port).
+  if (!end.opened && failure?.code === "IMAP_CONNECT") {
+    return { level: end.openedBefore ? "warn" : "error", err, message: `cannot connect${end.openedBefore ? "" : "; never connected yet"}; retrying in ${inWords(retryInMs)}` };
+  }
+  return { level: "warn", err, message: `disconnected; reconnecting in ${inWords(retryInMs)}` };
+}
+
+/** "0.4 s", "10 s", "5 min". */
+export function inWords(ms: number): string {
+  if (ms < 10_000) return `${Math.round(ms / 100) / 10} s`;
+  if (ms < 120_000) return `${Math.round(ms / 1000)} s`;
+  return `${Math.round(ms / 60_000)} min`;
 }

@@ -84,8 +84,11 @@ export interface WatchOptions {
    * Stop retrying and throw the ImapError when retrying cannot fix the failure: a refused login
    * (IMAP_AUTH), a mailbox that cannot be opened (IMAP_MAILBOX), a certificate that fails the check
    * or a missing STARTTLS (IMAP_CONNECT, a TlsError). "never" (default): retry everything, as the
-   * daemon does, reporting through logger and onEvent. "first-connect": throw these until the
-   * mailbox has been opened once, retry them after. "always": throw them whenever they happen.
+   * daemon does once an account has been watched, reporting through logger and onEvent.
+   * "first-login": throw a refused login until the mailbox has been opened once, retry the rest
+   * (the daemon on an account never watched with its state file). "first-connect": throw these
+   * until the mailbox has been opened once, retry them after. "always": throw them whenever they
+   * happen.
    * A lost or unreachable connection (IMAP_CONNECT otherwise) and an unusable answer (IMAP_SERVER)
    * are retried in every mode. With credentials(), a refused login is first tried once more with
    * fresh ones.

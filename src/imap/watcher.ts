@@ -16,7 +16,7 @@ import { ImapError, MailbellError } from "../errors.ts";
 import { actionsWaiting, runDueActions } from "./actions.ts";
 import { MemoryCheckpoints } from "./checkpoints.ts";
 import { sleep } from "./backoff.ts";
-import { classifyImapError, closeQuietly } from "./client.ts";
+import { classifyImapError, closeQuietly, endpointOf } from "./client.ts";
 import { refuseBadOptions, watchContext, type Watch } from "./context.ts";
 import { MailSource, readRound, type Position } from "./mail-source.ts";
 import { checkpointStep } from "./ours.ts";
@@ -86,10 +86,11 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
     if (w.signal.aborted) return;
     const watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
     const canRefreshCredentials = options.account.credentials !== undefined;
-    const plan = reconnectPlan({ failure, refusedLast, canRefreshCredentials, watchedForMs, attempt, random: Math.random() }, { baseMs, capMs, authFailureMs, healthyAfterMs });
-    openedBefore ||= s.opened === true;
+    const opened = s.opened === true;
+    openedBefore ||= opened;
+    const plan = reconnectPlan({ failure, refusedLast, canRefreshCredentials, opened, openedBefore, watchedForMs, attempt, random: Math.random() }, { baseMs, capMs, authFailureMs, healthyAfterMs });
     if (givesUp(failure, failFast, { openedBefore, promptRetry: plan.promptRetry })) {
-      w.log.error({ err: failure?.message, failFast }, "giving up: retrying cannot fix this (failFast)");
+      w.log.error({ err: failure?.message, failFast }, failFast === "first-login" ? "giving up: the login was refused and this mailbox was never opened (failFast first-login); fix the credentials and start again" : "giving up: retrying cannot fix this (failFast)");
       throw failure;
     }
     ({ refused: refusedLast, attempt } = plan);
@@ -163,7 +164,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     retryDue ||= woken.retryDue;
     source.watchingIdles = woken.why === "mail";
   }
-  return events.closeError ? classifyImapError(events.closeError, w.account, w.mailbox) : undefined;
+  return events.closeError ? classifyImapError(events.closeError, w.account, w.mailbox, endpointOf(w.options.account)) : undefined;
 }
 
 /** Why a session failed; our own failures (the state database, a bug) are thrown on, not retried. */
@@ -173,7 +174,7 @@ function sessionFailure(w: Watch, s: SessionParts, err: unknown): ImapError {
   // A command cut off by a connection failure rejects with NoConnection; the failure itself
   // (a literal over our limit, an endless line) came as the client's error event.
   const cause = (err as { code?: string }).code === "NoConnection" && s.events?.closeError ? s.events.closeError : err;
-  const failure = classifyImapError(cause, w.account, w.mailbox);
+  const failure = classifyImapError(cause, w.account, w.mailbox, endpointOf(w.options.account));
   if (s.position?.reading) blameRead(w.failures, s.position.reading, failure, s.client?.byeReason, w.log);
   w.actionBreaks.broke();
   return failure;

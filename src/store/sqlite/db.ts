@@ -1,7 +1,8 @@
-import { mkdirSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
+import { userInfo } from "node:os";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { MailbellError } from "../../errors.ts";
+import { StateError } from "../../errors.ts";
 
 /**
  * Each entry migrates the schema from version i to i+1. Append only: a released migration never
@@ -144,39 +145,115 @@ export const schemaVersion = migrations.length;
  * existing file without changing it, for commands that only look (`mailbell test`).
  */
 export function openDatabase(file: string, options: { readOnly?: boolean } = {}): DatabaseSync {
-  let db: DatabaseSync;
-  if (options.readOnly) {
-    try {
-      db = new DatabaseSync(file, { readOnly: true });
-      db.exec("PRAGMA busy_timeout = 5000");
-    } catch (err) {
-      throw new MailbellError("STATE", `cannot read the state database ${file}: ${(err as Error).message}.`, { cause: err });
-    }
-    const version = Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
-    if (version !== migrations.length) {
-      db.close();
-      throw new MailbellError("STATE", `the state database ${file} has schema ${version}, this mailbell ${migrations.length}; run mailbell run once to bring it up to date, or point state: elsewhere.`);
-    }
-    return db;
-  }
+  if (options.readOnly) return openToRead(file);
+  const problem = file === ":memory:" ? undefined : stateWriteProblem(file);
+  if (problem) throw notWritable(file, problem);
+  let db: DatabaseSync | undefined;
   try {
     if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
     db = new DatabaseSync(file);
     // WAL + NORMAL survives a killed process (only an OS crash can lose the last commit), and
     // lets `mailbell outbox` read while the daemon writes.
     db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;");
+    // SQLite opens a file it may not write read-only without a word, and fails only at the first
+    // write, in the middle of handling a mail: write once now, and undo it.
+    const version = Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
+    db.exec(`BEGIN IMMEDIATE; PRAGMA user_version = ${version}; ROLLBACK`);
   } catch (err) {
-    throw new MailbellError("STATE", `cannot open the state database ${file}: ${(err as Error).message}. Check that the folder is writable, or set state: to another path in the config.`, { cause: err });
+    if (db?.isOpen) db.close();
+    if (isReadOnly(err)) throw notWritable(file, stateWriteProblem(file) ?? { problem: (err as Error).message, fix: `sudo chown ${userInfo().username} ${path.dirname(file)} ${file}*` });
+    throw new StateError(`cannot open the state database ${file}: ${(err as Error).message}. Check that the folder is writable, or set state: to another path in the config.`, { cause: err });
   }
   migrate(db, file);
   return db;
+}
+
+function openToRead(file: string): DatabaseSync {
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(file, { readOnly: true });
+    db.exec("PRAGMA busy_timeout = 5000");
+  } catch (err) {
+    throw new StateError(`cannot read the state database ${file}: ${(err as Error).message}.`, { cause: err });
+  }
+  const version = Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
+  if (version !== migrations.length) {
+    db.close();
+    throw new StateError(`the state database ${file} has schema ${version}, this mailbell ${migrations.length}; run mailbell run once to bring it up to date, or point state: elsewhere.`);
+  }
+  return db;
+}
+
+/** SQLITE_READONLY (8, and its extended codes) or SQLITE_CANTOPEN (14): the file or its folder is not ours to write. */
+function isReadOnly(err: unknown): boolean {
+  const code = (err as { errcode?: unknown }).errcode;
+  return typeof code === "number" && ((code & 0xff) === 8 || (code & 0xff) === 14);
+}
+
+/** Why this process cannot write the state, and the command that fixes it. */
+export interface StateWriteProblem {
+  problem: string;
+  fix: string;
+}
+
+/**
+ * Why this process cannot write the state database at `file` (the file, its -wal, -shm and lock
+ * files, or the folder that holds them or would), or undefined when it can. Creates nothing:
+ * `mailbell check` asks it too.
+ */
+export function stateWriteProblem(file: string): StateWriteProblem | undefined {
+  const dir = path.dirname(file);
+  const user = userInfo().username;
+  if (!existsSync(dir)) {
+    const parent = nearestExisting(dir);
+    if (!statSync(parent).isDirectory()) return { problem: `${parent} is a file, not a folder`, fix: "set state: to another path, inside a folder" };
+    return writable(parent) ? undefined : { problem: `the folder ${parent} is not writable by ${whoAmI()}${ownerOf(parent)}, so ${dir} cannot be created`, fix: `sudo install -d -o ${user} ${dir}` };
+  }
+  if (!statSync(dir).isDirectory()) return { problem: `${dir} is a file, not a folder`, fix: "set state: to another path, inside a folder" };
+  const denied = [dir, file, `${file}-wal`, `${file}-shm`, `${file}.lock`].filter((f) => existsSync(f) && !writable(f));
+  if (denied.length === 0) return undefined;
+  return { problem: `${denied.join(", ")} ${denied.length === 1 ? "is" : "are"} not writable by ${whoAmI()}${ownerOf(denied[0]!)}`, fix: `sudo chown ${user} ${[...(denied.includes(dir) ? [dir] : []), ...(denied.some((f) => f !== dir) ? [`${file}*`] : [])].join(" ")}` };
+}
+
+/** The StateError for a state this user cannot write, with the chown that fixes it. */
+export function notWritable(file: string, found: StateWriteProblem): StateError {
+  const permissions = found.fix.startsWith("sudo ");
+  return new StateError(
+    `cannot write the state database ${file}: ${found.problem}. ` +
+      (permissions ? `Was mailbell run as another user before (root, then a service with User=)? Fix: ${found.fix} — or set state: to a path ${userInfo().username} can write.` : `Fix: ${found.fix}.`),
+  );
+}
+
+function writable(p: string): boolean {
+  try {
+    accessSync(p, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function nearestExisting(dir: string): string {
+  let at = dir;
+  while (!existsSync(at) && path.dirname(at) !== at) at = path.dirname(at);
+  return at;
+}
+
+function whoAmI(): string {
+  const me = userInfo();
+  return `${me.username} (uid ${me.uid})`;
+}
+
+function ownerOf(p: string): string {
+  const uid = statSync(p).uid;
+  return uid === userInfo().uid ? "" : `; it belongs to uid ${uid}${uid === 0 ? " (root)" : ""}`;
 }
 
 function migrate(db: DatabaseSync, file: string): void {
   const current = Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
   if (current > migrations.length) {
     db.close();
-    throw new MailbellError("STATE", `the state database ${file} was written by a newer mailbell (schema ${current}, this one knows ${migrations.length}). Upgrade mailbell, or point state: at a new file.`);
+    throw new StateError(`the state database ${file} was written by a newer mailbell (schema ${current}, this one knows ${migrations.length}). Upgrade mailbell, or point state: at a new file.`);
   }
   for (let v = current; v < migrations.length; v++) {
     transaction(db, () => {

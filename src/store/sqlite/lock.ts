@@ -1,6 +1,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { MailbellError } from "../../errors.ts";
+import { notWritable, stateWriteProblem } from "./db.ts";
 
 /**
  * One daemon per state file: two would both send every queued notification. The lock is a file
@@ -8,6 +9,8 @@ import { MailbellError } from "../../errors.ts";
  */
 export function lockState(statePath: string): { release(): void } {
   const file = `${statePath}.lock`;
+  const problem = stateWriteProblem(statePath);
+  if (problem) throw notWritable(statePath, problem);
   mkdirSync(path.dirname(file), { recursive: true });
   try {
     const fd = openSync(file, "wx");

@@ -1,0 +1,72 @@
+/**
+ * Socket and TLS failures in words: what went wrong between mailbell and host:port, and which
+ * setting fixes it. Pure: the error (its code and message) and the endpoint go in, a sentence comes
+ * out. Used by classifyImapError (client.ts), so `mailbell check` and the watchers say the same.
+ */
+
+/** Where a connection went, as configured. */
+export interface Endpoint {
+  host: string;
+  port: number;
+  tls: "implicit" | "starttls" | "none";
+}
+
+export interface TransportProblem {
+  /** What is wrong and which setting fixes it, without the account's name. */
+  message: string;
+  /** The config is wrong (not the network): a new connection meets the same answer. */
+  settled: boolean;
+}
+
+/**
+ * Without TLS from the first byte, a healthy IMAP server greets within milliseconds; a TLS port
+ * says nothing and waits for our ClientHello. 5 s tells the two apart (imapflow waits 16 s)
+ * while leaving a loaded server time to answer.
+ */
+export const plainGreetingTimeoutMs = 5000;
+
+const tlsPort = 993;
+
+/** The failure described, or undefined when it is none of the transport failures known here. */
+export function describeTransportError(err: { code?: string; message?: string }, at: Endpoint): TransportProblem | undefined {
+  const code = err.code ?? "";
+  const text = err.message ?? "";
+  const hostPort = `${at.host}:${at.port}`;
+  if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version number/i.test(text)) {
+    const fix = at.tls === "implicit" ? `use tls: starttls, or port ${tlsPort}` : "check the port and the tls: setting";
+    return { message: `port ${at.port} does not speak TLS from the first byte (${hostPort} answered in plain text): ${fix}`, settled: true };
+  }
+  if (code === "GREETING_TIMEOUT") return greetingTimeout(at, hostPort);
+  switch (code) {
+    case "ECONNREFUSED":
+      return { message: `nothing listens on ${hostPort} (connection refused): check host and port`, settled: false };
+    case "ENOTFOUND":
+      return { message: `the host name "${at.host}" was not found (DNS: ENOTFOUND): check host`, settled: false };
+    case "EAI_AGAIN":
+      return { message: `the host name "${at.host}" could not be looked up just now (DNS: EAI_AGAIN): check the network and DNS`, settled: false };
+    case "ETIMEDOUT":
+    case "CONNECT_TIMEOUT":
+      return { message: `no answer from ${hostPort} (timed out): check host and port, and that no firewall drops the connection`, settled: false };
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return { message: `${hostPort} cannot be reached (${code}): check the network and host`, settled: false };
+    default:
+      return undefined;
+  }
+}
+
+function greetingTimeout(at: Endpoint, hostPort: string): TransportProblem {
+  if (at.tls !== "implicit") {
+    const seconds = plainGreetingTimeoutMs / 1000;
+    const expects = at.port === tlsPort ? `port ${tlsPort} expects TLS` : `port ${at.port} probably expects TLS (a TLS port waits like this for the client to start)`;
+    return { message: `${hostPort} sent no IMAP greeting within ${seconds} s: ${expects}: use tls: implicit`, settled: false };
+  }
+  return { message: `${hostPort} accepted TLS but sent no IMAP greeting: check that port ${at.port} is the server's IMAP port`, settled: false };
+}
+
+/** The certificate failure in words, for the OpenSSL codes a user meets; undefined for the rest. */
+export function describeCertificateError(code: string, at: Endpoint): string | undefined {
+  if (code === "CERT_HAS_EXPIRED") return `the certificate of ${at.host}:${at.port} has expired (CERT_HAS_EXPIRED): the server must renew it; tlsVerify: false works around it (not recommended)`;
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return `the certificate of ${at.host}:${at.port} is not for "${at.host}" (ERR_TLS_CERT_ALTNAME_INVALID): set host: to a name the certificate lists`;
+  return undefined;
+}

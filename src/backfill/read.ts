@@ -114,7 +114,7 @@ async function searchMailbox(client: ImapFlow, source: ReadSource, account: stri
     const opened = await client.mailboxOpen(mailbox, { readOnly: true });
     const here = source.rules.filter((r) => appliesIn(r, { account, mailbox }));
     const configs = here.map((r) => source.loaded.config.rules.find((c) => c.name === r.name)!);
-    const narrowing = searchFor(configs, searchDates(range));
+    const narrowing = searchFor(configs, searchDates(range), source.accounts.get(account)?.host);
     const found = await client.search(narrowing.query, { uid: true });
     if (!Array.isArray(found)) throw Object.assign(new Error(`the server refused UID SEARCH in mailbox "${mailbox}"`), { code: "ServerAnswer" });
     return { account, mailbox, uidValidity: Number(opened.uidValidity), uids: [...found].sort((a, b) => a - b), narrowing };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { arrivalRange, inRange, parseDay, periodStartDay, searchDates, startOfDay } from "./range.ts";
+import { arrivalRange, dayText, inRange, parseDay, periodStartDay, searchDates, startOfDay } from "./range.ts";
 
 describe("backfill range", () => {
   it("starts a day at its first minute in the zone, across DST too", () => {
@@ -9,6 +9,16 @@ describe("backfill range", () => {
     // New York leaves DST at 02:00 on 2026-11-01: the day begins at 00:00 EDT (-4).
     assert.equal(startOfDay({ year: 2026, month: 11, day: 1 }, "America/New_York").toISOString(), "2026-11-01T04:00:00.000Z");
     assert.equal(startOfDay({ year: 2026, month: 3, day: 8 }, "America/New_York").toISOString(), "2026-03-08T05:00:00.000Z");
+  });
+
+  it("starts a day whose midnight does not exist at its first minute, not in the day before", () => {
+    // Santiago springs forward at 00:00 on 2026-09-06 (-4 to -3): the day begins at 01:00 -03.
+    assert.equal(startOfDay({ year: 2026, month: 9, day: 6 }, "America/Santiago").toISOString(), "2026-09-06T04:00:00.000Z");
+    // Havana at 00:00 on 2026-03-08 (-5 to -4): the day begins at 01:00 -04.
+    assert.equal(startOfDay({ year: 2026, month: 3, day: 8 }, "America/Havana").toISOString(), "2026-03-08T05:00:00.000Z");
+    // Santiago falls back at 00:00 on 2026-04-05 (-3 to -4): 23:00 on the 4th again, the day begins an hour later.
+    assert.equal(startOfDay({ year: 2026, month: 4, day: 5 }, "America/Santiago").toISOString(), "2026-04-05T04:00:00.000Z");
+    assert.equal(dayText(startOfDay({ year: 2026, month: 9, day: 6 }, "America/Santiago"), "America/Santiago"), "2026-09-06");
   });
 
   it("includes the --until day whole and keeps mail by arrival time", () => {

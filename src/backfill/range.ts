@@ -41,13 +41,18 @@ export function zoneOffsetMs(at: Date, timeZone: string): number {
   return wall - Math.floor(at.getTime() / 1000) * 1000;
 }
 
-/** The instant `day` begins in `timeZone` (its first minute, also across a DST change). */
+/**
+ * The instant `day` begins in `timeZone`: the earliest instant whose local day is `day`. Its
+ * midnight under each offset in force around it is a candidate; where clocks jump at 00:00
+ * (America/Santiago, America/Havana) midnight does not exist and the day begins at 01:00, which is
+ * midnight under the offset before the jump. A candidate in the day before is no start.
+ */
 export function startOfDay(day: Day, timeZone: string): Date {
   const utcMidnight = Date.UTC(day.year, day.month - 1, day.day);
-  let at = utcMidnight - zoneOffsetMs(new Date(utcMidnight), timeZone);
-  // The offset at the guess may differ from the offset at the real start (a DST change that day).
-  at = utcMidnight - zoneOffsetMs(new Date(at), timeZone);
-  return new Date(at);
+  const wanted = dayText(new Date(utcMidnight), "UTC");
+  const offsets = new Set([-14, 0, 14].map((h) => zoneOffsetMs(new Date(utcMidnight + h * 3_600_000), timeZone)));
+  const starts = [...offsets].map((offset) => utcMidnight - offset).filter((at) => dayText(new Date(at), timeZone) === wanted);
+  return new Date(starts.length > 0 ? Math.min(...starts) : utcMidnight - zoneOffsetMs(new Date(utcMidnight), timeZone));
 }
 
 function nextDay(day: Day): Day {

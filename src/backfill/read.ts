@@ -31,6 +31,8 @@ export interface ReadSource {
   signal: AbortSignal;
   /** Mails per FETCH; default 100. */
   batchSize?: number;
+  /** Mailboxes read besides the watched ones where a rule applies (a rule's move destination), with the rules in play there. */
+  alsoRead?: readonly { account: string; mailbox: string; rules: readonly CompiledRule[] }[];
 }
 
 /** One mailbox's search: what it asked and how many UIDs it found. */
@@ -71,7 +73,8 @@ export async function readRange(source: ReadSource, range: ArrivalRange, hooks: 
   const sessions: { account: AccountConfig; client: ImapFlow; searches: MailboxSearch[] }[] = [];
   try {
     for (const account of config.accounts) {
-      const mailboxes = account.mailboxes.filter((mailbox) => source.rules.some((r) => appliesIn(r, { account: account.name, mailbox })));
+      const also = (source.alsoRead ?? []).filter((a) => a.account === account.name).map((a) => a.mailbox);
+      const mailboxes = [...new Set([...account.mailboxes.filter((mailbox) => rulesIn(source, account.name, mailbox).length > 0), ...also])];
       if (mailboxes.length === 0) continue;
       const client = await connect(source, account);
       sessions.push({ account, client, searches: [] });
@@ -112,7 +115,7 @@ async function connect(source: ReadSource, account: AccountConfig): Promise<Imap
 async function searchMailbox(client: ImapFlow, source: ReadSource, account: string, mailbox: string, range: ArrivalRange): Promise<MailboxSearch> {
   try {
     const opened = await client.mailboxOpen(mailbox, { readOnly: true });
-    const here = source.rules.filter((r) => appliesIn(r, { account, mailbox }));
+    const here = rulesIn(source, account, mailbox);
     const configs = here.map((r) => source.loaded.config.rules.find((c) => c.name === r.name)!);
     const narrowing = searchFor(configs, searchDates(range), source.accounts.get(account)?.host);
     const found = await client.search(narrowing.query, { uid: true });
@@ -162,6 +165,12 @@ async function readPass(client: ImapFlow, source: ReadSource, account: string, s
   return uids.filter((uid) => !accounted.has(uid));
 }
 
+/** The rules in play in a mailbox: those that apply there, or those alsoRead names for it. */
+function rulesIn(source: ReadSource, account: string, mailbox: string): readonly CompiledRule[] {
+  const also = source.alsoRead?.find((a) => a.account === account && a.mailbox === mailbox);
+  return also ? also.rules : source.rules.filter((r) => appliesIn(r, { account, mailbox }));
+}
+
 /** The daemon's fetch options for this mailbox: the same limits, and the same reading of text and whole mail. */
 function fetchOptionsFor(source: ReadSource, account: AccountConfig, mailbox: string): FetchOptions {
   const context = watchContext({
@@ -170,7 +179,7 @@ function fetchOptionsFor(source: ReadSource, account: AccountConfig, mailbox: st
     maxTextBytes: account.maxTextBytes,
     maxHeaderBytes: account.maxHeaderBytes,
     logger: source.logger,
-    ...mailReading(source.rules, account.name, mailbox, source.dkim),
+    ...mailReading(rulesIn(source, account.name, mailbox), account.name, mailbox, source.dkim),
   });
   return { ...context.fetchOptions, batchSize: source.batchSize ?? 100 };
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { arrivalRange, dayText, inRange, parseDay, periodStartDay, searchDates, startOfDay } from "./range.ts";
+import { arrivalRange, arrivalRangeIn, dayText, inRange, parseDay, periodStartDay, searchDates, startOfDay } from "./range.ts";
 
 describe("backfill range", () => {
   it("starts a day at its first minute in the zone, across DST too", () => {
@@ -29,6 +29,13 @@ describe("backfill range", () => {
     assert.ok(inRange(new Date("2026-11-30T14:59:59Z"), range));
     assert.ok(!inRange(new Date("2026-11-30T15:00:00Z"), range));
     assert.throws(() => arrivalRange({ year: 2026, month: 11, day: 2 }, { year: 2026, month: 11, day: 1 }, "UTC"), /--until is before --since/);
+  });
+
+  it("with rules in different zones, reads from the earliest start to the latest end of the days", () => {
+    const range = arrivalRangeIn({ year: 2026, month: 11, day: 1 }, { year: 2026, month: 11, day: 30 }, ["UTC", "Asia/Tokyo", "UTC"]);
+    assert.equal(range.since!.toISOString(), "2026-10-31T15:00:00.000Z", "Tokyo's 1 November begins 9 hours before UTC's");
+    assert.equal(range.until!.toISOString(), "2026-12-01T00:00:00.000Z", "UTC's 30 November ends 9 hours after Tokyo's");
+    assert.deepEqual(arrivalRangeIn({ year: 2026, month: 11, day: 1 }, undefined, []), arrivalRange({ year: 2026, month: 11, day: 1 }, undefined, "UTC"));
   });
 
   it("searches a day wider on each side, as UTC dates", () => {

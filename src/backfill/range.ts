@@ -1,7 +1,8 @@
 /**
  * The range of arrival times a backfill reads, and the IMAP SEARCH dates that cover it. Pure.
  * `--since 2026-11-01` means from the start of that day in the rules' time zone (their totals'
- * zone, so a month is counted from its first minute); `--until` to the end of its day. SEARCH
+ * zone, so a month is counted from its first minute; with several zones, the earliest start);
+ * `--until` to the end of its day (the latest end). SEARCH
  * SINCE/BEFORE compare dates in the server's zone, which mailbell cannot know: the search is a day
  * wider on each side and each mail is then kept by its INTERNALDATE.
  */
@@ -67,13 +68,21 @@ export function arrivalRange(since: Day | undefined, until: Day | undefined, tim
   return range;
 }
 
+/** The zones days are read in: those the rules' totals are kept in (UTC when none keeps one). */
+export function rangeZones(zones: readonly string[]): string[] {
+  return zones.length > 0 ? [...new Set(zones)] : ["UTC"];
+}
+
 /**
- * The zone days are read in: the one the rules' totals are kept in, when they agree (the usual
- * case), else UTC, said in the summary.
+ * The range the days name in every zone the rules keep totals in, together: from the earliest
+ * start to the latest end, so no rule misses the first or last hours of its days. Each mail's
+ * period is still its own rule's.
  */
-export function rangeZone(zones: readonly string[]): string {
-  const distinct = [...new Set(zones)];
-  return distinct.length === 1 ? distinct[0]! : "UTC";
+export function arrivalRangeIn(since: Day | undefined, until: Day | undefined, zones: readonly string[]): ArrivalRange {
+  const ranges = rangeZones(zones).map((zone) => arrivalRange(since, until, zone));
+  const earliest = (dates: (Date | undefined)[]) => (dates[0] ? new Date(Math.min(...dates.map((d) => d!.getTime()))) : undefined);
+  const latest = (dates: (Date | undefined)[]) => (dates[0] ? new Date(Math.max(...dates.map((d) => d!.getTime()))) : undefined);
+  return { since: earliest(ranges.map((r) => r.since)), until: latest(ranges.map((r) => r.until)) };
 }
 
 /** SEARCH SINCE/BEFORE dates (UTC midnights, as imapflow sends their UTC date), a day wider each side. */

@@ -9,7 +9,7 @@ import { compileConfigRules } from "../config/validate.ts";
 import { UsageError } from "../errors.ts";
 import { backfill, type BackfillSummary } from "../backfill/backfill.ts";
 import type { NotifyMode } from "../backfill/policy.ts";
-import { arrivalRange, parseDay, rangeZone, type Day } from "../backfill/range.ts";
+import { arrivalRangeIn, parseDay, rangeZones, type Day } from "../backfill/range.ts";
 import type { ReadTally } from "../backfill/read.ts";
 import { dkimVerifierFor, toImapAccount } from "../daemon/run.ts";
 import type { ImapAccount } from "../imap/client.ts";
@@ -44,8 +44,9 @@ export async function backfillCommand(options: BackfillCommandOptions, io: CliIO
   const since = parseDay(options.since, "--since");
   const until = options.until === undefined ? undefined : parseDay(options.until, "--until");
   return withHistory(options, io, "backfill", async (h) => {
-    const zone = rangeZone(h.rules.flatMap((r) => (r.total ? [r.total.timezone] : [])));
-    const range = arrivalRange(since, until, zone);
+    const zones = h.rules.flatMap((r) => (r.total ? [r.total.timezone] : []));
+    const range = arrivalRangeIn(since, until, zones);
+    const zone = rangeZones(zones).join(", ");
     const summary = await backfill({ ...h, range, notify, actions: options.actions, batchSize: options.batchSize });
     h.progress.stop();
     printSummary(io, summary, { since, until, zone, rules: h.rules.map((r) => r.name), notify, actions: options.actions });
@@ -134,7 +135,7 @@ export function searchLines(read: Pick<ReadTally, "searches">): string[] {
 }
 
 function printSummary(io: CliIO, s: BackfillSummary, run: { since: Day; until: Day | undefined; zone: string; rules: string[]; notify: NotifyMode; actions: boolean }): void {
-  io.out(`backfill ${dayText(run.since)} to ${run.until ? dayText(run.until) : "now"} (days in ${run.zone}), rules: ${run.rules.join(", ")}${s.interrupted ? " — INTERRUPTED: what is below was committed; run the same command again to count the rest" : ""}`);
+  io.out(`backfill ${dayText(run.since)} to ${run.until ? dayText(run.until) : "now"} (days in ${run.zone}${run.zone.includes(",") ? ": from the earliest start to the latest end" : ""}), rules: ${run.rules.join(", ")}${s.interrupted ? " — INTERRUPTED: what is below was committed; run the same command again to count the rest" : ""}`);
   for (const line of searchLines(s)) io.out(line);
   io.out(`  read: ${s.read} (in the range: ${s.inRange})`);
   io.out(`  matched: ${s.matched}`);

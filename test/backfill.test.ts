@@ -324,6 +324,13 @@ describe("mailbell backfill", () => {
       assert.equal(line(r.out, "refused, sender not verified"), 1, r.out);
       assert.equal(line(r.out, "of them, not verifiable because the DKIM key is gone from DNS \\(rotated away\\)"), 1, r.out);
       assert.equal(sumOf(totals(s)), 7);
+      // DNS refusing: each pass leaves one mail unread (its key lookup failed) and the rest of its
+      // batch for the next; after the last pass, what is left is reported too, not dropped.
+      for (const i of [1, 2, 3, 4, 5]) await append(user, await signMail(receipt(`Receipt signed later ${i}`, i), { domain: "shop.example", selector: "now", privateKey: current.privateKey }), day);
+      await dns.fail("refused");
+      const down = await cli(["backfill", "--config", s.file, "--since", new Date(Date.now() - 10 * 86_400_000).toISOString().slice(0, 10)]);
+      assert.equal(down.code, 0, down.out + down.err);
+      assert.equal(line(down.out, "could not be read"), 7, down.out);
     } finally {
       await dns.stop();
     }

@@ -140,8 +140,13 @@ async function readMailbox(client: ImapFlow, source: ReadSource, account: Accoun
   let left = search.uids;
   // A mail whose DKIM key lookup failed ends its FETCH batch's whole reading (fetch.ts): the mail
   // after it in that batch is read in a next pass. Each pass reads at least one mail more or stops.
-  for (let pass = 0; left.length > 0 && pass < 5 && !source.signal.aborted; pass++) left = await readPass(client, source, account.name, search, left, range, options, hooks, tally);
+  for (let pass = 0; left.length > 0 && pass < maxPasses && !source.signal.aborted; pass++) left = await readPass(client, source, account.name, search, left, range, options, hooks, tally);
+  if (source.signal.aborted) return;
+  // Still behind a failed key lookup after the last pass: said, so the summary counts it and a rerun reads it.
+  for (const uid of left) tally.unread.push({ account: account.name, mailbox, uid, reason: `not read: a DKIM key lookup before it failed in each of ${maxPasses} passes` });
 }
+
+const maxPasses = 5;
 
 async function readPass(client: ImapFlow, source: ReadSource, account: string, search: MailboxSearch, uids: number[], range: ArrivalRange, options: FetchOptions, hooks: ReadHooks, tally: ReadTally): Promise<number[]> {
   const accounted = new Set<number>();

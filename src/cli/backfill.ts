@@ -19,6 +19,7 @@ import type { CompiledRule } from "../rules/rules.ts";
 import { State } from "../store/sqlite/state.ts";
 import type { CliIO } from "./io.ts";
 import { createProgress, type Progress } from "./progress.ts";
+import { escapeTerminal } from "../targets/text.ts";
 
 export interface BackfillCommandOptions {
   config: string;
@@ -134,6 +135,14 @@ export function searchLines(read: Pick<ReadTally, "searches">): string[] {
   });
 }
 
+/** The first few mails not read and why, for the terminal: the reasons carry server and DNS text. */
+export function unreadText(unread: ReadTally["unread"]): string {
+  return unread
+    .slice(0, 3)
+    .map((u) => escapeTerminal(`${u.account}/${u.mailbox} UID ${u.uid}: ${u.reason}`))
+    .join("; ");
+}
+
 function printSummary(io: CliIO, s: BackfillSummary, run: { since: Day; until: Day | undefined; zone: string; rules: string[]; notify: NotifyMode; actions: boolean }): void {
   io.out(`backfill ${dayText(run.since)} to ${run.until ? dayText(run.until) : "now"} (days in ${run.zone}${run.zone.includes(",") ? ": from the earliest start to the latest end" : ""}), rules: ${run.rules.join(", ")}${s.interrupted ? " — INTERRUPTED: what is below was committed; run the same command again to count the rest" : ""}`);
   for (const line of searchLines(s)) io.out(line);
@@ -143,7 +152,7 @@ function printSummary(io: CliIO, s: BackfillSummary, run: { since: Day; until: D
   io.out(`  already counted: ${s.alreadyCounted}`);
   io.out(`  refused, sender not verified: ${s.unverified}`);
   io.out(`  of them, not verifiable because the DKIM key is gone from DNS (rotated away): ${s.keyGone}`);
-  io.out(`  could not be read: ${s.unread.length}${s.unread.length > 0 ? ` (${s.unread.slice(0, 3).map((u) => `${u.account}/${u.mailbox} UID ${u.uid}: ${u.reason}`).join("; ")}); run again to try them` : ""}`);
+  io.out(`  could not be read: ${s.unread.length}${s.unread.length > 0 ? ` (${unreadText(s.unread)}); run again to try them` : ""}`);
   const sender = s.digests.sentBy === "daemon" ? "the running mailbell sends them" : s.digests.sentBy === "backfill" ? `sent${s.digests.left ? `; ${s.digests.left} still queued for the next mailbell run` : ""}` : "";
   io.out(`  notifications: ${run.notify === "none" ? "none (--notify none)" : `${s.digests.rows} queued as one digest per rule and target${sender ? `; ${sender}` : ""}`}`);
   io.out(`  actions: ${run.actions ? "queued; the mailbox's watcher (the running mailbell, or the next mailbell run) does them" : "none (without --actions)"}`);

@@ -6,7 +6,7 @@
 import { rebuildRule } from "../backfill/rebuild.ts";
 import { arrivalRange, dayText, parseDay, periodStartDay, startOfDay } from "../backfill/range.ts";
 import { MailbellError, UsageError } from "../errors.ts";
-import { interruptedExit, searchLines, withHistory, type BackfillCommandOptions } from "./backfill.ts";
+import { interruptedExit, searchLines, unreadText, withHistory, type BackfillCommandOptions } from "./backfill.ts";
 import type { CliIO } from "./io.ts";
 
 export type RebuildCommandOptions = Pick<BackfillCommandOptions, "config" | "rule" | "since" | "logLevel" | "signal" | "tty">;
@@ -32,7 +32,7 @@ export async function totalsRebuildCommand(options: RebuildCommandOptions, io: C
         io.out("  interrupted: nothing replaced; the totals are as they were.");
         return interruptedExit;
       }
-      throw new MailbellError("IMAP_SERVER", `totals rebuild ${rule.name}: nothing replaced, because ${summary.notReplaced} (${summary.unread.slice(0, 3).map((u) => `${u.account}/${u.mailbox} UID ${u.uid}: ${u.reason}`).join("; ")}). The totals are as they were; run it again when the server hands the mail over.`);
+      throw new MailbellError("IMAP_SERVER", `totals rebuild ${rule.name}: nothing replaced, because ${summary.notReplaced} (${unreadText(summary.unread)}). The totals are as they were; run it again when the server hands the mail over.`);
     }
     io.out(`  replaced: ${summary.replaced.removed} earlier entries removed, ${summary.replaced.added} counted again; notifications are not sent again`);
     return 0;

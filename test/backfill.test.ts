@@ -267,6 +267,10 @@ describe("mailbell backfill", () => {
       const r = await runProcess(["backfill", "--config", s.file, "--since", since, "--notify", "digest"]);
       assert.equal(r.code, 0, r.out + r.err);
       assert.match(r.out, /notifications: 2 queued as one digest per rule and target; the running mailbell sends them/);
+      // A rebuild beside it: the daemon's counts meanwhile are kept, so it is told to reload first.
+      const rebuilt = await runProcess(["totals", "rebuild", "--config", s.file, "--rule", "shop"]);
+      assert.equal(rebuilt.code, 0, rebuilt.out + rebuilt.err);
+      assert.match(rebuilt.err, /a running mailbell \(pid \d+\) uses this state file: .*reload it first \(kill -HUP \d+\)/);
       await receiver.waitFor((q) => q.path === s.hook, 15_000);
       await new Promise((r) => setTimeout(r, 500));
     } finally {

@@ -6,6 +6,7 @@
 import { rebuildRule } from "../backfill/rebuild.ts";
 import { arrivalRange, dayText, parseDay, periodStartDay, startOfDay } from "../backfill/range.ts";
 import { MailbellError, UsageError } from "../errors.ts";
+import { stateLockOwner } from "../store/sqlite/lock.ts";
 import { interruptedExit, searchLines, unreadText, withHistory, type BackfillCommandOptions } from "./backfill.ts";
 import type { CliIO } from "./io.ts";
 
@@ -17,6 +18,9 @@ export async function totalsRebuildCommand(options: RebuildCommandOptions, io: C
   return withHistory(options, io, "rebuild", async (h) => {
     const rule = h.rules[0]!;
     if (!rule.total) throw new UsageError(`rule ${rule.name} keeps no total (no total: in its config), so there is nothing to rebuild.`);
+    // What a daemon counts while the rebuild reads is kept: with the config from before the fix, wrongly.
+    const daemon = stateLockOwner(h.loaded.statePath);
+    if (daemon !== undefined) io.err(`mailbell totals rebuild: a running mailbell (pid ${daemon}) uses this state file: what it counts while the rebuild reads is kept, so if it still runs the config from before your fix, reload it first (kill -HUP ${daemon}) and rebuild again.`);
     const zone = rule.total.timezone;
     // Whole periods: the first one replaced starts on or before --since.
     const first = since && periodStartDay(rule.total.per, since);

@@ -107,7 +107,9 @@ describe("mailbell backfill", () => {
     // mailbell squeezes whitespace in a subject before matching: "Your receipt" matches these too.
     await append(user, receipt("Your  receipt 7", 7), "2026-11-16T12:00:00Z");
     await append(user, receipt("Your\u00a0receipt 8", 8), "2026-11-17T12:00:00Z");
-    const proxy: ImapProxy = await startImapProxy({ port: dovecot.imapPort });
+    // The server logs the first session out right after the search (an autologout while other
+    // accounts are searched or read): the reading has a session of its own.
+    const proxy: ImapProxy = await startImapProxy({ port: dovecot.imapPort, rules: [{ name: "closeAfterSearch", onReply: (reply, session) => (session.id === 1 && reply.tag !== "*" && reply.command?.name === "UID SEARCH" ? { then: "close" } : undefined) }] });
     try {
       const s = setup(user, { port: proxy.port, tls: "none", subject: "Your receipt" });
       const r = await cli(["backfill", "--config", s.file, "--since", "2026-11-01", "--until", "2026-11-30"]);
@@ -137,6 +139,7 @@ describe("mailbell backfill", () => {
       const fetched = new Set(proxy.commands.filter((c) => c.name === "UID FETCH").flatMap((c) => uidsOf(c.args)));
       assert.deepEqual([...fetched].sort((a, b) => a - b), [2, 3, 4, 8, 9]);
       assert.ok(!proxy.commands.some((c) => c.name === "SELECT"), "mailboxes are opened read-only (EXAMINE)");
+      assert.ok(proxy.applied.some((a) => a.rule === "closeAfterSearch" && a.did === "close"), "the search's session was closed under it");
       const state = State.open(path.join(s.dir, "state.db"), { readOnly: true });
       assert.equal(state.checkpoints.load(user, "INBOX"), undefined, "no checkpoint is written");
       state.close();

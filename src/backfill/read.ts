@@ -70,31 +70,41 @@ export interface ReadHooks {
 export async function readRange(source: ReadSource, range: ArrivalRange, hooks: ReadHooks): Promise<ReadTally> {
   const tally: ReadTally = { found: 0, read: 0, inRange: 0, unread: [], searches: [] };
   const { config } = source.loaded;
-  const sessions: { account: AccountConfig; client: ImapFlow; searches: MailboxSearch[] }[] = [];
-  try {
-    for (const account of config.accounts) {
-      const also = (source.alsoRead ?? []).filter((a) => a.account === account.name).map((a) => a.mailbox);
-      const mailboxes = [...new Set([...account.mailboxes.filter((mailbox) => rulesIn(source, account.name, mailbox).length > 0), ...also])];
-      if (mailboxes.length === 0) continue;
-      const client = await connect(source, account);
-      sessions.push({ account, client, searches: [] });
-      for (const mailbox of mailboxes) {
-        const search = await searchMailbox(client, source, account.name, mailbox, range);
-        sessions.at(-1)!.searches.push(search);
-        tally.searches.push(search);
-        tally.found += search.uids.length;
-      }
-    }
-    hooks.onFound?.(tally.found);
-    for (const { account, client, searches } of sessions) {
+  const accounts: { account: AccountConfig; searches: MailboxSearch[] }[] = [];
+  // A session per account to search, closed after, and one to read when the account's turn comes:
+  // a session left idle while other accounts are read would outlast the server's autologout.
+  for (const account of config.accounts) {
+    const also = (source.alsoRead ?? []).filter((a) => a.account === account.name).map((a) => a.mailbox);
+    const mailboxes = [...new Set([...account.mailboxes.filter((mailbox) => rulesIn(source, account.name, mailbox).length > 0), ...also])];
+    if (mailboxes.length === 0) continue;
+    const searches = await withSession(source, account, async (client) => {
+      const found: MailboxSearch[] = [];
+      for (const mailbox of mailboxes) found.push(await searchMailbox(client, source, account.name, mailbox, range));
+      return found;
+    });
+    accounts.push({ account, searches });
+    tally.searches.push(...searches);
+    tally.found += searches.reduce((n, search) => n + search.uids.length, 0);
+  }
+  hooks.onFound?.(tally.found);
+  for (const { account, searches } of accounts) {
+    if (source.signal.aborted || searches.every((search) => search.uids.length === 0)) continue;
+    await withSession(source, account, async (client) => {
       for (const search of searches) {
-        if (source.signal.aborted) return tally;
+        if (source.signal.aborted) return;
         await readMailbox(client, source, account, search, range, hooks, tally);
       }
-    }
-    return tally;
+    });
+  }
+  return tally;
+}
+
+async function withSession<T>(source: ReadSource, account: AccountConfig, fn: (client: ImapFlow) => Promise<T>): Promise<T> {
+  const client = await connect(source, account);
+  try {
+    return await fn(client);
   } finally {
-    for (const s of sessions) await closeQuietly(s.client, true);
+    await closeQuietly(client, true);
   }
 }
 

@@ -140,6 +140,12 @@ describe("mailbell backfill", () => {
       assert.deepEqual([...fetched].sort((a, b) => a - b), [2, 3, 4, 8, 9]);
       assert.ok(!proxy.commands.some((c) => c.name === "SELECT"), "mailboxes are opened read-only (EXAMINE)");
       assert.ok(proxy.applied.some((a) => a.rule === "closeAfterSearch" && a.did === "close"), "the search's session was closed under it");
+      // --search dates, for a server whose search matches whole words: the dates alone.
+      const dates = await cli(["backfill", "--config", s.file, "--since", "2026-11-01", "--until", "2026-11-30", "--search", "dates"]);
+      assert.equal(dates.code, 0, dates.out + dates.err);
+      assert.match(dates.out, /searched by date only \(--search dates\): 7 found/);
+      assert.equal(line(dates.out, "already counted"), 4);
+      assert.doesNotMatch(proxy.commands.filter((c) => c.name === "UID SEARCH").at(-1)!.args, /FROM|SUBJECT/);
       const state = State.open(path.join(s.dir, "state.db"), { readOnly: true });
       assert.equal(state.checkpoints.load(user, "INBOX"), undefined, "no checkpoint is written");
       state.close();
@@ -362,6 +368,7 @@ describe("mailbell backfill", () => {
     const bad = await cli(["backfill", "--config", s.file, "--since", "2026-11-01", "--notify", "all"]);
     assert.equal(bad.code, 2);
     assert.match(bad.err, /--notify "all" is not one of none, digest/);
+    assert.match((await cli(["backfill", "--config", s.file, "--since", "2026-11-01", "--search", "words"])).err, /--search "words" is not one of conditions, dates/);
   });
 });
 

@@ -31,6 +31,8 @@ export interface ReadSource {
   signal: AbortSignal;
   /** Mails per FETCH; default 100. */
   batchSize?: number;
+  /** Search by dates only (--search dates): for a server whose SEARCH does not match substrings. */
+  searchDatesOnly?: boolean;
   /** Mailboxes read besides the watched ones where a rule applies (a rule's move destination), with the rules in play there. */
   alsoRead?: readonly { account: string; mailbox: string; rules: readonly CompiledRule[] }[];
 }
@@ -127,7 +129,7 @@ async function searchMailbox(client: ImapFlow, source: ReadSource, account: stri
     const opened = await client.mailboxOpen(mailbox, { readOnly: true });
     const here = rulesIn(source, account, mailbox);
     const configs = here.map((r) => source.loaded.config.rules.find((c) => c.name === r.name)!);
-    const narrowing = searchFor(configs, searchDates(range), source.accounts.get(account)?.host);
+    const narrowing = searchFor(configs, searchDates(range), { host: source.accounts.get(account)?.host, datesOnly: source.searchDatesOnly });
     const found = await client.search(narrowing.query, { uid: true });
     if (!Array.isArray(found)) throw Object.assign(new Error(`the server refused UID SEARCH in mailbox "${mailbox}"`), { code: "ServerAnswer" });
     return { account, mailbox, uidValidity: Number(opened.uidValidity), uids: [...found].sort((a, b) => a - b), narrowing };

@@ -57,6 +57,7 @@ export interface RebuildOptions {
   logger: Logger;
   signal: AbortSignal;
   progress?: Pick<ReadHooks, "onFound" | "onRead">;
+  searchDatesOnly?: boolean;
 }
 
 export interface RebuildSummary extends ReadTally {

@@ -27,8 +27,9 @@ describe("backfill search", () => {
 
   it("searches by dates only on servers that match whole words (Gmail, Microsoft 365)", () => {
     const rules = [{ name: "a", match: { from: "@shop.example", subject: "receipt" } }];
-    assert.deepEqual(searchFor(rules, { since }, "imap.gmail.com"), { by: "dates", query: { since }, because: "imap.gmail.com searches by whole word, not substring" });
-    assert.equal(searchFor(rules, { since }, "Outlook.Office365.com").by, "dates");
-    assert.equal(searchFor(rules, { since }, "127.0.0.1").by, "conditions");
+    assert.deepEqual(searchFor(rules, { since }, { host: "imap.gmail.com" }), { by: "dates", query: { since }, because: "imap.gmail.com searches by whole word, not substring" });
+    assert.equal(searchFor(rules, { since }, { host: "Outlook.Office365.com" }).by, "dates");
+    assert.equal(searchFor(rules, { since }, { host: "127.0.0.1" }).by, "conditions");
+    assert.deepEqual(searchFor(rules, { since }, { host: "127.0.0.1", datesOnly: true }), { by: "dates", query: { since }, because: "--search dates" });
   });
 });

@@ -27,11 +27,13 @@ export type Narrowing = { query: SearchQuery; by: "conditions" } | { query: Sear
 /**
  * The search for the rules that can match mail in one mailbox (`rules`, each with its name and
  * match:), between the dates. A rule without a plain From or Subject would need every mail read,
- * so then only the dates narrow.
+ * so then only the dates narrow; so do `--search dates` (datesOnly) and a server known to search
+ * by word (`host`).
  */
-export function searchFor(rules: readonly { name: string; match: MatchConfig }[], dates: { since?: Date; before?: Date }, host?: string): Narrowing {
+export function searchFor(rules: readonly { name: string; match: MatchConfig }[], dates: { since?: Date; before?: Date }, server: { host?: string; datesOnly?: boolean } = {}): Narrowing {
   const base: SearchQuery = Object.keys(dates).length > 0 ? { ...dates } : { all: true };
-  if (host !== undefined && searchesByWord(host)) return { query: base, by: "dates", because: `${host} searches by whole word, not substring` };
+  if (server.datesOnly) return { query: base, by: "dates", because: "--search dates" };
+  if (server.host !== undefined && searchesByWord(server.host)) return { query: base, by: "dates", because: `${server.host} searches by whole word, not substring` };
   const perRule = rules.map((r) => ({ name: r.name, terms: literalTerms(r.match) }));
   const open = perRule.find((r) => r.terms === undefined);
   if (open || perRule.length === 0) return { query: base, by: "dates", because: open ? `rule ${open.name} has no plain from: or subject: condition` : "no rule" };

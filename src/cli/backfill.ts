@@ -34,6 +34,8 @@ export interface BackfillCommandOptions {
   /** stderr is a terminal: a progress bar. Default: process.stderr.isTTY. */
   tty?: boolean;
   batchSize?: number;
+  /** "dates": search by dates only, for a server whose SEARCH does not match substrings; default "conditions". */
+  search?: string | undefined;
 }
 
 /** Exit code of a run stopped by SIGINT/SIGTERM: what it committed stays; run it again for the rest. */
@@ -70,6 +72,7 @@ export interface History {
   logger: Logger;
   signal: AbortSignal;
   progress: Progress;
+  searchDatesOnly: boolean;
 }
 
 /**
@@ -77,7 +80,8 @@ export interface History {
  * (created if mailbell never ran: backfill may come first), picks the rules (--rule), and stops
  * between batches on SIGINT/SIGTERM; a second signal ends the process at once.
  */
-export async function withHistory(options: Pick<BackfillCommandOptions, "config" | "rule" | "logLevel" | "signal" | "tty">, io: CliIO, what: string, fn: (h: History) => Promise<number>): Promise<number> {
+export async function withHistory(options: Pick<BackfillCommandOptions, "config" | "rule" | "logLevel" | "signal" | "tty" | "search">, io: CliIO, what: string, fn: (h: History) => Promise<number>): Promise<number> {
+  const searchDatesOnly = searchMode(options.search) === "dates";
   const loaded = await loadConfig(options.config, io.env);
   const rules = pickRules(compileConfigRules(loaded), options.rule);
   // Per-mail lines (already counted, not verified) are summed up at the end; --log-level shows them.
@@ -89,12 +93,17 @@ export async function withHistory(options: Pick<BackfillCommandOptions, "config"
     const accounts = new Map<string, ImapAccount>();
     for (const [i, account] of loaded.config.accounts.entries()) accounts.set(account.name, await toImapAccount(account, loaded, i, state.targetState.for("oauth2")));
     const dkim = dkimVerifierFor(loaded.config, rules);
-    return await fn({ loaded, state, accounts, rules, dkim, logger, signal: options.signal ?? stop!.signal, progress });
+    return await fn({ loaded, state, accounts, rules, dkim, logger, signal: options.signal ?? stop!.signal, progress, searchDatesOnly });
   } finally {
     progress.stop();
     stop?.dispose();
     state.close();
   }
+}
+
+function searchMode(given: string | undefined): "conditions" | "dates" {
+  if (given === undefined || given === "conditions" || given === "dates") return given ?? "conditions";
+  throw new UsageError(`--search ${JSON.stringify(given)} is not one of conditions, dates: conditions (default) asks the server for the rules' from/subject too, dates for the dates alone (for a server whose search matches whole words, not substrings).`);
 }
 
 function pickRules(rules: CompiledRule[], name: string | undefined): CompiledRule[] {

@@ -10,7 +10,7 @@ import { stateLockOwner } from "../store/sqlite/lock.ts";
 import { interruptedExit, searchLines, unreadText, withHistory, type BackfillCommandOptions } from "./backfill.ts";
 import type { CliIO } from "./io.ts";
 
-export type RebuildCommandOptions = Pick<BackfillCommandOptions, "config" | "rule" | "since" | "logLevel" | "signal" | "tty">;
+export type RebuildCommandOptions = Pick<BackfillCommandOptions, "config" | "rule" | "since" | "logLevel" | "signal" | "tty" | "search">;
 
 export async function totalsRebuildCommand(options: RebuildCommandOptions, io: CliIO): Promise<number> {
   if (options.rule === undefined) throw new UsageError("mailbell totals rebuild needs --rule NAME, the rule to count again (after fixing its regex), e.g. mailbell totals rebuild --rule google-play.");

@@ -405,13 +405,17 @@ describe("mailbell totals rebuild", () => {
     assert.deepEqual(totals(wrong), [["2026-10", "150 JPY", 1], ["2026-11", "600 JPY", 2]]);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(posts(wrong.hook).length, postsBefore, "notifications are not sent again");
-    // The rule moves its mail to a folder that is not watched: the mail there still counts.
+    // The rule moves its mail to a folder that is not watched: the mail there still counts. Before
+    // the folder exists, there is nothing there to read.
+    const moving = setup(user, { dir: wrong.dir, then: '{ move: "Receipts" }' });
+    const none = await cli(["totals", "rebuild", "--config", moving.file, "--rule", "shop"]);
+    assert.equal(none.code, 0, none.out + none.err);
+    assert.deepEqual(totals(wrong), [["2026-10", "150 JPY", 1], ["2026-11", "600 JPY", 2]]);
     await dovecot.createMailbox(user, "Receipts");
     await dovecot.withClient(user, async (client) => {
       await client.mailboxOpen("INBOX");
       await client.messageMove("3", "Receipts", { uid: true });
     });
-    const moving = setup(user, { dir: wrong.dir, then: '{ move: "Receipts" }' });
     const moved = await cli(["totals", "rebuild", "--config", moving.file, "--rule", "shop"]);
     assert.equal(moved.code, 0, moved.out + moved.err);
     assert.match(moved.out, /\/Receipts: searched by/);

@@ -81,7 +81,12 @@ export async function readRange(source: ReadSource, range: ArrivalRange, hooks: 
     if (mailboxes.length === 0) continue;
     const searches = await withSession(source, account, async (client) => {
       const found: MailboxSearch[] = [];
-      for (const mailbox of mailboxes) found.push(await searchMailbox(client, source, account.name, mailbox, range));
+      // A move destination the rule never moved mail to may not exist yet: nothing there to read.
+      const existing = also.length > 0 ? new Set((await client.list()).map((m) => m.path)) : undefined;
+      for (const mailbox of mailboxes) {
+        if (also.includes(mailbox) && !account.mailboxes.includes(mailbox) && !existing!.has(mailbox)) continue;
+        found.push(await searchMailbox(client, source, account.name, mailbox, range));
+      }
       return found;
     });
     accounts.push({ account, searches });

@@ -52,7 +52,7 @@ interface Setup {
 }
 
 /** A config for a new user: rule shop (receipts from shop.example, summed per month in Tokyo), posting to its own hook. */
-function setup(user: string, opts: { port?: number; tls?: "none"; amountRegex?: string; then?: string; extra?: string; rules?: string; dir?: string } = {}): Setup {
+function setup(user: string, opts: { port?: number; tls?: "none"; amountRegex?: string; then?: string; extra?: string; rules?: string; dir?: string; subject?: string } = {}): Setup {
   const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), "mailbell-backfill-"));
   const hook = `/${user}`;
   const regex = opts.amountRegex ?? "^Total:\\\\s*(?<value>[^\\\\r\\\\n]+)";
@@ -66,7 +66,7 @@ rules:
 ${
   opts.rules ??
   `  - name: shop
-    match: { from: "@shop.example", subject: "Receipt" }
+    match: { from: "@shop.example", subject: "${opts.subject ?? "Receipt"}" }
     extract:
       amount: { regex: "${regex}", flags: m, as: money }
     total: { sum: amount, per: month, timezone: Asia/Tokyo }
@@ -97,24 +97,29 @@ const line = (out: string, label: string) => Number(new RegExp(`^  ${label}: (\\
 describe("mailbell backfill", () => {
   it("reads the range by arrival time in the rules' zone, searching the server by date, From and Subject", async () => {
     const user = await newUser();
-    await append(user, receipt("Receipt 1", 100), "2026-10-20T10:00:00Z"); // before
-    await append(user, receipt("Receipt 2", 200), "2026-10-31T15:30:00Z"); // 2026-11-01 00:30 in Tokyo: in
-    await append(user, receipt("Receipt 5", 500), "2026-10-31T14:00:00Z"); // 10-31 23:00 in Tokyo: found by the wider SINCE, left out
-    await append(user, receipt("Receipt 3", 300), "2026-11-15T12:00:00Z"); // in
-    await append(user, receipt("Receipt 6", 600, "news@other.example"), "2026-11-10T12:00:00Z"); // another sender
+    await append(user, receipt("Your receipt 1", 100), "2026-10-20T10:00:00Z"); // before
+    await append(user, receipt("Your receipt 2", 200), "2026-10-31T15:30:00Z"); // 2026-11-01 00:30 in Tokyo: in
+    await append(user, receipt("Your receipt 5", 500), "2026-10-31T14:00:00Z"); // 10-31 23:00 in Tokyo: found by the wider SINCE, left out
+    await append(user, receipt("Your receipt 3", 300), "2026-11-15T12:00:00Z"); // in
+    await append(user, receipt("Your receipt 6", 600, "news@other.example"), "2026-11-10T12:00:00Z"); // another sender
     await append(user, receipt("Newsletter", 700), "2026-11-12T12:00:00Z"); // another subject
-    await append(user, receipt("Receipt 4", 400), "2026-12-05T12:00:00Z"); // after
-    const proxy: ImapProxy = await startImapProxy({ port: dovecot.imapPort });
+    await append(user, receipt("Your receipt 4", 400), "2026-12-05T12:00:00Z"); // after
+    // mailbell squeezes whitespace in a subject before matching: "Your receipt" matches these too.
+    await append(user, receipt("Your  receipt 7", 7), "2026-11-16T12:00:00Z");
+    await append(user, receipt("Your\u00a0receipt 8", 8), "2026-11-17T12:00:00Z");
+    // The server logs the first session out right after the search (an autologout while other
+    // accounts are searched or read): the reading has a session of its own.
+    const proxy: ImapProxy = await startImapProxy({ port: dovecot.imapPort, rules: [{ name: "closeAfterSearch", onReply: (reply, session) => (session.id === 1 && reply.tag !== "*" && reply.command?.name === "UID SEARCH" ? { then: "close" } : undefined) }] });
     try {
-      const s = setup(user, { port: proxy.port, tls: "none" });
+      const s = setup(user, { port: proxy.port, tls: "none", subject: "Your receipt" });
       const r = await cli(["backfill", "--config", s.file, "--since", "2026-11-01", "--until", "2026-11-30"]);
       assert.equal(r.code, 0, r.out + r.err);
-      assert.deepEqual(totals(s), [["2026-11", "500 JPY", 2]]);
+      assert.deepEqual(totals(s), [["2026-11", "515 JPY", 4]]);
       assert.match(r.out, /days in Asia\/Tokyo/);
-      assert.match(r.out, /searched by date and the rules' from\/subject: 3 found/);
-      assert.equal(line(r.out, "read"), 3);
-      assert.match(r.out, /in the range: 2/);
-      assert.equal(line(r.out, "counted"), 2);
+      assert.match(r.out, /searched by date and the rules' from\/subject: 5 found/);
+      assert.equal(line(r.out, "read"), 5);
+      assert.match(r.out, /in the range: 4/);
+      assert.equal(line(r.out, "counted"), 4);
       const searches = proxy.commands.filter((c) => c.name === "UID SEARCH");
       assert.equal(searches.length, 1);
       // A day wider each side: SINCE 30-Oct-2026 and BEFORE 2-Dec-2026, which imapflow sends as
@@ -128,11 +133,19 @@ describe("mailbell backfill", () => {
         assert.match(searches[0]!.args, /BEFORE 0?2-Dec-2026/);
       }
       assert.match(searches[0]!.args, /FROM "?shop\.example"?/);
-      assert.match(searches[0]!.args, /SUBJECT "?Receipt"?/);
-      // Only what the search found is ever fetched: UIDs 2, 3 and 4.
+      // The pattern's longest word: the server compares the subject as it is, whitespace unsqueezed.
+      assert.match(searches[0]!.args, /SUBJECT "?receipt"?/);
+      // Only what the search found is ever fetched: UIDs 2, 3, 4, 8 and 9.
       const fetched = new Set(proxy.commands.filter((c) => c.name === "UID FETCH").flatMap((c) => uidsOf(c.args)));
-      assert.deepEqual([...fetched].sort((a, b) => a - b), [2, 3, 4]);
+      assert.deepEqual([...fetched].sort((a, b) => a - b), [2, 3, 4, 8, 9]);
       assert.ok(!proxy.commands.some((c) => c.name === "SELECT"), "mailboxes are opened read-only (EXAMINE)");
+      assert.ok(proxy.applied.some((a) => a.rule === "closeAfterSearch" && a.did === "close"), "the search's session was closed under it");
+      // --search dates, for a server whose search matches whole words: the dates alone.
+      const dates = await cli(["backfill", "--config", s.file, "--since", "2026-11-01", "--until", "2026-11-30", "--search", "dates"]);
+      assert.equal(dates.code, 0, dates.out + dates.err);
+      assert.match(dates.out, /searched by date only \(--search dates\): 7 found/);
+      assert.equal(line(dates.out, "already counted"), 4);
+      assert.doesNotMatch(proxy.commands.filter((c) => c.name === "UID SEARCH").at(-1)!.args, /FROM|SUBJECT/);
       const state = State.open(path.join(s.dir, "state.db"), { readOnly: true });
       assert.equal(state.checkpoints.load(user, "INBOX"), undefined, "no checkpoint is written");
       state.close();
@@ -263,6 +276,10 @@ describe("mailbell backfill", () => {
       const r = await runProcess(["backfill", "--config", s.file, "--since", since, "--notify", "digest"]);
       assert.equal(r.code, 0, r.out + r.err);
       assert.match(r.out, /notifications: 2 queued as one digest per rule and target; the running mailbell sends them/);
+      // A rebuild beside it: the daemon's counts meanwhile are kept, so it is told to reload first.
+      const rebuilt = await runProcess(["totals", "rebuild", "--config", s.file, "--rule", "shop"]);
+      assert.equal(rebuilt.code, 0, rebuilt.out + rebuilt.err);
+      assert.match(rebuilt.err, /a running mailbell \(pid \d+\) uses this state file: .*reload it first \(kill -HUP \d+\)/);
       await receiver.waitFor((q) => q.path === s.hook, 15_000);
       await new Promise((r) => setTimeout(r, 500));
     } finally {
@@ -320,6 +337,13 @@ describe("mailbell backfill", () => {
       assert.equal(line(r.out, "refused, sender not verified"), 1, r.out);
       assert.equal(line(r.out, "of them, not verifiable because the DKIM key is gone from DNS \\(rotated away\\)"), 1, r.out);
       assert.equal(sumOf(totals(s)), 7);
+      // DNS refusing: each pass leaves one mail unread (its key lookup failed) and the rest of its
+      // batch for the next; after the last pass, what is left is reported too, not dropped.
+      for (const i of [1, 2, 3, 4, 5]) await append(user, await signMail(receipt(`Receipt signed later ${i}`, i), { domain: "shop.example", selector: "now", privateKey: current.privateKey }), day);
+      await dns.fail("refused");
+      const down = await cli(["backfill", "--config", s.file, "--since", new Date(Date.now() - 10 * 86_400_000).toISOString().slice(0, 10)]);
+      assert.equal(down.code, 0, down.out + down.err);
+      assert.equal(line(down.out, "could not be read"), 7, down.out);
     } finally {
       await dns.stop();
     }
@@ -344,6 +368,7 @@ describe("mailbell backfill", () => {
     const bad = await cli(["backfill", "--config", s.file, "--since", "2026-11-01", "--notify", "all"]);
     assert.equal(bad.code, 2);
     assert.match(bad.err, /--notify "all" is not one of none, digest/);
+    assert.match((await cli(["backfill", "--config", s.file, "--since", "2026-11-01", "--search", "words"])).err, /--search "words" is not one of conditions, dates/);
   });
 });
 
@@ -380,6 +405,21 @@ describe("mailbell totals rebuild", () => {
     assert.deepEqual(totals(wrong), [["2026-10", "150 JPY", 1], ["2026-11", "600 JPY", 2]]);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(posts(wrong.hook).length, postsBefore, "notifications are not sent again");
+    // The rule moves its mail to a folder that is not watched: the mail there still counts. Before
+    // the folder exists, there is nothing there to read.
+    const moving = setup(user, { dir: wrong.dir, then: '{ move: "Receipts" }' });
+    const none = await cli(["totals", "rebuild", "--config", moving.file, "--rule", "shop"]);
+    assert.equal(none.code, 0, none.out + none.err);
+    assert.deepEqual(totals(wrong), [["2026-10", "150 JPY", 1], ["2026-11", "600 JPY", 2]]);
+    await dovecot.createMailbox(user, "Receipts");
+    await dovecot.withClient(user, async (client) => {
+      await client.mailboxOpen("INBOX");
+      await client.messageMove("3", "Receipts", { uid: true });
+    });
+    const moved = await cli(["totals", "rebuild", "--config", moving.file, "--rule", "shop"]);
+    assert.equal(moved.code, 0, moved.out + moved.err);
+    assert.match(moved.out, /\/Receipts: searched by/);
+    assert.deepEqual(totals(wrong), [["2026-10", "150 JPY", 1], ["2026-11", "600 JPY", 2]]);
   });
 
   it("refuses without --rule", async () => {

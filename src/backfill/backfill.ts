@@ -49,6 +49,7 @@ export interface BackfillOptions {
   signal: AbortSignal;
   progress?: Pick<ReadHooks, "onFound" | "onRead">;
   batchSize?: number;
+  searchDatesOnly?: boolean;
 }
 
 export interface BackfillSummary extends Omit<ReadTally, "searches" | "unread"> {

@@ -1,7 +1,8 @@
 /**
  * The range of arrival times a backfill reads, and the IMAP SEARCH dates that cover it. Pure.
  * `--since 2026-11-01` means from the start of that day in the rules' time zone (their totals'
- * zone, so a month is counted from its first minute); `--until` to the end of its day. SEARCH
+ * zone, so a month is counted from its first minute; with several zones, the earliest start);
+ * `--until` to the end of its day (the latest end). SEARCH
  * SINCE/BEFORE compare dates in the server's zone, which mailbell cannot know: the search is a day
  * wider on each side and each mail is then kept by its INTERNALDATE.
  */
@@ -41,13 +42,18 @@ export function zoneOffsetMs(at: Date, timeZone: string): number {
   return wall - Math.floor(at.getTime() / 1000) * 1000;
 }
 
-/** The instant `day` begins in `timeZone` (its first minute, also across a DST change). */
+/**
+ * The instant `day` begins in `timeZone`: the earliest instant whose local day is `day`. Its
+ * midnight under each offset in force around it is a candidate; where clocks jump at 00:00
+ * (America/Santiago, America/Havana) midnight does not exist and the day begins at 01:00, which is
+ * midnight under the offset before the jump. A candidate in the day before is no start.
+ */
 export function startOfDay(day: Day, timeZone: string): Date {
   const utcMidnight = Date.UTC(day.year, day.month - 1, day.day);
-  let at = utcMidnight - zoneOffsetMs(new Date(utcMidnight), timeZone);
-  // The offset at the guess may differ from the offset at the real start (a DST change that day).
-  at = utcMidnight - zoneOffsetMs(new Date(at), timeZone);
-  return new Date(at);
+  const wanted = dayText(new Date(utcMidnight), "UTC");
+  const offsets = new Set([-14, 0, 14].map((h) => zoneOffsetMs(new Date(utcMidnight + h * 3_600_000), timeZone)));
+  const starts = [...offsets].map((offset) => utcMidnight - offset).filter((at) => dayText(new Date(at), timeZone) === wanted);
+  return new Date(starts.length > 0 ? Math.min(...starts) : utcMidnight - zoneOffsetMs(new Date(utcMidnight), timeZone));
 }
 
 function nextDay(day: Day): Day {
@@ -62,13 +68,21 @@ export function arrivalRange(since: Day | undefined, until: Day | undefined, tim
   return range;
 }
 
+/** The zones days are read in: those the rules' totals are kept in (UTC when none keeps one). */
+export function rangeZones(zones: readonly string[]): string[] {
+  return zones.length > 0 ? [...new Set(zones)] : ["UTC"];
+}
+
 /**
- * The zone days are read in: the one the rules' totals are kept in, when they agree (the usual
- * case), else UTC, said in the summary.
+ * The range the days name in every zone the rules keep totals in, together: from the earliest
+ * start to the latest end, so no rule misses the first or last hours of its days. Each mail's
+ * period is still its own rule's.
  */
-export function rangeZone(zones: readonly string[]): string {
-  const distinct = [...new Set(zones)];
-  return distinct.length === 1 ? distinct[0]! : "UTC";
+export function arrivalRangeIn(since: Day | undefined, until: Day | undefined, zones: readonly string[]): ArrivalRange {
+  const ranges = rangeZones(zones).map((zone) => arrivalRange(since, until, zone));
+  const earliest = (dates: (Date | undefined)[]) => (dates[0] ? new Date(Math.min(...dates.map((d) => d!.getTime()))) : undefined);
+  const latest = (dates: (Date | undefined)[]) => (dates[0] ? new Date(Math.max(...dates.map((d) => d!.getTime()))) : undefined);
+  return { since: earliest(ranges.map((r) => r.since)), until: latest(ranges.map((r) => r.until)) };
 }
 
 /** SEARCH SINCE/BEFORE dates (UTC midnights, as imapflow sends their UTC date), a day wider each side. */

@@ -31,6 +31,10 @@ export interface ReadSource {
   signal: AbortSignal;
   /** Mails per FETCH; default 100. */
   batchSize?: number;
+  /** Search by dates only (--search dates): for a server whose SEARCH does not match substrings. */
+  searchDatesOnly?: boolean;
+  /** Mailboxes read besides the watched ones where a rule applies (a rule's move destination), with the rules in play there. */
+  alsoRead?: readonly { account: string; mailbox: string; rules: readonly CompiledRule[] }[];
 }
 
 /** One mailbox's search: what it asked and how many UIDs it found. */
@@ -68,30 +72,46 @@ export interface ReadHooks {
 export async function readRange(source: ReadSource, range: ArrivalRange, hooks: ReadHooks): Promise<ReadTally> {
   const tally: ReadTally = { found: 0, read: 0, inRange: 0, unread: [], searches: [] };
   const { config } = source.loaded;
-  const sessions: { account: AccountConfig; client: ImapFlow; searches: MailboxSearch[] }[] = [];
-  try {
-    for (const account of config.accounts) {
-      const mailboxes = account.mailboxes.filter((mailbox) => source.rules.some((r) => appliesIn(r, { account: account.name, mailbox })));
-      if (mailboxes.length === 0) continue;
-      const client = await connect(source, account);
-      sessions.push({ account, client, searches: [] });
+  const accounts: { account: AccountConfig; searches: MailboxSearch[] }[] = [];
+  // A session per account to search, closed after, and one to read when the account's turn comes:
+  // a session left idle while other accounts are read would outlast the server's autologout.
+  for (const account of config.accounts) {
+    const also = (source.alsoRead ?? []).filter((a) => a.account === account.name).map((a) => a.mailbox);
+    const mailboxes = [...new Set([...account.mailboxes.filter((mailbox) => rulesIn(source, account.name, mailbox).length > 0), ...also])];
+    if (mailboxes.length === 0) continue;
+    const searches = await withSession(source, account, async (client) => {
+      const found: MailboxSearch[] = [];
+      // A move destination the rule never moved mail to may not exist yet: nothing there to read.
+      const existing = also.length > 0 ? new Set((await client.list()).map((m) => m.path)) : undefined;
       for (const mailbox of mailboxes) {
-        const search = await searchMailbox(client, source, account.name, mailbox, range);
-        sessions.at(-1)!.searches.push(search);
-        tally.searches.push(search);
-        tally.found += search.uids.length;
+        if (also.includes(mailbox) && !account.mailboxes.includes(mailbox) && !existing!.has(mailbox)) continue;
+        found.push(await searchMailbox(client, source, account.name, mailbox, range));
       }
-    }
-    hooks.onFound?.(tally.found);
-    for (const { account, client, searches } of sessions) {
+      return found;
+    });
+    accounts.push({ account, searches });
+    tally.searches.push(...searches);
+    tally.found += searches.reduce((n, search) => n + search.uids.length, 0);
+  }
+  hooks.onFound?.(tally.found);
+  for (const { account, searches } of accounts) {
+    if (source.signal.aborted || searches.every((search) => search.uids.length === 0)) continue;
+    await withSession(source, account, async (client) => {
       for (const search of searches) {
-        if (source.signal.aborted) return tally;
+        if (source.signal.aborted) return;
         await readMailbox(client, source, account, search, range, hooks, tally);
       }
-    }
-    return tally;
+    });
+  }
+  return tally;
+}
+
+async function withSession<T>(source: ReadSource, account: AccountConfig, fn: (client: ImapFlow) => Promise<T>): Promise<T> {
+  const client = await connect(source, account);
+  try {
+    return await fn(client);
   } finally {
-    for (const s of sessions) await closeQuietly(s.client, true);
+    await closeQuietly(client, true);
   }
 }
 
@@ -112,9 +132,9 @@ async function connect(source: ReadSource, account: AccountConfig): Promise<Imap
 async function searchMailbox(client: ImapFlow, source: ReadSource, account: string, mailbox: string, range: ArrivalRange): Promise<MailboxSearch> {
   try {
     const opened = await client.mailboxOpen(mailbox, { readOnly: true });
-    const here = source.rules.filter((r) => appliesIn(r, { account, mailbox }));
+    const here = rulesIn(source, account, mailbox);
     const configs = here.map((r) => source.loaded.config.rules.find((c) => c.name === r.name)!);
-    const narrowing = searchFor(configs, searchDates(range));
+    const narrowing = searchFor(configs, searchDates(range), { host: source.accounts.get(account)?.host, datesOnly: source.searchDatesOnly });
     const found = await client.search(narrowing.query, { uid: true });
     if (!Array.isArray(found)) throw Object.assign(new Error(`the server refused UID SEARCH in mailbox "${mailbox}"`), { code: "ServerAnswer" });
     return { account, mailbox, uidValidity: Number(opened.uidValidity), uids: [...found].sort((a, b) => a - b), narrowing };
@@ -137,8 +157,13 @@ async function readMailbox(client: ImapFlow, source: ReadSource, account: Accoun
   let left = search.uids;
   // A mail whose DKIM key lookup failed ends its FETCH batch's whole reading (fetch.ts): the mail
   // after it in that batch is read in a next pass. Each pass reads at least one mail more or stops.
-  for (let pass = 0; left.length > 0 && pass < 5 && !source.signal.aborted; pass++) left = await readPass(client, source, account.name, search, left, range, options, hooks, tally);
+  for (let pass = 0; left.length > 0 && pass < maxPasses && !source.signal.aborted; pass++) left = await readPass(client, source, account.name, search, left, range, options, hooks, tally);
+  if (source.signal.aborted) return;
+  // Still behind a failed key lookup after the last pass: said, so the summary counts it and a rerun reads it.
+  for (const uid of left) tally.unread.push({ account: account.name, mailbox, uid, reason: `not read: a DKIM key lookup before it failed in each of ${maxPasses} passes` });
 }
+
+const maxPasses = 5;
 
 async function readPass(client: ImapFlow, source: ReadSource, account: string, search: MailboxSearch, uids: number[], range: ArrivalRange, options: FetchOptions, hooks: ReadHooks, tally: ReadTally): Promise<number[]> {
   const accounted = new Set<number>();
@@ -162,6 +187,12 @@ async function readPass(client: ImapFlow, source: ReadSource, account: string, s
   return uids.filter((uid) => !accounted.has(uid));
 }
 
+/** The rules in play in a mailbox: those that apply there, or those alsoRead names for it. */
+function rulesIn(source: ReadSource, account: string, mailbox: string): readonly CompiledRule[] {
+  const also = source.alsoRead?.find((a) => a.account === account && a.mailbox === mailbox);
+  return also ? also.rules : source.rules.filter((r) => appliesIn(r, { account, mailbox }));
+}
+
 /** The daemon's fetch options for this mailbox: the same limits, and the same reading of text and whole mail. */
 function fetchOptionsFor(source: ReadSource, account: AccountConfig, mailbox: string): FetchOptions {
   const context = watchContext({
@@ -170,7 +201,7 @@ function fetchOptionsFor(source: ReadSource, account: AccountConfig, mailbox: st
     maxTextBytes: account.maxTextBytes,
     maxHeaderBytes: account.maxHeaderBytes,
     logger: source.logger,
-    ...mailReading(source.rules, account.name, mailbox, source.dkim),
+    ...mailReading(rulesIn(source, account.name, mailbox), account.name, mailbox, source.dkim),
   });
   return { ...context.fetchOptions, batchSize: source.batchSize ?? 100 };
 }

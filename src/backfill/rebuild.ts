@@ -4,13 +4,14 @@
  * for the rule (in the periods from --since, or all), in one transaction at the end: until the new
  * count is complete the old one stands, and an interrupted rebuild changes nothing. Nothing is
  * posted or acted on. Mail the running daemon counts for the rule while the rebuild reads is kept.
+ * Mail the rule moved (then: { move }) is read where it went, also when that folder is not watched.
  */
 import type { ImapAccount } from "../imap/client.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { Logger } from "../log.ts";
 import { planMail, type PlanReads } from "../plan/plan.ts";
 import type { SeenMail } from "../plan/store.ts";
-import type { CompiledRule } from "../rules/rules.ts";
+import { appliesIn, type CompiledRule } from "../rules/rules.ts";
 import type { Money } from "../rules/types.ts";
 import type { DkimVerifier } from "../verify/dkim.ts";
 import { outcomeOf } from "./policy.ts";
@@ -56,6 +57,7 @@ export interface RebuildOptions {
   logger: Logger;
   signal: AbortSignal;
   progress?: Pick<ReadHooks, "onFound" | "onRead">;
+  searchDatesOnly?: boolean;
 }
 
 export interface RebuildSummary extends ReadTally {
@@ -80,9 +82,11 @@ export async function rebuildRule(options: RebuildOptions): Promise<RebuildSumma
     actions: { actedAt: () => undefined },
   };
   const context = { rules: [options.rule], targets: { has: () => false }, accounts: new Map(options.loaded.config.accounts.map((a) => [a.name, a])), backlogLimit: Number.MAX_SAFE_INTEGER };
+  const moved = movedTo(options.loaded, options.rule);
   const onBatch = (batch: Parameters<ReadHooks["onBatch"]>[0]): void => {
     for (const at of batch) {
-      const plan = planMail(at, { ...context, now: Date.now() }, reads);
+      const rules = moved.find((m) => m.account === at.account && m.mailbox === at.mailbox)?.rules ?? context.rules;
+      const plan = planMail(at, { ...context, rules, now: Date.now() }, reads);
       const o = outcomeOf(plan, at);
       tally.matched += Number(o.matched);
       tally.unverified += Number(o.unverified);
@@ -96,10 +100,24 @@ export async function rebuildRule(options: RebuildOptions): Promise<RebuildSumma
       }
     }
   };
-  const read = await readRange({ ...options, rules: [options.rule] }, options.range, { onBatch, ...options.progress });
+  const read = await readRange({ ...options, rules: [options.rule], alsoRead: moved }, options.range, { onBatch, ...options.progress });
   if (options.signal.aborted) return { ...read, ...tally, replaced: undefined, notReplaced: "interrupted" };
   // Mail that could not be read would drop out of the total: nothing is replaced until all of it can be.
   if (read.unread.length > 0) return { ...read, ...tally, replaced: undefined, notReplaced: `${read.unread.length} mail(s) could not be read` };
   const scope = { ...(options.sincePeriod ? { since: options.sincePeriod } : {}), countedBefore: startedAt, keep };
   return { ...read, ...tally, replaced: options.store.replaceRule(options.rule.name, scope, [...entries.values()]) };
+}
+
+/**
+ * The rule's move destination in each account where it applies, when the rule does not apply
+ * there itself (not watched, or a mailbox: condition leaves it out): its mail there was moved by
+ * the rule and still counts, judged by the rule without its account/mailbox conditions.
+ */
+function movedTo(loaded: LoadedConfig, rule: CompiledRule): { account: string; mailbox: string; rules: CompiledRule[] }[] {
+  const destination = rule.then?.move;
+  if (destination === undefined) return [];
+  const placeFree: CompiledRule = { ...rule, match: { ...rule.match, conditions: rule.match.conditions.filter((c) => c.reads !== "place") } };
+  return loaded.config.accounts
+    .filter((a) => a.mailboxes.some((mailbox) => appliesIn(rule, { account: a.name, mailbox })) && !(a.mailboxes.includes(destination) && appliesIn(rule, { account: a.name, mailbox: destination })))
+    .map((a) => ({ account: a.name, mailbox: destination, rules: [placeFree] }));
 }

@@ -19,4 +19,17 @@ describe("backfill search", () => {
     assert.equal(searchFor([{ name: "a", match: { subject: "領収書" } }], { since }).by, "dates", "non-ASCII is left to the rules");
     assert.deepEqual(searchFor([{ name: "a", match: {} }], {}).query, { all: true });
   });
+
+  it("sends a subject's longest word, as the server may not squeeze whitespace as mailbell does", () => {
+    assert.deepEqual(searchFor([{ name: "a", match: { subject: " Your  receipt from " } }], { since }).query, { since, subject: "receipt" });
+    assert.deepEqual(searchFor([{ name: "a", match: { subject: "Receipt" } }], { since }).query, { since, subject: "Receipt" });
+  });
+
+  it("searches by dates only on servers that match whole words (Gmail, Microsoft 365)", () => {
+    const rules = [{ name: "a", match: { from: "@shop.example", subject: "receipt" } }];
+    assert.deepEqual(searchFor(rules, { since }, { host: "imap.gmail.com" }), { by: "dates", query: { since }, because: "imap.gmail.com searches by whole word, not substring" });
+    assert.equal(searchFor(rules, { since }, { host: "Outlook.Office365.com" }).by, "dates");
+    assert.equal(searchFor(rules, { since }, { host: "127.0.0.1" }).by, "conditions");
+    assert.deepEqual(searchFor(rules, { since }, { host: "127.0.0.1", datesOnly: true }), { by: "dates", query: { since }, because: "--search dates" });
+  });
 });

@@ -9,7 +9,7 @@ import { compileConfigRules } from "../config/validate.ts";
 import { UsageError } from "../errors.ts";
 import { backfill, type BackfillSummary } from "../backfill/backfill.ts";
 import type { NotifyMode } from "../backfill/policy.ts";
-import { arrivalRange, parseDay, rangeZone, type Day } from "../backfill/range.ts";
+import { arrivalRangeIn, parseDay, rangeZones, type Day } from "../backfill/range.ts";
 import type { ReadTally } from "../backfill/read.ts";
 import { dkimVerifierFor, toImapAccount } from "../daemon/run.ts";
 import type { ImapAccount } from "../imap/client.ts";
@@ -19,6 +19,7 @@ import type { CompiledRule } from "../rules/rules.ts";
 import { State } from "../store/sqlite/state.ts";
 import type { CliIO } from "./io.ts";
 import { createProgress, type Progress } from "./progress.ts";
+import { escapeTerminal } from "../targets/text.ts";
 
 export interface BackfillCommandOptions {
   config: string;
@@ -33,6 +34,8 @@ export interface BackfillCommandOptions {
   /** stderr is a terminal: a progress bar. Default: process.stderr.isTTY. */
   tty?: boolean;
   batchSize?: number;
+  /** "dates": search by dates only, for a server whose SEARCH does not match substrings; default "conditions". */
+  search?: string | undefined;
 }
 
 /** Exit code of a run stopped by SIGINT/SIGTERM: what it committed stays; run it again for the rest. */
@@ -44,8 +47,9 @@ export async function backfillCommand(options: BackfillCommandOptions, io: CliIO
   const since = parseDay(options.since, "--since");
   const until = options.until === undefined ? undefined : parseDay(options.until, "--until");
   return withHistory(options, io, "backfill", async (h) => {
-    const zone = rangeZone(h.rules.flatMap((r) => (r.total ? [r.total.timezone] : [])));
-    const range = arrivalRange(since, until, zone);
+    const zones = h.rules.flatMap((r) => (r.total ? [r.total.timezone] : []));
+    const range = arrivalRangeIn(since, until, zones);
+    const zone = rangeZones(zones).join(", ");
     const summary = await backfill({ ...h, range, notify, actions: options.actions, batchSize: options.batchSize });
     h.progress.stop();
     printSummary(io, summary, { since, until, zone, rules: h.rules.map((r) => r.name), notify, actions: options.actions });
@@ -68,6 +72,7 @@ export interface History {
   logger: Logger;
   signal: AbortSignal;
   progress: Progress;
+  searchDatesOnly: boolean;
 }
 
 /**
@@ -75,7 +80,8 @@ export interface History {
  * (created if mailbell never ran: backfill may come first), picks the rules (--rule), and stops
  * between batches on SIGINT/SIGTERM; a second signal ends the process at once.
  */
-export async function withHistory(options: Pick<BackfillCommandOptions, "config" | "rule" | "logLevel" | "signal" | "tty">, io: CliIO, what: string, fn: (h: History) => Promise<number>): Promise<number> {
+export async function withHistory(options: Pick<BackfillCommandOptions, "config" | "rule" | "logLevel" | "signal" | "tty" | "search">, io: CliIO, what: string, fn: (h: History) => Promise<number>): Promise<number> {
+  const searchDatesOnly = searchMode(options.search) === "dates";
   const loaded = await loadConfig(options.config, io.env);
   const rules = pickRules(compileConfigRules(loaded), options.rule);
   // Per-mail lines (already counted, not verified) are summed up at the end; --log-level shows them.
@@ -87,12 +93,17 @@ export async function withHistory(options: Pick<BackfillCommandOptions, "config"
     const accounts = new Map<string, ImapAccount>();
     for (const [i, account] of loaded.config.accounts.entries()) accounts.set(account.name, await toImapAccount(account, loaded, i, state.targetState.for("oauth2")));
     const dkim = dkimVerifierFor(loaded.config, rules);
-    return await fn({ loaded, state, accounts, rules, dkim, logger, signal: options.signal ?? stop!.signal, progress });
+    return await fn({ loaded, state, accounts, rules, dkim, logger, signal: options.signal ?? stop!.signal, progress, searchDatesOnly });
   } finally {
     progress.stop();
     stop?.dispose();
     state.close();
   }
+}
+
+function searchMode(given: string | undefined): "conditions" | "dates" {
+  if (given === undefined || given === "conditions" || given === "dates") return given ?? "conditions";
+  throw new UsageError(`--search ${JSON.stringify(given)} is not one of conditions, dates: conditions (default) asks the server for the rules' from/subject too, dates for the dates alone (for a server whose search matches whole words, not substrings).`);
 }
 
 function pickRules(rules: CompiledRule[], name: string | undefined): CompiledRule[] {
@@ -133,8 +144,16 @@ export function searchLines(read: Pick<ReadTally, "searches">): string[] {
   });
 }
 
+/** The first few mails not read and why, for the terminal: the reasons carry server and DNS text. */
+export function unreadText(unread: ReadTally["unread"]): string {
+  return unread
+    .slice(0, 3)
+    .map((u) => escapeTerminal(`${u.account}/${u.mailbox} UID ${u.uid}: ${u.reason}`))
+    .join("; ");
+}
+
 function printSummary(io: CliIO, s: BackfillSummary, run: { since: Day; until: Day | undefined; zone: string; rules: string[]; notify: NotifyMode; actions: boolean }): void {
-  io.out(`backfill ${dayText(run.since)} to ${run.until ? dayText(run.until) : "now"} (days in ${run.zone}), rules: ${run.rules.join(", ")}${s.interrupted ? " — INTERRUPTED: what is below was committed; run the same command again to count the rest" : ""}`);
+  io.out(`backfill ${dayText(run.since)} to ${run.until ? dayText(run.until) : "now"} (days in ${run.zone}${run.zone.includes(",") ? ": from the earliest start to the latest end" : ""}), rules: ${run.rules.join(", ")}${s.interrupted ? " — INTERRUPTED: what is below was committed; run the same command again to count the rest" : ""}`);
   for (const line of searchLines(s)) io.out(line);
   io.out(`  read: ${s.read} (in the range: ${s.inRange})`);
   io.out(`  matched: ${s.matched}`);
@@ -142,7 +161,7 @@ function printSummary(io: CliIO, s: BackfillSummary, run: { since: Day; until: D
   io.out(`  already counted: ${s.alreadyCounted}`);
   io.out(`  refused, sender not verified: ${s.unverified}`);
   io.out(`  of them, not verifiable because the DKIM key is gone from DNS (rotated away): ${s.keyGone}`);
-  io.out(`  could not be read: ${s.unread.length}${s.unread.length > 0 ? ` (${s.unread.slice(0, 3).map((u) => `${u.account}/${u.mailbox} UID ${u.uid}: ${u.reason}`).join("; ")}); run again to try them` : ""}`);
+  io.out(`  could not be read: ${s.unread.length}${s.unread.length > 0 ? ` (${unreadText(s.unread)}); run again to try them` : ""}`);
   const sender = s.digests.sentBy === "daemon" ? "the running mailbell sends them" : s.digests.sentBy === "backfill" ? `sent${s.digests.left ? `; ${s.digests.left} still queued for the next mailbell run` : ""}` : "";
   io.out(`  notifications: ${run.notify === "none" ? "none (--notify none)" : `${s.digests.rows} queued as one digest per rule and target${sender ? `; ${sender}` : ""}`}`);
   io.out(`  actions: ${run.actions ? "queued; the mailbox's watcher (the running mailbell, or the next mailbell run) does them" : "none (without --actions)"}`);

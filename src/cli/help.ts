@@ -104,12 +104,13 @@ export const commandHelp: readonly CommandHelp[] = [
   {
     name: "backfill",
     summary: "read mail already in the mailboxes and add it to the totals",
-    usage: ["backfill --config FILE --since DATE [--until DATE] [--rule NAME] [--notify none|digest] [--actions]"],
+    usage: ["backfill --config FILE --since DATE [--until DATE] [--rule NAME] [--notify none|digest] [--actions] [--search conditions|dates]"],
     options: [
       ["--since DATE, --until DATE", "the range of arrival days (YYYY-MM-DD)"],
       ["--rule NAME", "only this rule"],
       ["--notify none|digest", "default none: count without posting"],
       ["--actions", "also do the rules' then: actions"],
+      ["--search conditions|dates", "default conditions: ask the server for the rules' from/subject too; dates: by date alone"],
     ],
     examples: ["mailbell backfill --config mailbell.yaml --since 2026-11-01"],
     notes: ["A mail is counted once however often it is read: backfill can be interrupted and run again."],
@@ -117,7 +118,7 @@ export const commandHelp: readonly CommandHelp[] = [
   {
     name: "totals",
     summary: "list what was counted, per rule, period and currency; recount a rule",
-    usage: ["totals --config FILE [--rule NAME] [--since DATE] [--json|--csv]", "totals rebuild --config FILE --rule NAME [--since DATE]"],
+    usage: ["totals --config FILE [--rule NAME] [--since DATE] [--json|--csv]", "totals rebuild --config FILE --rule NAME [--since DATE] [--search conditions|dates]"],
     options: [
       ["--rule NAME", "only this rule (a rule no longer in the config keeps its totals under its old name)"],
       ["--since DATE", "periods that end on or after a year (2026), month (2026-11) or day (2026-11-01)"],

@@ -83,6 +83,7 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
         until: { type: "string" },
         notify: { type: "string" },
         actions: { type: "boolean", default: false },
+        search: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "v", default: false },
       },
@@ -140,12 +141,12 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
       return unreadableCommand({ config: values.config, args: rest, all: values.all, json: values.json, account: values.account, mailbox: values.mailbox }, io);
     case "backfill":
       expectNoMore(command, rest);
-      return backfillCommand({ config: values.config, since: values.since, until: values.until, rule: values.rule, notify: values.notify, actions: values.actions, logLevel: values["log-level"] }, io);
+      return backfillCommand({ config: values.config, since: values.since, until: values.until, rule: values.rule, notify: values.notify, actions: values.actions, logLevel: values["log-level"], search: values.search }, io);
     case "totals":
       // `mailbell totals` (the listing) is another command's; `totals rebuild` is handled here.
       if (rest[0] === "rebuild") {
         expectNoMore("totals rebuild", rest.slice(1));
-        return totalsRebuildCommand({ config: values.config, rule: values.rule, since: values.since, logLevel: values["log-level"] }, io);
+        return totalsRebuildCommand({ config: values.config, rule: values.rule, since: values.since, logLevel: values["log-level"], search: values.search }, io);
       }
       expectNoMore(command, rest);
       return totalsCommand({ config: values.config, rule: values.rule, since: values.since, json: values.json, csv: values.csv }, io);

@@ -35,6 +35,17 @@ export function lockState(statePath: string): { release(): void } {
   };
 }
 
+/** The pid of another live process holding the state lock (a running daemon), without taking it. */
+export function stateLockOwner(statePath: string): number | undefined {
+  let owner: number;
+  try {
+    owner = Number(readFileSync(`${statePath}.lock`, "utf8").trim());
+  } catch {
+    return undefined;
+  }
+  return Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner) ? owner : undefined;
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -200,6 +200,13 @@ describe("status server", () => {
     for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LocalHost.:${port}`, "localhost:8080", `[::1]:${port}`, "127.0.0.1", `[::ffff:127.0.0.1]:${port}`]) {
       assert.equal((await fetchRaw(`${server.url}/status.json`, "GET", { host })).status, 200, `Host: ${host}`);
     }
+    // A browser always sends Host; a probe speaking HTTP/1.0 may not, and is answered.
+    const probe = connect({ host: "127.0.0.1", port: Number(port) });
+    let reply = "";
+    probe.setEncoding("utf8");
+    probe.on("data", (d: string) => (reply += d));
+    await new Promise((resolve) => probe.once("close", resolve).end("GET /healthz HTTP/1.0\r\n\r\n"));
+    assert.match(reply, /^HTTP\/1\.1 200 /);
   });
 
   it("without a token, also on [::1] and localhost, answers its own address and refuses a foreign name", async () => {

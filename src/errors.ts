@@ -39,13 +39,15 @@ export interface ConfigIssue {
   path: string;
   /** 1-based line in the file, when known. */
   line?: number;
+  /** The file the line is in, when not the config file itself (the .env beside it). */
+  file?: string;
   /** What is wrong, what is valid and how to fix it. */
   message: string;
 }
 
 /** "mailbell.yaml:12: rules[0].match.from: …": one issue (or warning) of the config, located. */
 export function formatConfigIssue(file: string, issue: ConfigIssue): string {
-  const where = `${file}${issue.line ? `:${issue.line}` : ""}`;
+  const where = `${issue.file ?? file}${issue.line ? `:${issue.line}` : ""}`;
   return issue.path ? `${where}: ${issue.path}: ${issue.message}` : `${where}: ${issue.message}`;
 }
 

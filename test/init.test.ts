@@ -87,7 +87,7 @@ describe("mailbell init on a terminal", { concurrency: 2 }, () => {
     } finally {
       term.child.kill();
     }
-    assert.match(term.screen, /IMAP_PASSWORD is not set\. Set it: export IMAP_PASSWORD=… before starting mailbell, or add the line IMAP_PASSWORD=… to .*\/\.env/);
+    assert.match(term.screen, /IMAP_PASSWORD is not set\. Set it: export IMAP_PASSWORD=… before starting mailbell, or add the line IMAP_PASSWORD='…' to .*\/\.env/);
     assert.match(term.screen, /2 environment variables are not set: IMAP_PASSWORD, DISCORD_WEBHOOK_URL/);
     const yaml = readFileSync(path.join(dir, "mailbell.yaml"), "utf8");
     assert.match(yaml, /host: imap\.gmail\.com\n\s+port: 993\n\s+tls: implicit\n\s+user: "me@gmail\.com"/);
@@ -97,7 +97,7 @@ describe("mailbell init on a terminal", { concurrency: 2 }, () => {
     assert.match(yaml, /match: \{ from: "@shop\.example" \}/);
     assert.match(yaml, /notify: \[ discord \]/);
     const example = readFileSync(path.join(dir, ".env.example"), "utf8");
-    assert.deepEqual([...example.matchAll(/^([A-Z_]+)=$/gm)].map((m) => m[1]), ["IMAP_PASSWORD", "DISCORD_WEBHOOK_URL"]);
+    assert.deepEqual([...example.matchAll(/^([A-Z_]+)=''$/gm)].map((m) => m[1]), ["IMAP_PASSWORD", "DISCORD_WEBHOOK_URL"]);
   });
 
   it("offers OAuth2 for Microsoft 365 first, and a receipt preset verified by Microsoft's own header", async () => {
@@ -159,7 +159,7 @@ describe("mailbell init with flags only", () => {
     assert.match(yaml, /passCommand: \["pass","show","mail\/fastmail"\]/);
     assert.match(yaml, /verify:\n\s+dkim: \[ amazon\.com, amazon\.co\.jp \]/, "off Gmail and Microsoft 365, receipts are verified by DKIM");
     assert.match(yaml, /timezone: Europe\/Berlin/);
-    assert.match(readFileSync(path.join(dir, ".env.example"), "utf8"), /^TELEGRAM_BOT_TOKEN=\n[^]*^TELEGRAM_CHAT_ID=$/m);
+    assert.match(readFileSync(path.join(dir, ".env.example"), "utf8"), /^TELEGRAM_BOT_TOKEN=''\n[^]*^TELEGRAM_CHAT_ID=''$/m);
 
     writeFileSync(path.join(dir, "mailbell.yaml"), "# mine\n");
     const again = await runCli(args);

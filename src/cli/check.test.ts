@@ -44,4 +44,15 @@ describe("mailbell check", () => {
     assert.equal((await runCli(["run", "--config", file, "--log-level", "fatal"])).code, 2);
     await assert.rejects(runDaemon(parseConfig(readFileSync(file, "utf8"), file, {}), { logger: silentLogger, signal: new AbortController().signal }), /accounts: no accounts: there is nothing to watch/);
   });
+
+  it("warns about a .env value cut at an unquoted #, at the .env's own line, without the value", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "mailbell-check-"));
+    const file = path.join(dir, "mailbell.yaml");
+    writeFileSync(file, `targets:\n  - { name: hook, type: webhook, url: "http://127.0.0.1:9/\${HOOK_PATH}" }\n`);
+    writeFileSync(path.join(dir, ".env"), "# secrets\nHOOK_PATH=x#secret-part\n", { mode: 0o600 });
+    const { code, out } = await runCli(["check", "--config", file]);
+    assert.equal(code, 0);
+    assert.ok(out.includes(`! warning: ${path.join(dir, ".env")}:2: HOOK_PATH is not in quotes and holds a #`), out);
+    assert.doesNotMatch(out, /secret-part/);
+  });
 });

@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, formatConfigIssue } from "../errors.ts";
 import { loadConfig, parseConfig } from "./load.ts";
 import { readerConnectionsFor } from "../imap/config.ts";
 
@@ -250,7 +250,7 @@ describe("unset variables and the .env file beside the config", () => {
     const summary = err.issues.at(-1)!;
     assert.match(summary.message, /^2 environment variables are not set: GMAIL_APP_PASSWORD, SLACK_WEBHOOK_URL\./);
     assert.match(summary.message, /export GMAIL_APP_PASSWORD=…\n\s+export SLACK_WEBHOOK_URL=…/);
-    assert.match(summary.message, /put these lines in \.env \(then chmod 600 \.env\):\n\s+GMAIL_APP_PASSWORD=…\n\s+SLACK_WEBHOOK_URL=…/);
+    assert.match(summary.message, /put these lines in \.env \(then chmod 600 \.env\):\n\s+GMAIL_APP_PASSWORD='…'\n\s+SLACK_WEBHOOK_URL='…'/);
   });
 
   it("reads variables from .env beside the config; the environment wins", async () => {
@@ -261,10 +261,44 @@ describe("unset variables and the .env file beside the config", () => {
     assert.equal(loaded.envFile, path.join(path.dirname(file), ".env"));
   });
 
+  it("warns, naming the variable and the .env line but not the value, when an unquoted # cuts a value", async () => {
+    const text = [
+      "# a comment line, and a blank one",
+      "",
+      "GMAIL_APP_PASSWORD=p#ss word",
+      `SLACK_WEBHOOK_URL="https://hooks.example.test/services/T/B/x#y" # quoted, then a comment`,
+      "export OTHER= ab # a comment after an unquoted value: warned too, as it may be part of a password",
+      "QUOTED='kept#whole'",
+      "BACKTICK=`kept#whole`",
+      "EMPTY=",
+      'MULTI="-----BEGIN KEY-----',
+      "abc=#def",
+      '-----END KEY-----"',
+      "APOSTROPHE='it's'",
+    ].join("\n");
+    const file = withDir(`${text}\n`);
+    const envFile = path.join(path.dirname(file), ".env");
+    const loaded = await loadConfig(file, {});
+    assert.equal(loaded.config.accounts[0]!.pass, "p", "what Node's parseEnv reads, which is why it is warned about");
+    assert.deepEqual(
+      loaded.warnings.map((w) => [w.file, w.line, w.path]),
+      [
+        [envFile, 3, ""],
+        [envFile, 5, ""],
+        [envFile, 12, ""],
+      ],
+    );
+    const [cut, , apostrophe] = loaded.warnings.map((w) => formatConfigIssue(loaded.file, w));
+    assert.ok(cut!.startsWith(`${envFile}:3: `), cut);
+    assert.match(cut!, /: GMAIL_APP_PASSWORD is not in quotes and holds a #: everything from the # on is read as a comment, so its value is cut there\. Put the value in single quotes: GMAIL_APP_PASSWORD='…'/);
+    assert.match(apostrophe!, /APOSTROPHE: the quoted value ends at its second ', and the text after it is dropped\. A value holding ' goes in double quotes: APOSTROPHE="…"/);
+    for (const w of loaded.warnings) assert.doesNotMatch(w.message, /p#ss|ss word|it's|\bab\b/, "no secret in a warning");
+  });
+
   it("without a .env file, an unset variable is still an error naming the .env it would be read from", async () => {
     const file = withDir();
     const err = await loadError(file, { SLACK_WEBHOOK_URL: env.SLACK_WEBHOOK_URL });
-    assert.match(err.message, /GMAIL_APP_PASSWORD is not set\. Set it: export GMAIL_APP_PASSWORD=… before starting mailbell, or add the line GMAIL_APP_PASSWORD=… to .*mailbell-dotenv-[^/]+\/\.env/);
+    assert.match(err.message, /GMAIL_APP_PASSWORD is not set\. Set it: export GMAIL_APP_PASSWORD=… before starting mailbell, or add the line GMAIL_APP_PASSWORD='…' to .*mailbell-dotenv-[^/]+\/\.env/);
   });
 
   it("refuses a .env file that group or others can read, naming it and chmod 600 as the fix", async () => {

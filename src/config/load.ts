@@ -52,14 +52,15 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   const envFile = path.join(path.dirname(file), ".env");
   const fromFile = await readEnvFile(envFile);
   if (fromFile === undefined) return parseConfig(text, file, env, options);
-  return { ...parseConfig(text, file, withEnvFile(env, fromFile), options), envFile };
+  const loaded = parseConfig(text, file, withEnvFile(env, fromFile.values), options);
+  return { ...loaded, envFile, warnings: [...fromFile.warnings, ...loaded.warnings] };
 }
 
 /**
  * The `.env` file's variables, or undefined when there is none. It holds secrets, so it is refused
  * when group or others may read it, as ssh refuses a private key that others can read.
  */
-export async function readEnvFile(file: string): Promise<Record<string, string> | undefined> {
+export async function readEnvFile(file: string): Promise<{ values: Record<string, string>; warnings: ConfigIssue[] } | undefined> {
   let mode: number;
   try {
     mode = (await stat(file)).mode;
@@ -76,10 +77,42 @@ export async function readEnvFile(file: string): Promise<Record<string, string> 
     ]);
   }
   try {
-    return parseEnv(await readFile(file, "utf8")) as Record<string, string>;
+    const text = await readFile(file, "utf8");
+    return { values: parseEnv(text) as Record<string, string>, warnings: envFileWarnings(text, file) };
   } catch (err) {
     throw new ConfigError(file, [{ path: "", message: `cannot read the .env file beside the config (${(err as Error).message}). Make it readable by the user mailbell runs as, or remove it.` }]);
   }
+}
+
+/**
+ * Lines of a .env file that Node's parseEnv reads otherwise than they look: an unquoted value is
+ * cut at a # (the rest is a comment), and a quoted one ends at its second quote mark. Either
+ * silently shortens a password; the warning names the variable and line, never the value.
+ */
+export function envFileWarnings(text: string, file: string): ConfigIssue[] {
+  const lines = text.split(/\r?\n/);
+  const warnings: ConfigIssue[] = [];
+  const warn = (line: number, message: string) => warnings.push({ path: "", file, line, message });
+  for (let i = 0; i < lines.length; i++) {
+    const assignment = /^\s*(?:export\s+)?([\w.-]+)\s*=\s*(.*)$/.exec(lines[i]!);
+    if (!assignment) continue;
+    const [, name, value] = assignment as unknown as [string, string, string];
+    const quote = value[0];
+    if (quote !== '"' && quote !== "'" && quote !== "`") {
+      if (value.includes("#")) warn(i + 1, `${name} is not in quotes and holds a #: everything from the # on is read as a comment, so its value is cut there. Put the value in single quotes: ${name}='…' (a comment may follow the closing quote); if the # starts a comment on purpose, quote the value before it to say so`);
+      continue;
+    }
+    // A quoted value may go on over several lines, up to its closing quote; unclosed, the line is read as it stands.
+    let rest = value.slice(1);
+    let last = i;
+    while (!rest.includes(quote) && last + 1 < lines.length) rest = lines[++last]!;
+    if (!rest.includes(quote)) continue;
+    const after = rest.slice(rest.indexOf(quote) + 1).trim();
+    const other = quote === "'" ? '"' : "'";
+    if (after !== "" && !after.startsWith("#")) warn(last + 1, `${name}: the quoted value ends at its second ${quote}, and the text after it is dropped. A value holding ${quote} goes in ${other === '"' ? "double" : "single"} quotes: ${name}=${other}…${other}`);
+    i = last;
+  }
+  return warnings;
 }
 
 /** The environment wins: a variable set (and not empty) there is kept, the file fills in the rest. */
@@ -120,7 +153,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     (name, at, message) => {
       if (options.missingEnv === "placeholder") placeholders.push(name);
       else {
-        envIssues.push({ path: formatPath(at), line: lineOf(at), message: `${message} Set it: export ${name}=… before starting mailbell, or add the line ${name}=… to ${envFile} (chmod 600).` });
+        envIssues.push({ path: formatPath(at), line: lineOf(at), message: `${message} Set it: export ${name}=… before starting mailbell, or add the line ${name}='…' to ${envFile} (chmod 600).` });
         unset.add(name);
       }
       return placeholderFor(name, at);
@@ -187,7 +220,7 @@ function unsetSummary(names: readonly string[], envFile: string): ConfigIssue[] 
   return [
     {
       path: "",
-      message: `${names.length} environment variables are not set: ${names.join(", ")}. Set them before starting mailbell:\n${names.map((n) => `      export ${n}=…`).join("\n")}\n    or put these lines in ${envFile} (then chmod 600 ${envFile}):\n${names.map((n) => `      ${n}=…`).join("\n")}`,
+      message: `${names.length} environment variables are not set: ${names.join(", ")}. Set them before starting mailbell:\n${names.map((n) => `      export ${n}=…`).join("\n")}\n    or put these lines in ${envFile} (then chmod 600 ${envFile}):\n${names.map((n) => `      ${n}='…'`).join("\n")}`,
     },
   ];
 }

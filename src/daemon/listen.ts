@@ -31,6 +31,18 @@ export function isLoopback(host: string): boolean {
   return /^::ffff:127\./.test(h);
 }
 
+/**
+ * Whether an HTTP Host header names this machine by a loopback name or address (any port: an SSH
+ * tunnel forwards another one). A page whose own name was re-pointed at 127.0.0.1 (DNS rebinding)
+ * is sent with that name, so refusing other names keeps such a page from reading the status server.
+ * A request without Host is not from a browser, so it is let through.
+ */
+export function hostHeaderIsLoopback(header: string | undefined): boolean {
+  if (header === undefined) return true;
+  const match = /^\[([0-9a-f:.]+)\](?::\d{1,5})?$/i.exec(header) ?? /^([a-z0-9.-]+?)\.?(?::\d{1,5})?$/i.exec(header);
+  return match !== null && isLoopback(match[1]!);
+}
+
 /** Why a listen beyond loopback without a token is refused, with the fix; also used at config load. */
 export function tokenMissingMessage(host: string, port: number): string {
   return `${configKey} ${hostPort(host, port)} is reachable from other machines, so the status page and /metrics need a token: set status.token (e.g. token: \${MAILBELL_STATUS_TOKEN}, with a long random value such as the output of openssl rand -hex 32), or listen on 127.0.0.1:${port}`;

@@ -258,7 +258,7 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
 const stopping: ReloadOutcome = { applied: false, reason: "mailbell is stopping" };
 
 function logConfigWarnings(loaded: LoadedConfig, log: Logger): void {
-  for (const warning of loaded.warnings) log.warn({ config: loaded.file, path: warning.path, line: warning.line }, `config: ${warning.path}: ${warning.message}`);
+  for (const warning of loaded.warnings) log.warn({ config: warning.file ?? loaded.file, path: warning.path, line: warning.line }, `config: ${warning.path ? `${warning.path}: ` : ""}${warning.message}`);
 }
 
 function placesOf(config: Config): Place[] {

@@ -130,7 +130,7 @@ describe("status server", () => {
     let reply = "";
     scraper.setEncoding("utf8");
     scraper.on("data", (d: string) => (reply += d));
-    scraper.write("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n");
+    scraper.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: keep-alive\r\n\r\n`);
     while (!reply.includes('"healthy": true')) await new Promise((r) => setTimeout(r, 10));
     await Promise.all([server.close(), server.close()]);
     await scraperClosed;
@@ -180,6 +180,52 @@ describe("status server", () => {
     assert.deepEqual(JSON.parse(health.body), { healthy: false, why: "1 of 1 mailbox unhealthy (1 disconnected); the status page or the log says which and why" });
     assert.doesNotMatch(health.body, /INBOX|"a"|ECONNREFUSED/);
     for (const reply of [health, await fetchRaw(`${server.url}/status.json`), await fetchRaw(`${server.url}/metrics`)]) assert.doesNotMatch(reply.body, new RegExp(token));
+  });
+
+  it("without a token, answers only requests addressed to a loopback name, so a page re-pointed by DNS to 127.0.0.1 reads nothing", async () => {
+    const logger = new CaptureLogger();
+    const server = await start({ logger });
+    const { port } = new URL(server.url);
+    for (const path of ["/status.json", "/healthz", "/metrics", "/"]) {
+      for (const host of [`evil.example:${port}`, "evil.example", `127.0.0.1.evil.example:${port}`, `localhost.evil.example:${port}`, `[::2]:${port}`, `${port}`, "127.0.0.1:x"]) {
+        const res = await fetchRaw(`${server.url}${path}`, "GET", { host });
+        assert.equal(res.status, 403, `${path} Host: ${host}`);
+        assert.match(res.body, /answers only requests addressed to this machine by a loopback name \(127\.0\.0\.1, localhost or \[::1\]\)/, host);
+        assert.match(res.body, /or set status\.token/, host);
+        assert.doesNotMatch(res.body, /INBOX|team|uPlot|<html/i, "nothing of this mailbell, not even the page");
+      }
+    }
+    assert.equal(logger.find(/refused a request addressed to/, "warn").length, 1, "warned once, not for every request");
+    // How people reach a loopback page: by its address, localhost, [::1], or through an SSH tunnel (another port).
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LocalHost.:${port}`, "localhost:8080", `[::1]:${port}`, "127.0.0.1", `[::ffff:127.0.0.1]:${port}`]) {
+      assert.equal((await fetchRaw(`${server.url}/status.json`, "GET", { host })).status, 200, `Host: ${host}`);
+    }
+    // A browser always sends Host; a probe speaking HTTP/1.0 may not, and is answered.
+    const probe = connect({ host: "127.0.0.1", port: Number(port) });
+    let reply = "";
+    probe.setEncoding("utf8");
+    probe.on("data", (d: string) => (reply += d));
+    await new Promise((resolve) => probe.once("close", resolve).end("GET /healthz HTTP/1.0\r\n\r\n"));
+    assert.match(reply, /^HTTP\/1\.1 200 /);
+  });
+
+  it("without a token, also on [::1] and localhost, answers its own address and refuses a foreign name", async () => {
+    for (const listen of ["[::1]:0", "localhost:0"]) {
+      const server = await startStatusServer({ listen, health: () => healthy, metrics: () => "", status: noStatus, logger: new CaptureLogger() });
+      servers.push(server);
+      assert.equal((await fetchRaw(`${server.url}/status.json`)).status, 200, `${listen}: its own URL ${server.url}`);
+      assert.equal((await fetchRaw(`${server.url}/status.json`, "GET", { host: `localhost:${new URL(server.url).port}` })).status, 200, listen);
+      assert.equal((await fetchRaw(`${server.url}/status.json`, "GET", { host: "evil.example" })).status, 403, listen);
+    }
+  });
+
+  it("with a token, any Host is answered: the token is what protects the data", async () => {
+    const token = "s3cret-token-0123456789";
+    const server = await start({ token });
+    const host = "mailbell.example.org:443";
+    assert.equal((await fetchRaw(`${server.url}/status.json`, "GET", { host, authorization: `Bearer ${token}` })).status, 200);
+    assert.equal((await fetchRaw(`${server.url}/status.json`, "GET", { host })).status, 401);
+    assert.equal((await fetchRaw(`${server.url}/`, "GET", { host })).status, 200);
   });
 
   it("refuses a non-loopback listen without a token, naming status.token and the fix, before binding anything", async () => {

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { MailbellError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { HealthSnapshot } from "./health.ts";
-import { configKey, hostPort, isLoopback, parseListen, tokenMissingMessage } from "./listen.ts";
+import { configKey, hostHeaderIsLoopback, hostPort, isLoopback, parseListen, tokenMissingMessage } from "./listen.ts";
 import { contentSecurityPolicy, loadPageAssets, type PageAssets } from "./status-page.ts";
 import { minimalHealth, type StatusView } from "./status-view.ts";
 
@@ -45,7 +45,7 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
   const log = options.logger;
   const token = options.token === undefined || options.token === "" ? undefined : options.token;
   if (!isLoopback(host) && token === undefined) throw new MailbellError("CONFIG", tokenMissingMessage(host, port));
-  const access: Access = { token, assets: await loadPageAssets() };
+  const access: Access = { token, assets: await loadPageAssets(), warnedForeignHost: false };
   const server = createServer((req, res) => handle(req, res, options, access));
   // Scrapes are tiny; a client that dribbles its headers must not hold a socket for minutes.
   server.headersTimeout = 10_000;
@@ -89,6 +89,8 @@ interface Access {
   /** When set, the data needs it, and /healthz names no account or mailbox. */
   token: string | undefined;
   assets: PageAssets;
+  /** Whether a request addressed to a foreign name was logged at warn already (later ones at debug). */
+  warnedForeignHost: boolean;
 }
 
 const endpoints = ["/healthz", "/metrics", "/status.json"];
@@ -97,6 +99,7 @@ function handle(req: IncomingMessage, res: ServerResponse, options: StatusServer
   const path = (req.url ?? "/").split("?", 1)[0]!;
   const asset = Object.hasOwn(access.assets, path) ? access.assets[path as keyof PageAssets] : undefined;
   securityHeaders(res);
+  if (access.token === undefined && !hostHeaderIsLoopback(req.headers.host)) return refuseForeignHost(req, res, options.logger, access);
   if (!asset && !endpoints.includes(path)) return send(res, 404, "text/plain; charset=utf-8", "not found: try / (the status page), /status.json, /healthz or /metrics\n");
   if (req.method !== "GET" && req.method !== "HEAD") {
     res.setHeader("Allow", "GET, HEAD");
@@ -121,6 +124,21 @@ function handle(req: IncomingMessage, res: ServerResponse, options: StatusServer
     options.logger.error({ err: (err as Error).message, stack: (err as Error).stack, path }, "status server could not produce a reply");
     send(res, 500, "text/plain; charset=utf-8", `internal error while producing ${path}; see mailbell's log\n`);
   }
+}
+
+/**
+ * Without a token, a loopback listen is the only protection; a web page whose name resolves to
+ * 127.0.0.1 (DNS rebinding) would otherwise read the data as its own. The page's files are
+ * refused too: nothing is served under a foreign name.
+ */
+function refuseForeignHost(req: IncomingMessage, res: ServerResponse, log: Logger, access: Access): void {
+  const host = JSON.stringify(req.headers.host);
+  const fields = { host: req.headers.host, path: (req.url ?? "/").split("?", 1)[0], remote: req.socket.remoteAddress };
+  if (access.warnedForeignHost) log.debug(fields, `status server: refused a request addressed to ${host}`);
+  else log.warn(fields, `status server: refused a request addressed to ${host}, not to a loopback name; a web page may be trying to read the status page by re-pointing its name at 127.0.0.1 (later ones are logged at debug). If a proxy passes another name, set status.token`);
+  access.warnedForeignHost = true;
+  const port = req.socket.localPort ?? 0;
+  send(res, 403, "text/plain; charset=utf-8", `this status server has no token (status.token), so it answers only requests addressed to this machine by a loopback name (127.0.0.1, localhost or [::1]); this one was addressed to ${host}. Open http://127.0.0.1:${port}/ (or the [::1] address it listens on), or set status.token if a proxy must pass another name\n`);
 }
 
 function securityHeaders(res: ServerResponse): void {

@@ -216,7 +216,9 @@ function envExampleText(env: readonly EnvVariable[], configName: string): string
     `# The secrets ${configName} needs. Copy this file to .env beside it, fill in the values, and`,
     "# make it private: chmod 600 .env (mailbell refuses a .env others can read). Variables already",
     "# set in the environment win over the file.",
-    ...env.flatMap((v) => ["", `# ${v.help}`, `${v.name}=`]),
+    "# Keep the quotes: write each value between them as it is. Outside quotes a # starts a comment",
+    "# and cuts the value there; a value holding ' goes in double quotes instead.",
+    ...env.flatMap((v) => ["", `# ${v.help}`, `${v.name}=''`]),
     "",
   ].join("\n");
 }

@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { parseEnv } from "node:util";
 import { describe, it } from "node:test";
-import { parseConfig } from "../config/load.ts";
+import { envFileWarnings, parseConfig } from "../config/load.ts";
 import { ConfigError } from "../errors.ts";
 import { normalizeMail } from "../mail/normalize.ts";
 import { moneyToDecimalString } from "../rules/money.ts";
@@ -93,7 +94,7 @@ describe("the config init writes", () => {
             if (r.total) assert.equal(r.total.timezone, "Europe/Berlin", where);
             // Every variable the config uses is in .env.example, and nothing else is.
             const used = [...files.yaml.replace(/#.*$/gm, "").matchAll(/\$\{([A-Z_]+)\}/g)].map((m) => m[1]!).sort();
-            const listed = [...files.envExample.matchAll(/^([A-Z_]+)=$/gm)].map((m) => m[1]!).sort();
+            const listed = [...files.envExample.matchAll(/^([A-Z_]+)=''$/gm)].map((m) => m[1]!).sort();
             assert.deepEqual([...new Set(used)], listed, where);
             assert.doesNotMatch(files.yaml, /\bpw\b|AAHdq/, "no secret in the file");
             combinations++;
@@ -102,6 +103,18 @@ describe("the config init writes", () => {
       }
     }
     assert.ok(combinations > 200, String(combinations));
+  });
+
+  it("writes .env.example with quotes, so a value written between them is read whole, # and spaces too", () => {
+    const rule = presets.rules[0]!;
+    const answers: InitAnswers = { provider: other, server: server(other), user: "me", signIn: "app-password", folder: "INBOX", target: "telegram", rule, params: {}, timezone: "UTC" };
+    const example = initFiles(answers).envExample;
+    assert.match(example, /Keep the quotes/);
+    const secret = 'p#ss w$rd"x #y';
+    const filled = example.replace(/^([A-Z_]+)=''$/gm, (_, name: string) => `${name}='${secret}'`);
+    assert.deepEqual(parseEnv(filled), { IMAP_PASSWORD: secret, TELEGRAM_BOT_TOKEN: secret, TELEGRAM_CHAT_ID: secret });
+    assert.deepEqual(envFileWarnings(filled, ".env"), []);
+    assert.equal(envFileWarnings(example.replace("IMAP_PASSWORD=''", `IMAP_PASSWORD=${secret}`), ".env").length, 1, "without the quotes it is warned about");
   });
 
   it("puts the answers to a preset's questions into the rule", () => {

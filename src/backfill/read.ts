@@ -9,7 +9,7 @@
 import type { ImapFlow } from "imapflow";
 import type { LoadedConfig } from "../config/load.ts";
 import type { AccountConfig } from "../imap/config.ts";
-import { classifyImapError, closeQuietly, createImapClient, type ImapAccount } from "../imap/client.ts";
+import { classifyImapError, closeQuietly, createImapClient, endpointOf, type ImapAccount } from "../imap/client.ts";
 import { watchContext } from "../imap/context.ts";
 import { fetchBatches, type FetchOptions } from "../imap/fetch.ts";
 import type { Logger } from "../log.ts";
@@ -124,7 +124,8 @@ async function connect(source: ReadSource, account: AccountConfig): Promise<Imap
     await client.connect();
   } catch (err) {
     client.close();
-    throw classifyImapError(err, account.name);
+    // Worded as check and run word it: which setting fixes a wrong port, TLS mode or host.
+    throw classifyImapError(err, account.name, undefined, endpointOf(imap));
   }
   return client;
 }

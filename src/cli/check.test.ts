@@ -48,10 +48,11 @@ describe("mailbell check", () => {
   it("warns about a .env value cut at an unquoted #, at the .env's own line, without the value", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "mailbell-check-"));
     const file = path.join(dir, "mailbell.yaml");
-    writeFileSync(file, `targets:\n  - { name: hook, type: webhook, url: "http://127.0.0.1:9/\${HOOK_PATH}" }\n`);
+    // Port 9 (discard) is closed on loopback: the account fails after the warnings are printed.
+    writeFileSync(file, `accounts:\n  - { name: a, host: 127.0.0.1, port: 9, tls: none, user: u, pass: p }\ntargets:\n  - { name: hook, type: webhook, url: "http://127.0.0.1:9/\${HOOK_PATH}" }\n`);
     writeFileSync(path.join(dir, ".env"), "# secrets\nHOOK_PATH=x#secret-part\n", { mode: 0o600 });
     const { code, out } = await runCli(["check", "--config", file]);
-    assert.equal(code, 0);
+    assert.equal(code, 3, "the account cannot be reached");
     assert.ok(out.includes(`! warning: ${path.join(dir, ".env")}:2: HOOK_PATH is not in quotes and holds a #`), out);
     assert.doesNotMatch(out, /secret-part/);
   });

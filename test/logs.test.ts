@@ -8,22 +8,18 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { writeConfig } from "./support/daemon.ts";
-import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import type { Dovecot } from "./support/dovecot.ts";
 import { buildMail } from "./support/mail.ts";
-import { startReceiver, type Receiver } from "./support/receiver.ts";
+import { spawnMailbell } from "./support/process.ts";
+import type { Receiver } from "./support/receiver.ts";
+import { dovecotAndReceiverForFile } from "./support/servers.ts";
 
 const entry = path.resolve(import.meta.dirname, "../src/cli/entry.ts");
 let dovecot: Dovecot;
 let receiver: Receiver;
-
-before(async () => {
-  [dovecot, receiver] = await Promise.all([startDovecot(), startReceiver()]);
-});
-after(async () => {
-  await Promise.all([dovecot?.dispose(), receiver?.close()]);
-});
+dovecotAndReceiverForFile((started) => ({ dovecot, receiver } = started));
 
 function config(user: string, extra = ""): string {
   const dir = mkdtempSync(path.join(tmpdir(), "mailbell-logs-"));
@@ -65,30 +61,20 @@ const ansi = /\u001b\[[0-9;]*m/g;
 
 describe("mailbell run's log", () => {
   it("is JSON lines only when stderr is a pipe, levels as words, signals included; stdout stays empty", async () => {
-    const child = spawn(process.execPath, [entry, "run", "--config", config("alice"), "--log-level", "debug"], {
-      // Makes Node warn (a process warning, printed as plain text by default) at the first TLS connection.
-      env: { ...process.env, MAILBELL_TEST_PASS: "alicepw", NODE_TLS_REJECT_UNAUTHORIZED: "0" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    // NODE_TLS_REJECT_UNAUTHORIZED makes Node warn (a process warning, plain text by default) at the first TLS connection.
+    const run = spawnMailbell(config("alice"), { MAILBELL_TEST_PASS: "alicepw", NODE_TLS_REJECT_UNAUTHORIZED: "0" }, ["--log-level", "debug"]);
     try {
-      const deadline = Date.now() + 10_000;
-      while (!stderr.includes('"msg":"watching"')) {
-        if (Date.now() > deadline) throw new Error(`mailbell did not start watching:\n${stderr}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await run.waitForLog(/"msg":"watching"/);
       await dovecot.append("alice", "INBOX", buildMail({ from: "shop@example.com", to: "alice@example.com", subject: "logged order", text: "hi" }));
       await dovecot.append("alice", "INBOX", buildMail({ from: "news@example.com", to: "alice@example.com", subject: "not for any rule", text: "hi" }));
       await receiver.waitFor((r) => (r.json as { text?: string } | undefined)?.text === "logged order", 8000);
-      child.kill("SIGINT");
-      assert.equal(await exited, 0, stderr);
+      run.child.kill("SIGINT");
+      assert.equal(await run.exited, 0, run.log);
     } finally {
-      child.kill("SIGKILL");
+      run.child.kill("SIGKILL");
     }
+    const stdout = run.stdout;
+    const stderr = run.log;
     const lines = stderr.trimEnd().split("\n");
     const records = lines.map((line) => {
       assert.doesNotThrow(() => JSON.parse(line), `a line that is not JSON: ${line}`);

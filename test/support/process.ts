@@ -5,8 +5,10 @@ const entry = path.resolve(import.meta.dirname, "../../src/cli/entry.ts");
 
 export interface MailbellProcess {
   child: ChildProcess;
-  /** Everything written to stderr (JSON log lines) so far. */
+  /** Everything written to stderr (JSON log lines) and stdout so far. */
   readonly log: string;
+  /** What was written to stdout alone (mailbell run writes nothing there). */
+  readonly stdout: string;
   /** Resolves with the exit code (null when killed by a signal). */
   exited: Promise<number | null>;
   /** Waits until a log line matches; rejects with the log tail after timeoutMs. */
@@ -17,20 +19,27 @@ export interface MailbellProcess {
   entries(): Record<string, unknown>[];
 }
 
-/** `mailbell run --config FILE` as a real process, so tests can SIGKILL or SIGTERM it. */
-export function spawnMailbell(configFile: string, env: NodeJS.ProcessEnv = {}): MailbellProcess {
-  const child = spawn(process.execPath, [entry, "run", "--config", configFile], {
+/** `mailbell run --config FILE [ARGS]` as a real process, so tests can SIGKILL or SIGTERM it. */
+export function spawnMailbell(configFile: string, env: NodeJS.ProcessEnv = {}, args: readonly string[] = []): MailbellProcess {
+  const child = spawn(process.execPath, [entry, "run", "--config", configFile, ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let log = "";
+  let stdout = "";
   child.stderr!.on("data", (d: Buffer) => (log += d.toString()));
-  child.stdout!.on("data", (d: Buffer) => (log += d.toString()));
+  child.stdout!.on("data", (d: Buffer) => {
+    log += d.toString();
+    stdout += d.toString();
+  });
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return {
     child,
     get log() {
       return log;
+    },
+    get stdout() {
+      return stdout;
     },
     exited,
     async waitForLog(pattern, timeoutMs = 10_000) {

@@ -572,7 +572,7 @@ function firstStartFailFast(state: State, account: AccountConfig): FailFast {
   return account.mailboxes.some((mailbox) => state.checkpoints.load(account.name, mailbox) !== undefined) ? "never" : "first-login";
 }
 
-/** Waits for every watcher; the first that throws stops the others, and its error ends the run. */
+/** One mailbox's watch options, from the config and the parts every watcher shares. */
 function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, shared: SharedByWatchers): WatchOptions {
   const watch = config.watch;
   return {

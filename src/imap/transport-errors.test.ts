@@ -16,6 +16,13 @@ describe("transport errors in words, with the setting that fixes them", () => {
       says: /^port 143 does not speak TLS from the first byte \(imap\.example\.com:143 answered in plain text\): use tls: starttls, or port 993$/,
       settled: true,
     },
+    {
+      name: "implicit TLS on port 993 that answers in plain text: no advice to use the port it already uses",
+      err: { code: "ERR_SSL_WRONG_VERSION_NUMBER", message: "wrong version number" },
+      at: { ...plain, port: 993 },
+      says: /^port 993 does not speak TLS from the first byte \(imap\.example\.com:993 answered in plain text\): use tls: starttls, or check the port$/,
+      settled: true,
+    },
     { name: "plain text on the TLS port 993", err: { code: "GREETING_TIMEOUT", message: "Failed to receive greeting" }, at: tlsPort, says: /sent no IMAP greeting within 5 s: port 993 expects TLS: use tls: implicit$/, settled: false },
     { name: "plain text on another silent port", err: { code: "GREETING_TIMEOUT" }, at: { ...tlsPort, port: 10993, tls: "starttls" }, says: /port 10993 probably expects TLS .*: use tls: implicit$/, settled: false },
     { name: "a closed port", err: { code: "ECONNREFUSED", message: "connect ECONNREFUSED 1.2.3.4:143" }, at: plain, says: /^nothing listens on imap\.example\.com:143 \(connection refused\): check host and port$/, settled: false },

@@ -33,7 +33,7 @@ export function describeTransportError(err: { code?: string; message?: string },
   const text = err.message ?? "";
   const hostPort = `${at.host}:${at.port}`;
   if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version number/i.test(text)) {
-    const fix = at.tls === "implicit" ? `use tls: starttls, or port ${tlsPort}` : "check the port and the tls: setting";
+    const fix = at.tls !== "implicit" ? "check the port and the tls: setting" : at.port === tlsPort ? "use tls: starttls, or check the port" : `use tls: starttls, or port ${tlsPort}`;
     return { message: `port ${at.port} does not speak TLS from the first byte (${hostPort} answered in plain text): ${fix}`, settled: true };
   }
   if (code === "GREETING_TIMEOUT") return greetingTimeout(at, hostPort);

@@ -3,7 +3,7 @@ import { ImapFlow, type ImapFlowOptions } from "imapflow";
 import { ImapError, ServerReplyError, TlsError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { sleep } from "./backoff.ts";
-import { describeCertificateError, describeTransportError, plainGreetingTimeoutMs, type Endpoint } from "./transport-errors.ts";
+import { describeCertificateError, describeTransportError, greetingTimeoutFor, type Endpoint } from "./transport-errors.ts";
 
 /** How to reach and log in to one IMAP account. */
 export interface ImapAccount {
@@ -79,6 +79,7 @@ export function replyLimits(maxHeaderBytes: number, maxTextBytes: number): Reply
 export function createImapClient(account: ImapAccount, options: ClientOptions, credentials: Credentials = { pass: account.pass ?? "" }): ImapFlow {
   const refusal: { last: CommandRefusal | undefined } = { last: undefined };
   const tls = account.tls ?? "implicit";
+  const greetingTimeout = greetingTimeoutFor(endpointOf(account));
   const imapOptions: ImapFlowOptions = {
     host: account.host,
     port: account.port ?? defaultPort(tls),
@@ -103,8 +104,8 @@ export function createImapClient(account: ImapAccount, options: ClientOptions, c
     maxIdleTime: options.idleRestartMs ?? 10 * 60_000,
     ...imapLimits(options.limits ?? replyLimits(256 * 1024, 256 * 1024)),
     ...(options.socketTimeoutMs ? { socketTimeout: options.socketTimeoutMs } : {}),
-    // A TLS port asked for plain text sends nothing: say so in seconds, not after imapflow's 16.
-    ...(tls === "implicit" ? {} : { greetingTimeout: plainGreetingTimeoutMs }),
+    // Port 993 asked for plain text sends nothing: say so in seconds, not after imapflow's 16.
+    ...(greetingTimeout ? { greetingTimeout } : {}),
     logger: imapLogger(options.logger, refusal),
   };
   const client = new ImapFlow(imapOptions);

@@ -75,4 +75,22 @@ describe("transport errors in words, with the setting that fixes them", () => {
     assert.equal(greetingWait(143, "none"), undefined);
     assert.equal(greetingWait(993, "implicit"), undefined);
   });
+
+  it("a login turned away for the server's own reasons ([UNAVAILABLE], [INUSE], [LIMIT], [THROTTLED]) is not a wrong password: retried, not given up on", () => {
+    const turnedAway = [
+      { serverResponseCode: "UNAVAILABLE", responseText: "Temporary authentication failure" },
+      { serverResponseCode: "LIMIT", responseText: "Too many simultaneous connections" },
+      { serverResponseCode: "INUSE", responseText: "Mailbox in use" },
+      { responseText: "[THROTTLED] Account is temporarily unavailable" },
+    ];
+    for (const answer of turnedAway) {
+      const err = classifyImapError({ authenticationFailed: true, message: "Command failed", ...answer }, "alice", "INBOX", plain);
+      assert.equal(err.code, "IMAP_CONNECT", JSON.stringify(answer));
+      assert.doesNotMatch(err.message, /Check user and pass/);
+      assert.match(err.message, /^account "alice": the server turned the login away for now, not for the password \(.+\); try again later$/);
+    }
+    const wrong = classifyImapError({ authenticationFailed: true, serverResponseCode: "AUTHENTICATIONFAILED", responseText: "Authentication failed." }, "alice", "INBOX", plain);
+    assert.equal(wrong.code, "IMAP_AUTH");
+    assert.match(wrong.message, /Check user and pass/);
+  });
 });

@@ -208,12 +208,13 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     // Every watcher starts at once; setting up only a few connections at a time keeps RSS per
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
     const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), decode: decoder.decode, setAside: state.setAside, actions: state.actions };
-    const watchers = new Watchers((gen, place, signal) => {
+    const watchers = new Watchers((gen, place, signal, firstStart) => {
       const account = gen.loaded.config.accounts.find((a) => a.name === place.account)!;
-      const failFast = firstStartFailFast(state, account);
+      // A reload never ends the run: an account it adds with a wrong password is retried and logged at error.
+      const failFast = firstStart ? firstStartFailFast(state, account) : "never";
       return superviseMailbox(gen.accounts.get(place.account)!, account, place.mailbox, gen.loaded.config, gen.deps, { ...runOptions, signal }, { ...shared, dkim: gen.dkim, failFast });
     }, runOptions.signal, () => givenUp.abort());
-    watchers.start(current, mailboxes);
+    watchers.start(current, mailboxes, { firstStart: true });
     // Mail set aside because a DKIM key could not be looked up is read again every 10 minutes, so it
     // is counted once DNS works again without anyone asking (`mailbell unreadable retry` asks at once).
     const recheck = setInterval(() => {
@@ -302,6 +303,9 @@ class Reloads {
   }
 }
 
+/** Runs one mailbox's watcher until `signal` aborts; `firstStart` as in Watchers.start. */
+type Supervise = (gen: Generation, place: Place, signal: AbortSignal, firstStart: boolean) => Promise<void>;
+
 /**
  * The running watchers, one per (account, mailbox), each with its own stop: a reload stops and
  * starts some while the others go on. Stopping waits until the watcher has returned: the round it
@@ -310,7 +314,7 @@ class Reloads {
  */
 class Watchers {
   readonly #running = new Map<string, { done: Promise<void>; stop: AbortController }>();
-  readonly #supervise: (gen: Generation, place: Place, signal: AbortSignal) => Promise<void>;
+  readonly #supervise: Supervise;
   readonly #signal: AbortSignal;
   readonly #onFailure: () => void;
   /** Why watchers gave up (failFast): the first one ends the daemon once all have stopped. */
@@ -318,19 +322,24 @@ class Watchers {
   /** Set once every watcher has ended; no reload starts any after that. */
   closed = false;
 
-  constructor(supervise: (gen: Generation, place: Place, signal: AbortSignal) => Promise<void>, signal: AbortSignal, onFailure: () => void) {
+  constructor(supervise: Supervise, signal: AbortSignal, onFailure: () => void) {
     this.#supervise = supervise;
     this.#signal = signal;
     this.#onFailure = onFailure;
   }
 
-  start(gen: Generation, places: readonly Place[]): void {
+  /** `firstStart`: the run's first watchers, which may give up (failFast); a reload's never do. */
+  start(gen: Generation, places: readonly Place[], how: { firstStart: boolean }): void {
     for (const place of places) {
       const stop = new AbortController();
-      const done = this.#supervise(gen, place, AbortSignal.any([this.#signal, stop.signal])).catch((err: unknown) => {
-        this.#failures.push(err);
-        this.#onFailure();
-      });
+      const signal = AbortSignal.any([this.#signal, stop.signal]);
+      // On the next tick: one that throws at once (the state database) fails like one that fails later, and the others still start.
+      const done = Promise.resolve()
+        .then(() => this.#supervise(gen, place, signal, how.firstStart))
+        .catch((err: unknown) => {
+          this.#failures.push(err);
+          this.#onFailure();
+        });
       this.#running.set(placeKey(place), { done, stop });
     }
   }
@@ -410,7 +419,7 @@ async function reloadConfig(r: Reloading, read: () => Promise<LoadedConfig>): Pr
   Object.assign(r.known, { mailboxes: placesOf(config), rules: rules.map((rule) => rule.name), targets: [...targets.keys()] });
   r.swap(gen);
   // Mail is read again at once; what it queues for a replaced target waits for the new sender.
-  r.watchers.start(gen, [...restarted, ...started]);
+  r.watchers.start(gen, [...restarted, ...started], { firstStart: false });
   await r.dispatcher.reconfigure({ targets, pacing: pacingOf(config, targets), retry: retryOf(config) }, new Set(changes.restartSenders));
   try {
     // No watcher left can queue for a removed target: each one whose rules named it was restarted.

@@ -235,6 +235,32 @@ describe("config reload (SIGHUP) of a running mailbell", () => {
     }
   });
 
+  it("refuses a reload to a config with no accounts (nothing to watch), and goes on with the old one", async () => {
+    const user = await newUser();
+    const dir = tempDir();
+    const setup = { user, rules: `  - { name: all, notify: [hook], template: "{{subject}}" }` };
+    const v1 = yamlOf(setup, dir);
+    const file = writeConfig(v1, dir);
+    const mailbell = startMailbell(file, v1);
+    let ended = false;
+    mailbell.done.then(
+      () => (ended = true),
+      () => (ended = true),
+    );
+    try {
+      await waitUntilWatching(mailbell.logger);
+      writeFileSync(file, yamlOf(setup, dir).replace(/accounts:\n[\s\S]*?targets:\n/, "accounts: []\ntargets:\n"));
+      const outcome = await mailbell.reload();
+      assert.equal(outcome.applied, false);
+      assert.match(outcome.reason, /no accounts|nothing to watch/i);
+      await dovecot.append(user, "INBOX", mail("still here"));
+      await posted(`/${user}`, "still here");
+      assert.equal(ended, false, "mailbell is still running");
+    } finally {
+      await mailbell.stop();
+    }
+  });
+
   it("reloads on a real SIGHUP to `mailbell run`, which keeps running and stops on SIGTERM as before", async () => {
     const user = await newUser();
     const dir = tempDir();

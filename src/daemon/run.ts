@@ -354,13 +354,18 @@ class Watchers {
     await Promise.all(stopping);
   }
 
-  /** Resolves when every watcher has ended, the ones reloads started included. */
+  /**
+   * Resolves once the run stops (its signal aborts, or a watcher gave up) and every watcher has
+   * ended, the ones reloads started included. None left running is no reason to stop.
+   */
   async untilAllStopped(reloadsIdle: () => Promise<void>): Promise<void> {
     for (;;) {
       const watching = [...this.#running.values()];
       await Promise.all(watching.map((w) => w.done));
       await reloadsIdle();
-      if ([...this.#running.values()].every((w) => watching.includes(w))) break;
+      if (![...this.#running.values()].every((w) => watching.includes(w))) continue;
+      if (this.#signal.aborted) break;
+      await new Promise<void>((resolve) => signalStops(this.#signal, resolve));
     }
     this.closed = true;
     if (this.#failures.length > 0) throw this.#failures[0];
@@ -398,6 +403,7 @@ async function reloadConfig(r: Reloading, read: () => Promise<LoadedConfig>): Pr
   let gen: Generation;
   try {
     next = await read();
+    refuseNothingToWatch(next.file, next.config);
     rules = compileConfigRules(next);
     changes = configChanges({ ...before.loaded, rules: before.rules }, { ...next, rules });
     if (changes.needRestart.length > 0) throw new ConfigError(next.file, changes.needRestart);

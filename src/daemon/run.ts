@@ -187,6 +187,7 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
   };
   let status: StatusServer | undefined;
   let decoder: Decoder | undefined;
+  let recheck: NodeJS.Timeout | undefined;
   try {
     if (config.status) {
       const sources: StatusSources = {
@@ -217,11 +218,12 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     watchers.start(current, mailboxes, { firstStart: true });
     // Mail set aside because a DKIM key could not be looked up is read again every 10 minutes, so it
     // is counted once DNS works again without anyone asking (`mailbell unreadable retry` asks at once).
-    const recheck = setInterval(() => {
+    recheck = setInterval(() => {
       if (current.dkim) retryKeyLookups(state, log);
     }, recheckMs);
     recheck.unref();
-    signalStops(options.signal, () => clearInterval(recheck));
+    // On the run's signal: after a watcher gave up too, no recheck may touch the closed database.
+    signalStops(runOptions.signal, () => clearInterval(recheck));
     const pending = state.outbox.counts().filter((c) => c.state !== "done");
     log.info({ mailboxes: mailboxes.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
     if (mailboxes.length === 0) log.warn({}, "no accounts configured: nothing to watch. Add one under accounts:.");
@@ -230,7 +232,8 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     const read = options.reloadConfig ?? (() => loadConfig(loaded.file));
     onReloadable(() =>
       reloads.next(async () => {
-        if (options.signal.aborted || watchers.closed) {
+        // The run's signal: once a watcher gave up, mailbell is stopping as much as after SIGTERM.
+        if (runOptions.signal.aborted || watchers.closed) {
           log.warn({}, "config reload not done: mailbell is stopping");
           return stopping;
         }
@@ -247,6 +250,7 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     const { left } = await dispatcher.drain(drainSeconds * 1000);
     if (left > 0) log.warn({ left }, "notifications still queued; they are kept and sent on the next start");
   } finally {
+    clearInterval(recheck);
     await dispatcher.stop();
     await decoder?.close();
     await status?.close();

@@ -16,6 +16,7 @@ import { State } from "../src/store/sqlite/state.ts";
 import { runCli } from "./support/cli.ts";
 import { startMailbell, writeConfig } from "./support/daemon.ts";
 import { freePorts, startDovecot, type Dovecot } from "./support/dovecot.ts";
+import { scoped, startImapProxy, type ImapRule, type RuleScope } from "./support/imap-proxy.ts";
 import { buildMail } from "./support/mail.ts";
 import { slackReplies, startReceiver, type Receiver } from "./support/receiver.ts";
 
@@ -129,6 +130,39 @@ describe("a first start", () => {
       assert.equal(ended, false, "still running");
     } finally {
       await mailbell.stop();
+    }
+  });
+
+  it("retries a login the server turns away for now (NO [UNAVAILABLE]): not a wrong password, not the end of the run", async () => {
+    const proxy = await startImapProxy({ port: dovecot.imapPort, rules: [refuseLogin("[UNAVAILABLE] Temporary authentication failure", { times: 1 })] });
+    const { file, yaml } = config({ account: `port: ${proxy.port}, tls: none` });
+    const mailbell = startMailbell(file, yaml, alice);
+    try {
+      const refused = await mailbell.logger.waitFor(/^cannot connect; never connected yet; retrying in /, 5000, "error");
+      assert.equal(refused.fields.err, 'account "alice": the server turned the login away for now, not for the password ([UNAVAILABLE] Temporary authentication failure); try again later');
+      await mailbell.logger.waitFor(/^watching$/, 8000);
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
+    }
+  });
+
+  it("retries, not gives up, a refused login of one mailbox when another mailbox of the account has logged in", async () => {
+    await dovecot.createMailbox("alice", "Second");
+    // The second session's login is refused, once the first has had time to open its mailbox.
+    const proxy = await startImapProxy({ port: dovecot.imapPort, rules: [refuseLogin("[AUTHENTICATIONFAILED] Authentication failed.", { sessions: (n) => n === 2, delayMs: 800 })] });
+    const { file, yaml } = config({ account: `port: ${proxy.port}, tls: none, readerConnections: false, mailboxes: [INBOX, Second]` });
+    const mailbell = startMailbell(file, yaml, alice);
+    let ended = false;
+    void mailbell.done.then(() => (ended = true), () => (ended = true));
+    try {
+      await mailbell.logger.waitFor(/^login refused, though another mailbox of this account logged in/, 8000, "error");
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(ended, false, "still running");
+      assert.equal(mailbell.logger.find(/^watching$/).length, 1, "the other mailbox watches");
+    } finally {
+      await mailbell.stop();
+      await proxy.close();
     }
   });
 
@@ -251,3 +285,11 @@ describe("logs", () => {
     }
   });
 });
+
+/** LOGIN (or AUTHENTICATE) answered NO with `text` instead of the server's OK (optionally late), in the sessions `scope` picks. */
+function refuseLogin(text: string, scope: RuleScope & { delayMs?: number }): ImapRule {
+  return scoped(scope, {
+    name: "refuseLogin",
+    onReply: (reply) => ((reply.command?.name === "LOGIN" || reply.command?.name === "AUTHENTICATE") && reply.tag === reply.command.tag ? { replace: `${reply.tag} NO ${text}\r\n`, ...(scope.delayMs ? { delayMs: scope.delayMs } : {}) } : undefined),
+  });
+}

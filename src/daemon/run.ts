@@ -168,11 +168,14 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     },
   };
   let current = generationOf(loaded, { rules, targets, accounts }, lasting);
+  // Accounts one of whose mailboxes opened in this run: their credentials work (see superviseMailbox).
+  const loggedIn = new Set<string>();
   const runOptions: RunOptions = {
     ...options,
     signal: AbortSignal.any([options.signal, givenUp.signal]),
     onWatchEvent: (account, mailbox, event) => {
       health.onEvent(account, mailbox, event, Date.now());
+      if (event.type === "connected") loggedIn.add(account);
       if (event.type === "disconnected" || event.type === "failed") metrics.sessionFailed(account, mailbox, event.error);
       if (event.type === "actions-done") metrics.mailActions(account, mailbox, "done", event.count);
       if (event.type === "action-failed") metrics.mailActions(account, mailbox, "refused", event.count, event.action);
@@ -208,7 +211,7 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     decoder = startDecoder(log);
     // Every watcher starts at once; setting up only a few connections at a time keeps RSS per
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
-    const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), decode: decoder.decode, setAside: state.setAside, actions: state.actions };
+    const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), decode: decoder.decode, setAside: state.setAside, actions: state.actions, loggedIn: (name: string) => loggedIn.has(name) };
     const watchers = new Watchers((gen, place, signal, firstStart) => {
       const account = gen.loaded.config.accounts.find((a) => a.name === place.account)!;
       // A reload never ends the run: an account it adds with a wrong password is retried and logged at error.
@@ -545,16 +548,26 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
   const { signal } = options;
   const log = deps.logger.child({ account: account.name, mailbox });
   const backoff = new Backoff({ baseMs: 5000, capMs: 5 * 60_000 });
+  let failFast = shared.failFast;
   while (!signal.aborted) {
     const startedAt = Date.now();
     try {
-      for await (const round of watchMailboxBatches(watchOptions(imap, account, mailbox, config, deps, options, shared))) {
+      for await (const round of watchMailboxBatches(watchOptions(imap, account, mailbox, config, deps, options, { ...shared, failFast }))) {
         handleMails(round, deps);
       }
       return;
     } catch (err) {
-      // Thrown only by failFast: a first start that retrying cannot fix ends the run (exit 3).
-      if (err instanceof ImapError) throw err;
+      // Thrown only by failFast: a first start that retrying cannot fix ends the run (exit 3)...
+      if (err instanceof ImapError && !shared.loggedIn(account.name)) throw err;
+      // ...unless another mailbox of the account logged in meanwhile: the credentials work, so it is retried as on any later start.
+      if (err instanceof ImapError) {
+        failFast = "never";
+        const retryInMs = config.watch.authRetryMinutes * 60_000;
+        log.error({ err: err.message, retryInMs }, "login refused, though another mailbox of this account logged in; trying again after authRetryMinutes");
+        options.onWatchEvent?.(account.name, mailbox, { type: "disconnected", error: err, retryInMs });
+        await sleep(retryInMs, signal);
+        continue;
+      }
       const error = err instanceof MailbellError ? err : new InternalError(`handling mail of account "${account.name}" mailbox "${mailbox}" failed: ${(err as Error).message}`, { cause: err });
       if (Date.now() - startedAt > 10 * 60_000) backoff.reset();
       const retryInMs = backoff.next();
@@ -576,6 +589,8 @@ interface SharedByWatchers {
   dkim: DkimVerifier | undefined;
   /** "first-login" for an account never watched with this state file (firstStartFailFast). */
   failFast: FailFast;
+  /** Whether a mailbox of this account has opened in this run (its login then is no setup mistake). */
+  loggedIn(account: string): boolean;
 }
 
 /**

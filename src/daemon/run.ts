@@ -231,7 +231,7 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     log.info({ mailboxes: mailboxes.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
     if (mailboxes.length === 0) log.warn({}, "no accounts configured: nothing to watch. Add one under accounts:.");
     const reloads = new Reloads();
-    const reloading: Reloading = { state, log, dispatcher, health, known, watchers, lasting, current: () => current, swap: (next) => (current = next) };
+    const reloading: Reloading = { stopping: runOptions.signal, state, log, dispatcher, health, known, watchers, lasting, current: () => current, swap: (next) => (current = next) };
     const read = options.reloadConfig ?? (() => loadConfig(loaded.file));
     onReloadable(() =>
       reloads.next(async () => {
@@ -381,6 +381,8 @@ class Watchers {
 
 /** What a reload works on: the daemon's lasting parts and its current generation. */
 interface Reloading {
+  /** The run's signal: a stop cuts short what a reload waits for. */
+  stopping: AbortSignal;
   state: State;
   log: Logger;
   dispatcher: Dispatcher;
@@ -433,7 +435,7 @@ async function reloadConfig(r: Reloading, read: () => Promise<LoadedConfig>): Pr
   r.swap(gen);
   // Mail is read again at once; what it queues for a replaced target waits for the new sender.
   r.watchers.start(gen, [...restarted, ...started], { firstStart: false });
-  await r.dispatcher.reconfigure({ targets, pacing: pacingOf(config, targets), retry: retryOf(config) }, new Set(changes.restartSenders));
+  await r.dispatcher.reconfigure({ targets, pacing: pacingOf(config, targets), retry: retryOf(config) }, new Set(changes.restartSenders), r.stopping);
   try {
     // No watcher left can queue for a removed target: each one whose rules named it was restarted.
     deadLetterOrphans(r.state, targets, r.log);

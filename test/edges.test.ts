@@ -72,13 +72,21 @@ const setprivMissing = process.getuid?.() === 0 && !["/usr/bin/setpriv", "/bin/s
 describe("a state database another user made", () => {
   // Made by this user (root under npm test), and run as another: with the folder writable by all
   // and the file not, SQLite opens it read-only without a word and failed at the first write (exit 70).
-  it("is a state error (exit 4) naming the path and the chown, for check, run and outbox alike", { skip: setprivMissing && "needs setpriv to run as another user" }, async () => {
+  it("is a state error (exit 4) naming the path and the chown, for check, run and outbox retry alike; listings only read it", { skip: setprivMissing && "needs setpriv to run as another user" }, async () => {
     const { file, dir } = config();
     const statePath = `${dir}/state/state.db`;
     State.open(statePath).close();
     chmodSync(path.dirname(statePath), 0o777);
     if (process.getuid?.() !== 0) chmodSync(statePath, 0o444);
-    const [check, run, outbox] = await Promise.all([asAnotherUser(["check", "--config", file]), asAnotherUser(["run", "--config", file]), asAnotherUser(["outbox", "--config", file])]);
+    const [check, run, outbox, ...listings] = await Promise.all([
+      asAnotherUser(["check", "--config", file]),
+      asAnotherUser(["run", "--config", file]),
+      asAnotherUser(["outbox", "retry", "--all", "--config", file]),
+      asAnotherUser(["outbox", "--config", file]),
+      asAnotherUser(["totals", "--config", file]),
+      asAnotherUser(["unreadable", "--config", file]),
+    ]);
+    for (const listing of listings) assert.equal(listing.code, 0, listing.out + listing.err);
     assert.equal(check.code, 4, check.out + check.err);
     assert.match(check.out, new RegExp(`✗ state: cannot write the state database ${statePath}: ${statePath} is not writable by \\S+ \\(uid \\d+\\).*Fix: sudo chown \\S+ ${statePath}\\* `));
     assert.match(check.out, /✓ account alice: logged in/, "the other checks still run");

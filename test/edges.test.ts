@@ -14,7 +14,9 @@ import { ImapError } from "../src/errors.ts";
 import { createLogger } from "../src/pino-logger.ts";
 import { State } from "../src/store/sqlite/state.ts";
 import { runCli } from "./support/cli.ts";
+import type { ReloadOutcome } from "../src/daemon/run.ts";
 import { startMailbell, writeConfig } from "./support/daemon.ts";
+import { CaptureLogger, type LogEntry } from "./support/logger.ts";
 import { freePorts, startDovecot, type Dovecot } from "./support/dovecot.ts";
 import { scoped, startImapProxy, type ImapRule, type RuleScope } from "./support/imap-proxy.ts";
 import { buildMail } from "./support/mail.ts";
@@ -122,6 +124,23 @@ describe("a first start", () => {
     const mailbell = startMailbell(file, yaml, { ALICE_PASS: "wrong" });
     await assert.rejects(mailbell.done, (err: unknown) => err instanceof ImapError && err.code === "IMAP_AUTH" && /^account "alice": the server refused the login .*Check user and pass/.test(err.message));
     assert.equal(mailbell.logger.find(/^giving up: the login was refused and this mailbox was never opened/, "error").length, 1);
+  });
+
+  it("does not apply a reload asked for once a watcher gave up: mailbell is stopping", async () => {
+    const { file, yaml } = config();
+    let reloaded: Promise<ReloadOutcome> | undefined;
+    // The reload is asked for at the very moment the watcher gives up, before the run has wound down.
+    const entries: LogEntry[] = [];
+    entries.push = (...added: LogEntry[]): number => {
+      if (added.some((e) => e.msg?.startsWith("giving up"))) reloaded = mailbell.reload();
+      return Array.prototype.push.apply(entries, added);
+    };
+    const logger = new CaptureLogger(entries);
+    const mailbell = startMailbell(file, yaml, { ALICE_PASS: "wrong" }, logger);
+    await assert.rejects(mailbell.done, ImapError);
+    assert.ok(reloaded, "the watcher gave up");
+    assert.deepEqual(await reloaded, { applied: false, reason: "mailbell is stopping" });
+    assert.equal(logger.find(/^config reloaded/).length, 0);
   });
 
   it("keeps retrying a refused login on an account watched before (its password changed under a running service)", async () => {

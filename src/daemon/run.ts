@@ -424,6 +424,11 @@ async function reloadConfig(r: Reloading, read: () => Promise<LoadedConfig>): Pr
     r.log.error({ config: before.loaded.file, code: error.code, err: error.message, stack: error === err ? undefined : (err as Error).stack }, `config reload refused; still running the config loaded before. ${error.message}`);
     return { applied: false, reason: error.message };
   }
+  // Stopped while the file was read (SIGTERM, or a watcher gave up): nothing is touched.
+  if (r.stopping.aborted) {
+    r.log.warn({}, "config reload not done: mailbell is stopping");
+    return stopping;
+  }
   logConfigWarnings(next, r.log);
   const { config } = next;
   const { started, stopped, restarted } = changes.mailboxes;

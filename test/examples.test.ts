@@ -178,6 +178,11 @@ describe("examples/mailbell.service", () => {
     assert.equal(unit.get("Restart"), "always");
   });
 
+  it("does not restart after an exit that a restart meets again (2 config, 3 a refused first login, 4 state): a wrong password would be retried every few seconds", () => {
+    assert.deepEqual(unit.get("RestartPreventExitStatus")?.split(" "), ["2", "3", "4"]);
+    assert.match(section, /RestartPreventExitStatus=2 3 4/, "the README says why the unit does not restart then");
+  });
+
   it("is a unit systemd accepts (systemd-analyze verify, with the clone here)", () => {
     const analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].find((p) => existsSync(p));
     assert.ok(analyze, "systemd-analyze is not installed: `npm test`'s preflight installs it (apt-get install systemd)");

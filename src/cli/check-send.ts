@@ -21,11 +21,16 @@ export async function sendSamples(targetConfigs: readonly TargetConfig[], io: Cl
       io.out(`✓ target ${target.name}: ${target.describe()}: sent a sample; the service accepted it`);
     } catch (err) {
       failures++;
-      const answer = err instanceof TargetError ? err.message : `could not send: ${(err as Error).message}`;
+      const answer = err instanceof TargetError ? withoutRetryPromise(err.message) : `could not send: ${(err as Error).message}`;
       io.out(`✗ target ${target.name}: ${target.describe()}: ${answer}`);
     }
   }
   return failures;
+}
+
+/** A target's error says "; will retry." for the daemon's outbox; check sends once and does not. */
+function withoutRetryPromise(message: string): string {
+  return message.replace(/; will retry(?=\.)/, "");
 }
 
 /** What the sample says: that it is one, and from where. No mail is read for it. Pure. */

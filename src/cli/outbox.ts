@@ -36,7 +36,7 @@ export async function outboxCommand(options: OutboxCommandOptions, io: CliIO): P
     state.outbox.requeue({ id: id! });
     io.out(`re-queued ${id}.`);
     return 0;
-  });
+  }, { readOnly: options.args.length === 0 });
 }
 
 function list(state: State, json: boolean, io: CliIO): number {

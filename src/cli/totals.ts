@@ -28,7 +28,7 @@ export async function totalsCommand(options: TotalsCommandOptions, io: CliIO): P
     else if (options.csv) io.out(totalsCsv(rows));
     else io.out(totalsTable(rows, ruleNames(loaded)));
     return 0;
-  });
+  }, { readOnly: true });
 }
 
 /** A year, month or day, as period keys start: "2026", "2026-11", "2026-11-01". */

@@ -42,7 +42,7 @@ export async function unreadableCommand(options: UnreadableCommandOptions, io: C
     state.setAside.requestRetry({ account, mailbox, uid });
     io.out(`asked to read UID ${uid} of ${account}/${mailbox} again; a running mailbell does so within watch.keepaliveSeconds.`);
     return 0;
-  });
+  }, { readOnly: options.args.length === 0 });
 }
 
 function list(state: State, json: boolean, io: CliIO): number {

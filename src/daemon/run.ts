@@ -168,11 +168,14 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     },
   };
   let current = generationOf(loaded, { rules, targets, accounts }, lasting);
+  // Accounts one of whose mailboxes opened in this run: their credentials work (see superviseMailbox).
+  const loggedIn = new Set<string>();
   const runOptions: RunOptions = {
     ...options,
     signal: AbortSignal.any([options.signal, givenUp.signal]),
     onWatchEvent: (account, mailbox, event) => {
       health.onEvent(account, mailbox, event, Date.now());
+      if (event.type === "connected") loggedIn.add(account);
       if (event.type === "disconnected" || event.type === "failed") metrics.sessionFailed(account, mailbox, event.error);
       if (event.type === "actions-done") metrics.mailActions(account, mailbox, "done", event.count);
       if (event.type === "action-failed") metrics.mailActions(account, mailbox, "refused", event.count, event.action);
@@ -187,6 +190,7 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
   };
   let status: StatusServer | undefined;
   let decoder: Decoder | undefined;
+  let recheck: NodeJS.Timeout | undefined;
   try {
     if (config.status) {
       const sources: StatusSources = {
@@ -207,29 +211,32 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     decoder = startDecoder(log);
     // Every watcher starts at once; setting up only a few connections at a time keeps RSS per
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
-    const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), decode: decoder.decode, setAside: state.setAside, actions: state.actions };
-    const watchers = new Watchers((gen, place, signal) => {
+    const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), decode: decoder.decode, setAside: state.setAside, actions: state.actions, loggedIn: (name: string) => loggedIn.has(name) };
+    const watchers = new Watchers((gen, place, signal, firstStart) => {
       const account = gen.loaded.config.accounts.find((a) => a.name === place.account)!;
-      const failFast = firstStartFailFast(state, account);
+      // A reload never ends the run: an account it adds with a wrong password is retried and logged at error.
+      const failFast = firstStart ? firstStartFailFast(state, account) : "never";
       return superviseMailbox(gen.accounts.get(place.account)!, account, place.mailbox, gen.loaded.config, gen.deps, { ...runOptions, signal }, { ...shared, dkim: gen.dkim, failFast });
     }, runOptions.signal, () => givenUp.abort());
-    watchers.start(current, mailboxes);
+    watchers.start(current, mailboxes, { firstStart: true });
     // Mail set aside because a DKIM key could not be looked up is read again every 10 minutes, so it
     // is counted once DNS works again without anyone asking (`mailbell unreadable retry` asks at once).
-    const recheck = setInterval(() => {
+    recheck = setInterval(() => {
       if (current.dkim) retryKeyLookups(state, log);
     }, recheckMs);
     recheck.unref();
-    signalStops(options.signal, () => clearInterval(recheck));
+    // On the run's signal: after a watcher gave up too, no recheck may touch the closed database.
+    signalStops(runOptions.signal, () => clearInterval(recheck));
     const pending = state.outbox.counts().filter((c) => c.state !== "done");
     log.info({ mailboxes: mailboxes.length, rules: rules.length, targets: targets.size, state: loaded.statePath, outbox: pending }, "mailbell started");
     if (mailboxes.length === 0) log.warn({}, "no accounts configured: nothing to watch. Add one under accounts:.");
     const reloads = new Reloads();
-    const reloading: Reloading = { state, log, dispatcher, health, known, watchers, lasting, current: () => current, swap: (next) => (current = next) };
+    const reloading: Reloading = { stopping: runOptions.signal, state, log, dispatcher, health, known, watchers, lasting, current: () => current, swap: (next) => (current = next) };
     const read = options.reloadConfig ?? (() => loadConfig(loaded.file));
     onReloadable(() =>
       reloads.next(async () => {
-        if (options.signal.aborted || watchers.closed) {
+        // The run's signal: once a watcher gave up, mailbell is stopping as much as after SIGTERM.
+        if (runOptions.signal.aborted || watchers.closed) {
           log.warn({}, "config reload not done: mailbell is stopping");
           return stopping;
         }
@@ -246,6 +253,7 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     const { left } = await dispatcher.drain(drainSeconds * 1000);
     if (left > 0) log.warn({ left }, "notifications still queued; they are kept and sent on the next start");
   } finally {
+    clearInterval(recheck);
     await dispatcher.stop();
     await decoder?.close();
     await status?.close();
@@ -302,6 +310,9 @@ class Reloads {
   }
 }
 
+/** Runs one mailbox's watcher until `signal` aborts; `firstStart` as in Watchers.start. */
+type Supervise = (gen: Generation, place: Place, signal: AbortSignal, firstStart: boolean) => Promise<void>;
+
 /**
  * The running watchers, one per (account, mailbox), each with its own stop: a reload stops and
  * starts some while the others go on. Stopping waits until the watcher has returned: the round it
@@ -310,7 +321,7 @@ class Reloads {
  */
 class Watchers {
   readonly #running = new Map<string, { done: Promise<void>; stop: AbortController }>();
-  readonly #supervise: (gen: Generation, place: Place, signal: AbortSignal) => Promise<void>;
+  readonly #supervise: Supervise;
   readonly #signal: AbortSignal;
   readonly #onFailure: () => void;
   /** Why watchers gave up (failFast): the first one ends the daemon once all have stopped. */
@@ -318,19 +329,24 @@ class Watchers {
   /** Set once every watcher has ended; no reload starts any after that. */
   closed = false;
 
-  constructor(supervise: (gen: Generation, place: Place, signal: AbortSignal) => Promise<void>, signal: AbortSignal, onFailure: () => void) {
+  constructor(supervise: Supervise, signal: AbortSignal, onFailure: () => void) {
     this.#supervise = supervise;
     this.#signal = signal;
     this.#onFailure = onFailure;
   }
 
-  start(gen: Generation, places: readonly Place[]): void {
+  /** `firstStart`: the run's first watchers, which may give up (failFast); a reload's never do. */
+  start(gen: Generation, places: readonly Place[], how: { firstStart: boolean }): void {
     for (const place of places) {
       const stop = new AbortController();
-      const done = this.#supervise(gen, place, AbortSignal.any([this.#signal, stop.signal])).catch((err: unknown) => {
-        this.#failures.push(err);
-        this.#onFailure();
-      });
+      const signal = AbortSignal.any([this.#signal, stop.signal]);
+      // On the next tick: one that throws at once (the state database) fails like one that fails later, and the others still start.
+      const done = Promise.resolve()
+        .then(() => this.#supervise(gen, place, signal, how.firstStart))
+        .catch((err: unknown) => {
+          this.#failures.push(err);
+          this.#onFailure();
+        });
       this.#running.set(placeKey(place), { done, stop });
     }
   }
@@ -345,13 +361,18 @@ class Watchers {
     await Promise.all(stopping);
   }
 
-  /** Resolves when every watcher has ended, the ones reloads started included. */
+  /**
+   * Resolves once the run stops (its signal aborts, or a watcher gave up) and every watcher has
+   * ended, the ones reloads started included. None left running is no reason to stop.
+   */
   async untilAllStopped(reloadsIdle: () => Promise<void>): Promise<void> {
     for (;;) {
       const watching = [...this.#running.values()];
       await Promise.all(watching.map((w) => w.done));
       await reloadsIdle();
-      if ([...this.#running.values()].every((w) => watching.includes(w))) break;
+      if (![...this.#running.values()].every((w) => watching.includes(w))) continue;
+      if (this.#signal.aborted) break;
+      await new Promise<void>((resolve) => signalStops(this.#signal, resolve));
     }
     this.closed = true;
     if (this.#failures.length > 0) throw this.#failures[0];
@@ -360,6 +381,8 @@ class Watchers {
 
 /** What a reload works on: the daemon's lasting parts and its current generation. */
 interface Reloading {
+  /** The run's signal: a stop cuts short what a reload waits for. */
+  stopping: AbortSignal;
   state: State;
   log: Logger;
   dispatcher: Dispatcher;
@@ -389,6 +412,7 @@ async function reloadConfig(r: Reloading, read: () => Promise<LoadedConfig>): Pr
   let gen: Generation;
   try {
     next = await read();
+    refuseNothingToWatch(next.file, next.config);
     rules = compileConfigRules(next);
     changes = configChanges({ ...before.loaded, rules: before.rules }, { ...next, rules });
     if (changes.needRestart.length > 0) throw new ConfigError(next.file, changes.needRestart);
@@ -400,6 +424,11 @@ async function reloadConfig(r: Reloading, read: () => Promise<LoadedConfig>): Pr
     r.log.error({ config: before.loaded.file, code: error.code, err: error.message, stack: error === err ? undefined : (err as Error).stack }, `config reload refused; still running the config loaded before. ${error.message}`);
     return { applied: false, reason: error.message };
   }
+  // Stopped while the file was read (SIGTERM, or a watcher gave up): nothing is touched.
+  if (r.stopping.aborted) {
+    r.log.warn({}, "config reload not done: mailbell is stopping");
+    return stopping;
+  }
   logConfigWarnings(next, r.log);
   const { config } = next;
   const { started, stopped, restarted } = changes.mailboxes;
@@ -410,8 +439,8 @@ async function reloadConfig(r: Reloading, read: () => Promise<LoadedConfig>): Pr
   Object.assign(r.known, { mailboxes: placesOf(config), rules: rules.map((rule) => rule.name), targets: [...targets.keys()] });
   r.swap(gen);
   // Mail is read again at once; what it queues for a replaced target waits for the new sender.
-  r.watchers.start(gen, [...restarted, ...started]);
-  await r.dispatcher.reconfigure({ targets, pacing: pacingOf(config, targets), retry: retryOf(config) }, new Set(changes.restartSenders));
+  r.watchers.start(gen, [...restarted, ...started], { firstStart: false });
+  await r.dispatcher.reconfigure({ targets, pacing: pacingOf(config, targets), retry: retryOf(config) }, new Set(changes.restartSenders), r.stopping);
   try {
     // No watcher left can queue for a removed target: each one whose rules named it was restarted.
     deadLetterOrphans(r.state, targets, r.log);
@@ -526,16 +555,26 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
   const { signal } = options;
   const log = deps.logger.child({ account: account.name, mailbox });
   const backoff = new Backoff({ baseMs: 5000, capMs: 5 * 60_000 });
+  let failFast = shared.failFast;
   while (!signal.aborted) {
     const startedAt = Date.now();
     try {
-      for await (const round of watchMailboxBatches(watchOptions(imap, account, mailbox, config, deps, options, shared))) {
+      for await (const round of watchMailboxBatches(watchOptions(imap, account, mailbox, config, deps, options, { ...shared, failFast }))) {
         handleMails(round, deps);
       }
       return;
     } catch (err) {
-      // Thrown only by failFast: a first start that retrying cannot fix ends the run (exit 3).
-      if (err instanceof ImapError) throw err;
+      // Thrown only by failFast: a first start that retrying cannot fix ends the run (exit 3)...
+      if (err instanceof ImapError && !shared.loggedIn(account.name)) throw err;
+      // ...unless another mailbox of the account logged in meanwhile: the credentials work, so it is retried as on any later start.
+      if (err instanceof ImapError) {
+        failFast = "never";
+        const retryInMs = config.watch.authRetryMinutes * 60_000;
+        log.error({ err: err.message, retryInMs }, "login refused, though another mailbox of this account logged in; trying again after authRetryMinutes");
+        options.onWatchEvent?.(account.name, mailbox, { type: "disconnected", error: err, retryInMs });
+        await sleep(retryInMs, signal);
+        continue;
+      }
       const error = err instanceof MailbellError ? err : new InternalError(`handling mail of account "${account.name}" mailbox "${mailbox}" failed: ${(err as Error).message}`, { cause: err });
       if (Date.now() - startedAt > 10 * 60_000) backoff.reset();
       const retryInMs = backoff.next();
@@ -557,6 +596,8 @@ interface SharedByWatchers {
   dkim: DkimVerifier | undefined;
   /** "first-login" for an account never watched with this state file (firstStartFailFast). */
   failFast: FailFast;
+  /** Whether a mailbox of this account has opened in this run (its login then is no setup mistake). */
+  loggedIn(account: string): boolean;
 }
 
 /**
@@ -572,7 +613,7 @@ function firstStartFailFast(state: State, account: AccountConfig): FailFast {
   return account.mailboxes.some((mailbox) => state.checkpoints.load(account.name, mailbox) !== undefined) ? "never" : "first-login";
 }
 
-/** Waits for every watcher; the first that throws stops the others, and its error ends the run. */
+/** One mailbox's watch options, from the config and the parts every watcher shares. */
 function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, shared: SharedByWatchers): WatchOptions {
   const watch = config.watch;
   return {

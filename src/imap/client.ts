@@ -3,7 +3,7 @@ import { ImapFlow, type ImapFlowOptions } from "imapflow";
 import { ImapError, ServerReplyError, TlsError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { sleep } from "./backoff.ts";
-import { describeCertificateError, describeTransportError, plainGreetingTimeoutMs, type Endpoint } from "./transport-errors.ts";
+import { describeCertificateError, describeTransportError, greetingTimeoutFor, type Endpoint } from "./transport-errors.ts";
 
 /** How to reach and log in to one IMAP account. */
 export interface ImapAccount {
@@ -79,6 +79,7 @@ export function replyLimits(maxHeaderBytes: number, maxTextBytes: number): Reply
 export function createImapClient(account: ImapAccount, options: ClientOptions, credentials: Credentials = { pass: account.pass ?? "" }): ImapFlow {
   const refusal: { last: CommandRefusal | undefined } = { last: undefined };
   const tls = account.tls ?? "implicit";
+  const greetingTimeout = greetingTimeoutFor(endpointOf(account));
   const imapOptions: ImapFlowOptions = {
     host: account.host,
     port: account.port ?? defaultPort(tls),
@@ -103,8 +104,8 @@ export function createImapClient(account: ImapAccount, options: ClientOptions, c
     maxIdleTime: options.idleRestartMs ?? 10 * 60_000,
     ...imapLimits(options.limits ?? replyLimits(256 * 1024, 256 * 1024)),
     ...(options.socketTimeoutMs ? { socketTimeout: options.socketTimeoutMs } : {}),
-    // A TLS port asked for plain text sends nothing: say so in seconds, not after imapflow's 16.
-    ...(tls === "implicit" ? {} : { greetingTimeout: plainGreetingTimeoutMs }),
+    // Port 993 asked for plain text sends nothing: say so in seconds, not after imapflow's 16.
+    ...(greetingTimeout ? { greetingTimeout } : {}),
     logger: imapLogger(options.logger, refusal),
   };
   const client = new ImapFlow(imapOptions);
@@ -209,6 +210,10 @@ export function classifyImapError(err: unknown, account: string, mailbox?: strin
   if (err instanceof ImapError) return err;
   const e = err as { message?: string; code?: string; authenticationFailed?: boolean; responseText?: string; serverResponseCode?: string };
   const detail = e.responseText || e.message || String(err);
+  if (e.authenticationFailed && turnedAwayForNow(e.serverResponseCode, detail)) {
+    // Not the credentials: an auth backend down at boot, too many connections. Retried as a connection failure, never given up on.
+    return new ImapError("IMAP_CONNECT", account, mailbox, `account "${account}": the server turned the login away for now, not for the password (${e.serverResponseCode && !detail.includes(`[${e.serverResponseCode}]`) ? `[${e.serverResponseCode}] ` : ""}${detail}); try again later`, { cause: err });
+  }
   if (e.authenticationFailed) {
     return new ImapError("IMAP_AUTH", account, mailbox, `account "${account}": the server refused the login (${detail}). Check user and pass (Gmail and others need an app password).`, { cause: err });
   }
@@ -235,6 +240,13 @@ export function classifyImapError(err: unknown, account: string, mailbox?: strin
     return new ImapError("IMAP_MAILBOX", account, mailbox, `account "${account}": mailbox "${mailbox}" does not exist (${detail}). Check the name in mailboxes: (Gmail labels look like "[Gmail]/All Mail").`, { cause: err });
   }
   return new ImapError("IMAP_CONNECT", account, mailbox, `account "${account}": ${code ? `${code}: ` : ""}${detail}`, { cause: err });
+}
+
+/** Response codes with which a server refuses a login for reasons of its own, not the credentials' (RFC 5530). */
+const notTheCredentials = /^(UNAVAILABLE|INUSE|LIMIT|THROTTLED)$/i;
+
+function turnedAwayForNow(code: string | undefined, text: string): boolean {
+  return notTheCredentials.test(code ?? "") || /\[(UNAVAILABLE|INUSE|LIMIT|THROTTLED)\]/i.test(text);
 }
 
 /** LOGOUT when graceful and the connection is usable (within 2 s), then close; never throws. */

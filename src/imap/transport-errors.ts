@@ -18,14 +18,23 @@ export interface TransportProblem {
   settled: boolean;
 }
 
+const tlsPort = 993;
+
 /**
- * Without TLS from the first byte, a healthy IMAP server greets within milliseconds; a TLS port
- * says nothing and waits for our ClientHello. 5 s tells the two apart (imapflow waits 16 s)
- * while leaving a loaded server time to answer.
+ * Asked for plain text, a TLS port says nothing and waits for our ClientHello, where a healthy IMAP
+ * server greets within milliseconds. On port 993, known to expect TLS, 5 s is enough to tell;
+ * elsewhere imapflow's 16 s stays, as a server greeting slowly (saturated login processes, a
+ * reverse DNS lookup first) would otherwise fail every attempt.
  */
 export const plainGreetingTimeoutMs = 5000;
 
-const tlsPort = 993;
+/** imapflow's own wait for the greeting. */
+const defaultGreetingTimeoutMs = 16_000;
+
+/** The greeting wait for this endpoint: the short one only on the TLS port without implicit TLS; undefined keeps imapflow's. */
+export function greetingTimeoutFor(at: Endpoint): number | undefined {
+  return at.tls !== "implicit" && at.port === tlsPort ? plainGreetingTimeoutMs : undefined;
+}
 
 /** The failure described, or undefined when it is none of the transport failures known here. */
 export function describeTransportError(err: { code?: string; message?: string }, at: Endpoint): TransportProblem | undefined {
@@ -33,7 +42,7 @@ export function describeTransportError(err: { code?: string; message?: string },
   const text = err.message ?? "";
   const hostPort = `${at.host}:${at.port}`;
   if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version number/i.test(text)) {
-    const fix = at.tls === "implicit" ? `use tls: starttls, or port ${tlsPort}` : "check the port and the tls: setting";
+    const fix = at.tls !== "implicit" ? "check the port and the tls: setting" : at.port === tlsPort ? "use tls: starttls, or check the port" : `use tls: starttls, or port ${tlsPort}`;
     return { message: `port ${at.port} does not speak TLS from the first byte (${hostPort} answered in plain text): ${fix}`, settled: true };
   }
   if (code === "GREETING_TIMEOUT") return greetingTimeout(at, hostPort);
@@ -56,12 +65,10 @@ export function describeTransportError(err: { code?: string; message?: string },
 }
 
 function greetingTimeout(at: Endpoint, hostPort: string): TransportProblem {
-  if (at.tls !== "implicit") {
-    const seconds = plainGreetingTimeoutMs / 1000;
-    const expects = at.port === tlsPort ? `port ${tlsPort} expects TLS` : `port ${at.port} probably expects TLS (a TLS port waits like this for the client to start)`;
-    return { message: `${hostPort} sent no IMAP greeting within ${seconds} s: ${expects}: use tls: implicit`, settled: false };
-  }
-  return { message: `${hostPort} accepted TLS but sent no IMAP greeting: check that port ${at.port} is the server's IMAP port`, settled: false };
+  if (at.tls === "implicit") return { message: `${hostPort} accepted TLS but sent no IMAP greeting: check that port ${at.port} is the server's IMAP port`, settled: false };
+  const waited = (greetingTimeoutFor(at) ?? defaultGreetingTimeoutMs) / 1000;
+  if (at.port === tlsPort) return { message: `${hostPort} sent no IMAP greeting within ${waited} s: port ${tlsPort} expects TLS: use tls: implicit`, settled: false };
+  return { message: `${hostPort} sent no IMAP greeting within ${waited} s: if port ${at.port} expects TLS from the first byte, use tls: implicit; else the server is slow to greet (overloaded?)`, settled: false };
 }
 
 /** The certificate failure in words, for the OpenSSL codes a user meets; undefined for the rest. */

@@ -430,4 +430,30 @@ describe("Dispatcher.reconfigure (config reload)", () => {
     assert.equal(gone.sent.length, 0, "no loop sends for a removed target");
     assert.equal(state.outbox.get("a/INBOX/1/3/r/gone")?.state, "pending");
   });
+
+  it("stops waiting for a replaced target's send in flight once the run stops: shutdown is not held by a slow service (the row is kept, to be sent once)", async () => {
+    const old = new HangingTarget("t");
+    const { state, dispatcher } = setup([old]);
+    state.outbox.enqueue([row(1)]);
+    dispatcher.start();
+    await until(() => old.attempts.length === 1);
+    const stopping = new AbortController();
+    const replacement = new FakeTarget("t");
+    const switched = dispatcher.reconfigure({ targets: new Map([["t", replacement]]), pacing: new Map([["t", fast]]), retry: { baseMs: 20, capMs: 40, maxAttempts: 5 } }, new Set(["t"]), stopping.signal);
+    stopping.abort();
+    const outcome = await Promise.race([switched.then(() => "returned"), new Promise((r) => setTimeout(() => r("still waiting"), 500))]);
+    assert.equal(outcome, "returned");
+    await dispatcher.stop();
+    // Abandoned by the old sender, it stays pending, unless the new one (which a drain would use) sent it.
+    assert.equal(old.sent.length, 0);
+    assert.equal(state.outbox.get("a/INBOX/1/1/r/t")?.state, replacement.sent.length === 1 ? "done" : "pending");
+  });
 });
+
+/** A target whose send never answers; only its abort signal ends it (a service that hangs). */
+class HangingTarget extends FakeTarget {
+  override async send(_payload: TargetPayload, options: SendOptions = {}): Promise<void> {
+    this.attempts.push(performance.now());
+    await new Promise<void>((_resolve, reject) => options.signal?.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
+  }
+}

@@ -91,12 +91,21 @@ export class Dispatcher {
    * Switches to the targets of a reloaded config. The loops of targets that are gone, or named in
    * `replace`, finish the send in flight (its answer is committed, so it is never posted again) and
    * stop; then new loops start for the new and replaced ones, and read their rows from the outbox.
-   * The other loops go on untouched, pacing and pauses included.
+   * The other loops go on untouched, pacing and pauses included. Once `stopping` aborts (mailbell
+   * stops), the sends in flight are abandoned instead, their rows left pending as at any stop: a
+   * slow service (an HTTP post's 15 s, a command's timeoutSeconds) must not hold shutdown.
    */
-  async reconfigure(next: Pick<DispatcherOptions, "targets" | "pacing" | "retry">, replace: ReadonlySet<string>): Promise<void> {
+  async reconfigure(next: Pick<DispatcherOptions, "targets" | "pacing" | "retry">, replace: ReadonlySet<string>, stopping?: AbortSignal): Promise<void> {
     const ending = [...this.#loops].filter(([name]) => !next.targets.has(name) || replace.has(name));
     for (const [, loop] of ending) loop.finishBy(this.#now());
-    await Promise.allSettled(ending.map(([, loop]) => loop.done));
+    const abandon = (): void => ending.forEach(([, loop]) => loop.abort());
+    if (stopping?.aborted) abandon();
+    stopping?.addEventListener("abort", abandon, { once: true });
+    try {
+      await Promise.allSettled(ending.map(([, loop]) => loop.done));
+    } finally {
+      stopping?.removeEventListener("abort", abandon);
+    }
     for (const [name] of ending) this.#loops.delete(name);
     this.#o = { ...this.#o, ...next };
     for (const target of next.targets.values()) if (!this.#loops.has(target.name)) this.#startLoop(target);

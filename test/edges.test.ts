@@ -9,7 +9,7 @@ import { chmodSync, existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ImapError } from "../src/errors.ts";
 import { createLogger } from "../src/pino-logger.ts";
 import { State } from "../src/store/sqlite/state.ts";
@@ -17,21 +17,16 @@ import { runCli } from "./support/cli.ts";
 import type { ReloadOutcome } from "../src/daemon/run.ts";
 import { startMailbell, writeConfig } from "./support/daemon.ts";
 import { CaptureLogger, type LogEntry } from "./support/logger.ts";
-import { freePorts, startDovecot, type Dovecot } from "./support/dovecot.ts";
+import { freePorts, type Dovecot } from "./support/dovecot.ts";
 import { scoped, startImapProxy, type ImapRule, type RuleScope } from "./support/imap-proxy.ts";
 import { buildMail } from "./support/mail.ts";
-import { slackReplies, startReceiver, type Receiver } from "./support/receiver.ts";
+import { slackReplies, type Receiver } from "./support/receiver.ts";
+import { dovecotAndReceiverForFile } from "./support/servers.ts";
 
 const entry = path.resolve(import.meta.dirname, "../src/cli/entry.ts");
 let dovecot: Dovecot;
 let receiver: Receiver;
-
-before(async () => {
-  [dovecot, receiver] = await Promise.all([startDovecot(), startReceiver()]);
-});
-after(async () => {
-  await Promise.all([dovecot?.dispose(), receiver?.close()]);
-});
+dovecotAndReceiverForFile((started) => ({ dovecot, receiver } = started));
 
 interface Setup {
   account?: string;

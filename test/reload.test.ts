@@ -60,6 +60,26 @@ const body = (r: ReceivedRequest): WebhookBody => r.json as WebhookBody;
 const postsTo = (at: string): ReceivedRequest[] => receiver.requests.filter((r) => r.path === at);
 const settle = (ms = 400) => new Promise((r) => setTimeout(r, ms));
 
+/** A new user's INBOX watched by an in-process mailbell with one rule posting every mail; `ended()` says whether its run ended. */
+async function startWatchingAll() {
+  const user = await newUser();
+  const dir = tempDir();
+  const setup = { user, rules: `  - { name: all, notify: [hook], template: "{{subject}}" }` };
+  const v1 = yamlOf(setup, dir);
+  const file = writeConfig(v1, dir);
+  const mailbell = startMailbell(file, v1);
+  let ended = false;
+  mailbell.done.then(
+    () => (ended = true),
+    () => (ended = true),
+  );
+  await waitUntilWatching(mailbell.logger).catch(async (err: unknown) => {
+    await mailbell.stop();
+    throw err;
+  });
+  return { user, dir, setup, file, mailbell, ended: () => ended };
+}
+
 async function posted(at: string, subject: string, timeoutMs = 8000): Promise<WebhookBody> {
   const [hit] = await receiver.waitFor((r) => r.path === at && body(r).subject === subject, timeoutMs);
   return body(hit!);
@@ -206,56 +226,34 @@ describe("config reload (SIGHUP) of a running mailbell", () => {
   });
 
   it("keeps running when a reload adds an account whose login is refused: retried and logged at error, not the end of the run (exit 3 is for a first start)", async () => {
-    const user = await newUser();
-    const dir = tempDir();
-    const setup = { user, rules: `  - { name: all, notify: [hook], template: "{{subject}}" }` };
-    const v1 = yamlOf(setup, dir);
-    const file = writeConfig(v1, dir);
-    const mailbell = startMailbell(file, v1);
-    let ended = false;
-    mailbell.done.then(
-      () => (ended = true),
-      () => (ended = true),
-    );
+    const { user, dir, setup, file, mailbell, ended } = await startWatchingAll();
     try {
-      await waitUntilWatching(mailbell.logger);
       const wrong = accountYaml({ name: "wrong", port: dovecot.imapsPort, caFile: dovecot.caFile, user, pass: "not-the-password" });
       writeFileSync(file, yamlOf(setup, dir).replace("targets:\n", `${wrong}targets:\n`));
       assert.equal((await mailbell.reload()).applied, true);
       const deadline = Date.now() + 8000;
       while (!mailbell.logger.find(/^login refused/, "error").some((e) => e.fields.account === "wrong")) {
-        assert.ok(Date.now() < deadline && !ended, "the refused login is logged at error, and mailbell goes on");
+        assert.ok(Date.now() < deadline && !ended(), "the refused login is logged at error, and mailbell goes on");
         await settle(20);
       }
       await dovecot.append(user, "INBOX", mail("still watching"));
       await posted(`/${user}`, "still watching");
-      assert.equal(ended, false, "mailbell is still running");
+      assert.equal(ended(), false, "mailbell is still running");
     } finally {
       await mailbell.stop();
     }
   });
 
   it("refuses a reload to a config with no accounts (nothing to watch), and goes on with the old one", async () => {
-    const user = await newUser();
-    const dir = tempDir();
-    const setup = { user, rules: `  - { name: all, notify: [hook], template: "{{subject}}" }` };
-    const v1 = yamlOf(setup, dir);
-    const file = writeConfig(v1, dir);
-    const mailbell = startMailbell(file, v1);
-    let ended = false;
-    mailbell.done.then(
-      () => (ended = true),
-      () => (ended = true),
-    );
+    const { user, dir, setup, file, mailbell, ended } = await startWatchingAll();
     try {
-      await waitUntilWatching(mailbell.logger);
       writeFileSync(file, yamlOf(setup, dir).replace(/accounts:\n[\s\S]*?targets:\n/, "accounts: []\ntargets:\n"));
       const outcome = await mailbell.reload();
       assert.equal(outcome.applied, false);
       assert.match(outcome.reason, /no accounts|nothing to watch/i);
       await dovecot.append(user, "INBOX", mail("still here"));
       await posted(`/${user}`, "still here");
-      assert.equal(ended, false, "mailbell is still running");
+      assert.equal(ended(), false, "mailbell is still running");
     } finally {
       await mailbell.stop();
     }

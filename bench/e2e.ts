@@ -11,6 +11,8 @@
  *   node bench/e2e.ts --quick         200 mails, 3 runs
  *   node bench/e2e.ts --runs 1        one run (development)
  *   node bench/e2e.ts --json          the E2eResult as JSON
+ *   node bench/e2e.ts --reader off    mailbell's account with readerConnections: false (on: true; default: left out)
+ *   node bench/e2e.ts --entry FILE    mailbell from FILE (e.g. an install of an older commit) instead of the current sources
  *
  * How it relates to bench/latency.ts: that one measures *overhead over the raw client* (arrival −
  * the raw client's EXISTS), which hides whatever a client gains or loses on Dovecot's push timer —
@@ -32,6 +34,8 @@ export interface E2eOptions {
   verbose?: boolean;
   /** Passed to runLatency: a scratch mailbell entry point instead of the compiled sources. */
   mailbellEntry?: string;
+  /** Passed to runLatency: mailbell's account readerConnections (default: left out). */
+  readerConnections?: boolean;
 }
 
 /** One client's end-to-end figures: per run, and the median of the runs. */
@@ -81,7 +85,17 @@ export async function runE2e(options: E2eOptions): Promise<E2eResult> {
   for (let i = 0; i < runs; i++) {
     if (options.verbose) process.stderr.write(`[e2e] run ${i + 1} of ${runs}: ${options.mails} mails at ${options.perSecond}/s (load ${os.loadavg()[0]!.toFixed(2)})\n`);
     // No second raw client: it is latency.ts's noise floor, and here it would only add load.
-    results.push(await runLatency({ mails: options.mails, perSecond: options.perSecond, samples: true, calibrate: false, verbose: options.verbose ?? false, ...(options.mailbellEntry ? { mailbellEntry: options.mailbellEntry } : {}) }));
+    results.push(
+      await runLatency({
+        mails: options.mails,
+        perSecond: options.perSecond,
+        samples: true,
+        calibrate: false,
+        verbose: options.verbose ?? false,
+        ...(options.mailbellEntry ? { mailbellEntry: options.mailbellEntry } : {}),
+        ...(options.readerConnections === undefined ? {} : { readerConnections: options.readerConnections }),
+      }),
+    );
   }
   const per = (at: (s: LatencySample) => number | undefined): E2eClient => combine(results.map((r) => endToEnd(r.samples!, at)));
   return {
@@ -128,19 +142,22 @@ if (import.meta.main) {
       quick: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       entry: { type: "string" },
+      reader: { type: "string" },
     },
   });
+  if (values.reader !== undefined && values.reader !== "on" && values.reader !== "off") throw new Error(`--reader takes on or off, not ${values.reader}`);
+  const reader = values.reader === undefined ? {} : { readerConnections: values.reader === "on" };
   const mails = values.quick ? 200 : Number(values.mails);
   const perSecond = Number(values.rate);
   const runs = Number(values.runs);
   if (!(mails > 0) || !(perSecond > 0) || !(runs >= 1)) throw new Error(`--mails, --rate and --runs take positive numbers (got ${values.mails}, ${values.rate}, ${values.runs})`);
   const guard = giveUpAfter("e2e", runs * ((mails / perSecond) * 1000 * 1.5 + 180_000));
-  const result = await runE2e({ mails, perSecond, runs, verbose: !values.json, ...(values.entry ? { mailbellEntry: values.entry } : {}) });
+  const result = await runE2e({ mails, perSecond, runs, verbose: !values.json, ...reader, ...(values.entry ? { mailbellEntry: values.entry } : {}) });
   clearTimeout(guard);
   if (values.json) console.log(JSON.stringify(result, null, 2));
   else {
     console.log(`\n${machineInfo().summary}`);
-    console.log(`node bench/e2e.ts --mails ${mails} --rate ${perSecond} --runs ${runs}${values.entry ? ` --entry ${values.entry}` : ""}\n`);
+    console.log(`node bench/e2e.ts --mails ${mails} --rate ${perSecond} --runs ${runs}${values.reader ? ` --reader ${values.reader}` : ""}${values.entry ? ` --entry ${values.entry}` : ""}\n`);
     console.log(new Table(E2E_COLUMNS).addRows(formatE2e(result)).toString());
   }
 }

@@ -79,7 +79,7 @@ export interface LatencyOptions {
   clients?: readonly ("mailbell" | "script")[];
   /** Run mailbell from another entry point (a patched scratch copy, dist/cli/entry.js) instead of src/cli/entry.ts. */
   mailbellEntry?: string;
-  /** mailbell's account `readerConnections` (default: left out, so one mailbox gets its reader connection). */
+  /** mailbell's account `readerConnections` (default: left out, so mailbell's default applies). */
   readerConnections?: boolean;
 }
 

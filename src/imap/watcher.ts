@@ -165,6 +165,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     if (!polling && burst.flowing(performance.now())) {
       // Mail is flowing: a NOOP's reply tells of the next mail at once, IDLE only at the server's push.
       source.watchingIdles = false;
+      s.watchingSince ??= Date.now();
       if ((await pollWhileFlowing(client, events, burst, { ...w, where: w })) !== "quiet") continue;
     }
     const first = s.watchingSince === undefined;

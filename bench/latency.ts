@@ -79,6 +79,8 @@ export interface LatencyOptions {
   clients?: readonly ("mailbell" | "script")[];
   /** Run mailbell from another entry point (a patched scratch copy, dist/cli/entry.js) instead of src/cli/entry.ts. */
   mailbellEntry?: string;
+  /** mailbell's account `readerConnections` (default: left out, so mailbell's default applies). */
+  readerConnections?: boolean;
 }
 
 /** One mail's times, all performance.now() of this process; undefined when it never came. */
@@ -185,11 +187,12 @@ export function makeMail(i: number, runId: string): { raw: string; messageId: st
 
 const bare = (id: unknown): string => String(id ?? "").replace(/^<|>$/g, "");
 
-function mailbellYaml(dovecot: Dovecot, receiver: Receiver, statusPort: number, imapPort: number, readBody: boolean): string {
+function mailbellYaml(dovecot: Dovecot, receiver: Receiver, statusPort: number, imapPort: number, readBody: boolean, readerConnections?: boolean): string {
+  const reader = readerConnections === undefined ? "" : `    readerConnections: ${readerConnections}\n`;
   return `log: { level: warn }
 status: { listen: "127.0.0.1:${statusPort}" }
 accounts:
-${accountYaml({ name: "bench", port: imapPort, caFile: dovecot.caFile, user, pass: "${BENCH_IMAP_PASS}", mailboxes: [mailbox] })}targets:
+${accountYaml({ name: "bench", port: imapPort, caFile: dovecot.caFile, user, pass: "${BENCH_IMAP_PASS}", mailboxes: [mailbox] })}${reader}targets:
   - { name: hook, type: webhook, url: "${receiver.url("/mailbell")}", rateLimit: { perSecond: 1000, burst: 1000 } }
 rules:
   - name: every-mail
@@ -293,7 +296,7 @@ export async function runLatency(options: LatencyOptions): Promise<LatencyResult
     const paths = clients.map((c) => `/${c}`);
     [mailbell, script] = await Promise.all([
       clients.includes("mailbell")
-        ? startMailbellProcess(mailbellYaml(dc, receiver, statusPort, mailbellPort, options.readBody ?? false), { BENCH_IMAP_PASS: pass }, options.mailbellEntry ? { entry: options.mailbellEntry } : {})
+        ? startMailbellProcess(mailbellYaml(dc, receiver, statusPort, mailbellPort, options.readBody ?? false, options.readerConnections), { BENCH_IMAP_PASS: pass }, options.mailbellEntry ? { entry: options.mailbellEntry } : {})
         : undefined,
       clients.includes("script") ? startUserScript({ host: dc.host, port: scriptPort, caFile: dc.caFile, user, pass, mailbox, url: receiver.url("/script") }) : undefined,
     ]);

@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark of issue 5, and issue 13's commit window, one after another
  * (they must not share the CPU), printed as one table. `--write` also replaces the results section
  * of BENCHMARKS.md.
- *   node bench/run.ts [--quick] [--write] [--only latency,catchup,mailboxes,bigmail,parse,chaos,commit-window]
+ *   node bench/run.ts [--quick] [--write] [--only latency,e2e,catchup,mailboxes,bigmail,parse,chaos,commit-window]
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -11,6 +11,7 @@ import { BIGMAIL_COLUMNS, formatBigMail, runBigMail } from "./bigmail.ts";
 import { CATCHUP_COLUMNS, formatCatchUp, runCatchUp } from "./catchup.ts";
 import { CHAOS_COLUMNS, formatChaos, runChaos } from "./chaos.ts";
 import { COMMIT_WINDOW_COLUMNS, formatCommitWindow, overBound, runCommitWindow } from "./commit-window.ts";
+import { E2E_COLUMNS, formatE2e, runE2e } from "./e2e.ts";
 import { formatLatency, LATENCY_COLUMNS, runLatency } from "./latency.ts";
 import { machineInfo, Table } from "./lib.ts";
 import { formatManyMailboxes, MAILBOXES_COLUMNS, runManyMailboxes } from "./mailboxes.ts";
@@ -43,6 +44,13 @@ if (want("latency")) {
   say(`latency: ${slow} mails at 2/s…`);
   const s = await runLatency({ mails: slow, perSecond: 2, tap: true });
   sections.push(`### Latency (${slow} mails appended at 2/s)\n\n${new Table(LATENCY_COLUMNS).addRows(formatLatency(s)).toString()}`);
+}
+if (want("e2e")) {
+  // Issue 18: what a user feels, APPEND OK → the receiver has the post, the three clients together.
+  const mails = quick ? 200 : 1000;
+  say(`end to end: ${mails} mails at 20/s, 3 runs…`);
+  const r = await runE2e({ mails, perSecond: 20 });
+  sections.push(`### End to end (${mails} mails appended at 20/s; APPEND OK → receiver, median of 3 runs)\n\n${new Table(E2E_COLUMNS).addRows(formatE2e(r)).toString()}`);
 }
 if (want("catchup")) {
   const mails = quick ? 1000 : 10_000;

@@ -28,8 +28,9 @@ export const accountSchema = z.strictObject({
   maxConnections: z.number().int().min(1).max(1000).optional(),
   /**
    * Read mail announced during IDLE on a second connection per mailbox, opened while mail flows, so
-   * the watching one stays in IDLE (quicker notifications). Default: on when the connection limit
-   * leaves room for two per mailbox (see readerConnectionsFor).
+   * the watching one stays in IDLE. Default off: since the watching connection asks for news itself
+   * while mail flows (imap/burst.ts), the reader no longer makes notifications quicker, and opening
+   * it for a mail after a quiet spell made that mail ~50 ms later (BENCHMARKS.md, issue 18).
    */
   readerConnections: z.boolean().optional(),
   mailboxes: z.array(z.string().min(1)).min(1).default(["INBOX"]),
@@ -97,7 +98,7 @@ export function connectionLimit(account: Pick<AccountConfig, "maxConnections" | 
   return account.maxConnections ?? (isGmail(account.host) ? gmailConnectionLimit : 10);
 }
 
-/** Whether the account's mailboxes read new mail on a second connection (readerConnections, or room for two each). */
-export function readerConnectionsFor(account: Pick<AccountConfig, "maxConnections" | "host" | "mailboxes" | "readerConnections">): boolean {
-  return account.readerConnections ?? account.mailboxes.length * 2 <= connectionLimit(account);
+/** Whether the account's mailboxes read new mail on a second connection: only when readerConnections asks for it. */
+export function readerConnectionsFor(account: Pick<AccountConfig, "readerConnections">): boolean {
+  return account.readerConnections ?? false;
 }

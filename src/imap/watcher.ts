@@ -7,6 +7,7 @@
  * - reader.ts: the second connection that reads mail IDLE announced (readerConnection);
  * - retry.ts: set-aside mail a person asked to read again;
  * - wait.ts: IDLE with a keepalive, or a poll, until there is mail to look for;
+ * - burst.ts: while mail is flowing, NOOP for news instead of waiting for the server's IDLE push;
  * - reconnect-policy.ts: how long to wait after a session ended, and what to say (pure);
  * - unreadable.ts: failed reads counted per UID, and which mail a broken connection blames;
  * - actions.ts: the rules' actions on mail (mark read, flag, label, move), after it is committed.
@@ -16,6 +17,7 @@ import { ImapError, MailbellError } from "../errors.ts";
 import { actionsWaiting, runDueActions } from "./actions.ts";
 import { MemoryCheckpoints } from "./checkpoints.ts";
 import { sleep } from "./backoff.ts";
+import { BurstPolicy, pollWhileFlowing } from "./burst.ts";
 import { classifyImapError, closeQuietly, endpointOf } from "./client.ts";
 import { refuseBadOptions, watchContext, type Watch } from "./context.ts";
 import { MailSource, readRound, type Position } from "./mail-source.ts";
@@ -140,6 +142,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
   const source = (s.source = new MailSource(client, reader, w.log));
   // Mail a person asked to read again (`mailbell unreadable retry`): looked for now and at each keepalive.
   let retryDue = true;
+  const burst = new BurstPolicy();
   while (!w.signal.aborted && events.open) {
     // What a crash left undone (at the start), and what came due meanwhile.
     if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
@@ -152,12 +155,20 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
         continue;
       }
     }
+    const readUpTo = pos.lastUid;
     const end = yield* readRound(w, source, pos, events);
+    if (pos.lastUid > readUpTo) burst.mailRead(performance.now());
     if (end === "stopped") return undefined;
     if (end === "again" || events.news) continue;
     // The round's mail is committed now (the consumer asked for more): its actions, before waiting.
     if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
     if (events.news) continue;
+    if (!polling && burst.flowing(performance.now())) {
+      // Mail is flowing: a NOOP's reply tells of the next mail at once, IDLE only at the server's push.
+      source.watchingIdles = false;
+      s.watchingSince ??= Date.now();
+      if ((await pollWhileFlowing(client, events, burst, { ...w, where: w })) !== "quiet") continue;
+    }
     const first = s.watchingSince === undefined;
     s.watchingSince ??= Date.now();
     const woken = await waitForMail(client, events, { ...w, polling, first, retryWaiting: async () => (await retryWaiting(w, pos.uidValidity)) || (await actionsWaiting(w)), where: w });

@@ -143,8 +143,11 @@ class TargetLoop {
   #pausedUntil = 0;
   /** The pause was asked for by the service (Retry-After), not chosen by our backoff. */
   #pauseAsked = false;
-  /** Some row failed since the last success: the next success releases the rows waiting to retry. */
-  #failing = false;
+  /**
+   * Some row may wait to retry since the last success: the next success releases those rows. True
+   * at start, for rows an earlier run left waiting.
+   */
+  #failing = true;
   #wake: (() => void) | undefined;
   #finishBy: number | undefined;
   /**
@@ -376,8 +379,9 @@ class TargetLoop {
     this.#failing = false;
     const released = this.#o.outbox.releaseRetries(this.#target.name, now);
     if (!this.#pauseAsked && this.#pausedUntil > now) this.#pausedUntil = 0;
-    if (released > 0) this.#dropPage();
-    this.#log.info({ released }, "the target takes posts again; rows waiting to retry are due now");
+    if (released === 0) return;
+    this.#dropPage();
+    this.#log.info({ released }, "the target takes posts again; the rows waiting to retry are due now");
   }
 
   #failed(rows: OutboxRow[], err: unknown): DeliveryOutcome {

@@ -327,7 +327,7 @@ class TargetLoop {
     }
     // Nothing may come between the send and this commit: it would widen the double-post window.
     // With one row at a time the commit is now; with several in flight, at the end of this turn,
-    // together with every other answer that came in during it.
+    // together with every other answer that came in during it (#take).
     if (this.#limit > 1 && single) {
       this.#take(rows[0]!);
       return "taken";
@@ -336,9 +336,14 @@ class TargetLoop {
     return "delivered";
   }
 
+  /**
+   * The commit waits for the end of this turn only while other requests are still out, whose
+   * answers may come in during it; the last answer (a lone mail, the end of a burst) commits now.
+   */
   #take(row: OutboxRow): void {
     this.#taken.push(row);
-    this.#commitScheduled ??= setImmediate(() => this.#commitTaken());
+    if (this.#inFlight.size > this.#taken.length) this.#commitScheduled ??= setImmediate(() => this.#commitTaken());
+    else this.#commitTaken();
   }
 
   /** Commits every row the service took since the last commit, in one transaction. */

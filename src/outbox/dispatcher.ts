@@ -342,8 +342,17 @@ class TargetLoop {
    */
   #take(row: OutboxRow): void {
     this.#taken.push(row);
-    if (this.#inFlight.size > this.#taken.length) this.#commitScheduled ??= setImmediate(() => this.#commitTaken());
+    if (this.#inFlight.size > this.#taken.length) this.#commitScheduled ??= setImmediate(() => this.#commitTakenLater());
     else this.#commitTaken();
+  }
+
+  /** #commitTaken from the event loop, where nothing else would catch a failing database. */
+  #commitTakenLater(): void {
+    try {
+      this.#commitTaken();
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, "recording deliveries failed (state database?); those rows stay pending and are sent again");
+    }
   }
 
   /** Commits every row the service took since the last commit, in one transaction. */

@@ -14,6 +14,7 @@
  *   node bench/catchup.ts --verify         every mail is DKIM-signed (RSA-2048, d= its From domain) and the rules have
  *                                          verify: { dkim: … }: every mail is read whole and its signature checked, keys
  *                                          from a dnsmasq on 127.0.0.1 (dns: servers); counts verified posts and DNS queries
+ *   node bench/catchup.ts --concurrency 1   the webhook target sends one request at a time (default: its own, 8)
  *   node bench/catchup.ts --no-script --delivery-rate 0.1   diagnostic: the target paced to 0.1/s, as a slow
  *                                          target would be (delivery not waited for, no drain on stop)
  *   node bench/catchup.ts --node-arg=--trace-gc --keep-log /tmp/mb.log   experiments on the timed mailbell run
@@ -30,12 +31,14 @@
  * UIDVALIDITY is checked to be unchanged, so mailbell sees mail that arrived while it was down.
  * Dovecot's cache is cold (nobody fetched BODYSTRUCTURE yet), as after real delivery.
  *
- * mailbell: webhook target to a local receiver with rateLimit 1000/s burst 1000 (pacing off),
+ * mailbell: webhook target to a local receiver with `rateLimit: off` (pacing off; before issue 18
+ * the most there was, 1000/s with bursts of 1000, which held delivery to ~1000/s),
  * watch.backlogLimit 100000 (every mail is its own notification), a rule matching every mail and a
  * Google Play receipt rule with a money extraction and a monthly total. "Queued" is read from the
  * state file: the checkpoint's updated_at when it reaches the last UID (it is written in the same
  * transaction as the mail's outbox rows). "Delivered": the last of the N + receipts notifications at
- * the receiver. Checks: every Message-ID exactly once per rule, outbox row counts, the receipt total
+ * the receiver. The commit window under this load: per row, the row's updated_at (taken as its
+ * "done" commit starts) minus when the receiver wrote the 2xx status line (both wall clock, ms). Checks: every Message-ID exactly once per rule, outbox row counts, the receipt total
  * equals the sum of the generated amounts.
  *
  * The user script (bench/user-script.ts --all) fetches `1:*` with the whole source, parses each
@@ -56,7 +59,7 @@ import { startReceiver, type ReceivedRequest, type Receiver } from "../test/supp
 import { dkimRecordName, makeDkimKey, signMail, type DkimKey } from "../test/support/dkim.ts";
 import { startDnsServer, type DnsServer } from "../test/support/dns.ts";
 import { corpus, SENDER_DOMAINS } from "./corpus-gen.ts";
-import { machineInfo, processUsage, sleep, startMailbellProcess, startUserScript, Table, type MailbellProcess, type TrackedProcess } from "./lib.ts";
+import { machineInfo, processUsage, sleep, startMailbellProcess, startUserScript, summarize, Table, type MailbellProcess, type TrackedProcess } from "./lib.ts";
 
 export interface CatchUpOptions {
   mails: number;
@@ -75,6 +78,8 @@ export interface CatchUpOptions {
    * delivery is not waited for: a low rate shows what the catch-up costs without delivery competing.
    */
   deliveryRate?: number;
+  /** The webhook target's concurrency (default: the target's own). */
+  concurrency?: number;
   /** Write the timed mailbell run's output (JSON log lines, anything NODE_OPTIONS adds) to this file. */
   keepLog?: string;
   /**
@@ -174,6 +179,13 @@ export interface CatchUpResult {
     otherCores: number;
     /** Most outbox rows waiting to be sent at once while catching up (how far delivery lagged). */
     maxPending: number;
+    /** The webhook target's concurrency setting ("default": its own). */
+    concurrency: number | "default";
+    /**
+     * Per delivered row, the receiver's 2xx status line → the row's "done" commit (ms, 1 ms
+     * resolution): the window in which a kill would post the row again.
+     */
+    commitWindowMs: { p50: number; p99: number; max: number; rows: number };
     /** With CatchUpOptions.then: the rules' actions on the mail. */
     actions?: ActionsResult;
     /** With CatchUpOptions.verify: what the verification saw. */
@@ -234,7 +246,7 @@ function log(verbose: boolean | undefined, msg: string): void {
 
 const DKIM_SELECTOR = "bench";
 
-function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean, then: boolean, dnsServer?: string): string {
+function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean, then: boolean, dnsServer?: string, concurrency?: number): string {
   const verify = (domains: readonly string[]): string => (dnsServer ? `\n    verify: { dkim: [${domains.join(", ")}] }` : "");
   return `state: ${JSON.stringify(statePath)}
 locale: en-US
@@ -246,7 +258,7 @@ ${accountYaml({ name: ACCOUNT, host: dc.host, port: dc.imapsPort, caFile: dc.caF
   - name: hook
     type: webhook
     url: ${JSON.stringify(url)}
-    rateLimit: { perSecond: ${perSecond}, burst: ${Math.max(1, Math.min(1000, Math.floor(perSecond)))} }
+    rateLimit: ${perSecond >= 1000 ? "off" : `{ perSecond: ${perSecond}, burst: ${Math.max(1, Math.min(1000, Math.floor(perSecond)))} }`}${concurrency ? `\n    concurrency: ${concurrency}` : ""}
 rules:
   - name: every-mail
     notify: [hook]${verify(SENDER_DOMAINS)}${readEveryBody ? '\n    extract: { word: { regex: "(?<value>\\\\S+)" } }' : ""}${then ? `\n    then: { seen: true, flag: "${ACTIONS_FLAG}" }` : ""}
@@ -551,7 +563,7 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
   const key = options.verify ? makeDkimKey("rsa", 2048) : undefined;
   let dns: DnsServer | undefined;
   if (key) dns = await startDnsServer({ txt: Object.fromEntries(SENDER_DOMAINS.map((d) => [dkimRecordName(DKIM_SELECTOR, d), key.txt])) });
-  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond, options.readEveryBody ?? false, then, dns?.server);
+  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond, options.readEveryBody ?? false, then, dns?.server, options.concurrency);
   const env = { BENCH_IMAP_PASS: dc.auth(MAILBELL_USER).pass };
   let mb: MailbellProcess | undefined;
   try {
@@ -660,6 +672,7 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
     // 5. what the state file says
     const state = new DatabaseSync(statePath, { readOnly: true });
     const rows = state.prepare("SELECT rule, count(*) AS n FROM outbox GROUP BY rule").all() as { rule: string; n: number }[];
+    const commitWindowMs = commitWindow(receiver, state);
     const totals = state.prepare("SELECT units, scale FROM totals WHERE rule = 'play-receipts' AND currency = 'JPY'").all() as { units: string; scale: number }[];
     const actionRows = then ? (state.prepare("SELECT state, count(*) AS n, max(finished_at) AS lastAt FROM actions GROUP BY state").all() as { state: string; n: number; lastAt: number | null }[]) : [];
     state.close();
@@ -751,6 +764,8 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
         errors,
         otherCores,
         maxPending,
+        concurrency: options.concurrency ?? "default",
+        commitWindowMs,
         ...(actions ? { actions } : {}),
         ...(key && dns ? { verification: verification(tally, dns, backlog, key) } : {}),
         ...(profiles ? { profiles } : {}),
@@ -761,6 +776,22 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
     await receiver.close();
     await dns?.stop();
   }
+}
+
+/** Per delivered row: its "done" commit (updated_at) − the receiver's status line, both as wall-clock ms. */
+function commitWindow(receiver: Receiver, state: DatabaseSync): CatchUpResult["mailbell"]["commitWindowMs"] {
+  // The receiver stamps the status line with hrtime; one reading of both clocks relates them.
+  const epochMinusHr = Date.now() - Number(process.hrtime.bigint()) / 1e6;
+  const doneAt = state.prepare("SELECT updated_at AS at FROM outbox WHERE id = ? AND state = 'done'");
+  const windows: number[] = [];
+  for (const r of receiver.requests) {
+    const id = r.headers["idempotency-key"];
+    if (typeof id !== "string" || r.answeredAt === undefined || r.reply.status >= 300) continue;
+    const row = doneAt.get(id) as { at: number } | undefined;
+    if (row) windows.push(Number(row.at) - (Number(r.answeredAt) / 1e6 + epochMinusHr));
+  }
+  const s = summarize(windows);
+  return { p50: s.p50, p99: s.p99, max: s.max, rows: windows.length };
 }
 
 function verification(tally: Tally, dns: DnsServer, backlog: Backlog, key: DkimKey): VerifyResult {
@@ -910,7 +941,7 @@ export function formatCatchUp(r: CatchUpResult, scriptOfAnotherRun?: CatchUpResu
       "",
       `${m.cpuSecondsDelivered.toFixed(1)} s`,
       `${m.deliveredDistinct}/${r.mails} + ${m.receiptsDeliveredDistinct}/${r.receipts} receipts, ${m.duplicates} dup`,
-      `up to ${m.maxPending} rows waiting; total ¥${m.totalYen} (expected ¥${m.expectedTotalYen}); ${m.receiptAmountsMissing} amounts missing; ${m.warnings} warnings, ${m.errors.length} errors`,
+      `${m.concurrency === "default" ? "" : `concurrency ${m.concurrency}; `}up to ${m.maxPending} rows waiting; answered→done ${m.commitWindowMs.p50.toFixed(0)}/${m.commitWindowMs.p99.toFixed(0)}/${m.commitWindowMs.max.toFixed(0)} ms p50/p99/max; total ¥${m.totalYen} (expected ¥${m.expectedTotalYen}); ${m.receiptAmountsMissing} amounts missing; ${m.warnings} warnings, ${m.errors.length} errors`,
     ],
   ];
   if (m.actions) {
@@ -967,12 +998,13 @@ async function main(): Promise<void> {
       "node-arg": { type: "string", multiple: true },
       "keep-log": { type: "string" },
       "delivery-rate": { type: "string" },
+      concurrency: { type: "string" },
       "read-every-body": { type: "boolean", default: false },
       then: { type: "boolean", default: false },
       verify: { type: "boolean", default: false },
     },
   });
-  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}), readEveryBody: values["read-every-body"], then: values.then, verify: values.verify });
+  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}), ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}), readEveryBody: values["read-every-body"], then: values.then, verify: values.verify });
   if (values.json) {
     console.log(JSON.stringify(result, null, 2));
     return;

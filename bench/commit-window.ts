@@ -13,7 +13,8 @@
  * Both ends are read from process.hrtime (CLOCK_MONOTONIC, one clock for every process on the
  * machine): the receiver (test/support/receiver.ts) runs in a child process, so its work does not
  * compete with the dispatcher's; mailbell's side is the real Dispatcher, target and State (SQLite,
- * WAL, as the daemon opens it), with the "done" commit timed as it returns. N rows are queued at
+ * WAL, as the daemon opens it), with the "done" commit timed as it returns (rows told apart by their
+ * Idempotency-Key, as several are in flight in one case). N rows are queued at
  * once and sent back to back on one keep-alive connection (a burst, as when a catch-up posts).
  *
  * Receivers: headers and body in two writes with Nagle's algorithm on (the second segment waits
@@ -58,14 +59,17 @@ interface Case {
   noDelay: boolean;
   /** Held to ALLOWED_P99_MS: not when the target needs a body the service holds back. */
   bounded: boolean;
+  /** Requests in flight (the target's concurrency); above 1, rows answered in one event-loop turn share one commit. */
+  concurrency: number;
 }
 
 export const COMMIT_WINDOW_CASES: readonly Case[] = [
-  { target: "webhook", split: true, noDelay: false, bounded: true },
-  { target: "webhook", split: true, noDelay: true, bounded: true },
-  { target: "webhook", split: false, noDelay: true, bounded: true },
-  { target: "slack-api", split: true, noDelay: false, bounded: false },
-  { target: "slack-api", split: true, noDelay: true, bounded: true },
+  { target: "webhook", split: true, noDelay: false, bounded: true, concurrency: 1 },
+  { target: "webhook", split: true, noDelay: true, bounded: true, concurrency: 1 },
+  { target: "webhook", split: false, noDelay: true, bounded: true, concurrency: 1 },
+  { target: "webhook", split: false, noDelay: true, bounded: true, concurrency: 8 },
+  { target: "slack-api", split: true, noDelay: false, bounded: false, concurrency: 1 },
+  { target: "slack-api", split: true, noDelay: true, bounded: true, concurrency: 1 },
 ];
 
 export interface CommitWindowResult extends Case {
@@ -92,7 +96,7 @@ async function serve(split: boolean, noDelay: boolean): Promise<void> {
     return { status: 200, headers: { "content-type": "application/json; charset=utf-8" }, body, bodyAfterMs };
   });
   process.on("message", (m: string) => {
-    if (m === "answers") process.send!({ answers: receiver.requests.map((r) => String(r.answeredAt ?? "")) });
+    if (m === "answers") process.send!({ answers: receiver.requests.map((r) => [String(r.headers["idempotency-key"] ?? ""), String(r.answeredAt ?? "")]) });
     if (m === "close") void receiver.close().then(() => process.disconnect());
   });
   process.send!({ port: receiver.port });
@@ -100,7 +104,8 @@ async function serve(split: boolean, noDelay: boolean): Promise<void> {
 
 interface Child {
   port: number;
-  answers(): Promise<bigint[]>;
+  /** When the receiver wrote each status line, in arrival order, with the request's Idempotency-Key ("" without one). */
+  answers(): Promise<{ key: string; at: bigint }[]>;
   close(): void;
 }
 
@@ -119,9 +124,9 @@ async function startChild(c: Case): Promise<Child> {
   return {
     port,
     async answers() {
-      const reply = next<string[]>("answers");
+      const reply = next<[string, string][]>("answers");
       child.send("answers");
-      return (await reply).map((a) => (a === "" ? -1n : BigInt(a)));
+      return (await reply).map(([key, a]) => ({ key, at: a === "" ? -1n : BigInt(a) }));
     },
     close: () => child.send("close"),
   };
@@ -129,14 +134,18 @@ async function startChild(c: Case): Promise<Child> {
 
 // --- mailbell's side ------------------------------------------------------------------------------
 
-// When each response's status line and headers were read (Node publishes this before 'response').
-let heard: bigint[] = [];
-diagnostics.subscribe("http.client.response.finish", () => heard.push(process.hrtime.bigint()));
+// When each response's status line and headers were read (Node publishes this before 'response'),
+// with the request's Idempotency-Key ("" without one).
+let heard: { key: string; at: bigint }[] = [];
+diagnostics.subscribe("http.client.response.finish", (message) => {
+  const key = (message as { request?: { getHeader(name: string): unknown } }).request?.getHeader("idempotency-key");
+  heard.push({ key: typeof key === "string" ? key : "", at: process.hrtime.bigint() });
+});
 let connections = 0;
 diagnostics.subscribe("net.client.socket", () => connections++);
 
-function makeTarget(kind: TargetKind, port: number): Target {
-  const base = { name: "t", overflow: "paced", digestAfter: 5 } as const;
+function makeTarget(kind: TargetKind, port: number, concurrency: number): Target {
+  const base = { name: "t", overflow: "paced", digestAfter: 5, concurrency } as const;
   if (kind === "webhook") return new WebhookTarget({ ...base, type: "webhook", url: `http://127.0.0.1:${port}/hook` });
   return new SlackApiTarget({ ...base, type: "slack", token: "xoxb-bench", channel: "#bench", apiUrl: `http://127.0.0.1:${port}/api` }, memoryTargetState());
 }
@@ -162,13 +171,15 @@ export async function runCommitWindowCase(c: Case, n: number): Promise<CommitWin
   const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-commit-window-"));
   const state = State.open(path.join(dir, "state.db"));
   try {
-    const target = makeTarget(c.target, child.port);
+    const target = makeTarget(c.target, child.port, c.concurrency);
     state.outbox.enqueue(rows(target, n));
-    const committed: bigint[] = [];
+    // Per row id, in commit order: when the commit that marked it done returned.
+    const committed: { key: string; at: bigint }[] = [];
     const markDone = state.outbox.markDone.bind(state.outbox);
     state.outbox.markDone = (ids, now) => {
       markDone(ids, now);
-      committed.push(process.hrtime.bigint());
+      const at = process.hrtime.bigint();
+      for (const key of ids) committed.push({ key, at });
     };
     const problems: string[] = [];
     let finish: () => void = () => {};
@@ -192,11 +203,15 @@ export async function runCommitWindowCase(c: Case, n: number): Promise<CommitWin
     await dispatcher.stop();
     if (problems.length > 0) throw new Error(`commit window: ${problems.length} warning(s) or error(s), a clean run has none: ${problems[0]}`);
     const answers = await child.answers();
-    // One row at a time on one loop: the i-th answer, the i-th response heard and the i-th commit belong together.
-    if (answers.length !== n || heard.length !== n || committed.length !== n || answers.includes(-1n)) {
+    if (answers.length !== n || heard.length !== n || committed.length !== n || answers.some((a) => a.at === -1n)) {
       throw new Error(`commit window: ${answers.length} answers, ${heard.length} responses heard, ${committed.length} commits for ${n} rows`);
     }
-    const ms = (from: bigint[]): number[] => committed.map((at, i) => Number(at - from[i]!) / 1e6);
+    // Rows are told apart by their Idempotency-Key; a target that sends none (Slack's Web API) sends
+    // one row at a time, so there the i-th answer, response heard and commit belong together.
+    const ms = (from: { key: string; at: bigint }[]): number[] => {
+      const byKey = new Map(from.map((f) => [f.key, f.at]));
+      return committed.map((c, i) => Number(c.at - (from[i]!.key === "" ? from[i]!.at : byKey.get(c.key)!)) / 1e6);
+    };
     return { ...c, rows: n, window: summarize(ms(answers)), afterKnown: summarize(ms(heard)), wallMs, connections: connections - connectionsBefore };
   } finally {
     state.close();
@@ -227,8 +242,9 @@ export function overBound(results: readonly CommitWindowResult[]): string[] {
 export const COMMIT_WINDOW_COLUMNS = ["benchmark", "target, receiver", "p50", "p99", "max", "answer at mailbell → done: p50, p99, max", "rows", "notes"];
 
 function receiverName(c: Case): string {
-  if (!c.split) return "headers + body in one write";
-  return `headers, then body; ${c.noDelay ? "TCP_NODELAY" : "Nagle on"}`;
+  const inFlight = c.concurrency > 1 ? `; ${c.concurrency} in flight, one commit per turn` : "";
+  if (!c.split) return `headers + body in one write${inFlight}`;
+  return `headers, then body; ${c.noDelay ? "TCP_NODELAY" : "Nagle on"}${inFlight}`;
 }
 
 export function formatCommitWindow(results: readonly CommitWindowResult[]): string[][] {

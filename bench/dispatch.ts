@@ -9,7 +9,8 @@
  *   node bench/dispatch.ts                        10,000 rows, 3 runs, "delivered" lines at info into a file
  *   node bench/dispatch.ts --rows 2000 --runs 5
  *   node bench/dispatch.ts --log silent           no log line written (what the "delivered" line costs: compare)
- *   node bench/dispatch.ts --rate 1000000         diagnostic: no pacing at all (the config allows at most 1000/s)
+ *   node bench/dispatch.ts --rate off             no pacing at all (`rateLimit: off`, issue 18)
+ *   node bench/dispatch.ts --rate off --concurrency 1   one request at a time (default: the webhook's own, 8)
  *   node bench/dispatch.ts --json
  *
  * Main-thread CPU is process.threadCpuUsage() (Node ≥ 23.9); on older Node only the process total
@@ -72,13 +73,15 @@ async function main(): Promise<void> {
       runs: { type: "string", default: "3" },
       log: { type: "string", default: "info" },
       rate: { type: "string", default: "1000" },
+      concurrency: { type: "string" },
       json: { type: "boolean", default: false },
     },
   });
   const rows = Number(values.rows);
   const runs = Number(values.runs);
   const level = values.log;
-  const rate = Number(values.rate);
+  const rate = values.rate === "off" ? Infinity : Number(values.rate);
+  const concurrency = values.concurrency === undefined ? undefined : Number(values.concurrency);
 
   const child = fork(import.meta.filename, ["--serve"], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const ask = <T>(message: string | undefined, key: keyof T & string): Promise<T> =>
@@ -97,7 +100,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-dispatch-"));
   try {
     for (let run = 0; run < runs; run++) {
-      const result = await once(path.join(dir, `run${run}`), rows, port, level, rate);
+      const result = await once(path.join(dir, `run${run}`), rows, port, level, rate, concurrency);
       result.received = (await ask<{ count: number }>("count", "count")).count;
       results.push(result);
       if (!values.json) console.error(`run ${run + 1}/${runs}: ${line(result)}`);
@@ -112,7 +115,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({ rows, runs, log: level, node: process.version, median, results }, null, 2));
     return;
   }
-  console.log(`node bench/dispatch.ts --rows ${rows} --runs ${runs} --log ${level} --rate ${rate} (Node ${process.version}, ${os.cpus().length} cores)`);
+  console.log(`node bench/dispatch.ts --rows ${rows} --runs ${runs} --log ${level} --rate ${rate === Infinity ? "off" : rate}${concurrency === undefined ? "" : ` --concurrency ${concurrency}`} (Node ${process.version}, ${os.cpus().length} cores)`);
   console.log(`median by main-thread CPU: ${line(median)}`);
   if (results.some((r) => r.received !== rows)) {
     console.log(`WRONG: the receiver did not get exactly ${rows} requests in every run: ${results.map((r) => r.received).join(", ")}`);
@@ -132,7 +135,7 @@ function line(r: RunResult): string {
   );
 }
 
-async function once(dir: string, rows: number, port: number, level: string, rate: number): Promise<RunResult> {
+async function once(dir: string, rows: number, port: number, level: string, rate: number, concurrency: number | undefined): Promise<RunResult> {
   const state = State.open(path.join(dir, "state.db"));
   state.outbox.enqueue(Array.from({ length: rows }, (_, i) => queued(i + 1)));
   const logFile = path.join(dir, "mailbell.log");
@@ -141,7 +144,7 @@ async function once(dir: string, rows: number, port: number, level: string, rate
   // "silent": no log line at all, but a warning or error still spoils the run.
   const counting: Logger = { error: () => silentProblems++, warn: () => silentProblems++, info() {}, debug() {}, trace() {}, child: () => counting };
   const logger: Logger = level === "silent" ? counting : createLogger({ level, destination: fd });
-  const target = new WebhookTarget({ name: "hook", type: "webhook", url: `http://127.0.0.1:${port}/mail`, overflow: "paced", digestAfter: 5 });
+  const target = new WebhookTarget({ name: "hook", type: "webhook", url: `http://127.0.0.1:${port}/mail`, overflow: "paced", digestAfter: 5, ...(concurrency === undefined ? {} : { concurrency }) });
   let delivered = 0;
   let allDelivered: () => void = () => {};
   const finished = new Promise<void>((resolve) => (allDelivered = resolve));

@@ -457,3 +457,190 @@ class HangingTarget extends FakeTarget {
     await new Promise<void>((_resolve, reject) => options.signal?.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
   }
 }
+
+describe("several requests in flight (Target.concurrency)", () => {
+  /**
+   * Allows `concurrency` requests at once, each answered when the test releases it (or given up
+   * when the dispatcher aborts it); `took` lists every post the service received.
+   */
+  class ConcurrentTarget extends FakeTarget {
+    readonly concurrency: number;
+    readonly took: string[] = [];
+    readonly #gates: (() => void)[] = [];
+    constructor(name: string, concurrency: number) {
+      super(name);
+      this.concurrency = concurrency;
+    }
+    override async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
+      this.took.push(options.idempotencyKey!);
+      await new Promise<void>((resolve, reject) => {
+        this.#gates.push(resolve);
+        options.signal?.addEventListener("abort", () => reject(new Error("aborted")), { once: true });
+      });
+      return super.send(payload, options);
+    }
+    get waiting(): number {
+      return this.#gates.length;
+    }
+    release(): void {
+      this.#gates.shift()?.();
+    }
+  }
+
+  it("keeps up to `concurrency` requests in flight, never more, and sends every row once", async () => {
+    const t = new ConcurrentTarget("t", 3);
+    const { state, dispatcher } = setup([t]);
+    state.outbox.enqueue(Array.from({ length: 10 }, (_, i) => row(i + 1)));
+    dispatcher.start();
+    await until(() => t.waiting === 3);
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(t.waiting, 3, "a fourth request waits for a free place");
+    while (t.sent.length < 10) {
+      const before = t.sent.length;
+      t.release();
+      await until(() => t.sent.length === before + 1 && t.waiting === Math.min(3, 10 - before - 1));
+      assert.ok(t.waiting <= 3);
+    }
+    await dispatcher.stop();
+    assert.deepEqual(t.took.toSorted(), Array.from({ length: 10 }, (_, i) => `a/INBOX/1/${i + 1}/r/t`).toSorted());
+    assert.deepEqual(state.outbox.counts(), [{ target: "t", state: "done", count: 10 }]);
+  });
+
+  it("marks the rows answered in one turn of the event loop done in one transaction", async () => {
+    const t = new ConcurrentTarget("t", 4);
+    const { state, dispatcher } = setup([t]);
+    const commits: number[] = [];
+    const markDone = state.outbox.markDone.bind(state.outbox);
+    state.outbox.markDone = (ids, now) => {
+      commits.push(ids.length);
+      markDone(ids, now);
+    };
+    state.outbox.enqueue(Array.from({ length: 4 }, (_, i) => row(i + 1)));
+    dispatcher.start();
+    await until(() => t.waiting === 4);
+    for (let i = 0; i < 4; i++) t.release();
+    await until(() => state.outbox.counts().every((c) => c.state === "done"));
+    await dispatcher.stop();
+    assert.deepEqual(commits, [4]);
+  });
+
+  it("stopped with rows in flight, sends again at most those rows on the next start, and loses none", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "mailbell-dispatch-inflight-"));
+    const file = path.join(dir, "state.db");
+    try {
+      const first = new ConcurrentTarget("t", 4);
+      const state = State.open(file);
+      const dispatcher = new Dispatcher({ outbox: state.outbox, targets: new Map([["t", first]]), pacing: new Map([["t", fast]]), retry: { baseMs: 20, capMs: 40, maxAttempts: 5 }, logger: silentLogger });
+      state.outbox.enqueue(Array.from({ length: 20 }, (_, i) => row(i + 1)));
+      dispatcher.start();
+      for (let answered = 0; answered < 7; answered++) {
+        await until(() => first.waiting === 4);
+        first.release();
+      }
+      await until(() => first.waiting === 4);
+      // The service has received these four posts; their answers never reach us.
+      const inFlight = first.took.filter((key) => !first.sent.some((s) => s.key === key));
+      assert.equal(inFlight.length, 4);
+      await dispatcher.stop();
+      state.close();
+
+      const again = State.open(file);
+      const second = new FakeTarget("t");
+      const restarted = new Dispatcher({ outbox: again.outbox, targets: new Map([["t", second]]), pacing: new Map([["t", fast]]), retry: { baseMs: 20, capMs: 40, maxAttempts: 5 }, logger: silentLogger });
+      restarted.start();
+      await until(() => again.outbox.counts().every((c) => c.state === "done"));
+      await restarted.stop();
+      again.close();
+
+      const posts = new Map<string, number>();
+      for (const key of [...first.took, ...second.sent.map((s) => s.key!)]) posts.set(key, (posts.get(key) ?? 0) + 1);
+      assert.equal(posts.size, 20, "every row reached the service");
+      const twice = [...posts].filter(([, n]) => n > 1).map(([key]) => key);
+      assert.deepEqual(twice.toSorted(), inFlight.toSorted(), "only the rows in flight were sent again");
+      assert.ok([...posts.values()].every((n) => n <= 2));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("after an outage", () => {
+  it("after five 500s, a 429 with Retry-After: 2 brings the next try 2 s later, not the backoff's next step", async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 });
+    const target = new FakeTarget("t");
+    const tries: number[] = [];
+    const send = target.send.bind(target);
+    target.send = (payload, options) => {
+      tries.push(Date.now());
+      return send(payload, options);
+    };
+    target.replies.push(retryable(500), retryable(500), retryable(500), retryable(500), retryable(500), retryable(429, 2));
+    const state = State.open(":memory:");
+    const dispatcher = new Dispatcher({
+      outbox: state.outbox,
+      targets: new Map([["t", target]]),
+      pacing: new Map([["t", fast]]),
+      retry: { baseMs: 1000, capMs: 600_000, maxAttempts: 12 },
+      logger: silentLogger,
+      random: () => 0.99,
+    });
+    state.outbox.enqueue([row(1), row(2)]);
+    dispatcher.start();
+    for (let i = 0; i < 800 && target.sent.length < 2; i++) {
+      await new Promise((r) => setImmediate(r));
+      t.mock.timers.tick(100);
+    }
+    await dispatcher.stop();
+    const gaps = tries.slice(1).map((at, i) => at - tries[i]!);
+    // The backoff's steps (1, 2, 4, 8, 16 s, near their ceilings), then what the 429 asked for.
+    assert.equal(gaps.length, 7, `tries at ${gaps.join(", ")} ms`);
+    assert.ok(gaps[4]! >= 15_000, `the fifth 500 waited ${gaps[4]} ms`);
+    assert.ok(gaps[5]! >= 2000 && gaps[5]! <= 2100, `after the 429 the next try came ${gaps[5]} ms later`);
+    assert.deepEqual(target.sent.map((s) => s.payload.body), ["body 1", "body 2"]);
+    assert.ok(gaps[6]! <= 100, "and the next row at once");
+  });
+
+  it("once the target answers again, its backlog flows at its normal rate: no backoff left on any row", async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 });
+    const target = new FakeTarget("t");
+    Object.assign(target, { concurrency: 4 });
+    const tries: number[] = [];
+    const send = target.send.bind(target);
+    // Each answer takes 10 ms, so four requests are in flight at once.
+    target.send = async (payload, options) => {
+      tries.push(Date.now());
+      await new Promise((r) => setTimeout(r, 10));
+      return send(payload, options);
+    };
+    // The four in flight fail together: one pause, one step of the backoff, not four.
+    target.replies.push(retryable(503), retryable(503), retryable(503), retryable(503));
+    const state = State.open(":memory:");
+    const dispatcher = new Dispatcher({
+      outbox: state.outbox,
+      targets: new Map([["t", target]]),
+      pacing: new Map([["t", { ...fast, perSecond: 10, burst: 4 }]]),
+      retry: { baseMs: 1000, capMs: 600_000, maxAttempts: 12 },
+      logger: silentLogger,
+      random: () => 0.99,
+    });
+    state.outbox.enqueue(Array.from({ length: 24 }, (_, i) => row(i + 1)));
+    // A row an earlier run left to retry in an hour: it goes as soon as the target takes a post.
+    state.outbox.enqueue([row(99)]);
+    state.outbox.markRetry(["a/INBOX/1/99/r/t"], Date.now() + 3600_000, "answered 503", Date.now());
+    const start = Date.now();
+    dispatcher.start();
+    for (let i = 0; i < 400 && target.sent.length < 25; i++) {
+      await new Promise((r) => setImmediate(r));
+      t.mock.timers.tick(10);
+    }
+    await dispatcher.stop();
+    assert.equal(target.sent.length, 25, `${target.sent.length} sent`);
+    assert.deepEqual(tries.slice(0, 4), [start, start, start, start], "four in flight at once");
+    assert.ok(tries[4]! - start <= 1100, `the first try after the outage came ${tries[4]! - start} ms after it began (one backoff step: ~1 s)`);
+    assert.ok(target.sent.some((s) => s.payload.body === "body 99"), "the row left to retry by an earlier run went too");
+    // ~1 s pause, then 25 rows at 10/s with a burst of 4: about 2.1 s more.
+    const lastTry = tries.at(-1)!;
+    assert.ok(lastTry - start <= 1000 + 2300, `the backlog was all sent ${lastTry - start} ms after the outage began`);
+    assert.deepEqual(state.outbox.counts(), [{ target: "t", state: "done", count: 25 }]);
+  });
+});

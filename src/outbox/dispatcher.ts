@@ -36,6 +36,12 @@ export interface DispatcherOptions {
   random?: () => number;
 }
 
+/**
+ * The longest Retry-After followed as given (unless retryMaxSeconds is longer): a service that
+ * asks for days, by mistake or by a date in the past century, must not park its queue that long.
+ */
+const retryAfterCeilingMs = 3600_000;
+
 /** Most rows listed one by one in a digest; the rest are counted. */
 const digestListMax = 20;
 
@@ -60,12 +66,20 @@ const pageMaxAgeMs = 1000;
 /**
  * Sends outbox rows, one loop per target so a slow or failing service holds up only itself. Rows
  * leave the queue only when the service said 2xx (done) or said something final (dead); anything
- * else is retried with backoff, and a 429's Retry-After pauses the whole target. A row can be sent
- * twice only if the process dies between the service's answer and the commit that marks it done.
- * Targets resolve as soon as the answer tells success (the 2xx status line; the body only where
- * the service says it there, as Slack's Web API does) and the commit follows at once, so that
- * window is the reply's trip plus one SQLite statement: README promises its bound, and
- * bench/commit-window.ts measures it.
+ * else is retried with backoff, and a 429's Retry-After pauses the whole target for that long.
+ *
+ * A target sends one row at a time, in queue order, unless it allows more in flight
+ * (Target.concurrency: services where order does not matter, such as a webhook). Then up to that
+ * many rows are sent at once, and the rows whose answers came in during one turn of the event loop
+ * are marked done in one transaction at its end (setImmediate), not one commit each.
+ *
+ * A row can be sent twice only if the process dies between the service's answer and the commit
+ * that marks it done. Targets resolve as soon as the answer tells success (the 2xx status line; the
+ * body only where the service says it there, as Slack's Web API does) and the commit follows at
+ * once (one row at a time) or at the end of the event-loop turn (several in flight), so that window
+ * is the reply's trip plus one SQLite transaction: README promises its bound, and
+ * bench/commit-window.ts measures it. A row keeps its place among those in flight until its commit
+ * is written, so a crash resends at most `concurrency` rows.
  */
 export class Dispatcher {
   #o: DispatcherOptions;
@@ -145,22 +159,37 @@ class TargetLoop {
   readonly #o: DispatcherOptions;
   readonly #now: () => number;
   readonly #pacing: TargetPacing;
+  /** Rows sent at once; 1 keeps the queue's order. */
+  readonly #limit: number;
   readonly #log: Logger;
   readonly #backoff: Backoff;
   readonly #abort = new AbortController();
   #tokens: number;
   #lastRefill: number;
   #pausedUntil = 0;
+  /** The pause was asked for by the service (Retry-After), not chosen by our backoff. */
+  #pauseAsked = false;
+  /**
+   * Some row may wait to retry since the last success: the next success releases those rows. True
+   * at start, for rows an earlier run left waiting.
+   */
+  #failing = true;
   #wake: (() => void) | undefined;
   #finishBy: number | undefined;
   /**
    * Due rows read ahead, oldest first; #page[#next] is the next to send. Only this loop makes a
    * pending row of its target anything but pending, so a page stays true while its single rows go
-   * out one by one; it is dropped after anything else (a digest, a failure).
+   * out; it is dropped after anything else (a digest, a failure).
    */
   #page: OutboxRow[] = [];
   #next = 0;
   #pageReadAt = 0;
+  /** Rows sent and not yet settled (their commit included): never read into a page again. */
+  readonly #inFlight = new Set<string>();
+  readonly #sending = new Set<Promise<void>>();
+  /** Rows the service took whose "done" commit is due at the end of this event-loop turn. */
+  #taken: OutboxRow[] = [];
+  #commitScheduled: NodeJS.Immediate | undefined;
   done: Promise<void> = Promise.resolve();
 
   constructor(target: Target, o: DispatcherOptions, now: () => number) {
@@ -168,6 +197,7 @@ class TargetLoop {
     this.#o = o;
     this.#now = now;
     this.#pacing = o.pacing.get(target.name) ?? { perSecond: 10, burst: 10, overflow: "paced", digestAfter: 10 };
+    this.#limit = Math.max(1, Math.floor(target.concurrency ?? 1));
     this.#log = o.logger.child({ target: target.name });
     this.#backoff = new Backoff({ baseMs: o.retry.baseMs, capMs: o.retry.capMs, random: o.random });
     this.#tokens = this.#pacing.burst;
@@ -195,14 +225,21 @@ class TargetLoop {
 
   /** The loop body must never end the loop: a failing database is retried, loudly, not given up on. */
   async #loop(): Promise<void> {
-    while (!this.#abort.signal.aborted) {
-      try {
-        if ((await this.#round()) === "finished") return;
-      } catch (err) {
-        this.#dropPage();
-        this.#log.error({ err: (err as Error).message }, "sending failed unexpectedly (state database?); trying again in 5 s");
-        await this.#sleep(5000);
+    try {
+      while (!this.#abort.signal.aborted) {
+        try {
+          if ((await this.#round()) === "finished") return;
+        } catch (err) {
+          this.#dropPage();
+          this.#log.error({ err: (err as Error).message }, "sending failed unexpectedly (state database?); trying again in 5 s");
+          await this.#sleep(5000);
+        }
       }
+    } finally {
+      // Whatever is in flight ends (aborted, or answered) and what the service took is committed
+      // before the loop says it is done: the caller may close the database next.
+      await Promise.allSettled([...this.#sending]);
+      this.#commitTaken();
     }
   }
 
@@ -215,12 +252,25 @@ class TargetLoop {
       await this.#sleep(this.#pausedUntil - now);
       return "again";
     }
+    // A settling row wakes the loop: a free place, or a failure to act on.
+    if (this.#inFlight.size >= this.#limit) {
+      await this.#sleep(idlePollMs);
+      return "again";
+    }
     const next = this.#peek(now);
     if (!next) {
-      if (this.#finishBy !== undefined) return "finished";
-      const earliest = outbox.earliestPending(this.#target.name);
-      // Re-read the table now and then: `mailbell outbox retry` re-queues rows from another process.
-      await this.#sleep(Math.min(earliest === undefined ? idlePollMs : Math.max(1, earliest - now), idlePollMs));
+      if (this.#inFlight.size > 0) await this.#sleep(idlePollMs);
+      else if (this.#finishBy !== undefined) return "finished";
+      else {
+        const earliest = outbox.earliestPending(this.#target.name);
+        // Re-read the table now and then: `mailbell outbox retry` re-queues rows from another process.
+        await this.#sleep(Math.min(earliest === undefined ? idlePollMs : Math.max(1, earliest - now), idlePollMs));
+      }
+      return "again";
+    }
+    // A digest goes out alone, after whatever is in flight has settled.
+    if (this.#inFlight.size > 0 && (next.digestGroup || this.#pacing.overflow === "digest")) {
+      await this.#sleep(idlePollMs);
       return "again";
     }
     const wait = this.#takeToken();
@@ -230,20 +280,21 @@ class TargetLoop {
     }
     const batch = this.#batchFor(next, now);
     if (!Array.isArray(batch)) {
-      if ((await this.#send([batch])) === "delivered") this.#next++;
-      else this.#dropPage();
+      this.#next++;
+      this.#start([batch]);
       return "again";
     }
     // Whatever the digest marks (or the failure re-times) may sit further down the page.
     this.#dropPage();
-    if (batch.length > 0) await this.#send(batch);
+    if (batch.length > 0) this.#start(batch);
     return "again";
   }
 
-  /** The oldest due row, from the page; a used-up or old page is read again. */
+  /** The oldest due row not already in flight, from the page; a used-up or old page is read again. */
   #peek(now: number): OutboxRow | undefined {
     if (this.#next >= this.#page.length || now - this.#pageReadAt >= pageMaxAgeMs) {
-      this.#page = this.#o.outbox.ready(this.#target.name, now, pageSize);
+      const rows = this.#o.outbox.ready(this.#target.name, now, pageSize + this.#inFlight.size);
+      this.#page = this.#inFlight.size === 0 ? rows : rows.filter((r) => !this.#inFlight.has(r.id));
       this.#next = 0;
       this.#pageReadAt = now;
     }
@@ -269,48 +320,155 @@ class TargetLoop {
     return next;
   }
 
-  async #send(rows: OutboxRow[]): Promise<DeliveryOutcome | "stopped"> {
-    const outbox = this.#o.outbox;
+  /** Sends rows (one, or a digest) without waiting; they hold their place in flight until settled. */
+  #start(rows: OutboxRow[]): void {
+    for (const r of rows) this.#inFlight.add(r.id);
+    const sending: Promise<void> = this.#send(rows)
+      .catch((err: unknown): "failed" => {
+        this.#log.error({ err: (err as Error).message }, "recording a delivery failed (state database?); the row stays pending");
+        return "failed";
+      })
+      .then((outcome) => {
+        this.#sending.delete(sending);
+        // A taken row keeps its place until its commit is written (#commitTaken frees it).
+        if (outcome !== "taken") for (const r of rows) this.#inFlight.delete(r.id);
+        this.wake();
+      });
+    this.#sending.add(sending);
+  }
+
+  /** "taken": the service took the row and its commit waits for the end of this turn. */
+  async #send(rows: OutboxRow[]): Promise<DeliveryOutcome | "taken" | "stopped"> {
     const ids = rows.map((r) => r.id);
     // A backlog group is always a digest, even if only one of its rows is left to send.
     const single = rows.length === 1 && !rows[0]!.digestGroup;
     const idempotencyKey = single ? rows[0]!.id : `digest:${ids[0]}:${rows.length}`;
-    const ref = single ? { id: ids[0], rule: rows[0]!.rule, uid: rows[0]!.uid, account: rows[0]!.account, mailbox: rows[0]!.mailbox } : { digest: rows.length, first: ids[0] };
     try {
       // Rendered here, at send time, from the stored notification: the payload is never stored.
       const payload = single ? payloadOf(this.#target, rows[0]!) : this.#target.renderDigest(rows.slice(0, digestListMax).map((r) => digestEntryOf(this.#target, r)), rows.length);
       await this.#target.send(payload, { signal: this.#abort.signal, idempotencyKey });
     } catch (err) {
       if (this.#abort.signal.aborted) return "stopped";
-      const error = err instanceof TargetError ? err : new TargetError(this.#target.name, `target "${this.#target.name}": ${(err as Error).message}`, { retryable: true, cause: err });
-      const attempts = Math.max(...rows.map((r) => r.attempts)) + 1;
-      if (!error.retryable || attempts >= this.#o.retry.maxAttempts) {
-        const reason = error.retryable ? `${error.message} (gave up after ${attempts} attempts)` : error.message;
-        outbox.markDead(ids, reason, this.#now());
-        this.#log.error({ ...ref, status: error.status, attempts, err: reason }, "delivery failed for good; moved to the dead letters (mailbell outbox retry puts it back)");
-        this.#o.onOutcome?.(this.#target.name, "dead", rows.length);
-        return "dead";
-      }
-      // The service is down or asked us to wait: hold the whole target, not only this row, so the
-      // queue keeps its order and we do not hammer a service that is struggling.
-      const delay = Math.max(this.#backoff.next(), (error.retryAfterSeconds ?? 0) * 1000);
-      const at = this.#now() + delay;
-      this.#pausedUntil = at;
-      outbox.markRetry(ids, at, error.message, this.#now());
-      this.#log.warn({ ...ref, status: error.status, attempts, retryInMs: delay, err: error.message }, "delivery failed; will retry");
-      this.#o.onOutcome?.(this.#target.name, "retry", rows.length);
-      return "retry";
+      return this.#failed(rows, err);
     }
     // Nothing may come between the send and this commit: it would widen the double-post window.
-    outbox.markDone(ids, this.#now());
-    this.#backoff.reset();
-    this.#log.info({ ...ref, rows: rows.length }, single ? "delivered" : "delivered as one digest");
-    this.#o.onOutcome?.(this.#target.name, "delivered", rows.length);
+    // With one row at a time the commit is now; with several in flight, at the end of this turn,
+    // together with every other answer that came in during it (#take).
+    if (this.#limit > 1 && single) {
+      this.#take(rows[0]!);
+      return "taken";
+    }
+    this.#markDone(rows, !single);
     return "delivered";
   }
 
-  /** Token bucket; returns how long to wait for the next token (0 = took one). */
+  /**
+   * The commit waits for the end of this turn only while other requests are still out, whose
+   * answers may come in during it; the last answer (a lone mail, the end of a burst) commits now.
+   */
+  #take(row: OutboxRow): void {
+    this.#taken.push(row);
+    if (this.#inFlight.size > this.#taken.length) this.#commitScheduled ??= setImmediate(() => this.#commitTakenLater());
+    else this.#commitTaken();
+  }
+
+  /** #commitTaken from the event loop, where nothing else would catch a failing database. */
+  #commitTakenLater(): void {
+    try {
+      this.#commitTaken();
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, "recording deliveries failed (state database?); those rows stay pending and are sent again");
+    }
+  }
+
+  /** Commits every row the service took since the last commit, in one transaction. */
+  #commitTaken(): void {
+    if (this.#commitScheduled) clearImmediate(this.#commitScheduled);
+    this.#commitScheduled = undefined;
+    const rows = this.#taken;
+    if (rows.length === 0) return;
+    this.#taken = [];
+    try {
+      this.#markDone(rows, false);
+    } finally {
+      for (const r of rows) this.#inFlight.delete(r.id);
+      this.wake();
+    }
+  }
+
+  /** Marks rows done: single rows (one, or several taken in one turn), or the rows of one digest. */
+  #markDone(rows: OutboxRow[], digest: boolean): void {
+    const now = this.#now();
+    this.#o.outbox.markDone(
+      rows.map((r) => r.id),
+      now,
+    );
+    if (this.#failing) this.#recovered(now);
+    this.#backoff.reset();
+    if (digest) this.#log.info({ digest: rows.length, first: rows[0]!.id, rows: rows.length }, "delivered as one digest");
+    else for (const r of rows) this.#log.info({ ...refOf(r), rows: 1 }, "delivered");
+    this.#o.onOutcome?.(this.#target.name, "delivered", rows.length);
+  }
+
+  /**
+   * The target takes posts again after failing: its backlog flows at the normal rate at once. The
+   * rows that were set to retry later are due now, and a pause our backoff chose ends; a pause the
+   * service asked for (Retry-After) is kept.
+   */
+  #recovered(now: number): void {
+    this.#failing = false;
+    const released = this.#o.outbox.releaseRetries(this.#target.name, now);
+    if (!this.#pauseAsked && this.#pausedUntil > now) this.#pausedUntil = 0;
+    if (released === 0) return;
+    this.#dropPage();
+    this.#log.info({ released }, "the target takes posts again; the rows waiting to retry are due now");
+  }
+
+  #failed(rows: OutboxRow[], err: unknown): DeliveryOutcome {
+    const outbox = this.#o.outbox;
+    const ids = rows.map((r) => r.id);
+    const ref = rows.length === 1 && !rows[0]!.digestGroup ? refOf(rows[0]!) : { digest: rows.length, first: ids[0] };
+    const error = err instanceof TargetError ? err : new TargetError(this.#target.name, `target "${this.#target.name}": ${(err as Error).message}`, { retryable: true, cause: err });
+    const attempts = Math.max(...rows.map((r) => r.attempts)) + 1;
+    if (!error.retryable || attempts >= this.#o.retry.maxAttempts) {
+      const reason = error.retryable ? `${error.message} (gave up after ${attempts} attempts)` : error.message;
+      outbox.markDead(ids, reason, this.#now());
+      this.#log.error({ ...ref, status: error.status, attempts, err: reason }, "delivery failed for good; moved to the dead letters (mailbell outbox retry puts it back)");
+      this.#o.onOutcome?.(this.#target.name, "dead", rows.length);
+      return "dead";
+    }
+    // The service is down or asked us to wait: hold the whole target, not only this row, so the
+    // queue keeps its order and we do not hammer a service that is struggling.
+    const at = this.#pauseFor(error);
+    outbox.markRetry(ids, at, error.message, this.#now());
+    this.#dropPage();
+    this.#log.warn({ ...ref, status: error.status, attempts, retryInMs: at - this.#now(), err: error.message }, "delivery failed; will retry");
+    this.#o.onOutcome?.(this.#target.name, "retry", rows.length);
+    return "retry";
+  }
+
+  /**
+   * Until when the target waits after a retryable failure. A Retry-After is the service's own word
+   * and is followed as given (up to an hour, or retryMaxSeconds if longer), whatever our backoff had reached after
+   * earlier 5xx answers. Otherwise the backoff grows once per failure; rows that were already in
+   * flight and fail during the pause it started share it rather than growing it again.
+   */
+  #pauseFor(error: TargetError): number {
+    const now = this.#now();
+    this.#failing = true;
+    if (error.retryAfterSeconds !== undefined) {
+      this.#pausedUntil = now + Math.min(error.retryAfterSeconds * 1000, Math.max(this.#o.retry.capMs, retryAfterCeilingMs));
+      this.#pauseAsked = true;
+    } else if (this.#pausedUntil <= now) {
+      this.#pausedUntil = now + this.#backoff.next();
+      this.#pauseAsked = false;
+    }
+    return this.#pausedUntil;
+  }
+
+  /** Token bucket; returns how long to wait for the next token (0 = took one). No limit when perSecond is Infinity. */
   #takeToken(): number {
+    if (this.#pacing.perSecond === Infinity) return 0;
     const now = this.#now();
     const rate = this.#pacing.perSecond / 1000;
     this.#tokens = Math.min(this.#pacing.burst, this.#tokens + (now - this.#lastRefill) * rate);
@@ -342,6 +500,11 @@ class TargetLoop {
       this.#wake = done;
     });
   }
+}
+
+/** How logs name a row. */
+function refOf(row: OutboxRow): Record<string, unknown> {
+  return { id: row.id, rule: row.rule, uid: row.uid, account: row.account, mailbox: row.mailbox };
 }
 
 /** The row's payload: its notification rendered by the target, or the payload a row queued before schema 7 carries. */

@@ -84,6 +84,11 @@ export interface OutboxQueue {
   markDone(ids: readonly string[], now?: number): void;
   markRetry(ids: readonly string[], nextAttemptAt: number, error: string, now?: number): void;
   markDead(ids: readonly string[], error: string, now?: number): void;
+  /**
+   * Makes a target's rows that failed and wait to retry due now (the target takes posts again).
+   * Rows that never failed keep their time (a digest group held back, a later start). Returns how many.
+   */
+  releaseRetries(target: string, now: number): number;
   /** Row counts by target and state, for metrics, `mailbell outbox` and what a drain left. */
   counts(): { target: string; state: OutboxState; count: number }[];
 }

@@ -277,6 +277,7 @@ export const commandModule: TargetModule<CommandTargetConfig> = {
   secrets: ["env"],
   // No service limit: this only keeps a burst of mail from forking dozens of processes at once.
   pacing: { perSecond: 5, burst: 5 },
+  concurrency: 1,
   // Linux caps one environment string at 128 KiB (MAX_ARG_STRLEN); 32,768 UTF-16 units is at most
   // 96 KiB of UTF-8, leaving room for the name.
   limits: { summary: 300, envValue: 32_768 },

@@ -222,6 +222,7 @@ export const discordModule: TargetModule<DiscordTargetConfig> = {
   // cap a channel's webhook posts at about 30 a minute. 0.5/s sustained stays under both; a burst
   // of 5 fits the per-webhook bucket.
   pacing: { perSecond: 0.5, burst: 5 },
+  concurrency: 1,
   // Discord's documented limits, per part of a message and its embed.
   limits: { summary: 300, content: 2000, title: 256, description: 4096, fieldName: 256, fieldValue: 1024, footer: 2048 },
   escape: escapeDiscord,

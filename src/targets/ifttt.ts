@@ -132,6 +132,7 @@ export const iftttModule: TargetModule<IftttTargetConfig> = {
   secrets: ["key"],
   // IFTTT publishes no rate for Webhooks triggers; each one runs an applet, so stay gentle.
   pacing: { perSecond: 1, burst: 3 },
+  concurrency: 1,
   // IFTTT documents no limit on a value's length; 5,000 characters keeps a runaway message from
   // becoming an oversized SMS or notification downstream.
   limits: { summary: 300, value: 5000 },

@@ -152,6 +152,7 @@ export const lineModule: TargetModule<LineTargetConfig> = {
   // LINE allows 2,000 push requests per second per channel; what runs out first is the monthly
   // message quota, not the rate. 10/s keeps a backlog from looking like a flood.
   pacing: { perSecond: 10, burst: 10 },
+  concurrency: 1,
   // LINE's documented maximum for a text message.
   limits: { summary: 300, text: 5000 },
   // A plain "text" message: LINE reads no markup in it.

@@ -40,6 +40,12 @@ export interface TargetDefinition<Config extends { name: string; type: string } 
   secrets: readonly string[];
   /** The rate the service allows, used unless the config sets rateLimit. */
   pacing: Pacing;
+  /**
+   * Requests in flight at once unless the config sets concurrency: 1 where the service shows posts
+   * in the order they arrive (chats, push notifications) or runs something per post (a command);
+   * more where order is not the service's business (a webhook). The table is in README (Targets).
+   */
+  concurrency: number;
   limits: Limits;
   /** Cuts text to a limit the way this service counts (default: characters, entity-safe, text.ts truncate). */
   cut?(text: string, max: number): string;
@@ -66,8 +72,21 @@ export class TargetUrlError extends Error {}
 /** Keys every target has: its name, and how fast it may be sent to. */
 export const targetBase = {
   name: identifier,
-  /** Sustained sends per second and the burst allowed at once; defaults per service. */
-  rateLimit: z.strictObject({ perSecond: z.number().positive().max(1000), burst: z.number().int().min(1).max(1000).default(1) }).optional(),
+  /**
+   * Sustained sends per second and the burst allowed at once; defaults per service. `off`: no
+   * pacing at all (a receiver of our own that takes whatever comes, as fast as it comes).
+   */
+  rateLimit: z
+    .union([
+      z.literal("off").transform((): Pacing => ({ perSecond: Infinity, burst: 1000 })),
+      z.strictObject({ perSecond: z.number().positive().max(1000), burst: z.number().int().min(1).max(1000).default(1) }),
+    ])
+    .optional(),
+  /**
+   * Requests in flight at once (1–64). Above 1 the posts may arrive out of order; defaults per
+   * service (TargetDefinition.concurrency).
+   */
+  concurrency: z.number().int().min(1).max(64).optional(),
   /** paced: every mail is sent, spaced out. digest: when more than digestAfter wait, one summary message. */
   overflow: z.enum(["paced", "digest"]).default("paced"),
   digestAfter: z.number().int().min(1).max(1000).default(5),

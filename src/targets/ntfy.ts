@@ -171,6 +171,7 @@ export const ntfyModule: TargetModule<NtfyTargetConfig> = {
   // (docs.ntfy.sh/config/#rate-limiting, visitor-request-limit-burst/-replenish). We take half
   // the bucket as burst so the same IP's other ntfy use keeps some.
   pacing: { perSecond: 0.2, burst: 30 },
+  concurrency: 1,
   // ntfy documents no title limit; a notification shows one line of it. It keeps messages up to
   // 4,096 bytes (message-size-limit) and turns longer ones into an attachment, which the phone
   // shows as a file: we cut instead. The JSON publish body is read with twice that as its limit

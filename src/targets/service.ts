@@ -13,6 +13,7 @@ export abstract class ServiceTarget<C extends Config> implements Target {
   readonly name: string;
   readonly type: string;
   readonly defaultPacing: Pacing;
+  readonly concurrency: number;
   protected readonly config: C;
   readonly #definition: TargetDefinition<C>;
 
@@ -22,6 +23,7 @@ export abstract class ServiceTarget<C extends Config> implements Target {
     this.name = config.name;
     this.type = definition.type;
     this.defaultPacing = definition.pacing;
+    this.concurrency = (config as { concurrency?: number }).concurrency ?? definition.concurrency;
   }
 
   abstract render(notification: Notification): TargetPayload;

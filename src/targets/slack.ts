@@ -397,6 +397,7 @@ export const slackModule: TargetModule<SlackTargetConfig> = {
   // Slack: "about one message per second" per incoming webhook, and chat.postMessage is rate-limited
   // "special", about one per second per channel; both tolerate short bursts.
   pacing: { perSecond: 1, burst: 3 },
+  concurrency: 1,
   // A section block's text is 3,000 characters; top-level text is cut at 40,000.
   limits: { summary: 300, text: 40_000, section: 3000, context: 2000 },
   escape: escapeSlack,

@@ -75,6 +75,7 @@ export const stdoutModule: TargetModule<StdoutTargetConfig> = {
   secrets: [],
   // A local stream has no service limit; this only keeps a flood readable.
   pacing: { perSecond: 100, burst: 100 },
+  concurrency: 1,
   limits: { summary: 300 },
   cut: truncatePlain,
   // A terminal reads no markup, but controls and line breaks would act on it.

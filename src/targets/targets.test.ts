@@ -151,3 +151,24 @@ describe("one-line URL form", () => {
 
 
 });
+
+describe("rateLimit: off and concurrency", () => {
+  it("rateLimit: off means no pacing; concurrency defaults per service (webhook 8, chats 1) and the config can set it", () => {
+    const [hook, chat, four] = [
+      ...createTargets([
+        { name: "hook", type: "webhook", url: "http://127.0.0.1:9/h" },
+        { name: "chat", type: "slack", url: "https://hooks.slack.com/services/T0/B0/x" },
+        { name: "four", type: "webhook", url: "http://127.0.0.1:9/h", concurrency: 4 },
+      ]).values(),
+    ];
+    assert.deepEqual([hook!.concurrency, chat!.concurrency, four!.concurrency], [8, 1, 4]);
+    const parsed = targetSchema.parse({ name: "hook", type: "webhook", url: "http://127.0.0.1:9/h", rateLimit: "off" }) as { rateLimit?: unknown };
+    assert.deepEqual(parsed.rateLimit, { perSecond: Infinity, burst: 1000 });
+  });
+
+  it("refuses a concurrency outside 1–64 and a rateLimit that is neither off nor { perSecond, burst }", () => {
+    for (const bad of [{ concurrency: 0 }, { concurrency: 65 }, { concurrency: 1.5 }, { rateLimit: "none" }, { rateLimit: { perSecond: 2000 } }]) {
+      assert.equal(targetSchema.safeParse({ name: "hook", type: "webhook", url: "http://127.0.0.1:9/h", ...bad }).success, false, JSON.stringify(bad));
+    }
+  });
+});

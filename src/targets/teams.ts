@@ -160,6 +160,7 @@ export const teamsModule: TargetModule<TeamsTargetConfig> = {
   // Teams throttles a webhook sending more than 4 requests in a second, and the Workflows Teams
   // connector allows about 100 calls a minute per connection: 1/s with bursts of 4 fits both.
   pacing: { perSecond: 1, burst: 4 },
+  concurrency: 1,
   // Teams documents about 28 KB per message, counted on what Teams builds from the card; the JSON
   // we send (cardBytes, in UTF-8 bytes) is kept well under that so its own wrapping still fits.
   limits: { summary: 300, title: 500, fact: 1000, cardBytes: 24 * 1024 },

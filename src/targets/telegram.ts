@@ -209,6 +209,7 @@ export const telegramModule: TargetModule<TelegramTargetConfig> = {
   // (core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this). 1/3 s with a burst
   // of 3 stays within the group limit, which is the tighter one.
   pacing: { perSecond: 1 / 3, burst: 3 },
+  concurrency: 1,
   limits: { summary: 300, text: telegramTextMax },
   // Limits count characters as Telegram does, after its HTML is parsed.
   cut: truncateTelegramHtml,

@@ -98,6 +98,11 @@ export interface Target {
   /** Sustained rate the service allows, used unless the config sets rateLimit. */
   readonly defaultPacing: { perSecond: number; burst: number };
   /**
+   * Requests sent at once (default 1: one after the other, in queue order). More only where the
+   * service does not show posts in the order they arrive, or where order does not matter.
+   */
+  readonly concurrency?: number;
+  /**
    * Builds the service's payload. Pure: no I/O, so `mailbell test` can show it. Text a person will
    * read goes through notificationForPeople (text.ts) first.
    */

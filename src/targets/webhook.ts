@@ -325,6 +325,7 @@ export const webhookModule: TargetModule<WebhookTargetConfig> = {
   schema: webhookSchema,
   secrets: ["url", "headers", "secret"],
   pacing: { perSecond: 20, burst: 20 },
+  concurrency: 8,
   // The receiver is a program: the message goes whole, as data (a digest lists it whole too).
   limits: { summary: Number.POSITIVE_INFINITY },
   // JSON.stringify makes the default body safe; a custom body escapes each value where it sits.

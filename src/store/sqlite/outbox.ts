@@ -22,6 +22,7 @@ export class Outbox implements OutboxStore, RecentNotifications {
   readonly #done: StatementSync;
   readonly #retry: StatementSync;
   readonly #dead: StatementSync;
+  readonly #releaseRetries: StatementSync;
   readonly #byId: StatementSync;
   readonly #counts: StatementSync;
   readonly #oldestPending: StatementSync;
@@ -41,6 +42,8 @@ export class Outbox implements OutboxStore, RecentNotifications {
     this.#done = db.prepare("UPDATE outbox SET state = 'done', attempts = attempts + 1, last_error = NULL, updated_at = ? WHERE id = ? AND state = 'pending'");
     this.#retry = db.prepare("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'");
     this.#dead = db.prepare("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'");
+    // attempts > 0: a row held back by the pipeline (a digest group, notBefore) has never been tried.
+    this.#releaseRetries = db.prepare("UPDATE outbox SET next_attempt_at = ? WHERE target = ? AND state = 'pending' AND attempts > 0 AND next_attempt_at > ?");
     this.#byId = db.prepare(`SELECT ${columns} FROM outbox WHERE id = ?`);
     this.#counts = db.prepare("SELECT target, state, count(*) AS n FROM outbox GROUP BY target, state");
     this.#oldestPending = db.prepare("SELECT target, min(created_at) AS at FROM outbox WHERE state = 'pending' GROUP BY target");
@@ -105,6 +108,11 @@ export class Outbox implements OutboxStore, RecentNotifications {
     transaction(this.#db, () => {
       for (const id of ids) this.#dead.run(error, now, id);
     });
+  }
+
+  /** Makes a target's rows that failed and wait to retry due now. Returns how many. */
+  releaseRetries(target: string, now: number): number {
+    return Number(this.#releaseRetries.run(now, target, now).changes);
   }
 
   get(id: string): OutboxRow | undefined {

@@ -1,0 +1,137 @@
+/**
+ * Delivery against a real local HTTP receiver (issue 18): a 429's Retry-After is followed as given
+ * after earlier 5xx answers, and a webhook with several requests in flight, killed with SIGKILL in
+ * the middle of a backlog, posts every row and sends again at most the rows that were in flight.
+ * Real Dispatcher, WebhookTarget and SQLite state file; the killed dispatcher runs in a child process.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { silentLogger } from "../src/log.ts";
+import { Dispatcher } from "../src/outbox/dispatcher.ts";
+import type { NewOutboxRow } from "../src/outbox/store.ts";
+import { State } from "../src/store/sqlite/state.ts";
+import { WebhookTarget } from "../src/targets/webhook.ts";
+import { slackReplies, startReceiver, type Receiver } from "./support/receiver.ts";
+import { sampleNotification } from "./support/targets.ts";
+
+let receiver: Receiver;
+let dir: string;
+before(async () => {
+  receiver = await startReceiver();
+  dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-delivery-"));
+});
+after(async () => {
+  await receiver.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const base = { overflow: "paced", digestAfter: 5 } as const;
+
+function rows(count: number): NewOutboxRow[] {
+  return Array.from({ length: count }, (_, i) => {
+    const mail = { rule: "r", account: "a", mailbox: "INBOX", uidValidity: 1, uid: i + 1, messageId: `m${i + 1}@x`, subject: `s${i + 1}` };
+    return { target: "hook", ...mail, notification: sampleNotification(mail) };
+  });
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe("delivery to a real HTTP receiver", () => {
+  it("after two 500s, a 429 with Retry-After: 1 brings the next post 1 s later, not the backoff's next step", async () => {
+    receiver.clear();
+    receiver.reply(slackReplies.rollupError(), slackReplies.rollupError(), slackReplies.rateLimited(1));
+    const state = State.open(":memory:");
+    const hook = new WebhookTarget({ ...base, name: "hook", type: "webhook", url: receiver.url("/hook"), concurrency: 1 });
+    // Backoff near its ceiling each time: ~0.4 s, ~0.8 s, and ~1.6 s would be next.
+    const dispatcher = new Dispatcher({
+      outbox: state.outbox,
+      targets: new Map([["hook", hook]]),
+      pacing: new Map([["hook", { perSecond: 100, burst: 100, ...base }]]),
+      retry: { baseMs: 400, capMs: 60_000, maxAttempts: 10 },
+      logger: silentLogger,
+      random: () => 0.99,
+    });
+    state.outbox.enqueue(rows(3));
+    dispatcher.start();
+    try {
+      await receiver.waitFor(6, 10_000);
+    } finally {
+      await dispatcher.stop();
+      state.close();
+    }
+    const at = receiver.requests.map((r) => r.at);
+    const gaps = at.slice(1).map((t, i) => t - at[i]!);
+    assert.deepEqual(
+      receiver.requests.map((r) => r.reply.status),
+      [500, 500, 429, 200, 200, 200],
+    );
+    assert.ok(gaps[1]! >= 700, `the second 500 was followed ${gaps[1]!.toFixed(0)} ms later`);
+    assert.ok(gaps[2]! >= 950 && gaps[2]! < 1400, `after the 429 the next post came ${gaps[2]!.toFixed(0)} ms later`);
+    assert.ok(gaps[3]! < 200 && gaps[4]! < 200, `then the rest at once: ${gaps.slice(3).map((g) => g.toFixed(0)).join(", ")} ms`);
+  });
+
+  it("a webhook with 8 requests in flight, killed mid-backlog, posts every row and again at most the 8 in flight", async () => {
+    receiver.clear();
+    // Each answer takes a while, so the 8 places are always taken when the kill comes.
+    receiver.setDefault({ status: 200, headers: { "content-type": "text/plain" }, body: "ok", delayMs: 15 });
+    const file = path.join(dir, "inflight.db");
+    const total = 300;
+    const state = State.open(file);
+    state.outbox.enqueue(rows(total));
+    state.close();
+    const child = spawn(process.execPath, ["--input-type=module", "-e", childScript(file, receiver.url("/hook"))], { stdio: ["ignore", "ignore", "inherit"] });
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    try {
+      await until(() => receiver.requests.length >= 120, "the child posting");
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+    }
+    const beforeKill = receiver.requests.length;
+
+    const again = State.open(file);
+    const hook = new WebhookTarget({ ...base, name: "hook", type: "webhook", url: receiver.url("/hook") });
+    const dispatcher = new Dispatcher({ outbox: again.outbox, targets: new Map([["hook", hook]]), pacing: new Map([["hook", { perSecond: Infinity, burst: 1000, ...base }]]), retry: { baseMs: 50, capMs: 500, maxAttempts: 10 }, logger: silentLogger });
+    dispatcher.start();
+    try {
+      await until(() => again.outbox.counts().every((c) => c.state === "done"), "the restarted dispatcher finishing");
+    } finally {
+      await dispatcher.stop();
+      again.close();
+      receiver.setDefault(slackReplies.ok());
+    }
+    const posts = new Map<string, number>();
+    for (const r of receiver.requests) {
+      const key = String(r.headers["idempotency-key"]);
+      posts.set(key, (posts.get(key) ?? 0) + 1);
+    }
+    const twice = [...posts.values()].filter((n) => n > 1).length;
+    assert.equal(posts.size, total, "every row was posted");
+    assert.ok([...posts.values()].every((n) => n <= 2), "none more than twice");
+    assert.ok(twice <= 8, `${twice} rows posted again after the kill (${beforeKill} requests before it); at most the 8 in flight may be`);
+  });
+});
+
+/** The dispatcher the test kills: the state file's backlog to the receiver, 8 requests in flight, no pacing. */
+function childScript(file: string, url: string): string {
+  const src = (p: string): string => JSON.stringify(new URL(`../src/${p}`, import.meta.url).href);
+  return `
+    import { Dispatcher } from ${src("outbox/dispatcher.ts")};
+    import { State } from ${src("store/sqlite/state.ts")};
+    import { WebhookTarget } from ${src("targets/webhook.ts")};
+    import { silentLogger } from ${src("log.ts")};
+    const state = State.open(${JSON.stringify(file)});
+    const hook = new WebhookTarget({ name: "hook", type: "webhook", url: ${JSON.stringify(url)}, overflow: "paced", digestAfter: 5, concurrency: 8 });
+    new Dispatcher({ outbox: state.outbox, targets: new Map([["hook", hook]]), pacing: new Map([["hook", { perSecond: Infinity, burst: 1000, overflow: "paced", digestAfter: 5 }]]), retry: { baseMs: 50, capMs: 500, maxAttempts: 10 }, logger: silentLogger }).start();
+  `;
+}

@@ -263,7 +263,8 @@ export function interopSuite(kind: ServerKind): void {
       const posts = story.posts().slice(before);
       const kept = new Map(posts.map((r) => [key(r), String(body(r).messageId)]));
       assert.deepEqual([...kept.values()].sort(), burst.map((m) => m.id).sort(), "each mail exactly once after deduplication by key");
-      assert.ok(posts.length - burst.length <= 1, `at most the one post in flight at the kill was resent (${posts.length - burst.length} extra)`);
+      // A webhook has up to 8 requests in flight (its default concurrency); those may be resent, no more.
+      assert.ok(posts.length - burst.length <= 8, `at most the posts in flight at the kill were resent (${posts.length - burst.length} extra)`);
       await story.expectHealth(200, 3000);
     });
 

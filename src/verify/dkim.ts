@@ -29,7 +29,7 @@ export function dkimVerifier(resolve: TxtResolver, trusted: readonly string[]): 
   const isTrusted = (domain: string) => trusted.some((d) => domain === d || domain.endsWith(`.${d}`));
   return {
     async verify(message) {
-      const { DkimVerifier, writeToStream } = await import("mailauth/lib/dkim/dkim-verifier.js").then(async (v) => ({ ...v, ...(await import("mailauth/lib/tools.js")) }));
+      const { DkimVerifier, writeToStream } = await (mailauth ??= loadMailauth());
       // mailauth's dkimVerify(), but with our key cache in place of the one it makes per message.
       const verifier = new DkimVerifier({ resolver: resolve });
       verifier.keyCache = keys;
@@ -42,6 +42,14 @@ export function dkimVerifier(resolve: TxtResolver, trusted: readonly string[]): 
       return signatures;
     },
   };
+}
+
+/** Loaded at the first mail to verify, once: import() resolves its specifier again on every call. */
+let mailauth: ReturnType<typeof loadMailauth> | undefined;
+
+async function loadMailauth() {
+  const [{ DkimVerifier }, { writeToStream, getPublicKey, toALabel }] = await Promise.all([import("mailauth/lib/dkim/dkim-verifier.js"), import("mailauth/lib/tools.js")]);
+  return { DkimVerifier, writeToStream, getPublicKey, toALabel };
 }
 
 /** Most key records kept parsed: a sender can sign with as many made-up selectors as it likes. */
@@ -60,7 +68,7 @@ function parsedKeyCache(resolve: TxtResolver): MailauthKeyCache {
   return {
     resolver: resolve,
     async get(type, name, minBitLength, options = {}) {
-      const { getPublicKey, toALabel } = await import("mailauth/lib/tools.js");
+      const { getPublicKey, toALabel } = await (mailauth ??= loadMailauth());
       const records = await resolve(toALabel(name), "TXT");
       const id = [type, Boolean(options.strict), minBitLength ?? "", options.hashAlgo ?? "", name].join(":");
       const hit = parsed.get(id);

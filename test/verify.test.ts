@@ -129,6 +129,30 @@ describe("verify: the sender", () => {
     }
   });
 
+  it("dkim, a backlog read in groups: each mail decided as if read alone; a mail over one piece streamed between them", async () => {
+    const user = await newUser();
+    const first = await watch(user, "/backlog");
+    await first.stop();
+    const good = (i: number) => sign(mail(`signed backlog ${i}`));
+    // Over the 256 KiB a piece (and a FETCH of whole mails) may carry: streamed, not fetched with the group.
+    const big = sign(buildMail({ from: "billing@shop.example", to: "x@example.com", subject: "signed backlog big", text: "Total: 480 JPY\r\n", attachments: [{ filename: "scan.pdf", contentType: "application/pdf", content: Buffer.alloc(400 * 1024, 7) }] }));
+    const altered = good(99).then((b) => Buffer.from(b.toString().replace("Total: 480 JPY", "Total: 999 JPY")));
+    const backlog = [good(1), good(2), altered, good(3), big, sign(mail("signed backlog unaligned", "billing@evil.example")), ...Array.from({ length: 30 }, (_, i) => good(4 + i))];
+    for (const raw of backlog) await dovecot.append(user, "INBOX", await raw);
+    const yaml = configYaml(user, "/backlog", first.dir);
+    const mailbell = startMailbell(writeConfig(yaml, first.dir), yaml);
+    try {
+      await receiver.waitFor((r) => r.path === "/backlog" && (r.json as WebhookBody).subject === "signed backlog 33", 20_000);
+      const expected = ["signed backlog 1", "signed backlog 2", "signed backlog 3", "signed backlog big", ...Array.from({ length: 30 }, (_, i) => `signed backlog ${4 + i}`)];
+      // A webhook has several posts in flight: they may land in any order.
+      assert.deepEqual(posts("/backlog").map((p) => p.text).sort(), expected.map((s) => `${s} (DKIM shop.example)`).sort());
+      const reasons = mailbell.logger.find(/^sender not verified/).map((e) => String(e.fields.reason));
+      assert.deepEqual(reasons, ["dkim_fail", "not_aligned"]);
+    } finally {
+      await mailbell.stop();
+    }
+  });
+
   it("authResults: trusts only the topmost header of the named server; a forged pass below a real fail is ignored", async () => {
     const user = await newUser();
     const mailbell = await watch(user, "/ar");

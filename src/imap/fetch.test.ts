@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { Readable } from "node:stream";
 import type { ImapFlow } from "imapflow";
-import { fetchMessages } from "./fetch.ts";
+import { fetchBatches, fetchMessages, ReadAgainLater, type WholeReading } from "./fetch.ts";
 
 /**
  * A server that answers the body FETCH with NIL parts, as some do for an empty part and Dovecot does
@@ -116,5 +117,70 @@ describe("fetchMessages: an HTML alternative only when needed", () => {
     for await (const m of fetchMessages(client, [1], { maxTextBytes: 4096, needsBody: () => false, needsHtml: () => (asked++, true) })) assert.equal(m.bodyRead, false);
     assert.equal(asked, 0);
     assert.deepEqual(calls, ["FETCH HEADER 1"]);
+  });
+});
+
+/**
+ * Mail 1..n of the given sizes (RFC822.SIZE), text/plain. Whole mail comes back from FETCH
+ * BODY.PEEK[]<0.n> as the server has it, except: `cut` comes back cut at n (its size was a lie),
+ * `nil` not at all; download() streams any of them.
+ */
+function wholeServer(sizes: number[], odd: { cut?: number; nil?: number } = {}): { client: ImapFlow; calls: string[] } {
+  const calls: string[] = [];
+  const source = (uid: number): Buffer => {
+    const head = `From: shop@example.com\r\nSubject: mail ${uid}\r\n\r\n`;
+    return Buffer.from(head + "x".repeat(Math.max(0, sizes[uid - 1]! - head.length)));
+  };
+  const client = {
+    async fetchAll(range: string, query: { bodyParts?: (string | { key: string })[]; source?: { maxLength: number } }) {
+      const uids = range.split(",").map(Number);
+      if (query.source) {
+        calls.push(`FETCH BODY[]<0.${query.source.maxLength}> ${range}`);
+        return uids.filter((uid) => uid !== odd.nil).map((uid) => ({ uid, source: uid === odd.cut ? Buffer.alloc(query.source!.maxLength, 120) : source(uid).subarray(0, query.source!.maxLength) }));
+      }
+      calls.push(`FETCH HEADER ${range}`);
+      return uids.map((uid) => ({ uid, internalDate: new Date(0), size: sizes[uid - 1], headers: source(uid).subarray(0, source(uid).indexOf("\r\n\r\n") + 4) }));
+    },
+    async download(uid: string) {
+      calls.push(`DOWNLOAD ${uid}`);
+      return { content: Readable.from([source(Number(uid))]) };
+    },
+  };
+  return { client: client as unknown as ImapFlow, calls };
+}
+
+describe("fetchMessages: mail read whole (DKIM)", () => {
+  /** A WholeReading that says which mail it was handed, whole: its Subject and its length. */
+  const reader = (seen: string[], later?: number): WholeReading => ({
+    wanted: () => true,
+    async read(content) {
+      const bytes = Buffer.isBuffer(content) ? content : Buffer.concat(await content.toArray());
+      const subject = /Subject: (.*)\r\n/.exec(bytes.toString())![1]!;
+      if (subject === `mail ${later}`) throw new ReadAgainLater("DNS down");
+      seen.push(`${subject}: ${bytes.length}`);
+      return [{ domain: "shop.example", result: "pass", aligned: true }];
+    },
+  });
+  const big = 300 * 1024;
+
+  it("small mail in one FETCH for many; over one piece, cut short by the server, or left out: streamed", async () => {
+    const { client, calls } = wholeServer([1000, 2000, big, 1000, 1000, 3000], { cut: 4, nil: 5 });
+    const seen: string[] = [];
+    const read = [];
+    for await (const m of fetchMessages(client, [1, 2, 3, 4, 5, 6], { maxTextBytes: 4096, whole: reader(seen) })) read.push(m.uid);
+    assert.deepEqual(read, [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(seen, ["mail 1: 1000", "mail 2: 2000", `mail 3: ${big}`, "mail 4: 1000", "mail 5: 1000", "mail 6: 3000"]);
+    assert.deepEqual(calls, ["FETCH HEADER 1,2,3,4,5,6", `FETCH BODY[]<0.${256 * 1024}> 1,2,4,5,6`, "DOWNLOAD 3", "DOWNLOAD 4", "DOWNLOAD 5"]);
+  });
+
+  it("groups of at most 2 MiB; the next asked for while this one is read; a mail waiting for DNS ends the round", async () => {
+    const sizes = Array.from({ length: 15 }, () => 200 * 1024);
+    const { client, calls } = wholeServer(sizes);
+    const seen: string[] = [];
+    const round = [];
+    for await (const batch of fetchBatches(client, sizes.map((_, i) => i + 1), { maxTextBytes: 4096, whole: reader(seen, 4) })) round.push(batch);
+    assert.deepEqual(calls.slice(1), [`FETCH BODY[]<0.${256 * 1024}> 1,2,3,4,5,6,7,8,9,10`, `FETCH BODY[]<0.${256 * 1024}> 11,12,13,14,15`]);
+    assert.deepEqual(round[0]!.mails.map((m) => m.uid), [1, 2, 3]);
+    assert.deepEqual(round[0]!.unread, [{ uid: 4, reason: "DNS down", checkLater: true }]);
   });
 });

@@ -29,7 +29,7 @@ export interface WholeReading {
   /** Asked with the mail as decoded (its header, and its text when that was read). */
   wanted(mail: NormalizedMail, message: { uid: number; internalDate: Date; bodyRead: boolean }): boolean;
   /** Verifies the signatures; throws ReadAgainLater when it cannot decide yet (a DNS lookup failed). */
-  read(source: Readable): Promise<readonly DkimSignature[]>;
+  read(source: Readable | Buffer): Promise<readonly DkimSignature[]>;
 }
 
 /** WholeReading.read cannot decide yet: the mail is left unread and read again later (then set aside). */
@@ -182,37 +182,111 @@ function wholeChunkBytes(options: Pick<FetchOptions, "maxTextBytes" | "maxHeader
   return Math.max(64 * 1024, options.maxTextBytes, options.maxHeaderBytes ?? defaultMaxHeaderBytes);
 }
 
-/** Streams the mail `whole` wants through its read(); mail it cannot decide on yet is unread. */
+/** Most bytes of whole mail one FETCH brings back; with the group after it asked for ahead, at most twice this is held per round. */
+const wholeGroupBytes = 2 * 1024 * 1024;
+
+/**
+ * The mail `whole` wants, through its read(), in UID order; mail it cannot decide on yet is unread.
+ * Mail under one piece (nearly all) comes whole in FETCHes of many at once, the next group asked
+ * for while this one is verified, so a catch-up does not wait a round trip per mail; bigger mail is
+ * streamed piece by piece (never held whole).
+ */
 async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: WholeReading, chunkSize: number, onGone: FetchOptions["onGone"]): Promise<{ mails: FetchedMessage[]; unread: UnreadMail[] }> {
   const kept: FetchedMessage[] = [];
   const unread: UnreadMail[] = [];
-  for (const m of mails) {
-    // A mail whose header was cut is not read whole: the verifier would hold its endless header.
-    if (headerWasCut(m.mail) || !whole.wanted(m.mail, m)) {
-      kept.push(m);
-      continue;
-    }
-    const download = await client.download(String(m.uid), undefined, { uid: true, chunkSize });
-    if (!download.content) {
-      // Expunged or moved since its header was read: left out like other mail gone meanwhile.
-      if ((await goneOf(client, [m.uid])).length > 0) {
-        onGone?.([m.uid]);
+  // A mail whose header was cut is not read whole: the verifier would hold its endless header.
+  const wanted = new Set(mails.filter((m) => !headerWasCut(m.mail) && whole.wanted(m.mail, m)).map((m) => m.uid));
+  const groups = new WholeGroups(client, mails.filter((m) => wanted.has(m.uid)), chunkSize);
+  try {
+    for (const m of mails) {
+      if (!wanted.has(m.uid)) {
+        kept.push(m);
         continue;
       }
-      unread.push({ uid: m.uid, reason: "the server did not return the whole message, which is needed to check its DKIM signature" });
-      continue;
+      const content = (await groups.contentOf(m.uid)) ?? (await client.download(String(m.uid), undefined, { uid: true, chunkSize })).content;
+      if (!content) {
+        // Expunged or moved since its header was read: left out like other mail gone meanwhile.
+        if ((await goneOf(client, [m.uid])).length > 0) {
+          onGone?.([m.uid]);
+          continue;
+        }
+        unread.push({ uid: m.uid, reason: "the server did not return the whole message, which is needed to check its DKIM signature" });
+        continue;
+      }
+      try {
+        kept.push({ ...m, dkim: await whole.read(content) });
+      } catch (err) {
+        if (!Buffer.isBuffer(content)) content.destroy();
+        if (!(err instanceof ReadAgainLater)) throw err;
+        unread.push({ uid: m.uid, reason: err.message, checkLater: true });
+        // The round stops at this mail anyway (the mail after it is handed over only after it): read no more whole.
+        break;
+      }
     }
-    try {
-      kept.push({ ...m, dkim: await whole.read(download.content) });
-    } catch (err) {
-      download.content.destroy();
-      if (!(err instanceof ReadAgainLater)) throw err;
-      unread.push({ uid: m.uid, reason: err.message, checkLater: true });
-      // The round stops at this mail anyway (the mail after it is handed over only after it): read no more whole.
-      break;
-    }
+  } finally {
+    groups.forget();
   }
   return { mails: kept, unread };
+}
+
+/**
+ * Small whole mails fetched in groups (BODY.PEEK[]<0.chunkSize>, by RFC822.SIZE up to
+ * wholeGroupBytes a FETCH), each group asked for when the one before it is first needed. A mail the
+ * group did not bring back whole (its size was wrong, NIL, left out) is for the caller to stream.
+ */
+class WholeGroups {
+  private readonly groupOf = new Map<number, number>();
+  private readonly groups: number[][] = [];
+  private readonly fetched = new Map<number, Promise<Map<number, Buffer>>>();
+  private readonly client: ImapFlow;
+  private readonly chunkSize: number;
+
+  constructor(client: ImapFlow, mails: readonly FetchedMessage[], chunkSize: number) {
+    this.client = client;
+    this.chunkSize = chunkSize;
+    let bytes = 0;
+    for (const m of mails) {
+      if (m.size <= 0 || m.size >= chunkSize) continue;
+      if (this.groups.length === 0 || bytes + m.size > wholeGroupBytes) {
+        this.groups.push([]);
+        bytes = 0;
+      }
+      this.groups.at(-1)!.push(m.uid);
+      this.groupOf.set(m.uid, this.groups.length - 1);
+      bytes += m.size;
+    }
+  }
+
+  /** The mail whole, or undefined when it is to be streamed. */
+  async contentOf(uid: number): Promise<Buffer | undefined> {
+    const group = this.groupOf.get(uid);
+    if (group === undefined) return undefined;
+    const found = this.fetch(group);
+    this.fetch(group + 1);
+    // Done with the groups before it: let them go.
+    this.fetched.delete(group - 1);
+    const source = (await found).get(uid);
+    return source && source.length < this.chunkSize ? source : undefined;
+  }
+
+  /** Drops what was fetched ahead and not used (a round that stopped early). */
+  forget(): void {
+    this.fetched.clear();
+  }
+
+  private fetch(group: number): Promise<Map<number, Buffer>> {
+    const uids = this.groups[group];
+    if (!uids) return Promise.resolve(new Map());
+    let found = this.fetched.get(group);
+    if (!found) {
+      const wanted = new Set(uids);
+      found = this.client.fetchAll(uids.join(","), { uid: true, source: { maxLength: this.chunkSize } }, { uid: true }).then((rows) => new Map(rows.filter((r) => wanted.has(r.uid) && Buffer.isBuffer(r.source)).map((r) => [r.uid, r.source!])));
+      // Asked for ahead: if the connection drops first, the failure still reaches whoever awaits it.
+      found.catch(() => {});
+      this.fetched.set(group, found);
+    }
+    return found;
+  }
 }
 
 /**

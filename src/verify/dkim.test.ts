@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import crypto from "node:crypto";
 import { describe, test } from "node:test";
 import { dkimRecordName, dkimVectors, makeDkimKey, signMail } from "../../test/support/dkim.ts";
 import { buildMail } from "../../test/support/mail.ts";
@@ -100,5 +101,38 @@ describe("dkimVerifier and l= (a signature over the start of the body only)", ()
     const [sig] = await verifier.verify(appended);
     assert.equal(sig?.result, "policy");
     assert.match(sig?.comment ?? "", /^l= leaves \d+ bytes of the body unsigned$/);
+  });
+});
+
+describe("dkimVerifier's parsed keys", () => {
+  const raw = buildMail({ from: "billing@shop.example", to: "x@example.com", subject: "receipt", text: "Total: 1,200 JPY\r\n" });
+  const name = dkimRecordName("sel", "shop.example");
+
+  test("a key record is parsed once for many mails, not once per mail", async (t) => {
+    const key = makeDkimKey("rsa");
+    const signed = await signMail(raw, { domain: "shop.example", selector: "sel", privateKey: key.privateKey });
+    const verifier = dkimVerifier(tableResolver({ [name]: key.txt }).resolve, ["shop.example"]);
+    // mailauth imports the record with crypto.createPublicKey (called through the module object, so it can be counted).
+    const imports = t.mock.method(crypto, "createPublicKey");
+    const results = await Promise.all(Array.from({ length: 20 }, () => verifier.verify(signed)));
+    assert.ok(results.every((r) => r.length === 1 && r[0]!.result === "pass"), JSON.stringify(results[0]));
+    assert.ok(imports.mock.callCount() <= 2, `createPublicKey was called ${imports.mock.callCount()} times for 20 mails`);
+  });
+
+  test("a rotated key is used once the DNS answer is looked up again; until then the old one still verifies", async () => {
+    const [before, after] = [makeDkimKey("rsa"), makeDkimKey("rsa")];
+    let now = 0;
+    let published = before.txt;
+    const resolver = cachedResolver({ cacheMs: 1000, timeoutMs: 1000, now: () => now, lookup: async () => [[published]] });
+    const verifier = dkimVerifier(resolver.resolve, ["shop.example"]);
+    const signedBefore = await signMail(raw, { domain: "shop.example", selector: "sel", privateKey: before.privateKey });
+    const signedAfter = await signMail(raw, { domain: "shop.example", selector: "sel", privateKey: after.privateKey });
+    assert.equal((await verifier.verify(signedBefore))[0]?.result, "pass");
+    published = after.txt;
+    assert.equal((await verifier.verify(signedBefore))[0]?.result, "pass", "the DNS answer is still cached");
+    now = 1001;
+    assert.equal((await verifier.verify(signedAfter))[0]?.result, "pass", "the new key, looked up again");
+    assert.equal((await verifier.verify(signedBefore))[0]?.result, "fail", "the old key no longer counts");
+    assert.equal(resolver.lookups, 2);
   });
 });

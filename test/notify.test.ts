@@ -71,21 +71,21 @@ describe("an account's folders with NOTIFY", () => {
     const stop = new AbortController();
     const watching = await watchAccount(user, proxy, stop.signal);
     try {
-      await waitUntil("NOTIFY on and only the notifier connected", () => watching.wakeups.mode === "on" && proxy.connections === 1, 10_000);
+      await waitUntil("NOTIFY on and only the notifier connected", () => watching.wakeups.mode === "on" && proxy.connections === 1, 20_000);
       assert.ok(commands.includes("NOTIFY"));
       assert.ok(!commands.includes("IDLE"), "no folder IDLEs on a connection of its own");
       for (const f of folders) await dovecot.append(user, f, mail(`${f} 1`));
       await dovecot.append(user, "Orders", mail("Orders 2"));
-      await waitUntil("all five read", () => watching.got.length >= 5, 10_000);
+      await waitUntil("all five read", () => watching.got.length >= 5, 20_000);
       // Quiet again: the reading connections close, the notifier stays.
-      await waitUntil("back to one connection", () => proxy.connections === 1, 10_000);
+      await waitUntil("back to one connection", () => proxy.connections === 1, 20_000);
       assert.deepEqual(subjectsBy(watching.got), { INBOX: ["INBOX 1"], Orders: ["Orders 1", "Orders 2"], "Shop/Invoices": ["Shop/Invoices 1"], "Reçus": ["Reçus 1"] });
 
       // Mail that comes while the notifier is away is read once it is back.
       proxy.dropAll();
       await dovecot.append(user, "Reçus", mail("Reçus 2"));
-      await waitUntil("Reçus 2 read", () => watching.got.length >= 6, 10_000);
-      await waitUntil("back to one connection", () => proxy.connections === 1, 10_000);
+      await waitUntil("Reçus 2 read", () => watching.got.length >= 6, 20_000);
+      await waitUntil("back to one connection", () => proxy.connections === 1, 20_000);
       await sleep(300);
       assert.deepEqual(
         watching.got.map((m) => m.mail.subject).sort(),
@@ -107,9 +107,9 @@ describe("an account's folders with NOTIFY", () => {
     const stop = new AbortController();
     const watching = await watchAccount(user, proxy, stop.signal);
     try {
-      await waitUntil("NOTIFY off and each folder on its own connection", () => watching.wakeups.mode === "off" && proxy.connections === folders.length, 10_000);
+      await waitUntil("NOTIFY off and each folder on its own connection", () => watching.wakeups.mode === "off" && proxy.connections === folders.length, 20_000);
       for (const f of folders) await dovecot.append(user, f, mail(`${f} 1`));
-      await waitUntil("all four read", () => watching.got.length >= 4, 10_000);
+      await waitUntil("all four read", () => watching.got.length >= 4, 20_000);
       await sleep(300);
       assert.deepEqual(subjectsBy(watching.got), { INBOX: ["INBOX 1"], Orders: ["Orders 1"], "Shop/Invoices": ["Shop/Invoices 1"], "Reçus": ["Reçus 1"] });
       assert.ok(!commands.includes("NOTIFY"), "NOTIFY is not tried where it is not offered");

@@ -32,18 +32,67 @@ export type NotifyMode = "unknown" | "on" | "off";
  * folders' watchers (which wait for the count to move).
  */
 export class FolderWakeups {
-  readonly mailboxes: readonly string[];
   #mode: NotifyMode = "unknown";
   readonly #counts = new Map<string, number>();
   readonly #waiters = new Set<() => void>();
+  /** Bumped when a folder is added or removed: the notifier sets NOTIFY again. */
+  #listVersion = 0;
+  #freeSlots: number;
 
-  constructor(mailboxes: readonly string[]) {
-    this.mailboxes = mailboxes;
+  /**
+   * `readingConnections`: how many folders may read at once while NOTIFY is on (the server's
+   * per-account connection limit less the notifier's), so 20 folders fit a server allowing 10.
+   */
+  constructor(mailboxes: readonly string[], readingConnections = Infinity) {
     for (const m of mailboxes) this.#counts.set(m, 0);
+    this.#freeSlots = Math.max(1, readingConnections);
+  }
+
+  get mailboxes(): readonly string[] {
+    return [...this.#counts.keys()];
   }
 
   get mode(): NotifyMode {
     return this.#mode;
+  }
+
+  get listVersion(): number {
+    return this.#listVersion;
+  }
+
+  /** A folder joins (a reload added it); it reads once the notifier has set NOTIFY again. */
+  add(mailbox: string): void {
+    if (this.#counts.has(mailbox)) return;
+    this.#counts.set(mailbox, 0);
+    this.#listVersion++;
+    this.#wakeAll();
+  }
+
+  remove(mailbox: string): void {
+    if (!this.#counts.delete(mailbox)) return;
+    this.#listVersion++;
+    this.#wakeAll();
+  }
+
+  /**
+   * Waits for one of the reading connections a session may hold while NOTIFY is not off, and
+   * returns its release. Where NOTIFY is off each folder keeps its own connection: no wait then.
+   */
+  async slot(signal: AbortSignal): Promise<() => void> {
+    for (;;) {
+      if (this.#mode === "off" || signal.aborted) return () => {};
+      if (this.#freeSlots > 0) {
+        this.#freeSlots--;
+        let released = false;
+        return () => {
+          if (released) return;
+          released = true;
+          this.#freeSlots++;
+          this.#wakeAll();
+        };
+      }
+      await this.#nextWake(60_000, signal);
+    }
   }
 
   setMode(mode: NotifyMode): void {
@@ -82,14 +131,24 @@ export class FolderWakeups {
       if (this.#mode === "on" && this.count(mailbox) > since) return "change";
       const left = deadline - performance.now();
       if (left <= 0) return "timeout";
-      const stop = new AbortController();
-      let wake: () => void = () => {};
-      const woken = new Promise<void>((resolve) => (wake = resolve));
-      this.#waiters.add(wake);
-      await Promise.race([woken, sleep(left, AbortSignal.any([signal, stop.signal]))]);
-      stop.abort();
-      this.#waiters.delete(wake);
+      await this.#nextWake(left, signal);
     }
+  }
+
+  /** Resolves at the next change of any kind, after ms, or when signal aborts. */
+  async #nextWake(ms: number, signal: AbortSignal): Promise<void> {
+    const stop = new AbortController();
+    let wake: () => void = () => {};
+    const woken = new Promise<void>((resolve) => (wake = resolve));
+    this.#waiters.add(wake);
+    await Promise.race([woken, sleep(ms, AbortSignal.any([signal, stop.signal]))]);
+    stop.abort();
+    this.#waiters.delete(wake);
+  }
+
+  /** Resolves when the folder list changes (or signal aborts). */
+  async listChanged(version: number, signal: AbortSignal): Promise<void> {
+    while (this.#listVersion === version && !signal.aborted) await this.#nextWake(60_000, signal);
   }
 
   #wakeAll(): void {
@@ -127,11 +186,13 @@ export async function runNotifier(o: NotifierOptions): Promise<void> {
     let client: ImapFlow | undefined;
     let healthy = false;
     try {
+      const version = o.wakeups.listVersion;
       client = await connectNotifier(o);
       if (!client) return;
       healthy = true;
       backoff.reset();
-      await keepAlive(client, o);
+      // A folder added or removed: set NOTIFY again on a new connection (every folder reads once).
+      if ((await keepAlive(client, o, version)) === "list changed") continue;
     } catch (err) {
       if (o.signal.aborted) break;
       o.log.warn({ err: (err as Error).message }, "the NOTIFY connection failed; reconnecting (the folders read once it is back)");
@@ -189,16 +250,20 @@ async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined
   }
 }
 
-/** NOOP every keepaliveMs until the connection closes (throws) or we stop. */
-async function keepAlive(client: ImapFlow, o: NotifierOptions): Promise<void> {
+/** NOOP every keepaliveMs until the connection closes (throws), the folder list changes, or we stop. */
+async function keepAlive(client: ImapFlow, o: NotifierOptions, version: number): Promise<"stopped" | "list changed"> {
   const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
   while (!o.signal.aborted) {
     const stop = new AbortController();
-    const quiet = sleep(o.keepaliveMs, AbortSignal.any([o.signal, stop.signal])).then(() => "quiet" as const);
-    const why = await Promise.race([quiet, closed.then(() => "closed" as const)]);
+    const stopping = AbortSignal.any([o.signal, stop.signal]);
+    const quiet = sleep(o.keepaliveMs, stopping).then(() => "quiet" as const);
+    const listChanged = o.wakeups.listChanged(version, stopping).then(() => "list changed" as const);
+    const why = await Promise.race([quiet, listChanged, closed.then(() => "closed" as const)]);
     stop.abort();
-    if (o.signal.aborted) return;
+    if (o.signal.aborted) return "stopped";
+    if (why === "list changed") return why;
     if (why === "closed") throw new Error(`account "${o.accountName}": the server closed the NOTIFY connection`);
     await keepalive(client, o.keepaliveTimeoutMs, o.accountName, "(NOTIFY)");
   }
+  return "stopped";
 }

@@ -80,6 +80,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
     woken = false;
     let failure: ImapError | undefined;
     let notified = false;
+    // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
+    const release = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
     try {
       const ended = yield* watchSession(w, s, refusedLast);
       if (ended === "wait-for-wakeup") notified = true;
@@ -91,6 +93,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       s.events?.dispose();
       // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
       if (s.client) await closeQuietly(s.client, failure === undefined);
+      release?.();
     }
     if (w.signal.aborted) return;
     if (notified && s.position) {

@@ -14,6 +14,8 @@ import { silentLogger } from "../src/log.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
 import { startImapProxy, type ImapProxy, type ImapRule } from "./support/imap-proxy.ts";
 import { buildMail } from "./support/mail.ts";
+import { startMailbell, writeConfig } from "./support/daemon.ts";
+import { startReceiver } from "./support/receiver.ts";
 
 let dovecot: Dovecot;
 before(async () => {
@@ -117,6 +119,37 @@ describe("an account's folders with NOTIFY", () => {
     } finally {
       stop.abort();
       await watching.done;
+    }
+  });
+
+  it("watch.notify auto: the daemon posts each folder's mail once over one connection, more folders than maxConnections", async () => {
+    const user = "notify3";
+    await dovecot.addUser(user, "pw");
+    for (const f of folders.slice(1)) await dovecot.createMailbox(user, f);
+    await using proxy = await startImapProxy({ port: dovecot.imapPort });
+    const receiver = await startReceiver();
+    const dir = writeConfig("");
+    const yaml = `
+state: ${dir.replace(/mailbell\.yaml$/, "state.db")}
+watch: { notify: auto }
+accounts:
+  - { name: n, host: 127.0.0.1, port: ${proxy.port}, tls: none, user: ${user}, pass: pw, maxConnections: 3, mailboxes: ${JSON.stringify(folders)} }
+targets:
+  - { name: hook, type: webhook, url: "${receiver.url("/hook")}" }
+rules:
+  - { name: all, match: {}, notify: [hook], template: "{{subject}}" }
+`;
+    const mailbell = startMailbell(writeConfig(yaml, dir.replace(/\/mailbell\.yaml$/, "")), yaml);
+    try {
+      await waitUntil("every folder watched and only the notifier connected", () => mailbell.logger.find(/^watching$/).length >= folders.length && proxy.connections === 1, 20_000);
+      for (const f of folders) await dovecot.append(user, f, mail(`${f} 1`));
+      await receiver.waitFor(folders.length, 20_000);
+      await waitUntil("back to one connection", () => proxy.connections === 1, 20_000);
+      await sleep(300);
+      assert.deepEqual(receiver.requests.map((r) => (r.json as { subject?: string; text?: string }).subject ?? JSON.stringify(r.json)).sort(), folders.map((f) => `${f} 1`).sort());
+    } finally {
+      await mailbell.stop();
+      await receiver.close();
     }
   });
 });

@@ -38,6 +38,8 @@ export class FolderWakeups {
   /** Bumped when a folder is added or removed: the notifier sets NOTIFY again. */
   #listVersion = 0;
   #freeSlots: number;
+  /** How many folders may read at once while NOTIFY is on. */
+  readonly readingConnections: number;
 
   /**
    * `readingConnections`: how many folders may read at once while NOTIFY is on (the server's
@@ -45,7 +47,7 @@ export class FolderWakeups {
    */
   constructor(mailboxes: readonly string[], readingConnections = Infinity) {
     for (const m of mailboxes) this.#counts.set(m, 0);
-    this.#freeSlots = Math.max(1, readingConnections);
+    this.readingConnections = this.#freeSlots = Math.max(1, readingConnections);
   }
 
   get mailboxes(): readonly string[] {
@@ -213,6 +215,7 @@ async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined
     await client.connect();
     if (!client.capabilities.has("NOTIFY")) {
       o.log.info({ mailboxes: o.wakeups.mailboxes.length }, "the server does not offer NOTIFY: each folder is watched on its own connection");
+      if (o.wakeups.mailboxes.length > o.wakeups.readingConnections + 1) o.log.warn({ mailboxes: o.wakeups.mailboxes.length, maxConnections: o.wakeups.readingConnections + 1 }, "without NOTIFY this account needs a connection per folder, more than maxConnections allows: the server may refuse some; watch fewer folders or raise maxConnections");
       o.wakeups.setMode("off");
       await closeQuietly(client, true);
       return undefined;

@@ -137,15 +137,22 @@ export class FolderWakeups {
     }
   }
 
-  /** Resolves at the next change of any kind, after ms, or when signal aborts. */
-  async #nextWake(ms: number, signal: AbortSignal): Promise<void> {
-    const stop = new AbortController();
-    let wake: () => void = () => {};
-    const woken = new Promise<void>((resolve) => (wake = resolve));
-    this.#waiters.add(wake);
-    await Promise.race([woken, sleep(ms, AbortSignal.any([signal, stop.signal]))]);
-    stop.abort();
-    this.#waiters.delete(wake);
+  /**
+   * Resolves at the next change of any kind, after ms, or when signal aborts. A plain timer and
+   * listener, removed on the way out: dozens of folders wait at once and wake at every change.
+   */
+  #nextWake(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done, { once: true });
+      this.#waiters.add(done);
+    });
   }
 
   /** Resolves when the folder list changes (or signal aborts). */

@@ -21,7 +21,7 @@ import type { ImapFlow } from "imapflow";
 import { decodePath, encodePath } from "imapflow/lib/tools.js";
 import type { Logger } from "../log.ts";
 import { Backoff, sleep } from "./backoff.ts";
-import { closeQuietly, createImapClient, type ImapAccount, type ReplyLimits } from "./client.ts";
+import { closeQuietly, createImapClient, type ImapAccount } from "./client.ts";
 import { keepalive } from "./wait.ts";
 
 /** unknown: the notifier has not yet asked the server; on: it watches; off: one connection per folder. */
@@ -175,7 +175,6 @@ export interface NotifierOptions {
   keepaliveMs: number;
   keepaliveTimeoutMs: number;
   reconnectMaxMs: number;
-  limits?: ReplyLimits;
 }
 
 /** imapflow's internal members this module uses (see the top of the file). */
@@ -216,7 +215,7 @@ export async function runNotifier(o: NotifierOptions): Promise<void> {
 /** Connects and sets NOTIFY; undefined (mode "off") when the server cannot do it. */
 async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined> {
   const credentials = o.account.credentials ? await o.account.credentials(false) : { pass: o.account.pass ?? "" };
-  const client = createImapClient(o.account, { logger: o.log, socketTimeoutMs: 2 * o.keepaliveMs + o.keepaliveTimeoutMs, limits: o.limits }, credentials);
+  const client = createImapClient(o.account, { logger: o.log, socketTimeoutMs: 2 * o.keepaliveMs + o.keepaliveTimeoutMs }, credentials);
   client.on("error", (err: Error) => o.log.debug({ err: err.message }, "the NOTIFY connection reported an error"));
   try {
     await client.connect();

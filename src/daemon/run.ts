@@ -25,6 +25,7 @@ import { State } from "../store/sqlite/state.ts";
 import { createTargets } from "../targets/index.ts";
 import type { Target } from "../targets/types.ts";
 import { announceSetAside } from "./announce.ts";
+import { Notifiers } from "./notifiers.ts";
 import { CatchUpTally } from "./catch-up-log.ts";
 import { Health, type HealthEvent, type HealthOptions } from "./health.ts";
 import { createMailbellMetrics, Metrics } from "./metrics.ts";
@@ -211,12 +212,15 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     decoder = startDecoder(log);
     // Every watcher starts at once; setting up only a few connections at a time keeps RSS per
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
-    const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), decode: decoder.decode, setAside: state.setAside, actions: state.actions, loggedIn: (name: string) => loggedIn.has(name) };
+    const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), notifiers: new Notifiers(log), decode: decoder.decode, setAside: state.setAside, actions: state.actions, loggedIn: (name: string) => loggedIn.has(name) };
     const watchers = new Watchers((gen, place, signal, firstStart) => {
       const account = gen.loaded.config.accounts.find((a) => a.name === place.account)!;
       // A reload never ends the run: an account it adds with a wrong password is retried and logged at error.
       const failFast = firstStart ? firstStartFailFast(state, account) : "never";
-      return superviseMailbox(gen.accounts.get(place.account)!, account, place.mailbox, gen.loaded.config, gen.deps, { ...runOptions, signal }, { ...shared, dkim: gen.dkim, failFast });
+      const imap = gen.accounts.get(place.account)!;
+      // With watch.notify auto, the account's notifier watches this folder while NOTIFY is on.
+      const notified = shared.notifiers.join(imap, account, place.mailbox, gen.loaded.config.watch, signal);
+      return superviseMailbox(imap, account, place.mailbox, gen.loaded.config, gen.deps, { ...runOptions, signal }, { ...shared, dkim: gen.dkim, failFast, wakeups: notified.wakeups }).finally(notified.leave);
     }, runOptions.signal, () => givenUp.abort());
     watchers.start(current, mailboxes, { firstStart: true });
     // Mail set aside because a DKIM key could not be looked up is read again every 10 minutes, so it
@@ -588,6 +592,9 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
 /** What every mailbox's watcher shares: the connection gate, the decoding thread, the set-aside and action stores. */
 interface SharedByWatchers {
   connectGate: ConnectGate;
+  /** The accounts' NOTIFY notifiers (watch.notify), and this folder's wake-ups when one watches it. */
+  notifiers: Notifiers;
+  wakeups: WatchOptions["wakeups"];
   decode: DecodeParts;
   setAside: SetAsideStore;
   /** Also says whether actions wait in a mailbox no rule acts on any more. */
@@ -635,6 +642,7 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
     onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
     failFast: shared.failFast,
     connectGate: shared.connectGate,
+    wakeups: shared.wakeups,
     decode: shared.decode,
     ...mailReading(deps.rules, account.name, mailbox, shared.dkim),
     readerConnection: readerConnectionsFor(account),

@@ -54,6 +54,12 @@ export const watchSchema = z.strictObject({
   keepaliveSeconds: seconds(1, 3600).default(120),
   /** …and reconnect when it gets no answer within this long (a server that hangs, or a proxy whose server went away). */
   keepaliveTimeoutSeconds: seconds(1, 600).default(15),
+  /**
+   * auto: where the server offers IMAP NOTIFY (RFC 5465; Dovecot does), watch all of an account's
+   * folders over one connection, opening a folder's own only while it has mail to read (at most
+   * maxConnections − 1 at once); elsewhere one connection per folder. off: always one per folder.
+   */
+  notify: z.enum(["auto", "off"]).default("off"),
   /** For servers without IDLE: how often to look for new mail. */
   pollSeconds: seconds(1, 3600).default(60),
   /** After downtime, this many mails per mailbox are announced one by one; the rest as one digest. */

@@ -55,7 +55,7 @@ export interface Reconciling {
 }
 
 /** Loads the checkpoint and says where to start; a first start saves the mailbox's end at once. */
-export async function reconcile(probe: EndProbe, opened: OpenedMailbox, w: Reconciling): Promise<SessionStart> {
+export async function reconcile(probe: EndProbe, opened: OpenedMailbox, w: Reconciling, woken = false): Promise<SessionStart> {
   const where = { account: w.account, mailbox: w.mailbox };
   const uidValidity = uidValidityOf(opened, where);
   const stored = await checkpointStep(w.checkpoints, "load the checkpoint", w, () => w.checkpoints.load(w.account, w.mailbox));
@@ -77,7 +77,11 @@ export async function reconcile(probe: EndProbe, opened: OpenedMailbox, w: Recon
       w.log.info({ uidValidity, lastUid: checkpoint.lastUid }, "first start on this mailbox: announcing mail from now on");
     }
   }
-  w.log.info({ uidValidity, lastUid: checkpoint.lastUid }, "watching");
-  w.emit({ type: "connected", uidValidity, lastUid: checkpoint.lastUid });
+  // A session opened for a NOTIFY wake-up (notify.ts) is a round of reading, not news.
+  if (woken) w.log.debug({ uidValidity, lastUid: checkpoint.lastUid }, "woken by NOTIFY: reading");
+  else {
+    w.log.info({ uidValidity, lastUid: checkpoint.lastUid }, "watching");
+    w.emit({ type: "connected", uidValidity, lastUid: checkpoint.lastUid });
+  }
   return { uidValidity, lastUid: checkpoint.lastUid, resync: plan.from === "end" ? plan.resync : undefined };
 }

@@ -10,6 +10,8 @@ import type { DkimSignature } from "../rules/types.ts";
 import type { FailFast } from "./reconnect-policy.ts";
 import type { SetAsideStore } from "./unreadable.ts";
 
+import type { FolderWakeups } from "./notify.ts";
+
 export interface WatchOptions {
   account: ImapAccount;
   mailbox: string;
@@ -119,6 +121,12 @@ export interface WatchOptions {
    * Without it this watcher connects at once. `new ConnectGate({ concurrency: 4 })` is one.
    */
   connectGate?: { run<T>(connect: () => Promise<T>, signal?: AbortSignal): Promise<T> };
+  /**
+   * The account's NOTIFY wake-ups (imap/notify.ts), shared with a notifier run by runNotifier():
+   * while NOTIFY is on, this watcher keeps no connection while quiet; it opens one to read when
+   * woken. Without it (or when the server has no NOTIFY) the watcher IDLEs on its own connection.
+   */
+  wakeups?: FolderWakeups;
 }
 
 export type WatchEvent =

@@ -8,6 +8,7 @@
  * - retry.ts: set-aside mail a person asked to read again;
  * - wait.ts: IDLE with a keepalive, or a poll, until there is mail to look for;
  * - burst.ts: while mail is flowing, NOOP for news instead of waiting for the server's IDLE push;
+ * - notify.ts: with NOTIFY, no connection of its own while quiet: a session per wake-up, read to the end;
  * - reconnect-policy.ts: how long to wait after a session ended, and what to say (pure);
  * - unreadable.ts: failed reads counted per UID, and which mail a broken connection blames;
  * - actions.ts: the rules' actions on mail (mark read, flag, label, move), after it is committed.
@@ -71,12 +72,20 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   let refusedLast = false;
   let attempt = 0;
   let openedBefore = false;
+  let woken = false;
   while (!w.signal.aborted) {
-    w.emit({ type: "connecting" });
-    const s: SessionParts = {};
+    // A session opened for a NOTIFY wake-up is a round of reading, not a reconnect: said at debug only.
+    if (!woken) w.emit({ type: "connecting" });
+    const s: SessionParts = { woken };
+    woken = false;
     let failure: ImapError | undefined;
+    let notified = false;
+    // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
+    const release = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
     try {
-      failure = yield* watchSession(w, s, refusedLast);
+      const ended = yield* watchSession(w, s, refusedLast);
+      if (ended === "wait-for-wakeup") notified = true;
+      else failure = ended;
     } catch (err) {
       failure = sessionFailure(w, s, err);
     } finally {
@@ -84,8 +93,17 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       s.events?.dispose();
       // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
       if (s.client) await closeQuietly(s.client, failure === undefined);
+      release?.();
     }
     if (w.signal.aborted) return;
+    if (notified && s.position) {
+      // Read to the end and quiet: no connection until the notifier says the folder changed.
+      refusedLast = false;
+      attempt = 0;
+      await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
+      woken = true;
+      continue;
+    }
     const watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
     const canRefreshCredentials = options.account.credentials !== undefined;
     const opened = s.opened === true;
@@ -125,15 +143,19 @@ interface SessionParts {
   opened?: boolean;
   /** When the session started really watching (in IDLE or polling): only that earns a fresh backoff. */
   watchingSince?: number;
+  /** This session reads after a NOTIFY wake-up (its start is logged at debug). */
+  woken?: boolean;
+  /** The folder's NOTIFY wake-up count as the last round started (notify.ts). */
+  wakeCount?: number;
 }
 
 /** One connection's life: open, read, wait, read… until it closes (its error returned) or we stop. */
-async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], ImapError | undefined, undefined> {
+async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], ImapError | undefined | "wait-for-wakeup", undefined> {
   const client = (s.client = await createWatchingClient(w, refusedLast));
   const events = (s.events = new ConnectionEvents(client, w.signal));
   const opened = await openMailbox(w, client);
   s.opened = true;
-  const start = await reconcile(client, opened, w);
+  const start = await reconcile(client, opened, w, s.woken === true);
   const polling = !client.capabilities.has("IDLE");
   if (polling) w.log.warn({ pollMs: w.pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
   const pos: Position = (s.position = { ...start, firstRound: true, reading: undefined });
@@ -156,6 +178,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
       }
     }
     const readUpTo = pos.lastUid;
+    s.wakeCount = w.options.wakeups?.count(w.mailbox);
     const end = yield* readRound(w, source, pos, events);
     if (pos.lastUid > readUpTo) burst.mailRead(performance.now());
     if (end === "stopped") return undefined;
@@ -171,6 +194,8 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     }
     const first = s.watchingSince === undefined;
     s.watchingSince ??= Date.now();
+    // With NOTIFY the account's notifier watches this folder: close this connection (read to the end).
+    if (!polling && w.options.wakeups && w.options.wakeups.mode !== "off") return "wait-for-wakeup";
     const woken = await waitForMail(client, events, { ...w, polling, first, retryWaiting: async () => (await retryWaiting(w, pos.uidValidity)) || (await actionsWaiting(w)), where: w });
     retryDue ||= woken.retryDue;
     source.watchingIdles = woken.why === "mail";
@@ -189,4 +214,19 @@ function sessionFailure(w: Watch, s: SessionParts, err: unknown): ImapError {
   if (s.position?.reading) blameRead(w.failures, s.position.reading, failure, s.client?.byeReason, w.log);
   w.actionBreaks.broke();
   return failure;
+}
+
+/**
+ * Waits for the notifier's word that the folder changed since the last round started (or that
+ * NOTIFY is off, then the next session IDLEs as usual). Every keepaliveMs it looks whether a person
+ * asked to read set-aside mail again or actions came due, as the keepalive of an IDLE would.
+ */
+async function waitForWakeup(w: Watch, uidValidity: number, since: number): Promise<void> {
+  const wakeups = w.options.wakeups!;
+  w.emit({ type: "idle" });
+  for (;;) {
+    const why = await wakeups.wait(w.mailbox, since, w.keepaliveMs, w.signal);
+    if (why !== "timeout") return;
+    if ((await retryWaiting(w, uidValidity)) || (await actionsWaiting(w))) return;
+  }
 }

@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { FolderWakeups } from "./notify.ts";
+
+const never = new AbortController().signal;
+
+describe("FolderWakeups", () => {
+  it("wakes a folder whose count moved past the one its round started with, and only that folder", async () => {
+    const w = new FolderWakeups(["A", "B"]);
+    w.setMode("on");
+    const sinceA = w.count("A");
+    const sinceB = w.count("B");
+    const a = w.wait("A", sinceA, 5000, never);
+    w.changed("A");
+    assert.equal(await a, "change");
+    assert.equal(await w.wait("B", sinceB, 20, never), "timeout");
+    w.changed("Unwatched");
+    assert.equal(await w.wait("B", sinceB, 20, never), "timeout");
+  });
+
+  it("does not miss a change that came while the folder was reading (before it waits)", async () => {
+    const w = new FolderWakeups(["A"]);
+    w.setMode("on");
+    const since = w.count("A");
+    w.changed("A"); // during the round
+    assert.equal(await w.wait("A", since, 20, never), "change");
+  });
+
+  it("wakes every folder when the notifier (re)connects, and says off when NOTIFY is unusable", async () => {
+    const w = new FolderWakeups(["A", "B"]);
+    const waiting = w.wait("B", w.count("B"), 5000, never);
+    w.setMode("on");
+    w.changedAll();
+    assert.equal(await waiting, "change");
+    const off = w.wait("A", w.count("A"), 5000, never);
+    w.setMode("off");
+    assert.equal(await off, "off");
+  });
+
+  it("waits while the mode is unknown, and stops on the signal", async () => {
+    const w = new FolderWakeups(["A"]);
+    w.changed("A");
+    assert.equal(await w.wait("A", 0, 20, never), "timeout");
+    const stop = new AbortController();
+    const waiting = w.wait("A", 5, 5000, stop.signal);
+    stop.abort();
+    assert.equal(await waiting, "stopped");
+  });
+
+  it("lets only readingConnections sessions hold a connection at once, none once NOTIFY is off", async () => {
+    const w = new FolderWakeups(["A", "B", "C"], 2);
+    const r1 = await w.slot(never);
+    await w.slot(never);
+    let third = false;
+    const pending = w.slot(never).then((release) => ((third = true), release));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(third, false, "the third waits for a free connection");
+    r1();
+    r1(); // a second release frees nothing more
+    (await pending)();
+    assert.equal(third, true);
+    await w.slot(never);
+    let fourth = false;
+    const p4 = w.slot(never).then(() => (fourth = true));
+    w.setMode("off");
+    await p4;
+    assert.equal(fourth, true, "with NOTIFY off each folder has its own connection");
+  });
+
+  it("tells the notifier when a reload adds or removes a folder", async () => {
+    const w = new FolderWakeups(["A"]);
+    const version = w.listVersion;
+    const changed = w.listChanged(version, never);
+    w.add("B");
+    await changed;
+    assert.deepEqual(w.mailboxes, ["A", "B"]);
+    w.remove("A");
+    assert.deepEqual(w.mailboxes, ["B"]);
+    assert.equal(w.listVersion, version + 2);
+  });
+});

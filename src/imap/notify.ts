@@ -1,0 +1,278 @@
+/**
+ * Many folders, one watching connection: IMAP NOTIFY (RFC 5465).
+ *
+ * Where the server offers NOTIFY, one "notifier" connection per account asks to be told of new and
+ * expunged mail in all the account's watched folders (`NOTIFY SET (mailboxes A B C (MessageNew
+ * MessageExpunge))`); the server then sends `* STATUS "A" (...)` whenever a folder changes, with no
+ * folder selected and no IDLE. Each folder's watcher then keeps no connection of its own while
+ * quiet: it reads from its checkpoint to the folder's end on a connection opened for the round,
+ * stays on it while mail flows (burst.ts), closes it, and waits for the notifier's next wake-up.
+ *
+ * No mail is stranded: a watcher remembers the folder's wake-up count before each round and waits
+ * only while it is unchanged (a wake-up during the round makes it read again), and every (re)connect
+ * of the notifier wakes every folder, for mail that came while it was away.
+ *
+ * imapflow (2.10.2) has no NOTIFY. This uses two of its members its typings mark internal, and
+ * only here: `exec()` (send one command, the way its own commands do) and `untaggedHandlers`
+ * (where its own EXISTS/EXPUNGE handlers live), to receive the unsolicited STATUS. test/notify.test.ts
+ * fails if either changes.
+ */
+import type { ImapFlow } from "imapflow";
+import { decodePath, encodePath } from "imapflow/lib/tools.js";
+import type { Logger } from "../log.ts";
+import { Backoff, sleep } from "./backoff.ts";
+import { closeQuietly, createImapClient, type ImapAccount } from "./client.ts";
+import { keepalive } from "./wait.ts";
+
+/** unknown: the notifier has not yet asked the server; on: it watches; off: one connection per folder. */
+export type NotifyMode = "unknown" | "on" | "off";
+
+/**
+ * The wake-ups of one account's folders, shared by its notifier (which counts changes) and the
+ * folders' watchers (which wait for the count to move).
+ */
+export class FolderWakeups {
+  #mode: NotifyMode = "unknown";
+  readonly #counts = new Map<string, number>();
+  readonly #waiters = new Set<() => void>();
+  /** Bumped when a folder is added or removed: the notifier sets NOTIFY again. */
+  #listVersion = 0;
+  #freeSlots: number;
+  /** How many folders may read at once while NOTIFY is on. */
+  readonly readingConnections: number;
+
+  /**
+   * `readingConnections`: how many folders may read at once while NOTIFY is on (the server's
+   * per-account connection limit less the notifier's), so 20 folders fit a server allowing 10.
+   */
+  constructor(mailboxes: readonly string[], readingConnections = Infinity) {
+    for (const m of mailboxes) this.#counts.set(m, 0);
+    this.readingConnections = this.#freeSlots = Math.max(1, readingConnections);
+  }
+
+  get mailboxes(): readonly string[] {
+    return [...this.#counts.keys()];
+  }
+
+  get mode(): NotifyMode {
+    return this.#mode;
+  }
+
+  get listVersion(): number {
+    return this.#listVersion;
+  }
+
+  /** A folder joins (a reload added it); it reads once the notifier has set NOTIFY again. */
+  add(mailbox: string): void {
+    if (this.#counts.has(mailbox)) return;
+    this.#counts.set(mailbox, 0);
+    this.#listVersion++;
+    this.#wakeAll();
+  }
+
+  remove(mailbox: string): void {
+    if (!this.#counts.delete(mailbox)) return;
+    this.#listVersion++;
+    this.#wakeAll();
+  }
+
+  /**
+   * Waits for one of the reading connections a session may hold while NOTIFY is not off, and
+   * returns its release. Where NOTIFY is off each folder keeps its own connection: no wait then.
+   */
+  async slot(signal: AbortSignal): Promise<() => void> {
+    for (;;) {
+      if (this.#mode === "off" || signal.aborted) return () => {};
+      if (this.#freeSlots > 0) {
+        this.#freeSlots--;
+        let released = false;
+        return () => {
+          if (released) return;
+          released = true;
+          this.#freeSlots++;
+          this.#wakeAll();
+        };
+      }
+      await this.#nextWake(60_000, signal);
+    }
+  }
+
+  setMode(mode: NotifyMode): void {
+    this.#mode = mode;
+    this.#wakeAll();
+  }
+
+  /** How many wake-ups this folder had: remembered before a round, waited on after it. */
+  count(mailbox: string): number {
+    return this.#counts.get(mailbox) ?? 0;
+  }
+
+  /** The server said this folder changed (a name not watched is ignored). */
+  changed(mailbox: string): void {
+    const count = this.#counts.get(mailbox);
+    if (count === undefined) return;
+    this.#counts.set(mailbox, count + 1);
+    this.#wakeAll();
+  }
+
+  /** Every folder may have changed unseen (the notifier was away): each reads once. */
+  changedAll(): void {
+    for (const [m, count] of this.#counts) this.#counts.set(m, count + 1);
+    this.#wakeAll();
+  }
+
+  /**
+   * Waits until the folder's count is past `since` ("change"), NOTIFY turns out unusable ("off"),
+   * `ms` pass ("timeout") or `signal` aborts ("stopped"). While the mode is unknown it waits.
+   */
+  async wait(mailbox: string, since: number, ms: number, signal: AbortSignal): Promise<"change" | "off" | "timeout" | "stopped"> {
+    const deadline = performance.now() + ms;
+    for (;;) {
+      if (signal.aborted) return "stopped";
+      if (this.#mode === "off") return "off";
+      if (this.#mode === "on" && this.count(mailbox) > since) return "change";
+      const left = deadline - performance.now();
+      if (left <= 0) return "timeout";
+      await this.#nextWake(left, signal);
+    }
+  }
+
+  /**
+   * Resolves at the next change of any kind, after ms, or when signal aborts. A plain timer and
+   * listener, removed on the way out: dozens of folders wait at once and wake at every change.
+   */
+  #nextWake(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done, { once: true });
+      this.#waiters.add(done);
+    });
+  }
+
+  /** Resolves when the folder list changes (or signal aborts). */
+  async listChanged(version: number, signal: AbortSignal): Promise<void> {
+    while (this.#listVersion === version && !signal.aborted) await this.#nextWake(60_000, signal);
+  }
+
+  #wakeAll(): void {
+    for (const wake of [...this.#waiters]) wake();
+  }
+}
+
+/** What the notifier needs: the account, how to log in, and the watcher's keepalive timing. */
+export interface NotifierOptions {
+  account: ImapAccount;
+  accountName: string;
+  wakeups: FolderWakeups;
+  log: Logger;
+  signal: AbortSignal;
+  keepaliveMs: number;
+  keepaliveTimeoutMs: number;
+  reconnectMaxMs: number;
+}
+
+/** imapflow's internal members this module uses (see the top of the file). */
+interface ImapFlowInternals {
+  exec(command: string, attributes: unknown[], options?: object): Promise<{ next(): void }>;
+  untaggedHandlers: Record<string, ((untagged: { attributes?: { value?: unknown }[] }) => void) | undefined>;
+}
+
+/**
+ * Runs the account's notifier until `signal` aborts: connects, sets NOTIFY, wakes folders on each
+ * STATUS, proves the line alive every keepaliveMs, and reconnects with backoff. Sets the mode "off"
+ * (and returns) when the server does not offer NOTIFY or refuses it, so the watchers fall back.
+ */
+export async function runNotifier(o: NotifierOptions): Promise<void> {
+  const backoff = new Backoff({ baseMs: 1000, capMs: o.reconnectMaxMs });
+  while (!o.signal.aborted) {
+    let client: ImapFlow | undefined;
+    let healthy = false;
+    try {
+      const version = o.wakeups.listVersion;
+      client = await connectNotifier(o);
+      if (!client) return;
+      healthy = true;
+      backoff.reset();
+      // A folder added or removed: set NOTIFY again on a new connection (every folder reads once).
+      if ((await keepAlive(client, o, version)) === "list changed") continue;
+    } catch (err) {
+      if (o.signal.aborted) break;
+      o.log.warn({ err: (err as Error).message }, "the NOTIFY connection failed; reconnecting (the folders read once it is back)");
+    } finally {
+      if (client) await closeQuietly(client, healthy && !o.signal.aborted);
+    }
+    if (o.signal.aborted) break;
+    await sleep(backoff.next(), o.signal);
+  }
+}
+
+/** Connects and sets NOTIFY; undefined (mode "off") when the server cannot do it. */
+async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined> {
+  const credentials = o.account.credentials ? await o.account.credentials(false) : { pass: o.account.pass ?? "" };
+  const client = createImapClient(o.account, { logger: o.log, socketTimeoutMs: 2 * o.keepaliveMs + o.keepaliveTimeoutMs }, credentials);
+  client.on("error", (err: Error) => o.log.debug({ err: err.message }, "the NOTIFY connection reported an error"));
+  try {
+    await client.connect();
+    if (!client.capabilities.has("NOTIFY")) {
+      o.log.info({ mailboxes: o.wakeups.mailboxes.length }, "the server does not offer NOTIFY: each folder is watched on its own connection");
+      if (o.wakeups.mailboxes.length > o.wakeups.readingConnections + 1) o.log.warn({ mailboxes: o.wakeups.mailboxes.length, maxConnections: o.wakeups.readingConnections + 1 }, "without NOTIFY this account needs a connection per folder, more than maxConnections allows: the server may refuse some; watch fewer folders or raise maxConnections");
+      o.wakeups.setMode("off");
+      await closeQuietly(client, true);
+      return undefined;
+    }
+    const internals = client as unknown as ImapFlowInternals;
+    internals.untaggedHandlers.STATUS = (untagged) => {
+      const name = untagged.attributes?.[0]?.value;
+      // Dovecot 2.3 names a folder in UTF-8 (a literal), not in modified UTF-7, in NOTIFY's STATUS.
+      if (typeof name === "string") o.wakeups.changed(decodePath(client, name));
+      else if (Buffer.isBuffer(name)) o.wakeups.changed(name.toString("utf8"));
+    };
+    const names = o.wakeups.mailboxes.map((m) => ({ type: "STRING", value: encodePath(client, m) }));
+    const events = [{ type: "ATOM", value: "MessageNew" }, { type: "ATOM", value: "MessageExpunge" }];
+    try {
+      // personal: Dovecot 2.3 matches `mailboxes` against UTF-8 names, so a folder named in modified
+      // UTF-7 (Reçus) would never be reported; the personal namespace covers it, and `mailboxes`
+      // those outside it (shared folders). Changes in folders not watched wake nothing.
+      const response = await internals.exec("NOTIFY", [{ type: "ATOM", value: "SET" }, [{ type: "ATOM", value: "personal" }, events], [{ type: "ATOM", value: "mailboxes" }, names, events]]);
+      response.next();
+    } catch (err) {
+      // A tagged NO/BAD is the server's refusal; a dropped connection is thrown on (and retried).
+      if (!client.usable) throw err;
+      o.log.warn({ err: (err as Error).message }, "the server refused NOTIFY: each folder is watched on its own connection");
+      o.wakeups.setMode("off");
+      await closeQuietly(client, true);
+      return undefined;
+    }
+    o.log.info({ mailboxes: o.wakeups.mailboxes.length }, "watching the account's folders over one connection (NOTIFY)");
+    o.wakeups.setMode("on");
+    o.wakeups.changedAll();
+    return client;
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+}
+
+/** NOOP every keepaliveMs until the connection closes (throws), the folder list changes, or we stop. */
+async function keepAlive(client: ImapFlow, o: NotifierOptions, version: number): Promise<"stopped" | "list changed"> {
+  const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
+  while (!o.signal.aborted) {
+    const stop = new AbortController();
+    const stopping = AbortSignal.any([o.signal, stop.signal]);
+    const quiet = sleep(o.keepaliveMs, stopping).then(() => "quiet" as const);
+    const listChanged = o.wakeups.listChanged(version, stopping).then(() => "list changed" as const);
+    const why = await Promise.race([quiet, listChanged, closed.then(() => "closed" as const)]);
+    stop.abort();
+    if (o.signal.aborted) return "stopped";
+    if (why === "list changed") return why;
+    if (why === "closed") throw new Error(`account "${o.accountName}": the server closed the NOTIFY connection`);
+    await keepalive(client, o.keepaliveTimeoutMs, o.accountName, "(NOTIFY)");
+  }
+  return "stopped";
+}

@@ -1,0 +1,155 @@
+/**
+ * Many folders over one connection (IMAP NOTIFY, RFC 5465; issue 18): where the server offers
+ * NOTIFY, an account's folders are watched by one notifier connection, each folder read on a
+ * connection of its own only while it has mail; where it does not, each folder IDLEs on its own.
+ * Against the real Dovecot (which offers NOTIFY), behind the line-aware proxy that counts the
+ * connections and, for the fallback, strips NOTIFY from the capabilities.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { watchMailbox, type WatchedMail } from "../src/index.ts";
+import { FolderWakeups, runNotifier } from "../src/imap/notify.ts";
+import { silentLogger } from "../src/log.ts";
+import { startDovecot, type Dovecot } from "./support/dovecot.ts";
+import { startImapProxy, type ImapProxy, type ImapRule } from "./support/imap-proxy.ts";
+import { buildMail } from "./support/mail.ts";
+import { startMailbell, writeConfig } from "./support/daemon.ts";
+import { startReceiver } from "./support/receiver.ts";
+
+let dovecot: Dovecot;
+before(async () => {
+  dovecot = await startDovecot();
+});
+after(async () => {
+  await dovecot?.dispose();
+});
+
+const folders = ["INBOX", "Orders", "Shop/Invoices", "Reçus"];
+
+async function waitUntil(what: string, ok: () => boolean, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!ok()) {
+    if (performance.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
+    await sleep(10);
+  }
+}
+
+const mail = (subject: string): string => buildMail({ from: "shop@example.com", to: "n@example.com", subject, text: subject });
+
+/** Removes NOTIFY from every capability list, as a server without it would send. */
+const stripNotify: ImapRule = {
+  name: "strip NOTIFY",
+  onReply(reply) {
+    return / NOTIFY\b/.test(reply.line) ? { replace: reply.text.replace(/ NOTIFY\b/g, "") } : undefined;
+  },
+};
+
+/** One account's folders watched the daemon's way: a notifier and a watcher per folder sharing its wake-ups. */
+async function watchAccount(user: string, proxy: ImapProxy, stop: AbortSignal) {
+  const account = { name: user, host: "127.0.0.1", port: proxy.port, tls: "none" as const, user, pass: "pw" };
+  const wakeups = new FolderWakeups(folders);
+  const got: WatchedMail[] = [];
+  const notifier = runNotifier({ account, accountName: user, wakeups, log: silentLogger, signal: stop, keepaliveMs: 60_000, keepaliveTimeoutMs: 5000, reconnectMaxMs: 1000 });
+  const watchers = folders.map(async (mailbox) => {
+    for await (const m of watchMailbox({ account, mailbox, wakeups, signal: stop, reconnect: { baseMs: 100, capMs: 500 } })) got.push(m);
+  });
+  return { wakeups, got, done: Promise.all([notifier, ...watchers]) };
+}
+
+function subjectsBy(got: readonly WatchedMail[]): Record<string, string[]> {
+  const by: Record<string, string[]> = {};
+  for (const m of got) (by[m.mailbox] ??= []).push(m.mail.subject ?? "");
+  return by;
+}
+
+describe("an account's folders with NOTIFY", () => {
+  it("are watched over one connection, each mail posted once, also after the notifier's connection drops", async () => {
+    const user = "notify1";
+    await dovecot.addUser(user, "pw");
+    for (const f of folders.slice(1)) await dovecot.createMailbox(user, f);
+    const commands: string[] = [];
+    await using proxy = await startImapProxy({ port: dovecot.imapPort, rules: [{ name: "commands", onCommand: (c) => (commands.push(c.name), undefined) }] });
+    const stop = new AbortController();
+    const watching = await watchAccount(user, proxy, stop.signal);
+    try {
+      await waitUntil("NOTIFY on and only the notifier connected", () => watching.wakeups.mode === "on" && proxy.connections === 1, 20_000);
+      assert.ok(commands.includes("NOTIFY"));
+      assert.ok(!commands.includes("IDLE"), "no folder IDLEs on a connection of its own");
+      for (const f of folders) await dovecot.append(user, f, mail(`${f} 1`));
+      await dovecot.append(user, "Orders", mail("Orders 2"));
+      await waitUntil("all five read", () => watching.got.length >= 5, 20_000);
+      // Quiet again: the reading connections close, the notifier stays.
+      await waitUntil("back to one connection", () => proxy.connections === 1, 20_000);
+      assert.deepEqual(subjectsBy(watching.got), { INBOX: ["INBOX 1"], Orders: ["Orders 1", "Orders 2"], "Shop/Invoices": ["Shop/Invoices 1"], "Reçus": ["Reçus 1"] });
+
+      // Mail that comes while the notifier is away is read once it is back.
+      proxy.dropAll();
+      await dovecot.append(user, "Reçus", mail("Reçus 2"));
+      await waitUntil("Reçus 2 read", () => watching.got.length >= 6, 20_000);
+      await waitUntil("back to one connection", () => proxy.connections === 1, 20_000);
+      await sleep(300);
+      assert.deepEqual(
+        watching.got.map((m) => m.mail.subject).sort(),
+        ["INBOX 1", "Orders 1", "Orders 2", "Reçus 1", "Reçus 2", "Shop/Invoices 1"],
+        "each mail exactly once",
+      );
+    } finally {
+      stop.abort();
+      await watching.done;
+    }
+  });
+
+  it("fall back to one connection per folder where the server does not offer NOTIFY", async () => {
+    const user = "notify2";
+    await dovecot.addUser(user, "pw");
+    for (const f of folders.slice(1)) await dovecot.createMailbox(user, f);
+    const commands: string[] = [];
+    await using proxy = await startImapProxy({ port: dovecot.imapPort, rules: [stripNotify, { name: "commands", onCommand: (c) => (commands.push(c.name), undefined) }] });
+    const stop = new AbortController();
+    const watching = await watchAccount(user, proxy, stop.signal);
+    try {
+      await waitUntil("NOTIFY off and each folder on its own connection", () => watching.wakeups.mode === "off" && proxy.connections === folders.length, 20_000);
+      for (const f of folders) await dovecot.append(user, f, mail(`${f} 1`));
+      await waitUntil("all four read", () => watching.got.length >= 4, 20_000);
+      await sleep(300);
+      assert.deepEqual(subjectsBy(watching.got), { INBOX: ["INBOX 1"], Orders: ["Orders 1"], "Shop/Invoices": ["Shop/Invoices 1"], "Reçus": ["Reçus 1"] });
+      assert.ok(!commands.includes("NOTIFY"), "NOTIFY is not tried where it is not offered");
+      assert.equal(proxy.connections, folders.length);
+    } finally {
+      stop.abort();
+      await watching.done;
+    }
+  });
+
+  it("watch.notify auto: the daemon posts each folder's mail once over one connection, more folders than maxConnections", async () => {
+    const user = "notify3";
+    await dovecot.addUser(user, "pw");
+    for (const f of folders.slice(1)) await dovecot.createMailbox(user, f);
+    await using proxy = await startImapProxy({ port: dovecot.imapPort });
+    const receiver = await startReceiver();
+    const dir = writeConfig("");
+    const yaml = `
+state: ${dir.replace(/mailbell\.yaml$/, "state.db")}
+watch: { notify: auto }
+accounts:
+  - { name: n, host: 127.0.0.1, port: ${proxy.port}, tls: none, user: ${user}, pass: pw, maxConnections: 3, mailboxes: ${JSON.stringify(folders)} }
+targets:
+  - { name: hook, type: webhook, url: "${receiver.url("/hook")}" }
+rules:
+  - { name: all, match: {}, notify: [hook], template: "{{subject}}" }
+`;
+    const mailbell = startMailbell(writeConfig(yaml, dir.replace(/\/mailbell\.yaml$/, "")), yaml);
+    try {
+      await waitUntil("every folder watched and only the notifier connected", () => mailbell.logger.find(/^watching$/).length >= folders.length && proxy.connections === 1, 20_000);
+      for (const f of folders) await dovecot.append(user, f, mail(`${f} 1`));
+      await receiver.waitFor(folders.length, 20_000);
+      await waitUntil("back to one connection", () => proxy.connections === 1, 20_000);
+      await sleep(300);
+      assert.deepEqual(receiver.requests.map((r) => (r.json as { subject?: string; text?: string }).subject ?? JSON.stringify(r.json)).sort(), folders.map((f) => `${f} 1`).sort());
+    } finally {
+      await mailbell.stop();
+      await receiver.close();
+    }
+  });
+});

@@ -3,7 +3,7 @@
  * to a local Dovecot, with one IMAP connection per mailbox.
  *
  *   node bench/mailboxes.ts [--mailboxes 1000] [--idle-seconds 120] [--keepalive-seconds 120] [--samples 5] [--analyze] [--heap-snapshot] [--compress]
- *                           [--node-flags="--max-semi-space-size=1"] [--src-entry] [--system-ca] [--json]
+ *                           [--node-flags="--max-semi-space-size=1"] [--src-entry] [--system-ca] [--healthz-poll-ms N] [--json]
  *
  * mailbell is started as users start it: through the `mailbell` command (bin/mailbell.js), which
  * re-executes `mailbell run` with its memory settings, over a dist/ compiled from the current
@@ -562,10 +562,23 @@ export interface ManyMailboxesOptions {
   /** watch.keepaliveSeconds for both mailbell processes; default mailbell's own. A short one makes
    * the cost of one keepalive measurable: (idle CPU) / (mailboxes × idle window / keepalive). */
   keepaliveSeconds?: number;
+  /** How often /healthz is asked while the mailboxes connect; default healthzPollMs(). */
+  healthzPollMs?: number;
   /** Accounts without `ca:`, trusting the test CA through the system's store (NODE_EXTRA_CA_CERTS), as most users' accounts do. */
   systemCa?: boolean;
   /** Progress lines go here (default: stderr). */
   progress?: (line: string) => void;
+}
+
+/**
+ * How often to ask /healthz while the mailboxes connect: every 100 ms for a few mailboxes, once a
+ * second at 1,000 (n ms, within 100–1000). Each answer lists every mailbox (~200 B each): asked
+ * every 100 ms at 1,000 mailboxes, the ~2 MB/s of JSON and HTTP buffers made while the connections
+ * were being set up stayed in mailbell's RSS, as if each mailbox cost ~20 kB more (BENCHMARKS.md,
+ * "Memory per idle mailbox"), which no user's monitoring would cause.
+ */
+export function healthzPollMs(mailboxes: number, given?: number): number {
+  return given ?? Math.min(1000, Math.max(100, mailboxes));
 }
 
 /** Settled VmRSS of a process: the median of five readings 200 ms apart. */
@@ -638,6 +651,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
     let last: HealthzMailbox[] = [];
     let lastReport = 0;
     const connectLimitMs = Math.max(60_000, n * 150);
+    const pollMs = healthzPollMs(n, options.healthzPollMs);
     for (;;) {
       const h = await healthz(port);
       const now = performance.now() - mb.spawnedAt;
@@ -655,7 +669,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
           say(`  ${(now / 1000).toFixed(1)} s: ${connected} connected, ${idle} idle of ${n}`);
         }
       }
-      const state = await Promise.race([mb.proc.exited, sleep(100).then(() => "running" as const)]);
+      const state = await Promise.race([mb.proc.exited, sleep(pollMs).then(() => "running" as const)]);
       if (state !== "running") throw new Error(`mailbell exited (${state}):\n${mb.proc.log.slice(-3000)}`);
       if (now > connectLimitMs) break;
     }
@@ -1032,6 +1046,7 @@ if (import.meta.main) {
       "node-flags": { type: "string", default: "" },
       "src-entry": { type: "boolean", default: false },
       "system-ca": { type: "boolean", default: false },
+      "healthz-poll-ms": { type: "string" },
       json: { type: "boolean", default: false },
       child: { type: "string" },
       spec: { type: "string" },
@@ -1053,6 +1068,7 @@ if (import.meta.main) {
       nodeFlags: values["node-flags"].split(/\s+/).filter(Boolean),
       srcEntry: values["src-entry"],
       systemCa: values["system-ca"],
+      ...(values["healthz-poll-ms"] ? { healthzPollMs: Number(values["healthz-poll-ms"]) } : {}),
       ...(values["keepalive-seconds"] ? { keepaliveSeconds: Number(values["keepalive-seconds"]) } : {}),
     });
     if (values.json) console.log(JSON.stringify(r, null, 2));

@@ -3,7 +3,7 @@
  * to a local Dovecot, with one IMAP connection per mailbox.
  *
  *   node bench/mailboxes.ts [--mailboxes 1000] [--idle-seconds 120] [--keepalive-seconds 120] [--samples 5] [--analyze] [--heap-snapshot] [--compress]
- *                           [--node-flags="--max-semi-space-size=1"] [--src-entry] [--json]
+ *                           [--node-flags="--max-semi-space-size=1"] [--src-entry] [--system-ca] [--healthz-poll-ms N] [--json]
  *
  * mailbell is started as users start it: through the `mailbell` command (bin/mailbell.js), which
  * re-executes `mailbell run` with its memory settings, over a dist/ compiled from the current
@@ -27,6 +27,8 @@
  * --node-flags passes V8/Node flags to both mailbell processes, to try memory settings (a flag the
  * launcher would set, given here, replaces the launcher's value).
  * --src-entry runs `node src/cli/entry.ts` directly instead, without the launcher's settings.
+ * --system-ca leaves `ca:` out of the accounts and adds the test CA to the system's store
+ * (NODE_EXTRA_CA_CERTS), the way most accounts (Gmail, Fastmail…) are trusted.
  *
  * Needs root (or a raised fs.inotify.max_user_instances) for push on more than ~100 sessions: it
  * raises the limit for the run and puts it back afterwards. A guard ends a run that overruns.
@@ -436,13 +438,17 @@ export async function createMailboxes(dc: Dovecot, n: number, perUser = 10): Pro
 
 const q = (s: string | number) => JSON.stringify(String(s));
 
-/** A config with one account per user (its mailboxes listed), a webhook target and a catch-all rule. */
-export function benchYaml(o: { dc: Dovecot; port?: number; mailboxes: readonly Mailbox[]; hookUrl: string; statusPort?: number; logLevel?: string; keepaliveSeconds?: number }): string {
+/**
+ * A config with one account per user (its mailboxes listed), a webhook target and a catch-all rule.
+ * systemCa: no `ca:` (the server is trusted through the system's store, as for Gmail; the caller
+ * adds the test CA to it with NODE_EXTRA_CA_CERTS).
+ */
+export function benchYaml(o: { dc: Dovecot; port?: number; mailboxes: readonly Mailbox[]; hookUrl: string; statusPort?: number; logLevel?: string; keepaliveSeconds?: number; systemCa?: boolean }): string {
   const byUser = new Map<string, Mailbox[]>();
   for (const m of o.mailboxes) byUser.set(m.user, [...(byUser.get(m.user) ?? []), m]);
   const accounts = [...byUser].map(
     ([user, ms]) =>
-      `  - { name: ${user}, host: 127.0.0.1, port: ${o.port ?? o.dc.imapsPort}, tls: implicit, ca: ${q(o.dc.caFile)}, user: ${user}, pass: ${q(ms[0]!.pass)}, maxConnections: ${Math.max(ms.length, 1)}, mailboxes: [${ms.map((m) => q(m.mailbox)).join(", ")}] }`,
+      `  - { name: ${user}, host: 127.0.0.1, port: ${o.port ?? o.dc.imapsPort}, tls: implicit, ${o.systemCa ? "" : `ca: ${q(o.dc.caFile)}, `}user: ${user}, pass: ${q(ms[0]!.pass)}, maxConnections: ${Math.max(ms.length, 1)}, mailboxes: [${ms.map((m) => q(m.mailbox)).join(", ")}] }`,
   );
   // state: the default ./mailbell.db, next to the config in the run's temp dir
   return `log: { level: ${o.logLevel ?? "warn"} }
@@ -491,6 +497,8 @@ export interface ManyMailboxesResult {
   foldersPerUser: number;
   inotify: string;
   compress: boolean;
+  /** The accounts had no `ca:` (the test CA in the system's store). */
+  systemCa: boolean;
   /** Extra node flags mailbell ran with (none by default). */
   nodeFlags: string[];
   /** How mailbell was started: "bin/mailbell.js" (the launcher, as users) or "src/cli/entry.ts". */
@@ -554,8 +562,23 @@ export interface ManyMailboxesOptions {
   /** watch.keepaliveSeconds for both mailbell processes; default mailbell's own. A short one makes
    * the cost of one keepalive measurable: (idle CPU) / (mailboxes × idle window / keepalive). */
   keepaliveSeconds?: number;
+  /** How often /healthz is asked while the mailboxes connect; default healthzPollMs(). */
+  healthzPollMs?: number;
+  /** Accounts without `ca:`, trusting the test CA through the system's store (NODE_EXTRA_CA_CERTS), as most users' accounts do. */
+  systemCa?: boolean;
   /** Progress lines go here (default: stderr). */
   progress?: (line: string) => void;
+}
+
+/**
+ * How often to ask /healthz while the mailboxes connect: every 100 ms for a few mailboxes, once a
+ * second at 1,000 (n ms, within 100–1000). Each answer lists every mailbox (~200 B each): asked
+ * every 100 ms at 1,000 mailboxes, the ~2 MB/s of JSON and HTTP buffers made while the connections
+ * were being set up stayed in mailbell's RSS, as if each mailbox cost ~20 kB more (BENCHMARKS.md,
+ * "Memory per idle mailbox"), which no user's monitoring would cause.
+ */
+export function healthzPollMs(mailboxes: number, given?: number): number {
+  return given ?? Math.min(1000, Math.max(100, mailboxes));
 }
 
 /** Settled VmRSS of a process: the median of five readings 200 ms apart. */
@@ -598,7 +621,9 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
     // --- baseline: the same config with one mailbox. With zero accounts `mailbell run` warns
     // "nothing to watch" and exits at once, so there is no settled process to measure. ---
     const basePort = await freePort();
-    const base = await startProbedMailbell(benchYaml({ dc, mailboxes: mailboxes.slice(0, 1), hookUrl: receiver.url("/hook"), statusPort: basePort, keepaliveSeconds: options.keepaliveSeconds }), {}, options.nodeFlags, entry);
+    const trust = { systemCa: options.systemCa };
+    const env = options.systemCa ? { NODE_EXTRA_CA_CERTS: dc.caFile } : {};
+    const base = await startProbedMailbell(benchYaml({ dc, mailboxes: mailboxes.slice(0, 1), hookUrl: receiver.url("/hook"), statusPort: basePort, keepaliveSeconds: options.keepaliveSeconds, ...trust }), env, options.nodeFlags, entry);
     running.add(base);
     let startupMs = NaN;
     for (;;) {
@@ -619,13 +644,14 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
 
     // --- N mailboxes ---
     const port = await freePort();
-    const mb = await startProbedMailbell(benchYaml({ dc, mailboxes, hookUrl: receiver.url("/hook"), statusPort: port, keepaliveSeconds: options.keepaliveSeconds }), {}, options.nodeFlags, entry);
+    const mb = await startProbedMailbell(benchYaml({ dc, mailboxes, hookUrl: receiver.url("/hook"), statusPort: port, keepaliveSeconds: options.keepaliveSeconds, ...trust }), env, options.nodeFlags, entry);
     running.add(mb);
     let allConnectedMs = NaN;
     let allIdleMs = NaN;
     let last: HealthzMailbox[] = [];
     let lastReport = 0;
     const connectLimitMs = Math.max(60_000, n * 150);
+    const pollMs = healthzPollMs(n, options.healthzPollMs);
     for (;;) {
       const h = await healthz(port);
       const now = performance.now() - mb.spawnedAt;
@@ -643,7 +669,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
           say(`  ${(now / 1000).toFixed(1)} s: ${connected} connected, ${idle} idle of ${n}`);
         }
       }
-      const state = await Promise.race([mb.proc.exited, sleep(100).then(() => "running" as const)]);
+      const state = await Promise.race([mb.proc.exited, sleep(pollMs).then(() => "running" as const)]);
       if (state !== "running") throw new Error(`mailbell exited (${state}):\n${mb.proc.log.slice(-3000)}`);
       if (now > connectLimitMs) break;
     }
@@ -703,6 +729,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
       foldersPerUser: perUser,
       inotify: busy.inotify,
       compress: busy.compress,
+      systemCa: options.systemCa ?? false,
       nodeFlags: [...(options.nodeFlags ?? [])],
       startedAs: entry ? "src/cli/entry.ts" : "bin/mailbell.js",
       runtime,
@@ -975,7 +1002,7 @@ export function formatManyMailboxes(r: ManyMailboxesResult): string[][] {
 
 export function printManyMailboxes(r: ManyMailboxesResult): void {
   console.log(new Table(MAILBOXES_COLUMNS).addRows(formatManyMailboxes(r)).toString());
-  console.log(`\ninotify: ${r.inotify}; COMPRESS=DEFLATE offered: ${r.compress ? "yes (imap_zlib, as Gmail)" : "no (Dovecot's default)"}; extra node flags: ${r.nodeFlags.length ? r.nodeFlags.join(" ") : "none"}`);
+  console.log(`\ninotify: ${r.inotify}; COMPRESS=DEFLATE offered: ${r.compress ? "yes (imap_zlib, as Gmail)" : "no (Dovecot's default)"}; server trusted through ${r.systemCa ? "the system's store (no ca:, NODE_EXTRA_CA_CERTS)" : "ca: in each account"}; extra node flags: ${r.nodeFlags.length ? r.nodeFlags.join(" ") : "none"}`);
   const own = r.runtime.execArgv.filter((a) => a !== "--expose-gc" && !a.startsWith("--import="));
   console.log(`started as ${r.startedAs}; running with node flags: ${own.join(" ") || "none"}, MALLOC_ARENA_MAX ${r.runtime.mallocArenaMax ?? "unset"} (the bench's probe adds --expose-gc and an --import)`);
   console.log(`dovecot: ${Object.entries(r.dovecot.processes).map(([k, v]) => `${k} ${v}`).join(", ")} (${r.dovecot.rssMb} MB RSS in all); mailbell threads: ${r.threads}`);
@@ -1018,6 +1045,8 @@ if (import.meta.main) {
       compress: { type: "boolean", default: false },
       "node-flags": { type: "string", default: "" },
       "src-entry": { type: "boolean", default: false },
+      "system-ca": { type: "boolean", default: false },
+      "healthz-poll-ms": { type: "string" },
       json: { type: "boolean", default: false },
       child: { type: "string" },
       spec: { type: "string" },
@@ -1038,6 +1067,8 @@ if (import.meta.main) {
       compress: values.compress,
       nodeFlags: values["node-flags"].split(/\s+/).filter(Boolean),
       srcEntry: values["src-entry"],
+      systemCa: values["system-ca"],
+      ...(values["healthz-poll-ms"] ? { healthzPollMs: Number(values["healthz-poll-ms"]) } : {}),
       ...(values["keepalive-seconds"] ? { keepaliveSeconds: Number(values["keepalive-seconds"]) } : {}),
     });
     if (values.json) console.log(JSON.stringify(r, null, 2));

@@ -87,7 +87,7 @@ export function createImapClient(account: ImapAccount, options: ClientOptions, c
     // starttls must never fall back to plaintext when the offer is missing (or stripped).
     doSTARTTLS: tls === "starttls" ? true : tls === "none" ? false : undefined,
     tls: {
-      ...(account.ca ? { secureContext: sharedContext(account.ca) } : {}),
+      secureContext: sharedContext(account.ca || undefined),
       rejectUnauthorized: account.tlsVerify ?? true,
       servername: isIpAddress(account.host) ? undefined : account.host,
     },
@@ -144,14 +144,17 @@ function imapLimits(limits: ReplyLimits): Pick<ImapFlowOptions, "maxLiteralSize"
 const contexts = new Map<string, SecureContext>();
 
 /**
- * One TLS context per CA: built per connection it costs tens of kilobytes each, and every mailbox
- * of an account (or every account on one private server) trusts the same CA.
+ * One TLS context per CA, the system's trust store being one: without a context of its own
+ * tls.connect builds one per connection (an SSL_CTX and its settings, tens of kilobytes each for
+ * the life of the connection), while every mailbox of an account, and every account that trusts
+ * the same CA, can share one. Only the trust store goes into it; the certificate check
+ * (rejectUnauthorized, servername) is set per connection.
  */
-function sharedContext(ca: string | Buffer): SecureContext {
-  const key = ca.toString();
+export function sharedContext(ca: string | Buffer | undefined): SecureContext {
+  const key = ca === undefined ? "" : `ca:${ca.toString()}`;
   let context = contexts.get(key);
   if (!context) {
-    context = createSecureContext({ ca });
+    context = createSecureContext(ca === undefined ? {} : { ca });
     contexts.set(key, context);
   }
   return context;

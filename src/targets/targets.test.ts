@@ -157,7 +157,7 @@ describe("rateLimit: off and concurrency", () => {
     const [hook, chat, four] = [
       ...createTargets([
         { name: "hook", type: "webhook", url: "http://127.0.0.1:9/h" },
-        { name: "chat", type: "slack", url: "https://hooks.slack.com/services/T0/B0/x" },
+        { name: "chat", type: "slack", url: "https://hooks.slack.com/services/EXAMPLE/EXAMPLE/x" },
         { name: "four", type: "webhook", url: "http://127.0.0.1:9/h", concurrency: 4 },
       ]).values(),
     ];

@@ -600,6 +600,60 @@ describe("after an outage", () => {
     assert.ok(gaps[6]! <= 100, "and the next row at once");
   });
 
+  it("a Retry-After of 0, or negative, still waits a second: the retries do not burst the queue into the dead letters", async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 });
+    const target = new FakeTarget("t");
+    const tries: number[] = [];
+    const send = target.send.bind(target);
+    target.send = (payload, options) => {
+      tries.push(Date.now());
+      return send(payload, options);
+    };
+    target.replies.push(retryable(429, 0), retryable(429, -5), retryable(429, 0));
+    const state = State.open(":memory:");
+    const dispatcher = new Dispatcher({ outbox: state.outbox, targets: new Map([["t", target]]), pacing: new Map([["t", fast]]), retry: { baseMs: 20, capMs: 40, maxAttempts: 5 }, logger: silentLogger });
+    state.outbox.enqueue([row(1)]);
+    dispatcher.start();
+    for (let i = 0; i < 400 && target.sent.length < 1; i++) {
+      await new Promise((r) => setImmediate(r));
+      t.mock.timers.tick(50);
+    }
+    await dispatcher.stop();
+    assert.deepEqual(target.sent.map((x) => x.payload.body), ["body 1"], "sent after three 429s, not dead");
+    const gaps = tries.slice(1).map((at, i) => at - tries[i]!);
+    assert.equal(gaps.length, 3);
+    // Retry-After 0 waits the floor of a second; a negative one is no Retry-After: our backoff (20–40 ms).
+    assert.ok(gaps[0]! >= 1000 && gaps[2]! >= 1000, `tries ${gaps.join(", ")} ms apart`);
+    assert.ok(gaps[1]! > 0, `tries ${gaps.join(", ")} ms apart`);
+  });
+
+  it("a success that was already in flight when another row failed does not release that row at once or reset the backoff", async () => {
+    /** Two requests at once: row 1 fails 10 ms after it was sent the first time; row 2 answers 50 ms after it was sent. */
+    class TwoAtOnce extends FakeTarget {
+      readonly concurrency = 2;
+      readonly tries: { body: string; at: number }[] = [];
+      override async send(payload: TargetPayload, options: SendOptions = {}): Promise<void> {
+        this.tries.push({ body: String(payload.body), at: performance.now() });
+        if (payload.body === "body 1" && this.tries.filter((x) => x.body === "body 1").length === 1) {
+          await new Promise((r) => setTimeout(r, 10));
+          throw retryable(500);
+        }
+        if (payload.body === "body 2") await new Promise((r) => setTimeout(r, 50));
+        return super.send(payload, options);
+      }
+    }
+    const target = new TwoAtOnce("t");
+    const state = State.open(":memory:");
+    const dispatcher = new Dispatcher({ outbox: state.outbox, targets: new Map([["t", target]]), pacing: new Map([["t", fast]]), retry: { baseMs: 400, capMs: 800, maxAttempts: 5 }, logger: silentLogger, random: () => 0.99 });
+    state.outbox.enqueue([row(1), row(2)]);
+    dispatcher.start();
+    await until(() => target.sent.length === 2, 5000);
+    await dispatcher.stop();
+    const first = target.tries.filter((x) => x.body === "body 1").map((x) => x.at);
+    assert.equal(first.length, 2);
+    assert.ok(first[1]! - first[0]! >= 300, `row 1 was tried again ${Math.round(first[1]! - first[0]!)} ms after its 500: the backoff, not at row 2's success (50 ms)`);
+  });
+
   it("once the target answers again, its backlog flows at its normal rate: no backoff left on any row", async (t) => {
     t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 });
     const target = new FakeTarget("t");

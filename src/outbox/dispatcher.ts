@@ -41,6 +41,7 @@ export interface DispatcherOptions {
  * asks for days, by mistake or by a date in the past century, must not park its queue that long.
  */
 const retryAfterCeilingMs = 3600_000;
+const minRetryAfterMs = 1000;
 
 /** Most rows listed one by one in a digest; the rest are counted. */
 const digestListMax = 20;
@@ -186,6 +187,9 @@ class TargetLoop {
   #pageReadAt = 0;
   /** Rows sent and not yet settled (their commit included): never read into a page again. */
   readonly #inFlight = new Set<string>();
+  /** Failures so far; each row in flight remembers the count when it was sent (see #markDone). */
+  #failures = 0;
+  readonly #startedIn = new Map<string, number>();
   readonly #sending = new Set<Promise<void>>();
   /** Rows the service took whose "done" commit is due at the end of this event-loop turn. */
   #taken: OutboxRow[] = [];
@@ -322,7 +326,10 @@ class TargetLoop {
 
   /** Sends rows (one, or a digest) without waiting; they hold their place in flight until settled. */
   #start(rows: OutboxRow[]): void {
-    for (const r of rows) this.#inFlight.add(r.id);
+    for (const r of rows) {
+      this.#inFlight.add(r.id);
+      this.#startedIn.set(r.id, this.#failures);
+    }
     const sending: Promise<void> = this.#send(rows)
       .catch((err: unknown): "failed" => {
         this.#log.error({ err: (err as Error).message }, "recording a delivery failed (state database?); the row stays pending");
@@ -331,7 +338,7 @@ class TargetLoop {
       .then((outcome) => {
         this.#sending.delete(sending);
         // A taken row keeps its place until its commit is written (#commitTaken frees it).
-        if (outcome !== "taken") for (const r of rows) this.#inFlight.delete(r.id);
+        if (outcome !== "taken") for (const r of rows) this.#forget(r.id);
         this.wake();
       });
     this.#sending.add(sending);
@@ -382,6 +389,11 @@ class TargetLoop {
   }
 
   /** Commits every row the service took since the last commit, in one transaction. */
+  #forget(id: string): void {
+    this.#inFlight.delete(id);
+    this.#startedIn.delete(id);
+  }
+
   #commitTaken(): void {
     if (this.#commitScheduled) clearImmediate(this.#commitScheduled);
     this.#commitScheduled = undefined;
@@ -391,7 +403,7 @@ class TargetLoop {
     try {
       this.#markDone(rows, false);
     } finally {
-      for (const r of rows) this.#inFlight.delete(r.id);
+      for (const r of rows) this.#forget(r.id);
       this.wake();
     }
   }
@@ -403,8 +415,14 @@ class TargetLoop {
       rows.map((r) => r.id),
       now,
     );
-    if (this.#failing) this.#recovered(now);
-    this.#backoff.reset();
+    // Only a request sent after the last failure says the target takes posts again: one that was
+    // already in flight when another failed says nothing about the failed row (a bad backend, a
+    // row the service refuses), and must not release it at once or reset the backoff.
+    const sentSinceLastFailure = rows.some((r) => (this.#startedIn.get(r.id) ?? this.#failures) === this.#failures);
+    if (sentSinceLastFailure) {
+      if (this.#failing) this.#recovered(now);
+      this.#backoff.reset();
+    }
     if (digest) this.#log.info({ digest: rows.length, first: rows[0]!.id, rows: rows.length }, "delivered as one digest");
     else for (const r of rows) this.#log.info({ ...refOf(r), rows: 1 }, "delivered");
     this.#o.onOutcome?.(this.#target.name, "delivered", rows.length);
@@ -456,8 +474,14 @@ class TargetLoop {
   #pauseFor(error: TargetError): number {
     const now = this.#now();
     this.#failing = true;
-    if (error.retryAfterSeconds !== undefined) {
-      this.#pausedUntil = now + Math.min(error.retryAfterSeconds * 1000, Math.max(this.#o.retry.capMs, retryAfterCeilingMs));
+    this.#failures++;
+    const asked = error.retryAfterSeconds;
+    if (asked !== undefined && Number.isFinite(asked) && asked >= 0) {
+      // At least a second (Retry-After's own resolution): "0", a date in the past or a negative
+      // Telegram retry_after must not turn the retries into a burst that dead-letters the queue.
+      const askedMs = Math.min(Math.max(asked * 1000, minRetryAfterMs), Math.max(this.#o.retry.capMs, retryAfterCeilingMs));
+      // Several answers in flight: a shorter one does not cut short a longer pause asked before.
+      this.#pausedUntil = Math.max(this.#pauseAsked ? this.#pausedUntil : 0, now + askedMs);
       this.#pauseAsked = true;
     } else if (this.#pausedUntil <= now) {
       this.#pausedUntil = now + this.#backoff.next();

@@ -5,6 +5,17 @@ import { FolderWakeups } from "./notify.ts";
 const never = new AbortController().signal;
 
 describe("FolderWakeups", () => {
+  it("matches the server's name as sent or as decoded, and INBOX in any case", () => {
+    const w = new FolderWakeups(["inbox", "R&D", "Reçus"]);
+    w.setMode("on");
+    w.changed("INBOX");
+    // Dovecot sends "R&D" plain; decoding it as modified UTF-7 would give "R".
+    w.changed("R&D", "R");
+    w.changed("Re&AOc-us", "Reçus");
+    w.changed("Other", "Other");
+    assert.deepEqual([w.count("inbox"), w.count("R&D"), w.count("Reçus")], [1, 1, 1]);
+  });
+
   it("wakes a folder whose count moved past the one its round started with, and only that folder", async () => {
     const w = new FolderWakeups(["A", "B"]);
     w.setMode("on");

@@ -107,12 +107,22 @@ export class FolderWakeups {
     return this.#counts.get(mailbox) ?? 0;
   }
 
-  /** The server said this folder changed (a name not watched is ignored). */
-  changed(mailbox: string): void {
-    const count = this.#counts.get(mailbox);
-    if (count === undefined) return;
-    this.#counts.set(mailbox, count + 1);
+  /**
+   * The server said this folder changed, under any of `names` (as sent, and as decoded: a plain
+   * "R&D" is not modified UTF-7). INBOX is matched in any case, as IMAP does. A name that is not
+   * watched is ignored.
+   */
+  changed(...names: string[]): void {
+    const mailbox = names.map((n) => this.#watched(n)).find((m) => m !== undefined);
+    if (mailbox === undefined) return;
+    this.#counts.set(mailbox, (this.#counts.get(mailbox) ?? 0) + 1);
     this.#wakeAll();
+  }
+
+  #watched(name: string): string | undefined {
+    if (this.#counts.has(name)) return name;
+    if (name.toUpperCase() === "INBOX") return [...this.#counts.keys()].find((m) => m.toUpperCase() === "INBOX");
+    return undefined;
   }
 
   /** Every folder may have changed unseen (the notifier was away): each reads once. */
@@ -230,7 +240,7 @@ async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined
     internals.untaggedHandlers.STATUS = (untagged) => {
       const name = untagged.attributes?.[0]?.value;
       // Dovecot 2.3 names a folder in UTF-8 (a literal), not in modified UTF-7, in NOTIFY's STATUS.
-      if (typeof name === "string") o.wakeups.changed(decodePath(client, name));
+      if (typeof name === "string") o.wakeups.changed(name, decodePath(client, name));
       else if (Buffer.isBuffer(name)) o.wakeups.changed(name.toString("utf8"));
     };
     const names = o.wakeups.mailboxes.map((m) => ({ type: "STRING", value: encodePath(client, m) }));

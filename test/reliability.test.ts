@@ -81,11 +81,16 @@ describe("never lose a mail, never post one twice", () => {
   it("kill -9 in the middle of a burst of 200 mails: after a restart every mail arrives exactly once", async () => {
     const { file } = config({ user: "alice", path: "/kill" });
     const first = spawnMailbell(file);
-    await first.waitForLog(/"msg":"watching"/);
     const { raws, ids } = mails(200, "burst");
-    const appended = dovecot.appendMany("alice", "INBOX", raws);
-    await receiver.waitFor(() => on("/kill")().length >= 40, 20_000);
-    first.child.kill("SIGKILL");
+    let appended: Promise<unknown> | undefined;
+    try {
+      await first.waitForLog(/"msg":"watching"/);
+      appended = dovecot.appendMany("alice", "INBOX", raws);
+      await receiver.waitFor(() => on("/kill")().length >= 40, 20_000);
+    } finally {
+      // Also when a wait above fails: a mailbell left running would keep the test file from ending.
+      first.child.kill("SIGKILL");
+    }
     assert.equal(await first.exited, null, "killed by the signal");
     const before = on("/kill")().length;
     assert.ok(before < 200, `the kill landed mid-burst (${before} delivered)`);
@@ -238,19 +243,25 @@ describe("never lose a mail, never post one twice", () => {
   });
 
   it("SIGTERM with a pending outbox: drains it, then exits 0", async () => {
-    const { file } = config({ user: "carol", mailboxes: ["Drain"], path: "/drain", logLevel: "debug" });
+    // One request at a time (a webhook sends 8 at once by default), so most are still queued at the signal.
+    const { file } = config({ user: "carol", mailboxes: ["Drain"], path: "/drain", logLevel: "debug", targetExtra: "concurrency: 1" });
     await dovecot.createMailbox("carol", "Drain");
     // A slow service: five sends take two seconds, so most are still queued at the signal.
     receiver.replyOn("/drain", ...Array.from({ length: 5 }, () => ({ ...slackReplies.ok(), delayMs: 400 })));
     const proc = spawnMailbell(file);
-    await proc.waitForLog(/"msg":"watching"/);
-    const { raws, ids } = mails(5, "drain");
-    await dovecot.appendMany("carol", "Drain", raws);
-    await proc.waitForCount("mail read", 5);
-    assert.ok(accepted(on("/drain")()).length < 5, "some were still queued when the signal came");
-    proc.child.kill("SIGTERM");
-    assert.equal(await proc.exited, 0, proc.log.slice(-2000));
-    assert.deepEqual(accepted(on("/drain")()).map((r) => body(r).messageId).toSorted(), ids.toSorted(), "all five were sent before the process ended");
+    try {
+      await proc.waitForLog(/"msg":"watching"/);
+      const { raws, ids } = mails(5, "drain");
+      await dovecot.appendMany("carol", "Drain", raws);
+      await proc.waitForCount("mail read", 5);
+      assert.ok(accepted(on("/drain")()).length < 5, "some were still queued when the signal came");
+      proc.child.kill("SIGTERM");
+      assert.equal(await proc.exited, 0, proc.log.slice(-2000));
+      assert.deepEqual(accepted(on("/drain")()).map((r) => body(r).messageId).toSorted(), ids.toSorted(), "all five were sent before the process ended");
+    } finally {
+      // A failed assertion must not leave mailbell running: the test file would never end.
+      proc.child.kill("SIGKILL");
+    }
     assert.match(proc.log, /stopped watching; sending what is queued/);
   });
 
@@ -260,15 +271,20 @@ describe("never lose a mail, never post one twice", () => {
     await dovecot.createMailbox("bob", "Twice");
     receiver.replyOn("/second", ...Array.from({ length: 4 }, () => ({ ...slackReplies.ok(), delayMs: 1500 })));
     const proc = spawnMailbell(file);
-    await proc.waitForLog(/"msg":"watching"/);
     const { raws, ids } = mails(4, "second");
-    await dovecot.appendMany("bob", "Twice", raws);
-    await proc.waitForCount("mail read", 4);
-    proc.child.kill("SIGTERM");
-    await proc.waitForLog(/sending what is queued/);
-    const signalled = Date.now();
-    proc.child.kill("SIGTERM");
-    assert.equal(await proc.exited, 130);
+    let signalled: number | undefined;
+    try {
+      await proc.waitForLog(/"msg":"watching"/);
+      await dovecot.appendMany("bob", "Twice", raws);
+      await proc.waitForCount("mail read", 4);
+      proc.child.kill("SIGTERM");
+      await proc.waitForLog(/sending what is queued/);
+      signalled = Date.now();
+      proc.child.kill("SIGTERM");
+      assert.equal(await proc.exited, 130);
+    } finally {
+      proc.child.kill("SIGKILL");
+    }
     assert.ok(Date.now() - signalled < 1000, "the second signal ends the process at once");
     const before = accepted(on("/second")()).length;
     assert.ok(before < 4, `some were left queued (${before} sent)`);

@@ -229,15 +229,17 @@ describe("mailbell backfill", () => {
     const proxy = await startImapProxy({ port: dovecot.imapPort, rules: [slowFetch(300)] });
     const s = setup(user, { port: proxy.port, tls: "none" });
     const since = new Date(at.getTime() - 86_400_000).toISOString().slice(0, 10);
+    const child = spawn(process.execPath, [path.join(root, "src/cli/entry.ts"), "backfill", "--config", s.file, "--since", since], { stdio: ["ignore", "pipe", "pipe"] });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     try {
-      const child = spawn(process.execPath, [path.join(root, "src/cli/entry.ts"), "backfill", "--config", s.file, "--since", since], { stdio: ["ignore", "pipe", "pipe"] });
-      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-      await waitFor(() => (counted(s) > 0 ? true : undefined), 20_000);
+      // Generous: a fresh process loading the TypeScript sources is slow while other test files run.
+      await waitFor(() => (counted(s) > 0 ? true : undefined), 45_000);
       child.kill("SIGKILL");
       assert.equal(await exited, null);
       const part = counted(s);
       assert.ok(part > 0 && part < 150, `killed part way: ${part} of 150 counted`);
     } finally {
+      child.kill("SIGKILL");
       await proxy.close();
     }
     // The same state, straight to Dovecot this time.

@@ -39,7 +39,8 @@ class TerminalSession {
   #seen = 0;
 
   constructor(args: readonly string[]) {
-    const command = [process.execPath, entry, "init", ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ");
+    // `exec`: sh -c (SHELL is unset here) would otherwise stay between the terminal and mailbell.
+    const command = "exec " + [process.execPath, entry, "init", ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ");
     // -e: script exits with the command's code; -f: output is passed on at once; -q: no banner.
     this.child = spawn("script", ["-qfec", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], env: bareEnv });
     this.child.stdout!.on("data", (chunk: Buffer) => void (this.screen += chunk.toString("utf8")));

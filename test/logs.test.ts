@@ -120,7 +120,10 @@ describe("mailbell run's log", () => {
  * stderr are that terminal); its output lines without colours.
  */
 async function onTerminal(user: string, options: string): Promise<string[]> {
-  const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(entry)} run --config ${JSON.stringify(config(user))}${options}`;
+  // `exec`: script runs the command through $SHELL -c, or sh -c when SHELL is unset (as in CI), and
+  // dash does not exec a lone command: it would stay in the terminal's foreground group, be killed
+  // by the Ctrl-C meant for mailbell, and script would report 130 whatever mailbell exited with.
+  const command = `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(entry)} run --config ${JSON.stringify(config(user))}${options}`;
   const child = spawn("script", ["-qfec", command, "/dev/null"], { env: { ...process.env, MAILBELL_TEST_PASS: `${user}pw`, TERM: "xterm" }, stdio: ["pipe", "pipe", "pipe"] });
   const out = watch(child);
   try {

@@ -122,7 +122,7 @@ describe("an account's folders with NOTIFY", () => {
     }
   });
 
-  it("watch.notify auto: the daemon posts each folder's mail once over one connection, more folders than maxConnections", async () => {
+  it("watch.notify auto (the default): the daemon posts each folder's mail once over one connection, more folders than maxConnections", async () => {
     const user = "notify3";
     await dovecot.addUser(user, "pw");
     for (const f of folders.slice(1)) await dovecot.createMailbox(user, f);
@@ -131,7 +131,6 @@ describe("an account's folders with NOTIFY", () => {
     const dir = writeConfig("");
     const yaml = `
 state: ${dir.replace(/mailbell\.yaml$/, "state.db")}
-watch: { notify: auto }
 accounts:
   - { name: n, host: 127.0.0.1, port: ${proxy.port}, tls: none, user: ${user}, pass: pw, maxConnections: 3, mailboxes: ${JSON.stringify(folders)} }
 targets:

@@ -207,7 +207,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
       // Mail is flowing: a NOOP's reply tells of the next mail at once, IDLE only at the server's push.
       source.watchingIdles = false;
       s.watchingSince ??= Date.now();
-      if ((await pollWhileFlowing(client, events, burst, { ...w, where: w })) !== "quiet") continue;
+      if ((await pollWhileFlowing(client, events, burst, { ...w, where: w, giveWay: () => w.options.wakeups?.slotWanted === true })) !== "quiet") continue;
     }
     const first = s.watchingSince === undefined;
     s.watchingSince ??= Date.now();

@@ -440,6 +440,7 @@ const q = (s: string | number) => JSON.stringify(String(s));
 
 /**
  * A config with one account per user (its mailboxes listed), a webhook target and a catch-all rule.
+ * NOTIFY off: this measures one TLS connection per mailbox (bench/notify.ts measures NOTIFY).
  * systemCa: no `ca:` (the server is trusted through the system's store, as for Gmail; the caller
  * adds the test CA to it with NODE_EXTRA_CA_CERTS).
  */
@@ -452,7 +453,8 @@ export function benchYaml(o: { dc: Dovecot; port?: number; mailboxes: readonly M
   );
   // state: the default ./mailbell.db, next to the config in the run's temp dir
   return `log: { level: ${o.logLevel ?? "warn"} }
-${o.statusPort ? `status: { listen: "127.0.0.1:${o.statusPort}" }\n` : ""}${o.keepaliveSeconds ? `watch: { keepaliveSeconds: ${o.keepaliveSeconds} }\n` : ""}outbox: { drainSeconds: 2 }
+${o.statusPort ? `status: { listen: "127.0.0.1:${o.statusPort}" }\n` : ""}watch: { notify: off${o.keepaliveSeconds ? `, keepaliveSeconds: ${o.keepaliveSeconds}` : ""} }
+outbox: { drainSeconds: 2 }
 accounts:${accounts.length ? `\n${accounts.join("\n")}` : " []"}
 targets:
   - { name: hook, type: webhook, url: ${q(o.hookUrl)} }

@@ -7,11 +7,12 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import type { Readable } from "node:stream";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { StateError } from "../src/errors.ts";
 import type { WatchEvent } from "../src/imap/watcher.ts";
-import { watchMailbox } from "../src/index.ts";
+import { MemoryCheckpoints, watchMailbox } from "../src/index.ts";
 import type { WebhookBody } from "../src/targets/webhook.ts";
 import { runCli } from "./support/cli.ts";
 import { startMailbell, writeConfig, type RunningMailbell } from "./support/daemon.ts";
@@ -19,6 +20,7 @@ import { startDovecot, type Dovecot } from "./support/dovecot.ts";
 import {
   closeAtIdle,
   dropUidNext,
+  edit,
   endlessLineFor,
   hugeLiteralFor,
   missingFromFetch,
@@ -435,6 +437,71 @@ describe("a server that renumbers the mailbox on every connect", () => {
     }
   });
 });
+
+describe("a server that understates RFC822.SIZE", () => {
+  it("mail read whole is fetched in groups bounded by what mailbell asks for, not by the sizes the server states; each mail read whole, once", async () => {
+    const user = "smallsize";
+    await dovecot.addUser(user, `${user}pw`);
+    const count = 30;
+    // ~100 KB each, stated as 100 bytes: grouped by the stated sizes, all 30 went in one FETCH asking up to 256 KiB of each.
+    const raws = Array.from({ length: count }, (_, i) => buildMail({ from: "shop@example.com", to: "x@example.com", subject: `sized ${i + 1}`, text: `${"y".repeat(99)}\r\n`.repeat(1000), messageId: `sized-${i + 1}@broken.test` }));
+    await dovecot.appendMany(user, "INBOX", raws);
+    const status = await dovecot.withClient(user, (c) => c.status("INBOX", { uidValidity: true }));
+    assert.ok(status && status.uidValidity !== undefined, "STATUS INBOX gives its UIDVALIDITY");
+    const checkpoints = new MemoryCheckpoints();
+    await checkpoints.save(user, "INBOX", { uidValidity: Number(status.uidValidity), lastUid: 0 });
+    const realSize = new Map<number, number>();
+    const asked: { uids: number; partial: number }[] = [];
+    const understate: ImapRule = {
+      name: "understate RFC822.SIZE",
+      onCommand(c) {
+        const partial = /BODY\.PEEK\[\]<0\.(\d+)>/.exec(c.args);
+        if (c.name === "UID FETCH" && partial) asked.push({ uids: uidCount(c.args.split(" ")[0]!), partial: Number(partial[1]) });
+        return undefined;
+      },
+      onReply(reply) {
+        const item = reply.fetch?.items.find((i) => i.name === "RFC822.SIZE");
+        if (!item || reply.fetch?.uid === undefined) return undefined;
+        realSize.set(reply.fetch.uid, Number(item.value));
+        return edit(reply, [[item, "100"]]);
+      },
+    };
+    await using proxy = await startImapProxy({ port: dovecot.imapPort, rules: [understate] });
+    const stop = new AbortController();
+    const timeout = setTimeout(() => stop.abort(), 20_000);
+    const wholeBytes: number[] = [];
+    const got: number[] = [];
+    try {
+      const whole = {
+        wanted: () => true,
+        async read(content: Readable | Buffer) {
+          wholeBytes.push(Buffer.isBuffer(content) ? content.length : (await content.toArray()).reduce((n: number, b: Buffer) => n + b.length, 0));
+          return [];
+        },
+      };
+      const account = { name: user, host: "127.0.0.1", port: proxy.port, tls: "none" as const, user, pass: `${user}pw` };
+      for await (const m of watchMailbox({ account, mailbox: "INBOX", checkpoints, whole, signal: stop.signal })) {
+        got.push(m.uid);
+        if (got.length === count) stop.abort();
+      }
+    } finally {
+      clearTimeout(timeout);
+      stop.abort();
+    }
+    assert.deepEqual(got, Array.from({ length: count }, (_, i) => i + 1), "each mail once, in order");
+    assert.ok(asked.length > 0, "small mail is still fetched in groups");
+    for (const a of asked) assert.ok(a.uids * a.partial <= 2 * 2 ** 20, `a FETCH asked up to ${a.partial} bytes of each of ${a.uids} mails (${((a.uids * a.partial) / 2 ** 20).toFixed(1)} MiB)`);
+    assert.deepEqual(wholeBytes, got.map((uid) => realSize.get(uid)), "each mail read whole, though bigger than the server said");
+  });
+});
+
+/** How many UIDs a sequence set names ("1:3,7" is 4). */
+function uidCount(set: string): number {
+  return set.split(",").reduce((n, part) => {
+    const [from, to] = part.split(":").map(Number);
+    return n + (to === undefined ? 1 : Math.abs(to - from!) + 1);
+  }, 0);
+}
 
 describe("headers are read up to a cap", () => {
   it("a mail with a 20 MB header line is read up to maxHeaderBytes, posted with a warning, and costs no more", async () => {

@@ -122,7 +122,57 @@ describe("an account's folders with NOTIFY", () => {
     }
   });
 
-  it("watch.notify auto: the daemon posts each folder's mail once over one connection, more folders than maxConnections", async () => {
+  it("share few reading connections fairly: mail flowing into one folder does not keep another's mail waiting", async () => {
+    // maxConnections 2: the notifier and one reading connection. INBOX gets a mail every 100 ms
+    // (its session would stay open, polling, while mail flows); one mail into Orders must still be read soon.
+    const user = "notify4";
+    await dovecot.addUser(user, "pw");
+    await dovecot.createMailbox(user, "Orders");
+    await using proxy = await startImapProxy({ port: dovecot.imapPort });
+    const account = { name: user, host: "127.0.0.1", port: proxy.port, tls: "none" as const, user, pass: "pw" };
+    const wakeups = new FolderWakeups(["INBOX", "Orders"], 1);
+    const got: { subject: string; at: number }[] = [];
+    const stop = new AbortController();
+    const notifier = runNotifier({ account, accountName: user, wakeups, log: silentLogger, signal: stop.signal, keepaliveMs: 60_000, keepaliveTimeoutMs: 5000, reconnectMaxMs: 1000 });
+    const watchers = ["INBOX", "Orders"].map(async (mailbox) => {
+      for await (const m of watchMailbox({ account, mailbox, wakeups, signal: stop.signal, reconnect: { baseMs: 100, capMs: 500 } })) got.push({ subject: m.mail.subject ?? "", at: performance.now() });
+    });
+    let flowing = true;
+    let sent = 0;
+    try {
+      await waitUntil("NOTIFY on and only the notifier connected", () => wakeups.mode === "on" && proxy.connections === 1, 20_000);
+      const flow = (async () => {
+        await dovecot.withClient(user, async (c) => {
+          const deadline = performance.now() + 8000;
+          while (flowing && performance.now() < deadline) {
+            await c.append("INBOX", mail(`flow ${++sent}`));
+            await sleep(100);
+          }
+        });
+      })();
+      await waitUntil("INBOX mail flowing and being read", () => got.length >= 5, 10_000);
+      const appended = performance.now();
+      await dovecot.append(user, "Orders", mail("order"));
+      try {
+        await waitUntil("the Orders mail read while INBOX mail still flows", () => got.some((g) => g.subject === "order"), 3000);
+      } finally {
+        flowing = false;
+        await flow;
+      }
+      const order = got.find((g) => g.subject === "order")!;
+      assert.ok(order.at - appended < 3000, `Orders' mail read ${Math.round(order.at - appended)} ms after its APPEND`);
+      await waitUntil("every INBOX mail read", () => got.filter((g) => g.subject.startsWith("flow ")).length >= sent, 10_000);
+      await sleep(300);
+      const flows = got.filter((g) => g.subject.startsWith("flow ")).map((g) => g.subject);
+      assert.deepEqual(flows, Array.from({ length: sent }, (_, i) => `flow ${i + 1}`), "each INBOX mail once, in order");
+    } finally {
+      flowing = false;
+      stop.abort();
+      await Promise.all([notifier, ...watchers]);
+    }
+  });
+
+  it("watch.notify auto (the default): the daemon posts each folder's mail once over one connection, more folders than maxConnections", async () => {
     const user = "notify3";
     await dovecot.addUser(user, "pw");
     for (const f of folders.slice(1)) await dovecot.createMailbox(user, f);
@@ -131,7 +181,6 @@ describe("an account's folders with NOTIFY", () => {
     const dir = writeConfig("");
     const yaml = `
 state: ${dir.replace(/mailbell\.yaml$/, "state.db")}
-watch: { notify: auto }
 accounts:
   - { name: n, host: 127.0.0.1, port: ${proxy.port}, tls: none, user: ${user}, pass: pw, maxConnections: 3, mailboxes: ${JSON.stringify(folders)} }
 targets:

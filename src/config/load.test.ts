@@ -149,6 +149,14 @@ describe("parseConfig", () => {
     assert.match(err.issues[0]!.message, /16 mailboxes needs 16 connections, more than the 15 .*Gmail allows about 15.*raise maxConnections/);
     const raised = parseConfig(base.replace("    user: me@gmail.com", `    user: me@gmail.com\n    maxConnections: 20\n    mailboxes: [${many}]`), "m.yaml", env);
     assert.equal(raised.config.accounts[0]!.mailboxes.length, 16);
+    // Elsewhere NOTIFY (watch.notify auto, the default) watches more folders than connections, unless it is turned off.
+    const dovecot = base.replace("host: imap.gmail.com", "host: mail.example.com").replace("    user: me@gmail.com", `    user: me@gmail.com\n    maxConnections: 3\n    mailboxes: [${many}]`);
+    assert.equal(parseConfig(dovecot, "m.yaml", env).config.watch.notify, "auto");
+    const off = issuesOf(`watch: { notify: off }\n${dovecot}`);
+    assert.match(off.issues[0]!.message, /16 mailboxes needs 16 connections, more than the 3 this account allows \(maxConnections\).*remove watch.notify: off/);
+    const one = issuesOf(dovecot.replace("maxConnections: 3", "maxConnections: 1"));
+    assert.equal(one.issues[0]!.path, "accounts[0].maxConnections");
+    assert.match(one.issues[0]!.message, /IMAP NOTIFY needs 2 .*Raise maxConnections to 2 or more/);
   });
 
   it("reads new mail on a second connection only when asked to, and only where the connection limit leaves room for it", () => {

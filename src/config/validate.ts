@@ -35,11 +35,18 @@ export function validateConfig(config: Config): { issues: ConfigIssue[]; warning
       issues.push({ path: `accounts[${i}].oauth2.tokenUrl`, message: "provider: custom needs tokenUrl, the OAuth2 token endpoint (https://…/token)." });
     }
     const limit = account.maxConnections ?? (isGmail(account.host) ? gmailConnectionLimit : undefined);
-    // With watch.notify auto, NOTIFY watches them all over one connection and reads within the limit.
-    if (limit !== undefined && account.mailboxes.length > limit && config.watch.notify !== "auto") {
+    // Where NOTIFY is used (watch.notify auto or on), it watches them all over one connection and reads within the limit. Gmail has no NOTIFY.
+    if (limit !== undefined && account.mailboxes.length > limit && (config.watch.notify === "off" || isGmail(account.host))) {
       issues.push({
         path: `accounts[${i}].mailboxes`,
-        message: `watching ${account.mailboxes.length} mailboxes needs ${account.mailboxes.length} connections, more than the ${limit} this account allows${account.maxConnections ? " (maxConnections)" : " (Gmail allows about 15 per account)"}. Watch fewer folders (Gmail: "[Gmail]/All Mail" sees every label), raise maxConnections if your server allows more, or set watch.notify: auto if it offers IMAP NOTIFY.`,
+        message: `watching ${account.mailboxes.length} mailboxes needs ${account.mailboxes.length} connections, more than the ${limit} this account allows${account.maxConnections ? " (maxConnections)" : " (Gmail allows about 15 per account)"}. Watch fewer folders (Gmail: "[Gmail]/All Mail" sees every label), raise maxConnections if your server allows more${isGmail(account.host) ? " (Gmail offers no IMAP NOTIFY)" : ", or remove watch.notify: off if it offers IMAP NOTIFY"}.`,
+      });
+    }
+    // NOTIFY needs a connection to be told on and one to read on.
+    if (limit === 1 && account.mailboxes.length > 1 && config.watch.notify !== "off" && !isGmail(account.host)) {
+      issues.push({
+        path: `accounts[${i}].maxConnections`,
+        message: `watching ${account.mailboxes.length} mailboxes with maxConnections: 1 cannot work: one connection per folder needs ${account.mailboxes.length}, and IMAP NOTIFY needs 2 (one to be told of new mail, one to read it). Raise maxConnections to 2 or more, or watch one folder.`,
       });
     }
     if (account.readerConnections && account.mailboxes.length * 2 > connectionLimit(account)) {

@@ -1,10 +1,10 @@
 /**
- * The daemon's NOTIFY notifiers (imap/notify.ts), one per account while `watch.notify` is auto and
- * two or more of its folders are watched: the folders' watchers join and leave (a reload starts
+ * The daemon's NOTIFY notifiers (imap/notify.ts), one per account that wants NOTIFY (notifyWanted:
+ * `watch.notify` on, or auto with more folders than connections): the folders' watchers join and leave (a reload starts
  * and stops them), the notifier follows the list and stops with its last folder.
  */
 import { FolderWakeups, runNotifier } from "../imap/notify.ts";
-import { connectionLimit, type AccountConfig, type WatchConfig } from "../imap/config.ts";
+import { connectionLimit, notifyWanted, type AccountConfig, type WatchConfig } from "../imap/config.ts";
 import type { ImapAccount } from "../imap/client.ts";
 import type { Logger } from "../log.ts";
 
@@ -24,11 +24,11 @@ export class Notifiers {
 
   /**
    * The wake-ups for one folder's watcher, or undefined (watch on its own connection): notify off,
-   * or the account watches a single folder (one connection either way). Call the returned leave()
-   * when the watcher has stopped.
+   * a single folder (one connection either way), or auto with folders that fit the connection
+   * limit. Call the returned leave() when the watcher has stopped.
    */
   join(imap: ImapAccount, account: AccountConfig, mailbox: string, watch: WatchConfig, signal: AbortSignal): { wakeups: FolderWakeups | undefined; leave: () => void } {
-    if (watch.notify !== "auto" || account.mailboxes.length < 2) return { wakeups: undefined, leave: () => {} };
+    if (!notifyWanted(account, watch.notify)) return { wakeups: undefined, leave: () => {} };
     let running = this.#running.get(account.name);
     if (!running) {
       const stop = new AbortController();

@@ -45,6 +45,17 @@ describe("configChanges (what a reload does)", () => {
     assert.equal(describeChanges(c), "nothing changed");
   });
 
+  it("restarts an account's watchers when added folders switch it to NOTIFY (more folders than connections), not before", () => {
+    const withMax = (folders: string) => running({ mailboxes: folders, rules: "  - { name: all, notify: [hook] }" });
+    const before = running({ mailboxes: "[INBOX, Shop]", rules: "  - { name: all, notify: [hook] }" });
+    // Still within the 10 connections: the running watchers go on; the new folder starts.
+    const fits = configChanges(before, withMax("[INBOX, Shop, A]"));
+    assert.deepEqual(fits.mailboxes, { started: [{ account: "alice", mailbox: "A" }], stopped: [], restarted: [] });
+    // 11 folders: every folder now shares NOTIFY's connections, the two running ones restart to join.
+    const many = configChanges(before, withMax("[INBOX, Shop, A, B, C, D, E, F, G, H, I]"));
+    assert.deepEqual(many.mailboxes.restarted, [inbox, shop]);
+  });
+
   it("restarts only the mailboxes a changed rule can match in", () => {
     const c = configChanges(running(), running({ rules: `  - { name: play, match: { from: googleplay-noreply@google.com }, notify: [team], template: "play {{subject}}" }\n  - { name: shop, match: { mailbox: Shop }, notify: [hook], template: "new {{subject}}" }` }));
     assert.deepEqual(c.rules, { added: [], removed: [], changed: ["shop"] });

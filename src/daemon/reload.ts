@@ -1,5 +1,6 @@
 import type { Config } from "../config/schema.ts";
 import { appliesIn, verifiesDkimIn, type CompiledRule } from "../rules/rules.ts";
+import { notifyWanted } from "../imap/config.ts";
 
 /**
  * What a config reload (SIGHUP) changes, worked out from the running config and the new one
@@ -121,7 +122,9 @@ export function mailboxKeys(running: RunningConfig): Map<string, string> {
       const place = { account: account.name, mailbox };
       const here = config.rules.filter((_rule, i) => appliesIn(rules[i]!, place));
       const dns = verifiesDkimIn(rules, place) ? config.dns : undefined;
-      out.set(placeKey(place), json({ account, watch, locale: config.locale, dns, rules: here }));
+      // Folders added or removed can switch the account to or from NOTIFY (notifyWanted): then all its watchers restart.
+      const notify = notifyWanted({ ...account, mailboxes }, config.watch.notify);
+      out.set(placeKey(place), json({ account, watch, notify, locale: config.locale, dns, rules: here }));
     }
   }
   return out;

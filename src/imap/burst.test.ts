@@ -117,6 +117,20 @@ describe("pollWhileFlowing", () => {
     assert.equal(line.noops, 0);
   });
 
+  it("another folder waits for the connection: 'quiet' at the next poll, no more NOOPs", async () => {
+    const line = new Line();
+    const policy = new BurstPolicy(settings);
+    policy.mailRead(0);
+    let waiting = false;
+    line.pause = async (ms) => {
+      line.paused.push(ms);
+      waiting = line.paused.length === 2;
+    };
+    const result = await pollWhileFlowing(line, line, policy, { keepaliveTimeoutMs: 30, where: { account: "a", mailbox: "INBOX" }, signal: new AbortController().signal, now: () => 0, giveWay: () => waiting });
+    assert.equal(result, "quiet");
+    assert.equal(line.noops, 1, "a NOOP after the first pause; after the second, another folder waits");
+  });
+
   it("the connection closes: 'closed'", async () => {
     const line = new Line();
     line.pause = async () => void (line.open = false);

@@ -71,21 +71,25 @@ export interface Polling {
   where: { account: string; mailbox: string };
   signal: AbortSignal;
   now?: () => number;
+  /** Another folder waits for this connection (NOTIFY's shared reading connections): stop polling as if quiet. */
+  giveWay?: () => boolean;
 }
 
 /**
  * Polls with NOOP on the watching connection as the policy says. "mail": a reply announced mail
- * (read it now); "quiet": the burst is over (wait in IDLE); "closed": the connection closed or we stop.
+ * (read it now); "quiet": the burst is over (wait in IDLE), or giveWay says another folder needs the
+ * connection; "closed": the connection closed or we stop.
  * A NOOP unanswered within keepaliveTimeoutMs throws, as a keepalive's does.
  */
 export async function pollWhileFlowing(client: Pick<ImapFlow, "noop">, events: Polled, policy: BurstPolicy, o: Polling): Promise<"mail" | "quiet" | "closed"> {
   const now = o.now ?? (() => performance.now());
   for (;;) {
     if (events.news) return "mail";
+    if (o.giveWay?.()) return "quiet";
     const wait = policy.nextPollMs(now());
     if (wait === undefined) return "quiet";
     await events.pause(wait);
     if (!events.open || o.signal.aborted) return "closed";
-    if (!events.news) await keepalive(client, o.keepaliveTimeoutMs, o.where.account, o.where.mailbox);
+    if (!events.news && !o.giveWay?.()) await keepalive(client, o.keepaliveTimeoutMs, o.where.account, o.where.mailbox);
   }
 }

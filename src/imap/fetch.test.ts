@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Readable } from "node:stream";
 import type { ImapFlow } from "imapflow";
-import { fetchBatches, fetchMessages, ReadAgainLater, type WholeReading } from "./fetch.ts";
+import { fetchBatches, fetchMessages, planWholeGroups, ReadAgainLater, wholeGroupBytes, type WholeGroup, type WholeReading } from "./fetch.ts";
 
 /**
  * A server that answers the body FETCH with NIL parts, as some do for an empty part and Dovecot does
@@ -170,17 +170,42 @@ describe("fetchMessages: mail read whole (DKIM)", () => {
     for await (const m of fetchMessages(client, [1, 2, 3, 4, 5, 6], { maxTextBytes: 4096, whole: reader(seen) })) read.push(m.uid);
     assert.deepEqual(read, [1, 2, 3, 4, 5, 6]);
     assert.deepEqual(seen, ["mail 1: 1000", "mail 2: 2000", `mail 3: ${big}`, "mail 4: 1000", "mail 5: 1000", "mail 6: 3000"]);
-    assert.deepEqual(calls, ["FETCH HEADER 1,2,3,4,5,6", `FETCH BODY[]<0.${256 * 1024}> 1,2,4,5,6`, "DOWNLOAD 3", "DOWNLOAD 4", "DOWNLOAD 5"]);
+    assert.deepEqual(calls, ["FETCH HEADER 1,2,3,4,5,6", `FETCH BODY[]<0.${3000 + 375 + 1024}> 1,2,4,5,6`, "DOWNLOAD 3", "DOWNLOAD 4", "DOWNLOAD 5"]);
   });
 
-  it("groups of at most 2 MiB; the next asked for while this one is read; a mail waiting for DNS ends the round", async () => {
+  it("groups asking at most 2 MiB; the next asked for while this one is read; a mail waiting for DNS ends the round", async () => {
     const sizes = Array.from({ length: 15 }, () => 200 * 1024);
     const { client, calls } = wholeServer(sizes);
     const seen: string[] = [];
     const round = [];
     for await (const batch of fetchBatches(client, sizes.map((_, i) => i + 1), { maxTextBytes: 4096, whole: reader(seen, 4) })) round.push(batch);
-    assert.deepEqual(calls.slice(1), [`FETCH BODY[]<0.${256 * 1024}> 1,2,3,4,5,6,7,8,9,10`, `FETCH BODY[]<0.${256 * 1024}> 11,12,13,14,15`]);
+    // 200 KiB stated, asked up to 225 KiB + 1 KiB each: 9 a FETCH.
+    const partial = 200 * 1024 + 25 * 1024 + 1024;
+    assert.deepEqual(calls.slice(1), [`FETCH BODY[]<0.${partial}> 1,2,3,4,5,6,7,8,9`, `FETCH BODY[]<0.${partial}> 10,11,12,13,14,15`]);
     assert.deepEqual(round[0]!.mails.map((m) => m.uid), [1, 2, 3]);
     assert.deepEqual(round[0]!.unread, [{ uid: 4, reason: "DNS down", checkLater: true }]);
   });
 });
+
+describe("planWholeGroups", () => {
+  const chunk = 256 * 1024;
+  const asked = (groups: WholeGroup[]) => groups.map((g) => g.uids.length * g.partial);
+
+  it("bounds what a group asks for by the budget, whatever sizes the server states", () => {
+    // A server that says every mail is 100 bytes: each is asked for up to 1137 bytes, never a piece.
+    const lying = Array.from({ length: 5000 }, (_, i) => ({ uid: i + 1, size: 100 }));
+    const groups = planWholeGroups(lying, chunk);
+    assert.deepEqual(new Set(groups.map((g) => g.partial)), new Set([1137]));
+    assert.ok(asked(groups).every((bytes) => bytes <= wholeGroupBytes));
+    assert.deepEqual(groups.flatMap((g) => g.uids), lying.map((m) => m.uid), "each mail in one group, in UID order");
+  });
+
+  it("one bigger mail narrows the group it joins; mail of a piece or more, or without a size, is streamed", () => {
+    const mails = [{ uid: 1, size: 100 }, { uid: 2, size: 200_000 }, ...Array.from({ length: 20 }, (_, i) => ({ uid: i + 3, size: 100 })), { uid: 30, size: chunk }, { uid: 31, size: 0 }];
+    const groups = planWholeGroups(mails, chunk);
+    assert.ok(asked(groups).every((bytes) => bytes <= wholeGroupBytes), JSON.stringify(asked(groups)));
+    assert.deepEqual(groups[0], { uids: [1, 2, 3, 4, 5, 6, 7, 8, 9], partial: 200_000 + 25_000 + 1024 });
+    assert.deepEqual(groups.flatMap((g) => g.uids), mails.slice(0, 22).map((m) => m.uid));
+  });
+});
+

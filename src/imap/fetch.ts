@@ -182,8 +182,39 @@ function wholeChunkBytes(options: Pick<FetchOptions, "maxTextBytes" | "maxHeader
   return Math.max(64 * 1024, options.maxTextBytes, options.maxHeaderBytes ?? defaultMaxHeaderBytes);
 }
 
-/** Most bytes of whole mail one FETCH brings back; with the group after it asked for ahead, at most twice this is held per round. */
-const wholeGroupBytes = 2 * 1024 * 1024;
+/**
+ * Most bytes of whole mail one FETCH may bring back, whatever sizes the server states: each mail of
+ * a group is asked for up to the group's `partial` bytes, and a group holds at most this many of
+ * them. With the group after it asked for ahead, at most twice this is held per round.
+ */
+export const wholeGroupBytes = 2 * 1024 * 1024;
+
+/** Small whole mails fetched in one FETCH: their UIDs, and the bytes asked of each (BODY.PEEK[]<0.partial>). */
+export interface WholeGroup {
+  uids: number[];
+  partial: number;
+}
+
+/**
+ * Groups the mail under one piece (chunkSize) by its RFC822.SIZE, but bounds each group by what is
+ * asked for, not by what the server says: every mail of a group is asked for up to `partial` bytes
+ * (its stated size, an eighth more and 1 KiB, for servers that count a line end as one byte and
+ * send two), and uids × partial stays within `budget`. A mail bigger than stated comes back cut at `partial` and
+ * is streamed instead; mail at or over chunkSize, or without a size, is streamed.
+ */
+export function planWholeGroups(mails: readonly { uid: number; size: number }[], chunkSize: number, budget = wholeGroupBytes): WholeGroup[] {
+  const groups: WholeGroup[] = [];
+  let open: WholeGroup | undefined;
+  for (const m of mails) {
+    if (m.size <= 0 || m.size >= chunkSize) continue;
+    const partial = Math.min(chunkSize, m.size + Math.ceil(m.size / 8) + 1024);
+    const widened = Math.max(open?.partial ?? 0, partial);
+    if (open && (open.uids.length + 1) * widened <= budget) open.partial = widened;
+    else groups.push((open = { uids: [], partial }));
+    open.uids.push(m.uid);
+  }
+  return groups;
+}
 
 /**
  * The mail `whole` wants, through its read(), in UID order; mail it cannot decide on yet is unread.
@@ -230,31 +261,20 @@ async function readWholeMails(client: ImapFlow, mails: FetchedMessage[], whole: 
 }
 
 /**
- * Small whole mails fetched in groups (BODY.PEEK[]<0.chunkSize>, by RFC822.SIZE up to
- * wholeGroupBytes a FETCH), each group asked for when the one before it is first needed. A mail the
- * group did not bring back whole (its size was wrong, NIL, left out) is for the caller to stream.
+ * Small whole mails fetched in groups (planWholeGroups: at most wholeGroupBytes asked for a FETCH),
+ * each group asked for when the one before it is first needed. A mail the group did not bring back
+ * whole (bigger than stated, NIL, left out) is for the caller to stream.
  */
 class WholeGroups {
   private readonly groupOf = new Map<number, number>();
-  private readonly groups: number[][] = [];
+  private readonly groups: WholeGroup[];
   private readonly fetched = new Map<number, Promise<Map<number, Buffer>>>();
   private readonly client: ImapFlow;
-  private readonly chunkSize: number;
 
   constructor(client: ImapFlow, mails: readonly FetchedMessage[], chunkSize: number) {
     this.client = client;
-    this.chunkSize = chunkSize;
-    let bytes = 0;
-    for (const m of mails) {
-      if (m.size <= 0 || m.size >= chunkSize) continue;
-      if (this.groups.length === 0 || bytes + m.size > wholeGroupBytes) {
-        this.groups.push([]);
-        bytes = 0;
-      }
-      this.groups.at(-1)!.push(m.uid);
-      this.groupOf.set(m.uid, this.groups.length - 1);
-      bytes += m.size;
-    }
+    this.groups = planWholeGroups(mails, chunkSize);
+    this.groups.forEach((g, i) => g.uids.forEach((uid) => this.groupOf.set(uid, i)));
   }
 
   /** The mail whole, or undefined when it is to be streamed. */
@@ -266,7 +286,8 @@ class WholeGroups {
     // Done with the groups before it: let them go.
     this.fetched.delete(group - 1);
     const source = (await found).get(uid);
-    return source && source.length < this.chunkSize ? source : undefined;
+    // As long as asked for: the mail may go on past it (it is bigger than the server said).
+    return source && source.length < this.groups[group]!.partial ? source : undefined;
   }
 
   /** Drops what was fetched ahead and not used (a round that stopped early). */
@@ -275,12 +296,12 @@ class WholeGroups {
   }
 
   private fetch(group: number): Promise<Map<number, Buffer>> {
-    const uids = this.groups[group];
-    if (!uids) return Promise.resolve(new Map());
+    const planned = this.groups[group];
+    if (!planned) return Promise.resolve(new Map());
     let found = this.fetched.get(group);
     if (!found) {
-      const wanted = new Set(uids);
-      found = this.client.fetchAll(uids.join(","), { uid: true, source: { maxLength: this.chunkSize } }, { uid: true }).then((rows) => new Map(rows.filter((r) => wanted.has(r.uid) && Buffer.isBuffer(r.source)).map((r) => [r.uid, r.source!])));
+      const wanted = new Set(planned.uids);
+      found = this.client.fetchAll(planned.uids.join(","), { uid: true, source: { maxLength: planned.partial } }, { uid: true }).then((rows) => new Map(rows.filter((r) => wanted.has(r.uid) && Buffer.isBuffer(r.source)).map((r) => [r.uid, r.source!])));
       // Asked for ahead: if the connection drops first, the failure still reaches whoever awaits it.
       found.catch(() => {});
       this.fetched.set(group, found);

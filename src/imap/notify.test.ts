@@ -78,6 +78,24 @@ describe("FolderWakeups", () => {
     assert.equal(fourth, true, "with NOTIFY off each folder has its own connection");
   });
 
+  it("hands a freed connection to the folder that waited longest, and says when one waits", async () => {
+    const w = new FolderWakeups(["A", "B"], 1);
+    w.setMode("on");
+    const releaseA = await w.slot(never);
+    assert.equal(w.slotWanted, false);
+    const order: string[] = [];
+    const b = w.slot(never).then((release) => (order.push("B"), release));
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(w.slotWanted, true, "B waits: A gives its connection up after its round");
+    // A gives it up and asks again at once, as a folder with mail still flowing does.
+    releaseA();
+    const againA = w.slot(never).then((release) => (order.push("A"), release));
+    (await b)();
+    (await againA)();
+    assert.deepEqual(order, ["B", "A"]);
+    assert.equal(w.slotWanted, false);
+  });
+
   it("tells the notifier when a reload adds or removes a folder", async () => {
     const w = new FolderWakeups(["A"]);
     const version = w.listVersion;

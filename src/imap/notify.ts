@@ -38,6 +38,8 @@ export class FolderWakeups {
   /** Bumped when a folder is added or removed: the notifier sets NOTIFY again. */
   #listVersion = 0;
   #freeSlots: number;
+  /** Sessions waiting for a reading connection, first come first served (a ticket each). */
+  readonly #slotQueue: object[] = [];
   /** How many folders may read at once while NOTIFY is on. */
   readonly readingConnections: number;
 
@@ -79,22 +81,40 @@ export class FolderWakeups {
   /**
    * Waits for one of the reading connections a session may hold while NOTIFY is not off, and
    * returns its release. Where NOTIFY is off each folder keeps its own connection: no wait then.
+   * First come, first served: a session that gives its slot up and asks again queues behind the
+   * folders already waiting, so mail flowing into one folder cannot keep the others waiting.
    */
   async slot(signal: AbortSignal): Promise<() => void> {
-    for (;;) {
-      if (this.#mode === "off" || signal.aborted) return () => {};
-      if (this.#freeSlots > 0) {
-        this.#freeSlots--;
-        let released = false;
-        return () => {
-          if (released) return;
-          released = true;
-          this.#freeSlots++;
-          this.#wakeAll();
-        };
+    const ticket = {};
+    this.#slotQueue.push(ticket);
+    try {
+      for (;;) {
+        if (this.#mode === "off" || signal.aborted) return () => {};
+        if (this.#freeSlots > 0 && this.#slotQueue[0] === ticket) {
+          this.#freeSlots--;
+          let released = false;
+          return () => {
+            if (released) return;
+            released = true;
+            this.#freeSlots++;
+            this.#wakeAll();
+          };
+        }
+        await this.#nextWake(60_000, signal);
       }
-      await this.#nextWake(60_000, signal);
+    } finally {
+      this.#slotQueue.splice(this.#slotQueue.indexOf(ticket), 1);
+      // The next in line may take a slot still free.
+      if (this.#slotQueue.length > 0) this.#wakeAll();
     }
+  }
+
+  /**
+   * Whether another folder waits for a reading connection: a session holding one then gives it up
+   * after its round (watcher.ts) rather than stay while mail flows.
+   */
+  get slotWanted(): boolean {
+    return this.#mode !== "off" && this.#slotQueue.length > 0;
   }
 
   setMode(mode: NotifyMode): void {

@@ -80,11 +80,13 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
     woken = false;
     let failure: ImapError | undefined;
     let notified = false;
+    let handedOver = false;
     // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
     const release = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
     try {
       const ended = yield* watchSession(w, s, refusedLast);
       if (ended === "wait-for-wakeup") notified = true;
+      else if (ended === "hand-over") handedOver = true;
       else failure = ended;
     } catch (err) {
       failure = sessionFailure(w, s, err);
@@ -96,6 +98,13 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       release?.();
     }
     if (w.signal.aborted) return;
+    if (handedOver) {
+      // Another folder waited for this reading connection: queue behind it, then read on.
+      refusedLast = false;
+      attempt = 0;
+      woken = true;
+      continue;
+    }
     if (notified && s.position) {
       // Read to the end and quiet: no connection until the notifier says the folder changed.
       refusedLast = false;
@@ -150,7 +159,7 @@ interface SessionParts {
 }
 
 /** One connection's life: open, read, wait, read… until it closes (its error returned) or we stop. */
-async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], ImapError | undefined | "wait-for-wakeup", undefined> {
+async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], ImapError | undefined | "wait-for-wakeup" | "hand-over", undefined> {
   const client = (s.client = await createWatchingClient(w, refusedLast));
   const events = (s.events = new ConnectionEvents(client, w.signal));
   const opened = await openMailbox(w, client);
@@ -182,15 +191,23 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     const end = yield* readRound(w, source, pos, events);
     if (pos.lastUid > readUpTo) burst.mailRead(performance.now());
     if (end === "stopped") return undefined;
-    if (end === "again" || events.news) continue;
+    // With NOTIFY, another folder waiting for a reading connection gets this one after the round.
+    const handOver = !polling && w.options.wakeups?.slotWanted === true;
+    if (end === "again" || events.news) {
+      if (handOver) return "hand-over";
+      continue;
+    }
     // The round's mail is committed now (the consumer asked for more): its actions, before waiting.
     if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
-    if (events.news) continue;
-    if (!polling && burst.flowing(performance.now())) {
+    if (events.news) {
+      if (handOver) return "hand-over";
+      continue;
+    }
+    if (!polling && !handOver && burst.flowing(performance.now())) {
       // Mail is flowing: a NOOP's reply tells of the next mail at once, IDLE only at the server's push.
       source.watchingIdles = false;
       s.watchingSince ??= Date.now();
-      if ((await pollWhileFlowing(client, events, burst, { ...w, where: w })) !== "quiet") continue;
+      if ((await pollWhileFlowing(client, events, burst, { ...w, where: w, giveWay: () => w.options.wakeups?.slotWanted === true })) !== "quiet") continue;
     }
     const first = s.watchingSince === undefined;
     s.watchingSince ??= Date.now();

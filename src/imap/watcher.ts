@@ -9,6 +9,8 @@
  * - wait.ts: IDLE with a keepalive, or a poll, until there is mail to look for;
  * - burst.ts: while mail is flowing, NOOP for news instead of waiting for the server's IDLE push;
  * - notify.ts: with NOTIFY, no connection of its own while quiet: a session per wake-up, read to the end;
+ * - quiet.ts, lean-idle.ts: without NOTIFY, a quiet mailbox waits on a lean IDLE-only connection of
+ *   our own, and a session opens to read when it sees a change;
  * - reconnect-policy.ts: how long to wait after a session ended, and what to say (pure);
  * - unreadable.ts: failed reads counted per UID, and which mail a broken connection blames;
  * - actions.ts: the rules' actions on mail (mark read, flag, label, move), after it is committed.
@@ -22,7 +24,9 @@ import { BurstPolicy, pollWhileFlowing } from "./burst.ts";
 import { classifyImapError, closeQuietly, endpointOf } from "./client.ts";
 import { refuseBadOptions, watchContext, type Watch } from "./context.ts";
 import { MailSource, readRound, type Position } from "./mail-source.ts";
+import type { LeanBaseline } from "./lean-idle.ts";
 import { checkpointStep } from "./ours.ts";
+import { handOverIn, waitQuietly } from "./quiet.ts";
 import { openReader, ReaderConnection } from "./reader.ts";
 import { givesUp, reconnectPlan } from "./reconnect-policy.ts";
 import { retriesAsked, retrySetAside, retryWaiting } from "./retry.ts";
@@ -73,11 +77,13 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   let attempt = 0;
   let openedBefore = false;
   let woken = false;
+  let wakeUidNext: number | undefined;
   while (!w.signal.aborted) {
     // A session opened for a NOTIFY wake-up is a round of reading, not a reconnect: said at debug only.
     if (!woken) w.emit({ type: "connecting" });
-    const s: SessionParts = { woken };
+    const s: SessionParts = { woken, wakeUidNext };
     woken = false;
+    wakeUidNext = undefined;
     let failure: ImapError | undefined;
     let notified = false;
     // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
@@ -85,7 +91,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
     try {
       const ended = yield* watchSession(w, s, refusedLast);
       if (ended === "wait-for-wakeup") notified = true;
-      else failure = ended;
+      else if (ended !== "hand-over") failure = ended;
     } catch (err) {
       failure = sessionFailure(w, s, err);
     } finally {
@@ -104,9 +110,24 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       woken = true;
       continue;
     }
-    const watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
+    let watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
+    let opened = s.opened === true;
+    if (s.handover && failure === undefined) {
+      // Read to the end and quiet: a lean connection waits until there is something to read.
+      const quiet = await waitQuietly(w, s.handover);
+      if (quiet.why === "stopped") return;
+      if (quiet.why !== "failed") {
+        refusedLast = false;
+        attempt = 0;
+        woken = true;
+        if (quiet.why === "unsupported") w.quiet = "imapflow";
+        else wakeUidNext = quiet.uidNext;
+        continue;
+      }
+      // A lean connection that fails goes through the same plan as a session; the next session catches up.
+      ({ failure, opened, watchedForMs } = quiet);
+    }
     const canRefreshCredentials = options.account.credentials !== undefined;
-    const opened = s.opened === true;
     openedBefore ||= opened;
     const plan = reconnectPlan({ failure, refusedLast, canRefreshCredentials, opened, openedBefore, watchedForMs, attempt, random: Math.random() }, { baseMs, capMs, authFailureMs, healthyAfterMs });
     if (givesUp(failure, failFast, { openedBefore, promptRetry: plan.promptRetry })) {
@@ -147,14 +168,20 @@ interface SessionParts {
   woken?: boolean;
   /** The folder's NOTIFY wake-up count as the last round started (notify.ts). */
   wakeCount?: number;
+  /** UIDNEXT as the lean connection saw it before this session was woken: mail below it existed then. */
+  wakeUidNext?: number;
+  /** The session read to the end and is quiet: what the lean connection compares against. */
+  handover?: LeanBaseline;
 }
 
 /** One connection's life: open, read, wait, read… until it closes (its error returned) or we stop. */
-async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], ImapError | undefined | "wait-for-wakeup", undefined> {
+async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], ImapError | undefined | "wait-for-wakeup" | "hand-over", undefined> {
   const client = (s.client = await createWatchingClient(w, refusedLast));
   const events = (s.events = new ConnectionEvents(client, w.signal));
   const opened = await openMailbox(w, client);
   s.opened = true;
+  // Every mail below this UID existed when this session looked first, so its rounds saw it.
+  const seenUidNext = Math.max(Number(opened.uidNext) || 0, s.wakeUidNext ?? 0);
   const start = await reconcile(client, opened, w, s.woken === true);
   const polling = !client.capabilities.has("IDLE");
   if (polling) w.log.warn({ pollMs: w.pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
@@ -165,6 +192,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
   // Mail a person asked to read again (`mailbell unreadable retry`): looked for now and at each keepalive.
   let retryDue = true;
   const burst = new BurstPolicy();
+  let lastMailAt: number | undefined;
   while (!w.signal.aborted && events.open) {
     // What a crash left undone (at the start), and what came due meanwhile.
     if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
@@ -180,7 +208,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     const readUpTo = pos.lastUid;
     s.wakeCount = w.options.wakeups?.count(w.mailbox);
     const end = yield* readRound(w, source, pos, events);
-    if (pos.lastUid > readUpTo) burst.mailRead(performance.now());
+    if (pos.lastUid > readUpTo) burst.mailRead((lastMailAt = performance.now()));
     if (end === "stopped") return undefined;
     if (end === "again" || events.news) continue;
     // The round's mail is committed now (the consumer asked for more): its actions, before waiting.
@@ -196,6 +224,18 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     s.watchingSince ??= Date.now();
     // With NOTIFY the account's notifier watches this folder: close this connection (read to the end).
     if (!polling && w.options.wakeups && w.options.wakeups.mode !== "off") return "wait-for-wakeup";
+    if (!polling && w.quiet === "lean") {
+      const waitMs = handOverIn(lastMailAt, performance.now(), w.quietAfterMailMs);
+      if (waitMs > 0) {
+        // Mail came a while ago: stay a little, in case more follows.
+        if (first) w.emit({ type: "idle" });
+        const idled = await events.idleUntilChange(Math.min(waitMs, w.keepaliveMs));
+        source.watchingIdles = idled === "change";
+        continue;
+      }
+      s.handover = { path: opened.path, uidValidity: pos.uidValidity, uidNext: Math.max(seenUidNext, pos.lastUid + 1) };
+      return "hand-over";
+    }
     const woken = await waitForMail(client, events, { ...w, polling, first, retryWaiting: async () => (await retryWaiting(w, pos.uidValidity)) || (await actionsWaiting(w)), where: w });
     retryDue ||= woken.retryDue;
     source.watchingIdles = woken.why === "mail";

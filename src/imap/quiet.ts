@@ -1,0 +1,68 @@
+/**
+ * A quiet mailbox waits on a lean connection (lean-idle.ts) instead of an imapflow session: the
+ * session that read to the end hands over (when to: handOverNow), the lean connection IDLEs until
+ * the mailbox changes, and the watcher opens a session to read. While mail flows the session stays.
+ */
+import { ImapError, MailbellError } from "../errors.ts";
+import { actionsWaiting } from "./actions.ts";
+import { classifyImapError, endpointOf } from "./client.ts";
+import type { Watch } from "./context.ts";
+import { LeanIdle, LeanUnsupported, type LeanBaseline } from "./lean-idle.ts";
+import { retryWaiting } from "./retry.ts";
+
+/** For tests: runs between the session's end and the lean connection's EXAMINE, where mail must not be lost. */
+export const quietHooks: { beforeLean?: (mailbox: string) => Promise<void> } = {};
+
+export type QuietEnd =
+  /** Read now: the mailbox changed (uidNext: the UIDNEXT the lean connection saw, if any), or a retry or action is due. */
+  | { why: "read"; uidNext: number | undefined }
+  | { why: "stopped" }
+  /** The lean connection could not work here (no UIDNEXT): the session keeps its own connection from now on. */
+  | { why: "unsupported" }
+  | { why: "failed"; failure: ImapError; opened: boolean; watchedForMs: number | undefined };
+
+/**
+ * Hand over now? At once when the session read nothing; after quietAfterMailMs without mail when it
+ * read some. Returns the ms still to wait in IDLE on the session's connection, or 0 to hand over.
+ */
+export function handOverIn(lastMailAt: number | undefined, now: number, quietAfterMailMs: number): number {
+  if (lastMailAt === undefined) return 0;
+  return Math.max(0, quietAfterMailMs - (now - lastMailAt));
+}
+
+/** Waits on a lean connection until there is something to read, it fails, or we stop. */
+export async function waitQuietly(w: Watch, baseline: LeanBaseline): Promise<QuietEnd> {
+  let lean: LeanIdle | undefined;
+  let since: number | undefined;
+  try {
+    await quietHooks.beforeLean?.(w.mailbox);
+    const account = w.options.account;
+    const credentials = account.credentials ? await account.credentials(false) : { pass: account.pass ?? "" };
+    const settings = { account, where: w, log: w.log, keepaliveMs: w.keepaliveMs, keepaliveTimeoutMs: w.keepaliveTimeoutMs, idleRestartMs: w.options.idleRestartMs ?? 10 * 60_000, signal: w.signal };
+    const open = () => LeanIdle.open(settings, baseline, credentials);
+    lean = await (w.options.connectGate ? w.options.connectGate.run(open, w.signal) : open());
+    if (lean.changed) return { why: "read", uidNext: lean.uidNext };
+    w.log.debug({ uidNext: baseline.uidNext }, "quiet: waiting on a lean connection");
+    w.emit({ type: "idle" });
+    since = Date.now();
+    for (;;) {
+      const why = await lean.waitForChange();
+      if (why === "changed") return { why: "read", uidNext: lean.uidNext };
+      if (why === "stopped") return { why: "stopped" };
+      w.emit({ type: "alive" });
+      if ((await retryWaiting(w, baseline.uidValidity)) || (await actionsWaiting(w))) return { why: "read", uidNext: undefined };
+    }
+  } catch (err) {
+    if (w.signal.aborted) return { why: "stopped" };
+    // Our own failures (the state database) are thrown on, as in a session.
+    if (err instanceof MailbellError && !(err instanceof ImapError)) throw err;
+    if (err instanceof LeanUnsupported) {
+      w.log.info({ reason: err.message }, "this server does not tell the next UID on EXAMINE or STATUS: the watching connection stays open while quiet");
+      return { why: "unsupported" };
+    }
+    const failure = classifyImapError(err, w.account, w.mailbox, endpointOf(w.options.account));
+    return { why: "failed", failure, opened: lean !== undefined, watchedForMs: since === undefined ? undefined : Date.now() - since };
+  } finally {
+    lean?.close();
+  }
+}

@@ -16,9 +16,10 @@ import { greetingTimeoutFor } from "./transport-errors.ts";
 
 /** What the last imapflow session saw: the lean connection reports any mail beyond it. */
 export interface LeanBaseline {
-  /** The mailbox path as the session opened it (namespace prefix included). */
+  /** The mailbox path as the session opened it (namespace prefix included), or as configured. */
   path: string;
-  uidValidity: number;
+  /** Undefined on a first start: nothing to compare with, the mailbox's end is where watching starts. */
+  uidValidity: number | undefined;
   /** Every mail below this UID was seen by the session. */
   uidNext: number;
 }
@@ -34,8 +35,11 @@ export interface LeanSettings {
   signal: AbortSignal;
 }
 
-/** The server gave the lean connection no UIDNEXT (neither on EXAMINE nor STATUS): it cannot tell mail came in the gap. */
+/** The server gave the lean connection no UIDNEXT (neither on EXAMINE nor STATUS), or has no IDLE: the lean connection cannot work there. */
 export class LeanUnsupported extends Error {}
+
+/** EXAMINE was refused: a name as configured may need the namespace prefix a session adds. */
+export class LeanExamineRefused extends Error {}
 
 const greetingTimeoutMs = 16_000;
 /** imapflow's connectionTimeout. */
@@ -67,6 +71,7 @@ export class LeanIdle {
   #examine: { uidValidity?: number; uidNext?: number } | undefined;
   #statusUidNext: number | undefined;
   #uidNext: number | undefined;
+  #uidValidity: number | undefined;
 
   private constructor(s: LeanSettings, socket: net.Socket) {
     this.#s = s;
@@ -77,6 +82,11 @@ export class LeanIdle {
   /** The mailbox changed since the baseline (mail came, or it was renumbered): the watcher should read. */
   get changed(): boolean {
     return this.#changed;
+  }
+
+  /** UIDVALIDITY as EXAMINE told it. */
+  get uidValidity(): number | undefined {
+    return this.#uidValidity;
   }
 
   /** UIDNEXT as EXAMINE (or STATUS) told it. */
@@ -221,8 +231,12 @@ export class LeanIdle {
   async #examineAt(baseline: LeanBaseline): Promise<void> {
     const name = imapString(mailboxName(baseline.path));
     if (!("quoted" in name)) throw new LeanUnsupported("mailbox name");
+    // Capabilities may change with the login (Dovecot tells them in its OK); IDLE is what we need.
+    if (!hasCapability(this.#capabilities, "IDLE")) await this.#command("CAPABILITY");
+    if (!hasCapability(this.#capabilities, "IDLE")) throw new LeanUnsupported("no IDLE");
     this.#examine = {};
-    await this.#command(`EXAMINE ${name.quoted}`);
+    const examined = await this.#command(`EXAMINE ${name.quoted}`, { ok: false });
+    if (examined.status !== "OK") throw Object.assign(new LeanExamineRefused(`EXAMINE failed: ${examined.text}`), { responseText: examined.text, serverResponseCode: examined.code });
     const uidValidity = this.#examine.uidValidity;
     let uidNext = this.#examine.uidNext;
     this.#examine = undefined;
@@ -234,8 +248,9 @@ export class LeanIdle {
     }
     if (uidValidity === undefined || uidNext === undefined) throw new LeanUnsupported(`no ${uidValidity === undefined ? "UIDVALIDITY" : "UIDNEXT"} on EXAMINE`);
     this.#uidNext = uidNext;
+    this.#uidValidity = uidValidity;
     // Mail that came between the session's last look and this EXAMINE shows here.
-    if (uidValidity !== baseline.uidValidity || uidNext > baseline.uidNext) this.#changed = true;
+    if (baseline.uidValidity !== undefined && (uidValidity !== baseline.uidValidity || uidNext > baseline.uidNext)) this.#changed = true;
   }
 
   /**
@@ -369,6 +384,7 @@ export class LeanIdle {
     if (this.#greeted) return this.#greeted(r);
     switch (r.kind) {
       case "tagged": {
+        if (r.code === "CAPABILITY" && r.status === "OK") this.#capabilities = r.args;
         const pending = this.#pending;
         if (pending?.tag !== r.tag) return;
         this.#pending = undefined;

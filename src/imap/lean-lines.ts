@@ -68,7 +68,7 @@ export class LineReader {
 
 /** A response line as the lean connection sees it. */
 export type LeanResponse =
-  | { kind: "tagged"; tag: string; status: "OK" | "NO" | "BAD"; code: string | undefined; text: string }
+  | { kind: "tagged"; tag: string; status: "OK" | "NO" | "BAD"; code: string | undefined; args: string; text: string }
   | { kind: "continue"; text: string }
   | { kind: "exists"; count: number }
   | { kind: "expunge" }
@@ -97,8 +97,8 @@ export function parseLine(line: string): LeanResponse {
   if (uidNext) return { kind: "uidnext", uidNext: Number(uidNext[1]) };
   const tagged = /^([^\s*+]+) (OK|NO|BAD)(?: (.*))?$/i.exec(line);
   if (tagged) {
-    const { code, text } = responseCode(tagged[3] ?? "");
-    return { kind: "tagged", tag: tagged[1]!, status: tagged[2]!.toUpperCase() as "OK" | "NO" | "BAD", code, text };
+    const { code, args, text } = responseCode(tagged[3] ?? "");
+    return { kind: "tagged", tag: tagged[1]!, status: tagged[2]!.toUpperCase() as "OK" | "NO" | "BAD", code, args, text };
   }
   return { kind: "other" };
 }

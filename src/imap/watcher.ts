@@ -26,7 +26,7 @@ import { refuseBadOptions, watchContext, type Watch } from "./context.ts";
 import { MailSource, readRound, type Position } from "./mail-source.ts";
 import type { LeanBaseline } from "./lean-idle.ts";
 import { checkpointStep } from "./ours.ts";
-import { handOverIn, waitQuietly } from "./quiet.ts";
+import { handOverIn, startQuietly, startsQuietly, waitQuietly, type QuietEnd } from "./quiet.ts";
 import { openReader, ReaderConnection } from "./reader.ts";
 import { givesUp, reconnectPlan } from "./reconnect-policy.ts";
 import { retriesAsked, retrySetAside, retryWaiting } from "./retry.ts";
@@ -78,53 +78,71 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   let openedBefore = false;
   let woken = false;
   let wakeUidNext: number | undefined;
+  /** What the last session that handed over had seen: a lean start after a reconnect compares with it. */
+  let lastBaseline: LeanBaseline | undefined;
   while (!w.signal.aborted) {
-    // A session opened for a NOTIFY wake-up is a round of reading, not a reconnect: said at debug only.
+    // A session opened for a wake-up is a round of reading, not a reconnect: said at debug only.
     if (!woken) w.emit({ type: "connecting" });
-    const s: SessionParts = { woken, wakeUidNext };
-    woken = false;
-    wakeUidNext = undefined;
+    let quiet: QuietEnd | undefined;
+    // Nothing to read since the checkpoint: no imapflow session at all (half the memory, one login).
+    if (!woken && startsQuietly(w)) {
+      quiet = await startQuietly(w, refusedLast, lastBaseline);
+      if (quiet.why === "session") quiet = undefined;
+    }
     let failure: ImapError | undefined;
-    let notified = false;
-    // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
-    const release = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
-    try {
-      const ended = yield* watchSession(w, s, refusedLast);
-      if (ended === "wait-for-wakeup") notified = true;
-      else if (ended !== "hand-over") failure = ended;
-    } catch (err) {
-      failure = sessionFailure(w, s, err);
-    } finally {
-      s.source?.close();
-      s.events?.dispose();
-      // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
-      if (s.client) await closeQuietly(s.client, failure === undefined);
-      release?.();
+    let watchedForMs: number | undefined;
+    let opened = false;
+    if (!quiet) {
+      const s: SessionParts = { woken, wakeUidNext };
+      woken = false;
+      wakeUidNext = undefined;
+      let notified = false;
+      // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
+      const release = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
+      try {
+        const ended = yield* watchSession(w, s, refusedLast);
+        if (ended === "wait-for-wakeup") notified = true;
+        else if (ended !== "hand-over") failure = ended;
+      } catch (err) {
+        failure = sessionFailure(w, s, err);
+      } finally {
+        s.source?.close();
+        s.events?.dispose();
+        // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
+        if (s.client) await closeQuietly(s.client, failure === undefined);
+        release?.();
+      }
+      if (w.signal.aborted) return;
+      if (notified && s.position) {
+        // Read to the end and quiet: no connection until the notifier says the folder changed.
+        refusedLast = false;
+        attempt = 0;
+        await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
+        woken = true;
+        continue;
+      }
+      watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
+      opened = s.opened === true;
+      if (s.handover && failure === undefined) {
+        // Read to the end and quiet: a lean connection waits until there is something to read. The
+        // closed session's parts must not stay reachable meanwhile (its client is ~20 kB of heap).
+        lastBaseline = s.handover;
+        s.client = s.events = s.source = undefined;
+        quiet = await waitQuietly(w, s.handover);
+      }
     }
-    if (w.signal.aborted) return;
-    if (notified && s.position) {
-      // Read to the end and quiet: no connection until the notifier says the folder changed.
-      refusedLast = false;
-      attempt = 0;
-      await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
-      woken = true;
-      continue;
-    }
-    let watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
-    let opened = s.opened === true;
-    if (s.handover && failure === undefined) {
-      // Read to the end and quiet: a lean connection waits until there is something to read.
-      const quiet = await waitQuietly(w, s.handover);
+    if (quiet) {
       if (quiet.why === "stopped") return;
       if (quiet.why !== "failed") {
         refusedLast = false;
         attempt = 0;
-        woken = true;
+        openedBefore = true;
+        woken = quiet.why === "read";
         if (quiet.why === "unsupported") w.quiet = "imapflow";
-        else wakeUidNext = quiet.uidNext;
+        else if (quiet.why === "read") wakeUidNext = quiet.uidNext;
         continue;
       }
-      // A lean connection that fails goes through the same plan as a session; the next session catches up.
+      // A lean connection that fails goes through the same plan as a session; the next start catches up.
       ({ failure, opened, watchedForMs } = quiet);
     }
     const canRefreshCredentials = options.account.credentials !== undefined;

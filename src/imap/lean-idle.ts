@@ -66,6 +66,8 @@ export class LeanIdle {
   #pending: { tag: string; resolve(r: Extract<LeanResponse, { kind: "tagged" }>): void; reject(err: Error): void; onContinue?(text: string): void } | undefined;
   #greeted: ((r: LeanResponse) => void) | undefined;
   #wake: (() => void) | undefined;
+  /** IDLE was sent and DONE not yet. */
+  #idling = false;
   #exists = -1;
   #changed = false;
   #examine: { uidValidity?: number; uidNext?: number } | undefined;
@@ -271,13 +273,16 @@ export class LeanIdle {
       // Left behind when the mailbox changes: close() ends IDLE, and a failure after must not go unhandled.
       ended.catch(() => {});
       this.#socket.write(`${idle} IDLE\r\n`);
+      this.#idling = true;
       const slept = await this.#sleep(Math.min(deadline - Date.now(), this.#s.idleRestartMs), ended);
       if (this.#s.signal.aborted) return "stopped";
       if (this.#changed) return "changed";
       this.#check();
       // The server ended IDLE itself (some do after their own timeout): IDLE again.
+      this.#idling = slept !== "ended";
       if (slept === "ended") continue;
       this.#socket.write("DONE\r\n");
+      this.#idling = false;
       await this.#answered(ended, "DONE");
       if (Date.now() >= deadline && !this.#changed) {
         await this.#answered(this.#command("NOOP"), "NOOP");
@@ -328,7 +333,7 @@ export class LeanIdle {
   close(): void {
     if (this.#closed) return;
     try {
-      if (this.#pending) this.#socket.write("DONE\r\n");
+      if (this.#idling) this.#socket.write("DONE\r\n");
       this.#socket.end(`${this.#nextTag()} LOGOUT\r\n`);
     } catch {
       // already gone

@@ -25,6 +25,8 @@ export class LineTooLong extends Error {
 export class LineReader {
   #partial = "";
   #skip = 0;
+  /** Where the text after the last skipped literal starts: only it can announce another literal. */
+  #after = 0;
   readonly #maxLine: number;
   readonly #maxLiteral: number;
 
@@ -52,14 +54,16 @@ export class LineReader {
       at = nl + 1;
       const line = this.#partial.endsWith("\r") ? this.#partial.slice(0, -1) : this.#partial;
       const literal = /\{(\d{1,10})\+?\}$/.exec(line);
-      if (literal) {
+      if (literal && literal.index >= this.#after) {
         const size = Number(literal[1]);
         if (size > this.#maxLiteral) throw new LineTooLong(`the server sent a literal of ${size} bytes (over ${this.#maxLiteral})`);
         this.#skip = size;
         this.#partial = line;
+        this.#after = line.length;
         continue;
       }
       this.#partial = "";
+      this.#after = 0;
       lines.push(line);
     }
     return lines;

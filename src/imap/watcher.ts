@@ -80,6 +80,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   let wakeUidNext: number | undefined;
   /** What the last session that handed over had seen: a lean start after a reconnect compares with it. */
   let lastBaseline: LeanBaseline | undefined;
+  /** Lean connections in a row that found the mailbox renumbered at once (a server that renumbers per connection). */
+  let renumberedAtOnce = 0;
   while (!w.signal.aborted) {
     // A session opened for a wake-up is a round of reading, not a reconnect: said at debug only.
     if (!woken) w.emit({ type: "connecting" });
@@ -140,6 +142,12 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         woken = quiet.why === "read";
         if (quiet.why === "unsupported") w.quiet = "imapflow";
         else if (quiet.why === "read") wakeUidNext = quiet.uidNext;
+        renumberedAtOnce = quiet.why === "read" && quiet.renumbered ? renumberedAtOnce + 1 : 0;
+        if (renumberedAtOnce >= 2) {
+          // Each connection sees another UIDVALIDITY: every handover would wake a session at once, forever.
+          w.log.warn({}, "the server gives each connection another UIDVALIDITY: this mailbox keeps its reading connection open while quiet (as watch.quietConnection: imapflow)");
+          w.quiet = "imapflow";
+        }
         continue;
       }
       // A lean connection that fails goes through the same plan as a session; the next start catches up.
@@ -249,6 +257,8 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
         if (first) w.emit({ type: "idle" });
         const idled = await events.idleUntilChange(Math.min(waitMs, w.keepaliveMs));
         source.watchingIdles = idled === "change";
+        // As at a keepalive: the next round looks for set-aside mail a person asked to read again.
+        if (idled === "keepalive") retryDue = true;
         continue;
       }
       s.handover = { path: opened.path, uidValidity: pos.uidValidity, uidNext: Math.max(seenUidNext, pos.lastUid + 1) };

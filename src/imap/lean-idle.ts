@@ -283,11 +283,16 @@ export class LeanIdle {
       if (slept === "ended") continue;
       this.#socket.write("DONE\r\n");
       this.#idling = false;
-      await this.#answered(ended, "DONE");
-      if (Date.now() >= deadline && !this.#changed) {
-        await this.#answered(this.#command("NOOP"), "NOOP");
-        return this.#changed ? "changed" : "timeout";
+      if (Date.now() < deadline) {
+        await this.#answered(ended, "DONE");
+        continue;
       }
+      // The keepalive: IDLE's end and the NOOP answered within keepaliveTimeoutMs (said as imapflow's NOOP is).
+      await this.#answered(
+        ended.then(() => this.#command("NOOP")),
+        "NOOP",
+      );
+      return this.#changed ? "changed" : "timeout";
     }
     return "changed";
   }

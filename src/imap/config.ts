@@ -63,7 +63,7 @@ export const watchSchema = z.strictObject({
   /**
    * What a quiet mailbox waits on. lean: once read to the end and quiet (at once, or after 60 s
    * without mail when mail was read), the imapflow connection is closed and a minimal IDLE-only one
-   * of mailbell's own waits (about half the memory per mailbox); a change opens a session to read.
+   * of mailbell's own waits (~30 kB less per mailbox); a change opens a session to read.
    * imapflow: the reading connection stays in IDLE. Servers without IDLE, and NOTIFY, are not affected.
    */
   quietConnection: z.enum(["lean", "imapflow"]).default("lean"),

@@ -44,11 +44,13 @@ export function startsQuietly(w: Watch): boolean {
  * with what the last session saw, which may be further on when mail was expunged), a change wakes
  * a session; a first start saves the mailbox's end as the checkpoint, as a session would.
  */
-export async function startQuietly(w: Watch, refused: boolean, last: LeanBaseline | undefined): Promise<QuietEnd> {
+export async function startQuietly(w: Watch, refused: boolean, last: { baseline: LeanBaseline; lastUid: number } | undefined): Promise<QuietEnd> {
   const stored = await checkpointStep(w.checkpoints, "load the checkpoint", w, () => w.checkpoints.load(w.account, w.mailbox));
   if (stored && ((await retryWaiting(w, stored.uidValidity)) || (await actionsWaiting(w)))) return { why: "session" };
-  const seen = last && stored && last.uidValidity === stored.uidValidity ? last.uidNext : 0;
-  const baseline: LeanBaseline = { path: last?.path ?? w.mailbox, uidValidity: stored?.uidValidity, uidNext: Math.max(seen, (stored?.lastUid ?? 0) + 1) };
+  // Only when everything that session handed over is committed (commit "manual" saves when it likes):
+  // otherwise the checkpoint decides, and a session hands the uncommitted mail over again.
+  const seen = last && stored && last.baseline.uidValidity === stored.uidValidity && stored.lastUid >= last.lastUid ? last.baseline.uidNext : 0;
+  const baseline: LeanBaseline = { path: last?.baseline.path ?? w.mailbox, uidValidity: stored?.uidValidity, uidNext: Math.max(seen, (stored?.lastUid ?? 0) + 1) };
   return waitQuietly(w, baseline, {
     refused,
     opened: async (lean) => {

@@ -78,8 +78,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   let openedBefore = false;
   let woken = false;
   let wakeUidNext: number | undefined;
-  /** What the last session that handed over had seen: a lean start after a reconnect compares with it. */
-  let lastBaseline: LeanBaseline | undefined;
+  /** What the last session that handed over had seen and read: a lean start after a reconnect compares with it. */
+  let lastBaseline: { baseline: LeanBaseline; lastUid: number } | undefined;
   /** Lean connections in a row that found the mailbox renumbered at once (a server that renumbers per connection). */
   let renumberedAtOnce = 0;
   while (!w.signal.aborted) {
@@ -128,7 +128,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       if (s.handover && failure === undefined) {
         // Read to the end and quiet: a lean connection waits until there is something to read. The
         // closed session's parts must not stay reachable meanwhile (its client is ~20 kB of heap).
-        lastBaseline = s.handover;
+        lastBaseline = { baseline: s.handover, lastUid: s.position?.lastUid ?? 0 };
         s.client = s.events = s.source = undefined;
         quiet = await waitQuietly(w, s.handover);
       }

@@ -155,7 +155,11 @@ export class LeanIdle {
     await this.#command("STARTTLS");
     const plain = this.#socket;
     plain.removeAllListeners("data");
+    // From here the TLS socket is the connection: its timeout is the one that counts.
+    plain.setTimeout(0);
+    plain.removeAllListeners("timeout");
     const secure = tls.connect({ socket: plain, ...tlsOptions(this.#s.account) });
+    secure.setTimeout(connectTimeoutMs);
     this.#socket = secure;
     this.#attach(secure);
     await new Promise<void>((resolve, reject) => {

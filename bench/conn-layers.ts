@@ -12,6 +12,7 @@ import tls from "node:tls";
 import { parseArgs } from "node:util";
 import { ImapFlow } from "imapflow";
 import { createImapClient } from "../src/imap/client.ts";
+import { LeanIdle } from "../src/imap/lean-idle.ts";
 import { watchMailboxBatches } from "../src/imap/watcher.ts";
 import { silentLogger } from "../src/log.ts";
 import { processUsage, sleep, spawnTracked } from "./lib.ts";
@@ -49,20 +50,33 @@ const variants: Record<string, Open> = {
   },
   "mailbell-sysca": async (m, spec) => mailbellClient(m, spec, { tlsVerify: false }),
   mailbell: async (m, spec) => mailbellClient(m, spec, { ca: spec.ca }),
+  // The lean IDLE-only connection alone (src/imap/lean-idle.ts), in IDLE.
+  lean: async (m, spec) => {
+    const account = { host: "127.0.0.1", port: spec.port, tls: "implicit" as const, ca: spec.ca, user: m.user, pass: m.pass };
+    const lean = await LeanIdle.open({ account, where: { account: m.user, mailbox: m.mailbox }, log: silentLogger, keepaliveMs: 120_000, keepaliveTimeoutMs: 15_000, idleRestartMs: 600_000, signal: new AbortController().signal }, { path: m.mailbox, uidValidity: 0, uidNext: 0 }, { pass: m.pass });
+    void lean.waitForChange().catch(() => {});
+    return lean;
+  },
   // The whole watch loop of one mailbox (watchMailboxBatches: checkpoints in memory, no logger),
-  // resolved once it is in IDLE: what the watcher keeps beyond its connection.
-  watcher: (m, spec) =>
-    new Promise((resolve) => {
+  // resolved once it is in IDLE: what the watcher keeps beyond its connection. "watcher" waits on
+  // the lean connection (the default), "watcher-imapflow" keeps the session's connection.
+  watcher: (m, spec) => watcher(m, spec, "lean"),
+  "watcher-imapflow": (m, spec) => watcher(m, spec, "imapflow"),
+};
+
+function watcher(m: Mailbox, spec: Spec, quietConnection: "lean" | "imapflow"): Promise<unknown> {
+  return new Promise((resolve) => {
       const it = watchMailboxBatches({
         account: { host: "127.0.0.1", port: spec.port, tls: "implicit", ca: spec.ca, user: m.user, pass: m.pass },
         mailbox: m.mailbox,
+        quietConnection,
         onEvent: (e) => (e.type === "idle" ? resolve(it) : undefined),
       });
       void (async () => {
         for await (const round of it) void round;
       })();
-    }),
-};
+    });
+}
 
 /** A connection as mailbell's watcher opens it (createImapClient's options, its shared contexts). */
 async function mailbellClient(m: Mailbox, spec: Spec, trust: { ca?: string; tlsVerify?: boolean }): Promise<unknown> {

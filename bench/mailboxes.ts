@@ -444,17 +444,17 @@ const q = (s: string | number) => JSON.stringify(String(s));
  * systemCa: no `ca:` (the server is trusted through the system's store, as for Gmail; the caller
  * adds the test CA to it with NODE_EXTRA_CA_CERTS).
  */
-export function benchYaml(o: { dc: Dovecot; port?: number; mailboxes: readonly Mailbox[]; hookUrl: string; statusPort?: number; logLevel?: string; keepaliveSeconds?: number; systemCa?: boolean }): string {
+export function benchYaml(o: { dc: Dovecot; port?: number; mailboxes: readonly Mailbox[]; hookUrl: string; statusPort?: number; logLevel?: string; keepaliveSeconds?: number; systemCa?: boolean; quietConnection?: "lean" | "imapflow" }): string {
   const byUser = new Map<string, Mailbox[]>();
   for (const m of o.mailboxes) byUser.set(m.user, [...(byUser.get(m.user) ?? []), m]);
   const accounts = [...byUser].map(
     ([user, ms]) =>
       `  - { name: ${user}, host: 127.0.0.1, port: ${o.port ?? o.dc.imapsPort}, tls: implicit, ${o.systemCa ? "" : `ca: ${q(o.dc.caFile)}, `}user: ${user}, pass: ${q(ms[0]!.pass)}, maxConnections: ${Math.max(ms.length, 1)}, mailboxes: [${ms.map((m) => q(m.mailbox)).join(", ")}] }`,
   );
+  const watch = ["notify: off", o.keepaliveSeconds ? `keepaliveSeconds: ${o.keepaliveSeconds}` : "", o.quietConnection ? `quietConnection: ${o.quietConnection}` : ""].filter(Boolean);
   // state: the default ./mailbell.db, next to the config in the run's temp dir
   return `log: { level: ${o.logLevel ?? "warn"} }
-${o.statusPort ? `status: { listen: "127.0.0.1:${o.statusPort}" }\n` : ""}watch: { notify: off${o.keepaliveSeconds ? `, keepaliveSeconds: ${o.keepaliveSeconds}` : ""} }
-outbox: { drainSeconds: 2 }
+${o.statusPort ? `status: { listen: "127.0.0.1:${o.statusPort}" }\n` : ""}${watch.length ? `watch: { ${watch.join(", ")} }\n` : ""}outbox: { drainSeconds: 2 }
 accounts:${accounts.length ? `\n${accounts.join("\n")}` : " []"}
 targets:
   - { name: hook, type: webhook, url: ${q(o.hookUrl)} }
@@ -559,6 +559,8 @@ export interface ManyMailboxesOptions {
   compress?: boolean;
   /** Extra node flags for both mailbell processes (e.g. --max-semi-space-size=1), to try V8 settings. */
   nodeFlags?: readonly string[];
+  /** watch.quietConnection for mailbell (default: the config's default, lean). */
+  quietConnection?: "lean" | "imapflow";
   /** Run src/cli/entry.ts directly, without the launcher's memory settings (default false). */
   srcEntry?: boolean;
   /** watch.keepaliveSeconds for both mailbell processes; default mailbell's own. A short one makes
@@ -608,6 +610,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
   const { dc } = busy;
   // undefined: startMailbellProcess's default, the launcher as users run it.
   const entry = options.srcEntry ? sourceEntry : undefined;
+  const quiet = options.quietConnection ? { quietConnection: options.quietConnection } : {};
   let receiver: Receiver | undefined;
   const running = new Set<ProbedMailbell>();
   const stop = async (m: ProbedMailbell) => {
@@ -625,7 +628,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
     const basePort = await freePort();
     const trust = { systemCa: options.systemCa };
     const env = options.systemCa ? { NODE_EXTRA_CA_CERTS: dc.caFile } : {};
-    const base = await startProbedMailbell(benchYaml({ dc, mailboxes: mailboxes.slice(0, 1), hookUrl: receiver.url("/hook"), statusPort: basePort, keepaliveSeconds: options.keepaliveSeconds, ...trust }), env, options.nodeFlags, entry);
+    const base = await startProbedMailbell(benchYaml({ dc, mailboxes: mailboxes.slice(0, 1), hookUrl: receiver.url("/hook"), statusPort: basePort, keepaliveSeconds: options.keepaliveSeconds, ...quiet, ...trust }), env, options.nodeFlags, entry);
     running.add(base);
     let startupMs = NaN;
     for (;;) {
@@ -646,7 +649,7 @@ export async function runManyMailboxes(options: ManyMailboxesOptions): Promise<M
 
     // --- N mailboxes ---
     const port = await freePort();
-    const mb = await startProbedMailbell(benchYaml({ dc, mailboxes, hookUrl: receiver.url("/hook"), statusPort: port, keepaliveSeconds: options.keepaliveSeconds, ...trust }), env, options.nodeFlags, entry);
+    const mb = await startProbedMailbell(benchYaml({ dc, mailboxes, hookUrl: receiver.url("/hook"), statusPort: port, keepaliveSeconds: options.keepaliveSeconds, ...quiet, ...trust }), env, options.nodeFlags, entry);
     running.add(mb);
     let allConnectedMs = NaN;
     let allIdleMs = NaN;
@@ -1048,6 +1051,7 @@ if (import.meta.main) {
       "node-flags": { type: "string", default: "" },
       "src-entry": { type: "boolean", default: false },
       "system-ca": { type: "boolean", default: false },
+      "quiet-connection": { type: "string" },
       "healthz-poll-ms": { type: "string" },
       json: { type: "boolean", default: false },
       child: { type: "string" },
@@ -1070,6 +1074,7 @@ if (import.meta.main) {
       nodeFlags: values["node-flags"].split(/\s+/).filter(Boolean),
       srcEntry: values["src-entry"],
       systemCa: values["system-ca"],
+      ...(values["quiet-connection"] ? { quietConnection: values["quiet-connection"] as "lean" | "imapflow" } : {}),
       ...(values["healthz-poll-ms"] ? { healthzPollMs: Number(values["healthz-poll-ms"]) } : {}),
       ...(values["keepalive-seconds"] ? { keepaliveSeconds: Number(values["keepalive-seconds"]) } : {}),
     });

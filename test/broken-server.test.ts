@@ -414,28 +414,35 @@ describe("servers that refuse, throttle or break at the worst moment (from revie
 });
 
 describe("a server that renumbers the mailbox on every connect", () => {
-  it("posts each of 6 mails without a Message-ID once, through 3 renumberings", async () => {
-    const { mailbell, proxy } = await start({ user: "renumber", rules: [renumberEachSession()], path: "/renumber" });
+  // On the lean connection (the default) each wake-up is one more connection, so one more renumbering.
+  for (const quietConnection of ["imapflow", "lean"] as const) {
+  it(`${quietConnection}: posts each of 6 mails without a Message-ID once, through 3 renumberings`, async () => {
+    const user = `renumber${quietConnection}`;
+    const at = `/renumber-${quietConnection}`;
+    const { mailbell, proxy } = await start({ user, rules: [renumberEachSession()], path: at, watch: { quietConnection } });
     try {
       await mailbell.logger.waitFor(/^watching$/, 10_000);
       const noId = (i: number) => mail(`no id ${i}`).replace(/^Message-ID: .*\r\n/im, "");
       assert.doesNotMatch(noId(1), /Message-ID/i);
       for (let round = 0; round < 3; round++) {
-        await dovecot.append("renumber", "INBOX", noId(2 * round + 1));
-        await dovecot.append("renumber", "INBOX", noId(2 * round + 2));
-        await waitForSubjects("/renumber", [`no id ${2 * round + 1}`, `no id ${2 * round + 2}`]);
+        await dovecot.append(user, "INBOX", noId(2 * round + 1));
+        await dovecot.append(user, "INBOX", noId(2 * round + 2));
+        await waitForSubjects(at, [`no id ${2 * round + 1}`, `no id ${2 * round + 2}`]);
         const watching = mailbell.logger.find(/^watching$/).length;
         proxy.dropAll();
         await until(() => mailbell.logger.find(/^watching$/).length > watching, 10_000);
       }
       await new Promise((r) => setTimeout(r, 500));
-      assert.equal(mailbell.logger.find(/UIDVALIDITY changed/).length, 3);
-      assert.deepEqual(subjects("/renumber").sort(), [1, 2, 3, 4, 5, 6].map((i) => `no id ${i}`));
+      const renumberings = mailbell.logger.find(/UIDVALIDITY changed/).length;
+      if (quietConnection === "imapflow") assert.equal(renumberings, 3);
+      else assert.ok(renumberings >= 3, `${renumberings} renumberings seen`);
+      assert.deepEqual(subjects(at).sort(), [1, 2, 3, 4, 5, 6].map((i) => `no id ${i}`));
     } finally {
       await mailbell.stop();
       await proxy.close();
     }
   });
+  }
 });
 
 describe("a server that understates RFC822.SIZE", () => {

@@ -56,7 +56,7 @@ const mail = (n: number): string => buildMail({ from: "shop@example.com", to: "b
 
 describe("a burst of mail", () => {
   for (const readerConnection of [true, false]) {
-    it(`is read as NOOP replies announce it, not at IDLE pushes, then IDLE again with no command sent (readerConnection: ${readerConnection})`, async () => {
+    it(`is read as NOOP replies announce it, not at IDLE pushes, then IDLE again with no command sent (quietConnection: imapflow, readerConnection: ${readerConnection})`, async () => {
       const user = `burst${readerConnection ? "r" : "w"}`;
       await dovecot.addUser(user, "pw");
       await dovecot.append(user, "INBOX", mail(0));
@@ -66,7 +66,7 @@ describe("a burst of mail", () => {
       const stop = new AbortController();
       const got: WatchedMail[] = [];
       const watching = (async () => {
-        for await (const m of watchMailbox({ account: { name: user, host: "127.0.0.1", port: proxy!.port, tls: "none", user, pass: "pw" }, mailbox: "INBOX", readerConnection, signal: stop.signal })) got.push(m);
+        for await (const m of watchMailbox({ account: { name: user, host: "127.0.0.1", port: proxy!.port, tls: "none", user, pass: "pw" }, mailbox: "INBOX", readerConnection, quietConnection: "imapflow", signal: stop.signal })) got.push(m);
       })();
       try {
         await waitUntil("the watcher idles", () => commands.some((c) => c.session === 1 && c.name === "IDLE"), 10_000);
@@ -106,4 +106,55 @@ describe("a burst of mail", () => {
       }
     });
   }
+  it("quietConnection lean: the lean connection's push wakes a session, which polls through the burst, then hands back and nothing is sent", async () => {
+    const user = "burstl";
+    await dovecot.addUser(user, "pw");
+    await dovecot.append(user, "INBOX", mail(0));
+    const commands: { session: number; name: string }[] = [];
+    const exists: Exists[] = [];
+    let proxy: ImapProxy | undefined = await startImapProxy({ port: dovecot.imapPort, rules: [observer(commands, exists)] });
+    const stop = new AbortController();
+    const got: WatchedMail[] = [];
+    const watching = (async () => {
+      for await (const m of watchMailbox({ account: { name: user, host: "127.0.0.1", port: proxy!.port, tls: "none", user, pass: "pw" }, mailbox: "INBOX", quietAfterMailMs: 1500, signal: stop.signal })) got.push(m);
+    })();
+    try {
+      // A start with nothing to read opens only the lean connection.
+      await waitUntil("the lean connection idles", () => commands.some((c) => c.session === 1 && c.name === "IDLE"), 10_000);
+      assert.ok(!commands.some((c) => c.name === "UID"), "no session: nothing was searched");
+      await dovecot.withClient(user, async (appender) => {
+        await appender.append("INBOX", mail(1));
+        await waitUntil("mail 1 read", () => got.length === 1, 10_000);
+        for (let n = 2; n <= 5; n++) {
+          await appender.append("INBOX", mail(n));
+          await sleep(50);
+        }
+      });
+      await waitUntil("mails 2 to 5 read", () => got.length === 5, 10_000);
+      assert.deepEqual(
+        got.map((m) => m.mail.subject),
+        [1, 2, 3, 4, 5].map((n) => `burst ${n}`),
+      );
+      const firstHeard = (n: number): Exists | undefined => exists.find((e) => e.count >= n + 1);
+      assert.deepEqual({ session: firstHeard(1)?.session, during: firstHeard(1)?.during }, { session: 1, during: "IDLE" }, "the first mail comes with the lean connection's push");
+      const reading = commands.find((c) => c.session !== 1)!.session;
+      for (let n = 2; n <= 5; n++) {
+        const heard = exists.find((e) => e.session === reading && e.count >= n + 1);
+        assert.ok(heard && heard.during !== "IDLE", `mail ${n} was announced on the reading session by ${heard ? `a reply during ${heard.during}` : "nothing"}, not by a push (EXISTS seen: ${JSON.stringify(exists)})`);
+      }
+      assert.ok(commands.some((c) => c.session === reading && c.name === "NOOP"), "the reading session asked with NOOP");
+      assert.equal(new Set(commands.filter((c) => c.name === "LOGIN" || c.name === "AUTHENTICATE").map((c) => c.session)).size, 2, "one login for the lean start, one for the burst");
+
+      // Quiet for quietAfterMailMs: the session hands back to a lean connection, which sends nothing more.
+      await waitUntil("a new lean connection idles", () => commands.some((c) => c.session > reading && c.name === "IDLE"), 5000);
+      const sent = commands.length;
+      await sleep(1500);
+      assert.deepEqual(commands.slice(sent), [], "no command while no mail comes");
+    } finally {
+      stop.abort();
+      await watching;
+      await proxy.close();
+      proxy = undefined;
+    }
+  });
 });

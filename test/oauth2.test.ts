@@ -101,6 +101,9 @@ describe("OAuth2 (XOAUTH2/OAUTHBEARER) against Dovecot's oauth2 passdb", () => {
     assert.deepEqual(tokens.grants, ["refresh_token"]);
     assert.equal(tokens.issued.length, 1);
     await mailArrives("first with oauth2");
+    // The start opened only the lean connection (watch.quietConnection: lean), logged in with the token too.
+    assert.ok(mailbell.logger.entries.some((e) => e.msg === "quiet: waiting on a lean connection"), "the mail came while the lean connection waited");
+    assert.equal(tokens.issued.length, 1, "the lean connection and the reading session shared the token");
   });
 
   it("refreshes a token that is about to expire before logging in again", async () => {

@@ -272,34 +272,37 @@ describe("keeping IDLE fresh", () => {
     };
   }
 
-  it("a quiet keepalive is a NOOP only: no UID SEARCH unless the NOOP says new mail came", async () => {
-    await dovecot.createMailbox("bob", "Quiet");
-    const watch = await watchThroughHop({ mailbox: "Quiet", keepaliveMs: 200 });
-    try {
-      await watch.ev.waitFor("idle");
-      const searchesAtStart = watch.count(/ UID SEARCH /g);
-      await new Promise((r) => setTimeout(r, 1000));
-      assert.ok(watch.count(/ NOOP\r\n/g) >= 3, "keepalives were sent");
-      assert.equal(watch.count(/ UID SEARCH /g), searchesAtStart, "no SEARCH after a quiet keepalive");
-      await dovecot.append("bob", "Quiet", buildMail({ from: "a@example.com", to: "bob@example.com", subject: "after quiet", text: "x" }));
-      assert.equal((await watch.w.waitFor(1))[0]!.mail.subject, "after quiet");
-    } finally {
-      await watch.stop();
-    }
-  });
+  // The same on the lean connection a quiet mailbox waits on (the default) and on imapflow's.
+  for (const quietConnection of ["lean", "imapflow"] as const) {
+    it(`${quietConnection}: a quiet keepalive is a NOOP only: no UID SEARCH unless the NOOP says new mail came`, async () => {
+      await dovecot.createMailbox("bob", `Quiet-${quietConnection}`);
+      const watch = await watchThroughHop({ mailbox: `Quiet-${quietConnection}`, keepaliveMs: 200, quietConnection });
+      try {
+        await watch.ev.waitFor("idle");
+        const searchesAtStart = watch.count(/ UID SEARCH /g);
+        await new Promise((r) => setTimeout(r, 1000));
+        assert.ok(watch.count(/ NOOP\r\n/g) >= 3, "keepalives were sent");
+        assert.equal(watch.count(/ UID SEARCH /g), searchesAtStart, "no SEARCH after a quiet keepalive");
+        await dovecot.append("bob", `Quiet-${quietConnection}`, buildMail({ from: "a@example.com", to: "bob@example.com", subject: "after quiet", text: "x" }));
+        assert.equal((await watch.w.waitFor(1))[0]!.mail.subject, "after quiet");
+      } finally {
+        await watch.stop();
+      }
+    });
 
-  it("re-issues IDLE every idleRestartMs (servers drop long IDLEs)", async () => {
-    const watch = await watchThroughHop({ mailbox: "INBOX", idleRestartMs: 300 });
-    try {
-      await watch.ev.waitFor("idle");
-      const before = watch.count(/ IDLE\r\n/g);
-      await new Promise((r) => setTimeout(r, 1300));
-      const idles = watch.count(/ IDLE\r\n/g) - before;
-      assert.ok(idles >= 3, `IDLE was issued ${idles} more times in 1.3 s with idleRestartMs 300`);
-    } finally {
-      await watch.stop();
-    }
-  });
+    it(`${quietConnection}: re-issues IDLE every idleRestartMs (servers drop long IDLEs)`, async () => {
+      const watch = await watchThroughHop({ mailbox: "INBOX", idleRestartMs: 300, quietConnection });
+      try {
+        await watch.ev.waitFor("idle");
+        const before = watch.count(/ IDLE\r\n/g);
+        await new Promise((r) => setTimeout(r, 1300));
+        const idles = watch.count(/ IDLE\r\n/g) - before;
+        assert.ok(idles >= 3, `IDLE was issued ${idles} more times in 1.3 s with idleRestartMs 300`);
+      } finally {
+        await watch.stop();
+      }
+    });
+  }
 });
 
 describe("reading on a second connection", () => {
@@ -311,7 +314,7 @@ describe("reading on a second connection", () => {
     const controller = new AbortController();
     const events: WatchEvent["type"][] = [];
     const w = collect(
-      watchMailbox({ account: account("dave"), mailbox: "Reader", readerConnection: true, keepaliveMs: 1500, signal: controller.signal, onEvent: (e) => events.push(e.type) }),
+      watchMailbox({ account: account("dave"), mailbox: "Reader", readerConnection: true, quietConnection: "imapflow", keepaliveMs: 1500, signal: controller.signal, onEvent: (e) => events.push(e.type) }),
     );
     try {
       while (!events.includes("idle")) await new Promise((r) => setTimeout(r, 20));
@@ -351,7 +354,7 @@ describe("reading on a second connection", () => {
       return round.map(readFetchedParts);
     };
     const w = collect(
-      watchMailbox({ account: account("fay"), mailbox: "Busy", readerConnection: true, decode, needsBody: () => true, signal: controller.signal, onEvent: (e) => events.push(e.type) }),
+      watchMailbox({ account: account("fay"), mailbox: "Busy", readerConnection: true, quietConnection: "imapflow", decode, needsBody: () => true, signal: controller.signal, onEvent: (e) => events.push(e.type) }),
     );
     try {
       while (!events.includes("idle")) await new Promise((r) => setTimeout(r, 20));
@@ -377,7 +380,7 @@ describe("reading on a second connection", () => {
     let logins = 0;
     const base = account("erin");
     const erin: ImapAccount = { ...base, pass: undefined, credentials: async () => ({ pass: logins++ === 0 ? base.pass! : "wrong" }) };
-    const w = collect(watchMailbox({ account: erin, mailbox: "Reader", readerConnection: true, signal: controller.signal, logger, onEvent: (e) => (idles += e.type === "idle" ? 1 : 0) }));
+    const w = collect(watchMailbox({ account: erin, mailbox: "Reader", readerConnection: true, quietConnection: "imapflow", signal: controller.signal, logger, onEvent: (e) => (idles += e.type === "idle" ? 1 : 0) }));
     try {
       while (idles === 0) await new Promise((r) => setTimeout(r, 20));
       for (let i = 0; i < 2; i++) {

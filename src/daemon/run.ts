@@ -638,6 +638,7 @@ function watchOptions(imap: ImapAccount, account: AccountConfig, mailbox: string
     keepaliveMs: watch.keepaliveSeconds * 1000,
     keepaliveTimeoutMs: watch.keepaliveTimeoutSeconds * 1000,
     pollMs: watch.pollSeconds * 1000,
+    quietConnection: watch.quietConnection,
     reconnect: { capMs: watch.reconnectMaxSeconds * 1000, authFailureMs: watch.authRetryMinutes * 60_000 },
     onEvent: (event) => options.onWatchEvent?.(account.name, mailbox, event),
     failFast: shared.failFast,

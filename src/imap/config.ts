@@ -63,6 +63,13 @@ export const watchSchema = z.strictObject({
    * folders where offered (what auto meant before). off: always one connection per folder.
    */
   notify: z.enum(["auto", "on", "off"]).default("auto"),
+  /**
+   * What a quiet mailbox waits on. lean: once read to the end and quiet (at once, or after 60 s
+   * without mail when mail was read), the imapflow connection is closed and a minimal IDLE-only one
+   * of mailbell's own waits (~30 kB less per mailbox); a change opens a session to read.
+   * imapflow: the reading connection stays in IDLE. Servers without IDLE, and NOTIFY, are not affected.
+   */
+  quietConnection: z.enum(["lean", "imapflow"]).default("lean"),
   /** For servers without IDLE: how often to look for new mail. */
   pollSeconds: seconds(1, 3600).default(60),
   /** After downtime, this many mails per mailbox are announced one by one; the rest as one digest. */

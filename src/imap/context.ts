@@ -13,6 +13,12 @@ import { MemorySetAside, ReadFailures, type SetAsideStore } from "./unreadable.t
 
 export const defaultKeepaliveMs = 120_000;
 export const defaultKeepaliveTimeoutMs = 15_000;
+/**
+ * After a session read mail, it keeps its connection this long before handing over to a lean one
+ * (quiet.ts): a mailbox where mail comes every few seconds would otherwise log in twice per mail
+ * (Gmail counts logins).
+ */
+export const defaultQuietAfterMailMs = 60_000;
 
 export interface Watch {
   options: WatchOptions;
@@ -34,6 +40,10 @@ export interface Watch {
   keepaliveMs: number;
   keepaliveTimeoutMs: number;
   pollMs: number;
+  /** What a quiet mailbox waits on (quiet.ts); set to "imapflow" for good when the server cannot do without. */
+  quiet: "lean" | "imapflow";
+  /** After reading mail, how long a session keeps its connection before handing over to a lean one. */
+  quietAfterMailMs: number;
 }
 
 export function watchContext(options: WatchOptions): Watch {
@@ -78,6 +88,8 @@ export function watchContext(options: WatchOptions): Watch {
     keepaliveMs: options.keepaliveMs ?? defaultKeepaliveMs,
     keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? defaultKeepaliveTimeoutMs,
     pollMs: options.pollMs ?? 60_000,
+    quiet: options.quietConnection ?? "lean",
+    quietAfterMailMs: options.quietAfterMailMs ?? defaultQuietAfterMailMs,
   };
 }
 

@@ -77,8 +77,8 @@ export async function reconcile(probe: EndProbe, opened: OpenedMailbox, w: Recon
       w.log.info({ uidValidity, lastUid: checkpoint.lastUid }, "first start on this mailbox: announcing mail from now on");
     }
   }
-  // A session opened for a NOTIFY wake-up (notify.ts) is a round of reading, not news.
-  if (woken) w.log.debug({ uidValidity, lastUid: checkpoint.lastUid }, "woken by NOTIFY: reading");
+  // A session opened for a wake-up (NOTIFY, or a quiet mailbox's lean connection) is a round of reading, not news.
+  if (woken) w.log.debug({ uidValidity, lastUid: checkpoint.lastUid }, "woken (NOTIFY, or the lean connection saw a change): reading");
   else {
     w.log.info({ uidValidity, lastUid: checkpoint.lastUid }, "watching");
     w.emit({ type: "connected", uidValidity, lastUid: checkpoint.lastUid });

@@ -127,6 +127,18 @@ export interface WatchOptions {
    * woken. Without it (or when the server has no NOTIFY) the watcher IDLEs on its own connection.
    */
   wakeups?: FolderWakeups;
+  /**
+   * What a quiet mailbox waits on. lean (default): once a session has read to the end and is
+   * quiet, its imapflow connection is closed and a minimal IDLE-only connection of mailbell's own
+   * waits instead (~30 kB less per mailbox, BENCHMARKS.md); when it sees the mailbox change, a session opens to read.
+   * imapflow: the session's connection stays in IDLE. Servers without IDLE, and NOTIFY, are not affected.
+   */
+  quietConnection?: "lean" | "imapflow";
+  /**
+   * After a session read mail, it keeps its connection this long without mail before handing over
+   * to the lean one (default 60 s), so that mail coming every few seconds costs no login each.
+   */
+  quietAfterMailMs?: number;
 }
 
 export type WatchEvent =

@@ -9,6 +9,8 @@
  * - wait.ts: IDLE with a keepalive, or a poll, until there is mail to look for;
  * - burst.ts: while mail is flowing, NOOP for news instead of waiting for the server's IDLE push;
  * - notify.ts: with NOTIFY, no connection of its own while quiet: a session per wake-up, read to the end;
+ * - quiet.ts, lean-idle.ts: without NOTIFY, a quiet mailbox waits on a lean IDLE-only connection of
+ *   our own, and a session opens to read when it sees a change;
  * - reconnect-policy.ts: how long to wait after a session ended, and what to say (pure);
  * - unreadable.ts: failed reads counted per UID, and which mail a broken connection blames;
  * - actions.ts: the rules' actions on mail (mark read, flag, label, move), after it is committed.
@@ -22,7 +24,9 @@ import { BurstPolicy, pollWhileFlowing } from "./burst.ts";
 import { classifyImapError, closeQuietly, endpointOf } from "./client.ts";
 import { refuseBadOptions, watchContext, type Watch } from "./context.ts";
 import { MailSource, readRound, type Position } from "./mail-source.ts";
+import type { LeanBaseline } from "./lean-idle.ts";
 import { checkpointStep } from "./ours.ts";
+import { handOverIn, startQuietly, startsQuietly, waitQuietly, type QuietEnd } from "./quiet.ts";
 import { openReader, ReaderConnection } from "./reader.ts";
 import { givesUp, reconnectPlan } from "./reconnect-policy.ts";
 import { retriesAsked, retrySetAside, retryWaiting } from "./retry.ts";
@@ -73,49 +77,92 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   let attempt = 0;
   let openedBefore = false;
   let woken = false;
+  let wakeUidNext: number | undefined;
+  /** What the last session that handed over had seen and read: a lean start after a reconnect compares with it. */
+  let lastBaseline: { baseline: LeanBaseline; lastUid: number } | undefined;
+  /** Lean connections in a row that found the mailbox renumbered at once (a server that renumbers per connection). */
+  let renumberedAtOnce = 0;
   while (!w.signal.aborted) {
-    // A session opened for a NOTIFY wake-up is a round of reading, not a reconnect: said at debug only.
+    // A session opened for a wake-up is a round of reading, not a reconnect: said at debug only.
     if (!woken) w.emit({ type: "connecting" });
-    const s: SessionParts = { woken };
-    woken = false;
+    let quiet: QuietEnd | undefined;
+    // Nothing to read since the checkpoint: no imapflow session at all (half the memory, one login).
+    if (!woken && startsQuietly(w)) {
+      quiet = await startQuietly(w, refusedLast, lastBaseline);
+      if (quiet.why === "session") quiet = undefined;
+    }
     let failure: ImapError | undefined;
-    let notified = false;
-    let handedOver = false;
-    // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
-    const release = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
-    try {
-      const ended = yield* watchSession(w, s, refusedLast);
-      if (ended === "wait-for-wakeup") notified = true;
-      else if (ended === "hand-over") handedOver = true;
-      else failure = ended;
-    } catch (err) {
-      failure = sessionFailure(w, s, err);
-    } finally {
-      s.source?.close();
-      s.events?.dispose();
-      // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
-      if (s.client) await closeQuietly(s.client, failure === undefined);
-      release?.();
+    let watchedForMs: number | undefined;
+    let opened = false;
+    if (!quiet) {
+      const s: SessionParts = { woken, wakeUidNext };
+      woken = false;
+      wakeUidNext = undefined;
+      let notified = false;
+      let gaveSlot = false;
+      // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
+      const release = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
+      try {
+        const ended = yield* watchSession(w, s, refusedLast);
+        if (ended === "wait-for-wakeup") notified = true;
+        else if (ended === "give-slot") gaveSlot = true;
+        else if (ended !== "hand-over") failure = ended;
+      } catch (err) {
+        failure = sessionFailure(w, s, err);
+      } finally {
+        s.source?.close();
+        s.events?.dispose();
+        // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
+        if (s.client) await closeQuietly(s.client, failure === undefined);
+        release?.();
+      }
+      if (w.signal.aborted) return;
+      if (gaveSlot) {
+        // Another folder waited for this reading connection: queue behind it, then read on.
+        refusedLast = false;
+        attempt = 0;
+        woken = true;
+        continue;
+      }
+      if (notified && s.position) {
+        // Read to the end and quiet: no connection until the notifier says the folder changed.
+        refusedLast = false;
+        attempt = 0;
+        await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
+        woken = true;
+        continue;
+      }
+      watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
+      opened = s.opened === true;
+      if (s.handover && failure === undefined) {
+        // Read to the end and quiet: a lean connection waits until there is something to read. The
+        // closed session's parts must not stay reachable meanwhile (its client is ~20 kB of heap).
+        lastBaseline = { baseline: s.handover, lastUid: s.position?.lastUid ?? 0 };
+        s.client = s.events = s.source = undefined;
+        quiet = await waitQuietly(w, s.handover);
+      }
     }
-    if (w.signal.aborted) return;
-    if (handedOver) {
-      // Another folder waited for this reading connection: queue behind it, then read on.
-      refusedLast = false;
-      attempt = 0;
-      woken = true;
-      continue;
+    if (quiet) {
+      if (quiet.why === "stopped") return;
+      if (quiet.why !== "failed") {
+        refusedLast = false;
+        attempt = 0;
+        openedBefore = true;
+        woken = quiet.why === "read";
+        if (quiet.why === "unsupported") w.quiet = "imapflow";
+        else if (quiet.why === "read") wakeUidNext = quiet.uidNext;
+        renumberedAtOnce = quiet.why === "read" && quiet.renumbered ? renumberedAtOnce + 1 : 0;
+        if (renumberedAtOnce >= 2) {
+          // Each connection sees another UIDVALIDITY: every handover would wake a session at once, forever.
+          w.log.warn({}, "the server gives each connection another UIDVALIDITY: this mailbox keeps its reading connection open while quiet (as watch.quietConnection: imapflow)");
+          w.quiet = "imapflow";
+        }
+        continue;
+      }
+      // A lean connection that fails goes through the same plan as a session; the next start catches up.
+      ({ failure, opened, watchedForMs } = quiet);
     }
-    if (notified && s.position) {
-      // Read to the end and quiet: no connection until the notifier says the folder changed.
-      refusedLast = false;
-      attempt = 0;
-      await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
-      woken = true;
-      continue;
-    }
-    const watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
     const canRefreshCredentials = options.account.credentials !== undefined;
-    const opened = s.opened === true;
     openedBefore ||= opened;
     const plan = reconnectPlan({ failure, refusedLast, canRefreshCredentials, opened, openedBefore, watchedForMs, attempt, random: Math.random() }, { baseMs, capMs, authFailureMs, healthyAfterMs });
     if (givesUp(failure, failFast, { openedBefore, promptRetry: plan.promptRetry })) {
@@ -156,14 +203,20 @@ interface SessionParts {
   woken?: boolean;
   /** The folder's NOTIFY wake-up count as the last round started (notify.ts). */
   wakeCount?: number;
+  /** UIDNEXT as the lean connection saw it before this session was woken: mail below it existed then. */
+  wakeUidNext?: number;
+  /** The session read to the end and is quiet: what the lean connection compares against. */
+  handover?: LeanBaseline;
 }
 
 /** One connection's life: open, read, wait, read… until it closes (its error returned) or we stop. */
-async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], ImapError | undefined | "wait-for-wakeup" | "hand-over", undefined> {
+async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], ImapError | undefined | "wait-for-wakeup" | "give-slot" | "hand-over", undefined> {
   const client = (s.client = await createWatchingClient(w, refusedLast));
   const events = (s.events = new ConnectionEvents(client, w.signal));
   const opened = await openMailbox(w, client);
   s.opened = true;
+  // Every mail below this UID existed when this session looked first, so its rounds saw it.
+  const seenUidNext = Math.max(Number(opened.uidNext) || 0, s.wakeUidNext ?? 0);
   const start = await reconcile(client, opened, w, s.woken === true);
   const polling = !client.capabilities.has("IDLE");
   if (polling) w.log.warn({ pollMs: w.pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
@@ -174,6 +227,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
   // Mail a person asked to read again (`mailbell unreadable retry`): looked for now and at each keepalive.
   let retryDue = true;
   const burst = new BurstPolicy();
+  let lastMailAt: number | undefined;
   while (!w.signal.aborted && events.open) {
     // What a crash left undone (at the start), and what came due meanwhile.
     if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
@@ -189,21 +243,21 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     const readUpTo = pos.lastUid;
     s.wakeCount = w.options.wakeups?.count(w.mailbox);
     const end = yield* readRound(w, source, pos, events);
-    if (pos.lastUid > readUpTo) burst.mailRead(performance.now());
+    if (pos.lastUid > readUpTo) burst.mailRead((lastMailAt = performance.now()));
     if (end === "stopped") return undefined;
     // With NOTIFY, another folder waiting for a reading connection gets this one after the round.
-    const handOver = !polling && w.options.wakeups?.slotWanted === true;
+    const giveSlot = !polling && w.options.wakeups?.slotWanted === true;
     if (end === "again" || events.news) {
-      if (handOver) return "hand-over";
+      if (giveSlot) return "give-slot";
       continue;
     }
     // The round's mail is committed now (the consumer asked for more): its actions, before waiting.
     if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
     if (events.news) {
-      if (handOver) return "hand-over";
+      if (giveSlot) return "give-slot";
       continue;
     }
-    if (!polling && !handOver && burst.flowing(performance.now())) {
+    if (!polling && !giveSlot && burst.flowing(performance.now())) {
       // Mail is flowing: a NOOP's reply tells of the next mail at once, IDLE only at the server's push.
       source.watchingIdles = false;
       s.watchingSince ??= Date.now();
@@ -213,6 +267,20 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     s.watchingSince ??= Date.now();
     // With NOTIFY the account's notifier watches this folder: close this connection (read to the end).
     if (!polling && w.options.wakeups && w.options.wakeups.mode !== "off") return "wait-for-wakeup";
+    if (!polling && w.quiet === "lean") {
+      const waitMs = handOverIn(lastMailAt, performance.now(), w.quietAfterMailMs);
+      if (waitMs > 0) {
+        // Mail came a while ago: stay a little, in case more follows.
+        if (first) w.emit({ type: "idle" });
+        const idled = await events.idleUntilChange(Math.min(waitMs, w.keepaliveMs));
+        source.watchingIdles = idled === "change";
+        // As at a keepalive: the next round looks for set-aside mail a person asked to read again.
+        if (idled === "keepalive") retryDue = true;
+        continue;
+      }
+      s.handover = { path: opened.path, uidValidity: pos.uidValidity, uidNext: Math.max(seenUidNext, pos.lastUid + 1) };
+      return "hand-over";
+    }
     const woken = await waitForMail(client, events, { ...w, polling, first, retryWaiting: async () => (await retryWaiting(w, pos.uidValidity)) || (await actionsWaiting(w)), where: w });
     retryDue ||= woken.retryDue;
     source.watchingIdles = woken.why === "mail";

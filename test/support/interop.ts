@@ -212,6 +212,9 @@ export function interopSuite(kind: ServerKind): void {
       assert.equal(receipt!.text, `マンスリーパス: ¥480, ¥480 this month`);
       assert.deepEqual(story.postedIds("receipt"), [`${kind}-receipt-1@google.com`]);
       assert.deepEqual(story.postedIds(), [`${kind}-receipt-1@google.com`], `mail from before the first start is not announced`);
+      const r = story.running;
+      // The first start opens only the lean IDLE connection (watch.quietConnection: lean); the receipt came while it waited.
+      if (r?.kind === "in-process") assert.ok(r.daemon.logger.entries.some((e) => e.msg === "quiet: waiting on a lean connection"), `the mailbox waited on the lean connection\n${story.tail()}`);
     });
 
     it("catches up after a stop: mail that came meanwhile is posted once, in order", async () => {

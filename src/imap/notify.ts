@@ -20,8 +20,10 @@
 import type { ImapFlow } from "imapflow";
 import { decodePath, encodePath } from "imapflow/lib/tools.js";
 import type { Logger } from "../log.ts";
-import { Backoff, sleep } from "./backoff.ts";
-import { closeQuietly, createImapClient, type ImapAccount } from "./client.ts";
+import type { ImapError } from "../errors.ts";
+import { sleep } from "./backoff.ts";
+import { classifyImapError, closeQuietly, createImapClient, endpointOf, type ImapAccount } from "./client.ts";
+import { reconnectPlan } from "./reconnect-policy.ts";
 import { keepalive } from "./wait.ts";
 
 /** unknown: the notifier has not yet asked the server; on: it watches; off: one connection per folder. */
@@ -195,7 +197,7 @@ export class FolderWakeups {
   }
 }
 
-/** What the notifier needs: the account, how to log in, and the watcher's keepalive timing. */
+/** What the notifier needs: the account, how to log in, and the watcher's keepalive and reconnect timing. */
 export interface NotifierOptions {
   account: ImapAccount;
   accountName: string;
@@ -205,6 +207,8 @@ export interface NotifierOptions {
   keepaliveMs: number;
   keepaliveTimeoutMs: number;
   reconnectMaxMs: number;
+  /** The least wait after a refused login, as the watchers' (reconnect-policy.ts); default 5 minutes. */
+  authFailureMs?: number;
 }
 
 /** imapflow's internal members this module uses (see the top of the file). */
@@ -219,32 +223,52 @@ interface ImapFlowInternals {
  * (and returns) when the server does not offer NOTIFY or refuses it, so the watchers fall back.
  */
 export async function runNotifier(o: NotifierOptions): Promise<void> {
-  const backoff = new Backoff({ baseMs: 1000, capMs: o.reconnectMaxMs });
+  // The watchers' reconnect policy: a refused login waits authFailureMs, not reconnectMaxMs, so a
+  // wrong password is not tried every minute (fail2ban, a locked account).
+  const limits = { baseMs: 1000, capMs: o.reconnectMaxMs, authFailureMs: o.authFailureMs ?? 5 * 60_000, healthyAfterMs };
+  let attempt = 0;
+  let refusedLast = false;
+  let openedBefore = false;
   while (!o.signal.aborted) {
     let client: ImapFlow | undefined;
-    let healthy = false;
+    let failure: ImapError | undefined;
+    let connectedAt: number | undefined;
     try {
-      const version = o.wakeups.listVersion;
-      client = await connectNotifier(o);
-      if (!client) return;
-      healthy = true;
-      backoff.reset();
+      const connected = await connectNotifier(o, refusedLast);
+      if (!connected) return;
+      client = connected.client;
+      connectedAt = performance.now();
+      openedBefore = true;
       // A folder added or removed: set NOTIFY again on a new connection (every folder reads once).
-      if ((await keepAlive(client, o, version)) === "list changed") continue;
+      if ((await keepAlive(client, o, connected.version)) === "list changed") {
+        attempt = 0;
+        refusedLast = false;
+        continue;
+      }
     } catch (err) {
       if (o.signal.aborted) break;
-      o.log.warn({ err: (err as Error).message }, "the NOTIFY connection failed; reconnecting (the folders read once it is back)");
+      failure = classifyImapError(err, o.accountName, "(NOTIFY)", endpointOf(o.account));
     } finally {
-      if (client) await closeQuietly(client, healthy && !o.signal.aborted);
+      if (client) await closeQuietly(client, failure === undefined && !o.signal.aborted);
     }
     if (o.signal.aborted) break;
-    await sleep(backoff.next(), o.signal);
+    const watchedForMs = connectedAt === undefined ? undefined : performance.now() - connectedAt;
+    const plan = reconnectPlan({ failure, refusedLast, canRefreshCredentials: o.account.credentials !== undefined, opened: connectedAt !== undefined, openedBefore, watchedForMs, attempt, random: Math.random() }, limits);
+    ({ refused: refusedLast, attempt } = plan);
+    o.log[plan.log.level]({ err: plan.log.err, retryInMs: plan.retryInMs }, `NOTIFY connection: ${plan.log.message} (the folders read once it is back)`);
+    await sleep(plan.retryInMs, o.signal);
   }
 }
 
-/** Connects and sets NOTIFY; undefined (mode "off") when the server cannot do it. */
-async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined> {
-  const credentials = o.account.credentials ? await o.account.credentials(false) : { pass: o.account.pass ?? "" };
+/** How long the notifier's connection must last before reconnect delays start again from the shortest. */
+const healthyAfterMs = 60_000;
+
+/**
+ * Connects and sets NOTIFY; undefined (mode "off") when the server cannot do it. `version`: the
+ * folder list NOTIFY was set for, read as the list is sent (folders that joined while logging in are in it).
+ */
+async function connectNotifier(o: NotifierOptions, refusedLast: boolean): Promise<{ client: ImapFlow; version: number } | undefined> {
+  const credentials = o.account.credentials ? await o.account.credentials(refusedLast) : { pass: o.account.pass ?? "" };
   const client = createImapClient(o.account, { logger: o.log, socketTimeoutMs: 2 * o.keepaliveMs + o.keepaliveTimeoutMs }, credentials);
   client.on("error", (err: Error) => o.log.debug({ err: err.message }, "the NOTIFY connection reported an error"));
   try {
@@ -263,6 +287,7 @@ async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined
       if (typeof name === "string") o.wakeups.changed(name, decodePath(client, name));
       else if (Buffer.isBuffer(name)) o.wakeups.changed(name.toString("utf8"));
     };
+    const version = o.wakeups.listVersion;
     const names = o.wakeups.mailboxes.map((m) => ({ type: "STRING", value: encodePath(client, m) }));
     const events = [{ type: "ATOM", value: "MessageNew" }, { type: "ATOM", value: "MessageExpunge" }];
     try {
@@ -282,7 +307,7 @@ async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined
     o.log.info({ mailboxes: o.wakeups.mailboxes.length }, "watching the account's folders over one connection (NOTIFY)");
     o.wakeups.setMode("on");
     o.wakeups.changedAll();
-    return client;
+    return { client, version };
   } catch (err) {
     client.close();
     throw err;

@@ -16,6 +16,8 @@ import { startImapProxy, type ImapProxy, type ImapRule } from "./support/imap-pr
 import { buildMail } from "./support/mail.ts";
 import { startMailbell, writeConfig } from "./support/daemon.ts";
 import { startReceiver } from "./support/receiver.ts";
+import { accountSchema, watchSchema } from "../src/imap/config.ts";
+import { Notifiers } from "../src/daemon/notifiers.ts";
 
 let dovecot: Dovecot;
 before(async () => {
@@ -169,6 +171,47 @@ describe("an account's folders with NOTIFY", () => {
       flowing = false;
       stop.abort();
       await Promise.all([notifier, ...watchers]);
+    }
+  });
+
+  it("the daemon's notifier logs in and sets NOTIFY once at start, all folders joining in the same tick", async () => {
+    const user = "notify5";
+    await dovecot.addUser(user, "pw");
+    const twelve = ["INBOX", ...Array.from({ length: 11 }, (_, i) => `F${i + 1}`)];
+    for (const f of twelve.slice(1)) await dovecot.createMailbox(user, f);
+    await using proxy = await startImapProxy({ port: dovecot.imapPort });
+    const account = accountSchema.parse({ name: user, host: "127.0.0.1", port: proxy.port, tls: "none", user, pass: "pw", maxConnections: 3, mailboxes: twelve });
+    const imap = { host: "127.0.0.1", port: proxy.port, tls: "none" as const, user, pass: "pw" };
+    const run = new AbortController();
+    const notifiers = new Notifiers(silentLogger, run.signal);
+    // As the daemon starts its watchers: every folder joins before the notifier's first await.
+    const joined = twelve.map((f) => notifiers.join(imap, account, f, watchSchema.parse({})));
+    try {
+      await waitUntil("NOTIFY on", () => joined[0]!.wakeups?.mode === "on", 20_000);
+      await sleep(500);
+      const named = (name: string) => proxy.commands.filter((c) => c.name === name).length;
+      assert.equal(named("NOTIFY"), 1, "NOTIFY SET once");
+      assert.equal(proxy.sessions, 1, "one login");
+      assert.equal(joined[0]!.wakeups?.count("F11"), 1, "each folder woken once");
+    } finally {
+      for (const j of joined) j.leave();
+      run.abort();
+    }
+  });
+
+  it("a refused login waits authFailureMs before the notifier tries again, not reconnectMaxMs", async () => {
+    const user = "notify6";
+    await dovecot.addUser(user, "pw");
+    await using proxy = await startImapProxy({ port: dovecot.imapPort });
+    const stop = new AbortController();
+    const notifier = runNotifier({ account: { host: "127.0.0.1", port: proxy.port, tls: "none", user, pass: "wrong" }, accountName: user, wakeups: new FolderWakeups(["INBOX", "Orders"]), log: silentLogger, signal: stop.signal, keepaliveMs: 60_000, keepaliveTimeoutMs: 5000, reconnectMaxMs: 50, authFailureMs: 60_000 });
+    try {
+      await waitUntil("the first login refused", () => proxy.sessions >= 1 && proxy.connections === 0, 10_000);
+      await sleep(1500);
+      assert.equal(proxy.sessions, 1, "no second login within authFailureMs");
+    } finally {
+      stop.abort();
+      await notifier;
     }
   });
 

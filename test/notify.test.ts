@@ -174,6 +174,44 @@ describe("an account's folders with NOTIFY", () => {
     }
   });
 
+  it("keep logins few while mail flows into more folders than reading connections: a holder reads a while before it hands over", async () => {
+    // maxConnections 2: the notifier and one reading connection; three folders get a mail every 100 ms for 4 s.
+    const user = "notify7";
+    const three = ["INBOX", "Orders", "Shop"];
+    await dovecot.addUser(user, "pw");
+    for (const f of three.slice(1)) await dovecot.createMailbox(user, f);
+    await using proxy = await startImapProxy({ port: dovecot.imapPort });
+    const account = { name: user, host: "127.0.0.1", port: proxy.port, tls: "none" as const, user, pass: "pw" };
+    const wakeups = new FolderWakeups(three, 1);
+    const got: string[] = [];
+    const stop = new AbortController();
+    const notifier = runNotifier({ account, accountName: user, wakeups, log: silentLogger, signal: stop.signal, keepaliveMs: 60_000, keepaliveTimeoutMs: 5000, reconnectMaxMs: 1000 });
+    const watchers = three.map(async (mailbox) => {
+      for await (const m of watchMailbox({ account, mailbox, wakeups, signal: stop.signal, reconnect: { baseMs: 100, capMs: 500 } })) got.push(m.mail.subject ?? "");
+    });
+    let sent = 0;
+    try {
+      await waitUntil("NOTIFY on and only the notifier connected", () => wakeups.mode === "on" && proxy.connections === 1, 20_000);
+      const before = proxy.sessions;
+      await dovecot.withClient(user, async (c) => {
+        const until = performance.now() + 4000;
+        while (performance.now() < until) {
+          await c.append(three[sent % 3]!, mail(`flow ${++sent}`));
+          await sleep(100 / 3);
+        }
+      });
+      await waitUntil("every mail read", () => got.length >= sent, 20_000);
+      const logins = proxy.sessions - before;
+      // About one per second of flow while folders wait (minHoldMs), and a few at its ends; a login per round would be dozens.
+      assert.ok(logins <= 0, `${logins} logins for ${sent} mails in 4 s`);
+      await sleep(300);
+      assert.deepEqual([...got].sort(), Array.from({ length: sent }, (_, i) => `flow ${i + 1}`).sort(), "each mail once");
+    } finally {
+      stop.abort();
+      await Promise.all([notifier, ...watchers]);
+    }
+  });
+
   it("the daemon's notifier logs in and sets NOTIFY once at start, all folders joining in the same tick", async () => {
     const user = "notify5";
     await dovecot.addUser(user, "pw");

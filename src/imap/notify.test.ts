@@ -63,12 +63,12 @@ describe("FolderWakeups", () => {
     const r1 = await w.slot(never);
     await w.slot(never);
     let third = false;
-    const pending = w.slot(never).then((release) => ((third = true), release));
+    const pending = w.slot(never).then((slot) => ((third = true), slot));
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(third, false, "the third waits for a free connection");
-    r1();
-    r1(); // a second release frees nothing more
-    (await pending)();
+    r1.release();
+    r1.release(); // a second release frees nothing more
+    (await pending).release();
     assert.equal(third, true);
     await w.slot(never);
     let fourth = false;
@@ -79,21 +79,43 @@ describe("FolderWakeups", () => {
   });
 
   it("hands a freed connection to the folder that waited longest, and says when one waits", async () => {
-    const w = new FolderWakeups(["A", "B"], 1);
+    const w = new FolderWakeups(["A", "B"], 1, { minHoldMs: 0 });
     w.setMode("on");
-    const releaseA = await w.slot(never);
+    const a = await w.slot(never);
     assert.equal(w.slotWanted, false);
+    assert.equal(a.handOver(), false, "nobody waits");
     const order: string[] = [];
-    const b = w.slot(never).then((release) => (order.push("B"), release));
+    const b = w.slot(never).then((slot) => (order.push("B"), slot));
     await new Promise((r) => setTimeout(r, 5));
-    assert.equal(w.slotWanted, true, "B waits: A gives its connection up after its round");
+    assert.equal(w.slotWanted, true, "B waits");
+    assert.equal(a.handOver(), true, "A gives its connection up after its round");
+    assert.equal(w.slotWanted, false, "it is being given up for B");
     // A gives it up and asks again at once, as a folder with mail still flowing does.
-    releaseA();
-    const againA = w.slot(never).then((release) => (order.push("A"), release));
-    (await b)();
-    (await againA)();
+    a.release();
+    const againA = w.slot(never).then((slot) => (order.push("A"), slot));
+    (await b).release();
+    (await againA).release();
     assert.deepEqual(order, ["B", "A"]);
     assert.equal(w.slotWanted, false);
+  });
+
+  it("hands over only as many connections as folders wait, and only after minHoldMs", async () => {
+    const w = new FolderWakeups(["A", "B", "C"], 2, { minHoldMs: 50 });
+    w.setMode("on");
+    const a = await w.slot(never);
+    const b = await w.slot(never);
+    const c = w.slot(never);
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(a.handOver(), false, "A logged in just now: it reads a while first");
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(a.handOver(), true);
+    assert.equal(a.handOver(), true, "stays true until released");
+    assert.equal(b.handOver(), false, "one folder waits: one hand-over (the slot is free only after LOGOUT)");
+    a.release();
+    const slotC = await c;
+    assert.equal(b.handOver(), false, "nobody waits now");
+    b.release();
+    slotC.release();
   });
 
   it("tells the notifier when a reload adds or removes a folder", async () => {

@@ -26,6 +26,17 @@ import { classifyImapError, closeQuietly, createImapClient, endpointOf, type Ima
 import { reconnectPlan } from "./reconnect-policy.ts";
 import { keepalive } from "./wait.ts";
 
+/** One of the account's reading connections, held by a session (FolderWakeups.slot). */
+export interface ReadingSlot {
+  release(): void;
+  /**
+   * Whether the session gives the connection up after its round: another folder waits, no other
+   * holder is giving one up for it, and this one held it minHoldMs. Once true it stays true (the
+   * session must then release it soon).
+   */
+  handOver(): boolean;
+}
+
 /** unknown: the notifier has not yet asked the server; on: it watches; off: one connection per folder. */
 export type NotifyMode = "unknown" | "on" | "off";
 
@@ -42,16 +53,26 @@ export class FolderWakeups {
   #freeSlots: number;
   /** Sessions waiting for a reading connection, first come first served (a ticket each). */
   readonly #slotQueue: object[] = [];
+  /** Holders that said they hand their slot over, until they release it. */
+  #givingUp = 0;
   /** How many folders may read at once while NOTIFY is on. */
   readonly readingConnections: number;
+  /** How long a session holds its reading connection at least before handing it over. */
+  readonly minHoldMs: number;
 
   /**
    * `readingConnections`: how many folders may read at once while NOTIFY is on (the server's
    * per-account connection limit less the notifier's), so 20 folders fit a server allowing 10.
+   * `minHoldMs` (default 1 s): a session that opened a reading connection keeps it that long at
+   * least while mail flows, even when other folders wait. Opening one costs TLS, LOGIN and EXAMINE
+   * (a few round trips, ~50–300 ms on a real server) and a LOGOUT; held a second, that stays a
+   * fraction of the connection's time and logins stay at most about one per slot per second, while
+   * a waiting folder waits about a second per folder ahead of it.
    */
-  constructor(mailboxes: readonly string[], readingConnections = Infinity) {
+  constructor(mailboxes: readonly string[], readingConnections = Infinity, { minHoldMs = 1000 }: { minHoldMs?: number } = {}) {
     for (const m of mailboxes) this.#counts.set(m, 0);
     this.readingConnections = this.#freeSlots = Math.max(1, readingConnections);
+    this.minHoldMs = minHoldMs;
   }
 
   get mailboxes(): readonly string[] {
@@ -81,26 +102,20 @@ export class FolderWakeups {
   }
 
   /**
-   * Waits for one of the reading connections a session may hold while NOTIFY is not off, and
-   * returns its release. Where NOTIFY is off each folder keeps its own connection: no wait then.
-   * First come, first served: a session that gives its slot up and asks again queues behind the
-   * folders already waiting, so mail flowing into one folder cannot keep the others waiting.
+   * Waits for one of the reading connections a session may hold while NOTIFY is not off. Where
+   * NOTIFY is off each folder keeps its own connection: no wait then. First come, first served: a
+   * session that gives its slot up and asks again queues behind the folders already waiting, so
+   * mail flowing into one folder cannot keep the others waiting.
    */
-  async slot(signal: AbortSignal): Promise<() => void> {
+  async slot(signal: AbortSignal): Promise<ReadingSlot> {
     const ticket = {};
     this.#slotQueue.push(ticket);
     try {
       for (;;) {
-        if (this.#mode === "off" || signal.aborted) return () => {};
+        if (this.#mode === "off" || signal.aborted) return { release: () => {}, handOver: () => false };
         if (this.#freeSlots > 0 && this.#slotQueue[0] === ticket) {
           this.#freeSlots--;
-          let released = false;
-          return () => {
-            if (released) return;
-            released = true;
-            this.#freeSlots++;
-            this.#wakeAll();
-          };
+          return this.#held(performance.now());
         }
         await this.#nextWake(60_000, signal);
       }
@@ -111,12 +126,33 @@ export class FolderWakeups {
     }
   }
 
-  /**
-   * Whether another folder waits for a reading connection: a session holding one then gives it up
-   * after its round (watcher.ts) rather than stay while mail flows.
-   */
+  #held(since: number): ReadingSlot {
+    let released = false;
+    let givingUp = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        if (givingUp) this.#givingUp--;
+        this.#freeSlots++;
+        this.#wakeAll();
+      },
+      handOver: () => {
+        if (givingUp) return true;
+        // Only as many hand over as folders wait (the slot is free only after LOGOUT, and the next
+        // in line must not free several), and only after minHoldMs: a slot's holder that logged in
+        // reads a while first, or mail flowing into more folders than slots is a login per round.
+        if (released || this.#mode === "off" || this.#slotQueue.length <= this.#givingUp || performance.now() - since < this.minHoldMs) return false;
+        givingUp = true;
+        this.#givingUp++;
+        return true;
+      },
+    };
+  }
+
+  /** Whether another folder waits for a reading connection (none being given up for it). */
   get slotWanted(): boolean {
-    return this.#mode !== "off" && this.#slotQueue.length > 0;
+    return this.#mode !== "off" && this.#slotQueue.length > this.#givingUp;
   }
 
   setMode(mode: NotifyMode): void {

@@ -22,6 +22,7 @@ import { BurstPolicy, pollWhileFlowing } from "./burst.ts";
 import { classifyImapError, closeQuietly, endpointOf } from "./client.ts";
 import { refuseBadOptions, watchContext, type Watch } from "./context.ts";
 import { MailSource, readRound, type Position } from "./mail-source.ts";
+import type { ReadingSlot } from "./notify.ts";
 import { checkpointStep } from "./ours.ts";
 import { openReader, ReaderConnection } from "./reader.ts";
 import { givesUp, reconnectPlan } from "./reconnect-policy.ts";
@@ -82,7 +83,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
     let notified = false;
     let handedOver = false;
     // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
-    const release = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
+    s.slot = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
     try {
       const ended = yield* watchSession(w, s, refusedLast);
       if (ended === "wait-for-wakeup") notified = true;
@@ -95,14 +96,16 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       s.events?.dispose();
       // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
       if (s.client) await closeQuietly(s.client, failure === undefined);
-      release?.();
+      s.slot?.release();
     }
     if (w.signal.aborted) return;
     if (handedOver) {
-      // Another folder waited for this reading connection: queue behind it, then read on.
+      // Another folder waited for this reading connection: queue behind it, then read on
+      // (after the retry pause the round asked for, without the connection).
       refusedLast = false;
       attempt = 0;
       woken = true;
+      if (s.position?.pauseWithoutSlotMs !== undefined) await sleep(s.position.pauseWithoutSlotMs, w.signal);
       continue;
     }
     if (notified && s.position) {
@@ -156,6 +159,8 @@ interface SessionParts {
   woken?: boolean;
   /** The folder's NOTIFY wake-up count as the last round started (notify.ts). */
   wakeCount?: number;
+  /** The account's reading connection this session holds while NOTIFY may be on (notify.ts). */
+  slot?: ReadingSlot;
 }
 
 /** One connection's life: open, read, wait, read… until it closes (its error returned) or we stop. */
@@ -192,9 +197,9 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     if (pos.lastUid > readUpTo) burst.mailRead(performance.now());
     if (end === "stopped") return undefined;
     // With NOTIFY, another folder waiting for a reading connection gets this one after the round.
-    const handOver = !polling && w.options.wakeups?.slotWanted === true;
+    const handOver = !polling && s.slot?.handOver() === true;
     if (end === "again" || events.news) {
-      if (handOver) return "hand-over";
+      if (handOver || pos.pauseWithoutSlotMs !== undefined) return "hand-over";
       continue;
     }
     // The round's mail is committed now (the consumer asked for more): its actions, before waiting.
@@ -207,7 +212,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
       // Mail is flowing: a NOOP's reply tells of the next mail at once, IDLE only at the server's push.
       source.watchingIdles = false;
       s.watchingSince ??= Date.now();
-      if ((await pollWhileFlowing(client, events, burst, { ...w, where: w, giveWay: () => w.options.wakeups?.slotWanted === true })) !== "quiet") continue;
+      if ((await pollWhileFlowing(client, events, burst, { ...w, where: w, giveWay: () => s.slot?.handOver() === true })) !== "quiet") continue;
     }
     const first = s.watchingSince === undefined;
     s.watchingSince ??= Date.now();

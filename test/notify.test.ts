@@ -175,7 +175,7 @@ describe("an account's folders with NOTIFY", () => {
   });
 
   it("keep logins few while mail flows into more folders than reading connections: a holder reads a while before it hands over", async () => {
-    // maxConnections 2: the notifier and one reading connection; three folders get a mail every 100 ms for 4 s.
+    // maxConnections 2: the notifier and one reading connection; three folders get a mail every 100 ms for 3 s.
     const user = "notify7";
     const three = ["INBOX", "Orders", "Shop"];
     await dovecot.addUser(user, "pw");
@@ -194,7 +194,7 @@ describe("an account's folders with NOTIFY", () => {
       await waitUntil("NOTIFY on and only the notifier connected", () => wakeups.mode === "on" && proxy.connections === 1, 20_000);
       const before = proxy.sessions;
       await dovecot.withClient(user, async (c) => {
-        const until = performance.now() + 4000;
+        const until = performance.now() + 3000;
         while (performance.now() < until) {
           await c.append(three[sent % 3]!, mail(`flow ${++sent}`));
           await sleep(100 / 3);
@@ -203,7 +203,7 @@ describe("an account's folders with NOTIFY", () => {
       await waitUntil("every mail read", () => got.length >= sent, 20_000);
       const logins = proxy.sessions - before;
       // About one per second of flow while folders wait (minHoldMs), and a few at its ends; a login per round would be dozens.
-      assert.ok(logins <= 0, `${logins} logins for ${sent} mails in 4 s`);
+      assert.ok(logins <= 10, `${logins} logins for ${sent} mails in 3 s`);
       await sleep(300);
       assert.deepEqual([...got].sort(), Array.from({ length: sent }, (_, i) => `flow ${i + 1}`).sort(), "each mail once");
     } finally {

@@ -12,7 +12,8 @@ import { watchMailbox, type WatchedMail } from "../src/index.ts";
 import { FolderWakeups, runNotifier } from "../src/imap/notify.ts";
 import { silentLogger } from "../src/log.ts";
 import { startDovecot, type Dovecot } from "./support/dovecot.ts";
-import { startImapProxy, type ImapProxy, type ImapRule } from "./support/imap-proxy.ts";
+import { missingFromFetch, startImapProxy, type ImapProxy, type ImapRule } from "./support/imap-proxy.ts";
+import { CaptureLogger } from "./support/logger.ts";
 import { buildMail } from "./support/mail.ts";
 import { startMailbell, writeConfig } from "./support/daemon.ts";
 import { startReceiver } from "./support/receiver.ts";
@@ -206,6 +207,37 @@ describe("an account's folders with NOTIFY", () => {
       assert.ok(logins <= 10, `${logins} logins for ${sent} mails in 3 s`);
       await sleep(300);
       assert.deepEqual([...got].sort(), Array.from({ length: sent }, (_, i) => `flow ${i + 1}`).sort(), "each mail once");
+    } finally {
+      stop.abort();
+      await Promise.all([notifier, ...watchers]);
+    }
+  });
+
+  it("wait a retry pause without the reading connection: another folder's mail is read meanwhile", async () => {
+    // One reading connection; INBOX's first mail is never handed over (retried after 1 s, 2 s, 4 s…).
+    const user = "notify8";
+    await dovecot.addUser(user, "pw");
+    await dovecot.createMailbox(user, "Orders");
+    await dovecot.append(user, "Orders", mail("before")); // UID 1 in Orders: read before the watch, never fetched
+    await using proxy = await startImapProxy({ port: dovecot.imapPort, rules: [missingFromFetch(1)] });
+    const account = { name: user, host: "127.0.0.1", port: proxy.port, tls: "none" as const, user, pass: "pw" };
+    const wakeups = new FolderWakeups(["INBOX", "Orders"], 1);
+    const got: { subject: string; at: number }[] = [];
+    const logger = new CaptureLogger();
+    const stop = new AbortController();
+    const notifier = runNotifier({ account, accountName: user, wakeups, log: silentLogger, signal: stop.signal, keepaliveMs: 60_000, keepaliveTimeoutMs: 5000, reconnectMaxMs: 1000 });
+    const watchers = ["INBOX", "Orders"].map(async (mailbox) => {
+      for await (const m of watchMailbox({ account, mailbox, wakeups, logger, maxReadAttempts: 10, signal: stop.signal, reconnect: { baseMs: 100, capMs: 500 } })) got.push({ subject: m.mail.subject ?? "", at: performance.now() });
+    });
+    try {
+      await waitUntil("NOTIFY on and only the notifier connected", () => wakeups.mode === "on" && proxy.connections === 1, 20_000);
+      await dovecot.append(user, "INBOX", mail("unreadable"));
+      await waitUntil("INBOX's mail failed a third time (a 4 s pause)", () => logger.find(/could not be read; trying again/).some((e) => e.fields.attempts === 3), 10_000);
+      const appended = performance.now();
+      await dovecot.append(user, "Orders", mail("order"));
+      await waitUntil("the Orders mail read", () => got.some((g) => g.subject === "order"), 5000);
+      const took = got.find((g) => g.subject === "order")!.at - appended;
+      assert.ok(took < 2000, `Orders' mail read ${Math.round(took)} ms after its APPEND, during INBOX's 4 s pause`);
     } finally {
       stop.abort();
       await Promise.all([notifier, ...watchers]);

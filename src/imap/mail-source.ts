@@ -26,8 +26,8 @@ export interface Position {
   /** What the round in hand is reading: a connection that breaks while reading blames that mail. */
   reading: Reading | undefined;
   /**
-   * A retry pause the session waits after closing its connection: another folder waited for
-   * the reading connection (NOTIFY), which a pause of up to 2 minutes must not hold.
+   * A retry pause the session waits after closing its connection: with NOTIFY the account's
+   * reading connections are shared, and a pause of up to 2 minutes must not hold one.
    */
   pauseWithoutSlotMs?: number;
 }
@@ -131,7 +131,8 @@ async function settle(w: Watch, pos: Position, events: Pausing, resync: Resync |
       const attempts = w.failures.attempts(stoppedAt.uid);
       w.log.warn({ uid: stoppedAt.uid, attempts, of: w.failures.maxAttempts, reason: stoppedAt.reason }, "mail could not be read; trying again");
       const pauseMs = retryDelayMs(attempts, stoppedAt.checkLater);
-      if (w.options.wakeups?.slotWanted) pos.pauseWithoutSlotMs = pauseMs;
+      // Not only when a folder waits now: one whose mail comes during the pause would wait for it.
+      if (w.options.wakeups && w.options.wakeups.mode !== "off") pos.pauseWithoutSlotMs = pauseMs;
       else await events.pause(pauseMs, { ignoreMail: true });
     }
     return "again";

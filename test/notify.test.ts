@@ -53,11 +53,12 @@ async function watchAccount(user: string, proxy: ImapProxy, stop: AbortSignal) {
   const account = { name: user, host: "127.0.0.1", port: proxy.port, tls: "none" as const, user, pass: "pw" };
   const wakeups = new FolderWakeups(folders);
   const got: WatchedMail[] = [];
+  const logger = new CaptureLogger();
   const notifier = runNotifier({ account, accountName: user, wakeups, log: silentLogger, signal: stop, keepaliveMs: 60_000, keepaliveTimeoutMs: 5000, reconnectMaxMs: 1000 });
   const watchers = folders.map(async (mailbox) => {
-    for await (const m of watchMailbox({ account, mailbox, wakeups, signal: stop, reconnect: { baseMs: 100, capMs: 500 } })) got.push(m);
+    for await (const m of watchMailbox({ account, mailbox, wakeups, logger, signal: stop, reconnect: { baseMs: 100, capMs: 500 } })) got.push(m);
   });
-  return { wakeups, got, done: Promise.all([notifier, ...watchers]) };
+  return { wakeups, got, logger, done: Promise.all([notifier, ...watchers]) };
 }
 
 function subjectsBy(got: readonly WatchedMail[]): Record<string, string[]> {
@@ -85,11 +86,14 @@ describe("an account's folders with NOTIFY", () => {
       // Quiet again: the reading connections close, the notifier stays.
       await waitUntil("back to one connection", () => proxy.connections === 1, 20_000);
       assert.deepEqual(subjectsBy(watching.got), { INBOX: ["INBOX 1"], Orders: ["Orders 1", "Orders 2"], "Shop/Invoices": ["Shop/Invoices 1"], "Reçus": ["Reçus 1"] });
+      assert.deepEqual(watching.logger.find(/^catching up/), [], "mail the notifier told of is no catch-up");
+      assert.ok(watching.got.every((m) => m.catchUp === undefined));
 
       // Mail that comes while the notifier is away is read once it is back.
       proxy.dropAll();
       await dovecot.append(user, "Reçus", mail("Reçus 2"));
       await waitUntil("Reçus 2 read", () => watching.got.length >= 6, 20_000);
+      assert.deepEqual(watching.logger.find(/^catching up/).map((e) => e.msg), ["catching up 1 mail in Reçus"], "mail that came while the notifier was away is");
       await waitUntil("back to one connection", () => proxy.connections === 1, 20_000);
       await sleep(300);
       assert.deepEqual(
@@ -238,6 +242,33 @@ describe("an account's folders with NOTIFY", () => {
       await waitUntil("the Orders mail read", () => got.some((g) => g.subject === "order"), 5000);
       const took = got.find((g) => g.subject === "order")!.at - appended;
       assert.ok(took < 2000, `Orders' mail read ${Math.round(took)} ms after its APPEND, during INBOX's 4 s pause`);
+    } finally {
+      stop.abort();
+      await Promise.all([notifier, ...watchers]);
+    }
+  });
+
+  it("release the reading connection where the server offers NOTIFY but not IDLE", async () => {
+    const user = "notify9";
+    await dovecot.addUser(user, "pw");
+    await dovecot.createMailbox(user, "Orders");
+    const stripIdle: ImapRule = { name: "strip IDLE", onReply: (reply) => (/ IDLE\b/.test(reply.line) ? { replace: reply.text.replace(/ IDLE\b/g, "") } : undefined) };
+    await using proxy = await startImapProxy({ port: dovecot.imapPort, rules: [stripIdle] });
+    const account = { name: user, host: "127.0.0.1", port: proxy.port, tls: "none" as const, user, pass: "pw" };
+    const wakeups = new FolderWakeups(["INBOX", "Orders"], 1);
+    const got: string[] = [];
+    const stop = new AbortController();
+    const notifier = runNotifier({ account, accountName: user, wakeups, log: silentLogger, signal: stop.signal, keepaliveMs: 60_000, keepaliveTimeoutMs: 5000, reconnectMaxMs: 1000 });
+    const watchers = ["INBOX", "Orders"].map(async (mailbox) => {
+      for await (const m of watchMailbox({ account, mailbox, wakeups, signal: stop.signal, reconnect: { baseMs: 100, capMs: 500 } })) got.push(m.mail.subject ?? "");
+    });
+    try {
+      await waitUntil("NOTIFY on and only the notifier connected", () => wakeups.mode === "on" && proxy.connections === 1, 20_000);
+      await dovecot.append(user, "INBOX", mail("inbox"));
+      await waitUntil("the INBOX mail read", () => got.includes("inbox"), 5000);
+      await dovecot.append(user, "Orders", mail("order"));
+      await waitUntil("the Orders mail read", () => got.includes("order"), 5000);
+      await waitUntil("back to one connection", () => proxy.connections === 1, 5000);
     } finally {
       stop.abort();
       await Promise.all([notifier, ...watchers]);

@@ -118,6 +118,18 @@ describe("FolderWakeups", () => {
     slotC.release();
   });
 
+  it("says a folder's mail built up unseen when the notifier (re)connected since its last round started", () => {
+    const w = new FolderWakeups(["A", "B"]);
+    w.setMode("on");
+    const since = w.count("A");
+    w.changed("A");
+    assert.equal(w.missedSince("A", since), false, "told of by the server: no catch-up");
+    const later = w.count("A");
+    w.changedAll();
+    assert.equal(w.missedSince("A", later), true, "the notifier was away: a catch-up");
+    assert.equal(w.missedSince("A", w.count("A")), false, "and not again for the next round");
+  });
+
   it("tells the notifier when a reload adds or removes a folder", async () => {
     const w = new FolderWakeups(["A"]);
     const version = w.listVersion;

@@ -55,6 +55,8 @@ export class FolderWakeups {
   readonly #slotQueue: object[] = [];
   /** Holders that said they hand their slot over, until they release it. */
   #givingUp = 0;
+  /** Each folder's count as the notifier last woke them all (changedAll: it had been away). */
+  readonly #missedAt = new Map<string, number>();
   /** How many folders may read at once while NOTIFY is on. */
   readonly readingConnections: number;
   /** How long a session holds its reading connection at least before handing it over. */
@@ -96,6 +98,7 @@ export class FolderWakeups {
   }
 
   remove(mailbox: string): void {
+    this.#missedAt.delete(mailbox);
     if (!this.#counts.delete(mailbox)) return;
     this.#listVersion++;
     this.#wakeAll();
@@ -185,8 +188,20 @@ export class FolderWakeups {
 
   /** Every folder may have changed unseen (the notifier was away): each reads once. */
   changedAll(): void {
-    for (const [m, count] of this.#counts) this.#counts.set(m, count + 1);
+    for (const [m, count] of this.#counts) {
+      this.#counts.set(m, count + 1);
+      this.#missedAt.set(m, count + 1);
+    }
     this.#wakeAll();
+  }
+
+  /**
+   * Whether the notifier (re)connected since the folder's count was `since` (as its last round
+   * started): mail may have built up unseen meanwhile (a catch-up, as after a reconnect), not come
+   * as the server told of it.
+   */
+  missedSince(mailbox: string, since: number): boolean {
+    return (this.#missedAt.get(mailbox) ?? 0) > since;
   }
 
   /**

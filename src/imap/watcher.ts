@@ -74,11 +74,13 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   let attempt = 0;
   let openedBefore = false;
   let woken = false;
+  let catchUp = true;
   while (!w.signal.aborted) {
     // A session opened for a NOTIFY wake-up is a round of reading, not a reconnect: said at debug only.
     if (!woken) w.emit({ type: "connecting" });
-    const s: SessionParts = { woken };
+    const s: SessionParts = { woken, catchUp };
     woken = false;
+    catchUp = true;
     let failure: ImapError | undefined;
     let notified = false;
     let handedOver = false;
@@ -105,6 +107,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       refusedLast = false;
       attempt = 0;
       woken = true;
+      catchUp = false;
       if (s.position?.pauseWithoutSlotMs !== undefined) await sleep(s.position.pauseWithoutSlotMs, w.signal);
       continue;
     }
@@ -112,7 +115,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
       // Read to the end and quiet: no connection until the notifier says the folder changed.
       refusedLast = false;
       attempt = 0;
-      await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
+      catchUp = await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
       woken = true;
       continue;
     }
@@ -157,6 +160,8 @@ interface SessionParts {
   watchingSince?: number;
   /** This session reads after a NOTIFY wake-up (its start is logged at debug). */
   woken?: boolean;
+  /** Its first round reads mail that built up unwatched (not after a NOTIFY STATUS or a hand-over). */
+  catchUp: boolean;
   /** The folder's NOTIFY wake-up count as the last round started (notify.ts). */
   wakeCount?: number;
   /** The account's reading connection this session holds while NOTIFY may be on (notify.ts). */
@@ -171,8 +176,9 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
   s.opened = true;
   const start = await reconcile(client, opened, w, s.woken === true);
   const polling = !client.capabilities.has("IDLE");
-  if (polling) w.log.warn({ pollMs: w.pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
-  const pos: Position = (s.position = { ...start, firstRound: true, reading: undefined });
+  // With NOTIFY the notifier tells of new mail: no IDLE needed.
+  if (polling && (w.options.wakeups?.mode ?? "off") === "off") w.log.warn({ pollMs: w.pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
+  const pos: Position = (s.position = { ...start, firstRound: s.catchUp, reading: undefined });
   w.failures.under(pos.uidValidity);
   const reader = w.options.readerConnection && !polling ? new ReaderConnection(() => openReader(w, pos.uidValidity), w.keepaliveMs) : undefined;
   const source = (s.source = new MailSource(client, reader, w.log));
@@ -197,7 +203,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     if (pos.lastUid > readUpTo) burst.mailRead(performance.now());
     if (end === "stopped") return undefined;
     // With NOTIFY, another folder waiting for a reading connection gets this one after the round.
-    const handOver = !polling && s.slot?.handOver() === true;
+    const handOver = s.slot?.handOver() === true;
     if (end === "again" || events.news) {
       if (handOver || pos.pauseWithoutSlotMs !== undefined) return "hand-over";
       continue;
@@ -217,7 +223,7 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     const first = s.watchingSince === undefined;
     s.watchingSince ??= Date.now();
     // With NOTIFY the account's notifier watches this folder: close this connection (read to the end).
-    if (!polling && w.options.wakeups && w.options.wakeups.mode !== "off") return "wait-for-wakeup";
+    if (w.options.wakeups && w.options.wakeups.mode !== "off") return "wait-for-wakeup";
     const woken = await waitForMail(client, events, { ...w, polling, first, retryWaiting: async () => (await retryWaiting(w, pos.uidValidity)) || (await actionsWaiting(w)), where: w });
     retryDue ||= woken.retryDue;
     source.watchingIdles = woken.why === "mail";
@@ -242,13 +248,16 @@ function sessionFailure(w: Watch, s: SessionParts, err: unknown): ImapError {
  * Waits for the notifier's word that the folder changed since the last round started (or that
  * NOTIFY is off, then the next session IDLEs as usual). Every keepaliveMs it looks whether a person
  * asked to read set-aside mail again or actions came due, as the keepalive of an IDLE would.
+ * True when the next session's first round is a catch-up.
  */
-async function waitForWakeup(w: Watch, uidValidity: number, since: number): Promise<void> {
+async function waitForWakeup(w: Watch, uidValidity: number, since: number): Promise<boolean> {
   const wakeups = w.options.wakeups!;
   w.emit({ type: "idle" });
   for (;;) {
     const why = await wakeups.wait(w.mailbox, since, w.keepaliveMs, w.signal);
-    if (why !== "timeout") return;
-    if ((await retryWaiting(w, uidValidity)) || (await actionsWaiting(w))) return;
+    if (why !== "timeout") break;
+    if ((await retryWaiting(w, uidValidity)) || (await actionsWaiting(w))) break;
   }
+  // Mail that came while the notifier was away built up unseen: a catch-up, as after a reconnect.
+  return wakeups.missedSince(w.mailbox, since) || wakeups.mode === "off";
 }

@@ -200,7 +200,10 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     const readUpTo = pos.lastUid;
     s.wakeCount = w.options.wakeups?.count(w.mailbox);
     const end = yield* readRound(w, source, pos, events);
-    if (pos.lastUid > readUpTo) burst.mailRead(performance.now());
+    if (pos.lastUid > readUpTo) {
+      burst.mailRead(performance.now());
+      s.slot?.mailRead();
+    }
     if (end === "stopped") return undefined;
     // With NOTIFY, another folder waiting for a reading connection gets this one after the round.
     const handOver = s.slot?.handOver() === true;

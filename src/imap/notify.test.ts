@@ -100,39 +100,45 @@ describe("FolderWakeups", () => {
   });
 
   it("hands over only as many connections as folders wait, and only after minHoldMs while its mail flows", async () => {
-    const w = new FolderWakeups(["A", "B", "C"], 2, { minHoldMs: 80, idleHandOverMs: 40 });
+    const w = new FolderWakeups(["A", "B", "C"], 2, { minHoldMs: 200, idleHandOverMs: 60_000 });
     w.setMode("on");
-    const a = await w.slot(never);
-    const b = await w.slot(never);
-    const c = w.slot(never);
-    for (let i = 0; i < 4; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      a.mailRead();
-      b.mailRead();
+    const stop = new AbortController();
+    try {
+      const a = await w.slot(never);
+      const b = await w.slot(never);
+      const c = w.slot(stop.signal);
+      await new Promise((r) => setTimeout(r, 5));
       assert.equal(a.handOver(), false, "A logged in just now and its mail flows: it reads a while first");
+      await new Promise((r) => setTimeout(r, 250));
+      assert.equal(a.handOver(), true);
+      assert.equal(a.handOver(), true, "stays true until released");
+      assert.equal(b.handOver(), false, "one folder waits: one hand-over (the slot is free only after LOGOUT)");
+      a.release();
+      const slotC = await c;
+      assert.equal(b.handOver(), false, "nobody waits now");
+      b.release();
+      slotC.release();
+    } finally {
+      stop.abort(); // a failed assertion leaves no slot wait holding the test up
     }
-    await new Promise((r) => setTimeout(r, 10));
-    assert.equal(a.handOver(), true);
-    assert.equal(a.handOver(), true, "stays true until released");
-    assert.equal(b.handOver(), false, "one folder waits: one hand-over (the slot is free only after LOGOUT)");
-    a.release();
-    const slotC = await c;
-    assert.equal(b.handOver(), false, "nobody waits now");
-    b.release();
-    slotC.release();
   });
 
   it("hands over sooner when the holder's mail stopped (idleHandOverMs)", async () => {
-    const w = new FolderWakeups(["A", "B"], 1, { minHoldMs: 10_000, idleHandOverMs: 30 });
+    const w = new FolderWakeups(["A", "B"], 1, { minHoldMs: 60_000, idleHandOverMs: 100 });
     w.setMode("on");
-    const a = await w.slot(never);
-    const b = w.slot(never);
-    a.mailRead();
-    assert.equal(a.handOver(), false);
-    await new Promise((r) => setTimeout(r, 40));
-    assert.equal(a.handOver(), true, "no mail for 30 ms while B waits");
-    a.release();
-    (await b).release();
+    const stop = new AbortController();
+    try {
+      const a = await w.slot(never);
+      const b = w.slot(stop.signal);
+      a.mailRead();
+      assert.equal(a.handOver(), false, "mail just read");
+      await new Promise((r) => setTimeout(r, 120));
+      assert.equal(a.handOver(), true, "no mail for 100 ms while B waits");
+      a.release();
+      (await b).release();
+    } finally {
+      stop.abort();
+    }
   });
 
   it("says a folder's mail built up unseen when the notifier (re)connected since its last round started", () => {

@@ -38,6 +38,7 @@ interface Setup {
   rules: string;
   /** More top-level settings. */
   extra?: string;
+  maxConnections?: number;
 }
 
 function yamlOf(o: Setup, dir: string): string {
@@ -46,7 +47,7 @@ watch: { reconnectMaxSeconds: 1 }
 outbox: { retryBaseSeconds: 0.05, retryMaxSeconds: 0.2 }
 ${o.extra ?? ""}
 accounts:
-${accountYaml({ name: o.user, port: dovecot.imapsPort, caFile: dovecot.caFile, user: o.user, pass: `${o.user}pw`, mailboxes: o.mailboxes })}targets:
+${accountYaml({ name: o.user, port: dovecot.imapsPort, caFile: dovecot.caFile, user: o.user, pass: `${o.user}pw`, mailboxes: o.mailboxes, maxConnections: o.maxConnections })}targets:
 ${o.targets ?? webhook("hook", `/${o.user}`)}
 rules:
 ${o.rules}
@@ -156,6 +157,29 @@ describe("config reload (SIGHUP) of a running mailbell", () => {
       assert.equal(timesPosted(`/${user}`)["in old"], undefined, "a mailbox no longer configured is not watched");
       const watching = mailbell.logger.find(/^watching$/).map((e) => e.fields.mailbox);
       assert.deepEqual(watching.filter((m) => m === "INBOX"), ["INBOX"], "INBOX kept its connection");
+    } finally {
+      await mailbell.stop();
+    }
+  });
+
+  it("keeps reading an account's folders over NOTIFY after a reload stops the folder whose watcher started the notifier", async () => {
+    const user = await newUser();
+    for (const f of ["Orders", "Shop", "Other"]) await dovecot.createMailbox(user, f);
+    const dir = tempDir();
+    const rules = `  - { name: all, notify: [hook], template: "{{subject}}" }`;
+    // Four folders, two connections: NOTIFY (watch.notify auto). INBOX joins the notifier first.
+    const v1 = yamlOf({ user, mailboxes: ["INBOX", "Orders", "Shop", "Other"], maxConnections: 2, rules }, dir);
+    const file = writeConfig(v1, dir);
+    const mailbell = startMailbell(file, v1);
+    try {
+      await waitUntilWatching(mailbell.logger, 4);
+      writeFileSync(file, yamlOf({ user, mailboxes: ["Orders", "Shop", "Other"], maxConnections: 2, rules }, dir));
+      const outcome = await mailbell.reload();
+      assert.ok(outcome.applied);
+      assert.deepEqual(outcome.changes.mailboxes, { started: [], stopped: [{ account: user, mailbox: "INBOX" }], restarted: [] });
+      await settle();
+      await dovecot.append(user, "Orders", mail("after the reload"));
+      assert.equal((await posted(`/${user}`, "after the reload")).mailbox, "Orders");
     } finally {
       await mailbell.stop();
     }

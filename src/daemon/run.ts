@@ -212,14 +212,15 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     decoder = startDecoder(log);
     // Every watcher starts at once; setting up only a few connections at a time keeps RSS per
     // mailbox down at hundreds of mailboxes (see ConnectGate) and starts them about as fast.
-    const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), notifiers: new Notifiers(log), decode: decoder.decode, setAside: state.setAside, actions: state.actions, loggedIn: (name: string) => loggedIn.has(name) };
+    const shared = { connectGate: new ConnectGate({ concurrency: connectConcurrency }), notifiers: new Notifiers(log, runOptions.signal), decode: decoder.decode, setAside: state.setAside, actions: state.actions, loggedIn: (name: string) => loggedIn.has(name) };
     const watchers = new Watchers((gen, place, signal, firstStart) => {
       const account = gen.loaded.config.accounts.find((a) => a.name === place.account)!;
       // A reload never ends the run: an account it adds with a wrong password is retried and logged at error.
       const failFast = firstStart ? firstStartFailFast(state, account) : "never";
       const imap = gen.accounts.get(place.account)!;
-      // With watch.notify auto, the account's notifier watches this folder while NOTIFY is on.
-      const notified = shared.notifiers.join(imap, account, place.mailbox, gen.loaded.config.watch, signal);
+      // Where the account wants NOTIFY (watch.notify on, or auto with more folders than maxConnections),
+      // its notifier wakes this folder while NOTIFY is on; the notifier outlives this watcher (notifiers.ts).
+      const notified = shared.notifiers.join(imap, account, place.mailbox, gen.loaded.config.watch);
       return superviseMailbox(imap, account, place.mailbox, gen.loaded.config, gen.deps, { ...runOptions, signal }, { ...shared, dkim: gen.dkim, failFast, wakeups: notified.wakeups }).finally(notified.leave);
     }, runOptions.signal, () => givenUp.abort());
     watchers.start(current, mailboxes, { firstStart: true });

@@ -207,5 +207,13 @@ describe("planWholeGroups", () => {
     assert.deepEqual(groups[0], { uids: [1, 2, 3, 4, 5, 6, 7, 8, 9], partial: 200_000 + 25_000 + 1024 });
     assert.deepEqual(groups.flatMap((g) => g.uids), mails.slice(0, 22).map((m) => m.uid));
   });
+
+  it("a mail asked for over the budget is streamed, even where a piece is bigger (maxTextBytes up to 16 MiB)", () => {
+    const bigChunk = 8 * 1024 * 1024;
+    const mails = [{ uid: 1, size: 100 }, { uid: 2, size: 4_000_000 }, { uid: 3, size: 1_900_000 }, { uid: 4, size: 100 }];
+    const groups = planWholeGroups(mails, bigChunk);
+    assert.ok(asked(groups).every((bytes) => bytes <= wholeGroupBytes), JSON.stringify(asked(groups)));
+    assert.deepEqual(groups.flatMap((g) => g.uids), [1, 4], "the 4 MB mail, and the 1.9 MB one asked for 2.14 MB (over 2 MiB), are streamed");
+  });
 });
 

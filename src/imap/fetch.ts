@@ -200,14 +200,15 @@ export interface WholeGroup {
  * asked for, not by what the server says: every mail of a group is asked for up to `partial` bytes
  * (its stated size, an eighth more and 1 KiB, for servers that count a line end as one byte and
  * send two), and uids × partial stays within `budget`. A mail bigger than stated comes back cut at `partial` and
- * is streamed instead; mail at or over chunkSize, or without a size, is streamed.
+ * is streamed instead; mail at or over chunkSize, asked for over `budget`, or without a size, is streamed.
  */
 export function planWholeGroups(mails: readonly { uid: number; size: number }[], chunkSize: number, budget = wholeGroupBytes): WholeGroup[] {
   const groups: WholeGroup[] = [];
   let open: WholeGroup | undefined;
   for (const m of mails) {
-    if (m.size <= 0 || m.size >= chunkSize) continue;
     const partial = Math.min(chunkSize, m.size + Math.ceil(m.size / 8) + 1024);
+    // chunkSize can be up to 16 MiB (maxTextBytes): a mail asked for over the budget is streamed, even alone.
+    if (m.size <= 0 || m.size >= chunkSize || partial > budget) continue;
     const widened = Math.max(open?.partial ?? 0, partial);
     if (open && (open.uids.length + 1) * widened <= budget) open.partial = widened;
     else groups.push((open = { uids: [], partial }));

@@ -25,6 +25,11 @@ export interface Position {
   firstRound: boolean;
   /** What the round in hand is reading: a connection that breaks while reading blames that mail. */
   reading: Reading | undefined;
+  /**
+   * A retry pause the session waits after closing its connection: with NOTIFY the account's
+   * reading connections are shared, and a pause of up to 2 minutes must not hold one.
+   */
+  pauseWithoutSlotMs?: number;
 }
 
 /** settled: wait for mail; again: look again at once; stopped: we are stopping. */
@@ -125,7 +130,10 @@ async function settle(w: Watch, pos: Position, events: Pausing, resync: Resync |
     else {
       const attempts = w.failures.attempts(stoppedAt.uid);
       w.log.warn({ uid: stoppedAt.uid, attempts, of: w.failures.maxAttempts, reason: stoppedAt.reason }, "mail could not be read; trying again");
-      await events.pause(retryDelayMs(attempts, stoppedAt.checkLater), { ignoreMail: true });
+      const pauseMs = retryDelayMs(attempts, stoppedAt.checkLater);
+      // Not only when a folder waits now: one whose mail comes during the pause would wait for it.
+      if (w.options.wakeups && w.options.wakeups.mode !== "off") pos.pauseWithoutSlotMs = pauseMs;
+      else await events.pause(pauseMs, { ignoreMail: true });
     }
     return "again";
   }

@@ -63,12 +63,12 @@ describe("FolderWakeups", () => {
     const r1 = await w.slot(never);
     await w.slot(never);
     let third = false;
-    const pending = w.slot(never).then((release) => ((third = true), release));
+    const pending = w.slot(never).then((slot) => ((third = true), slot));
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(third, false, "the third waits for a free connection");
-    r1();
-    r1(); // a second release frees nothing more
-    (await pending)();
+    r1.release();
+    r1.release(); // a second release frees nothing more
+    (await pending).release();
     assert.equal(third, true);
     await w.slot(never);
     let fourth = false;
@@ -79,21 +79,78 @@ describe("FolderWakeups", () => {
   });
 
   it("hands a freed connection to the folder that waited longest, and says when one waits", async () => {
-    const w = new FolderWakeups(["A", "B"], 1);
+    const w = new FolderWakeups(["A", "B"], 1, { minHoldMs: 0 });
     w.setMode("on");
-    const releaseA = await w.slot(never);
+    const a = await w.slot(never);
     assert.equal(w.slotWanted, false);
+    assert.equal(a.handOver(), false, "nobody waits");
     const order: string[] = [];
-    const b = w.slot(never).then((release) => (order.push("B"), release));
+    const b = w.slot(never).then((slot) => (order.push("B"), slot));
     await new Promise((r) => setTimeout(r, 5));
-    assert.equal(w.slotWanted, true, "B waits: A gives its connection up after its round");
+    assert.equal(w.slotWanted, true, "B waits");
+    assert.equal(a.handOver(), true, "A gives its connection up after its round");
+    assert.equal(w.slotWanted, false, "it is being given up for B");
     // A gives it up and asks again at once, as a folder with mail still flowing does.
-    releaseA();
-    const againA = w.slot(never).then((release) => (order.push("A"), release));
-    (await b)();
-    (await againA)();
+    a.release();
+    const againA = w.slot(never).then((slot) => (order.push("A"), slot));
+    (await b).release();
+    (await againA).release();
     assert.deepEqual(order, ["B", "A"]);
     assert.equal(w.slotWanted, false);
+  });
+
+  it("hands over only as many connections as folders wait, and only after minHoldMs while its mail flows", async () => {
+    const w = new FolderWakeups(["A", "B", "C"], 2, { minHoldMs: 200, idleHandOverMs: 60_000 });
+    w.setMode("on");
+    const stop = new AbortController();
+    try {
+      const a = await w.slot(never);
+      const b = await w.slot(never);
+      const c = w.slot(stop.signal);
+      await new Promise((r) => setTimeout(r, 5));
+      assert.equal(a.handOver(), false, "A logged in just now and its mail flows: it reads a while first");
+      await new Promise((r) => setTimeout(r, 250));
+      assert.equal(a.handOver(), true);
+      assert.equal(a.handOver(), true, "stays true until released");
+      assert.equal(b.handOver(), false, "one folder waits: one hand-over (the slot is free only after LOGOUT)");
+      a.release();
+      const slotC = await c;
+      assert.equal(b.handOver(), false, "nobody waits now");
+      b.release();
+      slotC.release();
+    } finally {
+      stop.abort(); // a failed assertion leaves no slot wait holding the test up
+    }
+  });
+
+  it("hands over sooner when the holder's mail stopped (idleHandOverMs)", async () => {
+    const w = new FolderWakeups(["A", "B"], 1, { minHoldMs: 60_000, idleHandOverMs: 100 });
+    w.setMode("on");
+    const stop = new AbortController();
+    try {
+      const a = await w.slot(never);
+      const b = w.slot(stop.signal);
+      a.mailRead();
+      assert.equal(a.handOver(), false, "mail just read");
+      await new Promise((r) => setTimeout(r, 120));
+      assert.equal(a.handOver(), true, "no mail for 100 ms while B waits");
+      a.release();
+      (await b).release();
+    } finally {
+      stop.abort();
+    }
+  });
+
+  it("says a folder's mail built up unseen when the notifier (re)connected since its last round started", () => {
+    const w = new FolderWakeups(["A", "B"]);
+    w.setMode("on");
+    const since = w.count("A");
+    w.changed("A");
+    assert.equal(w.missedSince("A", since), false, "told of by the server: no catch-up");
+    const later = w.count("A");
+    w.changedAll();
+    assert.equal(w.missedSince("A", later), true, "the notifier was away: a catch-up");
+    assert.equal(w.missedSince("A", w.count("A")), false, "and not again for the next round");
   });
 
   it("tells the notifier when a reload adds or removes a folder", async () => {

@@ -20,9 +20,24 @@
 import type { ImapFlow } from "imapflow";
 import { decodePath, encodePath } from "imapflow/lib/tools.js";
 import type { Logger } from "../log.ts";
-import { Backoff, sleep } from "./backoff.ts";
-import { closeQuietly, createImapClient, type ImapAccount } from "./client.ts";
+import type { ImapError } from "../errors.ts";
+import { sleep } from "./backoff.ts";
+import { classifyImapError, closeQuietly, createImapClient, endpointOf, type ImapAccount } from "./client.ts";
+import { reconnectPlan } from "./reconnect-policy.ts";
 import { keepalive } from "./wait.ts";
+
+/** One of the account's reading connections, held by a session (FolderWakeups.slot). */
+export interface ReadingSlot {
+  release(): void;
+  /** The session read mail just now: its mail still flows. */
+  mailRead(): void;
+  /**
+   * Whether the session gives the connection up after its round: another folder waits, no other
+   * holder is giving one up for it, and this one held it minHoldMs or read no mail for
+   * idleHandOverMs. Once true it stays true (the session must then release it soon).
+   */
+  handOver(): boolean;
+}
 
 /** unknown: the notifier has not yet asked the server; on: it watches; off: one connection per folder. */
 export type NotifyMode = "unknown" | "on" | "off";
@@ -40,16 +55,33 @@ export class FolderWakeups {
   #freeSlots: number;
   /** Sessions waiting for a reading connection, first come first served (a ticket each). */
   readonly #slotQueue: object[] = [];
+  /** Holders that said they hand their slot over, until they release it. */
+  #givingUp = 0;
+  /** Each folder's count as the notifier last woke them all (changedAll: it had been away). */
+  readonly #missedAt = new Map<string, number>();
   /** How many folders may read at once while NOTIFY is on. */
   readonly readingConnections: number;
+  /** How long a session holds its reading connection at least before handing it over while its mail flows. */
+  readonly minHoldMs: number;
+  /** How long without mail before a session hands its connection over sooner than minHoldMs. */
+  readonly idleHandOverMs: number;
 
   /**
    * `readingConnections`: how many folders may read at once while NOTIFY is on (the server's
    * per-account connection limit less the notifier's), so 20 folders fit a server allowing 10.
+   * `minHoldMs` (default 1 s): a session that opened a reading connection keeps it that long at
+   * least while mail flows, even when other folders wait. Opening one costs TLS, LOGIN and EXAMINE
+   * (a few round trips, ~50–300 ms on a real server) and a LOGOUT; held a second, that stays a
+   * fraction of the connection's time and logins stay at most about one per slot per second, while
+   * a waiting folder waits about a second per folder ahead of it. `idleHandOverMs` (default
+   * 200 ms): a session that read no mail that long (its mail stopped; it only polls in case more
+   * comes) hands over sooner, so 50 folders with a mail each do not hold a connection a second each.
    */
-  constructor(mailboxes: readonly string[], readingConnections = Infinity) {
+  constructor(mailboxes: readonly string[], readingConnections = Infinity, { minHoldMs = 1000, idleHandOverMs = 200 }: { minHoldMs?: number; idleHandOverMs?: number } = {}) {
     for (const m of mailboxes) this.#counts.set(m, 0);
     this.readingConnections = this.#freeSlots = Math.max(1, readingConnections);
+    this.minHoldMs = minHoldMs;
+    this.idleHandOverMs = idleHandOverMs;
   }
 
   get mailboxes(): readonly string[] {
@@ -73,32 +105,27 @@ export class FolderWakeups {
   }
 
   remove(mailbox: string): void {
+    this.#missedAt.delete(mailbox);
     if (!this.#counts.delete(mailbox)) return;
     this.#listVersion++;
     this.#wakeAll();
   }
 
   /**
-   * Waits for one of the reading connections a session may hold while NOTIFY is not off, and
-   * returns its release. Where NOTIFY is off each folder keeps its own connection: no wait then.
-   * First come, first served: a session that gives its slot up and asks again queues behind the
-   * folders already waiting, so mail flowing into one folder cannot keep the others waiting.
+   * Waits for one of the reading connections a session may hold while NOTIFY is not off. Where
+   * NOTIFY is off each folder keeps its own connection: no wait then. First come, first served: a
+   * session that gives its slot up and asks again queues behind the folders already waiting, so
+   * mail flowing into one folder cannot keep the others waiting.
    */
-  async slot(signal: AbortSignal): Promise<() => void> {
+  async slot(signal: AbortSignal): Promise<ReadingSlot> {
     const ticket = {};
     this.#slotQueue.push(ticket);
     try {
       for (;;) {
-        if (this.#mode === "off" || signal.aborted) return () => {};
+        if (this.#mode === "off" || signal.aborted) return { release: () => {}, mailRead: () => {}, handOver: () => false };
         if (this.#freeSlots > 0 && this.#slotQueue[0] === ticket) {
           this.#freeSlots--;
-          let released = false;
-          return () => {
-            if (released) return;
-            released = true;
-            this.#freeSlots++;
-            this.#wakeAll();
-          };
+          return this.#held(performance.now());
         }
         await this.#nextWake(60_000, signal);
       }
@@ -109,12 +136,40 @@ export class FolderWakeups {
     }
   }
 
-  /**
-   * Whether another folder waits for a reading connection: a session holding one then gives it up
-   * after its round (watcher.ts) rather than stay while mail flows.
-   */
+  #held(since: number): ReadingSlot {
+    let released = false;
+    let givingUp = false;
+    let lastMailAt = since;
+    return {
+      mailRead: () => {
+        lastMailAt = performance.now();
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        if (givingUp) this.#givingUp--;
+        this.#freeSlots++;
+        this.#wakeAll();
+      },
+      handOver: () => {
+        if (givingUp) return true;
+        // Only as many hand over as folders wait (the slot is free only after LOGOUT, and the next
+        // in line must not free several), and only after minHoldMs: a slot's holder that logged in
+        // reads a while first, or mail flowing into more folders than slots is a login per round.
+        // A holder whose mail stopped (idleHandOverMs, a gap longer than a burst's) gives way sooner.
+        if (released || this.#mode === "off" || this.#slotQueue.length <= this.#givingUp) return false;
+        const now = performance.now();
+        if (now - since < this.minHoldMs && now - lastMailAt < this.idleHandOverMs) return false;
+        givingUp = true;
+        this.#givingUp++;
+        return true;
+      },
+    };
+  }
+
+  /** Whether another folder waits for a reading connection (none being given up for it). */
   get slotWanted(): boolean {
-    return this.#mode !== "off" && this.#slotQueue.length > 0;
+    return this.#mode !== "off" && this.#slotQueue.length > this.#givingUp;
   }
 
   setMode(mode: NotifyMode): void {
@@ -147,8 +202,20 @@ export class FolderWakeups {
 
   /** Every folder may have changed unseen (the notifier was away): each reads once. */
   changedAll(): void {
-    for (const [m, count] of this.#counts) this.#counts.set(m, count + 1);
+    for (const [m, count] of this.#counts) {
+      this.#counts.set(m, count + 1);
+      this.#missedAt.set(m, count + 1);
+    }
     this.#wakeAll();
+  }
+
+  /**
+   * Whether the notifier (re)connected since the folder's count was `since` (as its last round
+   * started): mail may have built up unseen meanwhile (a catch-up, as after a reconnect), not come
+   * as the server told of it.
+   */
+  missedSince(mailbox: string, since: number): boolean {
+    return (this.#missedAt.get(mailbox) ?? 0) > since;
   }
 
   /**
@@ -195,7 +262,7 @@ export class FolderWakeups {
   }
 }
 
-/** What the notifier needs: the account, how to log in, and the watcher's keepalive timing. */
+/** What the notifier needs: the account, how to log in, and the watcher's keepalive and reconnect timing. */
 export interface NotifierOptions {
   account: ImapAccount;
   accountName: string;
@@ -205,6 +272,8 @@ export interface NotifierOptions {
   keepaliveMs: number;
   keepaliveTimeoutMs: number;
   reconnectMaxMs: number;
+  /** The least wait after a refused login, as the watchers' (reconnect-policy.ts); default 5 minutes. */
+  authFailureMs?: number;
 }
 
 /** imapflow's internal members this module uses (see the top of the file). */
@@ -219,32 +288,52 @@ interface ImapFlowInternals {
  * (and returns) when the server does not offer NOTIFY or refuses it, so the watchers fall back.
  */
 export async function runNotifier(o: NotifierOptions): Promise<void> {
-  const backoff = new Backoff({ baseMs: 1000, capMs: o.reconnectMaxMs });
+  // The watchers' reconnect policy: a refused login waits authFailureMs, not reconnectMaxMs, so a
+  // wrong password is not tried every minute (fail2ban, a locked account).
+  const limits = { baseMs: 1000, capMs: o.reconnectMaxMs, authFailureMs: o.authFailureMs ?? 5 * 60_000, healthyAfterMs };
+  let attempt = 0;
+  let refusedLast = false;
+  let openedBefore = false;
   while (!o.signal.aborted) {
     let client: ImapFlow | undefined;
-    let healthy = false;
+    let failure: ImapError | undefined;
+    let connectedAt: number | undefined;
     try {
-      const version = o.wakeups.listVersion;
-      client = await connectNotifier(o);
-      if (!client) return;
-      healthy = true;
-      backoff.reset();
+      const connected = await connectNotifier(o, refusedLast);
+      if (!connected) return;
+      client = connected.client;
+      connectedAt = performance.now();
+      openedBefore = true;
       // A folder added or removed: set NOTIFY again on a new connection (every folder reads once).
-      if ((await keepAlive(client, o, version)) === "list changed") continue;
+      if ((await keepAlive(client, o, connected.version)) === "list changed") {
+        attempt = 0;
+        refusedLast = false;
+        continue;
+      }
     } catch (err) {
       if (o.signal.aborted) break;
-      o.log.warn({ err: (err as Error).message }, "the NOTIFY connection failed; reconnecting (the folders read once it is back)");
+      failure = classifyImapError(err, o.accountName, "(NOTIFY)", endpointOf(o.account));
     } finally {
-      if (client) await closeQuietly(client, healthy && !o.signal.aborted);
+      if (client) await closeQuietly(client, failure === undefined && !o.signal.aborted);
     }
     if (o.signal.aborted) break;
-    await sleep(backoff.next(), o.signal);
+    const watchedForMs = connectedAt === undefined ? undefined : performance.now() - connectedAt;
+    const plan = reconnectPlan({ failure, refusedLast, canRefreshCredentials: o.account.credentials !== undefined, opened: connectedAt !== undefined, openedBefore, watchedForMs, attempt, random: Math.random() }, limits);
+    ({ refused: refusedLast, attempt } = plan);
+    o.log[plan.log.level]({ err: plan.log.err, retryInMs: plan.retryInMs }, `NOTIFY connection: ${plan.log.message} (the folders read once it is back)`);
+    await sleep(plan.retryInMs, o.signal);
   }
 }
 
-/** Connects and sets NOTIFY; undefined (mode "off") when the server cannot do it. */
-async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined> {
-  const credentials = o.account.credentials ? await o.account.credentials(false) : { pass: o.account.pass ?? "" };
+/** How long the notifier's connection must last before reconnect delays start again from the shortest. */
+const healthyAfterMs = 60_000;
+
+/**
+ * Connects and sets NOTIFY; undefined (mode "off") when the server cannot do it. `version`: the
+ * folder list NOTIFY was set for, read as the list is sent (folders that joined while logging in are in it).
+ */
+async function connectNotifier(o: NotifierOptions, refusedLast: boolean): Promise<{ client: ImapFlow; version: number } | undefined> {
+  const credentials = o.account.credentials ? await o.account.credentials(refusedLast) : { pass: o.account.pass ?? "" };
   const client = createImapClient(o.account, { logger: o.log, socketTimeoutMs: 2 * o.keepaliveMs + o.keepaliveTimeoutMs }, credentials);
   client.on("error", (err: Error) => o.log.debug({ err: err.message }, "the NOTIFY connection reported an error"));
   try {
@@ -263,6 +352,7 @@ async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined
       if (typeof name === "string") o.wakeups.changed(name, decodePath(client, name));
       else if (Buffer.isBuffer(name)) o.wakeups.changed(name.toString("utf8"));
     };
+    const version = o.wakeups.listVersion;
     const names = o.wakeups.mailboxes.map((m) => ({ type: "STRING", value: encodePath(client, m) }));
     const events = [{ type: "ATOM", value: "MessageNew" }, { type: "ATOM", value: "MessageExpunge" }];
     try {
@@ -282,7 +372,7 @@ async function connectNotifier(o: NotifierOptions): Promise<ImapFlow | undefined
     o.log.info({ mailboxes: o.wakeups.mailboxes.length }, "watching the account's folders over one connection (NOTIFY)");
     o.wakeups.setMode("on");
     o.wakeups.changedAll();
-    return client;
+    return { client, version };
   } catch (err) {
     client.close();
     throw err;

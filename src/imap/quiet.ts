@@ -16,7 +16,7 @@ export const quietHooks: { beforeLean?: (mailbox: string) => Promise<void> } = {
 
 export type QuietEnd =
   /** Read now: the mailbox changed (uidNext: the UIDNEXT the lean connection saw, if any), or a retry or action is due. */
-  | { why: "read"; uidNext: number | undefined; renumbered?: boolean }
+  | { why: "read"; uidNext: number | undefined; renumbered?: boolean; atStart?: boolean }
   | { why: "stopped" }
   /** Start with a session after all (a start that has mail set aside to retry, actions due, or a name EXAMINE refused). */
   | { why: "session" }
@@ -80,7 +80,7 @@ export async function waitQuietly(w: Watch, baseline: LeanBaseline, o: { refused
     const open = () => LeanIdle.open(settings, baseline, credentials);
     lean = await (w.options.connectGate ? w.options.connectGate.run(open, w.signal) : open());
     await o.opened?.(lean);
-    if (lean.changed) return { why: "read", uidNext: lean.uidNext, renumbered: baseline.uidValidity !== undefined && lean.uidValidity !== baseline.uidValidity };
+    if (lean.changed) return { why: "read", atStart: true, uidNext: lean.uidNext, renumbered: baseline.uidValidity !== undefined && lean.uidValidity !== baseline.uidValidity };
     w.log.debug({ uidNext: baseline.uidNext }, "quiet: waiting on a lean connection");
     w.emit({ type: "idle" });
     since = Date.now();

@@ -25,6 +25,7 @@ import { classifyImapError, closeQuietly, endpointOf } from "./client.ts";
 import { refuseBadOptions, watchContext, type Watch } from "./context.ts";
 import { MailSource, readRound, type Position } from "./mail-source.ts";
 import type { LeanBaseline } from "./lean-idle.ts";
+import type { ReadingSlot } from "./notify.ts";
 import { checkpointStep } from "./ours.ts";
 import { handOverIn, startQuietly, startsQuietly, waitQuietly, type QuietEnd } from "./quiet.ts";
 import { openReader, ReaderConnection } from "./reader.ts";
@@ -82,6 +83,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
   let lastBaseline: { baseline: LeanBaseline; lastUid: number } | undefined;
   /** Lean connections in a row that found the mailbox renumbered at once (a server that renumbers per connection). */
   let renumberedAtOnce = 0;
+  let catchUp = true;
   while (!w.signal.aborted) {
     // A session opened for a wake-up is a round of reading, not a reconnect: said at debug only.
     if (!woken) w.emit({ type: "connecting" });
@@ -95,13 +97,14 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
     let watchedForMs: number | undefined;
     let opened = false;
     if (!quiet) {
-      const s: SessionParts = { woken, wakeUidNext };
+      const s: SessionParts = { woken, catchUp, wakeUidNext };
       woken = false;
+      catchUp = true;
       wakeUidNext = undefined;
       let notified = false;
       let gaveSlot = false;
       // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
-      const release = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
+      s.slot = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
       try {
         const ended = yield* watchSession(w, s, refusedLast);
         if (ended === "wait-for-wakeup") notified = true;
@@ -114,21 +117,24 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         s.events?.dispose();
         // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
         if (s.client) await closeQuietly(s.client, failure === undefined);
-        release?.();
+        s.slot?.release();
       }
       if (w.signal.aborted) return;
       if (gaveSlot) {
-        // Another folder waited for this reading connection: queue behind it, then read on.
+        // Another folder waited for this reading connection: queue behind it, then read on
+        // (after the retry pause the round asked for, without the connection).
         refusedLast = false;
         attempt = 0;
         woken = true;
+        catchUp = false;
+        if (s.position?.pauseWithoutSlotMs !== undefined) await sleep(s.position.pauseWithoutSlotMs, w.signal);
         continue;
       }
       if (notified && s.position) {
         // Read to the end and quiet: no connection until the notifier says the folder changed.
         refusedLast = false;
         attempt = 0;
-        await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
+        catchUp = await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
         woken = true;
         continue;
       }
@@ -149,6 +155,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         attempt = 0;
         openedBefore = true;
         woken = quiet.why === "read";
+        // Mail the lean connection was told of as it came is no catch-up; mail found at its start is.
+        catchUp = quiet.why !== "read" || quiet.atStart === true;
         if (quiet.why === "unsupported") w.quiet = "imapflow";
         else if (quiet.why === "read") wakeUidNext = quiet.uidNext;
         renumberedAtOnce = quiet.why === "read" && quiet.renumbered ? renumberedAtOnce + 1 : 0;
@@ -201,12 +209,16 @@ interface SessionParts {
   watchingSince?: number;
   /** This session reads after a NOTIFY wake-up (its start is logged at debug). */
   woken?: boolean;
+  /** Its first round reads mail that built up unwatched (not after a NOTIFY STATUS or a hand-over). */
+  catchUp: boolean;
   /** The folder's NOTIFY wake-up count as the last round started (notify.ts). */
   wakeCount?: number;
   /** UIDNEXT as the lean connection saw it before this session was woken: mail below it existed then. */
   wakeUidNext?: number;
   /** The session read to the end and is quiet: what the lean connection compares against. */
   handover?: LeanBaseline;
+  /** The account's reading connection this session holds while NOTIFY may be on (notify.ts). */
+  slot?: ReadingSlot;
 }
 
 /** One connection's life: open, read, wait, read… until it closes (its error returned) or we stop. */
@@ -219,8 +231,9 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
   const seenUidNext = Math.max(Number(opened.uidNext) || 0, s.wakeUidNext ?? 0);
   const start = await reconcile(client, opened, w, s.woken === true);
   const polling = !client.capabilities.has("IDLE");
-  if (polling) w.log.warn({ pollMs: w.pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
-  const pos: Position = (s.position = { ...start, firstRound: true, reading: undefined });
+  // With NOTIFY the notifier tells of new mail: no IDLE needed.
+  if (polling && (w.options.wakeups?.mode ?? "off") === "off") w.log.warn({ pollMs: w.pollMs }, "the server does not support IDLE; looking for new mail every pollMs instead of being told at once");
+  const pos: Position = (s.position = { ...start, firstRound: s.catchUp, reading: undefined });
   w.failures.under(pos.uidValidity);
   const reader = w.options.readerConnection && !polling ? new ReaderConnection(() => openReader(w, pos.uidValidity), w.keepaliveMs) : undefined;
   const source = (s.source = new MailSource(client, reader, w.log));
@@ -243,12 +256,15 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
     const readUpTo = pos.lastUid;
     s.wakeCount = w.options.wakeups?.count(w.mailbox);
     const end = yield* readRound(w, source, pos, events);
-    if (pos.lastUid > readUpTo) burst.mailRead((lastMailAt = performance.now()));
+    if (pos.lastUid > readUpTo) {
+      burst.mailRead((lastMailAt = performance.now()));
+      s.slot?.mailRead();
+    }
     if (end === "stopped") return undefined;
     // With NOTIFY, another folder waiting for a reading connection gets this one after the round.
-    const giveSlot = !polling && w.options.wakeups?.slotWanted === true;
+    const giveSlot = s.slot?.handOver() === true;
     if (end === "again" || events.news) {
-      if (giveSlot) return "give-slot";
+      if (giveSlot || pos.pauseWithoutSlotMs !== undefined) return "give-slot";
       continue;
     }
     // The round's mail is committed now (the consumer asked for more): its actions, before waiting.
@@ -261,12 +277,12 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
       // Mail is flowing: a NOOP's reply tells of the next mail at once, IDLE only at the server's push.
       source.watchingIdles = false;
       s.watchingSince ??= Date.now();
-      if ((await pollWhileFlowing(client, events, burst, { ...w, where: w, giveWay: () => w.options.wakeups?.slotWanted === true })) !== "quiet") continue;
+      if ((await pollWhileFlowing(client, events, burst, { ...w, where: w, giveWay: () => s.slot?.handOver() === true })) !== "quiet") continue;
     }
     const first = s.watchingSince === undefined;
     s.watchingSince ??= Date.now();
     // With NOTIFY the account's notifier watches this folder: close this connection (read to the end).
-    if (!polling && w.options.wakeups && w.options.wakeups.mode !== "off") return "wait-for-wakeup";
+    if (w.options.wakeups && w.options.wakeups.mode !== "off") return "wait-for-wakeup";
     if (!polling && w.quiet === "lean") {
       const waitMs = handOverIn(lastMailAt, performance.now(), w.quietAfterMailMs);
       if (waitMs > 0) {
@@ -305,13 +321,16 @@ function sessionFailure(w: Watch, s: SessionParts, err: unknown): ImapError {
  * Waits for the notifier's word that the folder changed since the last round started (or that
  * NOTIFY is off, then the next session IDLEs as usual). Every keepaliveMs it looks whether a person
  * asked to read set-aside mail again or actions came due, as the keepalive of an IDLE would.
+ * True when the next session's first round is a catch-up.
  */
-async function waitForWakeup(w: Watch, uidValidity: number, since: number): Promise<void> {
+async function waitForWakeup(w: Watch, uidValidity: number, since: number): Promise<boolean> {
   const wakeups = w.options.wakeups!;
   w.emit({ type: "idle" });
   for (;;) {
     const why = await wakeups.wait(w.mailbox, since, w.keepaliveMs, w.signal);
-    if (why !== "timeout") return;
-    if ((await retryWaiting(w, uidValidity)) || (await actionsWaiting(w))) return;
+    if (why !== "timeout") break;
+    if ((await retryWaiting(w, uidValidity)) || (await actionsWaiting(w))) break;
   }
+  // Mail that came while the notifier was away built up unseen: a catch-up, as after a reconnect.
+  return wakeups.missedSince(w.mailbox, since) || wakeups.mode === "off";
 }

@@ -15,6 +15,8 @@ export interface AccountYaml {
   pass: string;
   /** Default [INBOX]. */
   mailboxes?: readonly string[];
+  /** Left out by default (10). */
+  maxConnections?: number;
 }
 
 /** One entry under `accounts:`. */
@@ -26,7 +28,7 @@ export function accountYaml(a: AccountYaml): string {
     tls: ${a.tls ?? "implicit"}${ca}
     user: ${a.user}
     pass: ${a.pass}
-    mailboxes: [${(a.mailboxes ?? ["INBOX"]).map((m) => JSON.stringify(m)).join(", ")}]
+    mailboxes: [${(a.mailboxes ?? ["INBOX"]).map((m) => JSON.stringify(m)).join(", ")}]${a.maxConnections === undefined ? "" : `\n    maxConnections: ${a.maxConnections}`}
 `;
 }
 

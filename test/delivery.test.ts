@@ -6,15 +6,20 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { parseConfig } from "../src/config/load.ts";
+import { runDaemon } from "../src/daemon/run.ts";
+import { InternalError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import { Dispatcher } from "../src/outbox/dispatcher.ts";
 import type { NewOutboxRow } from "../src/outbox/store.ts";
 import { State } from "../src/store/sqlite/state.ts";
 import { WebhookTarget } from "../src/targets/webhook.ts";
+import { CaptureLogger } from "./support/logger.ts";
 import { slackReplies, startReceiver, type Receiver } from "./support/receiver.ts";
 import { sampleNotification } from "./support/targets.ts";
 
@@ -89,7 +94,10 @@ describe("delivery to a real HTTP receiver", () => {
     const state = State.open(file);
     state.outbox.enqueue(rows(total));
     state.close();
-    const child = spawn(process.execPath, ["--input-type=module", "-e", childScript(file, receiver.url("/hook"))], { stdio: ["ignore", "ignore", "inherit"] });
+    // A file, not -e: a worker thread inherits --input-type and cannot start with it.
+    const script = path.join(dir, "inflight-child.mjs");
+    writeFileSync(script, childScript(file, receiver.url("/hook")));
+    const child = spawn(process.execPath, [script], { stdio: ["ignore", "ignore", "inherit"] });
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
     try {
       await until(() => receiver.requests.length >= 120, "the child posting");
@@ -122,16 +130,55 @@ describe("delivery to a real HTTP receiver", () => {
   });
 });
 
-/** The dispatcher the test kills: the state file's backlog to the receiver, 8 requests in flight, no pacing. */
+describe("the daemon's delivery thread", () => {
+  it("dies: the daemon stops with an internal error (exit 70) once its watchers stopped; nothing queued is lost and the state lock is released", async () => {
+    const statePath = path.join(dir, "dies.db");
+    const queued = State.open(statePath);
+    queued.outbox.enqueue(rows(3));
+    queued.close();
+    const entry = path.join(dir, "dying-worker.mjs");
+    writeFileSync(entry, `import { parentPort } from "node:worker_threads";
+      parentPort.postMessage({ type: "ready" });
+      parentPort.on("message", (m) => { if (m.type === "start") setTimeout(() => { throw new Error("boom in the thread"); }, 200); });`);
+    // Nothing listens there: the watcher retries its connection, and only the thread can end the run.
+    const yaml = `state: ${statePath}
+accounts:
+  - { name: a, host: 127.0.0.1, port: 9, tls: none, user: u, pass: p }
+targets:
+  - { name: hook, type: webhook, url: "${receiver.url("/hook")}" }
+rules:
+  - { name: r, notify: [hook] }
+`;
+    const logger = new CaptureLogger();
+    const run = runDaemon(parseConfig(yaml, path.join(dir, "mailbell.yaml"), {}), { logger, signal: new AbortController().signal, deliveryWorkerFile: pathToFileURL(entry) });
+    await assert.rejects(run, (err: unknown) => err instanceof InternalError && err.code === "INTERNAL" && /the delivery thread failed: boom in the thread/.test(err.message));
+    assert.equal(logger.find(/^the delivery thread failed; nothing queued is lost/, "error").length, 1);
+    assert.equal(existsSync(`${statePath}.lock`), false, "the lock is released");
+    const after = State.open(statePath);
+    try {
+      assert.deepEqual(after.outbox.counts(), [{ target: "hook", state: "pending", count: 3 }]);
+    } finally {
+      after.close();
+    }
+  });
+});
+
+/**
+ * The sender the test kills, as the daemon runs it: the Dispatcher on its delivery thread, with its
+ * own connection to the state file the main thread also holds open; the state file's backlog to
+ * the receiver, 8 requests in flight (the webhook's own), no pacing.
+ */
 function childScript(file: string, url: string): string {
   const src = (p: string): string => JSON.stringify(new URL(`../src/${p}`, import.meta.url).href);
   return `
-    import { Dispatcher } from ${src("outbox/dispatcher.ts")};
+    import { startDeliveryThread } from ${src("daemon/delivery-thread.ts")};
     import { State } from ${src("store/sqlite/state.ts")};
-    import { WebhookTarget } from ${src("targets/webhook.ts")};
+    import { targetSchema } from ${src("targets/index.ts")};
     import { silentLogger } from ${src("log.ts")};
     const state = State.open(${JSON.stringify(file)});
-    const hook = new WebhookTarget({ name: "hook", type: "webhook", url: ${JSON.stringify(url)}, overflow: "paced", digestAfter: 5, concurrency: 8 });
-    new Dispatcher({ outbox: state.outbox, targets: new Map([["hook", hook]]), pacing: new Map([["hook", { perSecond: Infinity, burst: 1000, overflow: "paced", digestAfter: 5 }]]), retry: { baseMs: 50, capMs: 500, maxAttempts: 10 }, logger: silentLogger }).start();
+    const targets = [targetSchema.parse({ name: "hook", type: "webhook", url: ${JSON.stringify(url)} })];
+    const thread = await startDeliveryThread({ statePath: ${JSON.stringify(file)}, targets, pacing: new Map([["hook", { perSecond: Infinity, burst: 1000, overflow: "paced", digestAfter: 5 }]]), retry: { baseMs: 50, capMs: 500, maxAttempts: 10 }, logger: silentLogger });
+    thread.start();
+    setInterval(() => state.outbox.counts(), 1000);
   `;
 }

@@ -53,6 +53,8 @@ export interface RunOptions {
    * thread then writes its lines there itself. Without it, they go through `logger`.
    */
   deliveryLog?: DeliveryThreadOptions["log"];
+  /** Tests: another entry for the delivery thread (one that fails). */
+  deliveryWorkerFile?: URL;
 }
 
 /** A started daemon: `done` settles once it has stopped. */
@@ -162,6 +164,7 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
       retry: retryOf(config),
       logger: log,
       ...(options.deliveryLog ? { log: options.deliveryLog } : {}),
+      ...(options.deliveryWorkerFile ? { workerFile: options.deliveryWorkerFile } : {}),
       onOutcome: (target, outcome, rows) => {
         metrics.delivery(target, outcome, rows);
         options.onDelivery?.(target, outcome, rows);

@@ -716,8 +716,9 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
     let profiles: ProfileSummary[] | undefined;
     if (profileDir) {
       // One profile per thread, named CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile: the main
-      // thread's is thread 0, the decoding thread's the other one. Each profile starts with its
-      // thread, a few tens of ms after the spawn, so the queued window is a little generous.
+      // thread's is thread 0, the delivery thread's 1 (started before the watchers), the decoding
+      // thread's the next one, if it started. Each profile starts with its thread, a few tens of ms
+      // after the spawn, so the queued window is a little generous.
       const files = readdirSync(profileDir).filter((n) => n.endsWith(".cpuprofile"));
       const mainFile = files.find((n) => /\.0\.\d+\.cpuprofile$/.test(n)) ?? files[0];
       const keep = (name: string, thread: string): string => {
@@ -729,7 +730,14 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
         const main = keep(mainFile, "main");
         const until = (JSON.parse(readFileSync(main, "utf8")) as { startTime: number }).startTime + startToQueuedMs * 1000;
         profiles = [summarizeProfile(main, `main thread, spawn → all queued (${(startToQueuedMs / 1000).toFixed(2)} s)`, { until })];
-        for (const other of files.filter((n) => n !== mainFile)) profiles.push(summarizeProfile(keep(other, "decoder"), "decoding thread, its start → all queued", { until }));
+        for (const other of files.filter((n) => n !== mainFile)) {
+          if (!/\.1\.\d+\.cpuprofile$/.test(other)) {
+            profiles.push(summarizeProfile(keep(other, "decoder"), "decoding thread, its start → all queued", { until }));
+            continue;
+          }
+          const delivery = keep(other, "delivery");
+          profiles.push(summarizeProfile(delivery, "delivery thread, its start → all queued", { until }), summarizeProfile(delivery, "delivery thread, whole run"));
+        }
         profiles.push(summarizeProfile(main, "main thread, whole run (queueing and delivery)"));
       }
       rmSync(profileDir, { recursive: true, force: true });

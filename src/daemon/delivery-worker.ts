@@ -9,8 +9,11 @@ import { MailbellError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Dispatcher, type DeliveryOutcome } from "../outbox/dispatcher.ts";
 import { createLogger } from "../pino-logger.ts";
+import type { OutboxQueue } from "../outbox/store.ts";
+import { retryWhileBusy } from "../store/sqlite/busy.ts";
 import { State } from "../store/sqlite/state.ts";
 import { createTargets, type TargetConfig } from "../targets/index.ts";
+import type { TargetStateStore } from "../targets/state.ts";
 import type { Target } from "../targets/types.ts";
 import type { DeliveryInit, DeliverySettings, FromWorker, SentError, ToWorker } from "./delivery-thread.ts";
 
@@ -28,8 +31,10 @@ const log = init.log.to === "fd" ? createLogger({ level: init.log.level, format:
 
 try {
   state = State.open(init.statePath);
+  // This connection waits for the main thread's commits in short steps (busy.ts), not SQLite's.
+  state.db.exec("PRAGMA busy_timeout = 0");
   targets = made(init.targets, new Map());
-  dispatcher = new Dispatcher({ outbox: state.outbox, targets: targetMap(), pacing: init.pacing, retry: init.retry, logger: log, onOutcome: countOutcome });
+  dispatcher = new Dispatcher({ outbox: waitingOutbox(state.outbox), targets: targetMap(), pacing: init.pacing, retry: init.retry, logger: log, onOutcome: countOutcome });
   send({ type: "ready" });
   port.on("message", (m: ToWorker) => void handle(m));
 } catch (err) {
@@ -88,8 +93,27 @@ async function reconfigure(id: number, next: DeliverySettings, replace: Readonly
 function made(configs: readonly TargetConfig[], before: ReadonlyMap<string, { config: string; target: Target }>): Map<string, { config: string; target: Target }> {
   const json = new Map(configs.map((c) => [c.name, JSON.stringify(c)]));
   const remake = configs.filter((c) => before.get(c.name)?.config !== json.get(c.name));
-  const fresh = createTargets(remake, { stateFor: (name) => state.targetState.for(name), stdout: (line) => (stdout ??= pino.destination({ fd: 1, sync: true })).write(`${line}\n`) });
+  const fresh = createTargets(remake, { stateFor: (name) => waitingTargetState(state.targetState.for(name)), stdout: (line) => (stdout ??= pino.destination({ fd: 1, sync: true })).write(`${line}\n`) });
   return new Map(configs.map((c) => [c.name, fresh.has(c.name) ? { config: json.get(c.name)!, target: fresh.get(c.name)! } : before.get(c.name)!]));
+}
+
+/** The outbox as the Dispatcher uses it, each call tried again while the main thread writes. */
+function waitingOutbox(o: OutboxQueue): OutboxQueue {
+  return {
+    ready: (...a) => retryWhileBusy(() => o.ready(...a)),
+    readyCount: (...a) => retryWhileBusy(() => o.readyCount(...a)),
+    earliestPending: (...a) => retryWhileBusy(() => o.earliestPending(...a)),
+    pendingInGroup: (...a) => retryWhileBusy(() => o.pendingInGroup(...a)),
+    markDone: (...a) => retryWhileBusy(() => o.markDone(...a)),
+    markRetry: (...a) => retryWhileBusy(() => o.markRetry(...a)),
+    markDead: (...a) => retryWhileBusy(() => o.markDead(...a)),
+    releaseRetries: (...a) => retryWhileBusy(() => o.releaseRetries(...a)),
+    counts: () => retryWhileBusy(() => o.counts()),
+  };
+}
+
+function waitingTargetState(s: TargetStateStore): TargetStateStore {
+  return { get: (key) => retryWhileBusy(() => s.get(key)), set: (key, value) => retryWhileBusy(() => s.set(key, value)) };
 }
 
 function targetMap(): Map<string, Target> {

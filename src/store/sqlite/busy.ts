@@ -1,11 +1,12 @@
 /**
  * Waiting for another connection's write lock in short steps. SQLite's own busy handler
  * (busy_timeout) sleeps 1, 2, 5, 10, 15… ms between tries, so a writer that meets a transaction of
- * 3 ms waits 8: the delivery thread, whose "done" commits meet the main thread's round commits
- * ~10 % of the time in a catch-up, lost about a second of 10,000 rows that way, and each such wait
- * widens the double-post window. With busy_timeout 0 on its connection, this tries again every
- * `stepMs` (the thread sleeps; nothing else can run on it meanwhile), up to `timeoutMs` as
- * busy_timeout did.
+ * 3 ms gets the lock after 8, and one of 10 ms after 18. The delivery thread's "done" commits meet
+ * the main thread's round commits in a catch-up, and every such wait is inside the double-post
+ * window. With busy_timeout 0 on its connection, this tries again every `stepMs` (the thread
+ * sleeps; nothing else can run on it meanwhile, as before), up to `timeoutMs` as busy_timeout did.
+ * In the 10,000-mail catch-up the difference was within the noise of a shared machine
+ * (BENCHMARKS.md); busy.test.ts shows the bound.
  */
 
 /** SQLITE_BUSY, and its extended codes (the low byte). */

@@ -11,15 +11,18 @@ import { pathToFileURL } from "node:url";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parseConfig } from "../src/config/load.ts";
-import { runDaemon } from "../src/daemon/run.ts";
+import { loadConfig, parseConfig } from "../src/config/load.ts";
+import { runDaemon, startDaemon } from "../src/daemon/run.ts";
 import { InternalError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import { Dispatcher } from "../src/outbox/dispatcher.ts";
 import type { NewOutboxRow } from "../src/outbox/store.ts";
 import { State } from "../src/store/sqlite/state.ts";
 import { WebhookTarget } from "../src/targets/webhook.ts";
+import { waitUntilWatching, writeConfig } from "./support/daemon.ts";
+import { startDovecot, type Dovecot } from "./support/dovecot.ts";
 import { CaptureLogger } from "./support/logger.ts";
+import { buildMail } from "./support/mail.ts";
 import { slackReplies, startReceiver, type Receiver } from "./support/receiver.ts";
 import { sampleNotification } from "./support/targets.ts";
 
@@ -130,6 +133,99 @@ describe("delivery to a real HTTP receiver", () => {
   });
 });
 
+/**
+ * The daemon's sender where outbox.thread puts it (src/daemon/sender.ts): the same key cases on the
+ * main thread (the default, which the other daemon tests use) and on its own thread.
+ */
+for (const thread of ["main", "own"] as const) {
+  describe(`the daemon's sender with outbox.thread: ${thread}`, () => {
+    let dovecot: Dovecot;
+    before(async () => {
+      dovecot = await startDovecot();
+    });
+    after(async () => {
+      await dovecot?.dispose();
+    });
+
+    const mail = (n: number): string => buildMail({ from: "shop@example.com", to: "alice@example.com", subject: `order ${n}`, messageId: `${thread}-${n}@x`, text: "hi" });
+    const config = (hook: string): string => `state: ${dir}/${thread}.db
+outbox: { thread: ${thread}, retryBaseSeconds: 0.05, retryMaxSeconds: 0.1 }
+accounts:
+  - { name: alice, host: 127.0.0.1, port: ${dovecot.imapsPort}, tls: implicit, ca: ${dovecot.caFile}, user: alice, pass: alicepw }
+targets:
+  - { name: hook, type: webhook, url: "${receiver.url(hook)}" }
+rules:
+  - { name: r, notify: [hook] }
+`;
+    const posted = (hook: string): string[] => receiver.requests.filter((r) => r.path === hook).map((r) => (r.json as { messageId: string }).messageId);
+
+    it("posts new mail each once, retries a refused post, counts outcomes, and after a reload sends to the new URL", async () => {
+      const first = `/${thread}-a`;
+      const second = `/${thread}-b`;
+      receiver.replyOn(first, { status: 500 });
+      const yaml = config(first);
+      const file = writeConfig(yaml, mkdtempSync(path.join(dir, `${thread}-`)));
+      const logger = new CaptureLogger();
+      const controller = new AbortController();
+      const outcomes = new Map<string, number>();
+      const daemon = startDaemon(parseConfig(yaml, file, {}), {
+        logger,
+        signal: controller.signal,
+        reloadConfig: () => loadConfig(file, {}),
+        onDelivery: (target, outcome, n) => outcomes.set(`${target} ${outcome}`, (outcomes.get(`${target} ${outcome}`) ?? 0) + n),
+      });
+      try {
+        await waitUntilWatching(logger);
+        await dovecot.appendMany("alice", "INBOX", [1, 2, 3, 4, 5, 6].map(mail));
+        await until(() => new Set(posted(first)).size === 6, "the new mail posted (one refused, then again)");
+        await until(() => outcomes.get("hook delivered") === 6, "6 outcomes counted");
+        assert.equal(outcomes.get("hook retry"), 1);
+        writeFileSync(file, config(second));
+        const reloaded = await daemon.reload();
+        assert.equal(reloaded.applied, true);
+        await dovecot.append("alice", "INBOX", mail(7));
+        await until(() => posted(second).length === 1, "the mail after the reload posted to the new URL");
+        const switched = await (writeFileSync(file, config(second).replace(`thread: ${thread}`, `thread: ${thread === "main" ? "own" : "main"}`)), daemon.reload());
+        assert.equal(switched.applied, false);
+        assert.match(switched.applied ? "" : switched.reason, /outbox\.thread: changed from .*restart mailbell/);
+      } finally {
+        controller.abort();
+        await daemon.done;
+      }
+      assert.deepEqual([...posted(first), ...posted(second)].toSorted(), [1, 1, 2, 3, 4, 5, 6, 7].map((n) => `${thread}-${n}@x`).toSorted(), "each once; the refused one twice");
+      assert.equal(logger.find(/^mailbell stopped$/).length, 1);
+      const after = State.open(`${dir}/${thread}.db`);
+      try {
+        assert.deepEqual(after.outbox.counts().filter((c) => c.state !== "done"), []);
+      } finally {
+        after.close();
+      }
+    });
+
+    it("stopping sends what is still queued (outbox.drainSeconds) before it returns", async () => {
+      const hook = `/${thread}-drain`;
+      const yaml = config(hook);
+      const file = writeConfig(yaml, mkdtempSync(path.join(dir, `${thread}-`)));
+      // Each post takes 300 ms: most of the backlog is still queued when the stop comes.
+      receiver.setDefault({ status: 200, delayMs: 300 });
+      const logger = new CaptureLogger();
+      const controller = new AbortController();
+      const done = runDaemon(parseConfig(yaml, file, {}), { logger, signal: controller.signal });
+      try {
+        await waitUntilWatching(logger);
+        await dovecot.appendMany("alice", "INBOX", [11, 12, 13, 14].map(mail));
+        await until(() => posted(hook).length >= 1, "the first post");
+      } finally {
+        controller.abort();
+        await done;
+        receiver.setDefault(slackReplies.ok());
+      }
+      assert.equal(logger.find(/^stopped watching; sending what is queued$/).length, 1);
+      assert.deepEqual(posted(hook).toSorted(), [11, 12, 13, 14].map((n) => `${thread}-${n}@x`).toSorted());
+    });
+  });
+}
+
 describe("the daemon's delivery thread", () => {
   it("dies: the daemon stops with an internal error (exit 70) once its watchers stopped; nothing queued is lost and the state lock is released", async () => {
     const statePath = path.join(dir, "dies.db");
@@ -142,6 +238,7 @@ describe("the daemon's delivery thread", () => {
       parentPort.on("message", (m) => { if (m.type === "start") setTimeout(() => { throw new Error("boom in the thread"); }, 200); });`);
     // Nothing listens there: the watcher retries its connection, and only the thread can end the run.
     const yaml = `state: ${statePath}
+outbox: { thread: own }
 accounts:
   - { name: a, host: 127.0.0.1, port: 9, tls: none, user: u, pass: p }
 targets:

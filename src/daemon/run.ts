@@ -30,9 +30,10 @@ import { CatchUpTally } from "./catch-up-log.ts";
 import { Health, type HealthEvent, type HealthOptions } from "./health.ts";
 import { createMailbellMetrics, Metrics } from "./metrics.ts";
 import { startDecoder, type Decoder } from "./decoder.ts";
-import { startDeliveryThread, type DeliveryThread, type DeliveryThreadOptions } from "./delivery-thread.ts";
+import type { DeliveryThreadOptions } from "./delivery-thread.ts";
 import { handleMails, type PipelineDeps } from "./pipeline.ts";
 import { configChanges, describeChanges, placeKey, type ConfigChanges, type Place } from "./reload.ts";
+import { startSender, type Sender } from "./sender.ts";
 import { startStatusServer, type StatusServer } from "./status-server.ts";
 import { collectStatus, type StatusSources } from "./status-view.ts";
 
@@ -50,7 +51,7 @@ export interface RunOptions {
   reloadConfig?: () => Promise<LoadedConfig>;
   /**
    * Where `logger` writes, when it is a pino on a file descriptor (`mailbell run`'s): the delivery
-   * thread then writes its lines there itself. Without it, they go through `logger`.
+   * thread (outbox.thread: own) then writes its lines there itself. Without it, they go through `logger`.
    */
   deliveryLog?: DeliveryThreadOptions["log"];
   /** Tests: another entry for the delivery thread (one that fails). */
@@ -155,13 +156,13 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
   const givenUp = new AbortController();
   // A delivery thread that dies (a bug) stops the run too, and is what it ends with.
   let deliveryFailed: MailbellError | undefined;
-  let dispatcher: DeliveryThread;
+  let dispatcher: Sender;
   try {
-    dispatcher = await startDeliveryThread({
+    dispatcher = await startSender({
+      thread: config.outbox.thread,
+      state,
       statePath: loaded.statePath,
-      targets: config.targets,
-      pacing: pacingOf(config, targets),
-      retry: retryOf(config),
+      settings: { targets: config.targets, made: targets, pacing: pacingOf(config, targets), retry: retryOf(config) },
       logger: log,
       ...(options.deliveryLog ? { log: options.deliveryLog } : {}),
       ...(options.deliveryWorkerFile ? { workerFile: options.deliveryWorkerFile } : {}),
@@ -417,7 +418,7 @@ interface Reloading {
   stopping: AbortSignal;
   state: State;
   log: Logger;
-  dispatcher: DeliveryThread;
+  dispatcher: Sender;
   health: Health;
   known: { mailboxes: Place[]; rules: string[]; targets: string[] };
   watchers: Watchers;
@@ -472,7 +473,7 @@ async function reloadConfig(r: Reloading, read: () => Promise<LoadedConfig>): Pr
   r.swap(gen);
   // Mail is read again at once; what it queues for a replaced target waits for the new sender.
   r.watchers.start(gen, [...restarted, ...started], { firstStart: false });
-  await r.dispatcher.reconfigure({ targets: config.targets, pacing: pacingOf(config, targets), retry: retryOf(config) }, new Set(changes.restartSenders), r.stopping);
+  await r.dispatcher.reconfigure({ targets: config.targets, made: targets, pacing: pacingOf(config, targets), retry: retryOf(config) }, new Set(changes.restartSenders), r.stopping);
   try {
     // No watcher left can queue for a removed target: each one whose rules named it was restarted.
     deadLetterOrphans(r.state, targets, r.log);

@@ -5,16 +5,20 @@
  *
  *   node bench/thread-memory.ts              none, bare, delivery (dist/: build it first)
  *   node bench/thread-memory.ts --modules    also lists the modules the delivery thread loaded
+ *   node bench/thread-memory.ts --daemon     `mailbell run` watching one empty INBOX (Dovecot), outbox.thread main
+ *                                           and own in turn, twice each: VmRSS 10 s after "watching"
  *   node bench/thread-memory.ts --variant imports:zod,node:http --variant imports:dist/targets/index.js
  *                                           a bare thread that imports these: what each part costs
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
+import { accountYaml } from "../test/support/config-yaml.ts";
+import { startDovecot } from "../test/support/dovecot.ts";
 import type * as StateModule from "../src/store/sqlite/state.ts";
 import type * as TargetsModule from "../src/targets/index.ts";
 
@@ -70,8 +74,50 @@ async function child(variant: string, modules: boolean): Promise<void> {
   process.stdout.write(`${JSON.stringify({ variant, before, after, heapUsed: heap?.used_heap_size, heapTotal: heap?.total_heap_size, loaded })}\n`);
 }
 
-const { values } = parseArgs({ options: { child: { type: "string" }, modules: { type: "boolean", default: false }, variant: { type: "string", multiple: true } } });
-if (values.child) {
+/** `mailbell run` (bin/mailbell.js, with its launcher's heap settings) idle on one empty mailbox: VmRSS once settled. */
+async function daemon(): Promise<void> {
+  const dc = await startDovecot();
+  const dir = mkdtempSync(path.join(os.tmpdir(), "mailbell-thread-memory-"));
+  try {
+    for (const thread of ["main", "own", "main", "own"]) {
+      const config = path.join(dir, `${thread}.yaml`);
+      writeFileSync(config, `state: ${JSON.stringify(path.join(dir, `${thread}.db`))}
+outbox: { thread: ${thread} }
+accounts:
+${accountYaml({ name: "a", port: dc.imapsPort, caFile: dc.caFile, user: "alice", pass: "alicepw" })}targets:
+  - { name: hook, type: webhook, url: "http://127.0.0.1:9/hook" }
+rules:
+  - { name: r, notify: [hook] }
+`);
+      const child = spawn(process.execPath, [new URL("../bin/mailbell.js", import.meta.url).pathname, "run", "--config", config, "--log-format", "json"], { stdio: ["ignore", "ignore", "pipe"] });
+      try {
+        let log = "";
+        await new Promise<void>((resolve, reject) => {
+          child.stderr.on("data", (d: Buffer) => {
+            log += d.toString();
+            if (log.includes('"msg":"watching"')) resolve();
+          });
+          child.once("exit", () => reject(new Error(`mailbell exited: ${log}`)));
+        });
+        await sleep(10_000);
+        const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
+        const kb = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)![1]) / 1024;
+        process.stdout.write(`mailbell run, outbox.thread ${thread.padEnd(4)}: VmRSS ${kb("VmRSS").toFixed(1)} MB (VmHWM ${kb("VmHWM").toFixed(1)}), threads ${/Threads:\s+(\d+)/.exec(status)![1]}; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}\n`);
+      } finally {
+        child.kill("SIGTERM");
+        await new Promise((r) => (child.exitCode === null ? child.once("exit", r) : r(undefined)));
+      }
+    }
+  } finally {
+    await dc.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const { values } = parseArgs({ options: { child: { type: "string" }, modules: { type: "boolean", default: false }, variant: { type: "string", multiple: true }, daemon: { type: "boolean", default: false } } });
+if (values.daemon) {
+  await daemon();
+} else if (values.child) {
   await child(values.child, values.modules);
 } else {
   process.stdout.write(`load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}\n`);

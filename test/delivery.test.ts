@@ -88,49 +88,51 @@ describe("delivery to a real HTTP receiver", () => {
     assert.ok(gaps[3]! < 200 && gaps[4]! < 200, `then the rest at once: ${gaps.slice(3).map((g) => g.toFixed(0)).join(", ")} ms`);
   });
 
-  it("a webhook with 8 requests in flight, killed mid-backlog, posts every row and again at most the 8 in flight", async () => {
-    receiver.clear();
-    // Each answer takes a while, so the 8 places are always taken when the kill comes.
-    receiver.setDefault({ status: 200, headers: { "content-type": "text/plain" }, body: "ok", delayMs: 15 });
-    const file = path.join(dir, "inflight.db");
-    const total = 300;
-    const state = State.open(file);
-    state.outbox.enqueue(rows(total));
-    state.close();
-    // A file, not -e: a worker thread inherits --input-type and cannot start with it.
-    const script = path.join(dir, "inflight-child.mjs");
-    writeFileSync(script, childScript(file, receiver.url("/hook")));
-    const child = spawn(process.execPath, [script], { stdio: ["ignore", "ignore", "inherit"] });
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    try {
-      await until(() => receiver.requests.length >= 120, "the child posting");
-    } finally {
-      child.kill("SIGKILL");
-      await exited;
-    }
-    const beforeKill = receiver.requests.length;
+  for (const thread of ["main", "own"] as const) {
+    it(`a webhook with 8 requests in flight, killed mid-backlog, posts every row and again at most the 8 in flight (outbox.thread: ${thread})`, async () => {
+      receiver.clear();
+      // Each answer takes a while, so the 8 places are always taken when the kill comes.
+      receiver.setDefault({ status: 200, headers: { "content-type": "text/plain" }, body: "ok", delayMs: 15 });
+      const file = path.join(dir, `inflight-${thread}.db`);
+      const total = 300;
+      const state = State.open(file);
+      state.outbox.enqueue(rows(total));
+      state.close();
+      // A file, not -e: a worker thread inherits --input-type and cannot start with it.
+      const script = path.join(dir, `inflight-${thread}.mjs`);
+      writeFileSync(script, childScript(file, receiver.url("/hook"), thread));
+      const child = spawn(process.execPath, [script], { stdio: ["ignore", "ignore", "inherit"] });
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      try {
+        await until(() => receiver.requests.length >= 120, "the child posting");
+      } finally {
+        child.kill("SIGKILL");
+        await exited;
+      }
+      const beforeKill = receiver.requests.length;
 
-    const again = State.open(file);
-    const hook = new WebhookTarget({ ...base, name: "hook", type: "webhook", url: receiver.url("/hook") });
-    const dispatcher = new Dispatcher({ outbox: again.outbox, targets: new Map([["hook", hook]]), pacing: new Map([["hook", { perSecond: Infinity, burst: 1000, ...base }]]), retry: { baseMs: 50, capMs: 500, maxAttempts: 10 }, logger: silentLogger });
-    dispatcher.start();
-    try {
-      await until(() => again.outbox.counts().every((c) => c.state === "done"), "the restarted dispatcher finishing");
-    } finally {
-      await dispatcher.stop();
-      again.close();
-      receiver.setDefault(slackReplies.ok());
-    }
-    const posts = new Map<string, number>();
-    for (const r of receiver.requests) {
-      const key = String(r.headers["idempotency-key"]);
-      posts.set(key, (posts.get(key) ?? 0) + 1);
-    }
-    const twice = [...posts.values()].filter((n) => n > 1).length;
-    assert.equal(posts.size, total, "every row was posted");
-    assert.ok([...posts.values()].every((n) => n <= 2), "none more than twice");
-    assert.ok(twice <= 8, `${twice} rows posted again after the kill (${beforeKill} requests before it); at most the 8 in flight may be`);
-  });
+      const again = State.open(file);
+      const hook = new WebhookTarget({ ...base, name: "hook", type: "webhook", url: receiver.url("/hook") });
+      const dispatcher = new Dispatcher({ outbox: again.outbox, targets: new Map([["hook", hook]]), pacing: new Map([["hook", { perSecond: Infinity, burst: 1000, ...base }]]), retry: { baseMs: 50, capMs: 500, maxAttempts: 10 }, logger: silentLogger });
+      dispatcher.start();
+      try {
+        await until(() => again.outbox.counts().every((c) => c.state === "done"), "the restarted dispatcher finishing");
+      } finally {
+        await dispatcher.stop();
+        again.close();
+        receiver.setDefault(slackReplies.ok());
+      }
+      const posts = new Map<string, number>();
+      for (const r of receiver.requests) {
+        const key = String(r.headers["idempotency-key"]);
+        posts.set(key, (posts.get(key) ?? 0) + 1);
+      }
+      const twice = [...posts.values()].filter((n) => n > 1).length;
+      assert.equal(posts.size, total, "every row was posted");
+      assert.ok([...posts.values()].every((n) => n <= 2), "none more than twice");
+      assert.ok(twice <= 8, `${twice} rows posted again after the kill (${beforeKill} requests before it); at most the 8 in flight may be`);
+    });
+  }
 });
 
 /**
@@ -261,12 +263,26 @@ rules:
 });
 
 /**
- * The sender the test kills, as the daemon runs it: the Dispatcher on its delivery thread, with its
- * own connection to the state file the main thread also holds open; the state file's backlog to
- * the receiver, 8 requests in flight (the webhook's own), no pacing.
+ * The sender the test kills, as the daemon runs it (outbox.thread): the Dispatcher on the main
+ * thread, or on its delivery thread with its own connection to the state file the main thread also
+ * holds open; the state file's backlog to the receiver, 8 requests in flight (the webhook's own),
+ * no pacing.
  */
-function childScript(file: string, url: string): string {
+function childScript(file: string, url: string, thread: "main" | "own"): string {
   const src = (p: string): string => JSON.stringify(new URL(`../src/${p}`, import.meta.url).href);
+  const pacing = `new Map([["hook", { perSecond: Infinity, burst: 1000, overflow: "paced", digestAfter: 5 }]])`;
+  const retry = `{ baseMs: 50, capMs: 500, maxAttempts: 10 }`;
+  if (thread === "main") {
+    return `
+    import { Dispatcher } from ${src("outbox/dispatcher.ts")};
+    import { State } from ${src("store/sqlite/state.ts")};
+    import { WebhookTarget } from ${src("targets/webhook.ts")};
+    import { silentLogger } from ${src("log.ts")};
+    const state = State.open(${JSON.stringify(file)});
+    const hook = new WebhookTarget({ name: "hook", type: "webhook", url: ${JSON.stringify(url)}, overflow: "paced", digestAfter: 5, concurrency: 8 });
+    new Dispatcher({ outbox: state.outbox, targets: new Map([["hook", hook]]), pacing: ${pacing}, retry: ${retry}, logger: silentLogger }).start();
+  `;
+  }
   return `
     import { startDeliveryThread } from ${src("daemon/delivery-thread.ts")};
     import { State } from ${src("store/sqlite/state.ts")};
@@ -274,7 +290,7 @@ function childScript(file: string, url: string): string {
     import { silentLogger } from ${src("log.ts")};
     const state = State.open(${JSON.stringify(file)});
     const targets = [targetSchema.parse({ name: "hook", type: "webhook", url: ${JSON.stringify(url)} })];
-    const thread = await startDeliveryThread({ statePath: ${JSON.stringify(file)}, targets, pacing: new Map([["hook", { perSecond: Infinity, burst: 1000, overflow: "paced", digestAfter: 5 }]]), retry: { baseMs: 50, capMs: 500, maxAttempts: 10 }, logger: silentLogger });
+    const thread = await startDeliveryThread({ statePath: ${JSON.stringify(file)}, targets, pacing: ${pacing}, retry: ${retry}, logger: silentLogger });
     thread.start();
     setInterval(() => state.outbox.counts(), 1000);
   `;

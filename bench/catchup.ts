@@ -14,6 +14,7 @@
  *   node bench/catchup.ts --verify         every mail is DKIM-signed (RSA-2048, d= its From domain) and the rules have
  *                                          verify: { dkim: … }: every mail is read whole and its signature checked, keys
  *                                          from a dnsmasq on 127.0.0.1 (dns: servers); counts verified posts and DNS queries
+ *   node bench/catchup.ts --outbox-thread own   mailbell sends on a thread of its own (outbox.thread; default main)
  *   node bench/catchup.ts --concurrency 1   the webhook target sends one request at a time (default: its own, 8)
  *   node bench/catchup.ts --no-script --delivery-rate 0.1   diagnostic: the target paced to 0.1/s, as a slow
  *                                          target would be (delivery not waited for, no drain on stop)
@@ -80,6 +81,8 @@ export interface CatchUpOptions {
   deliveryRate?: number;
   /** The webhook target's concurrency (default: the target's own). */
   concurrency?: number;
+  /** outbox.thread in mailbell's config (default: the config's default, main). */
+  outboxThread?: "main" | "own";
   /** Write the timed mailbell run's output (JSON log lines, anything NODE_OPTIONS adds) to this file. */
   keepLog?: string;
   /**
@@ -246,13 +249,13 @@ function log(verbose: boolean | undefined, msg: string): void {
 
 const DKIM_SELECTOR = "bench";
 
-function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean, then: boolean, dnsServer?: string, concurrency?: number): string {
+function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean, then: boolean, dnsServer?: string, concurrency?: number, outboxThread?: "main" | "own"): string {
   const verify = (domains: readonly string[]): string => (dnsServer ? `\n    verify: { dkim: [${domains.join(", ")}] }` : "");
   return `state: ${JSON.stringify(statePath)}
 locale: en-US
 log: { level: info }${dnsServer ? `\ndns: { servers: ["${dnsServer}"] }` : ""}
 watch: { backlogLimit: 100000 }
-outbox: { drainSeconds: ${perSecond < 1000 ? 0 : 30} }
+outbox: { drainSeconds: ${perSecond < 1000 ? 0 : 30}${outboxThread ? `, thread: ${outboxThread}` : ""} }
 accounts:
 ${accountYaml({ name: ACCOUNT, host: dc.host, port: dc.imapsPort, caFile: dc.caFile, user: MAILBELL_USER, pass: "${BENCH_IMAP_PASS}" })}targets:
   - name: hook
@@ -563,7 +566,7 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
   const key = options.verify ? makeDkimKey("rsa", 2048) : undefined;
   let dns: DnsServer | undefined;
   if (key) dns = await startDnsServer({ txt: Object.fromEntries(SENDER_DOMAINS.map((d) => [dkimRecordName(DKIM_SELECTOR, d), key.txt])) });
-  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond, options.readEveryBody ?? false, then, dns?.server, options.concurrency);
+  const yaml = configYaml(dc, statePath, receiver.url("/mailbell"), perSecond, options.readEveryBody ?? false, then, dns?.server, options.concurrency, options.outboxThread);
   const env = { BENCH_IMAP_PASS: dc.auth(MAILBELL_USER).pass };
   let mb: MailbellProcess | undefined;
   try {
@@ -716,8 +719,9 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
     let profiles: ProfileSummary[] | undefined;
     if (profileDir) {
       // One profile per thread, named CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile: the main
-      // thread's is thread 0, the decoding thread's the other one. Each profile starts with its
-      // thread, a few tens of ms after the spawn, so the queued window is a little generous.
+      // thread's is thread 0, the delivery thread's 1 (started before the watchers), the decoding
+      // thread's the next one, if it started. Each profile starts with its thread, a few tens of ms
+      // after the spawn, so the queued window is a little generous.
       const files = readdirSync(profileDir).filter((n) => n.endsWith(".cpuprofile"));
       const mainFile = files.find((n) => /\.0\.\d+\.cpuprofile$/.test(n)) ?? files[0];
       const keep = (name: string, thread: string): string => {
@@ -729,7 +733,14 @@ async function runMailbell(dc: Dovecot, options: CatchUpOptions, seed: number, w
         const main = keep(mainFile, "main");
         const until = (JSON.parse(readFileSync(main, "utf8")) as { startTime: number }).startTime + startToQueuedMs * 1000;
         profiles = [summarizeProfile(main, `main thread, spawn → all queued (${(startToQueuedMs / 1000).toFixed(2)} s)`, { until })];
-        for (const other of files.filter((n) => n !== mainFile)) profiles.push(summarizeProfile(keep(other, "decoder"), "decoding thread, its start → all queued", { until }));
+        for (const other of files.filter((n) => n !== mainFile)) {
+          if (!/\.1\.\d+\.cpuprofile$/.test(other)) {
+            profiles.push(summarizeProfile(keep(other, "decoder"), "decoding thread, its start → all queued", { until }));
+            continue;
+          }
+          const delivery = keep(other, "delivery");
+          profiles.push(summarizeProfile(delivery, "delivery thread, its start → all queued", { until }), summarizeProfile(delivery, "delivery thread, whole run"));
+        }
         profiles.push(summarizeProfile(main, "main thread, whole run (queueing and delivery)"));
       }
       rmSync(profileDir, { recursive: true, force: true });
@@ -1002,9 +1013,10 @@ async function main(): Promise<void> {
       "read-every-body": { type: "boolean", default: false },
       then: { type: "boolean", default: false },
       verify: { type: "boolean", default: false },
+      "outbox-thread": { type: "string" },
     },
   });
-  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}), ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}), readEveryBody: values["read-every-body"], then: values.then, verify: values.verify });
+  const result = await runCatchUp({ mails: Number(values.mails), seed: Number(values.seed), script: !values["no-script"], profile: values.profile, verbose: !values.quiet, ...(values["node-arg"] ? { nodeArgs: values["node-arg"] } : {}), ...(values["keep-log"] ? { keepLog: values["keep-log"] } : {}), ...(values["delivery-rate"] ? { deliveryRate: Number(values["delivery-rate"]) } : {}), ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}), readEveryBody: values["read-every-body"], then: values.then, verify: values.verify, ...(values["outbox-thread"] ? { outboxThread: outboxThreadArg(values["outbox-thread"]) } : {}) });
   if (values.json) {
     console.log(JSON.stringify(result, null, 2));
     return;
@@ -1026,6 +1038,11 @@ async function main(): Promise<void> {
     for (const f of p.functions) t.add(f.selfMs, f.percent, f.name, f.where);
     console.log(t.toString());
   }
+}
+
+function outboxThreadArg(value: string): "main" | "own" {
+  if (value !== "main" && value !== "own") throw new Error(`--outbox-thread ${value}: main or own`);
+  return value;
 }
 
 if (import.meta.main) await main();

@@ -1,6 +1,10 @@
+import { createRequire } from "node:module";
 import pino from "pino";
-import pretty from "pino-pretty";
+import type PinoPretty from "pino-pretty";
 import type { Logger } from "./log.ts";
+
+// Loaded only for readable lines: ~2 MB in each thread that logs JSON (a service, the delivery thread).
+const loadPretty = (): typeof PinoPretty => createRequire(import.meta.url)("pino-pretty") as typeof PinoPretty;
 
 // The daemon's logger, apart from log.ts so that the library (src/index.ts) never loads pino.
 
@@ -55,6 +59,7 @@ function jsonStream(destination: number | NodeJS.WritableStream): NodeJS.Writabl
  * extra thread for a daemon that runs for months). One line per record; colours when the terminal has them.
  */
 function prettyStream(destination: number | NodeJS.WritableStream): NodeJS.WritableStream {
+  const pretty = loadPretty();
   const common = { singleLine: true, translateTime: "SYS:yyyy-mm-dd HH:MM:ss.l", sync: true };
   if (typeof destination === "number") return pretty({ ...common, destination });
   return pretty({ ...common, colorize: false, destination });

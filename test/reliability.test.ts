@@ -399,7 +399,12 @@ describe("staying alive, and saying so", () => {
       await dovecot.append("carol", "Status", buildMail({ from: "a@example.com", to: "c@example.com", subject: "after BYE", text: "x", messageId: "after-bye@reliability.test" }));
       await waitForMessages("/status", 1);
 
-      const metrics = await (await fetch(`${url}/metrics`)).text();
+      // The receiver lists the post before it answers, and the answer is recorded on the delivery
+      // thread: the scrape waits for that thread's count (sent after its commit) rather than racing it.
+      let metrics = "";
+      for (const deadline = Date.now() + 5000; !/^mailbell_deliveries_total\{target="hook",outcome="delivered"\} 1$/m.test(metrics) && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+        metrics = await (await fetch(`${url}/metrics`)).text();
+      }
       assert.match(metrics, /^mailbell_reconnects_total\{account="carol",mailbox="Status"\} 1$/m);
       assert.match(metrics, /^mailbell_mails_processed_total\{account="carol",mailbox="Status"\} 1$/m);
       assert.match(metrics, /^mailbell_deliveries_total\{target="hook",outcome="delivered"\} 1$/m);

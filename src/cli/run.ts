@@ -1,7 +1,7 @@
 import { loadConfig } from "../config/load.ts";
 import { startDaemon } from "../daemon/run.ts";
 import type { Logger } from "../log.ts";
-import { createLogger, type LogFormat } from "../pino-logger.ts";
+import { createLogger, resolveLogFormat, type LogFormat } from "../pino-logger.ts";
 
 export interface RunCommandOptions {
   config: string;
@@ -27,9 +27,14 @@ export async function runCommand(options: RunCommandOptions): Promise<number> {
   options.reloads?.addEventListener("reload", onReload);
   try {
     const loaded = await loadConfig(options.config, options.env);
-    const logger = options.logger ?? createLogger({ level: options.logLevel ?? loaded.config.log.level, format: options.logFormat ?? loaded.config.log.format });
+    // Decided here, on the main thread (a worker cannot tell whether fd 2 is a terminal), so the
+    // delivery thread's own logger on fd 2 writes lines exactly like this one.
+    const format = resolveLogFormat(options.logFormat ?? loaded.config.log.format, process.stderr.isTTY === true);
+    const level = options.logLevel ?? loaded.config.log.level;
+    const logger = options.logger ?? createLogger({ level, format });
     options.onLogger?.(logger);
-    const daemon = startDaemon(loaded, { logger, signal: options.signal, reloadConfig: () => loadConfig(options.config, options.env) });
+    const deliveryLog = options.logger ? undefined : ({ to: "fd", fd: 2, level, format } as const);
+    const daemon = startDaemon(loaded, { logger, signal: options.signal, reloadConfig: () => loadConfig(options.config, options.env), ...(deliveryLog ? { deliveryLog } : {}) });
     // The outcome is logged by the daemon, refused or applied.
     reload = () => void daemon.reload();
     if (asked) reload();

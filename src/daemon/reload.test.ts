@@ -111,4 +111,11 @@ describe("configChanges (what a reload does)", () => {
     assert.deepEqual(configChanges(running(), running({ extra: "status: { listen: 9090 }" })).needRestart.map((n) => n.path), ["status"]);
     assert.deepEqual(budget.settings, ["status"]);
   });
+
+  it("refuses switching the sender's thread (outbox.thread), and names the restart", () => {
+    const c = configChanges(running(), running({ extra: "outbox: { thread: own }" }));
+    assert.deepEqual(c.needRestart.map((n) => n.path), ["outbox.thread"]);
+    assert.match(c.needRestart[0]!.message, /changed from main to own; the sender's thread is chosen once, at start: restart mailbell/);
+    assert.deepEqual(configChanges(running({ extra: "outbox: { thread: own }" }), running({ extra: "outbox: { thread: own, maxAttempts: 3 }" })).needRestart, []);
+  });
 });

@@ -84,6 +84,9 @@ function needsRestart(before: RunningConfig, after: RunningConfig): { path: stri
   if (json(before.config.log) !== json(after.config.log)) {
     out.push({ path: "log", message: `changed from ${json(before.config.log)} to ${json(after.config.log)}; the logger is set up once, at start: ${restart}.` });
   }
+  if (before.config.outbox.thread !== after.config.outbox.thread) {
+    out.push({ path: "outbox.thread", message: `changed from ${before.config.outbox.thread} to ${after.config.outbox.thread}; the sender's thread is chosen once, at start: ${restart}.` });
+  }
   return out;
 }
 

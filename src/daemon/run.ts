@@ -19,7 +19,7 @@ import type { Logger } from "../log.ts";
 import { actsIn, bodyNeedIn, needsBody, needsHtml, needsWhole, verifiesDkimIn, type CompiledRule } from "../rules/rules.ts";
 import { cachedResolver } from "../verify/dns.ts";
 import { dkimVerifier, keyLookupFailed, type DkimVerifier } from "../verify/dkim.ts";
-import { Dispatcher, type DeliveryOutcome, type RetryPolicy, type TargetPacing } from "../outbox/dispatcher.ts";
+import type { DeliveryOutcome, RetryPolicy, TargetPacing } from "../outbox/dispatcher.ts";
 import { lockState } from "../store/sqlite/lock.ts";
 import { State } from "../store/sqlite/state.ts";
 import { createTargets } from "../targets/index.ts";
@@ -30,8 +30,10 @@ import { CatchUpTally } from "./catch-up-log.ts";
 import { Health, type HealthEvent, type HealthOptions } from "./health.ts";
 import { createMailbellMetrics, Metrics } from "./metrics.ts";
 import { startDecoder, type Decoder } from "./decoder.ts";
+import type { DeliveryThreadOptions } from "./delivery-thread.ts";
 import { handleMails, type PipelineDeps } from "./pipeline.ts";
 import { configChanges, describeChanges, placeKey, type ConfigChanges, type Place } from "./reload.ts";
+import { startSender, type Sender } from "./sender.ts";
 import { startStatusServer, type StatusServer } from "./status-server.ts";
 import { collectStatus, type StatusSources } from "./status-view.ts";
 
@@ -47,6 +49,13 @@ export interface RunOptions {
   onStarted?: (parts: { state: State; statusUrl: string | undefined }) => void;
   /** How reload() reads the config again; by default the same file, with process.env. */
   reloadConfig?: () => Promise<LoadedConfig>;
+  /**
+   * Where `logger` writes, when it is a pino on a file descriptor (`mailbell run`'s): the delivery
+   * thread (outbox.thread: own) then writes its lines there itself. Without it, they go through `logger`.
+   */
+  deliveryLog?: DeliveryThreadOptions["log"];
+  /** Tests: another entry for the delivery thread (one that fails). */
+  deliveryWorkerFile?: URL;
 }
 
 /** A started daemon: `done` settles once it has stopped. */
@@ -143,19 +152,34 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     outboxOldestPending: () => state.outbox.oldestPending(),
     known,
   });
-  const dispatcher = new Dispatcher({
-    outbox: state.outbox,
-    targets,
-    pacing: pacingOf(config, targets),
-    retry: retryOf(config),
-    logger: log,
-    onOutcome: (target, outcome, rows) => {
-      metrics.delivery(target, outcome, rows);
-      options.onDelivery?.(target, outcome, rows);
-    },
-  });
   // The first watcher that gives up (a first start that cannot log in) stops the others.
   const givenUp = new AbortController();
+  // A delivery thread that dies (a bug) stops the run too, and is what it ends with.
+  let deliveryFailed: MailbellError | undefined;
+  let dispatcher: Sender;
+  try {
+    dispatcher = await startSender({
+      thread: config.outbox.thread,
+      state,
+      statePath: loaded.statePath,
+      settings: { targets: config.targets, made: targets, pacing: pacingOf(config, targets), retry: retryOf(config) },
+      logger: log,
+      ...(options.deliveryLog ? { log: options.deliveryLog } : {}),
+      ...(options.deliveryWorkerFile ? { workerFile: options.deliveryWorkerFile } : {}),
+      onOutcome: (target, outcome, rows) => {
+        metrics.delivery(target, outcome, rows);
+        options.onDelivery?.(target, outcome, rows);
+      },
+      onFailure: (error) => {
+        deliveryFailed ??= error;
+        givenUp.abort();
+      },
+    });
+  } catch (err) {
+    state.close();
+    lock.release();
+    throw err;
+  }
   const lasting: LastingDeps = {
     state,
     logger: log,
@@ -253,18 +277,23 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     );
     options.onStarted?.({ state, statusUrl: status?.url });
     await watchers.untilAllStopped(() => reloads.idle());
+    if (deliveryFailed) throw deliveryFailed;
     const drainSeconds = current.loaded.config.outbox.drainSeconds;
     log.info({ drainSeconds }, "stopped watching; sending what is queued");
     const { left } = await dispatcher.drain(drainSeconds * 1000);
     if (left > 0) log.warn({ left }, "notifications still queued; they are kept and sent on the next start");
   } finally {
     clearInterval(recheck);
-    await dispatcher.stop();
-    await decoder?.close();
-    await status?.close();
-    state.close();
-    lock.release();
-    log.info({}, "mailbell stopped");
+    try {
+      // The thread's connection is closed and the thread ended before the lock goes.
+      await dispatcher.stop();
+    } finally {
+      await decoder?.close();
+      await status?.close();
+      state.close();
+      lock.release();
+      log.info({}, "mailbell stopped");
+    }
   }
 }
 
@@ -390,7 +419,7 @@ interface Reloading {
   stopping: AbortSignal;
   state: State;
   log: Logger;
-  dispatcher: Dispatcher;
+  dispatcher: Sender;
   health: Health;
   known: { mailboxes: Place[]; rules: string[]; targets: string[] };
   watchers: Watchers;
@@ -445,7 +474,7 @@ async function reloadConfig(r: Reloading, read: () => Promise<LoadedConfig>): Pr
   r.swap(gen);
   // Mail is read again at once; what it queues for a replaced target waits for the new sender.
   r.watchers.start(gen, [...restarted, ...started], { firstStart: false });
-  await r.dispatcher.reconfigure({ targets, pacing: pacingOf(config, targets), retry: retryOf(config) }, new Set(changes.restartSenders), r.stopping);
+  await r.dispatcher.reconfigure({ targets: config.targets, made: targets, pacing: pacingOf(config, targets), retry: retryOf(config) }, new Set(changes.restartSenders), r.stopping);
   try {
     // No watcher left can queue for a removed target: each one whose rules named it was restarted.
     deadLetterOrphans(r.state, targets, r.log);

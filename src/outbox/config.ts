@@ -12,6 +12,11 @@ export const outboxSchema = z.strictObject({
   drainSeconds: seconds(0, 3600).default(10),
   /** Delivered notifications are kept this long (for `mailbell outbox` and duplicate checks). */
   keepDays: seconds(1, 3650).default(30),
+  /**
+   * Where the sender runs: `main`, on the thread that reads mail; `own`, on a thread of its own
+   * (faster catch-ups on 2+ cores, but a second JavaScript heap: more memory all the time).
+   */
+  thread: z.enum(["main", "own"]).default("main"),
 });
 
 export type OutboxConfig = z.infer<typeof outboxSchema>;

@@ -14,7 +14,7 @@ import { pathToFileURL } from "node:url";
 const entry = path.resolve(import.meta.dirname, "..", "dist", "index.js");
 const daemonOnly = ["zod", "yaml", "pino", "mailauth"];
 
-const logPackages = `
+const logPackages = (entry: string) => `
 import { registerHooks } from "node:module";
 const loaded = new Set();
 registerHooks({
@@ -32,8 +32,18 @@ console.log(JSON.stringify([...loaded].sort()));
 describe("the library entry", () => {
   it("loads none of the daemon's packages (zod, yaml, pino, mailauth)", () => {
     assert.ok(existsSync(entry), `${entry} is missing: build it first with \`npx tsc -p tsconfig.build.json\` (npm test does)`);
-    const loaded = JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", logPackages], { encoding: "utf8" })) as string[];
+    const loaded = JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", logPackages(entry)], { encoding: "utf8" })) as string[];
     assert.ok(loaded.includes("imapflow"), `the hook sees packages: ${loaded.join(", ")}`);
     assert.deepEqual(loaded.filter((p) => daemonOnly.includes(p)), [], `import "mailbell" loaded ${loaded.join(", ")}`);
+  });
+});
+
+describe("the command's start", () => {
+  it("does not load mailauth's tools (joi, the public suffix list: ~130 ms) before a verify rule needs them", () => {
+    const cli = path.resolve(import.meta.dirname, "..", "dist", "cli", "main.js");
+    assert.ok(existsSync(cli), `${cli} is missing: build it first with \`npx tsc -p tsconfig.build.json\` (npm test does)`);
+    const loaded = JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", logPackages(cli)], { encoding: "utf8" })) as string[];
+    assert.ok(loaded.includes("zod"), `the hook sees packages: ${loaded.join(", ")}`);
+    assert.deepEqual(loaded.filter((p) => p === "joi" || p === "tldts"), [], `mailbell's CLI loaded ${loaded.join(", ")}`);
   });
 });

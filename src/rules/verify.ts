@@ -3,12 +3,22 @@
  * were verified over the whole message before (src/verify/dkim.ts, by the watcher or `mailbell
  * test`); the provider's verdict is read from the mail's topmost Authentication-Results header.
  */
-import { getAlignment } from "mailauth/lib/tools.js";
+import type * as MailauthTools from "mailauth/lib/tools.js";
+import { createRequire } from "node:module";
 import type { ConfigIssue } from "../errors.ts";
 import { topmostAuthResults, type AuthResults } from "../mail/auth-results.ts";
 import type { NormalizedMail } from "../mail/types.ts";
 import type { VerifyConfig } from "./config.ts";
 import type { DkimSignature, RuleInput, Verdict } from "./types.ts";
+
+// mailauth's tools bring joi and the public suffix list (~130 ms at every start, measured): loaded
+// the first time a verify rule asks whose domain a signature aligns with, not before.
+const requireCjs = createRequire(import.meta.url);
+let alignmentOf: (typeof MailauthTools)["getAlignment"] | undefined;
+function getAlignment(...args: Parameters<NonNullable<typeof alignmentOf>>): ReturnType<NonNullable<typeof alignmentOf>> {
+  alignmentOf ??= (requireCjs("mailauth/lib/tools.js") as typeof MailauthTools).getAlignment;
+  return alignmentOf(...args);
+}
 
 /** Whose Authentication-Results header to trust. */
 export type AuthResultsSource =

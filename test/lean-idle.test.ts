@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { MemoryCheckpoints, watchMailbox, type WatchedMail, type WatchEvent, type WatchOptions } from "../src/index.ts";
 import type { ImapAccount } from "../src/imap/client.ts";
+import { FolderWakeups } from "../src/imap/notify.ts";
 import { quietHooks } from "../src/imap/quiet.ts";
 import { imapAccountOf, startDovecot, type Dovecot } from "./support/dovecot.ts";
 import { CaptureLogger } from "./support/logger.ts";
@@ -98,6 +99,9 @@ describe("quiet mailboxes wait on a lean connection", () => {
       // The second lean connection saw the change at EXAMINE and never waited; this is the third.
       await w.lean(2);
       assert.equal(w.mails.length, 2);
+      // Both came while the mailbox was watched: neither is a catch-up.
+      assert.deepEqual(w.logger.entries.filter((e) => /^catching up/.test(e.msg ?? "")).map((e) => e.msg), []);
+      assert.ok(w.mails.every((m) => m.catchUp === undefined));
     } finally {
       await w.stop();
     }
@@ -155,6 +159,27 @@ describe("quiet mailboxes wait on a lean connection", () => {
       assert.equal(dropped?.type === "disconnected" ? dropped.error?.code : undefined, "IMAP_AUTH");
       await w.lean(1);
       const uid = await dovecot.append("alice", "Refused", mail("after the refusal"));
+      await w.got(1);
+      assert.equal(w.mails[0]!.uid, uid);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  it("failFast first-login: a lean login refused after the mailbox was opened is retried, not a first start given up", async () => {
+    await dovecot.createMailbox("alice", "Opened");
+    let calls = 0;
+    const good = dovecot.auth("alice").pass;
+    // Call 1: the session (opens, reads nothing, hands over); 2 and 3: the lean connection, refused twice.
+    const account: ImapAccount = { ...imapAccountOf(dovecot, "alice"), pass: undefined, credentials: async () => ({ pass: ++calls === 2 || calls === 3 ? "wrong" : good }) };
+    // Wake-ups whose NOTIFY turned out unusable: the watch starts with a session, as a daemon's folder does.
+    const wakeups = new FolderWakeups(["Opened"]);
+    wakeups.setMode("off");
+    const w = watch({ account, mailbox: "Opened", wakeups, failFast: "first-login" });
+    try {
+      await w.lean(1);
+      assert.ok(calls >= 4, `logins: ${calls}`);
+      const uid = await dovecot.append("alice", "Opened", mail("after the refusals"));
       await w.got(1);
       assert.equal(w.mails[0]!.uid, uid);
     } finally {

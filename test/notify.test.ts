@@ -275,6 +275,29 @@ describe("an account's folders with NOTIFY", () => {
     }
   });
 
+  it("a folder with no connection of its own stays alive to health while the notifier's keepalives are answered", async () => {
+    const user = "notify10";
+    await dovecot.addUser(user, "pw");
+    await dovecot.createMailbox(user, "Orders");
+    await using proxy = await startImapProxy({ port: dovecot.imapPort });
+    const account = { name: user, host: "127.0.0.1", port: proxy.port, tls: "none" as const, user, pass: "pw" };
+    const wakeups = new FolderWakeups(["INBOX", "Orders"]);
+    const events: string[] = [];
+    const stop = new AbortController();
+    const notifier = runNotifier({ account, accountName: user, wakeups, log: silentLogger, signal: stop.signal, keepaliveMs: 200, keepaliveTimeoutMs: 5000, reconnectMaxMs: 1000 });
+    const watchers = ["INBOX", "Orders"].map(async (mailbox) => {
+      const onEvent = mailbox === "Orders" ? (e: { type: string }) => events.push(e.type) : undefined;
+      for await (const _ of watchMailbox({ account, mailbox, wakeups, signal: stop.signal, keepaliveMs: 200, reconnect: { baseMs: 100, capMs: 500 }, ...(onEvent ? { onEvent } : {}) }));
+    });
+    try {
+      await waitUntil("NOTIFY on and only the notifier connected", () => wakeups.mode === "on" && proxy.connections === 1, 20_000);
+      await waitUntil(`'alive' twice after 'idle' (events: ${events.join(", ")})`, () => events.lastIndexOf("idle") >= 0 && events.slice(events.lastIndexOf("idle")).filter((e) => e === "alive").length >= 2, 3000);
+    } finally {
+      stop.abort();
+      await Promise.all([notifier, ...watchers]);
+    }
+  });
+
   it("the daemon's notifier logs in and sets NOTIFY once at start, all folders joining in the same tick", async () => {
     const user = "notify5";
     await dovecot.addUser(user, "pw");

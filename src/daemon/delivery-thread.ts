@@ -3,7 +3,7 @@
  * rules and commits each round's outbox rows; sending (HTTP, the "done" commits, the "delivered"
  * log lines) took a third of it and trailed the queueing by seconds. Here the Dispatcher runs in a
  * worker (delivery-worker.ts) with its own connection to the state file (WAL: one writer at a time,
- * readers never wait; busy_timeout covers the short overlaps of two writers), so it uses the second
+ * readers never wait; store/sqlite/busy.ts waits out the short overlaps of two writers), so it uses the second
  * core. This is the main thread's handle on it, with the Dispatcher's methods. It costs ~28 MB
  * all the time (a second V8 heap with node:http, zod and pino: bench/thread-memory.ts), so it is
  * used only with outbox.thread: own (sender.ts).

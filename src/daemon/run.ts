@@ -192,7 +192,16 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
       options.onProcessed?.(watched, matched);
     },
   };
-  let current = generationOf(loaded, { rules, targets, accounts }, lasting);
+  let current: Generation;
+  try {
+    current = generationOf(loaded, { rules, targets, accounts }, lasting);
+  } catch (err) {
+    // Before the watchers' try below: the sender (a thread with `own`), the state and the lock go here.
+    await dispatcher.stop();
+    state.close();
+    lock.release();
+    throw err;
+  }
   // Accounts one of whose mailboxes opened in this run: their credentials work (see superviseMailbox).
   const loggedIn = new Set<string>();
   const runOptions: RunOptions = {

@@ -48,6 +48,15 @@ describe("FolderWakeups", () => {
     assert.equal(await off, "off");
   });
 
+  it("tells whether the notifier's connection proved alive lately (its folders have none of their own)", async () => {
+    const w = new FolderWakeups(["INBOX"]);
+    assert.equal(w.aliveWithin(60_000), false, "never connected");
+    w.notifierAlive();
+    assert.equal(w.aliveWithin(60_000), true);
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(w.aliveWithin(10), false, "no keepalive answered within the last 10 ms");
+  });
+
   it("waits while the mode is unknown, and stops on the signal", async () => {
     const w = new FolderWakeups(["A"]);
     w.changed("A");

@@ -177,6 +177,19 @@ export class FolderWakeups {
     this.#wakeAll();
   }
 
+  /** When the notifier's connection last proved alive (logged in with NOTIFY set, or a keepalive answered). */
+  #aliveAt: number | undefined;
+
+  /** The notifier's connection proved alive now: its folders are watched, though none of them has a connection. */
+  notifierAlive(): void {
+    this.#aliveAt = performance.now();
+  }
+
+  /** Whether the notifier's connection proved alive within the last `ms`. */
+  aliveWithin(ms: number): boolean {
+    return this.#aliveAt !== undefined && performance.now() - this.#aliveAt <= ms;
+  }
+
   /** How many wake-ups this folder had: remembered before a round, waited on after it. */
   count(mailbox: string): number {
     return this.#counts.get(mailbox) ?? 0;
@@ -303,6 +316,7 @@ export async function runNotifier(o: NotifierOptions): Promise<void> {
       if (!connected) return;
       client = connected.client;
       connectedAt = performance.now();
+      o.wakeups.notifierAlive();
       openedBefore = true;
       // A folder added or removed: set NOTIFY again on a new connection (every folder reads once).
       if ((await keepAlive(client, o, connected.version)) === "list changed") {
@@ -393,6 +407,7 @@ async function keepAlive(client: ImapFlow, o: NotifierOptions, version: number):
     if (why === "list changed") return why;
     if (why === "closed") throw new Error(`account "${o.accountName}": the server closed the NOTIFY connection`);
     await keepalive(client, o.keepaliveTimeoutMs, o.accountName, "(NOTIFY)");
+    o.wakeups.notifierAlive();
   }
   return "stopped";
 }

@@ -80,7 +80,7 @@ export async function waitQuietly(w: Watch, baseline: LeanBaseline, o: { refused
     const open = () => LeanIdle.open(settings, baseline, credentials);
     lean = await (w.options.connectGate ? w.options.connectGate.run(open, w.signal) : open());
     await o.opened?.(lean);
-    if (lean.changed) return { why: "read", atStart: true, uidNext: lean.uidNext, renumbered: baseline.uidValidity !== undefined && lean.uidValidity !== baseline.uidValidity };
+    if (lean.changed) return { why: "read", atStart: o.opened !== undefined, uidNext: lean.uidNext, renumbered: baseline.uidValidity !== undefined && lean.uidValidity !== baseline.uidValidity };
     w.log.debug({ uidNext: baseline.uidNext }, "quiet: waiting on a lean connection");
     w.emit({ type: "idle" });
     since = Date.now();

@@ -144,6 +144,8 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         // Read to the end and quiet: a lean connection waits until there is something to read. The
         // closed session's parts must not stay reachable meanwhile (its client is ~20 kB of heap).
         lastBaseline = { baseline: s.handover, lastUid: s.position?.lastUid ?? 0 };
+        // A lean connection failing next must not hide that this mailbox was opened (failFast: "first-login").
+        openedBefore ||= opened;
         s.client = s.events = s.source = undefined;
         quiet = await waitQuietly(w, s.handover);
       }
@@ -155,7 +157,7 @@ export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerato
         attempt = 0;
         openedBefore = true;
         woken = quiet.why === "read";
-        // Mail the lean connection was told of as it came is no catch-up; mail found at its start is.
+        // Mail the lean connection was told of as it came is no catch-up; mail found as a (re)start's lean connection opened is.
         catchUp = quiet.why !== "read" || quiet.atStart === true;
         if (quiet.why === "unsupported") w.quiet = "imapflow";
         else if (quiet.why === "read") wakeUidNext = quiet.uidNext;
@@ -329,6 +331,9 @@ async function waitForWakeup(w: Watch, uidValidity: number, since: number): Prom
   for (;;) {
     const why = await wakeups.wait(w.mailbox, since, w.keepaliveMs, w.signal);
     if (why !== "timeout") break;
+    // The folder has no connection of its own: it is watched while the notifier's line is (health
+    // would call it stale after two quiet keepalive periods otherwise).
+    if (wakeups.aliveWithin(w.keepaliveMs + w.keepaliveTimeoutMs)) w.emit({ type: "alive" });
     if ((await retryWaiting(w, uidValidity)) || (await actionsWaiting(w))) break;
   }
   // Mail that came while the notifier was away built up unseen: a catch-up, as after a reconnect.

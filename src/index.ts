@@ -10,7 +10,7 @@ export { watchMailbox, type WatchOptions, type WatchedMail, type WatchEvent } fr
 export type { ImapAccount, Credentials } from "./imap/client.ts";
 export { ConnectGate, type ConnectGateOptions } from "./imap/connect-gate.ts";
 // Many folders over one connection where the server offers IMAP NOTIFY: share one FolderWakeups between runNotifier() and the folders' watchers (WatchOptions.wakeups).
-export { FolderWakeups, runNotifier, type NotifierOptions, type NotifyMode } from "./imap/notify.ts";
+export { FolderWakeups, runNotifier, type NotifierOptions, type NotifyMode, type ReadingSlot } from "./imap/notify.ts";
 export type { FailFast } from "./imap/reconnect-policy.ts";
 export { ReadAgainLater, type DecodeParts, type WholeReading } from "./imap/fetch.ts";
 export type { SetAsideStore, SetAsideMail } from "./imap/unreadable.ts";

@@ -54,6 +54,24 @@ async function waitUntil(what: string, ok: () => boolean, ms: number): Promise<v
 
 const mail = (n: number): string => buildMail({ from: "shop@example.com", to: "burst@example.com", subject: `burst ${n}`, text: `mail ${n}` });
 
+
+/** Mail 1, read, then mails 2 to 5 at 50 ms: all five must be read, in order. */
+async function appendBurst(user: string, got: readonly WatchedMail[]): Promise<void> {
+  await dovecot.withClient(user, async (appender) => {
+    await appender.append("INBOX", mail(1));
+    await waitUntil("mail 1 read", () => got.length === 1, 10_000);
+    for (let n = 2; n <= 5; n++) {
+      await appender.append("INBOX", mail(n));
+      await sleep(50);
+    }
+  });
+  await waitUntil("mails 2 to 5 read", () => got.length === 5, 10_000);
+  assert.deepEqual(
+    got.map((m) => m.mail.subject),
+    [1, 2, 3, 4, 5].map((n) => `burst ${n}`),
+  );
+}
+
 describe("a burst of mail", () => {
   for (const readerConnection of [true, false]) {
     it(`is read as NOOP replies announce it, not at IDLE pushes, then IDLE again with no command sent (quietConnection: imapflow, readerConnection: ${readerConnection})`, async () => {
@@ -70,20 +88,8 @@ describe("a burst of mail", () => {
       })();
       try {
         await waitUntil("the watcher idles", () => commands.some((c) => c.session === 1 && c.name === "IDLE"), 10_000);
-        await dovecot.withClient(user, async (appender) => {
-          // The burst's first mail comes with the IDLE push; the next ones while the watcher polls.
-          await appender.append("INBOX", mail(1));
-          await waitUntil("mail 1 read", () => got.length === 1, 10_000);
-          for (let n = 2; n <= 5; n++) {
-            await appender.append("INBOX", mail(n));
-            await sleep(50);
-          }
-        });
-        await waitUntil("mails 2 to 5 read", () => got.length === 5, 10_000);
-        assert.deepEqual(
-          got.map((m) => m.mail.subject),
-          [1, 2, 3, 4, 5].map((n) => `burst ${n}`),
-        );
+        // The burst's first mail comes with the IDLE push; the next ones while the watcher polls.
+        await appendBurst(user, got);
         // Mail n is message n + 1 (mail 0 was there before).
         const firstHeard = (n: number): Exists | undefined => exists.find((e) => e.count >= n + 1);
         assert.equal(firstHeard(1)?.during, "IDLE", "the first mail of a burst comes with the push");
@@ -122,19 +128,7 @@ describe("a burst of mail", () => {
       // A start with nothing to read opens only the lean connection.
       await waitUntil("the lean connection idles", () => commands.some((c) => c.session === 1 && c.name === "IDLE"), 10_000);
       assert.ok(!commands.some((c) => c.name === "UID"), "no session: nothing was searched");
-      await dovecot.withClient(user, async (appender) => {
-        await appender.append("INBOX", mail(1));
-        await waitUntil("mail 1 read", () => got.length === 1, 10_000);
-        for (let n = 2; n <= 5; n++) {
-          await appender.append("INBOX", mail(n));
-          await sleep(50);
-        }
-      });
-      await waitUntil("mails 2 to 5 read", () => got.length === 5, 10_000);
-      assert.deepEqual(
-        got.map((m) => m.mail.subject),
-        [1, 2, 3, 4, 5].map((n) => `burst ${n}`),
-      );
+      await appendBurst(user, got);
       const firstHeard = (n: number): Exists | undefined => exists.find((e) => e.count >= n + 1);
       assert.deepEqual({ session: firstHeard(1)?.session, during: firstHeard(1)?.during }, { session: 1, during: "IDLE" }, "the first mail comes with the lean connection's push");
       const reading = commands.find((c) => c.session !== 1)!.session;

@@ -506,7 +506,7 @@ export interface ManyMailboxesResult {
   /** How mailbell was started: "bin/mailbell.js" (the launcher, as users) or "src/cli/entry.ts". */
   startedAs: string;
   /** The loaded mailbell's node flags and MALLOC_ARENA_MAX as it ran (after the launcher). */
-  runtime: { execArgv: string[]; mallocArenaMax: string | null };
+  runtime: { execArgv: string[]; mallocArenaMax: string | null; mallocMmapThreshold: string | null };
   /** Baseline run (one mailbox): spawn → /healthz answers (node + mailbell startup). */
   startupMs: number;
   /** Baseline run: spawn → its single mailbox is in IDLE. */
@@ -776,10 +776,10 @@ function mailbellRuntime(pid: number): ManyMailboxesResult["runtime"] {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(1);
     const env = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
-    const arena = env.find((e) => e.startsWith("MALLOC_ARENA_MAX="));
-    return { execArgv: argv.slice(0, argv.findIndex((a) => !a.startsWith("-"))), mallocArenaMax: arena ? arena.slice("MALLOC_ARENA_MAX=".length) : null };
+    const value = (name: string) => env.find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1) ?? null;
+    return { execArgv: argv.slice(0, argv.findIndex((a) => !a.startsWith("-"))), mallocArenaMax: value("MALLOC_ARENA_MAX"), mallocMmapThreshold: value("MALLOC_MMAP_THRESHOLD_") };
   } catch {
-    return { execArgv: [], mallocArenaMax: null };
+    return { execArgv: [], mallocArenaMax: null, mallocMmapThreshold: null };
   }
 }
 
@@ -1009,7 +1009,7 @@ export function printManyMailboxes(r: ManyMailboxesResult): void {
   console.log(new Table(MAILBOXES_COLUMNS).addRows(formatManyMailboxes(r)).toString());
   console.log(`\ninotify: ${r.inotify}; COMPRESS=DEFLATE offered: ${r.compress ? "yes (imap_zlib, as Gmail)" : "no (Dovecot's default)"}; server trusted through ${r.systemCa ? "the system's store (no ca:, NODE_EXTRA_CA_CERTS)" : "ca: in each account"}; extra node flags: ${r.nodeFlags.length ? r.nodeFlags.join(" ") : "none"}`);
   const own = r.runtime.execArgv.filter((a) => a !== "--expose-gc" && !a.startsWith("--import="));
-  console.log(`started as ${r.startedAs}; running with node flags: ${own.join(" ") || "none"}, MALLOC_ARENA_MAX ${r.runtime.mallocArenaMax ?? "unset"} (the bench's probe adds --expose-gc and an --import)`);
+  console.log(`started as ${r.startedAs}; running with node flags: ${own.join(" ") || "none"}, MALLOC_ARENA_MAX ${r.runtime.mallocArenaMax ?? "unset"}, MALLOC_MMAP_THRESHOLD_ ${r.runtime.mallocMmapThreshold ?? "unset"} (the bench's probe adds --expose-gc and an --import)`);
   console.log(`dovecot: ${Object.entries(r.dovecot.processes).map(([k, v]) => `${k} ${v}`).join(", ")} (${r.dovecot.rssMb} MB RSS in all); mailbell threads: ${r.threads}`);
   const mu = (m: NodeJS.MemoryUsage) =>
     `rss ${(m.rss / 1048576).toFixed(1)}, heapTotal ${(m.heapTotal / 1048576).toFixed(1)}, heapUsed ${(m.heapUsed / 1048576).toFixed(1)}, external ${(m.external / 1048576).toFixed(1)}, arrayBuffers ${(m.arrayBuffers / 1048576).toFixed(1)} MB`;

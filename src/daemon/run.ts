@@ -376,13 +376,19 @@ class Watchers {
     this.#supervise = supervise;
     this.#signal = signal;
     this.#onFailure = onFailure;
+    // One listener stops them all: an AbortSignal.any per watcher kept ~1 kB of signals, weak
+    // references and finalizer cells per mailbox (heap snapshot at 1,000 mailboxes).
+    signalStops(signal, () => {
+      for (const watcher of this.#running.values()) watcher.stop.abort(signal.reason);
+    });
   }
 
   /** `firstStart`: the run's first watchers, which may give up (failFast); a reload's never do. */
   start(gen: Generation, places: readonly Place[], how: { firstStart: boolean }): void {
     for (const place of places) {
       const stop = new AbortController();
-      const signal = AbortSignal.any([this.#signal, stop.signal]);
+      if (this.#signal.aborted) stop.abort(this.#signal.reason);
+      const signal = stop.signal;
       // On the next tick: one that throws at once (the state database) fails like one that fails later, and the others still start.
       const done = Promise.resolve()
         .then(() => this.#supervise(gen, place, signal, how.firstStart))
@@ -596,7 +602,9 @@ export function dkimVerifierFor(config: Config, rules: readonly CompiledRule[]):
  */
 async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailbox: string, config: Config, deps: PipelineDeps, options: RunOptions, shared: SharedByWatchers): Promise<void> {
   const { signal } = options;
-  const log = deps.logger.child({ account: account.name, mailbox });
+  // Made when first needed: only failures are logged here, and a pino child kept per mailbox is ~0.4 kB at 1,000 of them.
+  let child: Logger | undefined;
+  const log = (): Logger => (child ??= deps.logger.child({ account: account.name, mailbox }));
   const backoff = new Backoff({ baseMs: 5000, capMs: 5 * 60_000 });
   let failFast = shared.failFast;
   while (!signal.aborted) {
@@ -613,7 +621,7 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
       if (err instanceof ImapError) {
         failFast = "never";
         const retryInMs = config.watch.authRetryMinutes * 60_000;
-        log.error({ err: err.message, retryInMs }, "login refused, though another mailbox of this account logged in; trying again after authRetryMinutes");
+        log().error({ err: err.message, retryInMs }, "login refused, though another mailbox of this account logged in; trying again after authRetryMinutes");
         options.onWatchEvent?.(account.name, mailbox, { type: "disconnected", error: err, retryInMs });
         await sleep(retryInMs, signal);
         continue;
@@ -621,7 +629,7 @@ async function superviseMailbox(imap: ImapAccount, account: AccountConfig, mailb
       const error = err instanceof MailbellError ? err : new InternalError(`handling mail of account "${account.name}" mailbox "${mailbox}" failed: ${(err as Error).message}`, { cause: err });
       if (Date.now() - startedAt > 10 * 60_000) backoff.reset();
       const retryInMs = backoff.next();
-      log.error({ err: error.message, code: error.code, stack: (err as Error).stack, retryInMs }, error.code === "STATE" ? "the state database failed; nothing was lost (the mail stays unread); fix the cause (disk space, permissions) — restarting this mailbox's watcher" : "handling a mail failed (a bug); nothing was lost (the mail stays unread) — restarting this mailbox's watcher");
+      log().error({ err: error.message, code: error.code, stack: (err as Error).stack, retryInMs }, error.code === "STATE" ? "the state database failed; nothing was lost (the mail stays unread); fix the cause (disk space, permissions) — restarting this mailbox's watcher" : "handling a mail failed (a bug); nothing was lost (the mail stays unread) — restarting this mailbox's watcher");
       options.onWatchEvent?.(account.name, mailbox, { type: "failed", error, retryInMs });
       await sleep(retryInMs, signal);
     }

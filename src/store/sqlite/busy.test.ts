@@ -57,4 +57,15 @@ describe("retryWhileBusy", () => {
     assert.throws(() => retryWhileBusy(broken), /disk I\/O error/);
     assert.equal(calls, 1);
   });
+
+  it("waits for a lock held long in longer steps (a few hundred tries a second, not thousands)", () => {
+    let calls = 0;
+    const locked = (): never => {
+      calls++;
+      throw Object.assign(new Error("database is locked"), { errcode: 5 });
+    };
+    assert.throws(() => retryWhileBusy(locked, { timeoutMs: 500 }), /database is locked/);
+    // 0.1 ms steps for the first 20 ms (~100–200 tries), then up to 5 ms: ~100 more in the rest.
+    assert.ok(calls < 600, `${calls} tries in 500 ms`);
+  });
 });

@@ -72,119 +72,156 @@ export async function* watchMailbox(options: WatchOptions): AsyncGenerator<Watch
  */
 export async function* watchMailboxBatches(options: WatchOptions): AsyncGenerator<WatchedMail[], void, undefined> {
   const w = watchContext(options);
-  const { baseMs = 1000, capMs = 60_000, authFailureMs = 5 * 60_000 } = options.reconnect ?? {};
-  const failFast = options.failFast ?? "never";
-  let refusedLast = false;
-  let attempt = 0;
-  let openedBefore = false;
-  let woken = false;
-  let wakeUidNext: number | undefined;
-  /** What the last session that handed over had seen and read: a lean start after a reconnect compares with it. */
-  let lastBaseline: { baseline: LeanBaseline; lastUid: number } | undefined;
-  /** Lean connections in a row that found the mailbox renumbered at once (a server that renumbers per connection). */
-  let renumberedAtOnce = 0;
-  let catchUp = true;
+  const st: LoopState = { refusedLast: false, attempt: 0, openedBefore: false, woken: false, renumberedAtOnce: 0, catchUp: true };
   while (!w.signal.aborted) {
     // A session opened for a wake-up is a round of reading, not a reconnect: said at debug only.
-    if (!woken) w.emit({ type: "connecting" });
-    let quiet: QuietEnd | undefined;
-    // Nothing to read since the checkpoint: no imapflow session at all (half the memory, one login).
-    if (!woken && startsQuietly(w)) {
-      quiet = await startQuietly(w, refusedLast, lastBaseline);
-      if (quiet.why === "session") quiet = undefined;
-    }
-    let failure: ImapError | undefined;
-    let watchedForMs: number | undefined;
-    let opened = false;
-    if (!quiet) {
-      const s: SessionParts = { woken, catchUp, wakeUidNext };
-      woken = false;
-      catchUp = true;
-      wakeUidNext = undefined;
-      let notified = false;
-      let gaveSlot = false;
-      // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
-      s.slot = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
-      try {
-        const ended = yield* watchSession(w, s, refusedLast);
-        if (ended === "wait-for-wakeup") notified = true;
-        else if (ended === "give-slot") gaveSlot = true;
-        else if (ended !== "hand-over") failure = ended;
-      } catch (err) {
-        failure = sessionFailure(w, s, err);
-      } finally {
-        s.source?.close();
-        s.events?.dispose();
-        // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
-        if (s.client) await closeQuietly(s.client, failure === undefined);
-        s.slot?.release();
-      }
-      if (w.signal.aborted) return;
-      if (gaveSlot) {
-        // Another folder waited for this reading connection: queue behind it, then read on
-        // (after the retry pause the round asked for, without the connection).
-        refusedLast = false;
-        attempt = 0;
-        woken = true;
-        catchUp = false;
-        if (s.position?.pauseWithoutSlotMs !== undefined) await sleep(s.position.pauseWithoutSlotMs, w.signal);
-        continue;
-      }
-      if (notified && s.position) {
-        // Read to the end and quiet: no connection until the notifier says the folder changed.
-        refusedLast = false;
-        attempt = 0;
-        catchUp = await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
-        woken = true;
-        continue;
-      }
-      watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
-      opened = s.opened === true;
-      if (s.handover && failure === undefined) {
-        // Read to the end and quiet: a lean connection waits until there is something to read. The
-        // closed session's parts must not stay reachable meanwhile (its client is ~20 kB of heap).
-        lastBaseline = { baseline: s.handover, lastUid: s.position?.lastUid ?? 0 };
-        // A lean connection failing next must not hide that this mailbox was opened (failFast: "first-login").
-        openedBefore ||= opened;
-        s.client = s.events = s.source = undefined;
-        quiet = await waitQuietly(w, s.handover);
-      }
-    }
-    if (quiet) {
-      if (quiet.why === "stopped") return;
-      if (quiet.why !== "failed") {
-        refusedLast = false;
-        attempt = 0;
-        openedBefore = true;
-        woken = quiet.why === "read";
-        // Mail the lean connection was told of as it came is no catch-up; mail found as a (re)start's lean connection opened is.
-        catchUp = quiet.why !== "read" || quiet.atStart === true;
-        if (quiet.why === "unsupported") w.quiet = "imapflow";
-        else if (quiet.why === "read") wakeUidNext = quiet.uidNext;
-        renumberedAtOnce = quiet.why === "read" && quiet.renumbered ? renumberedAtOnce + 1 : 0;
-        if (renumberedAtOnce >= 2) {
-          // Each connection sees another UIDVALIDITY: every handover would wake a session at once, forever.
-          w.log.warn({}, "the server gives each connection another UIDVALIDITY: this mailbox keeps its reading connection open while quiet (as watch.quietConnection: imapflow)");
-          w.quiet = "imapflow";
-        }
-        continue;
-      }
-      // A lean connection that fails goes through the same plan as a session; the next start catches up.
-      ({ failure, opened, watchedForMs } = quiet);
-    }
-    const canRefreshCredentials = options.account.credentials !== undefined;
-    openedBefore ||= opened;
-    const plan = reconnectPlan({ failure, refusedLast, canRefreshCredentials, opened, openedBefore, watchedForMs, attempt, random: Math.random() }, { baseMs, capMs, authFailureMs, healthyAfterMs });
-    if (givesUp(failure, failFast, { openedBefore, promptRetry: plan.promptRetry })) {
-      w.log.error({ err: failure?.message, failFast }, failFast === "first-login" ? "giving up: the login was refused and this mailbox was never opened (failFast first-login); fix the credentials and start again" : "giving up: retrying cannot fix this (failFast)");
-      throw failure;
-    }
-    ({ refused: refusedLast, attempt } = plan);
-    if (!options.logger && !options.onEvent) warnRetriesUnseen();
-    w.log[plan.log.level]({ err: plan.log.err, retryInMs: plan.retryInMs }, plan.log.message);
-    w.emit({ type: "disconnected", error: failure, retryInMs: plan.retryInMs });
-    await sleep(plan.retryInMs, w.signal);
+    if (!st.woken) w.emit({ type: "connecting" });
+    const ended = (await quietStart(w, st)) ?? (yield* sessionStep(w, st));
+    if (ended === "stop") return;
+    if (ended === "next") continue;
+    await afterFailure(w, st, ended);
   }
+}
+
+/** What the watch loop carries from one connection to the next. */
+interface LoopState {
+  /** The last login was refused: the next asks the credentials afresh. */
+  refusedLast: boolean;
+  /** The backoff's attempt count for the next connection's end (reconnect-policy.ts). */
+  attempt: number;
+  /** This mailbox was opened once (failFast: "first-login" gives up only before). */
+  openedBefore: boolean;
+  /** The next session reads after a wake-up (NOTIFY, a lean connection's change, a given slot). */
+  woken: boolean;
+  /** UIDNEXT as the lean connection saw it before it woke a session. */
+  wakeUidNext?: number;
+  /** What the last session that handed over had seen and read: a lean start after a reconnect compares with it. */
+  lastBaseline?: { baseline: LeanBaseline; lastUid: number };
+  /** Lean connections in a row that found the mailbox renumbered at once (a server that renumbers per connection). */
+  renumberedAtOnce: number;
+  /** The next session's first round reads mail that built up unwatched. */
+  catchUp: boolean;
+}
+
+/** How a connection ended that the reconnect plan looks at. */
+interface ConnectionEnd {
+  failure: ImapError | undefined;
+  opened: boolean;
+  watchedForMs: number | undefined;
+}
+
+/** The loop goes on ("next"), returns ("stop"), or plans a reconnect after a connection ended. */
+type StepEnd = "stop" | "next" | ConnectionEnd;
+
+/** A start on a lean connection; undefined when a session is to open instead. */
+async function quietStart(w: Watch, st: LoopState): Promise<StepEnd | undefined> {
+  // Nothing to read since the checkpoint: no imapflow session at all (half the memory, one login).
+  if (st.woken || !startsQuietly(w)) return undefined;
+  const quiet = await startQuietly(w, st.refusedLast, st.lastBaseline);
+  return quiet.why === "session" ? undefined : quietStep(w, st, quiet);
+}
+
+/** What follows a lean connection's end: a session to read, a new start, or the reconnect plan. */
+function quietStep(w: Watch, st: LoopState, quiet: QuietEnd): StepEnd {
+  if (quiet.why === "stopped") return "stop";
+  // A lean connection that fails goes through the same plan as a session; the next start catches up.
+  if (quiet.why === "failed") return { failure: quiet.failure, opened: quiet.opened, watchedForMs: quiet.watchedForMs };
+  st.refusedLast = false;
+  st.attempt = 0;
+  st.openedBefore = true;
+  st.woken = quiet.why === "read";
+  // Mail the lean connection was told of as it came is no catch-up; mail found as a (re)start's lean connection opened is.
+  st.catchUp = quiet.why !== "read" || quiet.atStart === true;
+  if (quiet.why === "unsupported") w.quiet = "imapflow";
+  else if (quiet.why === "read") st.wakeUidNext = quiet.uidNext;
+  st.renumberedAtOnce = quiet.why === "read" && quiet.renumbered ? st.renumberedAtOnce + 1 : 0;
+  if (st.renumberedAtOnce >= 2) {
+    // Each connection sees another UIDVALIDITY: every handover would wake a session at once, forever.
+    w.log.warn({}, "the server gives each connection another UIDVALIDITY: this mailbox keeps its reading connection open while quiet (as watch.quietConnection: imapflow)");
+    w.quiet = "imapflow";
+  }
+  return "next";
+}
+
+/** A session on an imapflow connection, and what follows it: a wake-up to wait for, a lean connection, or the reconnect plan. */
+async function* sessionStep(w: Watch, st: LoopState): AsyncGenerator<WatchedMail[], StepEnd, undefined> {
+  const s: SessionParts = { woken: st.woken, catchUp: st.catchUp, wakeUidNext: st.wakeUidNext };
+  st.woken = false;
+  st.catchUp = true;
+  st.wakeUidNext = undefined;
+  const ended = yield* runSession(w, s, st.refusedLast);
+  if (w.signal.aborted) return "stop";
+  if (ended === "give-slot") {
+    // Another folder waited for this reading connection: queue behind it, then read on
+    // (after the retry pause the round asked for, without the connection).
+    st.refusedLast = false;
+    st.attempt = 0;
+    st.woken = true;
+    st.catchUp = false;
+    if (s.position?.pauseWithoutSlotMs !== undefined) await sleep(s.position.pauseWithoutSlotMs, w.signal);
+    return "next";
+  }
+  if (ended === "wait-for-wakeup" && s.position) {
+    // Read to the end and quiet: no connection until the notifier says the folder changed.
+    st.refusedLast = false;
+    st.attempt = 0;
+    st.catchUp = await waitForWakeup(w, s.position.uidValidity, s.wakeCount ?? 0);
+    st.woken = true;
+    return "next";
+  }
+  const failure = typeof ended === "string" ? undefined : ended;
+  const watchedForMs = s.watchingSince === undefined ? undefined : Date.now() - s.watchingSince;
+  const opened = s.opened === true;
+  if (s.handover && failure === undefined) {
+    // Read to the end and quiet: a lean connection waits until there is something to read. The
+    // closed session's parts must not stay reachable meanwhile (its client is ~20 kB of heap).
+    st.lastBaseline = { baseline: s.handover, lastUid: s.position?.lastUid ?? 0 };
+    // A lean connection failing next must not hide that this mailbox was opened (failFast: "first-login").
+    st.openedBefore ||= opened;
+    s.client = s.events = s.source = undefined;
+    return quietStep(w, st, await waitQuietly(w, s.handover));
+  }
+  return { failure, opened, watchedForMs };
+}
+
+/** watchSession with its cleanup: the parts closed and the reading slot given back, however it ended. */
+async function* runSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], SessionEnd, undefined> {
+  let failure: ImapError | undefined;
+  // While NOTIFY may be on, sessions share the account's reading connections (notify.ts).
+  s.slot = w.options.wakeups ? await w.options.wakeups.slot(w.signal) : undefined;
+  try {
+    const ended = yield* watchSession(w, s, refusedLast);
+    if (typeof ended === "string") return ended;
+    failure = ended;
+  } catch (err) {
+    failure = sessionFailure(w, s, err);
+  } finally {
+    s.source?.close();
+    s.events?.dispose();
+    // LOGOUT only on a healthy connection: on a dead one it would just wait for its timeout.
+    if (s.client) await closeQuietly(s.client, failure === undefined);
+    s.slot?.release();
+  }
+  return failure;
+}
+
+/** After a connection ended: give up (failFast), or say why and wait as the reconnect plan says. */
+async function afterFailure(w: Watch, st: LoopState, ended: ConnectionEnd): Promise<void> {
+  const { baseMs = 1000, capMs = 60_000, authFailureMs = 5 * 60_000 } = w.options.reconnect ?? {};
+  const failFast = w.options.failFast ?? "never";
+  const { failure, opened, watchedForMs } = ended;
+  const canRefreshCredentials = w.options.account.credentials !== undefined;
+  st.openedBefore ||= opened;
+  const plan = reconnectPlan({ failure, refusedLast: st.refusedLast, canRefreshCredentials, opened, openedBefore: st.openedBefore, watchedForMs, attempt: st.attempt, random: Math.random() }, { baseMs, capMs, authFailureMs, healthyAfterMs });
+  if (givesUp(failure, failFast, { openedBefore: st.openedBefore, promptRetry: plan.promptRetry })) {
+    w.log.error({ err: failure?.message, failFast }, failFast === "first-login" ? "giving up: the login was refused and this mailbox was never opened (failFast first-login); fix the credentials and start again" : "giving up: retrying cannot fix this (failFast)");
+    throw failure;
+  }
+  ({ refused: st.refusedLast, attempt: st.attempt } = plan);
+  if (!w.options.logger && !w.options.onEvent) warnRetriesUnseen();
+  w.log[plan.log.level]({ err: plan.log.err, retryInMs: plan.retryInMs }, plan.log.message);
+  w.emit({ type: "disconnected", error: failure, retryInMs: plan.retryInMs });
+  await sleep(plan.retryInMs, w.signal);
 }
 
 let retriesUnseenWarned = false;
@@ -223,8 +260,11 @@ interface SessionParts {
   slot?: ReadingSlot;
 }
 
+/** How a session ended: its connection's error (undefined when it closed cleanly or we stop), or what comes next. */
+type SessionEnd = ImapError | undefined | "wait-for-wakeup" | "give-slot" | "hand-over";
+
 /** One connection's life: open, read, wait, read… until it closes (its error returned) or we stop. */
-async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], ImapError | undefined | "wait-for-wakeup" | "give-slot" | "hand-over", undefined> {
+async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], SessionEnd, undefined> {
   const client = (s.client = await createWatchingClient(w, refusedLast));
   const events = (s.events = new ConnectionEvents(client, w.signal));
   const opened = await openMailbox(w, client);

@@ -156,8 +156,23 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
   const givenUp = new AbortController();
   // A delivery thread that dies (a bug) stops the run too, and is what it ends with.
   let deliveryFailed: MailbellError | undefined;
-  let dispatcher: Sender;
+  // Started below, after everything that can still refuse the config; only called once mail is queued.
+  let dispatcher!: Sender;
+  const lasting: LastingDeps = {
+    state,
+    logger: log,
+    catchUps: new CatchUpTally(),
+    onQueued: (names) => dispatcher.kick(names),
+    onUnverified: (rule, code) => metrics.mailUnverified(rule, code),
+    onProcessed: (watched, matched) => {
+      metrics.mailProcessed(watched.account, watched.mailbox);
+      for (const rule of matched) metrics.ruleMatched(rule);
+      options.onProcessed?.(watched, matched);
+    },
+  };
+  let current: Generation;
   try {
+    current = generationOf(loaded, { rules, targets, accounts }, lasting);
     dispatcher = await startSender({
       thread: config.outbox.thread,
       state,
@@ -176,28 +191,6 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
       },
     });
   } catch (err) {
-    state.close();
-    lock.release();
-    throw err;
-  }
-  const lasting: LastingDeps = {
-    state,
-    logger: log,
-    catchUps: new CatchUpTally(),
-    onQueued: (names) => dispatcher.kick(names),
-    onUnverified: (rule, code) => metrics.mailUnverified(rule, code),
-    onProcessed: (watched, matched) => {
-      metrics.mailProcessed(watched.account, watched.mailbox);
-      for (const rule of matched) metrics.ruleMatched(rule);
-      options.onProcessed?.(watched, matched);
-    },
-  };
-  let current: Generation;
-  try {
-    current = generationOf(loaded, { rules, targets, accounts }, lasting);
-  } catch (err) {
-    // Before the watchers' try below: the sender (a thread with `own`), the state and the lock go here.
-    await dispatcher.stop();
     state.close();
     lock.release();
     throw err;

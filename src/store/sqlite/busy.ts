@@ -32,12 +32,12 @@ export function retryWhileBusy<T>(fn: () => T, options: { stepMs?: number; timeo
     } catch (err) {
       if (!isBusy(err) || performance.now() >= deadline) throw err;
       Atomics.wait(sleeper, 0, 0, stepMs);
-      // A round's commit is over within ~20 ms; a lock held longer (another process's
+      // A round's commit is over within ~20 ms (more on a loaded machine); a lock held past 50 ms (another process's
       // `mailbell outbox`, a backup) is waited for in longer steps: 0.1 ms steps for 3 s cost ~11 % of a core.
       if (performance.now() - start > longWaitAfterMs) stepMs = Math.min(stepMs * 2, maxStepMs);
     }
   }
 }
 
-const longWaitAfterMs = 20;
+const longWaitAfterMs = 50;
 const maxStepMs = 5;

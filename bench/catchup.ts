@@ -439,18 +439,19 @@ const BUCKETS: readonly { name: string; test: RegExp }[] = [
 
 /**
  * Self time per function, per file and per activity (BUCKETS) from a .cpuprofile (Chrome DevTools
- * format); with until (a profile timestamp, µs), only the samples up to then. The threads of one
+ * format); with since and until (profile timestamps, µs), only the samples between them. The threads of one
  * process share the clock, so one `until` cuts each thread's profile at the same moment.
  */
-export function summarizeProfile(file: string, title: string, options: { top?: number; until?: number } = {}): ProfileSummary {
+export function summarizeProfile(file: string, title: string, options: { top?: number; since?: number; until?: number } = {}): ProfileSummary {
   const top = options.top ?? 25;
   const p = JSON.parse(readFileSync(file, "utf8")) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[]; startTime: number };
   const selfById = new Map<number, number>();
+  const since = options.since ?? -Infinity;
   const until = options.until ?? Infinity;
   let at = p.startTime;
   p.samples.forEach((id, i) => {
     at += p.timeDeltas[i] ?? 0;
-    if (at <= until) selfById.set(id, (selfById.get(id) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000);
+    if (at > since && at <= until) selfById.set(id, (selfById.get(id) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000);
   });
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { asLogger, type LogSink } from "./log.ts";
-import { createLogger, resolveLogFormat } from "./pino-logger.ts";
+import { createLogger, maskSecrets, resolveLogFormat } from "./pino-logger.ts";
 
 function collect(): { sink: Writable; text: () => string } {
   const chunks: string[] = [];
@@ -33,6 +33,42 @@ describe("createLogger", () => {
     assert.equal((out.match(/\*\*\*\*/g) ?? []).length, 7);
     assert.match(out, /"account":"a"/);
     assert.match(out, /"account":"personal"/);
+  });
+});
+
+describe("maskSecrets", () => {
+  it("returns the very object when it holds no secret, so a line costs no copy", () => {
+    const obj = { account: "a", uid: 7, target: { name: "slack" }, list: [{ url: "kept: an array's items are two levels down" }] };
+    assert.equal(maskSecrets(obj), obj);
+  });
+
+  it("masks a copy and leaves the caller's object as it was", () => {
+    const obj = { account: "a", target: { name: "slack", webhook: "https://hooks.example/T/B/x" }, headers: { "x-api-key": "k1", accept: "json" } };
+    const masked = maskSecrets(obj);
+    assert.deepEqual(masked, { account: "a", target: { name: "slack", webhook: "****" }, headers: { "x-api-key": "****", accept: "****" } });
+    assert.equal(obj.target.webhook, "https://hooks.example/T/B/x");
+    assert.equal(obj.headers["x-api-key"], "k1");
+  });
+
+  it("keeps an Error an Error (its message and stack are not enumerable), and never walks a Buffer", () => {
+    const err = Object.assign(new Error("refused"), { url: "https://hooks.example/T/B/secret" });
+    const masked = maskSecrets({ err, body: Buffer.from("password") }) as { err: Error & { url: string }; body: Buffer };
+    assert.ok(masked.err instanceof Error);
+    assert.equal(masked.err.message, "refused");
+    assert.equal(masked.err.url, "****");
+    assert.equal(err.url, "https://hooks.example/T/B/secret");
+    assert.ok(Buffer.isBuffer(masked.body));
+  });
+
+  it("masks child bindings and the Error serializer's output", () => {
+    const { sink, text } = collect();
+    const log = createLogger({ level: "info", format: "json", destination: sink });
+    log.child({ url: "https://hooks.example/T/B/bound" }).child({ target: { webhook: "https://hooks.example/T/B/nested" } }).warn({ err: Object.assign(new Error("boom"), { token: "xoxb-2" }) }, "failed");
+    const out = text();
+    assert.ok(!out.includes("bound") && !out.includes("nested") && !out.includes("xoxb-2"), out);
+    const line = JSON.parse(out) as { url: string; err: { message: string; stack: string; token: string } };
+    assert.deepEqual([line.url, line.err.message, line.err.token], ["****", "boom", "****"]);
+    assert.match(line.err.stack, /^Error: boom\n {4}at /);
   });
 });
 

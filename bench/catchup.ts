@@ -14,7 +14,8 @@
  *   node bench/catchup.ts --verify         every mail is DKIM-signed (RSA-2048, d= its From domain) and the rules have
  *                                          verify: { dkim: … }: every mail is read whole and its signature checked, keys
  *                                          from a dnsmasq on 127.0.0.1 (dns: servers); counts verified posts and DNS queries
- *   node bench/catchup.ts --outbox-thread own   mailbell sends on a thread of its own (outbox.thread; default main)
+ *   node bench/catchup.ts --outbox-thread own   mailbell sends on a thread of its own (outbox.thread; default auto:
+ *                                          the main thread, and a thread of its own during a catch-up of 1,000 or more)
  *   node bench/catchup.ts --concurrency 1   the webhook target sends one request at a time (default: its own, 8)
  *   node bench/catchup.ts --no-script --delivery-rate 0.1   diagnostic: the target paced to 0.1/s, as a slow
  *                                          target would be (delivery not waited for, no drain on stop)
@@ -82,7 +83,7 @@ export interface CatchUpOptions {
   /** The webhook target's concurrency (default: the target's own). */
   concurrency?: number;
   /** outbox.thread in mailbell's config (default: the config's default, main). */
-  outboxThread?: "main" | "own";
+  outboxThread?: "main" | "own" | "auto";
   /** Write the timed mailbell run's output (JSON log lines, anything NODE_OPTIONS adds) to this file. */
   keepLog?: string;
   /**
@@ -249,7 +250,7 @@ function log(verbose: boolean | undefined, msg: string): void {
 
 const DKIM_SELECTOR = "bench";
 
-function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean, then: boolean, dnsServer?: string, concurrency?: number, outboxThread?: "main" | "own"): string {
+function configYaml(dc: Dovecot, statePath: string, url: string, perSecond: number, readEveryBody: boolean, then: boolean, dnsServer?: string, concurrency?: number, outboxThread?: "main" | "own" | "auto"): string {
   const verify = (domains: readonly string[]): string => (dnsServer ? `\n    verify: { dkim: [${domains.join(", ")}] }` : "");
   return `state: ${JSON.stringify(statePath)}
 locale: en-US
@@ -1041,8 +1042,8 @@ async function main(): Promise<void> {
   }
 }
 
-function outboxThreadArg(value: string): "main" | "own" {
-  if (value !== "main" && value !== "own") throw new Error(`--outbox-thread ${value}: main or own`);
+function outboxThreadArg(value: string): "main" | "own" | "auto" {
+  if (value !== "main" && value !== "own" && value !== "auto") throw new Error(`--outbox-thread ${value}: main, own or auto`);
   return value;
 }
 

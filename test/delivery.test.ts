@@ -137,9 +137,10 @@ describe("delivery to a real HTTP receiver", () => {
 
 /**
  * The daemon's sender where outbox.thread puts it (src/daemon/sender.ts): the same key cases on the
- * main thread (the default, which the other daemon tests use) and on its own thread.
+ * main thread, on its own thread, and with auto (the default, which the other daemon tests use),
+ * which moves between the two for a big catch-up.
  */
-for (const thread of ["main", "own"] as const) {
+for (const thread of ["main", "own", "auto"] as const) {
   describe(`the daemon's sender with outbox.thread: ${thread}`, () => {
     let dovecot: Dovecot;
     before(async () => {
@@ -225,6 +226,34 @@ rules:
       assert.equal(logger.find(/^stopped watching; sending what is queued$/).length, 1);
       assert.deepEqual(posted(hook).toSorted(), [11, 12, 13, 14].map((n) => `${thread}-${n}@x`).toSorted());
     });
+
+    if (thread === "auto") {
+      it("a big catch-up is sent from the delivery thread, and once it is over from the main thread again; each mail once", async () => {
+        const hook = "/auto-catch-up";
+        const yaml = config(hook);
+        const file = writeConfig(yaml, mkdtempSync(path.join(dir, "auto-")));
+        // The earlier tests left the checkpoint at the mailbox's end: these arrive while mailbell is down.
+        const waiting = Array.from({ length: 40 }, (_, i) => 100 + i);
+        await dovecot.appendMany("alice", "INBOX", waiting.map(mail));
+        // Slow answers: posts are in flight on the main thread when the thread takes over.
+        receiver.setDefault({ status: 200, delayMs: 30 });
+        const logger = new CaptureLogger();
+        const controller = new AbortController();
+        const done = runDaemon(parseConfig(yaml, file, {}), { logger, signal: controller.signal, deliveryThreadFrom: 20, deliveryThreadIdleMs: 400 });
+        try {
+          await until(() => posted(hook).length === 40, "the catch-up posted");
+          await until(() => logger.find(/^nothing to send for a while: notifications are sent from the main thread again/).length === 1, "the move back");
+          await dovecot.append("alice", "INBOX", mail(200));
+          await until(() => posted(hook).length === 41, "new mail posted from the main thread");
+        } finally {
+          controller.abort();
+          await done;
+          receiver.setDefault(slackReplies.ok());
+        }
+        assert.equal(logger.find(/^a big catch-up: sending notifications from a thread of their own while it lasts$/).length, 1);
+        assert.deepEqual(posted(hook).toSorted(), [...waiting, 200].map((n) => `auto-${n}@x`).toSorted(), "each once");
+      });
+    }
   });
 }
 

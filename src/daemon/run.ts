@@ -51,11 +51,14 @@ export interface RunOptions {
   reloadConfig?: () => Promise<LoadedConfig>;
   /**
    * Where `logger` writes, when it is a pino on a file descriptor (`mailbell run`'s): the delivery
-   * thread (outbox.thread: own) then writes its lines there itself. Without it, they go through `logger`.
+   * thread (outbox.thread: own, or auto during a big catch-up) then writes its lines there itself. Without it, they go through `logger`.
    */
   deliveryLog?: DeliveryThreadOptions["log"];
   /** Tests: another entry for the delivery thread (one that fails). */
   deliveryWorkerFile?: URL;
+  /** Tests: outbox.thread auto's catch-up size that starts the thread, and how long it idles before it stops (sender.ts). */
+  deliveryThreadFrom?: number;
+  deliveryThreadIdleMs?: number;
 }
 
 /** A started daemon: `done` settles once it has stopped. */
@@ -162,7 +165,10 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     state,
     logger: log,
     catchUps: new CatchUpTally(),
-    onQueued: (names) => dispatcher.kick(names),
+    onQueued: (names, mailsAhead) => {
+      dispatcher.expect(mailsAhead);
+      dispatcher.kick(names);
+    },
     onUnverified: (rule, code) => metrics.mailUnverified(rule, code),
     onProcessed: (watched, matched) => {
       metrics.mailProcessed(watched.account, watched.mailbox);
@@ -181,6 +187,8 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
       logger: log,
       ...(options.deliveryLog ? { log: options.deliveryLog } : {}),
       ...(options.deliveryWorkerFile ? { workerFile: options.deliveryWorkerFile } : {}),
+      ...(options.deliveryThreadFrom !== undefined ? { threadFrom: options.deliveryThreadFrom } : {}),
+      ...(options.deliveryThreadIdleMs !== undefined ? { threadIdleMs: options.deliveryThreadIdleMs } : {}),
       onOutcome: (target, outcome, rows) => {
         metrics.delivery(target, outcome, rows);
         options.onDelivery?.(target, outcome, rows);

@@ -14,9 +14,10 @@ export const outboxSchema = z.strictObject({
   keepDays: seconds(1, 3650).default(30),
   /**
    * Where the sender runs: `main`, on the thread that reads mail; `own`, on a thread of its own
-   * (faster catch-ups on 2+ cores, but a second JavaScript heap: more memory all the time).
+   * (faster catch-ups on 2+ cores, but a second JavaScript heap: more memory all the time); `auto`,
+   * on the main thread, and on its own thread while a catch-up of 1,000 mails or more is read.
    */
-  thread: z.enum(["main", "own"]).default("main"),
+  thread: z.enum(["main", "own", "auto"]).default("auto"),
 });
 
 export type OutboxConfig = z.infer<typeof outboxSchema>;

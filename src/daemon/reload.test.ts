@@ -115,7 +115,7 @@ describe("configChanges (what a reload does)", () => {
   it("refuses switching the sender's thread (outbox.thread), and names the restart", () => {
     const c = configChanges(running(), running({ extra: "outbox: { thread: own }" }));
     assert.deepEqual(c.needRestart.map((n) => n.path), ["outbox.thread"]);
-    assert.match(c.needRestart[0]!.message, /changed from main to own; the sender's thread is chosen once, at start: restart mailbell/);
+    assert.match(c.needRestart[0]!.message, /changed from auto to own; the sender's thread is chosen once, at start: restart mailbell/);
     assert.deepEqual(configChanges(running({ extra: "outbox: { thread: own }" }), running({ extra: "outbox: { thread: own, maxAttempts: 3 }" })).needRestart, []);
   });
 });

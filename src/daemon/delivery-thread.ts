@@ -11,7 +11,7 @@
 import { Worker } from "node:worker_threads";
 import { InternalError, MailbellError, StateError, type ErrorCode } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { DeliveryOutcome, RetryPolicy, TargetPacing } from "../outbox/dispatcher.ts";
+import type { DeliveryOutcome, RetryPolicy, TargetPacing, TargetPause } from "../outbox/dispatcher.ts";
 import type { TargetConfig } from "../targets/index.ts";
 
 /** The worker's entry beside this file: .ts when run from source, .js from dist/. */
@@ -45,10 +45,12 @@ export interface DeliveryThreadOptions extends DeliverySettings {
 
 /** What the daemon does with its sender; the Dispatcher's methods, across the thread. */
 export interface DeliveryThread {
-  start(): void;
+  /** `pauses`: where the sender before this one left off (outbox.thread auto; Dispatcher.start). */
+  start(pauses?: ReadonlyMap<string, TargetPause>): void;
   kick(targets?: Iterable<string>): void;
   drain(deadlineMs: number): Promise<{ left: number }>;
-  reconfigure(next: DeliverySettings, replace: ReadonlySet<string>, stopping?: AbortSignal): Promise<void>;
+  /** Resolves with the pauses of the targets whose sending ended (Dispatcher.reconfigure). */
+  reconfigure(next: DeliverySettings, replace: ReadonlySet<string>, stopping?: AbortSignal): Promise<Map<string, TargetPause>>;
   /** Stops sending (an in-flight request is abandoned, its row stays pending), closes the thread's database and ends the thread. */
   stop(): Promise<void>;
 }
@@ -61,7 +63,7 @@ export interface SentError {
 }
 
 export type ToWorker =
-  | { type: "start" }
+  | { type: "start"; pauses: [string, TargetPause][] }
   | { type: "kick"; targets: string[] | undefined }
   | { type: "drain"; id: number; deadlineMs: number }
   | { type: "reconfigure"; id: number; next: DeliverySettings; replace: string[] }
@@ -114,10 +116,17 @@ export async function startDeliveryThread(options: DeliveryThreadOptions): Promi
   };
   let started!: { resolve: () => void; reject: (err: Error) => void };
   const ready = new Promise<void>((resolve, reject) => (started = { resolve, reject }));
+  let isReady = false;
 
   const fail = (error: MailbellError): void => {
     if (gone) return;
     gone = error;
+    // Before it was ready (a module that would not load, say), only the start fails: its caller
+    // decides (the run does not start; outbox.thread auto goes on sending from the main thread).
+    if (!isReady) {
+      started.reject(error);
+      return;
+    }
     for (const w of waiting.values()) w.reject(error);
     waiting.clear();
     started.reject(error);
@@ -141,6 +150,7 @@ export async function startDeliveryThread(options: DeliveryThreadOptions): Promi
         return;
       }
       case "ready":
+        isReady = true;
         started.resolve();
         return;
       case "failed":
@@ -178,7 +188,7 @@ export async function startDeliveryThread(options: DeliveryThreadOptions): Promi
   };
 
   return {
-    start: () => post({ type: "start" }),
+    start: (pauses) => post({ type: "start", pauses: [...(pauses ?? [])] }),
     kick(targets) {
       if (kicked === undefined) setImmediate(flushKicks);
       if (targets === undefined || kicked === "all") {
@@ -193,14 +203,14 @@ export async function startDeliveryThread(options: DeliveryThreadOptions): Promi
     async reconfigure(next, replace, stopping) {
       let id = -1;
       const abandon = (): void => post({ type: "abandon", id });
-      const done = request<void>((n) => {
+      const done = request<[string, TargetPause][]>((n) => {
         id = n;
         return { type: "reconfigure", id: n, next, replace: [...replace] };
       });
       if (stopping?.aborted) abandon();
       stopping?.addEventListener("abort", abandon, { once: true });
       try {
-        await done;
+        return new Map(await done);
       } finally {
         stopping?.removeEventListener("abort", abandon);
       }

@@ -7,7 +7,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import pino from "pino";
 import { MailbellError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { Dispatcher, type DeliveryOutcome } from "../outbox/dispatcher.ts";
+import { Dispatcher, type DeliveryOutcome, type TargetPause } from "../outbox/dispatcher.ts";
 import { createLogger } from "../pino-logger.ts";
 import type { OutboxQueue } from "../outbox/store.ts";
 import { retryWhileBusy } from "../store/sqlite/busy.ts";
@@ -46,7 +46,7 @@ try {
 const abandons = new Map<number, AbortController>();
 
 async function handle(m: ToWorker): Promise<void> {
-  if (m.type === "start") return dispatcher.start();
+  if (m.type === "start") return dispatcher.start(new Map(m.pauses));
   if (m.type === "kick") return dispatcher.kick(m.targets);
   if (m.type === "abandon") return abandons.get(m.id)?.abort();
   try {
@@ -78,12 +78,12 @@ async function answer(m: Extract<ToWorker, { id: number }>): Promise<unknown> {
   }
 }
 
-async function reconfigure(id: number, next: DeliverySettings, replace: ReadonlySet<string>): Promise<void> {
+async function reconfigure(id: number, next: DeliverySettings, replace: ReadonlySet<string>): Promise<[string, TargetPause][]> {
   const stopping = new AbortController();
   abandons.set(id, stopping);
   try {
     targets = made(next.targets, targets);
-    await dispatcher.reconfigure({ targets: targetMap(), pacing: next.pacing, retry: next.retry }, replace, stopping.signal);
+    return [...(await dispatcher.reconfigure({ targets: targetMap(), pacing: next.pacing, retry: next.retry }, replace, stopping.signal))];
   } finally {
     abandons.delete(id);
   }

@@ -143,6 +143,100 @@ describe("outbox.thread: auto", () => {
     assert.deepEqual([...postsAt("stop").values()].filter((n) => n !== 1), []);
   });
 
+  it("a Retry-After the main thread got is still followed once the thread has taken over, and the refused row goes first", async () => {
+    receiver.setDefault(slackReplies.ok());
+    receiver.replyOn("/pause", slackReplies.rateLimited(2));
+    const r = await autoSender("pause");
+    try {
+      queue(r.state, 150);
+      r.sender.kick(["hook"]);
+      await until(() => receiver.requests.filter((q) => q.path === "/pause").length >= 8, "the first posts, one refused with a 429");
+      const refused = receiver.requests.find((q) => q.path === "/pause")!;
+      r.sender.expect(150);
+      await until(() => r.logger.find(movedToThread).length === 1, "the move to the thread");
+      await until(() => postsAt("pause").size === 150 && allDone(r.state), "150 posts", 15_000);
+      const after = receiver.requests.filter((q) => q.path === "/pause" && q.index > refused.index + 7);
+      assert.ok(after[0]!.at - refused.at >= 1950, `the first post after the pause came ${(after[0]!.at - refused.at).toFixed(0)} ms after the 429 (Retry-After: 2)`);
+      assert.equal(after[0]!.headers["idempotency-key"], refused.headers["idempotency-key"], "the refused row went first: the queue kept its order");
+    } finally {
+      await r.sender.stop();
+      r.state.close();
+    }
+  });
+
+  it("moving back to the main thread during a Retry-After keeps the pause", async () => {
+    receiver.setDefault(slackReplies.ok());
+    const r = await autoSender("pause-back", { threadIdleMs: 300 });
+    try {
+      queue(r.state, 150);
+      r.sender.expect(150);
+      r.sender.kick(["hook"]);
+      await until(() => r.logger.find(movedToThread).length === 1 && postsAt("pause-back").size === 150 && allDone(r.state), "the catch-up sent from the thread");
+      receiver.replyOn("/pause-back", slackReplies.rateLimited(2));
+      queue(r.state, 1);
+      r.sender.kick(["hook"]);
+      await until(() => receiver.requests.filter((q) => q.path === "/pause-back").length > 150, "the 429");
+      const refused = receiver.requests.filter((q) => q.path === "/pause-back")[150]!;
+      assert.equal(refused.reply.status, 429);
+      // Nothing is sent during the pause, so the thread is idle and sending moves back, pause and all.
+      await until(() => r.logger.find(movedBack).length === 1, "the move back during the pause");
+      // Rows behind the refused one wait with it.
+      queue(r.state, 2);
+      r.sender.kick(["hook"]);
+      await until(() => postsAt("pause-back").size === 153 && allDone(r.state), "the 3 after the pause");
+      const after = receiver.requests.filter((q) => q.path === "/pause-back" && q.index > refused.index);
+      assert.ok(after[0]!.at - refused.at >= 1950, `the first post after the 429 came ${(after[0]!.at - refused.at).toFixed(0)} ms after it (Retry-After: 2)`);
+      assert.equal(after[0]!.headers["idempotency-key"], refused.headers["idempotency-key"]);
+    } finally {
+      await r.sender.stop();
+      r.state.close();
+    }
+  });
+
+  it("a drain during a move keeps its deadline, though the main thread's sends in flight take 3 s", async () => {
+    receiver.setDefault({ status: 200, headers: { "content-type": "text/plain" }, body: "ok", delayMs: 3000 });
+    const r = await autoSender("drain");
+    let tookMs: number;
+    try {
+      queue(r.state, 50);
+      r.sender.kick(["hook"]);
+      await until(() => receiver.requests.filter((q) => q.path === "/drain").length >= 8, "8 posts in flight");
+      r.sender.expect(150);
+      await until(() => r.logger.find(/^the delivery thread is up; the main thread finishes its sends in flight first$/, "debug").length === 1, "the thread up, the main thread's sends settling");
+      const started = performance.now();
+      await r.sender.drain(500);
+      tookMs = performance.now() - started;
+    } finally {
+      await r.sender.stop();
+      r.state.close();
+      receiver.setDefault(slackReplies.ok());
+    }
+    assert.ok(tookMs < 1500, `drain(500) took ${tookMs.toFixed(0)} ms`);
+    assert.equal(r.logger.find(movedToThread).length, 0, "the thread never took over");
+    assert.deepEqual([...postsAt("drain").values()].filter((n) => n !== 1), []);
+  });
+
+  it("a thread whose module fails to load is a warning, not the end of the run: sending stays on the main thread", async () => {
+    receiver.setDefault(slackReplies.ok());
+    const entry = path.join(dir, "unloadable-worker.mjs");
+    writeFileSync(entry, `throw new Error("cannot load this module");`);
+    const failures: unknown[] = [];
+    const r = await autoSender("unloadable", { workerFile: pathToFileURL(entry), onFailure: (e) => failures.push(e) });
+    try {
+      queue(r.state, 120);
+      r.sender.expect(120);
+      r.sender.kick(["hook"]);
+      await until(() => postsAt("unloadable").size === 120 && allDone(r.state), "120 posts from the main thread");
+      await until(() => r.logger.find(/^the delivery thread could not start/, "warn").length === 1, "the warning");
+    } finally {
+      await r.sender.stop();
+      r.state.close();
+    }
+    assert.deepEqual(failures, [], "the run is not ended");
+    assert.match(String(r.logger.find(/^the delivery thread could not start/, "warn")[0]!.fields.err), /cannot load this module/);
+    assert.equal(r.logger.find(/^the delivery thread failed/).length, 0);
+  });
+
   it("a thread that cannot start leaves sending on the main thread, says so once, and is not tried again", async () => {
     receiver.setDefault(slackReplies.ok());
     const entry = path.join(dir, "refusing-worker.mjs");

@@ -24,6 +24,16 @@ export interface TargetPacing {
 
 export type DeliveryOutcome = "delivered" | "retry" | "dead";
 
+/**
+ * A target's pause, handed from a sender that stops to the one that takes over (outbox.thread
+ * auto moving between threads): until when it holds the whole target, and whether the service
+ * asked for it (Retry-After) or our backoff chose it.
+ */
+export interface TargetPause {
+  until: number;
+  asked: boolean;
+}
+
 export interface DispatcherOptions {
   outbox: OutboxQueue;
   targets: ReadonlyMap<string, Target>;
@@ -92,12 +102,13 @@ export class Dispatcher {
     this.#now = options.now ?? Date.now;
   }
 
-  start(): void {
-    for (const target of this.#o.targets.values()) this.#startLoop(target);
+  /** Starts a loop per target; `pauses`: where another sender left off (see TargetPause). */
+  start(pauses?: ReadonlyMap<string, TargetPause>): void {
+    for (const target of this.#o.targets.values()) this.#startLoop(target, pauses?.get(target.name));
   }
 
-  #startLoop(target: Target): void {
-    const loop = new TargetLoop(target, this.#o, this.#now);
+  #startLoop(target: Target, pause?: TargetPause): void {
+    const loop = new TargetLoop(target, this.#o, this.#now, pause);
     this.#loops.set(target.name, loop);
     loop.run().catch((err: unknown) => this.#o.logger.error({ target: target.name, err: (err as Error).stack }, "dispatcher loop crashed"));
   }
@@ -109,8 +120,10 @@ export class Dispatcher {
    * The other loops go on untouched, pacing and pauses included. Once `stopping` aborts (mailbell
    * stops), the sends in flight are abandoned instead, their rows left pending as at any stop: a
    * slow service (an HTTP post's 15 s, a command's timeoutSeconds) must not hold shutdown.
+   * Resolves with the pauses the ended loops were still in; `pauses` are taken up by the loops it
+   * starts (both for outbox.thread auto, which hands sending from one sender to another).
    */
-  async reconfigure(next: Pick<DispatcherOptions, "targets" | "pacing" | "retry">, replace: ReadonlySet<string>, stopping?: AbortSignal): Promise<void> {
+  async reconfigure(next: Pick<DispatcherOptions, "targets" | "pacing" | "retry">, replace: ReadonlySet<string>, stopping?: AbortSignal, pauses?: ReadonlyMap<string, TargetPause>): Promise<Map<string, TargetPause>> {
     const ending = [...this.#loops].filter(([name]) => !next.targets.has(name) || replace.has(name));
     for (const [, loop] of ending) loop.finishBy(this.#now());
     const abandon = (): void => ending.forEach(([, loop]) => loop.abort());
@@ -121,9 +134,15 @@ export class Dispatcher {
     } finally {
       stopping?.removeEventListener("abort", abandon);
     }
-    for (const [name] of ending) this.#loops.delete(name);
+    const left = new Map<string, TargetPause>();
+    for (const [name, loop] of ending) {
+      const pause = loop.pause();
+      if (pause) left.set(name, pause);
+      this.#loops.delete(name);
+    }
     this.#o = { ...this.#o, ...next };
-    for (const target of next.targets.values()) if (!this.#loops.has(target.name)) this.#startLoop(target);
+    for (const target of next.targets.values()) if (!this.#loops.has(target.name)) this.#startLoop(target, pauses?.get(target.name));
+    return left;
   }
 
   /** New rows were queued: wake the loops that may have been sleeping. */
@@ -196,8 +215,12 @@ class TargetLoop {
   #commitScheduled: NodeJS.Immediate | undefined;
   done: Promise<void> = Promise.resolve();
 
-  constructor(target: Target, o: DispatcherOptions, now: () => number) {
+  constructor(target: Target, o: DispatcherOptions, now: () => number, pause?: TargetPause) {
     this.#target = target;
+    if (pause && pause.until > now()) {
+      this.#pausedUntil = pause.until;
+      this.#pauseAsked = pause.asked;
+    }
     this.#o = o;
     this.#now = now;
     this.#pacing = o.pacing.get(target.name) ?? { perSecond: 10, burst: 10, overflow: "paced", digestAfter: 10 };
@@ -215,6 +238,11 @@ class TargetLoop {
 
   wake(): void {
     this.#wake?.();
+  }
+
+  /** The pause this loop is in, if any. */
+  pause(): TargetPause | undefined {
+    return this.#pausedUntil > this.#now() ? { until: this.#pausedUntil, asked: this.#pauseAsked } : undefined;
   }
 
   finishBy(deadline: number): void {

@@ -211,6 +211,8 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     onWatchEvent: (account, mailbox, event) => {
       health.onEvent(account, mailbox, event, Date.now());
       if (event.type === "connected") loggedIn.add(account);
+      // A big catch-up may move sending to its own thread (outbox.thread auto) before its first round is read.
+      if (event.type === "catching-up") dispatcher.expect(event.count);
       if (event.type === "disconnected" || event.type === "failed") metrics.sessionFailed(account, mailbox, event.error);
       if (event.type === "actions-done") metrics.mailActions(account, mailbox, "done", event.count);
       if (event.type === "action-failed") metrics.mailActions(account, mailbox, "refused", event.count, event.action);

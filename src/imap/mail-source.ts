@@ -73,7 +73,10 @@ async function* readFrom(w: Watch, source: MailSource, pos: Position, resync: Re
     for (const s of setAside) await setAsideMail(w, pos, s.uid, s);
     const catchUp = pos.firstRound && uids.length > 0 ? { id: `${pos.uidValidity}.${pos.lastUid}`, count: uids.length } : undefined;
     pos.firstRound = false;
-    if (catchUp) w.log.info({ catchUp: catchUp.count }, `catching up ${catchUp.count} mail${catchUp.count === 1 ? "" : "s"} in ${w.mailbox}`);
+    if (catchUp) {
+      w.log.info({ catchUp: catchUp.count }, `catching up ${catchUp.count} mail${catchUp.count === 1 ? "" : "s"} in ${w.mailbox}`);
+      w.emit({ type: "catching-up", count: catchUp.count });
+    }
     let index = 0;
     let stoppedAt: UnreadMail | undefined;
     // After a FETCH broke the connection, one mail per FETCH finds the mail that breaks it.

@@ -147,6 +147,8 @@ export type WatchEvent =
   | { type: "idle" }
   /** The server answered a keepalive NOOP: the connection is alive. */
   | { type: "alive" }
+  /** A catch-up of `count` mails begins (mail that came while the session was down). */
+  | { type: "catching-up"; count: number }
   /** The server has no IDLE; we look for new mail every intervalMs instead. */
   | { type: "polling"; intervalMs: number }
   | { type: "uidvalidity-changed"; previous: number; current: number }

@@ -352,6 +352,10 @@ function declaredCharset(named: readonly RawHeaderField[], raw: ReadonlyArray<{ 
 }
 
 function decodeWords(value: string): string {
+  // Most fields (Received, DKIM-Signature, …) hold no encoded word: libmime would run five regular
+  // expressions over each to find none (~0.2 s of a 10,000-mail catch-up). Its join marker is
+  // looked for too, because libmime removes that text wherever it is.
+  if (!value.includes("=?") && !value.includes("JOIN")) return value;
   try {
     return libmime.decodeWords(value);
   } catch {

@@ -57,6 +57,8 @@ interface RunResult {
   /** TCP connections opened to the receiver (keep-alive: 1). */
   connections: number;
   logBytes: number;
+  /** "Done" commits: delivered rows are marked done several to a commit when their answers come together. */
+  commits: number;
   /** Log lines at warn or above: a run with any is not a clean measurement. */
   problems: number;
 }
@@ -131,7 +133,7 @@ function line(r: RunResult): string {
   const perRow = (us: number | undefined): string => (us === undefined ? "–" : `${(us / r.rows).toFixed(1)} µs`);
   return (
     `${r.rows} rows in ${(r.wallMs / 1000).toFixed(2)} s (${Math.round(r.rows / (r.wallMs / 1000))}/s); ` +
-    `CPU per row: main thread ${perRow(r.mainCpuUs)} (kernel ${perRow(r.mainSystemUs)}), process ${perRow(r.processCpuUs)}; received ${r.received} on ${r.connections} connection(s); log ${(r.logBytes / r.rows).toFixed(0)} B/row`
+    `CPU per row: main thread ${perRow(r.mainCpuUs)} (kernel ${perRow(r.mainSystemUs)}), process ${perRow(r.processCpuUs)}; received ${r.received} on ${r.connections} connection(s); log ${(r.logBytes / r.rows).toFixed(0)} B/row; ${r.commits} commits (${(r.rows / r.commits).toFixed(1)} rows each)`
   );
 }
 
@@ -146,6 +148,7 @@ async function once(dir: string, rows: number, port: number, level: string, rate
   const logger: Logger = level === "silent" ? counting : createLogger({ level, destination: fd });
   const target = new WebhookTarget({ name: "hook", type: "webhook", url: `http://127.0.0.1:${port}/mail`, overflow: "paced", digestAfter: 5, ...(concurrency === undefined ? {} : { concurrency }) });
   let delivered = 0;
+  let commits = 0;
   let allDelivered: () => void = () => {};
   const finished = new Promise<void>((resolve) => (allDelivered = resolve));
   const dispatcher = new Dispatcher({
@@ -157,6 +160,7 @@ async function once(dir: string, rows: number, port: number, level: string, rate
     onOutcome: (_target, outcome, n) => {
       if (outcome !== "delivered") throw new Error(`unexpected outcome ${outcome}`);
       delivered += n;
+      commits++;
       if (delivered >= rows) allDelivered();
     },
   });
@@ -185,6 +189,7 @@ async function once(dir: string, rows: number, port: number, level: string, rate
     received: 0,
     connections: connections - connectionsBefore,
     logBytes: Buffer.byteLength(log),
+    commits,
     problems: silentProblems + log.split("\n").filter((line) => /"level":(40|50|60)/.test(line)).length,
   };
 }

@@ -125,6 +125,7 @@ export async function startDeliveryThread(options: DeliveryThreadOptions): Promi
     // decides (the run does not start; outbox.thread auto goes on sending from the main thread).
     if (!isReady) {
       started.reject(error);
+      void worker.terminate();
       return;
     }
     for (const w of waiting.values()) w.reject(error);

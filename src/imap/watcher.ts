@@ -265,11 +265,41 @@ type SessionEnd = ImapError | undefined | "wait-for-wakeup" | "give-slot" | "han
 
 /** One connection's life: open, read, wait, read… until it closes (its error returned) or we stop. */
 async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): AsyncGenerator<WatchedMail[], SessionEnd, undefined> {
+  const live = await openSession(w, s, refusedLast);
+  while (!w.signal.aborted && live.events.open) {
+    const next = yield* sessionRound(w, s, live);
+    if (next === "again") continue;
+    if (next !== "wait") return next.end;
+    const waited = await waitForMore(w, s, live);
+    if (waited !== "again") return waited;
+  }
+  return live.events.closeError ? classifyImapError(live.events.closeError, w.account, w.mailbox, endpointOf(w.options.account)) : undefined;
+}
+
+/** A session's connection, mailbox and reading state, from its opening to its end. */
+interface LiveSession {
+  client: ImapFlow;
+  events: ConnectionEvents;
+  source: MailSource;
+  pos: Position;
+  /** The mailbox's path as opened (the lean connection's hand-over names it). */
+  path: string;
+  /** Every mail below this UID existed when this session looked first, so its rounds saw it. */
+  seenUidNext: number;
+  /** No IDLE: the server is polled. */
+  polling: boolean;
+  /** Mail a person asked to read again (`mailbell unreadable retry`): looked for now and at each keepalive. */
+  retryDue: boolean;
+  burst: BurstPolicy;
+  lastMailAt: number | undefined;
+}
+
+/** Logs in, opens the mailbox, settles where to read from (the checkpoint against the server's state). */
+async function openSession(w: Watch, s: SessionParts, refusedLast: boolean): Promise<LiveSession> {
   const client = (s.client = await createWatchingClient(w, refusedLast));
   const events = (s.events = new ConnectionEvents(client, w.signal));
   const opened = await openMailbox(w, client);
   s.opened = true;
-  // Every mail below this UID existed when this session looked first, so its rounds saw it.
   const seenUidNext = Math.max(Number(opened.uidNext) || 0, s.wakeUidNext ?? 0);
   const start = await reconcile(client, opened, w, s.woken === true);
   const polling = !client.capabilities.has("IDLE");
@@ -279,71 +309,77 @@ async function* watchSession(w: Watch, s: SessionParts, refusedLast: boolean): A
   w.failures.under(pos.uidValidity);
   const reader = w.options.readerConnection && !polling ? new ReaderConnection(() => openReader(w, pos.uidValidity), w.keepaliveMs) : undefined;
   const source = (s.source = new MailSource(client, reader, w.log));
-  // Mail a person asked to read again (`mailbell unreadable retry`): looked for now and at each keepalive.
-  let retryDue = true;
-  const burst = new BurstPolicy();
-  let lastMailAt: number | undefined;
-  while (!w.signal.aborted && events.open) {
-    // What a crash left undone (at the start), and what came due meanwhile.
-    if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
-    events.roundStarts();
-    if (retryDue && !pos.resync) {
-      retryDue = false;
-      const asked = await retriesAsked(w, pos.uidValidity, pos.lastUid);
-      if (asked.length > 0) {
-        yield* retrySetAside(w, client, asked, pos);
-        continue;
-      }
+  return { client, events, source, pos, path: opened.path, seenUidNext, polling, retryDue: true, burst: new BurstPolicy(), lastMailAt: undefined };
+}
+
+/**
+ * One round: due actions, mail asked to be read again, then new mail; and while mail is flowing,
+ * a NOOP's reply instead of IDLE. "wait": nothing more for now; "again": read again at once.
+ */
+async function* sessionRound(w: Watch, s: SessionParts, live: LiveSession): AsyncGenerator<WatchedMail[], "again" | "wait" | { end: SessionEnd }, undefined> {
+  const { client, events, source, pos } = live;
+  // What a crash left undone (at the start), and what came due meanwhile.
+  if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
+  events.roundStarts();
+  if (live.retryDue && !pos.resync) {
+    live.retryDue = false;
+    const asked = await retriesAsked(w, pos.uidValidity, pos.lastUid);
+    if (asked.length > 0) {
+      yield* retrySetAside(w, client, asked, pos);
+      return "again";
     }
-    const readUpTo = pos.lastUid;
-    s.wakeCount = w.options.wakeups?.count(w.mailbox);
-    const end = yield* readRound(w, source, pos, events);
-    if (pos.lastUid > readUpTo) {
-      burst.mailRead((lastMailAt = performance.now()));
-      s.slot?.mailRead();
-    }
-    if (end === "stopped") return undefined;
-    // With NOTIFY, another folder waiting for a reading connection gets this one after the round.
-    const giveSlot = s.slot?.handOver() === true;
-    if (end === "again" || events.news) {
-      if (giveSlot || pos.pauseWithoutSlotMs !== undefined) return "give-slot";
-      continue;
-    }
-    // The round's mail is committed now (the consumer asked for more): its actions, before waiting.
-    if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
-    if (events.news) {
-      if (giveSlot) return "give-slot";
-      continue;
-    }
-    if (!polling && !giveSlot && burst.flowing(performance.now())) {
-      // Mail is flowing: a NOOP's reply tells of the next mail at once, IDLE only at the server's push.
-      source.watchingIdles = false;
-      s.watchingSince ??= Date.now();
-      if ((await pollWhileFlowing(client, events, burst, { ...w, where: w, giveWay: () => s.slot?.handOver() === true })) !== "quiet") continue;
-    }
-    const first = s.watchingSince === undefined;
+  }
+  const readUpTo = pos.lastUid;
+  s.wakeCount = w.options.wakeups?.count(w.mailbox);
+  const end = yield* readRound(w, source, pos, events);
+  if (pos.lastUid > readUpTo) {
+    live.burst.mailRead((live.lastMailAt = performance.now()));
+    s.slot?.mailRead();
+  }
+  if (end === "stopped") return { end: undefined };
+  // With NOTIFY, another folder waiting for a reading connection gets this one after the round.
+  const giveSlot = s.slot?.handOver() === true;
+  if (end === "again" || events.news) return giveSlot || pos.pauseWithoutSlotMs !== undefined ? { end: "give-slot" } : "again";
+  // The round's mail is committed now (the consumer asked for more): its actions, before waiting.
+  if (await runDueActions(w, client, pos.uidValidity)) source.watchingIdles = false;
+  if (events.news) return giveSlot ? { end: "give-slot" } : "again";
+  if (!live.polling && !giveSlot && live.burst.flowing(performance.now())) {
+    // Mail is flowing: a NOOP's reply tells of the next mail at once, IDLE only at the server's push.
+    source.watchingIdles = false;
     s.watchingSince ??= Date.now();
-    // With NOTIFY the account's notifier watches this folder: close this connection (read to the end).
-    if (w.options.wakeups && w.options.wakeups.mode !== "off") return "wait-for-wakeup";
-    if (!polling && w.quiet === "lean") {
-      const waitMs = handOverIn(lastMailAt, performance.now(), w.quietAfterMailMs);
-      if (waitMs > 0) {
-        // Mail came a while ago: stay a little, in case more follows.
-        if (first) w.emit({ type: "idle" });
-        const idled = await events.idleUntilChange(Math.min(waitMs, w.keepaliveMs));
-        source.watchingIdles = idled === "change";
-        // As at a keepalive: the next round looks for set-aside mail a person asked to read again.
-        if (idled === "keepalive") retryDue = true;
-        continue;
-      }
-      s.handover = { path: opened.path, uidValidity: pos.uidValidity, uidNext: Math.max(seenUidNext, pos.lastUid + 1) };
+    if ((await pollWhileFlowing(client, events, live.burst, { ...w, where: w, giveWay: () => s.slot?.handOver() === true })) !== "quiet") return "again";
+  }
+  return "wait";
+}
+
+/**
+ * The mailbox is read to the end: wait for more on this connection (IDLE, or polling), stay a
+ * little after recent mail, or end the session and let the lean connection or NOTIFY watch.
+ */
+async function waitForMore(w: Watch, s: SessionParts, live: LiveSession): Promise<"again" | "wait-for-wakeup" | "hand-over"> {
+  const { client, events, source, pos, polling } = live;
+  const first = s.watchingSince === undefined;
+  s.watchingSince ??= Date.now();
+  // With NOTIFY the account's notifier watches this folder: close this connection (read to the end).
+  if (w.options.wakeups && w.options.wakeups.mode !== "off") return "wait-for-wakeup";
+  if (!polling && w.quiet === "lean") {
+    const waitMs = handOverIn(live.lastMailAt, performance.now(), w.quietAfterMailMs);
+    if (waitMs <= 0) {
+      s.handover = { path: live.path, uidValidity: pos.uidValidity, uidNext: Math.max(live.seenUidNext, pos.lastUid + 1) };
       return "hand-over";
     }
-    const woken = await waitForMail(client, events, { ...w, polling, first, retryWaiting: async () => (await retryWaiting(w, pos.uidValidity)) || (await actionsWaiting(w)), where: w });
-    retryDue ||= woken.retryDue;
-    source.watchingIdles = woken.why === "mail";
+    // Mail came a while ago: stay a little, in case more follows.
+    if (first) w.emit({ type: "idle" });
+    const idled = await events.idleUntilChange(Math.min(waitMs, w.keepaliveMs));
+    source.watchingIdles = idled === "change";
+    // As at a keepalive: the next round looks for set-aside mail a person asked to read again.
+    if (idled === "keepalive") live.retryDue = true;
+    return "again";
   }
-  return events.closeError ? classifyImapError(events.closeError, w.account, w.mailbox, endpointOf(w.options.account)) : undefined;
+  const woken = await waitForMail(client, events, { ...w, polling, first, retryWaiting: async () => (await retryWaiting(w, pos.uidValidity)) || (await actionsWaiting(w)), where: w });
+  live.retryDue ||= woken.retryDue;
+  source.watchingIdles = woken.why === "mail";
+  return "again";
 }
 
 /** Why a session failed; our own failures (the state database, a bug) are thrown on, not retried. */

@@ -25,6 +25,7 @@ import { CaptureLogger } from "./support/logger.ts";
 import { buildMail } from "./support/mail.ts";
 import { slackReplies, startReceiver, type Receiver } from "./support/receiver.ts";
 import { sampleNotification } from "./support/targets.ts";
+import { until } from "./support/until.ts";
 
 let receiver: Receiver;
 let dir: string;
@@ -44,14 +45,6 @@ function rows(count: number): NewOutboxRow[] {
     const mail = { rule: "r", account: "a", mailbox: "INBOX", uidValidity: 1, uid: i + 1, messageId: `m${i + 1}@x`, subject: `s${i + 1}` };
     return { target: "hook", ...mail, notification: sampleNotification(mail) };
   });
-}
-
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe("delivery to a real HTTP receiver", () => {

@@ -11,6 +11,7 @@ import { createTargets, targetSchema, type TargetConfig } from "../targets/index
 import { CaptureLogger } from "../../test/support/logger.ts";
 import { slackReplies, startReceiver, type Receiver } from "../../test/support/receiver.ts";
 import { sampleNotification } from "../../test/support/targets.ts";
+import { until } from "../../test/support/until.ts";
 import { startSender, type Sender, type SenderOptions } from "./sender.ts";
 
 let receiver: Receiver;
@@ -55,14 +56,6 @@ async function autoSender(name: string, options: Partial<SenderOptions> = {}): P
   const sender = await startSender({ thread: "auto", state, statePath: file, settings: { targets, made: createTargets(targets), pacing, retry }, logger, threadFrom: 100, threadIdleMs: 400, ...options });
   sender.start();
   return { sender, state, logger, file };
-}
-
-async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** Posts per row (by its idempotency key) at one path of the receiver. */

@@ -34,8 +34,7 @@ export interface PipelineDeps {
   /** After downtime, mails beyond this many per mailbox go out as one digest per target. */
   backlogLimit: number;
   /** New outbox rows for these targets: send them. */
-  /** Rows were committed for these targets; `mailsAhead`: what the longest catch-up in the round still has to read. */
-  onQueued: (targets: ReadonlySet<string>, mailsAhead: number) => void;
+  onQueued: (targets: ReadonlySet<string>) => void;
   /** For metrics. */
   onProcessed?: (watched: WatchedMail, matchedRules: readonly string[]) => void;
   /** A rule's conditions held but the sender was not verified (verify:): for metrics. */
@@ -69,7 +68,7 @@ export function handleMails(round: readonly WatchedMail[], deps: PipelineDeps): 
     deps.catchUps.add(watched, { matched: plan.matches.length > 0, queued: queued[i]!.rows }, deps.logger);
     for (const r of plan.rules) if (!r.matched && r.unverified) deps.onUnverified?.(r.rule, r.unverified.code);
   });
-  if (queuedFor.size > 0) deps.onQueued(queuedFor, Math.max(0, ...round.map((w) => (w.catchUp ? w.catchUp.count - w.catchUp.index - 1 : 0))));
+  if (queuedFor.size > 0) deps.onQueued(queuedFor);
 }
 
 /** What committing one mail's plan did: the plan as committed, the targets it queued rows for, and how many rows. */

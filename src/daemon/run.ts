@@ -165,10 +165,7 @@ async function runUntilStopped(loaded: LoadedConfig, options: RunOptions, onRelo
     state,
     logger: log,
     catchUps: new CatchUpTally(),
-    onQueued: (names, mailsAhead) => {
-      dispatcher.expect(mailsAhead);
-      dispatcher.kick(names);
-    },
+    onQueued: (names) => dispatcher.kick(names),
     onUnverified: (rule, code) => metrics.mailUnverified(rule, code),
     onProcessed: (watched, matched) => {
       metrics.mailProcessed(watched.account, watched.mailbox);

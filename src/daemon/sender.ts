@@ -16,10 +16,7 @@ export interface SenderSettings extends DeliverySettings {
 
 export interface Sender extends Omit<DeliveryThread, "reconfigure"> {
   reconfigure(next: SenderSettings, replace: ReadonlySet<string>, stopping?: AbortSignal): Promise<void>;
-  /**
-   * How many mails a catch-up going on still has to read (the most of any mailbox's). `auto` moves
-   * sending to its own thread when that is at least `threadFrom`.
-   */
+  /** A catch-up of this many mails begins (WatchEvent catching-up): `auto` moves sending to its own thread from `threadFrom`. */
   expect(mailsAhead: number): void;
 }
 

@@ -230,10 +230,21 @@ describe("mailbell backfill", () => {
     const s = setup(user, { port: proxy.port, tls: "none" });
     const since = new Date(at.getTime() - 86_400_000).toISOString().slice(0, 10);
     const child = spawn(process.execPath, [path.join(root, "src/cli/entry.ts"), "backfill", "--config", s.file, "--since", since], { stdio: ["ignore", "pipe", "pipe"] });
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    // Read as it comes: a pipe nobody reads would stop the child once it is full.
+    let output = "";
+    child.stdout.on("data", (c: Buffer) => (output += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (output += c.toString()));
+    let exitCode: number | null | undefined;
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve((exitCode = code))));
     try {
       // Generous: a fresh process loading the TypeScript sources is slow while other test files run.
-      await waitFor(() => (counted(s) > 0 ? true : undefined), 45_000);
+      await waitFor(() => {
+        if (counted(s) > 0) return true;
+        if (exitCode !== undefined) throw new Error(`backfill exited (${exitCode}) before counting anything:\n${output}`);
+        return undefined;
+      }, 45_000).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}; backfill's output so far:\n${output}`);
+      });
       child.kill("SIGKILL");
       assert.equal(await exited, null);
       const part = counted(s);

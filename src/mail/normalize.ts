@@ -8,6 +8,7 @@ import { findHeaderEnd, isValidHeaderName, splitHeaderFields } from "./header-bl
 import type { RawHeaderField } from "./header-block.ts";
 import { decodeRawHeaderValues } from "./header-charset.ts";
 import { decodeJapanese, decodesJapanese } from "./japanese.ts";
+import { StringMemo } from "./memo.ts";
 import { emptyMail, type MailAddress, type MailAttachment, type NormalizedMail } from "./types.ts";
 
 export interface NormalizeOptions {
@@ -356,12 +357,17 @@ function decodeWords(value: string): string {
   // expressions over each to find none (~0.2 s of a 10,000-mail catch-up). Its join marker is
   // looked for too, because libmime removes that text wherever it is.
   if (!value.includes("=?") && !value.includes("JOIN")) return value;
+  return decodedWords.get(value);
+}
+
+/** Encoded words of values seen before (a sender's display name) are not decoded again. */
+const decodedWords = new StringMemo((value) => {
   try {
     return libmime.decodeWords(value);
   } catch {
     return value;
   }
-}
+});
 
 function pushTo(map: Map<string, string[]>, key: string, value: string): void {
   const list = map.get(key);
@@ -406,26 +412,34 @@ function parseMessageId(value: string | undefined): string | undefined {
 function parseAddresses(label: string, values: string[] | undefined, warnings: string[]): MailAddress[] {
   const result: MailAddress[] = [];
   for (const value of values ?? []) {
-    let entries = readAddresses(value);
-    if (/<[^<>]*[\s(][^<>]*>/.test(value) || entries.some((entry) => !isUsableAddress(entry.address))) {
-      const repaired = readAddresses(cleanAddressList(value));
-      if (repaired.length === entries.length) {
-        // A comment is the only name some senders give ("x@y (Mail Delivery System)"); keep it then.
-        entries = repaired.map((entry, i) => ({ ...entry, name: entry.name || entries[i]!.name }));
-      } else if (countUsable(repaired) >= countUsable(entries)) {
-        entries = repaired;
-      }
-    }
-    for (const entry of entries) {
-      if (isUsableAddress(entry.address)) {
-        result.push({ name: entry.name, address: entry.address });
-      } else if (entry.name || entry.address) {
-        warnings.push(`${label}: no usable address in ${JSON.stringify(entry.name || entry.address)}`);
-      }
-    }
+    const { usable, unusable } = addressListOf.get(value);
+    // Fresh objects: the list is remembered for the next mail with the same value.
+    for (const entry of usable) result.push({ name: entry.name, address: entry.address });
+    for (const entry of unusable) warnings.push(`${label}: no usable address in ${entry}`);
   }
   return result;
 }
+
+/** One address header value read (see parseAddresses); values seen before (To: the owner, a sender's From:) are not read again. */
+const addressListOf = new StringMemo((value): { usable: readonly MailAddress[]; unusable: readonly string[] } => {
+  let entries = readAddresses(value);
+  if (/<[^<>]*[\s(][^<>]*>/.test(value) || entries.some((entry) => !isUsableAddress(entry.address))) {
+    const repaired = readAddresses(cleanAddressList(value));
+    if (repaired.length === entries.length) {
+      // A comment is the only name some senders give ("x@y (Mail Delivery System)"); keep it then.
+      entries = repaired.map((entry, i) => ({ ...entry, name: entry.name || entries[i]!.name }));
+    } else if (countUsable(repaired) >= countUsable(entries)) {
+      entries = repaired;
+    }
+  }
+  const usable: MailAddress[] = [];
+  const unusable: string[] = [];
+  for (const entry of entries) {
+    if (isUsableAddress(entry.address)) usable.push({ name: entry.name, address: entry.address });
+    else if (entry.name || entry.address) unusable.push(JSON.stringify(entry.name || entry.address));
+  }
+  return { usable, unusable };
+});
 
 function countUsable(entries: EmailAddress[]): number {
   return entries.filter((entry) => isUsableAddress(entry.address)).length;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { asLogger, type LogSink } from "./log.ts";
-import { createLogger, maskSecrets, resolveLogFormat } from "./pino-logger.ts";
+import { createLogger, LineHolder, maskSecrets, resolveLogFormat } from "./pino-logger.ts";
 
 function collect(): { sink: Writable; text: () => string } {
   const chunks: string[] = [];
@@ -33,6 +33,67 @@ describe("createLogger", () => {
     assert.equal((out.match(/\*\*\*\*/g) ?? []).length, 7);
     assert.match(out, /"account":"a"/);
     assert.match(out, /"account":"personal"/);
+  });
+});
+
+describe("together", () => {
+  function writes(): { sink: Writable; chunks: string[] } {
+    const chunks: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        chunks.push(chunk.toString());
+        done();
+      },
+    });
+    return { sink, chunks };
+  }
+
+  it("writes the lines logged inside it in one write when it returns, and each line at once outside it", () => {
+    const { sink, chunks } = writes();
+    const log = createLogger({ format: "json", destination: sink }).child({ target: "hook" });
+    log.info({ uid: 1 }, "alone");
+    assert.equal(chunks.length, 1, "a line outside together is written at once");
+    const result = log.together!(() => {
+      for (const uid of [2, 3, 4]) log.info({ uid }, "delivered");
+      assert.equal(chunks.length, 1, "nothing written while fn runs");
+      return "done";
+    });
+    assert.equal(result, "done");
+    assert.equal(chunks.length, 2);
+    assert.deepEqual(chunks[1]!.trimEnd().split("\n").map((l) => (JSON.parse(l) as { uid: number }).uid), [2, 3, 4]);
+  });
+
+  it("still writes what was logged when fn throws, and nested calls write with the outer one", () => {
+    const { sink, chunks } = writes();
+    const log = createLogger({ format: "json", destination: sink });
+    assert.throws(() =>
+      log.together!(() => {
+        log.info({}, "first");
+        log.together!(() => log.info({}, "nested"));
+        throw new Error("boom");
+      }),
+    );
+    assert.equal(chunks.length, 1);
+    assert.match(chunks[0]!, /"first"[\s\S]*"nested"/);
+  });
+
+  it("never writes more than a pipe takes whole (4,096 bytes), whatever the characters", () => {
+    const out: string[] = [];
+    const holder = new LineHolder({ write: (line: string) => out.push(line) });
+    const line = `${"合".repeat(200)}\n`;
+    holder.hold(() => {
+      for (let i = 0; i < 20; i++) holder.write(line);
+    });
+    assert.equal(out.join(""), line.repeat(20), "every line, in order");
+    assert.ok(out.length > 1 && out.length < 20);
+    for (const chunk of out) assert.ok(Buffer.byteLength(chunk) <= 4096, `${Buffer.byteLength(chunk)} bytes in one write`);
+  });
+
+  it("is a plain call for readable (pretty) lines", () => {
+    const { sink, chunks } = writes();
+    const log = createLogger({ format: "pretty", destination: sink });
+    log.together!(() => log.info({}, "one"));
+    assert.equal(chunks.length, 1);
   });
 });
 

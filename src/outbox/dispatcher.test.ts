@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { TargetError } from "../errors.ts";
-import { silentLogger } from "../log.ts";
+import { silentLogger, type Logger } from "../log.ts";
+import { createLogger } from "../pino-logger.ts";
 import type { NewOutboxRow } from "./store.ts";
 import { State } from "../store/sqlite/state.ts";
 import { sampleNotification } from "../../test/support/targets.ts";
@@ -56,14 +58,14 @@ function row(n: number, overrides: Partial<NewOutboxRow> = {}): NewOutboxRow {
 
 const fast: TargetPacing = { perSecond: 1000, burst: 1000, overflow: "paced", digestAfter: 5 };
 
-function setup(targets: FakeTarget[], opts: { pacing?: Partial<TargetPacing>; maxAttempts?: number; now?: () => number } = {}) {
+function setup(targets: FakeTarget[], opts: { pacing?: Partial<TargetPacing>; maxAttempts?: number; now?: () => number; logger?: Logger } = {}) {
   const state = State.open(":memory:");
   const dispatcher = new Dispatcher({
     outbox: state.outbox,
     targets: new Map(targets.map((t) => [t.name, t])),
     pacing: new Map(targets.map((t) => [t.name, { ...fast, ...opts.pacing }])),
     retry: { baseMs: 20, capMs: 40, maxAttempts: opts.maxAttempts ?? 5 },
-    logger: silentLogger,
+    logger: opts.logger ?? silentLogger,
     now: opts.now,
   });
   return { state, dispatcher };
@@ -522,6 +524,22 @@ describe("several requests in flight (Target.concurrency)", () => {
     await until(() => state.outbox.counts().every((c) => c.state === "done"));
     await dispatcher.stop();
     assert.deepEqual(commits, [4]);
+  });
+
+  it("logs the rows of one commit together: their \"delivered\" lines go out in one write", async () => {
+    const t = new ConcurrentTarget("t", 4);
+    const written: string[] = [];
+    const logger = createLogger({ format: "json", destination: new Writable({ write: (chunk: Buffer, _e, done) => (written.push(chunk.toString()), done()) }) });
+    const { state, dispatcher } = setup([t], { logger });
+    state.outbox.enqueue(Array.from({ length: 4 }, (_, i) => row(i + 1)));
+    dispatcher.start();
+    await until(() => t.waiting === 4);
+    for (let i = 0; i < 4; i++) t.release();
+    await until(() => state.outbox.counts().every((c) => c.state === "done"));
+    await dispatcher.stop();
+    const delivered = written.filter((w) => w.includes('"delivered"'));
+    assert.equal(delivered.length, 1, `one write: ${delivered.join("|")}`);
+    assert.deepEqual(delivered[0]!.trimEnd().split("\n").map((l) => (JSON.parse(l) as { uid: number }).uid), [1, 2, 3, 4]);
   });
 
   it("stopped with rows in flight, sends again at most those rows on the next start, and loses none", async () => {

@@ -1,7 +1,7 @@
 import type { AccountConfig } from "../imap/config.ts";
 import type { WatchedMail } from "../imap/watcher.ts";
 import type { Logger } from "../log.ts";
-import { digestGroupOf, digestHoldMs, planMail, type MailAt, type MailPlan, type PlanContext } from "../plan/plan.ts";
+import { digestGroupOf, digestHoldMs, judgeMail, planMail, type JudgedMail, type MailAt, type MailPlan, type PlanContext } from "../plan/plan.ts";
 import type { CompiledRule } from "../rules/rules.ts";
 import type { OutboxWriter } from "../outbox/store.ts";
 import type { ActionLog, NotificationLog, TotalsStore } from "../plan/store.ts";
@@ -54,8 +54,9 @@ export interface PipelineDeps {
 export function handleMails(round: readonly WatchedMail[], deps: PipelineDeps): void {
   const last = round.at(-1);
   if (!last) return;
+  const judged = round.map((at) => judgeMail(at, deps.rules));
   const queued = deps.state.transaction(() => {
-    const perMail = planAndCommit(round, { ...deps, now: Date.now() }, deps.state, deps.logger);
+    const perMail = planAndCommit(round, { ...deps, now: Date.now() }, deps.state, deps.logger, undefined, judged);
     holdOrReleaseDigests(round, perMail.map((q) => q.plan), deps);
     deps.state.checkpoints.save(last.account, last.mailbox, last.checkpoint);
     return perMail;
@@ -85,9 +86,9 @@ export interface Committed {
  * notified). `adjust` changes a plan before it is committed (backfill: no notifications, or a
  * digest; no actions unless asked for).
  */
-export function planAndCommit(round: readonly MailAt[], context: PlanContext, state: Omit<MailStore, "checkpoints" | "transaction">, logger: Logger, adjust?: (plan: MailPlan) => MailPlan): Committed[] {
-  return round.map((at) => {
-    const planned = planMail(at, context, state);
+export function planAndCommit(round: readonly MailAt[], context: PlanContext, state: Omit<MailStore, "checkpoints" | "transaction">, logger: Logger, adjust?: (plan: MailPlan) => MailPlan, judged?: readonly JudgedMail[]): Committed[] {
+  return round.map((at, i) => {
+    const planned = planMail(at, context, state, judged?.[i]);
     const plan = adjust ? adjust(planned) : planned;
     logPlan(plan, at, logger);
     return { plan, ...commitPlan(plan, at, state) };

@@ -8,7 +8,7 @@ import { formatMoney } from "../rules/money.ts";
 import { compileRules, type CompiledRule } from "../rules/rules.ts";
 import type { Money } from "../rules/types.ts";
 import type { SeenMail } from "./store.ts";
-import { digestHoldMs, nothingSeen, planMail, seenMail, type MailAt, type MailPlan, type PlanReads } from "./plan.ts";
+import { digestHoldMs, judgeMail, nothingSeen, planMail, seenMail, type MailAt, type MailPlan, type PlanReads } from "./plan.ts";
 
 function compiled(raw: unknown[]): CompiledRule[] {
   const c = compileRules(
@@ -173,6 +173,22 @@ describe("planMail", () => {
     const delivery = plan.matches[0]?.deliveries[0];
     assert.ok(delivery && "row" in delivery);
     assert.equal(delivery.row.notBefore, now + digestHoldMs);
+  });
+});
+
+describe("judgeMail: the part of planning that reads no store", () => {
+  test("planned with it, a mail plans exactly as without it", () => {
+    for (const m of [play, noTotalLine, invoice]) {
+      const reads = knows({ totals: { "play/2026-11/JPY": yen(3200n) }, identity: playIdentity });
+      assert.deepEqual(planMail(m, context, reads, judgeMail(m, rules)), planMail(m, context, reads));
+    }
+  });
+
+  test("the plan takes the rules' verdicts and the identity from it, not again from the mail", () => {
+    const judged = judgeMail(invoice, rules);
+    const plan = planMail(play, context, nothingSeen, judged);
+    assert.deepEqual(plan.matches.map((m) => m.rule), ["invoices"]);
+    assert.equal(plan.seen.identity, judged.seen.identity);
   });
 });
 

@@ -121,14 +121,30 @@ export interface MailPlan {
   actions: ActionPlan | undefined;
 }
 
-/** Plans one mail against what the store knows. */
-export function planMail(at: MailAt, context: PlanContext, reads: PlanReads): MailPlan {
+/** What a mail is to the rules, whatever the store knows: its identity and each rule's verdict. */
+export interface JudgedMail {
+  input: RuleInput;
+  seen: SeenMail;
+  outcomes: ReturnType<typeof judgeRules>;
+}
+
+/**
+ * The part of planning that reads no store (the rules' conditions and extractions, the mail's
+ * identity): the daemon does it before its round's transaction, so the transaction, which the
+ * delivery thread's commits wait for, holds only what needs the store.
+ */
+export function judgeMail(at: MailAt, rules: readonly CompiledRule[]): JudgedMail {
   const input: RuleInput = { mail: at.mail, account: at.account, mailbox: at.mailbox, receivedAt: at.receivedAt, dkim: at.dkim };
-  const seen = seenMail(at);
+  return { input, seen: seenMail(at), outcomes: judgeRules(rules, input) };
+}
+
+/** Plans one mail against what the store knows; `judged` is judgeMail's answer for it, made here when not given. */
+export function planMail(at: MailAt, context: PlanContext, reads: PlanReads, judged: JudgedMail = judgeMail(at, context.rules)): MailPlan {
+  const { input, seen } = judged;
   const link = messageLink(context.accounts.get(at.account), at);
   const digestGroup = digestGroupOf(at, context.backlogLimit);
   const queue: Queueing = { at, seen, digestGroup, notBefore: digestGroup ? context.now + digestHoldMs : undefined };
-  const byRule = new Map(judgeRules(context.rules, input).map((o) => [o.rule, o]));
+  const byRule = new Map(judged.outcomes.map((o) => [o.rule, o]));
   const rules = context.rules.map((rule): RulePlan => {
     const outcome = byRule.get(rule.name);
     if (!outcome) return { rule: rule.name, matched: false };

@@ -107,11 +107,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   return withLines;
 }
 
-/**
- * A pipe takes a write of up to 4,096 bytes whole (PIPE_BUF), so lines written together by two
- * threads never mix; a JS character is at most 3 bytes of UTF-8.
- */
-const maxHeldChars = Math.floor(4096 / 3);
+/** A pipe takes a write of up to 4,096 bytes whole (PIPE_BUF), so lines written together by two threads never mix. */
+const maxHeldBytes = 4096;
 
 /**
  * The JSON log's destination: each line written at once, or, inside hold(), kept and written when
@@ -121,6 +118,7 @@ const maxHeldChars = Math.floor(4096 / 3);
 export class LineHolder {
   readonly #out: { write(line: string): unknown };
   #held: string | undefined;
+  #heldBytes = 0;
 
   constructor(out: { write(line: string): unknown }) {
     this.#out = out;
@@ -131,11 +129,14 @@ export class LineHolder {
       this.#out.write(line);
       return true;
     }
-    if (this.#held !== "" && this.#held.length + line.length > maxHeldChars) {
+    const bytes = Buffer.byteLength(line);
+    if (this.#held !== "" && this.#heldBytes + bytes > maxHeldBytes) {
       this.#out.write(this.#held);
       this.#held = "";
+      this.#heldBytes = 0;
     }
     this.#held += line;
+    this.#heldBytes += bytes;
     return true;
   }
 
@@ -148,6 +149,7 @@ export class LineHolder {
     } finally {
       const held = this.#held;
       this.#held = undefined;
+      this.#heldBytes = 0;
       if (held) this.#out.write(held);
     }
   }

@@ -36,7 +36,7 @@ export interface DeliveryThreadOptions extends DeliverySettings {
   logger: Logger;
   /** Default: forward to `logger`. */
   log?: Extract<DeliveryLog, { to: "fd" }>;
-  /** Row outcomes, for metrics; they come in batches, at most one message per turn of the thread's event loop. */
+  /** Row outcomes, for metrics; they come in batches, at most one message per 25 ms, and before every reply. */
   onOutcome?: (target: string, outcome: DeliveryOutcome, rows: number) => void;
   /** The thread failed after it had started (a bug, out of memory): called once, with the error the run should end with. */
   onFailure?: (error: MailbellError) => void;

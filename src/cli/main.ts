@@ -1,18 +1,11 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ConfigError, MailbellError, UsageError } from "../errors.ts";
-import { authCommand } from "./auth.ts";
-import { backfillCommand } from "./backfill.ts";
-import { totalsRebuildCommand } from "./totals-rebuild.ts";
-import { checkCommand } from "./check.ts";
 import { helpFor, overviewHelp, unknownCommand } from "./help.ts";
-import { initCommand } from "./init.ts";
 import { processIO, type CliIO } from "./io.ts";
-import { outboxCommand } from "./outbox.ts";
-import { unreadableCommand } from "./unreadable.ts";
+// Every other command is imported when it is asked for: `mailbell run` (a daemon, for months)
+// then never loads the others (48 modules, cli-progress among them).
 import { runCommand } from "./run.ts";
-import { testCommand } from "./test-mail.ts";
-import { totalsCommand } from "./totals.ts";
 import type { Logger } from "../log.ts";
 import { createLogger, logFormats, type LogFormat } from "../pino-logger.ts";
 
@@ -53,7 +46,7 @@ function exitCodeOf(err: unknown): number {
 
 async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
   // init has a flag for each of its questions, so it reads its own options.
-  if (argv[0] === "init") return initCommand(argv.slice(1), io);
+  if (argv[0] === "init") return (await import("./init.ts")).initCommand(argv.slice(1), io);
   let parsed;
   try {
     parsed = parseArgs({
@@ -100,7 +93,7 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
   if (command === "help" || values.help || command === undefined) {
     const topic = command === "help" ? rest[0] : command;
     // init's flags come from its presets; it prints them itself.
-    if (topic === "init") return initCommand(["--help"], io);
+    if (topic === "init") return (await import("./init.ts")).initCommand(["--help"], io);
     io.out(topic === undefined ? overviewHelp() : helpFor(topic));
     return command === undefined && !values.help ? 2 : 0;
   }
@@ -110,17 +103,17 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
       return runWithSignals({ config: values.config, logLevel: logLevelOf(values["log-level"]), logFormat: logFormatOf(values["log-format"]), env: io.env });
     case "check":
       expectNoMore(command, rest);
-      return checkCommand({ config: values.config, send: values.send }, io);
+      return (await import("./check.ts")).checkCommand({ config: values.config, send: values.send }, io);
     case "test": {
       if (rest.length !== 1) throw new UsageError(`mailbell test needs exactly one message file, e.g. mailbell test --config mailbell.yaml receipt.eml (got ${rest.length}).`);
-      return testCommand(
+      return (await import("./test-mail.ts")).testCommand(
         { config: values.config, file: rest[0]!, json: values.json, receivedAt: values["received-at"], account: values.account, mailbox: values.mailbox },
         io,
       );
     }
     case "auth":
       if (rest.length > 1) throw new UsageError(`mailbell auth takes one provider (got "${rest.join(" ")}").`);
-      return authCommand(
+      return (await import("./auth.ts")).authCommand(
         {
           provider: rest[0],
           clientId: values["client-id"],
@@ -136,20 +129,20 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
         io,
       );
     case "outbox":
-      return outboxCommand({ config: values.config, args: rest, all: values.all, json: values.json }, io);
+      return (await import("./outbox.ts")).outboxCommand({ config: values.config, args: rest, all: values.all, json: values.json }, io);
     case "unreadable":
-      return unreadableCommand({ config: values.config, args: rest, all: values.all, json: values.json, account: values.account, mailbox: values.mailbox }, io);
+      return (await import("./unreadable.ts")).unreadableCommand({ config: values.config, args: rest, all: values.all, json: values.json, account: values.account, mailbox: values.mailbox }, io);
     case "backfill":
       expectNoMore(command, rest);
-      return backfillCommand({ config: values.config, since: values.since, until: values.until, rule: values.rule, notify: values.notify, actions: values.actions, logLevel: values["log-level"], search: values.search }, io);
+      return (await import("./backfill.ts")).backfillCommand({ config: values.config, since: values.since, until: values.until, rule: values.rule, notify: values.notify, actions: values.actions, logLevel: values["log-level"], search: values.search }, io);
     case "totals":
       // `mailbell totals` (the listing) is another command's; `totals rebuild` is handled here.
       if (rest[0] === "rebuild") {
         expectNoMore("totals rebuild", rest.slice(1));
-        return totalsRebuildCommand({ config: values.config, rule: values.rule, since: values.since, logLevel: values["log-level"], search: values.search }, io);
+        return (await import("./totals-rebuild.ts")).totalsRebuildCommand({ config: values.config, rule: values.rule, since: values.since, logLevel: values["log-level"], search: values.search }, io);
       }
       expectNoMore(command, rest);
-      return totalsCommand({ config: values.config, rule: values.rule, since: values.since, json: values.json, csv: values.csv }, io);
+      return (await import("./totals.ts")).totalsCommand({ config: values.config, rule: values.rule, since: values.since, json: values.json, csv: values.csv }, io);
     default:
       throw new UsageError(unknownCommand(command));
   }

@@ -482,6 +482,8 @@ function cleanAddressList(value: string): string {
 
 /** Replaces RFC 5322 comments (nested, with quoted-pairs) by a space; quoted strings are kept. */
 function stripComments(value: string): string {
+  // Nearly every Date and Message-ID has no comment: the value itself, not a copy built char by char.
+  if (!value.includes("(")) return value;
   let out = "";
   let depth = 0;
   let quoted = false;

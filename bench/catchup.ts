@@ -927,7 +927,8 @@ export async function runCatchUp(options: CatchUpOptions): Promise<CatchUpResult
 export const CATCHUP_COLUMNS = ["benchmark", "client", "time", "mails/s", "peak RSS", "CPU", "received", "notes"] as const;
 
 const sec = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
-const mb = (kb: number): string => `${(kb / 1024).toFixed(0)} MB`;
+// MiB, as ps and top count it (VmHWM is in KiB); one decimal, so a figure next to the 200 MB bar is not rounded past it.
+const mb = (kb: number): string => `${(kb / 1024).toFixed(1)} MB`;
 
 /** Rows for CATCHUP_COLUMNS. */
 export function formatCatchUp(r: CatchUpResult, scriptOfAnotherRun?: CatchUpResult["script"]): string[][] {

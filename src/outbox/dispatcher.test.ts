@@ -508,9 +508,11 @@ describe("several requests in flight (Target.concurrency)", () => {
     assert.deepEqual(state.outbox.counts(), [{ target: "t", state: "done", count: 10 }]);
   });
 
-  it("marks the rows answered in one turn of the event loop done in one transaction", async () => {
+  it("marks the rows answered in one turn of the event loop done in one transaction, their \"delivered\" lines in one write", async () => {
     const t = new ConcurrentTarget("t", 4);
-    const { state, dispatcher } = setup([t]);
+    const written: string[] = [];
+    const logger = createLogger({ format: "json", destination: new Writable({ write: (chunk: Buffer, _e, done) => (written.push(chunk.toString()), done()) }) });
+    const { state, dispatcher } = setup([t], { logger });
     const commits: number[] = [];
     const markDone = state.outbox.markDone.bind(state.outbox);
     state.outbox.markDone = (ids, now) => {
@@ -524,19 +526,6 @@ describe("several requests in flight (Target.concurrency)", () => {
     await until(() => state.outbox.counts().every((c) => c.state === "done"));
     await dispatcher.stop();
     assert.deepEqual(commits, [4]);
-  });
-
-  it("logs the rows of one commit together: their \"delivered\" lines go out in one write", async () => {
-    const t = new ConcurrentTarget("t", 4);
-    const written: string[] = [];
-    const logger = createLogger({ format: "json", destination: new Writable({ write: (chunk: Buffer, _e, done) => (written.push(chunk.toString()), done()) }) });
-    const { state, dispatcher } = setup([t], { logger });
-    state.outbox.enqueue(Array.from({ length: 4 }, (_, i) => row(i + 1)));
-    dispatcher.start();
-    await until(() => t.waiting === 4);
-    for (let i = 0; i < 4; i++) t.release();
-    await until(() => state.outbox.counts().every((c) => c.state === "done"));
-    await dispatcher.stop();
     const delivered = written.filter((w) => w.includes('"delivered"'));
     assert.equal(delivered.length, 1, `one write: ${delivered.join("|")}`);
     assert.deepEqual(delivered[0]!.trimEnd().split("\n").map((l) => (JSON.parse(l) as { uid: number }).uid), [1, 2, 3, 4]);

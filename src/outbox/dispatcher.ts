@@ -452,7 +452,6 @@ class TargetLoop {
       this.#backoff.reset();
     }
     if (digest) this.#log.info({ digest: rows.length, first: rows[0]!.id, rows: rows.length }, "delivered as one digest");
-    else if (rows.length === 1) this.#log.info({ ...refOf(rows[0]!), rows: 1 }, "delivered");
     else {
       // The rows of one commit: their lines in one write (a catch-up commits several at a time).
       const each = (): void => rows.forEach((r) => this.#log.info({ ...refOf(r), rows: 1 }, "delivered"));

@@ -4,7 +4,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { rawHeaderCases, readRawHeaderFixture } from "../../test/support/raw-headers.ts";
-import { normalizeMail } from "./normalize.ts";
+import { splitHeaderFields } from "./header-block.ts";
+import { buildMail, normalizeMail } from "./normalize.ts";
 
 const fixtures = path.resolve(import.meta.dirname, "../../test/fixtures");
 const fixture = (name: string): Buffer => readFileSync(path.join(fixtures, name));
@@ -459,5 +460,27 @@ describe("never throws", () => {
     assert.equal(m.text.trim(), "hi");
     assert.deepEqual(m.warnings, []);
     assert.ok(JSON.stringify({ ...m, headers: [...m.headers] }).length < 1000);
+  });
+});
+
+describe("header values seen before (remembered, not parsed again)", () => {
+  const head = (from: string, to: string): string => `From: ${from}\r\nTo: ${to}\r\nSubject: =?UTF-8?B?44GK55+l44KJ44Gb?=\r\n`;
+  const read = (from: string, to: string) => buildMail(splitHeaderFields(head(from, to)), { text: undefined, html: undefined }, []);
+
+  test("each mail gets its own address objects: changing one mail's does not change the next's", () => {
+    const first = read("Shop <shop@example.com>", "me@example.com");
+    first.from[0]!.name = "changed";
+    const second = read("Shop <shop@example.com>", "me@example.com");
+    assert.deepEqual(second.from, [{ name: "Shop", address: "shop@example.com" }]);
+    assert.notEqual(second.from[0], first.from[0]);
+    assert.equal(second.subject, "お知らせ");
+  });
+
+  test("a warning about the same value names the field each mail has it in", () => {
+    const asFrom = read("\"Just a name\"", "me@example.com");
+    const asTo = read("shop@example.com", "\"Just a name\"");
+    assert.ok(asFrom.warnings.some((w) => w.startsWith("From: no usable address")), asFrom.warnings.join("; "));
+    assert.ok(asTo.warnings.some((w) => w.startsWith("To: no usable address")), asTo.warnings.join("; "));
+    assert.ok(!asTo.warnings.some((w) => w.startsWith("From:")));
   });
 });
